@@ -1,0 +1,63 @@
+//! repnet's domain model: the objects the network knows about, verdicts, source records, the
+//! precedence rule that turns several source records into one answer, and the built-in test set.
+//!
+//! This crate is pure: it does no I/O, has no async, reads no clock (callers pass `now`), and
+//! never panics on input. Everything that comes from outside is parsed here into a type whose
+//! existence proves it is valid (a [`Sha256`] is 32 bytes, a [`Domain`] is canonical), so the
+//! rest of the system passes validated values around.
+
+mod builtin;
+mod hash;
+mod name;
+mod object;
+mod precedence;
+mod reputation;
+mod verdict;
+
+pub use builtin::{BuiltinEntry, EICAR, EICAR_THREAT, TEST_DOMAIN_SUFFIX, builtin_entries};
+pub use hash::{FileHash, FileHashes, HashKind, Md5, Sha1, Sha256};
+pub use name::{FeedName, ThreatName};
+pub use object::{CertificateThumbprint, Domain, Object, ObjectKind, canonical_ip};
+pub use precedence::{Decision, Reason, Tier, decide};
+pub use reputation::{Reputation, TtlPolicy};
+pub use verdict::{Categories, Category, Confidence, Source, SourceRecord, Timestamp, Verdict};
+
+/// Why a piece of input could not be turned into a model value.
+///
+/// Messages are lowercase, say what was expected, and are safe to show to the client who sent
+/// the input (they never contain anything but the client's own input and fixed text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Hash(String),
+    #[error("{0}")]
+    Domain(String),
+    #[error("{0}")]
+    Ip(String),
+    #[error("{0}")]
+    Verdict(String),
+    #[error("{0}")]
+    Category(String),
+    #[error("{0}")]
+    Confidence(String),
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Name(String),
+}
+
+impl ParseError {
+    /// The stable machine-readable code the HTTP API reports for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Hash(_) => "invalid_hash",
+            ParseError::Domain(_) => "invalid_domain",
+            ParseError::Ip(_) => "invalid_ip",
+            ParseError::Verdict(_) => "invalid_verdict",
+            ParseError::Category(_) => "invalid_category",
+            ParseError::Confidence(_) => "invalid_confidence",
+            ParseError::Source(_) => "invalid_source",
+            ParseError::Name(_) => "invalid_name",
+        }
+    }
+}
