@@ -1,0 +1,342 @@
+//! The suite every storage backend must pass. Each check opens a fresh store through the
+//! factory it is given, so backends run it with their own setup.
+
+use repnet_model::{
+    Categories, Category, Confidence, EICAR, FileHash, FileHashes, Md5, Object, ObjectKind, Sha1,
+    Sha256, Source, SourceRecord, ThreatName, Timestamp, Verdict,
+};
+
+use crate::{Change, Outcome, Store};
+
+/// Runs every check against stores made by `open`.
+pub async fn run_all(open: &dyn Fn() -> Store) {
+    builtin_test_set_is_present(&open()).await;
+    unknown_objects_have_no_records(&open()).await;
+    put_then_lookup_every_kind(&open()).await;
+    sources_are_kept_side_by_side_and_replaced_per_source(&open()).await;
+    aliases_resolve_to_the_sha256_record(&open()).await;
+    remove_retracts_one_source_everywhere(&open()).await;
+    local_verdicts_are_listed_with_comments(&open()).await;
+    a_batch_is_answered_in_order(&open()).await;
+    names_survive_many_distinct_values(&open()).await;
+}
+
+fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
+    SourceRecord::new(
+        source.parse().expect("valid source"),
+        verdict,
+        Confidence::new(confidence).expect("valid confidence"),
+        Timestamp(at),
+    )
+}
+
+fn put(object: &Object, record: SourceRecord) -> Change {
+    Change::Put {
+        object: object.clone(),
+        hashes: FileHashes::default(),
+        record,
+        comment: None,
+    }
+}
+
+fn object(kind: ObjectKind, text: &str) -> Object {
+    Object::parse(kind, text).expect("valid object")
+}
+
+pub async fn builtin_test_set_is_present(store: &Store) {
+    let hashes = FileHashes::of(EICAR);
+    let by_hash: Vec<Object> = [
+        FileHash::Md5(hashes.md5.expect("md5")),
+        FileHash::Sha1(hashes.sha1.expect("sha1")),
+        FileHash::Sha256(hashes.sha256.expect("sha256")),
+    ]
+    .into_iter()
+    .map(Object::File)
+    .collect();
+    for knowledge in store.lookup(&by_hash).await.expect("lookup") {
+        assert_eq!(knowledge.records.len(), 1, "{knowledge:?}");
+        let record = &knowledge.records[0];
+        assert_eq!(record.source, Source::Builtin);
+        assert_eq!(record.verdict, Verdict::Untrusted);
+        assert_eq!(
+            record.threat.as_ref().map(ThreatName::as_str),
+            Some("EICAR-Test-File")
+        );
+        assert_eq!(knowledge.hashes, hashes, "every hash of EICAR is known");
+    }
+    let domain = object(ObjectKind::Domain, "phishing.test.repnet.invalid");
+    let knowledge = store.lookup(&[domain]).await.expect("lookup");
+    assert!(
+        knowledge[0].records[0]
+            .categories
+            .contains(Category::Phishing)
+    );
+}
+
+pub async fn unknown_objects_have_no_records(store: &Store) {
+    let unknown = object(ObjectKind::File, &"0".repeat(64));
+    let knowledge = store.lookup(&[unknown]).await.expect("lookup");
+    assert!(knowledge[0].records.is_empty());
+    assert_eq!(knowledge[0].prevalence, 0);
+}
+
+pub async fn put_then_lookup_every_kind(store: &Store) {
+    let objects = [
+        object(ObjectKind::File, &"1".repeat(64)),
+        object(ObjectKind::File, &"2".repeat(40)),
+        object(ObjectKind::File, &"3".repeat(32)),
+        object(ObjectKind::Domain, "evil.example"),
+        object(ObjectKind::Ip, "192.0.2.7"),
+        object(ObjectKind::Ip, "2001:db8::7"),
+        object(ObjectKind::Certificate, &"4".repeat(64)),
+    ];
+    let mut expected = record("feed:test", Verdict::Untrusted, 80, 1_000);
+    expected.threat = Some(ThreatName::new("Trojan.Test").expect("name"));
+    expected.categories = Categories::EMPTY.with(Category::Malware).with(Category::C2);
+    expected.last_seen = Timestamp(2_000);
+    let changes = objects.iter().map(|o| put(o, expected.clone())).collect();
+    let outcomes = store.apply(changes).await.expect("apply");
+    assert!(outcomes.iter().all(|o| *o == Outcome::Stored));
+    for knowledge in store.lookup(&objects).await.expect("lookup") {
+        assert_eq!(knowledge.records, vec![expected.clone()]);
+    }
+    // A certificate and a file with the same bytes are different objects.
+    let as_file = object(ObjectKind::File, &"4".repeat(64));
+    assert!(
+        store.lookup(&[as_file]).await.expect("lookup")[0]
+            .records
+            .is_empty()
+    );
+}
+
+pub async fn sources_are_kept_side_by_side_and_replaced_per_source(store: &Store) {
+    let target = object(ObjectKind::Domain, "contested.example");
+    store
+        .apply(vec![
+            put(&target, record("feed:a", Verdict::Untrusted, 90, 100)),
+            put(&target, record("feed:b", Verdict::Trusted, 60, 200)),
+        ])
+        .await
+        .expect("apply");
+    // feed:a speaks again: its record is replaced, its first sighting kept.
+    let mut again = record("feed:a", Verdict::Riskware, 70, 300);
+    again.last_seen = Timestamp(400);
+    store.apply(vec![put(&target, again)]).await.expect("apply");
+    let knowledge = store
+        .lookup(std::slice::from_ref(&target))
+        .await
+        .expect("lookup")
+        .remove(0);
+    assert_eq!(knowledge.records.len(), 2);
+    let a = knowledge
+        .records
+        .iter()
+        .find(|r| r.source.to_string() == "feed:a")
+        .expect("feed:a");
+    assert_eq!(a.verdict, Verdict::Riskware);
+    assert_eq!(a.first_seen, Timestamp(100));
+    assert_eq!(a.last_seen, Timestamp(400));
+}
+
+pub async fn aliases_resolve_to_the_sha256_record(store: &Store) {
+    let hashes = FileHashes {
+        md5: Some(Md5([5; 16])),
+        sha1: Some(Sha1([6; 20])),
+        sha256: Some(Sha256([7; 32])),
+    };
+    let by_md5 = Object::File(FileHash::Md5(Md5([5; 16])));
+    let by_sha1 = Object::File(FileHash::Sha1(Sha1([6; 20])));
+    let by_sha256 = Object::File(FileHash::Sha256(Sha256([7; 32])));
+    // The source gave all three, and named the file by its MD5.
+    store
+        .apply(vec![Change::Put {
+            object: by_md5.clone(),
+            hashes,
+            record: record("feed:bazaar", Verdict::Untrusted, 90, 10),
+            comment: None,
+        }])
+        .await
+        .expect("apply");
+    // Another source knows only the MD5.
+    store
+        .apply(vec![put(
+            &by_md5,
+            record("feed:clamav", Verdict::Untrusted, 70, 20),
+        )])
+        .await
+        .expect("apply");
+    let all = [by_md5, by_sha1, by_sha256];
+    for knowledge in store.lookup(&all).await.expect("lookup") {
+        assert_eq!(knowledge.hashes, hashes);
+        let mut sources: Vec<String> = knowledge
+            .records
+            .iter()
+            .map(|r| r.source.to_string())
+            .collect();
+        sources.sort();
+        assert_eq!(sources, ["feed:bazaar", "feed:clamav"], "{knowledge:?}");
+    }
+}
+
+pub async fn remove_retracts_one_source_everywhere(store: &Store) {
+    let hashes = FileHashes {
+        md5: Some(Md5([8; 16])),
+        sha1: None,
+        sha256: Some(Sha256([9; 32])),
+    };
+    let by_md5 = Object::File(FileHash::Md5(Md5([8; 16])));
+    let by_sha256 = Object::File(FileHash::Sha256(Sha256([9; 32])));
+    store
+        .apply(vec![
+            Change::Put {
+                object: by_sha256.clone(),
+                hashes,
+                record: record("feed:x", Verdict::Untrusted, 90, 10),
+                comment: None,
+            },
+            put(&by_sha256, record("feed:y", Verdict::Untrusted, 50, 10)),
+        ])
+        .await
+        .expect("apply");
+    let outcomes = store
+        .apply(vec![
+            Change::Remove {
+                object: by_md5.clone(),
+                source: "feed:x".parse().expect("source"),
+            },
+            Change::Remove {
+                object: by_md5.clone(),
+                source: "feed:never-seen".parse().expect("source"),
+            },
+            Change::Remove {
+                object: object(ObjectKind::Domain, "never.example"),
+                source: Source::Local,
+            },
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(
+        outcomes,
+        [Outcome::Removed, Outcome::NotFound, Outcome::NotFound]
+    );
+    for knowledge in store
+        .lookup(&[by_md5.clone(), by_sha256.clone()])
+        .await
+        .expect("lookup")
+    {
+        let sources: Vec<String> = knowledge
+            .records
+            .iter()
+            .map(|r| r.source.to_string())
+            .collect();
+        assert_eq!(sources, ["feed:y"]);
+    }
+    store
+        .apply(vec![Change::Remove {
+            object: by_sha256.clone(),
+            source: "feed:y".parse().expect("source"),
+        }])
+        .await
+        .expect("apply");
+    let knowledge = store.lookup(&[by_sha256]).await.expect("lookup");
+    assert!(knowledge[0].records.is_empty());
+}
+
+pub async fn local_verdicts_are_listed_with_comments(store: &Store) {
+    let domain = object(ObjectKind::Domain, "intranet.example");
+    let file = object(ObjectKind::File, &"a".repeat(64));
+    store
+        .apply(vec![
+            Change::Put {
+                object: domain.clone(),
+                hashes: FileHashes::default(),
+                record: record("local", Verdict::Trusted, 100, 5),
+                comment: Some("our intranet, ticket #42".to_owned()),
+            },
+            put(&file, record("local", Verdict::Untrusted, 100, 6)),
+            put(&file, record("feed:z", Verdict::Trusted, 100, 6)),
+        ])
+        .await
+        .expect("apply");
+    let listed = store.local_verdicts().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    let listed_domain = listed
+        .iter()
+        .find(|v| v.object == domain)
+        .expect("domain listed");
+    assert_eq!(
+        listed_domain.comment.as_deref(),
+        Some("our intranet, ticket #42")
+    );
+    assert_eq!(listed_domain.record.verdict, Verdict::Trusted);
+    let listed_file = listed
+        .iter()
+        .find(|v| v.object == file)
+        .expect("file listed");
+    assert_eq!(listed_file.comment, None);
+
+    let outcome = store
+        .apply(vec![Change::Remove {
+            object: file.clone(),
+            source: Source::Local,
+        }])
+        .await
+        .expect("apply");
+    assert_eq!(outcome, [Outcome::Removed]);
+    let listed = store.local_verdicts().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    // The feed's record on the file is untouched.
+    let knowledge = store.lookup(&[file]).await.expect("lookup");
+    assert_eq!(knowledge[0].records.len(), 1);
+    assert_eq!(knowledge[0].records[0].source.to_string(), "feed:z");
+}
+
+pub async fn a_batch_is_answered_in_order(store: &Store) {
+    let objects: Vec<Object> = (0u8..50)
+        .map(|i| Object::File(FileHash::Sha256(Sha256([i; 32]))))
+        .collect();
+    let changes = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, o)| put(o, record("feed:order", Verdict::Untrusted, i as i64, 1)))
+        .collect();
+    store.apply(changes).await.expect("apply");
+    let knowledge = store.lookup(&objects).await.expect("lookup");
+    for (i, knowledge) in knowledge.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(knowledge.records[0].confidence.get() as usize, i);
+        } else {
+            assert!(knowledge.records.is_empty());
+        }
+    }
+}
+
+pub async fn names_survive_many_distinct_values(store: &Store) {
+    let changes: Vec<Change> = (0..300)
+        .map(|i| {
+            let target = object(ObjectKind::Domain, &format!("n{i}.example"));
+            let mut rec = record(&format!("feed:f{}", i % 7), Verdict::Untrusted, 50, 1);
+            rec.threat = Some(ThreatName::new(&format!("Threat.{i}")).expect("name"));
+            put(&target, rec)
+        })
+        .collect();
+    store.apply(changes).await.expect("apply");
+    let lookups: Vec<Object> = (0..300)
+        .map(|i| object(ObjectKind::Domain, &format!("n{i}.example")))
+        .collect();
+    for (i, knowledge) in store
+        .lookup(&lookups)
+        .await
+        .expect("lookup")
+        .iter()
+        .enumerate()
+    {
+        let record = &knowledge.records[0];
+        assert_eq!(
+            record.threat.as_ref().map(ThreatName::as_str),
+            Some(&*format!("Threat.{i}"))
+        );
+        assert_eq!(record.source.to_string(), format!("feed:f{}", i % 7));
+    }
+}

@@ -1,0 +1,133 @@
+//! Storage keys: a one-byte type tag followed by the object's raw bytes (never hex text), so
+//! that a SHA-256 key is 33 bytes and keys of one type sort together.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use repnet_model::{CertificateThumbprint, Domain, FileHash, Md5, Object, Sha1, Sha256};
+
+/// Type tags. They are part of the on-disk format: never reuse or renumber one.
+pub(crate) mod tag {
+    pub(crate) const SHA256: u8 = 0x01;
+    pub(crate) const SHA1: u8 = 0x02;
+    pub(crate) const MD5: u8 = 0x03;
+    pub(crate) const DOMAIN: u8 = 0x10;
+    pub(crate) const IPV4: u8 = 0x20;
+    pub(crate) const IPV6: u8 = 0x21;
+    pub(crate) const CERTIFICATE: u8 = 0x30;
+}
+
+/// The longest key: a tag and a 253-byte domain name.
+const MAX_KEY_LEN: usize = 1 + Domain::MAX_LEN;
+
+/// An encoded key, on the stack: lookups build one per item and must not allocate.
+#[derive(Clone, Copy)]
+pub(crate) struct ObjectKey {
+    len: usize,
+    bytes: [u8; MAX_KEY_LEN],
+}
+
+impl ObjectKey {
+    fn new(tag: u8, body: &[u8]) -> ObjectKey {
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        bytes[0] = tag;
+        // Bodies are at most 253 bytes: a `Domain` cannot be longer, hashes are shorter.
+        let len = 1 + body.len().min(MAX_KEY_LEN - 1);
+        bytes[1..len].copy_from_slice(&body[..len - 1]);
+        ObjectKey { len, bytes }
+    }
+
+    pub(crate) fn of(object: &Object) -> ObjectKey {
+        match object {
+            Object::File(hash) => ObjectKey::file(hash),
+            Object::Domain(domain) => ObjectKey::new(tag::DOMAIN, domain.as_str().as_bytes()),
+            Object::Ip(IpAddr::V4(ip)) => ObjectKey::new(tag::IPV4, &ip.octets()),
+            Object::Ip(IpAddr::V6(ip)) => ObjectKey::new(tag::IPV6, &ip.octets()),
+            Object::Certificate(thumbprint) => {
+                ObjectKey::new(tag::CERTIFICATE, thumbprint.0.as_bytes())
+            }
+        }
+    }
+
+    pub(crate) fn file(hash: &FileHash) -> ObjectKey {
+        match hash {
+            FileHash::Md5(hash) => ObjectKey::new(tag::MD5, hash.as_bytes()),
+            FileHash::Sha1(hash) => ObjectKey::new(tag::SHA1, hash.as_bytes()),
+            FileHash::Sha256(hash) => ObjectKey::new(tag::SHA256, hash.as_bytes()),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Decodes a key back into its object; `None` for bytes that no version of repnet wrote.
+pub(crate) fn decode_key(bytes: &[u8]) -> Option<Object> {
+    let (&tag, body) = bytes.split_first()?;
+    Some(match tag {
+        tag::SHA256 => Object::File(FileHash::Sha256(Sha256(body.try_into().ok()?))),
+        tag::SHA1 => Object::File(FileHash::Sha1(Sha1(body.try_into().ok()?))),
+        tag::MD5 => Object::File(FileHash::Md5(Md5(body.try_into().ok()?))),
+        tag::DOMAIN => Object::Domain(Domain::from_canonical(std::str::from_utf8(body).ok()?)?),
+        tag::IPV4 => Object::Ip(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(body).ok()?))),
+        tag::IPV6 => Object::Ip(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(body).ok()?))),
+        tag::CERTIFICATE => {
+            Object::Certificate(CertificateThumbprint(Sha256(body.try_into().ok()?)))
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repnet_model::ObjectKind;
+
+    #[test]
+    fn keys_round_trip_and_are_compact() {
+        let cases = [
+            (ObjectKind::File, "44d88612fea8a8f36de82e1278abb02f", 17),
+            (
+                ObjectKind::File,
+                "3395856ce81f2b7382dee72602f798b642f14140",
+                21,
+            ),
+            (ObjectKind::File, &"ab".repeat(32), 33),
+            (ObjectKind::Domain, "evil.example", 13),
+            (
+                ObjectKind::Domain,
+                &format!("{}.example", vec!["a".repeat(63); 3].join(".")),
+                200,
+            ),
+            (ObjectKind::Ip, "192.0.2.1", 5),
+            (ObjectKind::Ip, "2001:db8::1", 17),
+            (ObjectKind::Certificate, &"cd".repeat(32), 33),
+        ];
+        for (kind, text, len) in cases {
+            let object = Object::parse(kind, text).unwrap();
+            let key = ObjectKey::of(&object);
+            assert_eq!(key.as_bytes().len(), len, "{text}");
+            assert_eq!(decode_key(key.as_bytes()), Some(object));
+        }
+    }
+
+    #[test]
+    fn certificates_and_files_with_the_same_bytes_are_different_keys() {
+        let hex = "ab".repeat(32);
+        let file = ObjectKey::of(&Object::parse(ObjectKind::File, &hex).unwrap());
+        let cert = ObjectKey::of(&Object::parse(ObjectKind::Certificate, &hex).unwrap());
+        assert_ne!(file.as_bytes(), cert.as_bytes());
+    }
+
+    #[test]
+    fn garbage_keys_decode_to_none() {
+        for bytes in [
+            &[][..],
+            &[0xff, 1, 2],
+            &[tag::SHA256, 1, 2],
+            &[tag::DOMAIN, b'A'],
+        ] {
+            assert_eq!(decode_key(bytes), None);
+        }
+    }
+}

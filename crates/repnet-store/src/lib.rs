@@ -1,0 +1,184 @@
+//! repnet's knowledge base behind one narrow handle, [`Store`].
+//!
+//! The handle speaks the model's language (objects, source records); only this crate knows
+//! how they are laid out on disk. Today there is one backend, embedded LMDB (`lmdb`); a
+//! Redis Cluster backend for scale-out will sit behind the same handle and must pass the same
+//! [`conformance`] suite.
+//!
+//! What the store keeps per object is the set of source records (one per source); the
+//! effective verdict is derived from them at read time by the model's precedence rule, so a
+//! source can be corrected or retracted without losing what the others said.
+
+mod key;
+mod lmdb;
+mod record;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use repnet_model::{FileHashes, Object, Source, SourceRecord, Timestamp};
+
+use crate::lmdb::LmdbStore;
+
+/// What the store knows about one object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Knowledge {
+    /// For files: every hash of the file the store knows, including the one asked for.
+    pub hashes: FileHashes,
+    /// One record per source that said something about the object.
+    pub records: Vec<SourceRecord>,
+    /// Approximate number of distinct devices that reported the object.
+    pub prevalence: u64,
+}
+
+/// One change to the knowledge base. A batch of changes is applied atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Stores what `record.source` says about `object`, replacing what that source said
+    /// before (the first sighting is kept). For files, `hashes` may give the file's other
+    /// hashes: when the SHA-256 is among them, the record is kept under the SHA-256 and the
+    /// MD5 and SHA-1 become aliases that resolve to it. `comment` is kept for local verdicts.
+    Put {
+        object: Object,
+        hashes: FileHashes,
+        record: SourceRecord,
+        comment: Option<String>,
+    },
+    /// Removes what `source` said about `object` (and, for files, under its aliases).
+    Remove { object: Object, source: Source },
+}
+
+/// What applying one [`Change`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored,
+    Removed,
+    /// A `Remove` found nothing from that source.
+    NotFound,
+}
+
+/// A local verdict, as listed for the administrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalVerdict {
+    pub object: Object,
+    pub record: SourceRecord,
+    pub comment: Option<String>,
+}
+
+/// Numbers about the store, for operators and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Number of keys (objects and hash aliases).
+    pub keys: u64,
+    /// Bytes the data file occupies on disk.
+    pub disk_bytes: u64,
+    /// Current size of the memory map (grows as needed).
+    pub map_bytes: u64,
+}
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The memory map to start with, in bytes. The map doubles whenever it fills up, so this
+    /// only matters for tests of that growth; it is address space, not disk or memory.
+    pub initial_map_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            initial_map_size: 4 << 30,
+        }
+    }
+}
+
+/// Why a store operation failed. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data directory {dir} is already in use by another repnet process{holder}: stop that process, or pass a different --data directory"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the knowledge base in {dir} has format version {found}, but this repnet understands up to {supported}: upgrade repnet"
+    )]
+    TooNew {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("the knowledge base is damaged ({0}): restore the data directory from a backup")]
+    Corrupt(String),
+    #[error("storage error in {dir}: {message}")]
+    Backend { dir: PathBuf, message: String },
+    #[error("a storage task stopped unexpectedly: {0}")]
+    Task(String),
+}
+
+/// The handle to the knowledge base. Cheap to clone; all clones share one open store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<LmdbStore>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded store in `dir`, migrates it to the current
+    /// format, and makes sure it knows the built-in test set. Fails if another process has
+    /// the directory open.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let backend = Arc::new(LmdbStore::open(dir, options)?);
+        let store = Store { backend };
+        store.backend.seed_builtin(now())?;
+        Ok(store)
+    }
+
+    /// Looks up `objects` in one consistent snapshot. The answer has one entry per object, in
+    /// the same order; an unknown object gets an empty [`Knowledge`].
+    pub async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
+        // LMDB reads are memory-mapped and take microseconds: running them on the calling
+        // task is cheaper than a hop to the blocking pool.
+        self.backend.lookup(objects)
+    }
+
+    /// Applies `changes` atomically, in order: when this returns `Ok`, every change is on
+    /// disk and survives a crash; on error, none is applied.
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<Outcome>, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.apply(&changes))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Every local verdict, ordered by object key.
+    pub async fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
+        self.backend.local_verdicts()
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.backend.stats()
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        self.backend.dir()
+    }
+}
+
+/// The current time as a model timestamp.
+pub fn now() -> Timestamp {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    Timestamp(seconds)
+}

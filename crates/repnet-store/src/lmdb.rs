@@ -1,0 +1,1082 @@
+//! The embedded backend: LMDB through heed.
+//!
+//! Layout (all databases map bytes to bytes):
+//!
+//! | database | key | value |
+//! |---|---|---|
+//! | `objects` | object key (`key.rs`) | record (`record.rs`) |
+//! | `names` | name id, u32 big-endian | UTF-8 name (feed or threat) |
+//! | `name_ids` | UTF-8 name | name id, u32 big-endian |
+//! | `local` | object key of a local verdict | comment and time it was set |
+//! | `meta` | `format`, `next_name_id` | u32 little-endian |
+//!
+//! Durability is LMDB's: a write transaction is on disk when its commit returns, and a crash
+//! at any moment leaves the last committed state. A `repnet.lock` file held with an exclusive
+//! lock keeps a second process out of the directory.
+
+#![allow(unsafe_code)] // Opening and resizing an LMDB environment are `unsafe` in heed.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
+use repnet_model::{
+    Categories, Confidence, FeedName, FileHash, FileHashes, Object, Sha256, Source, SourceRecord,
+    ThreatName, Timestamp, builtin_entries,
+};
+
+use crate::key::{ObjectKey, decode_key};
+use crate::record::{self, Reader, StoredRecord, StoredSource, put_varint, source_id};
+use crate::{Change, Knowledge, LocalVerdict, Outcome, StoreError, StoreOptions, StoreStats};
+
+/// The store-wide format version. Bump it only with a migration in [`MIGRATIONS`].
+const FORMAT_VERSION: u32 = 1;
+
+/// Whole-store migrations: entry `i` upgrades a store of format `i + 1` to `i + 2`. Record-level
+/// changes need none (see `record.rs`); this is for changes of layout.
+type Migration = fn(&mut RwTxn<'_>, &Databases) -> Result<(), heed::Error>;
+const MIGRATIONS: &[Migration] = &[];
+
+/// Round map sizes to this, a multiple of every page size LMDB runs with.
+const MAP_ALIGN: usize = 1 << 20;
+
+/// The databases of one environment.
+#[derive(Clone, Copy)]
+struct Databases {
+    objects: Database<Bytes, Bytes>,
+    names: Database<Bytes, Bytes>,
+    name_ids: Database<Bytes, Bytes>,
+    local: Database<Bytes, Bytes>,
+    meta: Database<Bytes, Bytes>,
+}
+
+/// A name as both kinds of value it can be, parsed once when it enters the cache.
+#[derive(Clone)]
+struct CachedName {
+    text: Arc<str>,
+    feed: Option<FeedName>,
+    threat: Option<ThreatName>,
+}
+
+impl CachedName {
+    fn new(text: &str) -> CachedName {
+        CachedName {
+            text: Arc::from(text),
+            feed: FeedName::new(text).ok(),
+            threat: ThreatName::new(text).ok(),
+        }
+    }
+}
+
+/// The committed part of the name table, in memory. Names are few (feeds and threat names)
+/// and immutable once committed, so the cache never needs invalidating.
+#[derive(Default)]
+struct NameCache {
+    by_id: Vec<Option<CachedName>>,
+    by_text: HashMap<Arc<str>, u32>,
+}
+
+impl NameCache {
+    fn insert(&mut self, id: u32, name: CachedName) {
+        let index = id as usize;
+        if self.by_id.len() <= index {
+            self.by_id.resize(index + 1, None);
+        }
+        self.by_text.insert(Arc::clone(&name.text), id);
+        self.by_id[index] = Some(name);
+    }
+
+    fn get(&self, id: u32) -> Option<&CachedName> {
+        self.by_id.get(id as usize).and_then(Option::as_ref)
+    }
+}
+
+pub(crate) struct LmdbStore {
+    env: Env<WithoutTls>,
+    dbs: Databases,
+    /// Id → name for committed names; read on every lookup, written after each commit that
+    /// added names. An `RwLock` because reads vastly outnumber writes.
+    names: RwLock<NameCache>,
+    /// Held shared by every read transaction and exclusively while the map is resized: LMDB
+    /// allows resizing only when no transaction of this process is active.
+    map_guard: RwLock<()>,
+    /// Serialises writers, so that the writer that hits a full map can resize it knowing no
+    /// other write transaction is open.
+    writer: Mutex<()>,
+    dir: PathBuf,
+    /// Held (with its exclusive lock) for as long as the store is open.
+    _lock_file: File,
+}
+
+impl std::fmt::Debug for LmdbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmdbStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the directory's lock file, or explains who holds it.
+fn lock_directory(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("repnet.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            action: "open the lock file",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(StoreError::Io {
+                action: "lock",
+                path,
+                source,
+            });
+        }
+    }
+    // Record who holds the lock, for the message another process shows.
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    if let Err(source) = written {
+        return Err(StoreError::Io {
+            action: "write",
+            path,
+            source,
+        });
+    }
+    Ok(file)
+}
+
+fn round_up(size: usize) -> usize {
+    size.div_ceil(MAP_ALIGN).saturating_mul(MAP_ALIGN)
+}
+
+/// A write that failed, telling the retry loop whether growing the map would help.
+enum WriteError {
+    MapFull,
+    Other(StoreError),
+}
+
+impl LmdbStore {
+    pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<LmdbStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create the data directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let lock_file = lock_directory(dir)?;
+        let existing = std::fs::metadata(dir.join("data.mdb"))
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        let map_size = round_up(
+            options
+                .initial_map_size
+                .max(existing.saturating_mul(2))
+                .max(MAP_ALIGN),
+        );
+
+        let mut open_options = EnvOpenOptions::new().read_txn_without_tls();
+        open_options.map_size(map_size).max_dbs(8).max_readers(1024);
+        // SAFETY: NO_READ_AHEAD only changes the kernel's read-ahead advice for the map; it
+        // has no memory-safety implications.
+        unsafe { open_options.flags(EnvFlags::NO_READ_AHEAD) };
+        // SAFETY: heed requires that the same environment is not opened twice in one process
+        // with different options and that the files are not modified by other means while
+        // open. The exclusive lock on `repnet.lock`, taken above and held for the lifetime of
+        // this value, keeps every other opener out, in this process and in others.
+        let env = unsafe { open_options.open(dir) }.map_err(|error| backend(dir, error))?;
+
+        let mut txn = env.write_txn().map_err(|error| backend(dir, error))?;
+        let create = |txn: &mut RwTxn<'_>, name: &str| {
+            env.create_database::<Bytes, Bytes>(txn, Some(name))
+                .map_err(|error| backend(dir, error))
+        };
+        let dbs = Databases {
+            objects: create(&mut txn, "objects")?,
+            names: create(&mut txn, "names")?,
+            name_ids: create(&mut txn, "name_ids")?,
+            local: create(&mut txn, "local")?,
+            meta: create(&mut txn, "meta")?,
+        };
+        migrate(dir, &mut txn, &dbs)?;
+        txn.commit().map_err(|error| backend(dir, error))?;
+
+        let store = LmdbStore {
+            env,
+            dbs,
+            names: RwLock::new(NameCache::default()),
+            map_guard: RwLock::new(()),
+            writer: Mutex::new(()),
+            dir: dir.to_path_buf(),
+            _lock_file: lock_file,
+        };
+        store.load_names()?;
+        Ok(store)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn load_names(&self) -> Result<(), StoreError> {
+        let _map = self
+            .map_guard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let txn = self.env.read_txn().map_err(|e| self.error(e))?;
+        let mut cache = NameCache::default();
+        for entry in self.dbs.names.iter(&txn).map_err(|e| self.error(e))? {
+            let (id, text) = entry.map_err(|e| self.error(e))?;
+            let id = <[u8; 4]>::try_from(id)
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("a name id is not 4 bytes".to_owned()))?;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| StoreError::Corrupt(format!("name {id} is not UTF-8")))?;
+            cache.insert(id, CachedName::new(text));
+        }
+        *self.names.write().unwrap_or_else(PoisonError::into_inner) = cache;
+        Ok(())
+    }
+
+    fn error(&self, error: heed::Error) -> StoreError {
+        backend(&self.dir, error)
+    }
+
+    // ----- reads -------------------------------------------------------------------------
+
+    pub(crate) fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
+        let _map = self
+            .map_guard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let txn = self.env.read_txn().map_err(|e| self.error(e))?;
+        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        let reader = SnapshotReader {
+            store: self,
+            txn: &txn,
+            names: &names,
+        };
+        objects
+            .iter()
+            .map(|object| reader.knowledge(object))
+            .collect()
+    }
+
+    pub(crate) fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
+        let _map = self
+            .map_guard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let txn = self.env.read_txn().map_err(|e| self.error(e))?;
+        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        let reader = SnapshotReader {
+            store: self,
+            txn: &txn,
+            names: &names,
+        };
+        let mut verdicts = Vec::new();
+        for entry in self.dbs.local.iter(&txn).map_err(|e| self.error(e))? {
+            let (key, value) = entry.map_err(|e| self.error(e))?;
+            let object = decode_key(key).ok_or_else(|| {
+                StoreError::Corrupt("a local verdict has an unreadable key".to_owned())
+            })?;
+            let Some(stored) = reader.record(key)? else {
+                continue;
+            };
+            let Some(local) = stored
+                .sources
+                .iter()
+                .find(|s| s.source_id == source_id::LOCAL)
+            else {
+                continue;
+            };
+            verdicts.push(LocalVerdict {
+                object,
+                record: reader.source_record(local)?,
+                comment: decode_local_comment(value)?,
+            });
+        }
+        Ok(verdicts)
+    }
+
+    pub(crate) fn stats(&self) -> Result<StoreStats, StoreError> {
+        let _map = self
+            .map_guard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let txn = self.env.read_txn().map_err(|e| self.error(e))?;
+        let keys = self.dbs.objects.len(&txn).map_err(|e| self.error(e))?;
+        let disk_bytes = std::fs::metadata(self.dir.join("data.mdb"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(StoreStats {
+            keys,
+            disk_bytes,
+            map_bytes: self.env.info().map_size as u64,
+        })
+    }
+
+    // ----- writes ------------------------------------------------------------------------
+
+    pub(crate) fn apply(&self, changes: &[Change]) -> Result<Vec<Outcome>, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match self.try_apply(changes) {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    fn try_apply(&self, changes: &[Change]) -> Result<Vec<Outcome>, WriteError> {
+        let txn = self.env.write_txn().map_err(|e| self.write_error(e))?;
+        let committed = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = TxnWriter {
+            store: self,
+            next_name_id: read_u32(&txn, self.dbs.meta, b"next_name_id")
+                .map_err(|e| self.write_error(e))?
+                .unwrap_or(0),
+            txn,
+            committed: &committed,
+            new_names: Vec::new(),
+            buffer: Vec::with_capacity(256),
+        };
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            outcomes.push(writer.apply(change)?);
+        }
+        let TxnWriter {
+            mut txn,
+            next_name_id,
+            new_names,
+            ..
+        } = writer;
+        drop(committed);
+        if !new_names.is_empty() {
+            self.dbs
+                .meta
+                .put(&mut txn, b"next_name_id", &next_name_id.to_le_bytes())
+                .map_err(|e| self.write_error(e))?;
+        }
+        txn.commit().map_err(|e| self.write_error(e))?;
+        // Publish the new names only now that they are committed: an aborted transaction's
+        // ids are reused by the next one.
+        if !new_names.is_empty() {
+            let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
+            for (id, name) in new_names {
+                cache.insert(id, name);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn write_error(&self, error: heed::Error) -> WriteError {
+        match error {
+            heed::Error::Mdb(MdbError::MapFull) => WriteError::MapFull,
+            other => WriteError::Other(self.error(other)),
+        }
+    }
+
+    /// Doubles the memory map. Called by the writer, between transactions.
+    fn grow_map(&self) -> Result<(), StoreError> {
+        let _exclusive = self
+            .map_guard
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.env.info().map_size;
+        let new_size = round_up(current.saturating_mul(2));
+        tracing::info!(
+            dir = %self.dir.display(),
+            from_bytes = current,
+            to_bytes = new_size,
+            "growing the knowledge base's memory map"
+        );
+        // SAFETY: LMDB allows resizing when no transaction of this process is active. Writers
+        // are serialised by `self.writer`, which our caller holds, and it has dropped its own
+        // transaction; every reader holds `map_guard` shared for the life of its transaction,
+        // and we hold it exclusively.
+        unsafe { self.env.resize(new_size) }.map_err(|e| self.error(e))
+    }
+
+    /// Makes sure every built-in test entry is stored as the model defines it, writing only
+    /// the entries that are missing or differ (so restarts do not rewrite them).
+    pub(crate) fn seed_builtin(&self, now: Timestamp) -> Result<(), StoreError> {
+        let entries = builtin_entries(now);
+        let objects: Vec<Object> = entries.iter().map(|e| e.object.clone()).collect();
+        let known = self.lookup(&objects)?;
+        let changes: Vec<Change> = entries
+            .into_iter()
+            .zip(known)
+            .filter(|(entry, knowledge)| {
+                !knowledge.records.iter().any(|r| {
+                    r.source == Source::Builtin
+                        && r.verdict == entry.record.verdict
+                        && r.threat == entry.record.threat
+                        && r.categories == entry.record.categories
+                        && r.confidence == entry.record.confidence
+                })
+            })
+            .map(|(entry, _)| Change::Put {
+                object: entry.object,
+                hashes: entry.hashes,
+                record: entry.record,
+                comment: None,
+            })
+            .collect();
+        if !changes.is_empty() {
+            self.apply(&changes)?;
+        }
+        Ok(())
+    }
+}
+
+fn backend(dir: &Path, error: heed::Error) -> StoreError {
+    StoreError::Backend {
+        dir: dir.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+fn read_u32(
+    txn: &RoTxn<'_>,
+    db: Database<Bytes, Bytes>,
+    key: &[u8],
+) -> Result<Option<u32>, heed::Error> {
+    Ok(db
+        .get(txn, key)?
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+        .map(u32::from_le_bytes))
+}
+
+/// Brings the store to [`FORMAT_VERSION`], or refuses a store from a newer repnet.
+fn migrate(dir: &Path, txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StoreError> {
+    let found = read_u32(txn, dbs.meta, b"format").map_err(|e| backend(dir, e))?;
+    let mut version = match found {
+        Some(version) => version,
+        None => {
+            let is_empty = dbs.objects.is_empty(txn).map_err(|e| backend(dir, e))?;
+            if !is_empty {
+                return Err(StoreError::Corrupt(
+                    "the store has objects but no format version".to_owned(),
+                ));
+            }
+            FORMAT_VERSION
+        }
+    };
+    if version > FORMAT_VERSION {
+        return Err(StoreError::TooNew {
+            dir: dir.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    while version < FORMAT_VERSION {
+        let Some(step) = version
+            .checked_sub(1)
+            .and_then(|i| MIGRATIONS.get(i as usize))
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "no migration from format version {version}"
+            )));
+        };
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            "migrating the knowledge base"
+        );
+        step(txn, dbs).map_err(|e| backend(dir, e))?;
+        version += 1;
+    }
+    if found != Some(FORMAT_VERSION) {
+        dbs.meta
+            .put(txn, b"format", &FORMAT_VERSION.to_le_bytes())
+            .map_err(|e| backend(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Reads within one read transaction, turning stored records into model values.
+struct SnapshotReader<'a> {
+    store: &'a LmdbStore,
+    txn: &'a RoTxn<'a>,
+    names: &'a NameCache,
+}
+
+impl SnapshotReader<'_> {
+    fn record(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
+        match self
+            .store
+            .dbs
+            .objects
+            .get(self.txn, key)
+            .map_err(|e| self.store.error(e))?
+        {
+            None => Ok(None),
+            Some(bytes) => record::decode(bytes)
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt(error.to_string())),
+        }
+    }
+
+    fn knowledge(&self, object: &Object) -> Result<Knowledge, StoreError> {
+        let mut hashes = FileHashes::default();
+        if let Object::File(hash) = object {
+            hashes.insert(*hash);
+        }
+        let Some(primary) = self.record(ObjectKey::of(object).as_bytes())? else {
+            return Ok(Knowledge {
+                hashes,
+                ..Knowledge::default()
+            });
+        };
+        let mut sources = Vec::new();
+        let mut prevalence = primary.prevalence;
+        match object {
+            Object::File(asked) => {
+                // Gather the records of the whole file: the SHA-256 record (reached directly
+                // or through an alias) first, then what was stored under its other hashes.
+                let own_sources = primary.sources;
+                let main = match primary.alias_of {
+                    Some(sha256) => {
+                        hashes.sha256 = Some(sha256);
+                        self.record(ObjectKey::file(&FileHash::Sha256(sha256)).as_bytes())?
+                    }
+                    None => None,
+                };
+                let (md5, sha1) = match &main {
+                    Some(main) => (main.md5, main.sha1),
+                    None => (primary.md5, primary.sha1),
+                };
+                if let Some(main) = main {
+                    prevalence = main.prevalence;
+                    sources.extend(main.sources);
+                }
+                sources.extend(own_sources);
+                hashes.md5 = hashes.md5.or(md5);
+                hashes.sha1 = hashes.sha1.or(sha1);
+                let others = [md5.map(FileHash::Md5), sha1.map(FileHash::Sha1)];
+                for other in others.into_iter().flatten().filter(|h| h != asked) {
+                    if let Some(record) = self.record(ObjectKey::file(&other).as_bytes())? {
+                        sources.extend(record.sources);
+                    }
+                }
+            }
+            _ => sources = primary.sources,
+        }
+        // One record per source: the first found (the SHA-256 record's) wins.
+        let mut seen = Vec::with_capacity(sources.len());
+        let mut records = Vec::with_capacity(sources.len());
+        for source in &sources {
+            if !seen.contains(&source.source_id) {
+                seen.push(source.source_id);
+                records.push(self.source_record(source)?);
+            }
+        }
+        Ok(Knowledge {
+            hashes,
+            records,
+            prevalence,
+        })
+    }
+
+    fn name(&self, id: u32) -> Result<CachedName, StoreError> {
+        if let Some(name) = self.names.get(id) {
+            return Ok(name.clone());
+        }
+        // A name committed after this reader took the cache lock: read it from the snapshot.
+        let text = self
+            .store
+            .dbs
+            .names
+            .get(self.txn, &id.to_be_bytes())
+            .map_err(|e| self.store.error(e))?
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("name {id} is missing")))?;
+        Ok(CachedName::new(text))
+    }
+
+    fn source_record(&self, stored: &StoredSource) -> Result<SourceRecord, StoreError> {
+        let source = match stored.source_id {
+            source_id::LOCAL => Source::Local,
+            source_id::BUILTIN => Source::Builtin,
+            source_id::UPSTREAM => Source::Upstream,
+            source_id::ENGINE => Source::Engine,
+            id if id >= source_id::FEED_BASE => {
+                let name = self.name(id - source_id::FEED_BASE)?;
+                Source::Feed(name.feed.ok_or_else(|| {
+                    StoreError::Corrupt(format!("feed name {:?} is invalid", name.text))
+                })?)
+            }
+            id => return Err(StoreError::Corrupt(format!("unknown source id {id}"))),
+        };
+        let threat = match stored.threat_id {
+            None => None,
+            Some(id) => {
+                let name = self.name(id)?;
+                Some(name.threat.ok_or_else(|| {
+                    StoreError::Corrupt(format!("threat name {:?} is invalid", name.text))
+                })?)
+            }
+        };
+        Ok(SourceRecord {
+            source,
+            verdict: stored.verdict,
+            threat,
+            categories: Categories::from_bits(stored.categories),
+            confidence: Confidence::new(i64::from(stored.confidence))
+                .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+            first_seen: Timestamp(stored.first_seen),
+            last_seen: Timestamp(stored.last_seen),
+        })
+    }
+}
+
+/// Applies changes within one write transaction.
+struct TxnWriter<'env, 'names> {
+    store: &'env LmdbStore,
+    txn: RwTxn<'env>,
+    committed: &'names NameCache,
+    /// Names added by this transaction, published to the cache after commit.
+    new_names: Vec<(u32, CachedName)>,
+    next_name_id: u32,
+    /// Reused for encoding records.
+    buffer: Vec<u8>,
+}
+
+impl TxnWriter<'_, '_> {
+    fn fail(&self, error: heed::Error) -> WriteError {
+        self.store.write_error(error)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<StoredRecord>, WriteError> {
+        match self
+            .store
+            .dbs
+            .objects
+            .get(&self.txn, key)
+            .map_err(|e| self.fail(e))?
+        {
+            None => Ok(None),
+            Some(bytes) => record::decode(bytes)
+                .map(Some)
+                .map_err(|error| WriteError::Other(StoreError::Corrupt(error.to_string()))),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], record: &StoredRecord) -> Result<(), WriteError> {
+        if record.is_empty() {
+            self.store
+                .dbs
+                .objects
+                .delete(&mut self.txn, key)
+                .map_err(|e| self.store.write_error(e))?;
+            return Ok(());
+        }
+        self.buffer.clear();
+        record::encode(record, &mut self.buffer);
+        self.store
+            .dbs
+            .objects
+            .put(&mut self.txn, key, &self.buffer)
+            .map_err(|e| self.store.write_error(e))
+    }
+
+    /// The id of `text`, if it has one.
+    fn existing_name_id(&self, text: &str) -> Option<u32> {
+        self.committed.by_text.get(text).copied().or_else(|| {
+            self.new_names
+                .iter()
+                .find(|(_, n)| &*n.text == text)
+                .map(|(id, _)| *id)
+        })
+    }
+
+    fn name_id(&mut self, text: &str) -> Result<u32, WriteError> {
+        if let Some(id) = self.existing_name_id(text) {
+            return Ok(id);
+        }
+        let id = self.next_name_id;
+        self.next_name_id = id.checked_add(1).ok_or_else(|| {
+            WriteError::Other(StoreError::Corrupt("the name table is full".to_owned()))
+        })?;
+        let dbs = self.store.dbs;
+        dbs.names
+            .put(&mut self.txn, &id.to_be_bytes(), text.as_bytes())
+            .map_err(|e| self.store.write_error(e))?;
+        dbs.name_ids
+            .put(&mut self.txn, text.as_bytes(), &id.to_be_bytes())
+            .map_err(|e| self.store.write_error(e))?;
+        self.new_names.push((id, CachedName::new(text)));
+        Ok(id)
+    }
+
+    /// The stored id of `source`; `None` for a feed that was never named (so nothing of it
+    /// can be stored) when `create` is false.
+    fn source_id(&mut self, source: &Source, create: bool) -> Result<Option<u32>, WriteError> {
+        Ok(Some(match source {
+            Source::Local => source_id::LOCAL,
+            Source::Builtin => source_id::BUILTIN,
+            Source::Upstream => source_id::UPSTREAM,
+            Source::Engine => source_id::ENGINE,
+            Source::Feed(name) => {
+                let id = if create {
+                    self.name_id(name.as_str())?
+                } else {
+                    match self.existing_name_id(name.as_str()) {
+                        Some(id) => id,
+                        None => return Ok(None),
+                    }
+                };
+                id.checked_add(source_id::FEED_BASE).ok_or_else(|| {
+                    WriteError::Other(StoreError::Corrupt("feed id out of range".to_owned()))
+                })?
+            }
+        }))
+    }
+
+    fn apply(&mut self, change: &Change) -> Result<Outcome, WriteError> {
+        match change {
+            Change::Put {
+                object,
+                hashes,
+                record,
+                comment,
+            } => {
+                self.put_record(object, hashes, record, comment.as_deref())?;
+                Ok(Outcome::Stored)
+            }
+            Change::Remove { object, source } => self.remove(object, source),
+        }
+    }
+
+    fn put_record(
+        &mut self,
+        object: &Object,
+        hashes: &FileHashes,
+        record: &SourceRecord,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        // A file whose SHA-256 is known is kept under it; its MD5 and SHA-1 become aliases.
+        let mut all_hashes = *hashes;
+        if let Object::File(hash) = object {
+            all_hashes.insert(*hash);
+        }
+        let primary_object = match (object, all_hashes.sha256) {
+            (Object::File(_), Some(sha256)) => Object::File(FileHash::Sha256(sha256)),
+            _ => object.clone(),
+        };
+        let key = ObjectKey::of(&primary_object);
+        let stored_source = StoredSource {
+            source_id: self
+                .source_id(&record.source, true)?
+                .unwrap_or(source_id::LOCAL),
+            verdict: record.verdict,
+            confidence: record.confidence.get(),
+            threat_id: match &record.threat {
+                Some(threat) => Some(self.name_id(threat.as_str())?),
+                None => None,
+            },
+            categories: record.categories.bits(),
+            first_seen: record.first_seen.0,
+            last_seen: record.last_seen.0.max(record.first_seen.0),
+        };
+        let mut stored = self.get(key.as_bytes())?.unwrap_or_default();
+        if let Object::File(FileHash::Sha256(_)) = primary_object {
+            stored.md5 = all_hashes.md5.or(stored.md5);
+            stored.sha1 = all_hashes.sha1.or(stored.sha1);
+        }
+        match stored
+            .sources
+            .iter_mut()
+            .find(|s| s.source_id == stored_source.source_id)
+        {
+            Some(existing) => {
+                let first_seen = existing.first_seen.min(stored_source.first_seen);
+                let last_seen = existing.last_seen.max(stored_source.last_seen);
+                *existing = StoredSource {
+                    first_seen,
+                    last_seen,
+                    ..stored_source
+                };
+            }
+            None => stored.sources.push(stored_source),
+        }
+        self.put(key.as_bytes(), &stored)?;
+
+        if let Object::File(FileHash::Sha256(sha256)) = primary_object {
+            let aliases = [
+                all_hashes.md5.map(FileHash::Md5),
+                all_hashes.sha1.map(FileHash::Sha1),
+            ];
+            for alias in aliases.into_iter().flatten() {
+                self.set_alias(&alias, sha256)?;
+            }
+        }
+        if record.source == Source::Local {
+            let value = encode_local_comment(comment);
+            self.store
+                .dbs
+                .local
+                .put(&mut self.txn, key.as_bytes(), &value)
+                .map_err(|e| self.store.write_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn set_alias(&mut self, alias: &FileHash, sha256: Sha256) -> Result<(), WriteError> {
+        let key = ObjectKey::file(alias);
+        let mut stored = self.get(key.as_bytes())?.unwrap_or_default();
+        if stored.alias_of != Some(sha256) {
+            stored.alias_of = Some(sha256);
+            self.put(key.as_bytes(), &stored)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, object: &Object, source: &Source) -> Result<Outcome, WriteError> {
+        let Some(id) = self.source_id(source, false)? else {
+            return Ok(Outcome::NotFound);
+        };
+        // The keys a lookup of `object` gathers records from (see `SnapshotReader::knowledge`).
+        let mut keys = vec![ObjectKey::of(object)];
+        let primary = match object {
+            Object::File(_) => self.get(keys[0].as_bytes())?,
+            _ => None,
+        };
+        if let (Object::File(asked), Some(primary)) = (object, primary) {
+            let main = match primary.alias_of.map(FileHash::Sha256) {
+                Some(hash) => {
+                    keys.push(ObjectKey::file(&hash));
+                    self.get(ObjectKey::file(&hash).as_bytes())?
+                }
+                None => Some(primary),
+            };
+            if let Some(main) = main {
+                let others = [main.md5.map(FileHash::Md5), main.sha1.map(FileHash::Sha1)];
+                for other in others.into_iter().flatten().filter(|h| h != asked) {
+                    keys.push(ObjectKey::file(&other));
+                }
+            }
+        }
+        let mut removed = false;
+        for key in &keys {
+            let Some(mut stored) = self.get(key.as_bytes())? else {
+                continue;
+            };
+            let before = stored.sources.len();
+            stored.sources.retain(|s| s.source_id != id);
+            if stored.sources.len() != before {
+                removed = true;
+                self.put(key.as_bytes(), &stored)?;
+            }
+            if *source == Source::Local {
+                self.store
+                    .dbs
+                    .local
+                    .delete(&mut self.txn, key.as_bytes())
+                    .map_err(|e| self.store.write_error(e))?;
+            }
+        }
+        Ok(if removed {
+            Outcome::Removed
+        } else {
+            Outcome::NotFound
+        })
+    }
+}
+
+/// The value of a `local` entry: a version byte, then the comment's length and bytes.
+fn encode_local_comment(comment: Option<&str>) -> Vec<u8> {
+    let mut out = vec![1];
+    if let Some(comment) = comment {
+        put_varint(&mut out, comment.len() as u64);
+        out.extend_from_slice(comment.as_bytes());
+    }
+    out
+}
+
+fn decode_local_comment(bytes: &[u8]) -> Result<Option<String>, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("a local verdict's comment {what}"));
+    let mut reader = Reader::new(bytes);
+    if reader.u8().map_err(|_| corrupt("is empty"))? != 1 {
+        return Err(corrupt("has an unknown version"));
+    }
+    if reader.is_empty() {
+        return Ok(None);
+    }
+    let len = reader.varint().map_err(|_| corrupt("is truncated"))?;
+    let text = reader
+        .slice(usize::try_from(len).map_err(|_| corrupt("is too long"))?)
+        .map_err(|_| corrupt("is truncated"))?;
+    std::str::from_utf8(text)
+        .map(|text| Some(text.to_owned()))
+        .map_err(|_| corrupt("is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repnet_model::{Confidence, FileHash, Verdict};
+
+    fn open(dir: &Path) -> crate::Store {
+        crate::Store::open(dir, &StoreOptions::default()).expect("open")
+    }
+
+    #[tokio::test]
+    async fn conformance() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        crate::conformance::run_all(&|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = open(dir.path());
+            dirs.lock().expect("lock").push(dir);
+            store
+        })
+        .await;
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = open(dir.path());
+        let error = crate::Store::open(dir.path(), &StoreOptions::default()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("already in use by another repnet process"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let object =
+            Object::parse(repnet_model::ObjectKind::Domain, "kept.example").expect("domain");
+        {
+            let store = open(dir.path());
+            let mut record = SourceRecord::new(
+                Source::feed("persist").expect("feed"),
+                Verdict::Riskware,
+                Confidence::new(42).expect("confidence"),
+                Timestamp(7),
+            );
+            record.threat = Some(ThreatName::new("Kept.Threat").expect("threat"));
+            store
+                .apply(vec![Change::Put {
+                    object: object.clone(),
+                    hashes: FileHashes::default(),
+                    record,
+                    comment: None,
+                }])
+                .await
+                .expect("apply");
+        }
+        let store = open(dir.path());
+        let knowledge = store.lookup(&[object]).await.expect("lookup");
+        let record = &knowledge[0].records[0];
+        assert_eq!(record.verdict, Verdict::Riskware);
+        assert_eq!(
+            record.threat.as_ref().map(ThreatName::as_str),
+            Some("Kept.Threat")
+        );
+        assert_eq!(record.source.to_string(), "feed:persist");
+    }
+
+    #[tokio::test]
+    async fn the_map_grows_instead_of_failing_when_full() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::Store::open(
+            dir.path(),
+            &StoreOptions {
+                initial_map_size: 1 << 20,
+            },
+        )
+        .expect("open");
+        let before = store.stats().expect("stats").map_bytes;
+        let record = SourceRecord::new(
+            Source::feed("growth").expect("feed"),
+            Verdict::Untrusted,
+            Confidence::MAX,
+            Timestamp(1),
+        );
+        // 100,000 entries need several megabytes: far more than the initial 1 MiB map.
+        let objects: Vec<Object> = (0u64..100_000)
+            .map(|i| Object::File(FileHash::Sha256(Sha256::digest(&i.to_le_bytes()))))
+            .collect();
+        for chunk in objects.chunks(25_000) {
+            let changes = chunk
+                .iter()
+                .map(|object| Change::Put {
+                    object: object.clone(),
+                    hashes: FileHashes::default(),
+                    record: record.clone(),
+                    comment: None,
+                })
+                .collect();
+            store.apply(changes).await.expect("apply grows the map");
+        }
+        let stats = store.stats().expect("stats");
+        assert!(stats.map_bytes > before, "{stats:?}");
+        let knowledge = store.lookup(&objects[99_990..]).await.expect("lookup");
+        assert!(knowledge.iter().all(|k| k.records.len() == 1));
+    }
+
+    #[test]
+    fn a_store_from_a_newer_repnet_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(open(dir.path()));
+        {
+            let store = LmdbStore::open(dir.path(), &StoreOptions::default()).expect("open");
+            let mut txn = store.env.write_txn().expect("txn");
+            store
+                .dbs
+                .meta
+                .put(&mut txn, b"format", &99u32.to_le_bytes())
+                .expect("put");
+            txn.commit().expect("commit");
+        }
+        let error = crate::Store::open(dir.path(), &StoreOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("upgrade repnet"), "{error}");
+    }
+
+    #[test]
+    fn local_comments_round_trip() {
+        for comment in [None, Some(""), Some("ticket #1 — ünïcode")] {
+            let bytes = encode_local_comment(comment);
+            assert_eq!(
+                decode_local_comment(&bytes).expect("decode").as_deref(),
+                comment
+            );
+        }
+        assert!(decode_local_comment(&[]).is_err());
+        assert!(decode_local_comment(&[1, 5, b'a']).is_err());
+    }
+}
