@@ -17,6 +17,9 @@ use std::fmt;
 
 use crate::verdict::{Source, SourceRecord, Verdict};
 
+/// The rule of this module in one sentence, as `?explain=true` states it.
+pub const PRECEDENCE_RULE: &str = "local verdicts win; then the built-in test set; then feed and upstream knowledge; then the reputation engine; within a tier the higher confidence, then the more severe verdict, then the first source by name";
+
 /// The precedence tier of a source; lower wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {

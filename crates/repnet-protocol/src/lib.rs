@@ -1,0 +1,104 @@
+//! The JSON of repnet's HTTP API, shared by the server, the client and the CLI.
+//!
+//! Request types keep client input as text (borrowed where possible) so that the server can
+//! validate it with the model's parsers and report exactly which field was wrong. Response
+//! types are built from model values with [`Reputation::from_model`] and friends.
+
+mod admin;
+mod lookup;
+
+pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
+pub use lookup::{
+    ExplainedRecord, Explanation, Hashes, LookupItem, LookupRequest, LookupResponse, ObjectRef,
+    Reputation, Verdict, parse_lookup_request, rfc3339,
+};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case, safe to match on: `invalid_hash`, `invalid_json`, `batch_too_large`, …
+    pub code: String,
+    /// What was wrong and what to do about it.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// A JSON body that could not be turned into a request: which part, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    /// `invalid_json` for bytes that are not JSON, `invalid_request` for JSON of the wrong shape.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Parses a JSON request body, naming the path of the offending field in the error
+/// (`items[3]: unknown field "hash"`).
+pub fn parse_body<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BodyError> {
+    // Every request body is an object; serde would also accept an array for a struct, with a
+    // baffling message.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(BodyError {
+            code: "invalid_request",
+            message: "the body must be a JSON object, such as {\"items\": [...]}".to_owned(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let code = if inner.is_data() {
+            "invalid_request"
+        } else {
+            "invalid_json"
+        };
+        let message = match (code, path.as_str()) {
+            ("invalid_json", _) => format!("the body is not valid JSON: {inner}"),
+            (_, "." | "") => format!("the body does not have the expected shape: {inner}"),
+            (_, path) => format!("{path}: {inner}"),
+        };
+        BodyError { code, message }
+    })?;
+    deserializer.end().map_err(|error| BodyError {
+        code: "invalid_json",
+        message: format!("the body is not valid JSON: {error}"),
+    })?;
+    Ok(value)
+}
+
+/// Serialises a response body. Our types always serialise; the fallback keeps that a
+/// property of the types rather than a panic.
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|error| {
+        format!(
+            r#"{{"error":{{"code":"internal","message":"cannot encode the answer: {error}"}}}}"#
+        )
+        .into_bytes()
+    })
+}
+
+/// Parses a response body (for clients).
+pub fn from_json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|error| error.to_string())
+}
