@@ -1,0 +1,243 @@
+//! A client for repnet's HTTP API.
+//!
+//! Errors distinguish what a user must act on differently: the server cannot be reached
+//! (start it, or fix `--server`), the server refused the request (its message says why), or
+//! the server answered something this client does not understand (a version mismatch).
+
+use std::time::Duration;
+
+use repnet_model::ObjectKind;
+use repnet_protocol::{
+    ErrorBody, LocalVerdictList, LookupItem, LookupRequest, LookupResponse, Reputation,
+    SetLocalVerdict,
+};
+use reqwest::StatusCode;
+
+/// The most items the server takes in one batch; longer lists are split.
+pub const BATCH_LIMIT: usize = 10_000;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0:?} is not a usable server URL: give one like http://127.0.0.1:8080")]
+    InvalidUrl(String),
+    #[error("cannot reach {url}: is `repnet serve` running there? ({reason})")]
+    Unreachable { url: String, reason: String },
+    #[error("the server refused the request ({status}, {code}): {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "the server at {url} gave an answer this client does not understand ({reason}): is it a repnet server of a compatible version?"
+    )]
+    Unexpected { url: String, reason: String },
+}
+
+/// An HTTP client builder with rustls and its crypto provider set up.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Installing fails only if a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("repnet/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+}
+
+/// A connection to one repnet server. Cheap to clone; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    admin_token: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        let base = base_url.trim().trim_end_matches('/').to_owned();
+        let parsed =
+            reqwest::Url::parse(&base).map_err(|_| ClientError::InvalidUrl(base_url.to_owned()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ClientError::InvalidUrl(base_url.to_owned()));
+        }
+        let http = http_client_builder()
+            .build()
+            .map_err(|error| ClientError::Unreachable {
+                url: base.clone(),
+                reason: error.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            admin_token: None,
+        })
+    }
+
+    /// Uses `token` for the admin API.
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Client {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&error),
+            })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&error),
+            })?;
+        if status.is_success() {
+            return repnet_protocol::from_json(&body).map_err(|reason| ClientError::Unexpected {
+                url: self.base.clone(),
+                reason,
+            });
+        }
+        match repnet_protocol::from_json::<ErrorBody>(&body) {
+            Ok(error) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: error.error.code,
+                message: error.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                url: self.base.clone(),
+                reason: format!("status {status} without a repnet error body"),
+            }),
+        }
+    }
+
+    fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Looks up any number of objects, in batches the server accepts; answers in order.
+    pub async fn lookup(
+        &self,
+        items: &[LookupItem<'_>],
+        explain: bool,
+    ) -> Result<Vec<Reputation>, ClientError> {
+        let mut results = Vec::with_capacity(items.len());
+        for chunk in items.chunks(BATCH_LIMIT) {
+            let body = LookupRequest {
+                items: chunk.to_vec(),
+            };
+            let request = self
+                .http
+                .post(format!("{}/v1/lookup", self.base))
+                .query(&[("explain", explain)])
+                .json(&body);
+            let response: LookupResponse = self.send(request).await?;
+            if response.results.len() != chunk.len() {
+                return Err(ClientError::Unexpected {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "{} results for {} items",
+                        response.results.len(),
+                        chunk.len()
+                    ),
+                });
+            }
+            results.extend(response.results);
+        }
+        Ok(results)
+    }
+
+    /// Looks up one object with `GET /v1/<kind>s/{value}`.
+    pub async fn get(
+        &self,
+        kind: ObjectKind,
+        value: &str,
+        explain: bool,
+    ) -> Result<Reputation, ClientError> {
+        let collection = match kind {
+            ObjectKind::File => "files",
+            ObjectKind::Domain => "domains",
+            ObjectKind::Ip => "ips",
+            ObjectKind::Certificate => "certificates",
+        };
+        let mut url = reqwest::Url::parse(&self.base)
+            .map_err(|_| ClientError::InvalidUrl(self.base.clone()))?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::InvalidUrl(self.base.clone()))?
+            .extend(["v1", collection, value]);
+        self.send(self.http.get(url).query(&[("explain", explain)]))
+            .await
+    }
+
+    /// Sets the local verdict on one object; answers the object's new reputation.
+    pub async fn set_local_verdict(
+        &self,
+        verdict: &SetLocalVerdict<'_>,
+    ) -> Result<Reputation, ClientError> {
+        let request = self
+            .http
+            .put(format!("{}/v1/admin/verdicts", self.base))
+            .json(verdict);
+        self.send(self.admin(request)).await
+    }
+
+    /// Removes the local verdict on one object; answers the object's reputation without it.
+    pub async fn remove_local_verdict(
+        &self,
+        kind: ObjectKind,
+        value: &str,
+    ) -> Result<Reputation, ClientError> {
+        let request = self
+            .http
+            .delete(format!("{}/v1/admin/verdicts", self.base))
+            .query(&[(kind.as_str(), value)]);
+        self.send(self.admin(request)).await
+    }
+
+    /// Every local verdict.
+    pub async fn local_verdicts(&self) -> Result<LocalVerdictList, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/verdicts", self.base));
+        self.send(self.admin(request)).await
+    }
+}
+
+/// An error with its causes, on one line: reqwest's top-level message alone ("error sending
+/// request") hides the useful part ("connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal, if the server refused.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => StatusCode::from_u16(*status).ok(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The server's configuration: one documented struct, defaults in one place.
+//!
+//! Sources, in increasing precedence: the TOML file (`--config`), `REPNET_*` environment
+//! variables, command-line flags. The binary merges the last two (clap does that); this module
+//! reads the file and validates the result. Every key is documented in docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use repnet_model::TtlPolicy;
+use serde::{Deserialize, Serialize};
+
+/// The most items a batch lookup may hold, whatever the configuration says.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+/// Everything `repnet serve` can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded knowledge base.
+    pub data: PathBuf,
+    /// File holding the admin token; the admin API is disabled without a token.
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds clients may cache an answer with a known verdict.
+    pub ttl_seconds: u32,
+    /// Seconds clients may cache an `unknown` answer.
+    pub unknown_ttl_seconds: u32,
+    /// Most items in one `POST /v1/lookup` (at most 10,000).
+    pub max_batch_items: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./repnet-data"),
+            admin_token_file: None,
+            ttl_seconds: 3600,
+            unknown_ttl_seconds: 300,
+            max_batch_items: MAX_BATCH_ITEMS,
+            max_body_bytes: 4 << 20,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// A configuration that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("cannot read the admin token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ServerConfig {
+    /// Reads a TOML config file. Unknown keys are errors: a typo must not silently fall back
+    /// to a default.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Checks the settings that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_batch_items == 0 || self.max_batch_items > MAX_BATCH_ITEMS {
+            return Err(ConfigError::Invalid {
+                key: "max_batch_items",
+                message: format!(
+                    "must be from 1 to {MAX_BATCH_ITEMS}; got {}",
+                    self.max_batch_items
+                ),
+            });
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        if self.ttl_seconds == 0 || self.unknown_ttl_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ttl_seconds",
+                message: "ttl_seconds and unknown_ttl_seconds must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn ttl_policy(&self) -> TtlPolicy {
+        TtlPolicy {
+            known: self.ttl_seconds,
+            unknown: self.unknown_ttl_seconds,
+        }
+    }
+
+    /// The configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self)
+            .unwrap_or_else(|error| format!("# cannot print the configuration: {error}\n"))
+    }
+}
+
+/// The admin token. Kept only as its SHA-256, so that comparison is constant-time whatever
+/// the lengths, and the token itself never sits in memory longer than startup.
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl AdminToken {
+    /// A token from its text. Surrounding whitespace (a file's final newline) is not part of it.
+    pub fn new(token: &str) -> Result<AdminToken, ConfigError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "admin token",
+                message: "the admin token is empty: put a long random string in it (e.g. `openssl rand -hex 32`)".to_owned(),
+            });
+        }
+        use sha2::Digest as _;
+        Ok(AdminToken {
+            digest: sha2::Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<AdminToken, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        AdminToken::new(&text)
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest as _;
+        use subtle::ConstantTimeEq as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        self.digest.ct_eq(&digest).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repnet.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let error = ServerConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `listne`"), "{error}");
+    }
+
+    #[test]
+    fn a_partial_file_keeps_defaults_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repnet.toml");
+        std::fs::write(&path, "ttl_seconds = 60\n").unwrap();
+        let config = ServerConfig::from_file(&path).unwrap();
+        assert_eq!(config.ttl_seconds, 60);
+        assert_eq!(config.listen, ServerConfig::default().listen);
+        // What --print-config prints reads back to the same configuration.
+        let printed = config.to_toml();
+        std::fs::write(&path, &printed).unwrap();
+        assert_eq!(ServerConfig::from_file(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let config = ServerConfig {
+            max_batch_items: 20_000,
+            ..ServerConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_batch_items")
+        );
+    }
+
+    #[test]
+    fn admin_tokens_compare_by_value_only() {
+        let token = AdminToken::new("s3cret-token\n").unwrap();
+        assert!(token.matches("s3cret-token"));
+        assert!(!token.matches("s3cret-tokem"));
+        assert!(!token.matches(""));
+        assert!(AdminToken::new(" \n").is_err());
+        assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
+    }
+}

@@ -1,0 +1,68 @@
+//! The one error type of the HTTP API: a status, a stable machine-readable code, and a message
+//! that says what was wrong and what to do. Internal details go to the log, never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use repnet_protocol::{BodyError, ErrorBody};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A client's input that the model refused, with `field` naming where it was.
+    pub(crate) fn invalid(field: &str, error: &repnet_model::ParseError) -> ApiError {
+        let message = if field.is_empty() {
+            error.to_string()
+        } else {
+            format!("{field}: {error}")
+        };
+        ApiError::bad_request(error.code(), message)
+    }
+
+    pub(crate) fn from_body(error: BodyError) -> ApiError {
+        ApiError::bad_request(error.code, error.message)
+    }
+
+    /// A failure of the server itself. The details are logged; the client gets a message
+    /// that points at the log.
+    pub(crate) fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "{context}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; the server's log has the details"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = repnet_protocol::to_json(&ErrorBody::new(self.code, self.message));
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

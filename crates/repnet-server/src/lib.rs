@@ -1,0 +1,103 @@
+//! repnet's reputation server: the HTTP API (lookups, local verdicts, operations) over the
+//! knowledge base.
+//!
+//! [`Server::run`] takes a bound listener and a shutdown future, so tests start the real
+//! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
+
+pub mod config;
+mod error;
+mod metrics;
+mod openapi;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use repnet_model::TtlPolicy;
+use repnet_store::Store;
+use tokio::net::TcpListener;
+
+pub use crate::config::{AdminToken, ConfigError, ServerConfig};
+pub use crate::openapi::openapi_json;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    store: Store,
+    ttl: TtlPolicy,
+    max_batch_items: usize,
+    metrics: metrics::Metrics,
+    /// `None` disables the admin API.
+    admin_token: Option<AdminToken>,
+    /// False until the server serves and again from the moment shutdown begins, so that a
+    /// load balancer stops sending traffic before connections close. An atomic because
+    /// `/readyz` reads it on every probe and shutdown flips it once.
+    ready: Arc<AtomicBool>,
+}
+
+/// A configured server, ready to run on a listener.
+#[derive(Debug)]
+pub struct Server {
+    router: Router,
+    ready: Arc<AtomicBool>,
+    grace: Duration,
+}
+
+impl Server {
+    /// A server answering from `store` with the settings of `config`; `admin_token` enables
+    /// the admin API.
+    pub fn new(store: Store, config: &ServerConfig, admin_token: Option<AdminToken>) -> Server {
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            store,
+            ttl: config.ttl_policy(),
+            max_batch_items: config.max_batch_items,
+            metrics: metrics::Metrics::new(),
+            admin_token,
+            ready: Arc::clone(&ready),
+        };
+        Server {
+            router: routes::router(state, config.max_body_bytes),
+            ready,
+            grace: Duration::from_secs(config.shutdown_grace_seconds),
+        }
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 (cleartext) on `listener` until `shutdown` completes, then
+    /// stops accepting, reports not ready, and lets in-flight requests finish for up to the
+    /// configured grace period.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ready = Arc::clone(&self.ready);
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let serve = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
+        self.ready.store(true, Ordering::SeqCst);
+        let grace = self.grace;
+        let grace_expired = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = serve => result,
+            () = grace_expired => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics: lookups by object type and verdict, HTTP requests by route and status,
+//! and request latency by route.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use repnet_model::{ObjectKind, Verdict};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LookupLabels {
+    object: &'static str,
+    verdict: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// The server's metrics. Cloning shares them.
+#[derive(Clone, Debug)]
+pub(crate) struct Metrics {
+    registry: Arc<Registry>,
+    /// Indexed by `[object kind][verdict]`, resolved once at startup so that counting a
+    /// lookup is one atomic add, without the family's map lookup.
+    lookups: Arc<[[Counter; 4]; 4]>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let lookup_family = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "repnet_lookups",
+            "Objects looked up, by object type and answered verdict",
+            lookup_family.clone(),
+        );
+        let lookups = ObjectKind::ALL.map(|kind| {
+            Verdict::ALL.map(|verdict| {
+                lookup_family
+                    .get_or_create(&LookupLabels {
+                        object: kind.as_str(),
+                        verdict: verdict.as_str(),
+                    })
+                    .clone()
+            })
+        });
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "repnet_http_requests",
+            "HTTP requests, by route and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "repnet_http_request_duration_seconds",
+            "Time from request to response, by route",
+            latency.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            lookups: Arc::new(lookups),
+            requests,
+            latency,
+        }
+    }
+
+    pub(crate) fn count_lookup(&self, kind: ObjectKind, verdict: Verdict) {
+        let kind = ObjectKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let verdict = Verdict::ALL.iter().position(|v| *v == verdict).unwrap_or(0);
+        self.lookups[kind][verdict].inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        text
+    }
+}
+
+/// The route patterns, as labels. Requests that match no route are counted as `unmatched`, so
+/// that scanners probing random paths cannot grow the label set without bound.
+const ROUTES: &[&str] = &[
+    "/v1/files/{hash}",
+    "/v1/domains/{domain}",
+    "/v1/ips/{ip}",
+    "/v1/certificates/{sha256}",
+    "/v1/lookup",
+    "/v1/admin/verdicts",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+];
+
+fn route_label(request: &Request) -> &'static str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|matched| ROUTES.iter().find(|route| **route == matched.as_str()))
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// Middleware counting and timing every request.
+pub(crate) async fn track(
+    State(metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = route_label(&request);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}

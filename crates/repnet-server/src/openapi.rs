@@ -1,0 +1,59 @@
+//! The OpenAPI description, generated from the handlers' annotations and the wire types.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "repnet",
+        description = "A self-hostable reputation network for endpoint security: reputations of files, domains, IP addresses and code-signing certificates."
+    ),
+    paths(
+        routes::get_file,
+        routes::get_domain,
+        routes::get_ip,
+        routes::get_certificate,
+        routes::lookup_batch,
+        routes::set_local_verdict,
+        routes::remove_local_verdict,
+        routes::list_local_verdicts,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi,
+    ),
+    components(schemas(
+        repnet_protocol::ErrorBody,
+        repnet_protocol::ErrorDetail,
+        repnet_protocol::Reputation,
+        repnet_protocol::LookupRequest,
+        repnet_protocol::LookupResponse,
+        repnet_protocol::SetLocalVerdict,
+        repnet_protocol::LocalVerdictList,
+    )),
+    modifiers(&AdminTokenScheme)
+)]
+struct ApiDoc;
+
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "admin_token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| {
+        format!(r#"{{"error":"cannot render the OpenAPI document: {error}"}}"#)
+    })
+}

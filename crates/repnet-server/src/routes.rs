@@ -1,0 +1,554 @@
+//! The HTTP routes: lookups, the admin API and operations.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, middleware};
+use repnet_model::{
+    Category, Confidence, Object, ObjectKind, Reputation, Source, SourceRecord, ThreatName, Verdict,
+};
+use repnet_protocol::{
+    LocalVerdictEntry, LocalVerdictList, LookupItem, LookupResponse, SetLocalVerdict,
+};
+use repnet_store::{Change, Outcome};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let admin = Router::new()
+        .route(
+            "/v1/admin/verdicts",
+            get(list_local_verdicts)
+                .put(set_local_verdict)
+                .delete(remove_local_verdict),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/v1/files/{hash}", get(get_file))
+        .route("/v1/domains/{domain}", get(get_domain))
+        .route("/v1/ips/{ip}", get(get_ip))
+        .route("/v1/certificates/{sha256}", get(get_certificate))
+        .route("/v1/lookup", axum::routing::post(lookup_batch))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        // The body extractor stops reading at the limit (at once when Content-Length already
+        // says too much), and `body_bytes` turns that into our JSON 413.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+// ----- helpers ----------------------------------------------------------------------------
+
+/// `?explain=true`. Unknown parameters are errors: a misspelt `explain` must not be ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LookupParams {
+    #[serde(default)]
+    explain: Option<String>,
+}
+
+fn explain_flag(params: Result<Query<LookupParams>, QueryRejection>) -> Result<bool, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}: the only query parameter here is explain=true|false",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    match params.explain.as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("explain must be true or false; got {other:?}"),
+        )),
+    }
+}
+
+fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(value)| value).map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_path",
+            format!(
+                "{}: check the percent-encoding of the path",
+                rejection.body_text()
+            ),
+        )
+    })
+}
+
+/// JSON with the right content type.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Refuses bodies that are not declared as JSON.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            if content_type.is_empty() {
+                "the request has no Content-Type: send the body as JSON with Content-Type: application/json".to_owned()
+            } else {
+                format!(
+                    "the body is {content_type:?}: send it as JSON with Content-Type: application/json"
+                )
+            },
+        ))
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than the server accepts (max_body_bytes): split the batch into smaller requests",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", format!("cannot read the request body: {}", rejection.body_text()))
+        }
+    })
+}
+
+/// Parses the object an item names; `field` is where it was (`items[3]`, `object`).
+fn item_object(item: &LookupItem<'_>, field: &str) -> Result<Object, ApiError> {
+    let (kind, text) = item.target().map_err(|problem| {
+        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
+    })?;
+    Object::parse(kind, text).map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error))
+}
+
+/// Looks `objects` up and reduces each to its answer.
+async fn assess(state: &AppState, objects: Vec<Object>) -> Result<Vec<Reputation>, ApiError> {
+    let knowledge = state
+        .store
+        .lookup(&objects)
+        .await
+        .map_err(|error| ApiError::internal("the knowledge base could not be read", &error))?;
+    Ok(objects
+        .into_iter()
+        .zip(knowledge)
+        .map(|(object, knowledge)| {
+            let reputation = Reputation::assess(
+                object,
+                knowledge.hashes,
+                knowledge.records,
+                knowledge.prevalence,
+                &state.ttl,
+            );
+            state
+                .metrics
+                .count_lookup(reputation.object.kind(), reputation.verdict);
+            reputation
+        })
+        .collect())
+}
+
+async fn single(state: &AppState, object: Object, explain: bool) -> Result<Response, ApiError> {
+    let reputation = assess(state, vec![object]).await?.remove(0);
+    let body = repnet_protocol::to_json(&repnet_protocol::Reputation::from_model(
+        &reputation,
+        explain,
+    ));
+    let mut response = json_response(StatusCode::OK, body);
+    if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl)) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    Ok(response)
+}
+
+// ----- lookups ----------------------------------------------------------------------------
+
+/// File reputation by MD5, SHA-1 or SHA-256 (the kind is told by the length).
+#[utoipa::path(get, path = "/v1/files/{hash}", tag = "lookup",
+    params(("hash" = String, Path, description = "MD5, SHA-1 or SHA-256, hexadecimal in any case"),
+           ("explain" = Option<bool>, Query, description = "add every contributing source record")),
+    responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn get_file(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    let text = path_value(path)?;
+    let object = Object::parse(ObjectKind::File, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(&state, object, explain).await
+}
+
+/// Domain reputation. Internationalised names are accepted and answered in punycode.
+#[utoipa::path(get, path = "/v1/domains/{domain}", tag = "lookup",
+    params(("domain" = String, Path), ("explain" = Option<bool>, Query)),
+    responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn get_domain(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    let text = path_value(path)?;
+    let object = Object::parse(ObjectKind::Domain, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(&state, object, explain).await
+}
+
+/// IP address reputation (IPv4 or IPv6).
+#[utoipa::path(get, path = "/v1/ips/{ip}", tag = "lookup",
+    params(("ip" = String, Path), ("explain" = Option<bool>, Query)),
+    responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn get_ip(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    let text = path_value(path)?;
+    let object = Object::parse(ObjectKind::Ip, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(&state, object, explain).await
+}
+
+/// Code-signing certificate reputation by SHA-256 thumbprint.
+#[utoipa::path(get, path = "/v1/certificates/{sha256}", tag = "lookup",
+    params(("sha256" = String, Path), ("explain" = Option<bool>, Query)),
+    responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn get_certificate(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    let text = path_value(path)?;
+    let object =
+        Object::parse(ObjectKind::Certificate, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(&state, object, explain).await
+}
+
+/// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails
+/// the whole request with 400, naming the item.
+#[utoipa::path(post, path = "/v1/lookup", tag = "lookup",
+    params(("explain" = Option<bool>, Query)),
+    request_body = repnet_protocol::LookupRequest,
+    responses((status = 200, body = repnet_protocol::LookupResponse),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 413, body = repnet_protocol::ErrorBody),
+              (status = 415, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn lookup_batch(
+    State(state): State<AppState>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let request = repnet_protocol::parse_lookup_request(&body).map_err(ApiError::from_body)?;
+    if request.items.len() > state.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch has {} items; the limit is {}: split it into several requests",
+                request.items.len(),
+                state.max_batch_items
+            ),
+        ));
+    }
+    let objects = request
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| item_object(item, &format!("items[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = assess(&state, objects)
+        .await?
+        .iter()
+        .map(|reputation| repnet_protocol::Reputation::from_model(reputation, explain))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&LookupResponse { results }),
+    ))
+}
+
+// ----- admin ------------------------------------------------------------------------------
+
+/// Lets a request through to the admin API only with the admin token.
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.admin_token else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled on this server: start it with --admin-token-file FILE or REPNET_ADMIN_TOKEN",
+        )
+        .into_response();
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs the admin token: send Authorization: Bearer <token>",
+        )
+        .into_response(),
+        Some(presented) if !token.matches(presented.trim()) => {
+            tracing::warn!("admin request with a wrong token refused");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin token is wrong: use the token the server was started with",
+            )
+            .into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+const MAX_COMMENT_CHARS: usize = 1000;
+
+/// Sets or replaces the local verdict on one object; answers the object's new reputation.
+#[utoipa::path(put, path = "/v1/admin/verdicts", tag = "admin",
+    request_body = repnet_protocol::SetLocalVerdict,
+    responses((status = 200, body = repnet_protocol::Reputation),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn set_local_verdict(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let request: SetLocalVerdict<'_> =
+        repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    let object = item_object(&request.object, "object")?;
+    let verdict: Verdict = request
+        .verdict
+        .parse()
+        .map_err(|e| ApiError::invalid("verdict", &e))?;
+    if verdict == Verdict::Unknown {
+        return Err(ApiError::bad_request(
+            "invalid_verdict",
+            "verdict: a local verdict is trusted, riskware or untrusted; to remove one, DELETE /v1/admin/verdicts?<type>=<value>",
+        ));
+    }
+    let threat = match request.threat.as_deref() {
+        None => None,
+        Some(text) => Some(ThreatName::new(text).map_err(|e| ApiError::invalid("threat", &e))?),
+    };
+    let mut categories = repnet_model::Categories::EMPTY;
+    for (index, text) in request.categories.iter().enumerate() {
+        let category: Category = text
+            .parse()
+            .map_err(|e| ApiError::invalid(&format!("categories[{index}]"), &e))?;
+        categories = categories.with(category);
+    }
+    if let Some(comment) = &request.comment {
+        let chars = comment.chars().count();
+        if chars > MAX_COMMENT_CHARS {
+            return Err(ApiError::bad_request(
+                "invalid_comment",
+                format!("comment: at most {MAX_COMMENT_CHARS} characters; got {chars}"),
+            ));
+        }
+    }
+    let now = repnet_store::now();
+    let mut record = SourceRecord::new(Source::Local, verdict, Confidence::MAX, now);
+    record.threat = threat;
+    record.categories = categories;
+    state
+        .store
+        .apply(vec![Change::Put {
+            object: object.clone(),
+            hashes: repnet_model::FileHashes::default(),
+            record,
+            comment: request.comment.clone(),
+        }])
+        .await
+        .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
+    tracing::info!(object = %object, %verdict, "local verdict set");
+    single(&state, object, true).await
+}
+
+/// Which object to remove the local verdict from: exactly one parameter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ObjectParams {
+    file: Option<String>,
+    domain: Option<String>,
+    ip: Option<String>,
+    certificate: Option<String>,
+}
+
+/// Removes the local verdict on one object (`?file=…`, `?domain=…`, `?ip=…` or `?certificate=…`).
+#[utoipa::path(delete, path = "/v1/admin/verdicts", tag = "admin",
+    params(("file" = Option<String>, Query), ("domain" = Option<String>, Query),
+           ("ip" = Option<String>, Query), ("certificate" = Option<String>, Query)),
+    responses((status = 200, body = repnet_protocol::Reputation),
+              (status = 404, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn remove_local_verdict(
+    State(state): State<AppState>,
+    params: Result<Query<ObjectParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}: name the object with exactly one of file=, domain=, ip= or certificate=",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let item = LookupItem {
+        file: params.file.as_deref().map(Into::into),
+        domain: params.domain.as_deref().map(Into::into),
+        ip: params.ip.as_deref().map(Into::into),
+        certificate: params.certificate.as_deref().map(Into::into),
+    };
+    let object = item_object(&item, "query")?;
+    let outcome = state
+        .store
+        .apply(vec![Change::Remove {
+            object: object.clone(),
+            source: Source::Local,
+        }])
+        .await
+        .map_err(|error| ApiError::internal("the local verdict could not be removed", &error))?;
+    if outcome.first() != Some(&Outcome::Removed) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_local_verdict",
+            format!(
+                "there is no local verdict on {} {object}: GET /v1/admin/verdicts lists them",
+                object.kind()
+            ),
+        ));
+    }
+    tracing::info!(object = %object, "local verdict removed");
+    single(&state, object, true).await
+}
+
+/// Every local verdict.
+#[utoipa::path(get, path = "/v1/admin/verdicts", tag = "admin",
+    responses((status = 200, body = repnet_protocol::LocalVerdictList),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn list_local_verdicts(
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let verdicts = state
+        .store
+        .local_verdicts()
+        .await
+        .map_err(|error| ApiError::internal("the local verdicts could not be read", &error))?;
+    let list = LocalVerdictList {
+        verdicts: verdicts
+            .iter()
+            .map(|v| LocalVerdictEntry::from_model(&v.object, &v.record, v.comment.as_deref()))
+            .collect(),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&list),
+    ))
+}
+
+// ----- operations -------------------------------------------------------------------------
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+pub(crate) async fn healthz() -> Response {
+    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+}
+
+/// Readiness: 200 while serving, 503 before start and during shutdown.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200), (status = 503, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the server is starting or shutting down: retry shortly",
+        )
+        .into_response()
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// This API's OpenAPI description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200)))]
+pub(crate) async fn openapi() -> Response {
+    json_response(StatusCode::OK, crate::openapi::openapi_json().into_bytes())
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "there is no endpoint {method} {}: /openapi.json lists the API",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not accept {method}: /openapi.json lists the methods of each endpoint",
+            uri.path()
+        ),
+    )
+}

@@ -1,0 +1,707 @@
+//! End-to-end tests of the HTTP API: the real server on port 0 over a real LMDB store in a
+//! temporary directory, spoken to over HTTP.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::path::Path;
+
+use repnet_model::{
+    Confidence, FileHashes, Object, ObjectKind, Source, SourceRecord, ThreatName, Timestamp,
+    Verdict,
+};
+use repnet_server::{AdminToken, Server, ServerConfig};
+use repnet_store::{Change, Store, StoreOptions};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+const EICAR_SHA1: &str = "3395856ce81f2b7382dee72602f798b642f14140";
+const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+const TOKEN: &str = "test-admin-token-0123456789";
+
+struct TestServer {
+    base: String,
+    http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    async fn start(dir: &Path, admin_token: Option<&str>) -> TestServer {
+        TestServer::start_with(dir, admin_token, ServerConfig::default()).await
+    }
+
+    async fn start_with(dir: &Path, admin_token: Option<&str>, config: ServerConfig) -> TestServer {
+        let store = Store::open(dir, &StoreOptions::default()).expect("open store");
+        let token = admin_token.map(|t| AdminToken::new(t).expect("token"));
+        let server = Server::new(store, &config, token);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(listener, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            http: repnet_client::http_client_builder()
+                .build()
+                .expect("client"),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has released the store.
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("serve");
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn eicar_is_untrusted_by_all_three_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    for hash in [
+        EICAR_MD5,
+        EICAR_SHA1,
+        EICAR_SHA256,
+        &EICAR_SHA256.to_uppercase(),
+    ] {
+        let (status, body) = server.get(&format!("/v1/files/{hash}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["verdict"], "untrusted");
+        assert_eq!(body["threat"], "EICAR-Test-File");
+        assert_eq!(body["source"], "builtin");
+        assert_eq!(body["confidence"], 100);
+        assert_eq!(body["ttl"], 3600);
+        assert_eq!(body["object"]["type"], "file");
+        assert_eq!(body["object"]["value"], hash.to_lowercase());
+        assert_eq!(body["object"]["hashes"]["md5"], EICAR_MD5);
+        assert_eq!(body["object"]["hashes"]["sha1"], EICAR_SHA1);
+        assert_eq!(body["object"]["hashes"]["sha256"], EICAR_SHA256);
+        assert!(body["first_seen"].as_str().unwrap().ends_with('Z'));
+        assert!(
+            body["categories"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("malware"))
+        );
+    }
+    // The padded and line-ended variants are known too.
+    let with_crlf =
+        repnet_model::Sha256::digest(&[repnet_model::EICAR.as_slice(), b"\r\n"].concat());
+    let (_, body) = server.get(&format!("/v1/files/{with_crlf}")).await;
+    assert_eq!(body["threat"], "EICAR-Test-File");
+    // And a test domain per category.
+    let (_, body) = server.get("/v1/domains/phishing.test.repnet.invalid").await;
+    assert_eq!(body["verdict"], "untrusted");
+    assert_eq!(body["categories"], json!(["phishing", "test"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_objects_are_200_unknown_with_a_short_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    for path in [
+        format!("/v1/files/{}", "0".repeat(64)),
+        "/v1/domains/B\u{fc}cher.example.".to_owned(),
+        "/v1/ips/2001:db8::99".to_owned(),
+        format!("/v1/certificates/{}", "c".repeat(64)),
+    ] {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["verdict"], "unknown");
+        assert_eq!(body["ttl"], 300);
+        assert_eq!(body["threat"], Value::Null);
+        assert_eq!(body["source"], Value::Null);
+        assert_eq!(body["first_seen"], Value::Null);
+        assert_eq!(body["prevalence"], 0);
+    }
+    let (_, body) = server.get("/v1/domains/B%C3%BCcher.example.").await;
+    assert_eq!(body["object"]["value"], "xn--bcher-kva.example");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_local_verdict_is_set_looked_up_listed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let hash = "ab".repeat(32);
+    let put = json!({"object": {"file": hash}, "verdict": "untrusted", "threat": "Corp.Blocked",
+                     "categories": ["malware"], "comment": "ticket #7"});
+    let (status, body) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&put),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "local");
+
+    let (_, body) = server.get(&format!("/v1/files/{hash}")).await;
+    assert_eq!(body["verdict"], "untrusted");
+    assert_eq!(body["threat"], "Corp.Blocked");
+    assert_eq!(body["source"], "local");
+
+    let (status, list) = server
+        .admin(
+            reqwest::Method::GET,
+            "/v1/admin/verdicts",
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let verdicts = list["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0]["object"]["value"], hash);
+    assert_eq!(verdicts[0]["comment"], "ticket #7");
+
+    let path = format!("/v1/admin/verdicts?file={hash}");
+    let (status, body) = server
+        .admin(reqwest::Method::DELETE, &path, None, Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"], "unknown");
+    let (_, body) = server.get(&format!("/v1/files/{hash}")).await;
+    assert_eq!(body["verdict"], "unknown");
+    let (status, body) = server
+        .admin(reqwest::Method::DELETE, &path, None, Some(TOKEN))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "no_local_verdict");
+    server.stop().await;
+}
+
+fn feed_record(feed: &str, verdict: Verdict, confidence: i64, threat: &str) -> SourceRecord {
+    let mut record = SourceRecord::new(
+        Source::feed(feed).unwrap(),
+        verdict,
+        Confidence::new(confidence).unwrap(),
+        Timestamp(1_790_000_000),
+    );
+    record.threat = ThreatName::new(threat).ok();
+    record
+}
+
+#[tokio::test]
+async fn precedence_between_two_feeds_and_a_local_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = "cd".repeat(32);
+    let object = Object::parse(ObjectKind::File, &hash).unwrap();
+    {
+        // Two feeds disagree; stored before the server starts, as an import would.
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let changes = [
+            feed_record("known-good", Verdict::Trusted, 60, "-"),
+            feed_record("malware-db", Verdict::Untrusted, 90, "Trojan.Disputed"),
+        ]
+        .into_iter()
+        .map(|record| Change::Put {
+            object: object.clone(),
+            hashes: FileHashes::default(),
+            record,
+            comment: None,
+        })
+        .collect();
+        store.apply(changes).await.unwrap();
+    }
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let (_, body) = server.get(&format!("/v1/files/{hash}?explain=true")).await;
+    assert_eq!(body["verdict"], "untrusted");
+    assert_eq!(body["source"], "feed:malware-db");
+    let records = body["explain"]["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["source"], "feed:malware-db");
+    assert_eq!(records[0]["decisive"], true);
+    assert!(
+        records[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("most confident"),
+        "{body}"
+    );
+
+    // The administrator overrides both.
+    let put = json!({"object": {"file": hash}, "verdict": "trusted"});
+    let (status, _) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&put),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, body) = server.get(&format!("/v1/files/{hash}?explain=true")).await;
+    assert_eq!(body["verdict"], "trusted");
+    assert_eq!(body["source"], "local");
+    assert_eq!(body["threat"], Value::Null);
+    assert_eq!(body["explain"]["records"].as_array().unwrap().len(), 3);
+    assert!(
+        body["explain"]["records"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("local verdict")
+    );
+    // Without explain there is no explanation.
+    let (_, body) = server.get(&format!("/v1/files/{hash}")).await;
+    assert!(body.get("explain").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_client_mistake_gets_its_status_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(
+        dir.path(),
+        None,
+        ServerConfig {
+            max_body_bytes: 1 << 20,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let gets = [
+        (
+            format!("/v1/files/{}", "a".repeat(65)),
+            400,
+            "invalid_hash",
+            "got 65",
+        ),
+        (
+            format!("/v1/files/{}g", "a".repeat(63)),
+            400,
+            "invalid_hash",
+            "'g' at position 64",
+        ),
+        (
+            "/v1/domains/a..b".to_owned(),
+            400,
+            "invalid_domain",
+            "empty label",
+        ),
+        (
+            "/v1/ips/999.1.1.1".to_owned(),
+            400,
+            "invalid_ip",
+            "not an IP address",
+        ),
+        (
+            format!("/v1/certificates/{}", "a".repeat(40)),
+            400,
+            "invalid_hash",
+            "certificate",
+        ),
+        (
+            format!("/v1/files/{EICAR_MD5}?explain=maybe"),
+            400,
+            "invalid_query",
+            "true or false",
+        ),
+        (
+            format!("/v1/files/{EICAR_MD5}?expalin=true"),
+            400,
+            "invalid_query",
+            "expalin",
+        ),
+        ("/v1/nothing".to_owned(), 404, "not_found", "/openapi.json"),
+        (
+            "/v1/admin/verdicts".to_owned(),
+            403,
+            "admin_disabled",
+            "--admin-token-file",
+        ),
+    ];
+    for (path, status, code, message) in gets {
+        let (got, body) = server.get(&path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(error_code(&body), code, "{path}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(message),
+            "{path}: {body}"
+        );
+    }
+
+    let lookup = server.url("/v1/lookup");
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = server.http.post(&lookup).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request
+    };
+    let cases = [
+        (
+            raw("{\"items\": [", Some("application/json")),
+            400,
+            "invalid_json",
+        ),
+        (raw("{\"items\": []}", None), 415, "unsupported_media_type"),
+        (
+            raw("{\"items\": []}", Some("text/plain")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            raw("{\"items\": [{\"hash\": \"x\"}]}", Some("application/json")),
+            400,
+            "invalid_request",
+        ),
+        (
+            raw(
+                "{\"items\": [{\"file\": \"x\", \"ip\": \"1.1.1.1\"}]}",
+                Some("application/json"),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            raw(
+                "{\"items\": [{\"file\": \"abc\"}]}",
+                Some("application/json; charset=utf-8"),
+            ),
+            400,
+            "invalid_hash",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), code, "{body}");
+    }
+
+    // The item at fault is named.
+    let body = json!({"items": [{"file": EICAR_MD5}, {"domain": "ok.example"}, {"ip": "1.2.3"}]});
+    let (status, body) = server.post_json("/v1/lookup", &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "invalid_ip");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[2].ip:"),
+        "{body}"
+    );
+
+    // 10,001 items: too many.
+    let items: Vec<Value> = (0..10_001).map(|_| json!({"file": EICAR_SHA256})).collect();
+    let (status, body) = server
+        .post_json("/v1/lookup", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(error_code(&body), "batch_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10001 items")
+    );
+
+    // A body over the byte limit.
+    let huge = format!(
+        "{{\"items\": [{{\"domain\": \"{}\"}}]}}",
+        "a".repeat(2 << 20)
+    );
+    let response = server
+        .http
+        .post(&lookup)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "body_too_large");
+
+    // Wrong method.
+    let response = server.http.delete(&lookup).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_never_gets_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let paths = [
+        "/v1/files/",
+        "/v1/files/%",
+        "/v1/files/%ff%fe",
+        "/v1/domains/%00",
+        "/v1/domains/..",
+        "/v1/ips/%5B::1",
+        "/v1/ips/[::1]",
+        "/v1/files/\u{1F600}",
+        "/v1/lookup?explain=%ff",
+        "/v1/domains/xn--",
+        "/v1/domains/-.example",
+        "/v1/certificates/%20",
+    ];
+    for path in paths {
+        let (status, body) = server.get(path).await;
+        assert!(status < 500, "{path}: {status} {body}");
+    }
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"null",
+        b"[]",
+        b"{\"items\": null}",
+        b"{\"items\": [null]}",
+        b"\xff\xfe",
+        b"{\"items\": [{\"file\": \"\\ud800\"}]}",
+        b"{\"items\": [{\"domain\": 7}]}",
+    ];
+    for body in bodies {
+        for path in ["/v1/lookup", "/v1/admin/verdicts"] {
+            let method = if path == "/v1/lookup" {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::PUT
+            };
+            let response = server
+                .http
+                .request(method, server.url(path))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!((400..500).contains(&status), "{path} {body:?}: {status}");
+        }
+    }
+    let bad_verdicts = [
+        json!({"object": {"file": EICAR_MD5}, "verdict": "unknown"}),
+        json!({"object": {"file": EICAR_MD5}, "verdict": "evil"}),
+        json!({"object": {"file": EICAR_MD5}, "verdict": "trusted", "categories": ["nope"]}),
+        json!({"object": {"file": EICAR_MD5}, "verdict": "trusted", "threat": ""}),
+        json!({"object": {"file": EICAR_MD5}, "verdict": "trusted", "comment": "x".repeat(1001)}),
+        json!({"object": {}, "verdict": "trusted"}),
+        json!({"verdict": "trusted"}),
+    ];
+    for body in bad_verdicts {
+        let (status, answer) = server
+            .admin(
+                reqwest::Method::PUT,
+                "/v1/admin/verdicts",
+                Some(&body),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    // None of that changed anything.
+    let (_, list) = server
+        .admin(
+            reqwest::Method::GET,
+            "/v1/admin/verdicts",
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(list["verdicts"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let unknown = "1".repeat(64);
+    let items = json!([
+        {"file": unknown}, {"file": EICAR_SHA1}, {"domain": "malware.test.repnet.invalid"},
+        {"ip": "192.0.2.1"}, {"file": EICAR_MD5}, {"certificate": "e".repeat(64)}, {"file": unknown},
+    ]);
+    let (status, body) = server
+        .post_json("/v1/lookup?explain=true", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["object"]["value"].as_str().unwrap(),
+                r["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (unknown.as_str(), "unknown"),
+            (EICAR_SHA1, "untrusted"),
+            ("malware.test.repnet.invalid", "untrusted"),
+            ("192.0.2.1", "unknown"),
+            (EICAR_MD5, "untrusted"),
+            (&*"e".repeat(64), "unknown"),
+            (unknown.as_str(), "unknown"),
+        ]
+    );
+    assert!(results[1]["explain"]["records"].is_array());
+    let (status, body) = server.post_json("/v1/lookup", &json!({"items": []})).await;
+    assert_eq!((status, body), (200, json!({"results": []})));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_right_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let put = json!({"object": {"domain": "x.example"}, "verdict": "trusted"});
+    for token in [
+        None,
+        Some("wrong"),
+        Some(""),
+        Some(&TOKEN[..TOKEN.len() - 1]),
+    ] {
+        for (method, body) in [
+            (reqwest::Method::GET, None),
+            (reqwest::Method::PUT, Some(&put)),
+        ] {
+            let (status, answer) = server
+                .admin(method, "/v1/admin/verdicts", body, token)
+                .await;
+            assert_eq!(status, 401, "{token:?}");
+            assert_eq!(error_code(&answer), "unauthorized");
+        }
+    }
+    let (_, body) = server.get("/v1/domains/x.example").await;
+    assert_eq!(body["verdict"], "unknown", "nothing was set");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_local_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let put =
+        json!({"object": {"ip": "198.51.100.7"}, "verdict": "untrusted", "categories": ["c2"]});
+    let (status, _) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&put),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server.stop().await;
+
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let (_, body) = server.get("/v1/ips/198.51.100.7").await;
+    assert_eq!(body["verdict"], "untrusted");
+    assert_eq!(body["categories"], json!(["c2"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    assert_eq!(server.get("/healthz").await, (200, json!({"status": "ok"})));
+    assert_eq!(
+        server.get("/readyz").await,
+        (200, json!({"status": "ready"}))
+    );
+    server.get(&format!("/v1/files/{EICAR_SHA256}")).await;
+    server.get(&format!("/v1/files/{}", "a".repeat(65))).await;
+
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"repnet_lookups_total{object="file",verdict="untrusted"} 1"#,
+        r#"repnet_http_requests_total{route="/v1/files/{hash}",status="200"} 1"#,
+        r#"repnet_http_requests_total{route="/v1/files/{hash}",status="400"} 1"#,
+        "repnet_http_request_duration_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+
+    let (status, openapi) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/files/{hash}",
+        "/v1/lookup",
+        "/v1/admin/verdicts",
+        "/metrics",
+    ] {
+        assert!(
+            openapi["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(openapi["components"]["schemas"].get("Reputation").is_some());
+    server.stop().await;
+}
