@@ -141,11 +141,13 @@ impl Client {
             let body = LookupRequest {
                 items: chunk.to_vec(),
             };
-            let request = self
+            let mut request = self
                 .http
                 .post(format!("{}/v1/lookup", self.base))
-                .query(&[("explain", explain)])
                 .json(&body);
+            if explain {
+                request = request.query(&[("explain", "true")]);
+            }
             let response: LookupResponse = self.send(request).await?;
             if response.results.len() != chunk.len() {
                 return Err(ClientError::Unexpected {
@@ -216,20 +218,18 @@ impl Client {
     }
 }
 
-/// An error with its causes, on one line: reqwest's top-level message alone ("error sending
-/// request") hides the useful part ("connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+/// The root cause of an error: reqwest's own message ("error sending request for url …")
+/// hides the part a user can act on ("Connection refused").
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = error;
+    while let Some(cause) = root.source() {
+        root = cause;
     }
-    text
+    if error.is_timeout() {
+        format!("timed out: {root}")
+    } else {
+        root.to_string()
+    }
 }
 
 impl ClientError {

@@ -9,8 +9,8 @@ mod lookup;
 
 pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
 pub use lookup::{
-    ExplainedRecord, Explanation, Hashes, LookupItem, LookupRequest, LookupResponse, ObjectRef,
-    Reputation, Verdict, parse_lookup_request, rfc3339,
+    ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
+    ObjectRef, Reputation, Verdict, parse_lookup_request, rfc3339,
 };
 
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,12 @@ pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
         )
         .into_bytes()
     })
+}
+
+/// Pretty JSON for people reading a terminal (`repnet lookup --format json`).
+pub fn to_pretty_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value)
+        .unwrap_or_else(|error| format!("cannot encode the output: {error}"))
 }
 
 /// Parses a response body (for clients).

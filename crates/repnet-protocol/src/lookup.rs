@@ -140,6 +140,15 @@ pub struct LookupResponse {
     pub results: Vec<Reputation>,
 }
 
+/// One line of `repnet lookup --format json`: the argument as the user gave it, and the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupOutput {
+    /// The command-line argument (a file path, a hash, a domain, an IP address).
+    pub input: String,
+    #[serde(flatten)]
+    pub reputation: Reputation,
+}
+
 /// A verdict on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,317 @@
+//! `repnet import`: stream a feed into a knowledge base, in constant memory, reporting bad
+//! lines by number without stopping.
+//!
+//! A reader thread parses lines into chunks of changes; the writer commits each chunk as one
+//! transaction while the reader parses the next, so parsing and disk writes overlap. The
+//! channel between them holds two chunks, which bounds memory whatever the feed's size.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use repnet_model::{
+    Categories, Category, Confidence, FileHash, FileHashes, Object, Source, SourceRecord,
+    ThreatName, Verdict,
+};
+use repnet_store::{Change, Store, StoreOptions};
+
+use crate::Outcome;
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The feed's format.
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// Feed files to read (`-` for standard input).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// The verdict every entry gets.
+    #[arg(long, default_value = "untrusted")]
+    verdict: String,
+    /// The threat name every entry gets.
+    #[arg(long, value_name = "NAME")]
+    threat: Option<String>,
+    /// Categories every entry gets (comma-separated: malware,ransomware,…).
+    #[arg(long = "category", value_delimiter = ',', value_name = "CATEGORY")]
+    categories: Vec<String>,
+    /// How sure the feed is, 0-100.
+    #[arg(long, default_value_t = 80)]
+    confidence: i64,
+    /// The feed's name: its records are stored as source `feed:<name>` [default: the format].
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
+    /// Directory of the knowledge base to import into (the server must not be running on it).
+    #[arg(
+        long,
+        env = "REPNET_DATA",
+        default_value = "./repnet-data",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    /// Entries per transaction: each is on disk once committed.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    commit_every: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportFormat {
+    /// One MD5, SHA-1 or SHA-256 per line (anything after the hash on a line, such as the file
+    /// name in `sha256sum` output, is ignored); `#` comments and blank lines are skipped.
+    Hashlist,
+}
+
+impl ImportFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ImportFormat::Hashlist => "hashlist",
+        }
+    }
+}
+
+/// What to store for every entry of the feed.
+struct Template {
+    record: SourceRecord,
+}
+
+impl ImportArgs {
+    fn template(&self) -> anyhow::Result<Template> {
+        let verdict: Verdict = self.verdict.parse().context("--verdict")?;
+        if verdict == Verdict::Unknown {
+            anyhow::bail!("--verdict: a feed entry is trusted, riskware or untrusted, not unknown");
+        }
+        let source = Source::feed(self.source.as_deref().unwrap_or(self.format.name()))
+            .context("--source")?;
+        let confidence = Confidence::new(self.confidence).context("--confidence")?;
+        let mut record = SourceRecord::new(source, verdict, confidence, repnet_store::now());
+        record.threat = self
+            .threat
+            .as_deref()
+            .map(ThreatName::new)
+            .transpose()
+            .context("--threat")?;
+        record.categories = self
+            .categories
+            .iter()
+            .map(|text| text.parse::<Category>())
+            .collect::<Result<Categories, _>>()
+            .context("--category")?;
+        Ok(Template { record })
+    }
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    read: u64,
+    stored: u64,
+    skipped: u64,
+}
+
+/// Bad lines shown in full; beyond this only counted, so a wrong `--format` does not flood
+/// the terminal.
+const SHOWN_BAD_LINES: u64 = 20;
+
+/// Parses one line of a hash list: `None` for blank lines and comments.
+fn parse_hashlist_line(line: &str) -> Option<Result<FileHash, String>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let token = line.split_ascii_whitespace().next().unwrap_or(line);
+    Some(FileHash::from_hex(token).map_err(|error| error.to_string()))
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin(),
+        )));
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+}
+
+/// Reads every file, sending chunks of changes to `chunks`. Runs on its own thread.
+fn read_feeds(
+    files: &[PathBuf],
+    template: &Template,
+    chunk_size: usize,
+    chunks: &tokio::sync::mpsc::Sender<Vec<Change>>,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut chunk = Vec::with_capacity(chunk_size);
+    let mut line = String::new();
+    for path in files {
+        let mut input = open_input(path)?;
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            let read = match input.read_line(&mut line) {
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                    // Not UTF-8: report the line and go on; the bytes were consumed.
+                    number += 1;
+                    tally.read += 1;
+                    tally.skipped += 1;
+                    report_bad_line(&tally, path, number, "not valid UTF-8 text", progress);
+                    continue;
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot read {}", path.display()));
+                }
+            };
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            let Some(parsed) = parse_hashlist_line(&line) else {
+                continue;
+            };
+            tally.read += 1;
+            match parsed {
+                Ok(hash) => {
+                    tally.stored += 1;
+                    chunk.push(Change::Put {
+                        object: Object::File(hash),
+                        hashes: FileHashes::default(),
+                        record: template.record.clone(),
+                        comment: None,
+                    });
+                    if chunk.len() >= chunk_size {
+                        send_chunk(chunks, &mut chunk, chunk_size)?;
+                        progress.set_position(tally.read);
+                    }
+                }
+                Err(reason) => {
+                    tally.skipped += 1;
+                    report_bad_line(&tally, path, number, &reason, progress);
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        send_chunk(chunks, &mut chunk, chunk_size)?;
+    }
+    progress.set_position(tally.read);
+    Ok(tally)
+}
+
+fn report_bad_line(
+    tally: &Tally,
+    path: &Path,
+    number: u64,
+    reason: &str,
+    progress: &indicatif::ProgressBar,
+) {
+    if tally.skipped <= SHOWN_BAD_LINES {
+        progress.suspend(|| eprintln!("{}:{number}: skipped: {reason}", path.display()));
+    }
+}
+
+fn send_chunk(
+    chunks: &tokio::sync::mpsc::Sender<Vec<Change>>,
+    chunk: &mut Vec<Change>,
+    chunk_size: usize,
+) -> anyhow::Result<()> {
+    let mut full = std::mem::replace(chunk, Vec::with_capacity(chunk_size));
+    // Sorted keys touch each B-tree page once per chunk instead of once per entry.
+    full.sort_by(|a, b| match (a, b) {
+        (Change::Put { object: a, .. }, Change::Put { object: b, .. }) => a.cmp(b),
+        _ => std::cmp::Ordering::Equal,
+    });
+    chunks
+        .blocking_send(full)
+        .map_err(|_| anyhow::anyhow!("the import stopped writing"))
+}
+
+pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
+    let template = args.template()?;
+    if args.commit_every == 0 {
+        anyhow::bail!("--commit-every must be at least 1");
+    }
+    for path in &args.files {
+        if path != Path::new("-") && !path.is_file() {
+            anyhow::bail!("{}: no such file", path.display());
+        }
+    }
+    let store = Store::open(&args.data, &StoreOptions::default())
+        .with_context(|| format!("cannot open the knowledge base in {}", args.data.display()))?;
+    let started = Instant::now();
+    let progress =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {human_pos} entries read, {per_sec} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Change>>(2);
+    let reader = {
+        let files = args.files.clone();
+        let chunk_size = args.commit_every;
+        let progress = progress.clone();
+        std::thread::spawn(move || read_feeds(&files, &template, chunk_size, &sender, &progress))
+    };
+    let mut write_error = None;
+    while let Some(chunk) = receiver.recv().await {
+        if let Err(error) = store.apply(chunk).await {
+            write_error = Some(error);
+            break;
+        }
+    }
+    // Dropping the receiver unblocks the reader if the writer stopped early.
+    drop(receiver);
+    let read_result = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the feed reader crashed"))?;
+    progress.finish_and_clear();
+    if let Some(error) = write_error {
+        return Err(error)
+            .context("cannot write to the knowledge base; entries already committed stay");
+    }
+    let tally = read_result?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if tally.skipped > SHOWN_BAD_LINES {
+        eprintln!("… and {} more bad lines", tally.skipped - SHOWN_BAD_LINES);
+    }
+    println!(
+        "read {}, stored {}, skipped {}",
+        tally.read, tally.stored, tally.skipped
+    );
+    eprintln!(
+        "into {} as {} in {elapsed:.1} s ({:.0} entries/s)",
+        args.data.display(),
+        Source::feed(args.source.as_deref().unwrap_or(args.format.name()))?,
+        tally.read as f64 / elapsed.max(1e-9),
+    );
+    Ok(Outcome::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashlist_lines() {
+        assert_eq!(parse_hashlist_line(""), None);
+        assert_eq!(parse_hashlist_line("   # a comment"), None);
+        let sha256sum =
+            "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f  eicar.com\n";
+        assert!(matches!(
+            parse_hashlist_line(sha256sum),
+            Some(Ok(FileHash::Sha256(_)))
+        ));
+        assert!(matches!(
+            parse_hashlist_line("44D88612FEA8A8F36DE82E1278ABB02F\r\n"),
+            Some(Ok(FileHash::Md5(_)))
+        ));
+        let bad = parse_hashlist_line("not-a-hash").unwrap().unwrap_err();
+        assert!(bad.contains("hexadecimal"), "{bad}");
+    }
+}

@@ -1,0 +1,71 @@
+//! `repnet`: the reputation server, its client, and the tools around them, in one binary.
+//!
+//! Exit codes (documented in docs/cli.md): 0 success and nothing untrusted found, 1 something
+//! untrusted was found, 2 an error (with a one-line message on stderr saying what to do).
+
+mod import;
+mod lookup;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repnet",
+    version,
+    about = "A self-hostable reputation network for endpoint security",
+    long_about = "A self-hostable reputation network for endpoint security: a knowledge base about files, domains, IP addresses and certificates that endpoint products query in milliseconds.\n\nStart a server with `repnet serve`, then ask it with `repnet lookup`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the reputation server on its embedded knowledge base.
+    Serve(serve::ServeArgs),
+    /// Look up files, hashes, domains and IP addresses (exit 1 if any is untrusted).
+    Lookup(lookup::LookupArgs),
+    /// Load a feed into a knowledge base.
+    Import(import::ImportArgs),
+}
+
+/// What a command ended with, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Clean,
+    UntrustedFound,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("repnet: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Lookup(args) => lookup::run(args).await,
+            Command::Import(args) => import::run(args).await,
+        }
+    });
+    match result {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::UntrustedFound) => ExitCode::from(1),
+        Err(error) => {
+            // The whole chain on one line: "cannot open …: data directory … is in use …".
+            eprintln!("repnet: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

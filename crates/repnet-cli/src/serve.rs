@@ -1,0 +1,229 @@
+//! `repnet serve`: configuration from file, environment and flags; logging; the server's life.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use repnet_server::{AdminToken, Server, ServerConfig};
+use repnet_store::{Store, StoreOptions};
+
+use crate::Outcome;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md); environment and flags override it.
+    #[arg(long, env = "REPNET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "REPNET_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Directory of the embedded knowledge base [default: ./repnet-data].
+    #[arg(long, env = "REPNET_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// File holding the admin token; enables the admin API. The token can also be given in
+    /// the REPNET_ADMIN_TOKEN environment variable (never on the command line).
+    #[arg(long, env = "REPNET_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Seconds clients may cache an answer with a known verdict [default: 3600].
+    #[arg(long, env = "REPNET_TTL_SECONDS", value_name = "SECONDS")]
+    ttl_seconds: Option<u32>,
+    /// Seconds clients may cache an `unknown` answer [default: 300].
+    #[arg(long, env = "REPNET_UNKNOWN_TTL_SECONDS", value_name = "SECONDS")]
+    unknown_ttl_seconds: Option<u32>,
+    /// Most items in one batch lookup, at most 10000 [default: 10000].
+    #[arg(long, env = "REPNET_MAX_BATCH_ITEMS", value_name = "N")]
+    max_batch_items: Option<usize>,
+    /// Largest request body, in bytes [default: 4194304].
+    #[arg(long, env = "REPNET_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish at shutdown [default: 10].
+    #[arg(long, env = "REPNET_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
+    shutdown_grace_seconds: Option<u64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Log filter, in tracing's syntax (`info`, `repnet_server=debug`, …).
+    #[arg(
+        long,
+        env = "REPNET_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    log: String,
+    /// Log format.
+    #[arg(long, env = "REPNET_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the admin token came from, for `--print-config` and the startup log.
+enum TokenSource {
+    File(PathBuf),
+    Environment,
+    None,
+}
+
+impl ServeArgs {
+    /// The configuration file, overridden by environment and flags (clap has already given
+    /// flags precedence over the environment).
+    fn effective_config(&self) -> anyhow::Result<ServerConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(data) = &self.data {
+            config.data = data.clone();
+        }
+        if let Some(file) = &self.admin_token_file {
+            config.admin_token_file = Some(file.clone());
+        }
+        if let Some(ttl) = self.ttl_seconds {
+            config.ttl_seconds = ttl;
+        }
+        if let Some(ttl) = self.unknown_ttl_seconds {
+            config.unknown_ttl_seconds = ttl;
+        }
+        if let Some(items) = self.max_batch_items {
+            config.max_batch_items = items;
+        }
+        if let Some(bytes) = self.max_body_bytes {
+            config.max_body_bytes = bytes;
+        }
+        if let Some(seconds) = self.shutdown_grace_seconds {
+            config.shutdown_grace_seconds = seconds;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A token file named by a flag or `REPNET_ADMIN_TOKEN_FILE` wins; then the
+    /// `REPNET_ADMIN_TOKEN` variable; then the config file's `admin_token_file`.
+    fn admin_token(
+        &self,
+        config: &ServerConfig,
+    ) -> anyhow::Result<(Option<AdminToken>, TokenSource)> {
+        if let Some(path) = &self.admin_token_file {
+            return Ok((
+                Some(AdminToken::from_file(path)?),
+                TokenSource::File(path.clone()),
+            ));
+        }
+        if let Some(token) = std::env::var_os("REPNET_ADMIN_TOKEN") {
+            let token = token
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("REPNET_ADMIN_TOKEN is not valid UTF-8"))?;
+            return Ok((Some(AdminToken::new(&token)?), TokenSource::Environment));
+        }
+        if let Some(path) = &config.admin_token_file {
+            return Ok((
+                Some(AdminToken::from_file(path)?),
+                TokenSource::File(path.clone()),
+            ));
+        }
+        Ok((None, TokenSource::None))
+    }
+}
+
+fn init_logging(args: &ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).with_context(|| {
+        format!(
+            "invalid log filter {:?} (try `info` or `repnet_server=debug`)",
+            args.log
+        )
+    })?;
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    let config = args.effective_config()?;
+    let (admin_token, token_source) = args.admin_token(&config)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        match token_source {
+            TokenSource::File(path) => {
+                println!("# admin API enabled, token from {}", path.display())
+            }
+            TokenSource::Environment => {
+                println!("# admin API enabled, token from REPNET_ADMIN_TOKEN")
+            }
+            TokenSource::None => println!("# admin API disabled: no admin token"),
+        }
+        return Ok(Outcome::Clean);
+    }
+    init_logging(&args)?;
+
+    let store = Store::open(&config.data, &StoreOptions::default()).with_context(|| {
+        format!(
+            "cannot open the knowledge base in {}",
+            config.data.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? choose another with --listen",
+                config.listen
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let stats = store.stats()?;
+    tracing::info!(
+        address = %format!("http://{address}"),
+        data = %config.data.display(),
+        keys = stats.keys,
+        admin_api = admin_token.is_some(),
+        "repnet serve is listening"
+    );
+    let server = Server::new(store, &config, admin_token);
+    server
+        .run(listener, shutdown_signal())
+        .await
+        .context("the server stopped with an error")?;
+    tracing::info!("repnet serve stopped");
+    Ok(Outcome::Clean)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

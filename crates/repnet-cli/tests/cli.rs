@@ -1,0 +1,505 @@
+//! Tests that run the real `repnet` binary: the server as a process, the client against it,
+//! imports, crashes (kill -9) and restarts.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use repnet_store::{Store, StoreOptions};
+use serde_json::Value;
+
+const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+const TOKEN: &str = "cli-test-admin-token-123456";
+
+fn repnet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_repnet"));
+    // Tests must not pick up a developer's settings.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REPNET_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `repnet serve` process on a port the OS chose, found from its JSON log.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(data: &Path) -> ServerProcess {
+        let mut child = repnet()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data",
+            ])
+            .arg(data)
+            .env("REPNET_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                break address.to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, url }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lookup(server: &ServerProcess, args: &[&str]) -> Output {
+    run(repnet()
+        .arg("lookup")
+        .args(["--server", &server.url])
+        .args(args))
+}
+
+#[test]
+fn lookup_prints_a_table_and_exits_1_on_untrusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let eicar = dir.path().join("eicar.com");
+    std::fs::write(&eicar, repnet_model::EICAR).unwrap();
+
+    let output = lookup(&server, &[EICAR_SHA256]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("OBJECT"), "{text}");
+    assert!(text.contains("untrusted EICAR-Test-File"), "{text}");
+    assert!(text.contains("builtin"), "{text}");
+
+    let output = lookup(
+        &server,
+        &[eicar.to_str().unwrap(), "example.com", "192.0.2.1"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(
+        rows[1].starts_with(eicar.to_str().unwrap())
+            && rows[1].contains("untrusted EICAR-Test-File")
+    );
+    assert!(rows[2].starts_with("example.com") && rows[2].contains("unknown"));
+    assert!(rows[3].starts_with("192.0.2.1") && rows[3].contains("ip"));
+
+    let output = lookup(&server, &["example.com", &"0".repeat(64)]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "nothing untrusted: {}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn lookup_json_is_an_array_of_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let output = lookup(&server, &["--format", "json", EICAR_MD5, "Example.COM"]);
+    assert_eq!(output.status.code(), Some(1));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["input"], EICAR_MD5);
+    assert_eq!(results[0]["verdict"], "untrusted");
+    assert_eq!(results[0]["object"]["hashes"]["sha256"], EICAR_SHA256);
+    assert_eq!(results[1]["input"], "Example.COM");
+    assert_eq!(results[1]["object"]["value"], "example.com");
+    assert_eq!(results[1]["verdict"], "unknown");
+}
+
+#[test]
+fn lookup_errors_exit_2_with_advice() {
+    // Nothing listens on this port: bind one and drop it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(repnet().args([
+        "lookup",
+        "--server",
+        &format!("http://127.0.0.1:{port}"),
+        EICAR_MD5,
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("cannot reach") && message.contains("is `repnet serve` running"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "one line: {message}");
+
+    let output = run(repnet().args(["lookup", "not a domain!"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is not an existing file, a hash"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(repnet().args(["lookup", "--server", "ftp://x", EICAR_MD5]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("http://127.0.0.1:8080"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn import_reports_bad_lines_and_the_server_answers_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let list = dir.path().join("hashes.txt");
+    let sha256 = "aa".repeat(32);
+    let md5 = "BB".repeat(16);
+    let sha1 = "cc".repeat(20);
+    std::fs::write(
+        &list,
+        format!(
+            "# my list\n\n{sha256}  some/file.exe\n{md5}\nnot-a-hash\n{sha1}\n{}\n",
+            "d".repeat(65)
+        ),
+    )
+    .unwrap();
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "hashlist",
+            "--verdict",
+            "untrusted",
+            "--threat",
+            "Corp.Bad",
+            "--source",
+            "corp-list",
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&list));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "read 5, stored 3, skipped 2\n");
+    let errors = stderr(&output);
+    assert!(errors.contains("hashes.txt:5: skipped"), "{errors}");
+    assert!(
+        errors.contains("hashes.txt:7: skipped") && errors.contains("got 65"),
+        "{errors}"
+    );
+
+    let server = ServerProcess::start(&data);
+    let output = lookup(&server, &["--format", "json", &sha256, &md5, &sha1]);
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for result in results.as_array().unwrap() {
+        assert_eq!(result["verdict"], "untrusted");
+        assert_eq!(result["threat"], "Corp.Bad");
+        assert_eq!(result["source"], "feed:corp-list");
+        assert_eq!(result["confidence"], 80);
+    }
+    drop(server);
+
+    // Re-importing the same list changes nothing but the sighting times.
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "hashlist",
+            "--source",
+            "corp-list",
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&list));
+    assert_eq!(stdout(&output), "read 5, stored 3, skipped 2\n");
+}
+
+#[test]
+fn import_refuses_bad_arguments_and_a_busy_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("{EICAR_MD5}\n")).unwrap();
+    for (args, message) in [
+        (vec!["--verdict", "unknown"], "--verdict"),
+        (vec!["--verdict", "bad"], "unknown verdict"),
+        (vec!["--confidence", "101"], "--confidence"),
+        (vec!["--category", "nope"], "unknown category"),
+        (vec!["--source", "bad name"], "--source"),
+    ] {
+        let output = run(repnet()
+            .args(["import", "--format", "hashlist", "--data"])
+            .arg(&data)
+            .args(&args)
+            .arg(&list));
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = run(repnet()
+        .args(["import", "--format", "hashlist", "--data"])
+        .arg(&data)
+        .arg(dir.path().join("missing.txt")));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no such file"));
+
+    let _server = ServerProcess::start(&data);
+    let output = run(repnet()
+        .args(["import", "--format", "hashlist", "--data"])
+        .arg(&data)
+        .arg(&list));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("already in use by another repnet process"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_data_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = ServerProcess::start(&data);
+    let output = run(repnet()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("already in use by another repnet process"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", first.child.id())),
+        "{message}"
+    );
+    // A clean stop (SIGTERM) exits 0 and frees the directory.
+    assert!(first.terminate().success());
+    let again = ServerProcess::start(&data);
+    drop(again);
+}
+
+/// `PUT /v1/admin/verdicts`, answered with the status; on a private runtime because the
+/// tests themselves are synchronous.
+fn put_local_verdict(url: &str, body: &str) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        repnet_client::http_client_builder()
+            .build()
+            .unwrap()
+            .put(format!("{url}/v1/admin/verdicts"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn an_acknowledged_local_verdict_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(&data);
+    let status = put_local_verdict(
+        &server.url,
+        r#"{"object":{"domain":"blocked.example"},"verdict":"untrusted"}"#,
+    );
+    assert_eq!(status, 200);
+    server.kill_9();
+
+    let server = ServerProcess::start(&data);
+    let output = lookup(&server, &["blocked.example"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("local"));
+}
+
+/// Keys the store holds when it holds nothing but the built-in test set.
+fn builtin_keys() -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), &StoreOptions::default())
+        .unwrap()
+        .stats()
+        .unwrap()
+        .keys
+}
+
+fn write_hash_list(path: &Path, count: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..count {
+        writeln!(file, "{}", repnet_model::Sha256::digest(&i.to_le_bytes())).unwrap();
+    }
+    file.flush().unwrap();
+}
+
+#[test]
+fn kill_9_during_a_large_import_leaves_a_store_that_opens() {
+    const LINES: u64 = 600_000;
+    const CHUNK: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().join("data");
+    let list = dir.path().join("big.txt");
+    write_hash_list(&list, LINES);
+
+    let mut child = repnet()
+        .args([
+            "import",
+            "--format",
+            "hashlist",
+            "--commit-every",
+            &CHUNK.to_string(),
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&list)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some transactions have committed: poll the data file's size.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed_midway = loop {
+        let size = std::fs::metadata(data.join("data.mdb"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size > 4 << 20 {
+            child.kill().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break false;
+        }
+        std::hint::spin_loop();
+    };
+    child.wait().unwrap();
+    assert!(
+        killed_midway,
+        "the import finished before it could be killed: make the list longer"
+    );
+
+    let store =
+        Store::open(&data, &StoreOptions::default()).expect("the store opens after kill -9");
+    let imported = store.stats().unwrap().keys - builtin_keys();
+    assert!(imported > 0 && imported < LINES, "imported {imported}");
+    // Every transaction is all or nothing: only whole chunks are there.
+    assert_eq!(imported % CHUNK, 0, "imported {imported}");
+    drop(store);
+
+    // Importing again completes the job.
+    let output = run(repnet()
+        .args(["import", "--format", "hashlist", "--data"])
+        .arg(&data)
+        .arg(&list));
+    assert_eq!(
+        stdout(&output),
+        format!("read {LINES}, stored {LINES}, skipped 0\n")
+    );
+    let store = Store::open(&data, &StoreOptions::default()).unwrap();
+    assert_eq!(store.stats().unwrap().keys - builtin_keys(), LINES);
+}
+
+#[test]
+fn print_config_shows_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("repnet.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:9001\"\nttl_seconds = 111\nunknown_ttl_seconds = 11\n",
+    )
+    .unwrap();
+    let output = run(repnet()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&config)
+        .env("REPNET_TTL_SECONDS", "222")
+        .env("REPNET_UNKNOWN_TTL_SECONDS", "22")
+        .args(["--unknown-ttl-seconds", "33"]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("listen = \"127.0.0.1:9001\""), "{text}");
+    assert!(text.contains("ttl_seconds = 222"), "{text}");
+    assert!(text.contains("unknown_ttl_seconds = 33"), "{text}");
+    assert!(text.contains("# admin API disabled"), "{text}");
+
+    std::fs::write(&config, "ttl_secs = 1\n").unwrap();
+    let output = run(repnet()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&config));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown field `ttl_secs`"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(repnet().args(["serve", "--print-config", "--max-batch-items", "20000"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("max_batch_items"),
+        "{}",
+        stderr(&output)
+    );
+}
