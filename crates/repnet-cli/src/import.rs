@@ -51,7 +51,7 @@ pub(crate) struct ImportArgs {
     )]
     data: PathBuf,
     /// Entries per transaction: each is on disk once committed.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     commit_every: usize,
 }
 
