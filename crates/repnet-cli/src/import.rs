@@ -1,9 +1,9 @@
 //! `repnet import`: stream a feed into a knowledge base, in constant memory, reporting bad
 //! lines by number without stopping.
 //!
-//! A reader thread parses lines into chunks of changes; the writer commits each chunk as one
-//! transaction while the reader parses the next, so parsing and disk writes overlap. The
-//! channel between them holds two chunks, which bounds memory whatever the feed's size.
+//! Lines are parsed into changes and handed to the store's bulk import, which sorts them
+//! (spilling to disk past a bound, so memory stays constant) and applies the whole feed in
+//! one transaction: after a crash the knowledge base has all of the import or none of it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use repnet_model::{
     Categories, Category, Confidence, FileHash, FileHashes, Object, Source, SourceRecord,
     ThreatName, Verdict,
 };
-use repnet_store::{Change, Store, StoreOptions};
+use repnet_store::{BulkImport, Change, Store, StoreOptions};
 
 use crate::Outcome;
 
@@ -50,9 +50,10 @@ pub(crate) struct ImportArgs {
         value_name = "DIR"
     )]
     data: PathBuf,
-    /// Entries per transaction: each is on disk once committed.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    commit_every: usize,
+    /// Memory for sorting the import, in MiB; beyond it, sorted runs go to temporary files in
+    /// the data directory.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    buffer_mib: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,16 +136,14 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
 }
 
-/// Reads every file, sending chunks of changes to `chunks`. Runs on its own thread.
+/// Reads every file into `import`. Blocking.
 fn read_feeds(
     files: &[PathBuf],
     template: &Template,
-    chunk_size: usize,
-    chunks: &tokio::sync::mpsc::Sender<Vec<Change>>,
+    import: &mut BulkImport,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
-    let mut chunk = Vec::with_capacity(chunk_size);
     let mut line = String::new();
     for path in files {
         let mut input = open_input(path)?;
@@ -176,14 +175,13 @@ fn read_feeds(
             match parsed {
                 Ok(hash) => {
                     tally.stored += 1;
-                    chunk.push(Change::Put {
+                    import.add(&Change::Put {
                         object: Object::File(hash),
                         hashes: FileHashes::default(),
                         record: template.record.clone(),
                         comment: None,
-                    });
-                    if chunk.len() >= chunk_size {
-                        send_chunk(chunks, &mut chunk, chunk_size)?;
+                    })?;
+                    if tally.read % 65_536 == 0 {
                         progress.set_position(tally.read);
                     }
                 }
@@ -193,9 +191,6 @@ fn read_feeds(
                 }
             }
         }
-    }
-    if !chunk.is_empty() {
-        send_chunk(chunks, &mut chunk, chunk_size)?;
     }
     progress.set_position(tally.read);
     Ok(tally)
@@ -213,27 +208,12 @@ fn report_bad_line(
     }
 }
 
-fn send_chunk(
-    chunks: &tokio::sync::mpsc::Sender<Vec<Change>>,
-    chunk: &mut Vec<Change>,
-    chunk_size: usize,
-) -> anyhow::Result<()> {
-    let mut full = std::mem::replace(chunk, Vec::with_capacity(chunk_size));
-    // Sorted keys touch each B-tree page once per chunk instead of once per entry.
-    full.sort_by(|a, b| match (a, b) {
-        (Change::Put { object: a, .. }, Change::Put { object: b, .. }) => a.cmp(b),
-        _ => std::cmp::Ordering::Equal,
-    });
-    chunks
-        .blocking_send(full)
-        .map_err(|_| anyhow::anyhow!("the import stopped writing"))
-}
-
 pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
     let template = args.template()?;
-    if args.commit_every == 0 {
-        anyhow::bail!("--commit-every must be at least 1");
+    if args.buffer_mib == 0 {
+        anyhow::bail!("--buffer-mib must be at least 1");
     }
+    let buffer_bytes = args.buffer_mib.saturating_mul(1 << 20);
     for path in &args.files {
         if path != Path::new("-") && !path.is_file() {
             anyhow::bail!("{}: no such file", path.display());
@@ -246,36 +226,27 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     progress.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {human_pos} entries read, {per_sec} [{elapsed}]",
+            "{spinner} {msg} {human_pos} entries, {per_sec} [{elapsed}]",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
+    progress.set_message("reading");
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
 
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Change>>(2);
-    let reader = {
-        let files = args.files.clone();
-        let chunk_size = args.commit_every;
-        let progress = progress.clone();
-        std::thread::spawn(move || read_feeds(&files, &template, chunk_size, &sender, &progress))
-    };
-    let mut write_error = None;
-    while let Some(chunk) = receiver.recv().await {
-        if let Err(error) = store.apply(chunk).await {
-            write_error = Some(error);
-            break;
-        }
-    }
-    // Dropping the receiver unblocks the reader if the writer stopped early.
-    drop(receiver);
-    let read_result = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the feed reader crashed"))?;
+    let files = args.files.clone();
+    let worker_progress = progress.clone();
+    let (tally, summary) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut import = store.bulk_import_with_buffer(buffer_bytes)?;
+        let tally = read_feeds(&files, &template, &mut import, &worker_progress)?;
+        worker_progress.set_message("writing");
+        let summary = import
+            .finish()
+            .context("cannot write to the knowledge base; nothing of this import was stored")?;
+        Ok((tally, summary))
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("the import stopped unexpectedly: {error}"))??;
     progress.finish_and_clear();
-    if let Some(error) = write_error {
-        return Err(error)
-            .context("cannot write to the knowledge base; entries already committed stay");
-    }
-    let tally = read_result?;
     let elapsed = started.elapsed().as_secs_f64();
     if tally.skipped > SHOWN_BAD_LINES {
         eprintln!("… and {} more bad lines", tally.skipped - SHOWN_BAD_LINES);
@@ -285,10 +256,16 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
         tally.read, tally.stored, tally.skipped
     );
     eprintln!(
-        "into {} as {} in {elapsed:.1} s ({:.0} entries/s)",
+        "into {} as {} in {elapsed:.1} s ({:.0} entries/s; {} keys written{})",
         args.data.display(),
         Source::feed(args.source.as_deref().unwrap_or(args.format.name()))?,
         tally.read as f64 / elapsed.max(1e-9),
+        summary.keys_written,
+        if summary.rebuilt {
+            ", knowledge base rebuilt in key order"
+        } else {
+            ""
+        },
     );
     Ok(Outcome::Clean)
 }

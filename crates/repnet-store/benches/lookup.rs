@@ -1,6 +1,8 @@
 //! Store lookups on a knowledge base of 1 million SHA-256 file entries: single hits and
 //! misses, and batches of 1,000 (half present), the shape of `POST /v1/lookup`.
 //!
+//! The store is loaded with a bulk import, as `repnet import` does.
+//!
 //! Run: `cargo bench -p repnet-store --bench lookup`. Results go in docs/BENCHMARKS.md.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,7 +23,7 @@ fn object(i: u64) -> Object {
     Object::File(FileHash::Sha256(sha256_of(i)))
 }
 
-fn build(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
+fn build(dir: &std::path::Path) -> Store {
     let store = Store::open(dir, &StoreOptions::default()).expect("open");
     let mut record = SourceRecord::new(
         Source::feed("bench").expect("name"),
@@ -30,20 +32,18 @@ fn build(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
         Timestamp(1_790_000_000),
     );
     record.threat = Some(ThreatName::new("Bench.Threat").expect("name"));
-    let mut objects: Vec<Object> = (0..ENTRIES).map(object).collect();
-    objects.sort();
-    for chunk in objects.chunks(100_000) {
-        let changes = chunk
-            .iter()
-            .map(|object| Change::Put {
-                object: object.clone(),
+    let mut import = store.bulk_import().expect("bulk import");
+    for i in 0..ENTRIES {
+        import
+            .add(&Change::Put {
+                object: object(i),
                 hashes: FileHashes::default(),
                 record: record.clone(),
                 comment: None,
             })
-            .collect();
-        runtime.block_on(store.apply(changes)).expect("apply");
+            .expect("add");
     }
+    import.finish().expect("finish");
     store
 }
 
@@ -52,7 +52,7 @@ fn lookups(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = build(&runtime, dir.path());
+    let store = build(dir.path());
     let stats = store.stats().expect("stats");
     eprintln!(
         "{} keys, {} bytes on disk, {:.1} bytes per key",

@@ -19,6 +19,7 @@ pub async fn run_all(open: &dyn Fn() -> Store) {
     local_verdicts_are_listed_with_comments(&open()).await;
     a_batch_is_answered_in_order(&open()).await;
     names_survive_many_distinct_values(&open()).await;
+    bulk_import_matches_apply(open).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -339,4 +340,125 @@ pub async fn names_survive_many_distinct_values(store: &Store) {
         );
         assert_eq!(record.source.to_string(), format!("feed:f{}", i % 7));
     }
+}
+
+/// Changes that exercise a bulk import: many new keys, duplicates (the later wins), a second
+/// source on an existing key, a file given by MD5 with its other hashes (aliases).
+fn bulk_changes(count: u64, feed: &str, at: u64) -> (Vec<Change>, Vec<Object>) {
+    let mut changes = Vec::new();
+    let mut objects = Vec::new();
+    for i in 0..count {
+        let object = Object::File(FileHash::Sha256(Sha256::digest(&i.to_le_bytes())));
+        let mut rec = record(feed, Verdict::Untrusted, (i % 100) as i64, at + i);
+        rec.threat = Some(ThreatName::new(&format!("Bulk.Threat.{}", i % 5)).expect("name"));
+        changes.push(put(&object, rec));
+        objects.push(object);
+    }
+    // The same key twice in one import: the later change wins.
+    let twice = Object::File(FileHash::Sha256(Sha256::digest(&5u64.to_le_bytes())));
+    changes.push(put(&twice, record(feed, Verdict::Riskware, 33, at)));
+    // A key that already has another source's record.
+    let shared = object(ObjectKind::Domain, "shared.example");
+    changes.push(put(&shared, record(feed, Verdict::Trusted, 20, at)));
+    objects.push(shared);
+    // A file named by MD5 with all three hashes.
+    let hashes = FileHashes {
+        md5: Some(Md5([0x51; 16])),
+        sha1: Some(Sha1([0x52; 20])),
+        sha256: Some(Sha256([0x53; 32])),
+    };
+    changes.push(Change::Put {
+        object: Object::File(FileHash::Md5(Md5([0x51; 16]))),
+        hashes,
+        record: record(feed, Verdict::Untrusted, 90, at),
+        comment: None,
+    });
+    objects.extend([
+        Object::File(FileHash::Md5(Md5([0x51; 16]))),
+        Object::File(FileHash::Sha1(Sha1([0x52; 20]))),
+        Object::File(FileHash::Sha256(Sha256([0x53; 32]))),
+    ]);
+    (changes, objects)
+}
+
+async fn bulk(store: &Store, changes: Vec<Change>, run_bytes: usize) -> crate::BulkSummary {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut import = store
+            .bulk_import_with_buffer(run_bytes)
+            .expect("bulk import");
+        for change in &changes {
+            import.add(change).expect("add");
+        }
+        import.finish().expect("finish")
+    })
+    .await
+    .expect("join")
+}
+
+/// A bulk import leaves the store exactly as `apply` of the same changes would, whether it
+/// is large (merged from spilled runs) or small, and refuses what it cannot import.
+pub async fn bulk_import_matches_apply(open: &dyn Fn() -> Store) {
+    let by_apply = open();
+    let by_bulk = open();
+    let shared = object(ObjectKind::Domain, "shared.example");
+    for store in [&by_apply, &by_bulk] {
+        store
+            .apply(vec![put(
+                &shared,
+                record("feed:other", Verdict::Untrusted, 70, 1),
+            )])
+            .await
+            .expect("apply");
+    }
+    let (changes, objects) = bulk_changes(3_000, "feed:bulk", 1_000);
+    by_apply.apply(changes.clone()).await.expect("apply");
+    let summary = bulk(&by_bulk, changes.clone(), 4096).await;
+    assert_eq!(summary.changes, changes.len() as u64);
+    let expected = by_apply.lookup(&objects).await.expect("lookup");
+    assert_eq!(by_bulk.lookup(&objects).await.expect("lookup"), expected);
+    assert_eq!(
+        expected[5].records[0].verdict,
+        Verdict::Riskware,
+        "the later change won"
+    );
+    assert_eq!(
+        expected[3_000].records.len(),
+        2,
+        "both sources on the shared key"
+    );
+    assert_eq!(expected[3_001].hashes.sha256, Some(Sha256([0x53; 32])));
+
+    // A small import into the now large store, overlapping what is there.
+    let (small, small_objects) = bulk_changes(20, "feed:second", 5_000);
+    by_apply.apply(small.clone()).await.expect("apply");
+    bulk(&by_bulk, small, 1 << 20).await;
+    assert_eq!(
+        by_bulk.lookup(&small_objects).await.expect("lookup"),
+        by_apply.lookup(&small_objects).await.expect("lookup")
+    );
+    assert_eq!(
+        by_bulk.lookup(&objects).await.expect("lookup"),
+        by_apply.lookup(&objects).await.expect("lookup")
+    );
+    assert_eq!(
+        by_bulk.stats().expect("stats").keys,
+        by_apply.stats().expect("stats").keys
+    );
+
+    // Local verdicts and removals are not bulk operations.
+    let mut import = by_bulk.bulk_import().expect("bulk import");
+    assert!(
+        import
+            .add(&put(&shared, record("local", Verdict::Trusted, 100, 1)))
+            .is_err()
+    );
+    assert!(
+        import
+            .add(&Change::Remove {
+                object: shared.clone(),
+                source: Source::Local,
+            })
+            .is_err()
+    );
 }

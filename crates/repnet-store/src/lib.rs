@@ -9,6 +9,7 @@
 //! effective verdict is derived from them at read time by the model's precedence rule, so a
 //! source can be corrected or retracted without losing what the others said.
 
+mod bulk;
 mod key;
 mod lmdb;
 mod record;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use repnet_model::{FileHashes, Object, Source, SourceRecord, Timestamp};
 
 use crate::lmdb::LmdbStore;
+
+pub use crate::bulk::{BulkImport, BulkSummary};
 
 /// What the store knows about one object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,6 +126,8 @@ pub enum StoreError {
     Backend { dir: PathBuf, message: String },
     #[error("a storage task stopped unexpectedly: {0}")]
     Task(String),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 /// The handle to the knowledge base. Cheap to clone; all clones share one open store.
@@ -157,6 +162,21 @@ impl Store {
         tokio::task::spawn_blocking(move || backend.apply(&changes))
             .await
             .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Starts a bulk import: changes are added one by one (sorted and spilled to disk as
+    /// needed, so memory stays bounded) and applied in one transaction by
+    /// [`BulkImport::finish`]. Use it for feeds; the knowledge base is written in key order,
+    /// which is much faster and more compact than [`Store::apply`] for many changes.
+    /// Blocking: call it from a thread or `spawn_blocking`.
+    pub fn bulk_import(&self) -> Result<BulkImport, StoreError> {
+        BulkImport::new(Arc::clone(&self.backend), None)
+    }
+
+    /// A bulk import that sorts up to `buffer_bytes` of changes in memory before spilling a
+    /// sorted run to a temporary file in the data directory (the default is 64 MiB).
+    pub fn bulk_import_with_buffer(&self, buffer_bytes: usize) -> Result<BulkImport, StoreError> {
+        BulkImport::new(Arc::clone(&self.backend), Some(buffer_bytes.max(1)))
     }
 
     /// Every local verdict, ordered by object key.

@@ -69,6 +69,59 @@ impl StoredRecord {
     }
 }
 
+/// A change to the record under one key: what a `Change::Put` becomes, per key it touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    /// Replace what `source.source_id` said (keeping its first sighting); for SHA-256 keys,
+    /// remember the file's other hashes.
+    Upsert {
+        source: StoredSource,
+        md5: Option<Md5>,
+        sha1: Option<Sha1>,
+    },
+    /// Point an MD5 or SHA-1 key at the file's SHA-256.
+    Alias(Sha256),
+}
+
+impl StoredRecord {
+    /// Applies `mutation`; returns whether the record changed.
+    pub(crate) fn apply(&mut self, mutation: &Mutation) -> bool {
+        match mutation {
+            Mutation::Upsert { source, md5, sha1 } => {
+                let before = (self.md5, self.sha1);
+                self.md5 = md5.or(self.md5);
+                self.sha1 = sha1.or(self.sha1);
+                let changed_hashes = before != (self.md5, self.sha1);
+                match self
+                    .sources
+                    .iter_mut()
+                    .find(|s| s.source_id == source.source_id)
+                {
+                    Some(existing) => {
+                        let merged = StoredSource {
+                            first_seen: existing.first_seen.min(source.first_seen),
+                            last_seen: existing.last_seen.max(source.last_seen),
+                            ..source.clone()
+                        };
+                        let changed = *existing != merged;
+                        *existing = merged;
+                        changed || changed_hashes
+                    }
+                    None => {
+                        self.sources.push(source.clone());
+                        true
+                    }
+                }
+            }
+            Mutation::Alias(sha256) => {
+                let changed = self.alias_of != Some(*sha256);
+                self.alias_of = Some(*sha256);
+                changed
+            }
+        }
+    }
+}
+
 /// Why bytes could not be decoded as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DecodeError {
@@ -89,7 +142,7 @@ const BIT_THREAT: u8 = 4;
 const BIT_CATEGORIES: u8 = 8;
 const BIT_LAST_SEEN: u8 = 16;
 
-fn verdict_bits(verdict: Verdict) -> u8 {
+pub(crate) fn verdict_bits(verdict: Verdict) -> u8 {
     match verdict {
         Verdict::Unknown => 0,
         Verdict::Trusted => 1,
@@ -98,7 +151,7 @@ fn verdict_bits(verdict: Verdict) -> u8 {
     }
 }
 
-fn verdict_from_bits(bits: u8) -> Verdict {
+pub(crate) fn verdict_from_bits(bits: u8) -> Verdict {
     match bits & 3 {
         1 => Verdict::Trusted,
         2 => Verdict::Riskware,
@@ -317,6 +370,62 @@ fn bytes_left(reader: &Reader<'_>) -> usize {
     reader.bytes.len()
 }
 
+/// What storing `source` about `object` does, key by key: a file whose SHA-256 is known is
+/// kept under it (remembering its MD5 and SHA-1), and its MD5 and SHA-1 keys become aliases
+/// of it. Anything else is kept under its own key.
+pub(crate) fn put_mutations(
+    object: &repnet_model::Object,
+    hashes: &repnet_model::FileHashes,
+    source: StoredSource,
+) -> Vec<(crate::key::ObjectKey, Mutation)> {
+    use crate::key::ObjectKey;
+    use repnet_model::{FileHash, Object};
+
+    let mut all = *hashes;
+    let Object::File(hash) = object else {
+        return vec![(
+            ObjectKey::of(object),
+            Mutation::Upsert {
+                source,
+                md5: None,
+                sha1: None,
+            },
+        )];
+    };
+    all.insert(*hash);
+    let Some(sha256) = all.sha256 else {
+        return vec![(
+            ObjectKey::file(hash),
+            Mutation::Upsert {
+                source,
+                md5: None,
+                sha1: None,
+            },
+        )];
+    };
+    let mut mutations = vec![(
+        ObjectKey::file(&FileHash::Sha256(sha256)),
+        Mutation::Upsert {
+            source,
+            md5: all.md5,
+            sha1: all.sha1,
+        },
+    )];
+    if let Some(md5) = all.md5 {
+        mutations.push((
+            ObjectKey::file(&FileHash::Md5(md5)),
+            Mutation::Alias(sha256),
+        ));
+    }
+    if let Some(sha1) = all.sha1 {
+        mutations.push((
+            ObjectKey::file(&FileHash::Sha1(sha1)),
+            Mutation::Alias(sha256),
+        ));
+    }
+    mutations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +511,41 @@ mod tests {
         let mut bytes = Vec::new();
         encode(&record, &mut bytes);
         assert_eq!(bytes.len(), 12);
+    }
+
+    #[test]
+    fn upserts_replace_one_source_and_keep_the_sighting_window() {
+        let source = |id, verdict, first, last| StoredSource {
+            source_id: id,
+            verdict,
+            confidence: 50,
+            threat_id: None,
+            categories: 0,
+            first_seen: first,
+            last_seen: last,
+        };
+        let mut record = StoredRecord::default();
+        let upsert = |s| Mutation::Upsert {
+            source: s,
+            md5: None,
+            sha1: None,
+        };
+        assert!(record.apply(&upsert(source(16, Verdict::Untrusted, 10, 20))));
+        assert!(record.apply(&upsert(source(17, Verdict::Trusted, 5, 5))));
+        assert!(record.apply(&upsert(source(16, Verdict::Riskware, 15, 30))));
+        assert!(
+            !record.apply(&upsert(source(16, Verdict::Riskware, 15, 30))),
+            "same again: no change"
+        );
+        assert_eq!(
+            record.sources,
+            vec![
+                source(16, Verdict::Riskware, 10, 30),
+                source(17, Verdict::Trusted, 5, 5)
+            ]
+        );
+        assert!(record.apply(&Mutation::Alias(Sha256([1; 32]))));
+        assert!(!record.apply(&Mutation::Alias(Sha256([1; 32]))));
     }
 
     #[test]

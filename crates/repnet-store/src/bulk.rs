@@ -1,0 +1,496 @@
+//! Bulk imports: many changes applied in one transaction, sorted first so that the store is
+//! written in key order.
+//!
+//! Changes are buffered in memory as compact entries (key + mutation) and, past
+//! [`RUN_BYTES`], sorted and spilled to a run file in the data directory; memory stays bounded
+//! whatever the size of the feed. [`BulkImport::finish`] merges the runs into one sorted
+//! stream and hands it to the backend, which either folds it into the existing B-tree (small
+//! imports) or rebuilds the tree in append mode, merging old and new in one pass (large
+//! imports: every page written once and full, see `lmdb::LmdbStore::bulk_apply`).
+//! Either way the import is one transaction: all of it or none of it.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use repnet_model::{Md5, Sha1, Sha256, Source, ThreatName};
+
+use crate::lmdb::LmdbStore;
+use crate::record::{self, Mutation, Reader, StoredSource, put_mutations, put_varint};
+use crate::{Change, StoreError};
+
+/// Buffered bytes after which a sorted run is spilled to disk.
+const RUN_BYTES: usize = 64 << 20;
+
+/// Names of the temporary directories bulk imports spill to; removed at open.
+pub(crate) const TEMP_PREFIX: &str = "import-tmp-";
+
+/// The result of a bulk import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkSummary {
+    /// Changes added.
+    pub changes: u64,
+    /// Keys whose value was written (new or changed).
+    pub keys_written: u64,
+    /// Whether the knowledge base was rebuilt in key order (large imports) rather than
+    /// updated in place (small ones).
+    pub rebuilt: bool,
+}
+
+/// A bulk import in progress. Blocking: call it from a thread or `spawn_blocking`.
+/// Dropping it without [`finish`](BulkImport::finish) discards everything added.
+pub struct BulkImport {
+    store: Arc<LmdbStore>,
+    temp_dir: PathBuf,
+    /// Names used by this import, by import-local id (sources as text, threat names).
+    names: Vec<String>,
+    name_ids: HashMap<String, u32>,
+    /// The last source and threat seen, with their ids: feeds repeat them on every line.
+    last_source: Option<(Source, u32)>,
+    last_threat: Option<(ThreatName, u32)>,
+    /// Entries not yet spilled: `u32` length, then the entry (see `encode_entry`).
+    arena: Vec<u8>,
+    /// Start of each entry in `arena`.
+    offsets: Vec<u32>,
+    runs: Vec<PathBuf>,
+    run_bytes: usize,
+    changes: u64,
+    mutations: u64,
+}
+
+impl std::fmt::Debug for BulkImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkImport")
+            .field("changes", &self.changes)
+            .field("runs", &self.runs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BulkImport {
+    pub(crate) fn new(
+        store: Arc<LmdbStore>,
+        run_bytes: Option<usize>,
+    ) -> Result<BulkImport, StoreError> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let number = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp_dir = store
+            .dir()
+            .join(format!("{TEMP_PREFIX}{}-{number}", std::process::id()));
+        Ok(BulkImport {
+            store,
+            temp_dir,
+            names: Vec::new(),
+            name_ids: HashMap::new(),
+            last_source: None,
+            last_threat: None,
+            arena: Vec::new(),
+            offsets: Vec::new(),
+            runs: Vec::new(),
+            run_bytes: run_bytes.unwrap_or(RUN_BYTES),
+            changes: 0,
+            mutations: 0,
+        })
+    }
+
+    fn name_id(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.name_ids.get(text) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(text.to_owned());
+        self.name_ids.insert(text.to_owned(), id);
+        id
+    }
+
+    /// Adds one change. Only `Put`s of non-local sources can be bulk-imported: local verdicts
+    /// are the administrator's, set one by one.
+    pub fn add(&mut self, change: &Change) -> Result<(), StoreError> {
+        let Change::Put {
+            object,
+            hashes,
+            record,
+            ..
+        } = change
+        else {
+            return Err(StoreError::Unsupported(
+                "a bulk import only stores records; remove records with Store::apply",
+            ));
+        };
+        if record.source == Source::Local {
+            return Err(StoreError::Unsupported(
+                "local verdicts are set one by one through the admin API, not imported",
+            ));
+        }
+        let source_id = match &self.last_source {
+            Some((source, id)) if *source == record.source => *id,
+            _ => {
+                let id = self.name_id(&record.source.to_string());
+                self.last_source = Some((record.source.clone(), id));
+                id
+            }
+        };
+        let threat_id = match &record.threat {
+            None => None,
+            Some(threat) => Some(match &self.last_threat {
+                Some((last, id)) if last == threat => *id,
+                _ => {
+                    let id = self.name_id(threat.as_str());
+                    self.last_threat = Some((threat.clone(), id));
+                    id
+                }
+            }),
+        };
+        let source = StoredSource {
+            source_id,
+            verdict: record.verdict,
+            confidence: record.confidence.get(),
+            threat_id,
+            categories: record.categories.bits(),
+            first_seen: record.first_seen.0,
+            last_seen: record.last_seen.0.max(record.first_seen.0),
+        };
+        for (key, mutation) in put_mutations(object, hashes, source) {
+            let start = self.arena.len();
+            self.arena.extend_from_slice(&[0; 4]);
+            encode_entry(key.as_bytes(), &mutation, &mut self.arena);
+            let len = (self.arena.len() - start - 4) as u32;
+            self.arena[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            self.offsets.push(start as u32);
+            self.mutations += 1;
+        }
+        self.changes += 1;
+        if self.arena.len() >= self.run_bytes {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn entry(&self, offset: u32) -> &[u8] {
+        entry_at(&self.arena, offset)
+    }
+
+    /// Sorts the buffered entries by key, keeping the order of equal keys (a later change to
+    /// the same key must apply later): offsets grow in the order entries were added, so they
+    /// break ties. The first 8 key bytes, as a number, decide almost every comparison without
+    /// touching the arena.
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        let mut keyed: Vec<(u64, u32)> = self
+            .offsets
+            .iter()
+            .map(|offset| (key_prefix(entry_key(entry_at(arena, *offset))), *offset))
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| entry_key(entry_at(arena, a.1)).cmp(entry_key(entry_at(arena, b.1))))
+                .then(a.1.cmp(&b.1))
+        });
+        for (slot, (_, offset)) in self.offsets.iter_mut().zip(keyed) {
+            *slot = offset;
+        }
+    }
+
+    fn spill(&mut self) -> Result<(), StoreError> {
+        self.sort();
+        std::fs::create_dir_all(&self.temp_dir).map_err(|source| StoreError::Io {
+            action: "create the import's temporary directory",
+            path: self.temp_dir.clone(),
+            source,
+        })?;
+        let path = self.temp_dir.join(format!("run-{}", self.runs.len()));
+        let io_error = |source| StoreError::Io {
+            action: "write the import's temporary file",
+            path: path.clone(),
+            source,
+        };
+        let file = File::create(&path).map_err(io_error)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        for offset in &self.offsets {
+            let entry = self.entry(*offset);
+            out.write_all(&(entry.len() as u32).to_le_bytes())
+                .map_err(io_error)?;
+            out.write_all(entry).map_err(io_error)?;
+        }
+        out.flush().map_err(io_error)?;
+        self.runs.push(path);
+        self.arena.clear();
+        self.offsets.clear();
+        Ok(())
+    }
+
+    /// The buffered and spilled entries as one stream sorted by key (equal keys in the order
+    /// they were added). Can be opened again, for a retry.
+    pub(crate) fn stream(
+        &self,
+    ) -> Result<Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_>, StoreError> {
+        if self.runs.is_empty() {
+            return Ok(Box::new(
+                self.offsets
+                    .iter()
+                    .map(|offset| decode_entry(self.entry(*offset))),
+            ));
+        }
+        let readers = self
+            .runs
+            .iter()
+            .map(|path| RunReader::open(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(Merge::new(readers)?))
+    }
+
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub(crate) fn mutations(&self) -> u64 {
+        self.mutations
+    }
+
+    /// Applies everything added, in one transaction.
+    pub fn finish(mut self) -> Result<BulkSummary, StoreError> {
+        if !self.runs.is_empty() && !self.offsets.is_empty() {
+            self.spill()?;
+        } else {
+            self.sort();
+        }
+        let store = Arc::clone(&self.store);
+        let (keys_written, rebuilt) = store.bulk_apply(&self)?;
+        Ok(BulkSummary {
+            changes: self.changes,
+            keys_written,
+            rebuilt,
+        })
+    }
+}
+
+impl Drop for BulkImport {
+    fn drop(&mut self) {
+        // Nothing to do if nothing was spilled; a directory left by a crash is removed at the
+        // next open.
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
+    }
+}
+
+/// Removes temporary directories left by imports that were killed.
+pub(crate) fn remove_stale_temp_dirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A key and what to do to it; names in the mutation are import-local ids.
+pub(crate) type Entry = (Vec<u8>, Mutation);
+
+fn entry_at(arena: &[u8], offset: u32) -> &[u8] {
+    let start = offset as usize;
+    let len = u32::from_le_bytes([
+        arena[start],
+        arena[start + 1],
+        arena[start + 2],
+        arena[start + 3],
+    ]) as usize;
+    &arena[start + 4..start + 4 + len]
+}
+
+/// The first 8 bytes of a key as a big-endian number (zero-padded): orders like the bytes.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut prefix = [0u8; 8];
+    let len = key.len().min(8);
+    prefix[..len].copy_from_slice(&key[..len]);
+    u64::from_be_bytes(prefix)
+}
+
+fn entry_key(entry: &[u8]) -> &[u8] {
+    let len = entry[0] as usize;
+    &entry[1..1 + len]
+}
+
+const KIND_UPSERT: u8 = 0;
+const KIND_ALIAS: u8 = 1;
+
+/// `u8 key length, key, u8 kind`, then for an upsert: `varint source, u8 verdict, u8
+/// confidence, u8 flags (1 threat, 2 md5, 4 sha1), [varint threat], varint categories,
+/// varint first_seen, varint last_seen - first_seen, [md5], [sha1]`; for an alias: the SHA-256.
+fn encode_entry(key: &[u8], mutation: &Mutation, out: &mut Vec<u8>) {
+    out.push(key.len() as u8);
+    out.extend_from_slice(key);
+    match mutation {
+        Mutation::Upsert { source, md5, sha1 } => {
+            out.push(KIND_UPSERT);
+            put_varint(out, u64::from(source.source_id));
+            out.push(record::verdict_bits(source.verdict));
+            out.push(source.confidence);
+            let flags = u8::from(source.threat_id.is_some())
+                | u8::from(md5.is_some()) << 1
+                | u8::from(sha1.is_some()) << 2;
+            out.push(flags);
+            if let Some(threat) = source.threat_id {
+                put_varint(out, u64::from(threat));
+            }
+            put_varint(out, u64::from(source.categories));
+            put_varint(out, source.first_seen);
+            put_varint(out, source.last_seen - source.first_seen);
+            if let Some(md5) = md5 {
+                out.extend_from_slice(md5.as_bytes());
+            }
+            if let Some(sha1) = sha1 {
+                out.extend_from_slice(sha1.as_bytes());
+            }
+        }
+        Mutation::Alias(sha256) => {
+            out.push(KIND_ALIAS);
+            out.extend_from_slice(sha256.as_bytes());
+        }
+    }
+}
+
+fn decode_entry(entry: &[u8]) -> Result<Entry, StoreError> {
+    let corrupt = |error: record::DecodeError| {
+        StoreError::Corrupt(format!("an import's temporary entry: {error}"))
+    };
+    let mut reader = Reader::new(entry);
+    let key_len = reader.u8().map_err(corrupt)? as usize;
+    let key = reader.slice(key_len).map_err(corrupt)?.to_vec();
+    let mutation = match reader.u8().map_err(corrupt)? {
+        KIND_UPSERT => {
+            let source_id = reader.varint_u32().map_err(corrupt)?;
+            let verdict = record::verdict_from_bits(reader.u8().map_err(corrupt)?);
+            let confidence = reader.u8().map_err(corrupt)?;
+            let flags = reader.u8().map_err(corrupt)?;
+            let threat_id = if flags & 1 != 0 {
+                Some(reader.varint_u32().map_err(corrupt)?)
+            } else {
+                None
+            };
+            let categories = reader.varint_u32().map_err(corrupt)?;
+            let first_seen = reader.varint().map_err(corrupt)?;
+            let last_seen = first_seen.saturating_add(reader.varint().map_err(corrupt)?);
+            let md5 = if flags & 2 != 0 {
+                Some(Md5(reader.array().map_err(corrupt)?))
+            } else {
+                None
+            };
+            let sha1 = if flags & 4 != 0 {
+                Some(Sha1(reader.array().map_err(corrupt)?))
+            } else {
+                None
+            };
+            Mutation::Upsert {
+                source: StoredSource {
+                    source_id,
+                    verdict,
+                    confidence,
+                    threat_id,
+                    categories,
+                    first_seen,
+                    last_seen,
+                },
+                md5,
+                sha1,
+            }
+        }
+        KIND_ALIAS => Mutation::Alias(Sha256(reader.array().map_err(corrupt)?)),
+        kind => {
+            return Err(StoreError::Corrupt(format!(
+                "an import's temporary entry has kind {kind}"
+            )));
+        }
+    };
+    Ok((key, mutation))
+}
+
+/// Reads a run file entry by entry.
+struct RunReader {
+    path: PathBuf,
+    input: BufReader<File>,
+    buffer: Vec<u8>,
+}
+
+impl RunReader {
+    fn open(path: &Path) -> Result<RunReader, StoreError> {
+        let file = File::open(path).map_err(|source| StoreError::Io {
+            action: "read the import's temporary file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(RunReader {
+            path: path.to_path_buf(),
+            input: BufReader::with_capacity(1 << 20, file),
+            buffer: Vec::new(),
+        })
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, StoreError> {
+        let io_error = |source| StoreError::Io {
+            action: "read the import's temporary file",
+            path: self.path.clone(),
+            source,
+        };
+        let mut len = [0u8; 4];
+        match self.input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(io_error(error)),
+        }
+        self.buffer.resize(u32::from_le_bytes(len) as usize, 0);
+        self.input.read_exact(&mut self.buffer).map_err(io_error)?;
+        decode_entry(&self.buffer).map(Some)
+    }
+}
+
+/// A k-way merge of sorted runs. Equal keys come out in run order, and runs were written in
+/// the order changes were added, so equal keys keep their order.
+struct Merge {
+    runs: Vec<RunReader>,
+    /// The head of each run, by run index.
+    heads: Vec<Option<Mutation>>,
+    /// Smallest (key, run index) first.
+    queue: BinaryHeap<std::cmp::Reverse<(Vec<u8>, usize)>>,
+}
+
+impl Merge {
+    fn new(mut runs: Vec<RunReader>) -> Result<Merge, StoreError> {
+        let mut heads = Vec::with_capacity(runs.len());
+        let mut queue = BinaryHeap::with_capacity(runs.len());
+        for (index, run) in runs.iter_mut().enumerate() {
+            match run.next_entry()? {
+                Some((key, mutation)) => {
+                    heads.push(Some(mutation));
+                    queue.push(std::cmp::Reverse((key, index)));
+                }
+                None => heads.push(None),
+            }
+        }
+        Ok(Merge { runs, heads, queue })
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, StoreError> {
+        let Some(std::cmp::Reverse((key, index))) = self.queue.pop() else {
+            return Ok(None);
+        };
+        let mutation = self.heads[index]
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("the import merge lost its place".to_owned()))?;
+        if let Some((next_key, next_mutation)) = self.runs[index].next_entry()? {
+            self.heads[index] = Some(next_mutation);
+            self.queue.push(std::cmp::Reverse((next_key, index)));
+        }
+        Ok(Some((key, mutation)))
+    }
+}
+
+impl Iterator for Merge {
+    type Item = Result<Entry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
