@@ -705,3 +705,22 @@ async fn operations_endpoints() {
     assert!(openapi["components"]["schemas"].get("Reputation").is_some());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let http2 = repnet_client::http_client_builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = http2
+        .get(server.url(&format!("/v1/files/{EICAR_SHA1}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["threat"], "EICAR-Test-File");
+    server.stop().await;
+}
