@@ -193,6 +193,19 @@ async fn single(state: &AppState, object: Object, explain: bool) -> Result<Respo
 
 // ----- lookups ----------------------------------------------------------------------------
 
+/// `GET /v1/<kind>s/{value}`: the one object named by the path.
+async fn lookup_path(
+    state: &AppState,
+    kind: ObjectKind,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let explain = explain_flag(params)?;
+    let text = path_value(path)?;
+    let object = Object::parse(kind, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(state, object, explain).await
+}
+
 /// File reputation by MD5, SHA-1 or SHA-256 (the kind is told by the length).
 #[utoipa::path(get, path = "/v1/files/{hash}", tag = "lookup",
     params(("hash" = String, Path, description = "MD5, SHA-1 or SHA-256, hexadecimal in any case"),
@@ -203,10 +216,7 @@ pub(crate) async fn get_file(
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let explain = explain_flag(params)?;
-    let text = path_value(path)?;
-    let object = Object::parse(ObjectKind::File, &text).map_err(|e| ApiError::invalid("", &e))?;
-    single(&state, object, explain).await
+    lookup_path(&state, ObjectKind::File, path, params).await
 }
 
 /// Domain reputation. Internationalised names are accepted and answered in punycode.
@@ -218,10 +228,7 @@ pub(crate) async fn get_domain(
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let explain = explain_flag(params)?;
-    let text = path_value(path)?;
-    let object = Object::parse(ObjectKind::Domain, &text).map_err(|e| ApiError::invalid("", &e))?;
-    single(&state, object, explain).await
+    lookup_path(&state, ObjectKind::Domain, path, params).await
 }
 
 /// IP address reputation (IPv4 or IPv6).
@@ -233,10 +240,7 @@ pub(crate) async fn get_ip(
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let explain = explain_flag(params)?;
-    let text = path_value(path)?;
-    let object = Object::parse(ObjectKind::Ip, &text).map_err(|e| ApiError::invalid("", &e))?;
-    single(&state, object, explain).await
+    lookup_path(&state, ObjectKind::Ip, path, params).await
 }
 
 /// Code-signing certificate reputation by SHA-256 thumbprint.
@@ -248,11 +252,7 @@ pub(crate) async fn get_certificate(
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let explain = explain_flag(params)?;
-    let text = path_value(path)?;
-    let object =
-        Object::parse(ObjectKind::Certificate, &text).map_err(|e| ApiError::invalid("", &e))?;
-    single(&state, object, explain).await
+    lookup_path(&state, ObjectKind::Certificate, path, params).await
 }
 
 /// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails

@@ -296,38 +296,43 @@ impl LmdbStore {
 
     // ----- reads -------------------------------------------------------------------------
 
-    pub(crate) fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
+    /// Runs `read` on one consistent snapshot.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let _map = self
             .map_guard
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let txn = self.env.read_txn().map_err(|e| self.error(e))?;
         let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
-        let reader = SnapshotReader {
+        read(&SnapshotReader {
             store: self,
             txn: &txn,
             names: &names,
-        };
-        objects
-            .iter()
-            .map(|object| reader.knowledge(object))
-            .collect()
+        })
+    }
+
+    pub(crate) fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
+        self.read(|reader| {
+            objects
+                .iter()
+                .map(|object| reader.knowledge(object))
+                .collect()
+        })
     }
 
     pub(crate) fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
-        let _map = self
-            .map_guard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let txn = self.env.read_txn().map_err(|e| self.error(e))?;
-        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
-        let reader = SnapshotReader {
-            store: self,
-            txn: &txn,
-            names: &names,
-        };
+        self.read(|reader| self.read_local_verdicts(reader))
+    }
+
+    fn read_local_verdicts(
+        &self,
+        reader: &SnapshotReader<'_>,
+    ) -> Result<Vec<LocalVerdict>, StoreError> {
         let mut verdicts = Vec::new();
-        for entry in self.dbs.local.iter(&txn).map_err(|e| self.error(e))? {
+        for entry in self.dbs.local.iter(reader.txn).map_err(|e| self.error(e))? {
             let (key, value) = entry.map_err(|e| self.error(e))?;
             let object = decode_key(key).ok_or_else(|| {
                 StoreError::Corrupt("a local verdict has an unreadable key".to_owned())
@@ -382,6 +387,23 @@ impl LmdbStore {
     }
 
     fn try_apply(&self, changes: &[Change]) -> Result<Vec<Outcome>, WriteError> {
+        self.write_txn(|writer| {
+            let outcomes = changes
+                .iter()
+                .map(|change| writer.apply(change))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((outcomes, None))
+        })
+    }
+
+    /// Runs `work` in a write transaction and commits it. `work` returns its result and,
+    /// for a rebuild, the object database to switch to in the same commit. Names interned by
+    /// `work` are published to the cache only once committed: an aborted transaction's ids
+    /// are reused by the next one. The caller holds `writer`.
+    fn write_txn<T>(
+        &self,
+        work: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<(T, Option<usize>), WriteError>,
+    ) -> Result<T, WriteError> {
         let txn = self.env.write_txn().map_err(|e| self.write_error(e))?;
         let committed = self.names.read().unwrap_or_else(PoisonError::into_inner);
         let mut writer = TxnWriter {
@@ -394,10 +416,7 @@ impl LmdbStore {
             new_names: Vec::new(),
             buffer: Vec::with_capacity(256),
         };
-        let mut outcomes = Vec::with_capacity(changes.len());
-        for change in changes {
-            outcomes.push(writer.apply(change)?);
-        }
+        let (result, switch_to) = work(&mut writer)?;
         let TxnWriter {
             mut txn,
             next_name_id,
@@ -411,16 +430,26 @@ impl LmdbStore {
                 .put(&mut txn, b"next_name_id", &next_name_id.to_le_bytes())
                 .map_err(|e| self.write_error(e))?;
         }
-        txn.commit().map_err(|e| self.write_error(e))?;
-        // Publish the new names only now that they are committed: an aborted transaction's
-        // ids are reused by the next one.
+        match switch_to {
+            Some(index) => {
+                // No reader may pair the new snapshot with the old database or the reverse:
+                // commit and switch while no read transaction is open.
+                let _exclusive = self
+                    .map_guard
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                txn.commit().map_err(|e| self.write_error(e))?;
+                self.active.store(index, Ordering::Release);
+            }
+            None => txn.commit().map_err(|e| self.write_error(e))?,
+        }
         if !new_names.is_empty() {
             let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
             for (id, name) in new_names {
                 cache.insert(id, name);
             }
         }
-        Ok(outcomes)
+        Ok(result)
     }
 
     fn write_error(&self, error: heed::Error) -> WriteError {
@@ -626,57 +655,47 @@ impl LmdbStore {
     }
 
     fn try_bulk_apply(&self, import: &crate::bulk::BulkImport) -> Result<(u64, bool), WriteError> {
-        let txn = self.env.write_txn().map_err(|e| self.write_error(e))?;
-        let committed = self.names.read().unwrap_or_else(PoisonError::into_inner);
-        let mut writer = TxnWriter {
-            store: self,
-            next_name_id: read_u32(&txn, self.dbs.meta, b"next_name_id")
-                .map_err(|e| self.write_error(e))?
-                .unwrap_or(0),
-            txn,
-            committed: &committed,
-            new_names: Vec::new(),
-            buffer: Vec::with_capacity(256),
-        };
-        let mut names = NameMap::new(import.names());
-        let existing = self
-            .objects()
-            .len(&writer.txn)
-            .map_err(|e| self.write_error(e))?;
-        // Rewriting the whole tree costs one pass over what is there; updating in place costs a
-        // B-tree descent and a page copy per key. Rebuild when the import is big enough.
-        let rebuild = import.mutations().saturating_mul(8) >= existing;
-        let mut groups =
-            Groups::new(import.stream().map_err(WriteError::Other)?).map_err(WriteError::Other)?;
-        let mut written = 0u64;
-        let new_active = if rebuild {
-            let old_index = self.active.load(Ordering::Acquire);
-            let new_index = 1 - old_index;
-            self.rebuild_into(
-                &mut writer,
-                &mut names,
-                &mut groups,
-                old_index,
-                new_index,
-                &mut written,
-            )?;
-            let meta = self.dbs.meta;
-            meta.put(
-                &mut writer.txn,
-                b"active_objects",
-                &(new_index as u32).to_le_bytes(),
-            )
-            .map_err(|e| self.write_error(e))?;
-            self.dbs.objects[old_index]
-                .clear(&mut writer.txn)
+        self.write_txn(|writer| {
+            let mut names = NameMap::new(import.names());
+            let existing = self
+                .objects()
+                .len(&writer.txn)
                 .map_err(|e| self.write_error(e))?;
-            Some(new_index)
-        } else {
+            // Rewriting the whole tree costs one pass over what is there; updating in place
+            // costs a B-tree descent and a page copy per key. Rebuild when the import is big
+            // enough.
+            let rebuild = import.mutations().saturating_mul(8) >= existing;
+            let mut groups = Groups::new(import.stream().map_err(WriteError::Other)?)
+                .map_err(WriteError::Other)?;
+            let mut written = 0u64;
+            if rebuild {
+                let old_index = self.active.load(Ordering::Acquire);
+                let new_index = 1 - old_index;
+                self.rebuild_into(
+                    writer,
+                    &mut names,
+                    &mut groups,
+                    old_index,
+                    new_index,
+                    &mut written,
+                )?;
+                let meta = self.dbs.meta;
+                meta.put(
+                    &mut writer.txn,
+                    b"active_objects",
+                    &(new_index as u32).to_le_bytes(),
+                )
+                .map_err(|e| self.write_error(e))?;
+                self.dbs.objects[old_index]
+                    .clear(&mut writer.txn)
+                    .map_err(|e| self.write_error(e))?;
+                return Ok(((written, true), Some(new_index)));
+            }
             while let Some((key, mut mutations)) = groups.next_group().map_err(WriteError::Other)? {
                 let mut stored = writer.get(&key)?.unwrap_or_default();
                 let mut changed = false;
                 for mutation in &mut mutations {
-                    names.remap(&mut writer, mutation)?;
+                    names.remap(writer, mutation)?;
                     changed |= stored.apply(mutation);
                 }
                 if changed {
@@ -684,42 +703,8 @@ impl LmdbStore {
                     written += 1;
                 }
             }
-            None
-        };
-        drop(groups);
-        let TxnWriter {
-            mut txn,
-            next_name_id,
-            new_names,
-            ..
-        } = writer;
-        drop(committed);
-        if !new_names.is_empty() {
-            self.dbs
-                .meta
-                .put(&mut txn, b"next_name_id", &next_name_id.to_le_bytes())
-                .map_err(|e| self.write_error(e))?;
-        }
-        match new_active {
-            Some(index) => {
-                // No reader may pair the new snapshot with the old database or the reverse:
-                // commit and switch while no read transaction is open.
-                let _exclusive = self
-                    .map_guard
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                txn.commit().map_err(|e| self.write_error(e))?;
-                self.active.store(index, Ordering::Release);
-            }
-            None => txn.commit().map_err(|e| self.write_error(e))?,
-        }
-        if !new_names.is_empty() {
-            let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
-            for (id, name) in new_names {
-                cache.insert(id, name);
-            }
-        }
-        Ok((written, new_active.is_some()))
+            Ok(((written, false), None))
+        })
     }
 
     /// Writes the merge of the current object database and the import into the other one, in
