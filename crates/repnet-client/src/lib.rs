@@ -110,16 +110,21 @@ impl Client {
                 reason,
             });
         }
-        match repnet_protocol::from_json::<ErrorBody>(&body) {
-            Ok(error) => Err(ClientError::Api {
+        Err(self.refusal(status, &body))
+    }
+
+    /// The error for a non-success answer.
+    fn refusal(&self, status: StatusCode, body: &[u8]) -> ClientError {
+        match repnet_protocol::from_json::<ErrorBody>(body) {
+            Ok(error) => ClientError::Api {
                 status: status.as_u16(),
                 code: error.error.code,
                 message: error.error.message,
-            }),
-            Err(_) => Err(ClientError::Unexpected {
+            },
+            Err(_) => ClientError::Unexpected {
                 url: self.base.clone(),
                 reason: format!("status {status} without a repnet error body"),
-            }),
+            },
         }
     }
 
@@ -162,6 +167,66 @@ impl Client {
             results.extend(response.results);
         }
         Ok(results)
+    }
+
+    /// Looks up files by SHA-256 with the compact binary form of `POST /v1/lookup`, in
+    /// batches the server accepts; answers in order.
+    pub async fn lookup_sha256(
+        &self,
+        digests: &[repnet_model::Sha256],
+    ) -> Result<Vec<repnet_protocol::binary::BinaryAnswer>, ClientError> {
+        let mut answers = Vec::with_capacity(digests.len());
+        for chunk in digests.chunks(BATCH_LIMIT) {
+            let body: Vec<u8> = chunk
+                .iter()
+                .flat_map(|d| d.as_bytes().iter().copied())
+                .collect();
+            let request = self
+                .http
+                .post(format!("{}/v1/lookup", self.base))
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    repnet_protocol::binary::MEDIA_TYPE,
+                )
+                .body(body);
+            let response = request
+                .send()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: error_chain(&error),
+                })?;
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: error_chain(&error),
+                })?;
+            if !status.is_success() {
+                return Err(self.refusal(status, &bytes));
+            }
+            let chunk_answers =
+                repnet_protocol::binary::parse_response(&bytes).map_err(|reason| {
+                    ClientError::Unexpected {
+                        url: self.base.clone(),
+                        reason,
+                    }
+                })?;
+            if chunk_answers.len() != chunk.len() {
+                return Err(ClientError::Unexpected {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "{} answers for {} digests",
+                        chunk_answers.len(),
+                        chunk.len()
+                    ),
+                });
+            }
+            answers.extend(chunk_answers);
+        }
+        Ok(answers)
     }
 
     /// Looks up one object with `GET /v1/<kind>s/{value}`.

@@ -1,10 +1,12 @@
-//! The JSON of repnet's HTTP API, shared by the server, the client and the CLI.
+//! The wire formats of repnet's HTTP API, shared by the server, the client and the CLI: JSON,
+//! and the compact binary form of batch file lookups ([`binary`]).
 //!
 //! Request types keep client input as text (borrowed where possible) so that the server can
 //! validate it with the model's parsers and report exactly which field was wrong. Response
 //! types are built from model values with [`Reputation::from_model`] and friends.
 
 mod admin;
+pub mod binary;
 mod lookup;
 
 pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};

@@ -106,27 +106,36 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
+/// The media type of the body, without parameters (`application/json; charset=utf-8` →
+/// `application/json`).
+fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim())
+}
+
+fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> ApiError {
+    let message = match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => format!("the request has no Content-Type: {what_to_do}"),
+        Some(content_type) => format!("the body is {content_type:?}: {what_to_do}"),
+    };
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        message,
+    )
+}
+
 /// Refuses bodies that are not declared as JSON.
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            if content_type.is_empty() {
-                "the request has no Content-Type: send the body as JSON with Content-Type: application/json".to_owned()
-            } else {
-                format!(
-                    "the body is {content_type:?}: send it as JSON with Content-Type: application/json"
-                )
-            },
-        ))
+    match media_type(headers) {
+        Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(unsupported_media_type(
+            headers,
+            "send it as JSON with Content-Type: application/json",
+        )),
     }
 }
 
@@ -256,11 +265,20 @@ pub(crate) async fn get_certificate(
 }
 
 /// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails
-/// the whole request with 400, naming the item.
+/// the whole request with 400, naming the item. With `Content-Type: application/octet-stream`
+/// the body is raw SHA-256 digests and the answer fixed-size records (docs/http-api.md).
 #[utoipa::path(post, path = "/v1/lookup", tag = "lookup",
     params(("explain" = Option<bool>, Query)),
-    request_body = repnet_protocol::LookupRequest,
-    responses((status = 200, body = repnet_protocol::LookupResponse),
+    request_body(description = "JSON items, or (application/octet-stream) concatenated 32-byte SHA-256 digests",
+        content(
+            (repnet_protocol::LookupRequest = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+    responses((status = 200, description = "JSON results, or (application/octet-stream) RPNB records: see docs/http-api.md",
+               content(
+                  (repnet_protocol::LookupResponse = "application/json"),
+                  (Vec<u8> = "application/octet-stream"),
+              )),
               (status = 400, body = repnet_protocol::ErrorBody),
               (status = 413, body = repnet_protocol::ErrorBody),
               (status = 415, body = repnet_protocol::ErrorBody)))]
@@ -271,20 +289,22 @@ pub(crate) async fn lookup_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let explain = explain_flag(params)?;
-    require_json(&headers)?;
+    let binary = match media_type(&headers) {
+        Some(media) if media.eq_ignore_ascii_case("application/json") => false,
+        Some(media) if media.eq_ignore_ascii_case(repnet_protocol::binary::MEDIA_TYPE) => true,
+        _ => {
+            return Err(unsupported_media_type(
+                &headers,
+                "send JSON with Content-Type: application/json, or SHA-256 digests with Content-Type: application/octet-stream",
+            ));
+        }
+    };
     let body = body_bytes(body)?;
-    let request = repnet_protocol::parse_lookup_request(&body).map_err(ApiError::from_body)?;
-    if request.items.len() > state.max_batch_items {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "the batch has {} items; the limit is {}: split it into several requests",
-                request.items.len(),
-                state.max_batch_items
-            ),
-        ));
+    if binary {
+        return lookup_binary(&state, &body).await;
     }
+    let request = repnet_protocol::parse_lookup_request(&body).map_err(ApiError::from_body)?;
+    check_batch_size(&state, request.items.len())?;
     let objects = request
         .items
         .iter()
@@ -300,6 +320,42 @@ pub(crate) async fn lookup_batch(
         StatusCode::OK,
         repnet_protocol::to_json(&LookupResponse { results }),
     ))
+}
+
+fn check_batch_size(state: &AppState, items: usize) -> Result<(), ApiError> {
+    if items > state.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch has {items} items; the limit is {}: split it into several requests",
+                state.max_batch_items
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The binary form of a batch lookup: SHA-256 digests in, fixed-size records out.
+async fn lookup_binary(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let digests = repnet_protocol::binary::parse_request(body)
+        .map_err(|message| ApiError::bad_request("invalid_body", message))?;
+    check_batch_size(state, digests.len())?;
+    let objects = digests
+        .into_iter()
+        .map(|digest| Object::File(repnet_model::FileHash::Sha256(digest)))
+        .collect();
+    let reputations = assess(state, objects).await?;
+    let mut writer = repnet_protocol::binary::ResponseWriter::with_capacity(reputations.len());
+    for reputation in &reputations {
+        writer.push(reputation);
+    }
+    let mut response = (StatusCode::OK, writer.finish()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(repnet_protocol::binary::MEDIA_TYPE),
+    );
+    Ok(response)
 }
 
 // ----- admin ------------------------------------------------------------------------------

@@ -724,3 +724,90 @@ async fn http2_with_prior_knowledge_is_served() {
     assert_eq!(body["threat"], "EICAR-Test-File");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn binary_batch_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let put = json!({"object": {"file": "ab".repeat(32)}, "verdict": "riskware", "threat": "Corp.Tool",
+                     "categories": ["remote_admin"]});
+    server
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&put),
+            Some(TOKEN),
+        )
+        .await;
+
+    let client = repnet_client::Client::new(&server.base).unwrap();
+    let eicar = repnet_model::Sha256::from_hex(EICAR_SHA256).unwrap();
+    let digests = [
+        eicar,
+        repnet_model::Sha256([0; 32]),
+        repnet_model::Sha256([0xab; 32]),
+        eicar,
+    ];
+    let answers = client.lookup_sha256(&digests).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].verdict, Verdict::Untrusted);
+    assert_eq!(answers[0].threat.as_deref(), Some("EICAR-Test-File"));
+    assert_eq!(answers[0].source, Some(Source::Builtin));
+    assert_eq!(answers[0].ttl, 3600);
+    assert!(
+        answers[0]
+            .categories
+            .contains(repnet_model::Category::Malware)
+    );
+    assert_eq!(answers[1].verdict, Verdict::Unknown);
+    assert_eq!(answers[1].source, None);
+    assert_eq!(answers[1].ttl, 300);
+    assert_eq!(answers[2].verdict, Verdict::Riskware);
+    assert_eq!(answers[2].source, Some(Source::Local));
+    assert_eq!(answers[2].threat.as_deref(), Some("Corp.Tool"));
+    assert_eq!(answers[3], answers[0]);
+
+    // The same answers as JSON.
+    let (_, body) = server
+        .post_json(
+            "/v1/lookup",
+            &json!({"items": [{"file": EICAR_SHA256}, {"file": "ab".repeat(32)}]}),
+        )
+        .await;
+    assert_eq!(body["results"][0]["threat"], "EICAR-Test-File");
+    assert_eq!(body["results"][1]["verdict"], "riskware");
+
+    let post = |body: Vec<u8>| {
+        server
+            .http
+            .post(server.url("/v1/lookup"))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    let response = post(vec![0; 33]).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "invalid_body");
+    let response = post(vec![0; 32 * 10_001]).await.unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "batch_too_large");
+    let response = server
+        .http
+        .post(server.url("/v1/lookup"))
+        .header("content-type", "text/csv")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/octet-stream"),
+        "{body}"
+    );
+    server.stop().await;
+}
