@@ -42,7 +42,7 @@ const NONE: u32 = u32::MAX;
 
 /// Splits a request body into digests, or says why it is not one.
 pub fn parse_request(body: &[u8]) -> Result<Vec<model::Sha256>, String> {
-    if body.len() % model::Sha256::LEN != 0 {
+    if !body.len().is_multiple_of(model::Sha256::LEN) {
         return Err(format!(
             "a binary lookup body is a sequence of 32-byte SHA-256 digests; {} bytes is not a multiple of 32",
             body.len()
