@@ -1,0 +1,427 @@
+//! `repnet-bench`: the end-to-end benchmark. It builds a knowledge base of N SHA-256 entries,
+//! loads it into repnet (through `repnet import`) and into Redis (pipelined SETs of the same
+//! keys), starts both servers on loopback, and measures them side by side, alternating
+//! A/B/A/B so that machine noise hits both alike:
+//!
+//! - **batch**: 1,000 hashes per request (half present): repnet `POST /v1/lookup` in JSON and
+//!   in the binary form, against Redis `MGET` of the same keys;
+//! - **single**: one hash per request at 64 connections: `GET /v1/files/{sha256}` against
+//!   Redis `GET`;
+//! - **latency**: percentiles of single lookups at a fixed offered rate, half the lower of
+//!   the two measured maxima, for both.
+//!
+//! It prints a table and, with `--json FILE`, writes the same numbers as JSON.
+//! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
+
+mod keys;
+mod load;
+mod report;
+mod servers;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use hyper::body::Bytes;
+
+use crate::load::{Measurement, Request};
+use crate::report::Report;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repnet-bench",
+    about = "repnet against Redis on the same keys, side by side"
+)]
+struct Args {
+    /// SHA-256 entries in the knowledge base.
+    #[arg(long, default_value_t = 10_000_000)]
+    entries: u64,
+    /// A short run for CI: 100,000 entries, 1 s per measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per measurement [default: 10, or 1 with --quick].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// A/B rounds per scenario.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Seed of the keys and of the picks.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Connections for the batch scenario.
+    #[arg(long, default_value_t = 4)]
+    batch_connections: usize,
+    /// Connections for the single and latency scenarios.
+    #[arg(long, default_value_t = 64)]
+    single_connections: usize,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// The repnet binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    repnet: Option<PathBuf>,
+    /// The redis-server binary.
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    redis_server: PathBuf,
+    /// Where to put the data (a temporary directory by default, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("repnet-bench: cannot start the runtime: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("repnet-bench: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Keys per batch request.
+const BATCH: usize = 1_000;
+/// Distinct batch requests of each kind, cycled through.
+const BATCH_VARIANTS: usize = 32;
+/// Distinct single requests, cycled through.
+const SINGLE_VARIANTS: usize = 20_000;
+
+/// The requests of every scenario, for both servers, on the same keys.
+struct Workloads {
+    batch_json: Arc<Vec<Request>>,
+    batch_binary: Arc<Vec<Request>>,
+    batch_mget: Arc<Vec<Request>>,
+    single_http: Arc<Vec<Request>>,
+    single_redis: Arc<Vec<Request>>,
+}
+
+fn resp_command(parts: &[&[u8]]) -> Bytes {
+    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+    for part in parts {
+        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(out)
+}
+
+fn workloads(seed: u64, entries: u64) -> Workloads {
+    let mut rng = keys::Rng::new(seed.wrapping_add(1));
+    let (mut batch_json, mut batch_binary, mut batch_mget) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..BATCH_VARIANTS {
+        let keys = keys::mixed(seed, entries, BATCH, &mut rng);
+        let items: Vec<String> = keys
+            .iter()
+            .map(|(key, _)| format!("{{\"file\":\"{key}\"}}"))
+            .collect();
+        batch_json.push(Request::Http {
+            method: hyper::Method::POST,
+            path: "/v1/lookup".to_owned(),
+            content_type: Some("application/json"),
+            body: Bytes::from(format!("{{\"items\":[{}]}}", items.join(","))),
+        });
+        batch_binary.push(Request::Http {
+            method: hyper::Method::POST,
+            path: "/v1/lookup".to_owned(),
+            content_type: Some(repnet_protocol::binary::MEDIA_TYPE),
+            body: Bytes::from(keys.iter().flat_map(|(key, _)| key.0).collect::<Vec<u8>>()),
+        });
+        let mut parts: Vec<&[u8]> = vec![b"MGET"];
+        parts.extend(keys.iter().map(|(key, _)| key.0.as_slice()));
+        batch_mget.push(Request::Redis(resp_command(&parts)));
+    }
+    let singles = keys::mixed(seed, entries, SINGLE_VARIANTS, &mut rng);
+    let single_http = singles
+        .iter()
+        .map(|(key, _)| Request::Http {
+            method: hyper::Method::GET,
+            path: format!("/v1/files/{key}"),
+            content_type: None,
+            body: Bytes::new(),
+        })
+        .collect();
+    let single_redis = singles
+        .iter()
+        .map(|(key, _)| Request::Redis(resp_command(&[b"GET", key.0.as_slice()])))
+        .collect();
+    Workloads {
+        batch_json: Arc::new(batch_json),
+        batch_binary: Arc::new(batch_binary),
+        batch_mget: Arc::new(batch_mget),
+        single_http: Arc::new(single_http),
+        single_redis: Arc::new(single_redis),
+    }
+}
+
+/// Checks, before measuring, that both servers give the expected answers to the very
+/// requests the benchmark sends: the comparison is only fair if they do the same work.
+async fn verify(
+    repnet: std::net::SocketAddr,
+    redis: std::net::SocketAddr,
+    workloads: &Workloads,
+) -> anyhow::Result<()> {
+    let half = BATCH / 2;
+    let mut http = load::Connection::open(repnet, false).await?;
+    let mut resp = load::Connection::open(redis, true).await?;
+
+    let body = http.call(&workloads.batch_json[0]).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let results = answer["results"]
+        .as_array()
+        .context("no results in the JSON answer")?;
+    let untrusted = results
+        .iter()
+        .filter(|r| r["verdict"] == "untrusted")
+        .count();
+    if results.len() != BATCH || untrusted != half {
+        bail!(
+            "repnet's JSON answer: {} results, {untrusted} untrusted; expected {BATCH} and {half}",
+            results.len()
+        );
+    }
+    let body = http.call(&workloads.batch_binary[0]).await?;
+    let answers = repnet_protocol::binary::parse_response(&body).map_err(anyhow::Error::msg)?;
+    let untrusted = answers
+        .iter()
+        .filter(|a| a.verdict == repnet_model::Verdict::Untrusted)
+        .count();
+    if answers.len() != BATCH || untrusted != half {
+        bail!(
+            "repnet's binary answer: {} records, {untrusted} untrusted",
+            answers.len()
+        );
+    }
+    let counts = resp.call(&workloads.batch_mget[0]).await?;
+    if counts.as_ref() != format!("{half},{half}").as_bytes() {
+        bail!(
+            "redis MGET answered {} (values,nils); expected {half},{half}",
+            String::from_utf8_lossy(&counts)
+        );
+    }
+    let body = http.call(&workloads.single_http[0]).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    if answer["verdict"] != "untrusted" || answer["threat"] != "Bench.Threat" {
+        bail!("repnet's single answer for a present key: {answer}");
+    }
+    let counts = resp.call(&workloads.single_redis[0]).await?;
+    if counts.as_ref() != b"1,0" {
+        bail!(
+            "redis GET of a present key answered {}",
+            String::from_utf8_lossy(&counts)
+        );
+    }
+    Ok(())
+}
+
+fn repnet_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.repnet {
+        return Ok(path.clone());
+    }
+    servers::sibling_binary("repnet").context(
+        "the repnet binary is not next to repnet-bench: build it first (`cargo build --release`), or pass --repnet PATH",
+    )
+}
+
+async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.quick {
+        args.entries = 100_000;
+        args.duration = Some(args.duration.unwrap_or(1.0));
+    }
+    let duration = Duration::from_secs_f64(args.duration.unwrap_or(10.0));
+    if args.entries == 0 || args.rounds == 0 {
+        bail!("--entries and --rounds must be at least 1");
+    }
+    let repnet = repnet_binary(&args)?;
+    let temp;
+    let work_dir: &Path = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir
+        }
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path()
+        }
+    };
+    let mut report = Report::new(args.entries, duration, args.rounds);
+
+    eprintln!(
+        "generating {} SHA-256 entries (seed {})…",
+        args.entries, args.seed
+    );
+    let list = work_dir.join("entries.txt");
+    servers::write_hash_list(&list, args.seed, args.entries)?;
+    let data = work_dir.join("repnet-data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    eprintln!("importing into repnet…");
+    let import_time = servers::import(&repnet, &data, &list)?;
+    std::fs::remove_file(&list)?;
+    let disk = std::fs::metadata(data.join("data.mdb"))?.len();
+    report.import(import_time, disk);
+
+    let repnet_server = servers::start_repnet(&repnet, &data)?;
+    let redis_dir = work_dir.join("redis");
+    std::fs::create_dir_all(&redis_dir)?;
+    let redis_server = servers::start_redis(&args.redis_server, &redis_dir).await?;
+    eprintln!("loading redis…");
+    let redis_load = servers::load_redis(redis_server.address, args.seed, args.entries).await?;
+    report.redis_load(redis_load);
+
+    let workloads = workloads(args.seed, args.entries);
+    verify(repnet_server.address, redis_server.address, &workloads).await?;
+    let (repnet_address, redis_address) = (repnet_server.address, redis_server.address);
+
+    eprintln!(
+        "batch: {BATCH} keys per request, {} connections…",
+        args.batch_connections
+    );
+    let mut json = Vec::new();
+    let mut binary = Vec::new();
+    let mut mget = Vec::new();
+    for _ in 0..args.rounds {
+        json.push(
+            load::closed_loop(
+                repnet_address,
+                false,
+                Arc::clone(&workloads.batch_json),
+                args.batch_connections,
+                duration,
+            )
+            .await?,
+        );
+        mget.push(
+            load::closed_loop(
+                redis_address,
+                true,
+                Arc::clone(&workloads.batch_mget),
+                args.batch_connections,
+                duration,
+            )
+            .await?,
+        );
+        binary.push(
+            load::closed_loop(
+                repnet_address,
+                false,
+                Arc::clone(&workloads.batch_binary),
+                args.batch_connections,
+                duration,
+            )
+            .await?,
+        );
+        mget.push(
+            load::closed_loop(
+                redis_address,
+                true,
+                Arc::clone(&workloads.batch_mget),
+                args.batch_connections,
+                duration,
+            )
+            .await?,
+        );
+    }
+    let mget = merged(&mget);
+    report.batch("batch, JSON", &merged(&json), &mget, BATCH);
+    report.batch("batch, binary", &merged(&binary), &mget, BATCH);
+
+    eprintln!("single: {} connections…", args.single_connections);
+    let mut single_repnet = Vec::new();
+    let mut single_redis = Vec::new();
+    for _ in 0..args.rounds {
+        single_repnet.push(
+            load::closed_loop(
+                repnet_address,
+                false,
+                Arc::clone(&workloads.single_http),
+                args.single_connections,
+                duration,
+            )
+            .await?,
+        );
+        single_redis.push(
+            load::closed_loop(
+                redis_address,
+                true,
+                Arc::clone(&workloads.single_redis),
+                args.single_connections,
+                duration,
+            )
+            .await?,
+        );
+    }
+    let (single_repnet, single_redis) = (merged(&single_repnet), merged(&single_redis));
+    report.single(&single_repnet, &single_redis);
+
+    let rate = 0.5
+        * single_repnet
+            .requests_per_second()
+            .min(single_redis.requests_per_second());
+    eprintln!("latency: {rate:.0} requests/s offered…");
+    let mut latency_repnet = Vec::new();
+    let mut latency_redis = Vec::new();
+    for _ in 0..args.rounds {
+        latency_repnet.push(
+            load::open_loop(
+                repnet_address,
+                false,
+                Arc::clone(&workloads.single_http),
+                args.single_connections,
+                rate,
+                duration,
+            )
+            .await?,
+        );
+        latency_redis.push(
+            load::open_loop(
+                redis_address,
+                true,
+                Arc::clone(&workloads.single_redis),
+                args.single_connections,
+                rate,
+                duration,
+            )
+            .await?,
+        );
+    }
+    report.latency(rate, &merged(&latency_repnet), &merged(&latency_redis));
+    report.memory(repnet_server.rss_bytes(), redis_server.rss_bytes());
+    let _ = (repnet_server.pid(), redis_server.pid());
+
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Several rounds as one measurement.
+fn merged(rounds: &[Measurement]) -> Measurement {
+    let mut total = Measurement {
+        requests: 0,
+        elapsed: Duration::ZERO,
+        latency: load::histogram(),
+    };
+    for round in rounds {
+        total.merge(round);
+    }
+    total
+}

@@ -1,0 +1,262 @@
+//! The results: a table for people, JSON for tools.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::Measurement;
+
+#[derive(Debug, Serialize)]
+struct Row {
+    scenario: String,
+    metric: String,
+    repnet: Option<f64>,
+    redis: Option<f64>,
+    /// repnet / redis, for metrics where higher is better; redis / repnet for latencies, so
+    /// that above 1 always means repnet is ahead.
+    advantage: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    date: String,
+    machine: Machine,
+    entries: u64,
+    seconds_per_measurement: f64,
+    rounds: usize,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cores: usize,
+    cpu: String,
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn today() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    repnet_protocol::rfc3339(repnet_model::Timestamp(seconds)).unwrap_or_default()
+}
+
+impl Report {
+    pub(crate) fn new(entries: u64, duration: Duration, rounds: usize) -> Report {
+        Report {
+            date: today(),
+            machine: Machine {
+                cores: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                cpu: cpu_model(),
+            },
+            entries,
+            seconds_per_measurement: duration.as_secs_f64(),
+            rounds,
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(
+        &mut self,
+        scenario: &str,
+        metric: &str,
+        repnet: Option<f64>,
+        redis: Option<f64>,
+        higher_is_better: bool,
+    ) {
+        let advantage = match (repnet, redis) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                Some(if higher_is_better { a / b } else { b / a })
+            }
+            _ => None,
+        };
+        self.rows.push(Row {
+            scenario: scenario.to_owned(),
+            metric: metric.to_owned(),
+            repnet,
+            redis,
+            advantage,
+        });
+    }
+
+    pub(crate) fn import(&mut self, elapsed: Duration, disk_bytes: u64) {
+        let entries = self.entries as f64;
+        self.row(
+            "load",
+            "entries/s (repnet import; redis pipelined SET)",
+            Some(entries / elapsed.as_secs_f64().max(1e-9)),
+            None,
+            true,
+        );
+        self.row(
+            "size",
+            "repnet bytes/entry on disk",
+            Some(disk_bytes as f64 / entries),
+            None,
+            false,
+        );
+    }
+
+    pub(crate) fn redis_load(&mut self, elapsed: Duration) {
+        if let Some(row) = self.rows.iter_mut().find(|row| row.scenario == "load") {
+            let rate = self.entries as f64 / elapsed.as_secs_f64().max(1e-9);
+            row.redis = Some(rate);
+            row.advantage = row.repnet.map(|repnet| repnet / rate);
+        }
+    }
+
+    pub(crate) fn batch(
+        &mut self,
+        scenario: &str,
+        repnet: &Measurement,
+        redis: &Measurement,
+        keys: usize,
+    ) {
+        let k = keys as f64;
+        self.row(
+            scenario,
+            "lookups/s",
+            Some(repnet.requests_per_second() * k),
+            Some(redis.requests_per_second() * k),
+            true,
+        );
+        self.row(
+            scenario,
+            "p50 ms per request",
+            percentile(repnet, 50.0),
+            percentile(redis, 50.0),
+            false,
+        );
+        self.row(
+            scenario,
+            "p99 ms per request",
+            percentile(repnet, 99.0),
+            percentile(redis, 99.0),
+            false,
+        );
+    }
+
+    pub(crate) fn single(&mut self, repnet: &Measurement, redis: &Measurement) {
+        self.row(
+            "single",
+            "lookups/s",
+            Some(repnet.requests_per_second()),
+            Some(redis.requests_per_second()),
+            true,
+        );
+    }
+
+    pub(crate) fn latency(&mut self, rate: f64, repnet: &Measurement, redis: &Measurement) {
+        let scenario = format!("latency at {rate:.0}/s");
+        self.row(
+            &scenario,
+            "achieved requests/s",
+            Some(repnet.requests_per_second()),
+            Some(redis.requests_per_second()),
+            true,
+        );
+        for p in [50.0, 99.0, 99.9] {
+            self.row(
+                &scenario,
+                &format!("p{p} ms"),
+                percentile(repnet, p),
+                percentile(redis, p),
+                false,
+            );
+        }
+    }
+
+    pub(crate) fn memory(&mut self, repnet: Option<u64>, redis: Option<u64>) {
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        self.row(
+            "memory",
+            "server RSS MiB",
+            repnet.map(mib),
+            redis.map(mib),
+            false,
+        );
+    }
+
+    pub(crate) fn table(&self) -> String {
+        let format = |value: Option<f64>| match value {
+            None => "-".to_owned(),
+            Some(v) if v >= 100_000.0 => format!("{:.2}M", v / 1e6),
+            Some(v) if v >= 1_000.0 => format!("{:.1}K", v / 1e3),
+            Some(v) if v >= 10.0 => format!("{v:.1}"),
+            Some(v) => format!("{v:.3}"),
+        };
+        let mut rows = vec![[
+            "scenario".to_owned(),
+            "metric".to_owned(),
+            "repnet".to_owned(),
+            "redis".to_owned(),
+            "repnet advantage".to_owned(),
+        ]];
+        for row in &self.rows {
+            rows.push([
+                row.scenario.clone(),
+                row.metric.clone(),
+                format(row.repnet),
+                format(row.redis),
+                row.advantage
+                    .map(|a| format!("{a:.2}x"))
+                    .unwrap_or_else(|| "-".to_owned()),
+            ]);
+        }
+        let widths: Vec<usize> = (0..5)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = format!(
+            "repnet-bench {} · {} entries · {} cores, {} · {} s × {} rounds per side\n",
+            self.date,
+            self.entries,
+            self.machine.cores,
+            self.machine.cpu,
+            self.seconds_per_measurement,
+            self.rounds
+        );
+        for (index, row) in rows.iter().enumerate() {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, width))| {
+                    if c < 2 {
+                        format!("{cell:<width$}")
+                    } else {
+                        format!("{cell:>width$}")
+                    }
+                })
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            if index == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn percentile(measurement: &Measurement, p: f64) -> Option<f64> {
+    (!measurement.latency.is_empty())
+        .then(|| measurement.latency.value_at_quantile(p / 100.0) as f64 / 1000.0)
+}
