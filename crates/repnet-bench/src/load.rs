@@ -11,83 +11,136 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// One request, ready to send again and again.
+/// One request, encoded once (HTTP/1.1 or RESP) and sent again and again.
 #[derive(Debug, Clone)]
-pub(crate) enum Request {
-    Http {
-        method: hyper::Method,
-        path: String,
-        content_type: Option<&'static str>,
-        body: Bytes,
-    },
-    /// An encoded RESP command.
-    Redis(Bytes),
+pub(crate) struct Request(pub(crate) Bytes);
+
+impl Request {
+    /// An HTTP/1.1 request for repnet.
+    pub(crate) fn http(
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Request {
+        let mut out = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n").into_bytes();
+        if let Some(content_type) = content_type {
+            out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        if !body.is_empty() || method == "POST" {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        Request(Bytes::from(out))
+    }
+
+    /// A Redis command.
+    pub(crate) fn redis(parts: &[&[u8]]) -> Request {
+        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+        for part in parts {
+            out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+        Request(Bytes::from(out))
+    }
 }
 
-/// A connection to either server.
+/// A connection to either server. Both clients are minimal and alike — pre-encoded requests
+/// written as they are, answers parsed only as far as needed to find their end — so that
+/// the load generator costs each server's side about the same.
 pub(crate) enum Connection {
-    Http(SendRequest<Full<Bytes>>),
+    Http(HttpConnection),
     Redis(RedisConnection),
 }
 
 impl Connection {
     pub(crate) async fn open(address: SocketAddr, redis: bool) -> anyhow::Result<Connection> {
-        if redis {
-            return Ok(Connection::Redis(RedisConnection::connect(address).await?));
-        }
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        Ok(Connection::Http(sender))
+        Ok(if redis {
+            Connection::Redis(RedisConnection::connect(address).await?)
+        } else {
+            Connection::Http(HttpConnection::connect(address).await?)
+        })
     }
 
-    /// Sends `request` and reads the whole answer; returns the answer's body.
+    /// Sends `request` and reads the whole answer; returns the answer's body (for Redis, a
+    /// summary: `values,nils`).
     pub(crate) async fn call(&mut self, request: &Request) -> anyhow::Result<Bytes> {
-        match (self, request) {
-            (
-                Connection::Http(sender),
-                Request::Http {
-                    method,
-                    path,
-                    content_type,
-                    body,
-                },
-            ) => {
-                let mut builder = hyper::Request::builder()
-                    .method(method.clone())
-                    .uri(path.as_str())
-                    .header(hyper::header::HOST, "127.0.0.1");
-                if let Some(content_type) = content_type {
-                    builder = builder.header(hyper::header::CONTENT_TYPE, *content_type);
-                }
-                let request = builder.body(Full::new(body.clone()))?;
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
-                if !status.is_success() {
-                    bail!(
-                        "repnet answered {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                Ok(body)
-            }
-            (Connection::Redis(connection), Request::Redis(command)) => {
-                connection.call(command).await
-            }
-            _ => bail!("a request for the other server"),
+        match self {
+            Connection::Http(connection) => connection.call(&request.0).await,
+            Connection::Redis(connection) => connection.call(&request.0).await,
         }
     }
+}
+
+/// A minimal HTTP/1.1 client for answers with a Content-Length, which is how repnet answers.
+pub(crate) struct HttpConnection {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl HttpConnection {
+    async fn connect(address: SocketAddr) -> anyhow::Result<HttpConnection> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (reader, writer) = stream.into_split();
+        Ok(HttpConnection {
+            reader: BufReader::with_capacity(1 << 16, reader),
+            writer,
+            line: Vec::with_capacity(256),
+        })
+    }
+
+    async fn call(&mut self, request: &[u8]) -> anyhow::Result<Bytes> {
+        self.writer.write_all(request).await?;
+        self.line.clear();
+        self.reader.read_until(b'\n', &mut self.line).await?;
+        let status_line = String::from_utf8_lossy(&self.line).into_owned();
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("a malformed HTTP status line: {status_line:?}"))?;
+        let mut length = None;
+        loop {
+            self.line.clear();
+            self.reader.read_until(b'\n', &mut self.line).await?;
+            if self.line.is_empty() {
+                bail!("repnet closed the connection in an answer");
+            }
+            if self.line == b"\r\n" {
+                break;
+            }
+            if let Some(value) = header_value(&self.line, b"content-length") {
+                length = Some(std::str::from_utf8(value)?.trim().parse::<usize>()?);
+            }
+        }
+        let length = length.context("an answer without Content-Length")?;
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body).await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "repnet answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
+/// The value of header `name` (lower case) if `line` is that header.
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let colon = line.iter().position(|b| *b == b':')?;
+    line[..colon]
+        .eq_ignore_ascii_case(name)
+        .then(|| &line[colon + 1..])
 }
 
 /// A minimal RESP client: enough for GET, MGET, SET and PING.

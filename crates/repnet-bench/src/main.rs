@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use hyper::body::Bytes;
 
 use crate::load::{Measurement, Request};
 use crate::report::Report;
@@ -59,6 +58,9 @@ struct Args {
     /// Threads of the load generator.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// `repnet serve --worker-threads` (0: the server's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    repnet_threads: usize,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -97,10 +99,11 @@ fn main() -> std::process::ExitCode {
 
 /// Keys per batch request.
 const BATCH: usize = 1_000;
-/// Distinct batch requests of each kind, cycled through.
-const BATCH_VARIANTS: usize = 32;
+/// Distinct batch requests of each kind, cycled through: 128,000 present keys in all, so
+/// that neither server answers from a small, CPU-cache-hot set.
+const BATCH_VARIANTS: usize = 256;
 /// Distinct single requests, cycled through.
-const SINGLE_VARIANTS: usize = 20_000;
+const SINGLE_VARIANTS: usize = 200_000;
 
 /// The requests of every scenario, for both servers, on the same keys.
 struct Workloads {
@@ -109,16 +112,6 @@ struct Workloads {
     batch_mget: Arc<Vec<Request>>,
     single_http: Arc<Vec<Request>>,
     single_redis: Arc<Vec<Request>>,
-}
-
-fn resp_command(parts: &[&[u8]]) -> Bytes {
-    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
-    for part in parts {
-        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
-        out.extend_from_slice(part);
-        out.extend_from_slice(b"\r\n");
-    }
-    Bytes::from(out)
 }
 
 fn workloads(seed: u64, entries: u64) -> Workloads {
@@ -130,35 +123,32 @@ fn workloads(seed: u64, entries: u64) -> Workloads {
             .iter()
             .map(|(key, _)| format!("{{\"file\":\"{key}\"}}"))
             .collect();
-        batch_json.push(Request::Http {
-            method: hyper::Method::POST,
-            path: "/v1/lookup".to_owned(),
-            content_type: Some("application/json"),
-            body: Bytes::from(format!("{{\"items\":[{}]}}", items.join(","))),
-        });
-        batch_binary.push(Request::Http {
-            method: hyper::Method::POST,
-            path: "/v1/lookup".to_owned(),
-            content_type: Some(repnet_protocol::binary::MEDIA_TYPE),
-            body: Bytes::from(keys.iter().flat_map(|(key, _)| key.0).collect::<Vec<u8>>()),
-        });
+        let json = format!("{{\"items\":[{}]}}", items.join(","));
+        batch_json.push(Request::http(
+            "POST",
+            "/v1/lookup",
+            Some("application/json"),
+            json.as_bytes(),
+        ));
+        let digests: Vec<u8> = keys.iter().flat_map(|(key, _)| key.0).collect();
+        batch_binary.push(Request::http(
+            "POST",
+            "/v1/lookup",
+            Some(repnet_protocol::binary::MEDIA_TYPE),
+            &digests,
+        ));
         let mut parts: Vec<&[u8]> = vec![b"MGET"];
         parts.extend(keys.iter().map(|(key, _)| key.0.as_slice()));
-        batch_mget.push(Request::Redis(resp_command(&parts)));
+        batch_mget.push(Request::redis(&parts));
     }
     let singles = keys::mixed(seed, entries, SINGLE_VARIANTS, &mut rng);
     let single_http = singles
         .iter()
-        .map(|(key, _)| Request::Http {
-            method: hyper::Method::GET,
-            path: format!("/v1/files/{key}"),
-            content_type: None,
-            body: Bytes::new(),
-        })
+        .map(|(key, _)| Request::http("GET", &format!("/v1/files/{key}"), None, &[]))
         .collect();
     let single_redis = singles
         .iter()
-        .map(|(key, _)| Request::Redis(resp_command(&[b"GET", key.0.as_slice()])))
+        .map(|(key, _)| Request::redis(&[b"GET", key.0.as_slice()]))
         .collect();
     Workloads {
         batch_json: Arc::new(batch_json),
@@ -277,7 +267,7 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     let disk = std::fs::metadata(data.join("data.mdb"))?.len();
     report.import(import_time, disk);
 
-    let repnet_server = servers::start_repnet(&repnet, &data)?;
+    let repnet_server = servers::start_repnet(&repnet, &data, args.repnet_threads)?;
     let redis_dir = work_dir.join("redis");
     std::fs::create_dir_all(&redis_dir)?;
     let redis_server = servers::start_redis(&args.redis_server, &redis_dir).await?;

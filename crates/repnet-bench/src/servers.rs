@@ -84,10 +84,10 @@ impl Drop for Process {
 }
 
 /// Starts `repnet serve` on a port the OS picks, found in its JSON log.
-pub(crate) fn start_repnet(repnet: &Path, data: &Path) -> anyhow::Result<Process> {
+pub(crate) fn start_repnet(repnet: &Path, data: &Path, threads: usize) -> anyhow::Result<Process> {
     let mut child = Command::new(repnet)
+        .args(["serve", "--worker-threads", &threads.to_string()])
         .args([
-            "serve",
             "--listen",
             "127.0.0.1:0",
             "--log-format",

@@ -219,7 +219,12 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
             anyhow::bail!("{}: no such file", path.display());
         }
     }
-    let store = Store::open(&args.data, &StoreOptions::default())
+    // A one-off import does not look anything up: no negative-lookup filter.
+    let options = StoreOptions {
+        negative_filter: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&args.data, &options)
         .with_context(|| format!("cannot open the knowledge base in {}", args.data.display()))?;
     let started = Instant::now();
     let progress =

@@ -40,26 +40,30 @@ enum Outcome {
     UntrustedFound,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// An async runtime with `worker_threads` threads (0: one per CPU core).
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("repnet: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Lookup(args) => lookup::run(args).await,
-            Command::Import(args) => import::run(args).await,
-        }
-    });
-    match result {
+        .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))
+}
+
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        // The server's runtime is sized by its configuration, read first.
+        Command::Serve(args) => serve::main(args),
+        Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args)),
+        Command::Import(args) => runtime(0)?.block_on(import::run(args)),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::UntrustedFound) => ExitCode::from(1),
         Err(error) => {

@@ -40,6 +40,9 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests get to finish at shutdown [default: 10].
     #[arg(long, env = "REPNET_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
     shutdown_grace_seconds: Option<u64>,
+    /// Threads serving requests; 0 for one per CPU core [default: 0].
+    #[arg(long, env = "REPNET_WORKER_THREADS", value_name = "N")]
+    worker_threads: Option<usize>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -101,6 +104,9 @@ impl ServeArgs {
         if let Some(seconds) = self.shutdown_grace_seconds {
             config.shutdown_grace_seconds = seconds;
         }
+        if let Some(threads) = self.worker_threads {
+            config.worker_threads = threads;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -152,7 +158,9 @@ fn init_logging(args: &ServeArgs) -> anyhow::Result<()> {
     result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+/// `repnet serve`: reads the configuration, then runs the server on a runtime of the
+/// configured size.
+pub(crate) fn main(args: ServeArgs) -> anyhow::Result<Outcome> {
     let config = args.effective_config()?;
     let (admin_token, token_source) = args.admin_token(&config)?;
     if args.print_config {
@@ -169,7 +177,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     init_logging(&args)?;
+    crate::runtime(config.worker_threads)?.block_on(run(config, admin_token))
+}
 
+async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::Result<Outcome> {
     let store = Store::open(&config.data, &StoreOptions::default()).with_context(|| {
         format!(
             "cannot open the knowledge base in {}",

@@ -8,12 +8,14 @@
 mod admin;
 pub mod binary;
 mod lookup;
+mod view;
 
 pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
 pub use lookup::{
     ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
     ObjectRef, Reputation, Verdict, parse_lookup_request, rfc3339,
 };
+pub use view::{LookupResponseJson, ReputationJson};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -279,13 +279,11 @@ pub struct ExplainedRecord {
     pub reason: Option<String>,
 }
 
-/// Formats a timestamp as RFC 3339 in UTC (`2026-11-29T07:01:25Z`).
+/// Formats a timestamp as RFC 3339 in UTC (`2026-11-29T07:01:25Z`); `None` past the year
+/// 9999.
 pub fn rfc3339(timestamp: model::Timestamp) -> Option<String> {
-    let seconds = i64::try_from(timestamp.0).ok()?;
-    time::OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    let mut buffer = [0u8; 20];
+    crate::view::write_rfc3339(timestamp, &mut buffer).map(str::to_owned)
 }
 
 fn categories(categories: model::Categories) -> Vec<String> {
@@ -311,7 +309,7 @@ impl Reputation {
     }
 }
 
-fn explain_records(reputation: &model::Reputation) -> Explanation {
+pub(crate) fn explain_records(reputation: &model::Reputation) -> Explanation {
     let winner = reputation.decision.map(|d| d.winner);
     let mut records: Vec<ExplainedRecord> = reputation
         .records

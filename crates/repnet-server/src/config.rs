@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Threads serving requests; 0 for one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             max_batch_items: MAX_BATCH_ITEMS,
             max_body_bytes: 4 << 20,
             shutdown_grace_seconds: 10,
+            worker_threads: 0,
         }
     }
 }
@@ -98,6 +101,15 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        if self.worker_threads > 1024 {
+            return Err(ConfigError::Invalid {
+                key: "worker_threads",
+                message: format!(
+                    "must be from 0 (one per CPU core) to 1024; got {}",
+                    self.worker_threads
+                ),
             });
         }
         if self.ttl_seconds == 0 || self.unknown_ttl_seconds == 0 {

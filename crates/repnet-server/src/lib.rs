@@ -36,6 +36,27 @@ pub(crate) struct AppState {
     /// load balancer stops sending traffic before connections close. An atomic because
     /// `/readyz` reads it on every probe and shutdown flips it once.
     ready: Arc<AtomicBool>,
+    /// `Cache-Control` of single lookups, made once rather than per answer.
+    cache_control: CacheControl,
+}
+
+#[derive(Clone, Debug)]
+struct CacheControl {
+    known: axum::http::HeaderValue,
+    unknown: axum::http::HeaderValue,
+}
+
+impl CacheControl {
+    fn new(ttl: &TtlPolicy) -> CacheControl {
+        let value = |seconds: u32| {
+            axum::http::HeaderValue::from_str(&format!("private, max-age={seconds}"))
+                .unwrap_or_else(|_| axum::http::HeaderValue::from_static("no-cache"))
+        };
+        CacheControl {
+            known: value(ttl.known),
+            unknown: value(ttl.unknown),
+        }
+    }
 }
 
 /// A configured server, ready to run on a listener.
@@ -58,6 +79,7 @@ impl Server {
             metrics: metrics::Metrics::new(),
             admin_token,
             ready: Arc::clone(&ready),
+            cache_control: CacheControl::new(&config.ttl_policy()),
         };
         Server {
             router: routes::router(state, config.max_body_bytes),

@@ -39,7 +39,10 @@ pub(crate) struct Metrics {
     /// lookup is one atomic add, without the family's map lookup.
     lookups: Arc<[[Counter; 4]; 4]>,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// `(route, 200)` counters and the latency histograms, by index into [`ROUTES`] (the
+    /// last for unmatched requests), resolved at startup for the same reason as `lookups`.
+    ok_requests: Arc<[Counter]>,
+    latency: Arc<[Histogram]>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,10 +83,23 @@ impl Metrics {
             "Time from request to response, by route",
             latency.clone(),
         );
+        let routes = ROUTES.iter().copied().chain(std::iter::once(UNMATCHED));
+        let ok_requests = routes
+            .clone()
+            .map(|route| {
+                requests
+                    .get_or_create(&RequestLabels { route, status: 200 })
+                    .clone()
+            })
+            .collect();
+        let latency = routes
+            .map(|route| latency.get_or_create(&RouteLabels { route }).clone())
+            .collect();
         Metrics {
             registry: Arc::new(registry),
             lookups: Arc::new(lookups),
             requests,
+            ok_requests,
             latency,
         }
     }
@@ -119,13 +135,15 @@ const ROUTES: &[&str] = &[
     "/openapi.json",
 ];
 
-fn route_label(request: &Request) -> &'static str {
+const UNMATCHED: &str = "unmatched";
+
+/// The index of the request's route in [`ROUTES`], or `ROUTES.len()` when none matched.
+fn route_index(request: &Request) -> usize {
     request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|matched| ROUTES.iter().find(|route| **route == matched.as_str()))
-        .copied()
-        .unwrap_or("unmatched")
+        .and_then(|matched| ROUTES.iter().position(|route| *route == matched.as_str()))
+        .unwrap_or(ROUTES.len())
 }
 
 /// Middleware counting and timing every request.
@@ -134,19 +152,19 @@ pub(crate) async fn track(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = route_label(&request);
+    let route = route_index(&request);
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics
-        .latency
-        .get_or_create(&RouteLabels { route })
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    metrics.latency[route].observe(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    if status == 200 {
+        metrics.ok_requests[route].inc();
+    } else {
+        let route = ROUTES.get(route).copied().unwrap_or(UNMATCHED);
+        metrics
+            .requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
     response
 }

@@ -13,9 +13,7 @@ use axum::{Router, middleware};
 use repnet_model::{
     Category, Confidence, Object, ObjectKind, Reputation, Source, SourceRecord, ThreatName, Verdict,
 };
-use repnet_protocol::{
-    LocalVerdictEntry, LocalVerdictList, LookupItem, LookupResponse, SetLocalVerdict,
-};
+use repnet_protocol::{LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict};
 use repnet_store::{Change, Outcome};
 use serde::Deserialize;
 
@@ -189,14 +187,22 @@ async fn assess(state: &AppState, objects: Vec<Object>) -> Result<Vec<Reputation
 
 async fn single(state: &AppState, object: Object, explain: bool) -> Result<Response, ApiError> {
     let reputation = assess(state, vec![object]).await?.remove(0);
-    let body = repnet_protocol::to_json(&repnet_protocol::Reputation::from_model(
-        &reputation,
+    let body = repnet_protocol::to_json(&repnet_protocol::ReputationJson {
+        reputation: &reputation,
         explain,
-    ));
+    });
     let mut response = json_response(StatusCode::OK, body);
-    if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl)) {
-        response.headers_mut().insert(header::CACHE_CONTROL, value);
-    }
+    let cache_control = if reputation.ttl == state.ttl.known {
+        state.cache_control.known.clone()
+    } else if reputation.ttl == state.ttl.unknown {
+        state.cache_control.unknown.clone()
+    } else {
+        HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl))
+            .unwrap_or_else(|_| state.cache_control.unknown.clone())
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }
 
@@ -311,14 +317,13 @@ pub(crate) async fn lookup_batch(
         .enumerate()
         .map(|(index, item)| item_object(item, &format!("items[{index}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let results = assess(&state, objects)
-        .await?
-        .iter()
-        .map(|reputation| repnet_protocol::Reputation::from_model(reputation, explain))
-        .collect();
+    let results = assess(&state, objects).await?;
     Ok(json_response(
         StatusCode::OK,
-        repnet_protocol::to_json(&LookupResponse { results }),
+        repnet_protocol::to_json(&repnet_protocol::LookupResponseJson {
+            results: &results,
+            explain,
+        }),
     ))
 }
 

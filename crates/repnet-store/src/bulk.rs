@@ -258,6 +258,9 @@ impl BulkImport {
         }
         let store = Arc::clone(&self.store);
         let (keys_written, rebuilt) = store.bulk_apply(&self)?;
+        if rebuilt || store.filter_wants_rebuild() {
+            store.spawn_filter_build();
+        }
         Ok(BulkSummary {
             changes: self.changes,
             keys_written,

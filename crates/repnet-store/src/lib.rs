@@ -10,6 +10,7 @@
 //! source can be corrected or retracted without losing what the others said.
 
 mod bulk;
+mod filter;
 mod key;
 mod lmdb;
 mod record;
@@ -80,6 +81,8 @@ pub struct StoreStats {
     pub disk_bytes: u64,
     /// Current size of the memory map (grows as needed).
     pub map_bytes: u64,
+    /// Whether the negative-lookup filter is built and in use.
+    pub filter_ready: bool,
 }
 
 /// Settings for opening a store.
@@ -88,12 +91,17 @@ pub struct StoreOptions {
     /// The memory map to start with, in bytes. The map doubles whenever it fills up, so this
     /// only matters for tests of that growth; it is address space, not disk or memory.
     pub initial_map_size: usize,
+    /// Build and use a filter that answers most lookups of unknown objects without touching
+    /// the B-tree (about 9 bits of memory per key; built in the background after opening).
+    /// Worth it for a server; not for a one-off import.
+    pub negative_filter: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             initial_map_size: 4 << 30,
+            negative_filter: true,
         }
     }
 }
@@ -130,10 +138,26 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
-/// The handle to the knowledge base. Cheap to clone; all clones share one open store.
+/// The handle to the knowledge base. Cheap to clone; all clones share one open store, which
+/// closes (releasing its directory) when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Kept for its `Drop`.
+    _handle: Arc<Handle>,
     backend: Arc<LmdbStore>,
+}
+
+/// Shared by the clones of a [`Store`]: dropping the last one stops the backend's background
+/// work, which holds the backend too.
+#[derive(Debug)]
+struct Handle {
+    backend: Arc<LmdbStore>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.backend.close();
+    }
 }
 
 impl Store {
@@ -142,8 +166,14 @@ impl Store {
     /// the directory open.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let backend = Arc::new(LmdbStore::open(dir, options)?);
-        let store = Store { backend };
+        let store = Store {
+            _handle: Arc::new(Handle {
+                backend: Arc::clone(&backend),
+            }),
+            backend,
+        };
         store.backend.seed_builtin(now())?;
+        store.backend.spawn_filter_build();
         Ok(store)
     }
 
@@ -159,9 +189,13 @@ impl Store {
     /// disk and survives a crash; on error, none is applied.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<Outcome>, StoreError> {
         let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.apply(&changes))
+        let outcomes = tokio::task::spawn_blocking(move || backend.apply(&changes))
             .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+            .map_err(|error| StoreError::Task(error.to_string()))??;
+        if self.backend.filter_wants_rebuild() {
+            self.backend.spawn_filter_build();
+        }
+        Ok(outcomes)
     }
 
     /// Starts a bulk import: changes are added one by one (sorted and spilled to disk as

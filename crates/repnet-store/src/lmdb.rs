@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use heed::types::Bytes;
@@ -34,6 +34,7 @@ use repnet_model::{
     ThreatName, Timestamp, builtin_entries,
 };
 
+use crate::filter::{FilterGuard, KeyFilter, key_hash};
 use crate::key::{ObjectKey, decode_key};
 use crate::record::{
     self, Mutation, Reader, StoredRecord, StoredSource, put_mutations, put_varint, source_id,
@@ -119,6 +120,16 @@ pub(crate) struct LmdbStore {
     /// `map_guard` exclusively around its commit, so a reader (which holds `map_guard` shared
     /// for its whole transaction) always pairs a snapshot with the right database.
     active: AtomicUsize,
+    /// Answers "certainly absent" for most unknown keys without a B-tree descent.
+    filter: KeyFilter,
+    /// Whether `filter` is built and used (a server wants it; a one-off import does not).
+    use_filter: bool,
+    /// Set while a filter build runs, so that only one does.
+    filter_building: AtomicBool,
+    /// The running filter build, joined when the store closes.
+    filter_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set when the store closes: a running filter build stops at its next chunk.
+    closing: AtomicBool,
     dir: PathBuf,
     /// Held (with its exclusive lock) for as long as the store is open.
     _lock_file: File,
@@ -253,6 +264,11 @@ impl LmdbStore {
             map_guard: RwLock::new(()),
             writer: Mutex::new(()),
             active: AtomicUsize::new(active),
+            filter: KeyFilter::default(),
+            use_filter: options.negative_filter,
+            filter_building: AtomicBool::new(false),
+            filter_builder: Mutex::new(None),
+            closing: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             _lock_file: lock_file,
         };
@@ -305,12 +321,16 @@ impl LmdbStore {
             .map_guard
             .read()
             .unwrap_or_else(PoisonError::into_inner);
+        // The filter's guard is taken before the snapshot: a writer records its new keys in
+        // the filter before committing, so it cannot commit between the two.
+        let filter = self.filter.read();
         let txn = self.env.read_txn().map_err(|e| self.error(e))?;
         let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
         read(&SnapshotReader {
             store: self,
             txn: &txn,
             names: &names,
+            filter,
         })
     }
 
@@ -370,6 +390,7 @@ impl LmdbStore {
             keys,
             disk_bytes,
             map_bytes: self.env.info().map_size as u64,
+            filter_ready: self.filter.is_enabled(),
         })
     }
 
@@ -415,14 +436,18 @@ impl LmdbStore {
             committed: &committed,
             new_names: Vec::new(),
             buffer: Vec::with_capacity(256),
+            new_keys: Vec::new(),
         };
         let (result, switch_to) = work(&mut writer)?;
         let TxnWriter {
             mut txn,
             next_name_id,
             new_names,
+            new_keys,
             ..
         } = writer;
+        // Before the commit makes them visible: see `filter.rs`.
+        self.filter.note_added(&new_keys);
         drop(committed);
         if !new_names.is_empty() {
             self.dbs
@@ -478,6 +503,115 @@ impl LmdbStore {
         // transaction; every reader holds `map_guard` shared for the life of its transaction,
         // and we hold it exclusively.
         unsafe { self.env.resize(new_size) }.map_err(|e| self.error(e))
+    }
+
+    /// Builds the negative-lookup filter and installs it. Blocking: seconds for tens of
+    /// millions of keys; lookups go to the B-tree meanwhile. Reads the keys in chunks, each in
+    /// its own short read transaction, so that it neither pins old pages for long nor delays
+    /// closing the store: every key present after `begin_build` is in a later chunk's
+    /// snapshot or in the filter's added set.
+    pub(crate) fn build_filter(&self) -> Result<(), StoreError> {
+        const CHUNK: usize = 1 << 16;
+        if !self.use_filter {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        // With writers held off, start collecting new keys; snapshots opened from now on see
+        // every key committed before.
+        let generation = {
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            self.filter.begin_build()
+        };
+        let mut hashes = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            if self.closing.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let _map = self
+                .map_guard
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let txn = self.env.read_txn().map_err(|e| self.error(e))?;
+            let objects = self.objects();
+            let range = match &after {
+                None => (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+                Some(key) => (
+                    std::ops::Bound::Excluded(key.as_slice()),
+                    std::ops::Bound::Unbounded,
+                ),
+            };
+            let mut read = 0;
+            for entry in objects.range(&txn, &range).map_err(|e| self.error(e))? {
+                let (key, _) = entry.map_err(|e| self.error(e))?;
+                hashes.push(key_hash(key));
+                read += 1;
+                if read == CHUNK {
+                    after = Some(key.to_vec());
+                    break;
+                }
+            }
+            if read < CHUNK {
+                break;
+            }
+        }
+        let keys = hashes.len();
+        if self.filter.install(generation, hashes) {
+            tracing::info!(
+                keys,
+                seconds = started.elapsed().as_secs_f64(),
+                "negative-lookup filter ready"
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts [`build_filter`](Self::build_filter) on a thread, unless one is running.
+    pub(crate) fn spawn_filter_build(self: &Arc<Self>) {
+        if !self.use_filter || self.filter_building.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let store = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("repnet-filter".to_owned())
+            .spawn(move || {
+                if let Err(error) = store.build_filter() {
+                    tracing::warn!(%error, "cannot build the negative-lookup filter; lookups go to the B-tree");
+                }
+                store.filter_building.store(false, Ordering::SeqCst);
+            });
+        match spawned {
+            Ok(handle) => {
+                let mut builder = self
+                    .filter_builder
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                // The previous build has finished (`filter_building` was clear): reap it.
+                if let Some(previous) = builder.replace(handle) {
+                    let _ = previous.join();
+                }
+            }
+            Err(_) => self.filter_building.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// Stops background work and waits for it, so that the store closes (and releases its
+    /// directory) when the last handle is dropped.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let builder = self
+            .filter_builder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(builder) = builder {
+            let _ = builder.join();
+        }
+    }
+
+    /// Whether enough keys were added since the filter was built that rebuilding pays.
+    pub(crate) fn filter_wants_rebuild(&self) -> bool {
+        self.use_filter && self.filter.wants_rebuild()
     }
 
     /// Makes sure every built-in test entry is stored as the model defines it, writing only
@@ -689,10 +823,17 @@ impl LmdbStore {
                 self.dbs.objects[old_index]
                     .clear(&mut writer.txn)
                     .map_err(|e| self.write_error(e))?;
+                // The new tree's keys are not in the filter: disable it until it is rebuilt
+                // from the new tree (`Store` starts that after the commit).
+                self.filter.begin_build();
                 return Ok(((written, true), Some(new_index)));
             }
             while let Some((key, mut mutations)) = groups.next_group().map_err(WriteError::Other)? {
-                let mut stored = writer.get(&key)?.unwrap_or_default();
+                let existing = writer.get(&key)?;
+                if existing.is_none() {
+                    writer.new_keys.push(key_hash(&key));
+                }
+                let mut stored = existing.unwrap_or_default();
                 let mut changed = false;
                 for mutation in &mut mutations {
                     names.remap(writer, mutation)?;
@@ -861,10 +1002,14 @@ struct SnapshotReader<'a> {
     store: &'a LmdbStore,
     txn: &'a RoTxn<'a>,
     names: &'a NameCache,
+    filter: FilterGuard<'a>,
 }
 
 impl SnapshotReader<'_> {
     fn record(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
+        if !self.filter.may_contain(key) {
+            return Ok(None);
+        }
         match self
             .store
             .objects()
@@ -1001,6 +1146,8 @@ struct TxnWriter<'env, 'names> {
     next_name_id: u32,
     /// Reused for encoding records.
     buffer: Vec<u8>,
+    /// Filter hashes of the keys this transaction creates.
+    new_keys: Vec<u64>,
 }
 
 impl TxnWriter<'_, '_> {
@@ -1129,7 +1276,11 @@ impl TxnWriter<'_, '_> {
         };
         let mutations = put_mutations(object, hashes, source);
         for (key, mutation) in &mutations {
-            let mut stored = self.get(key.as_bytes())?.unwrap_or_default();
+            let existing = self.get(key.as_bytes())?;
+            if existing.is_none() {
+                self.new_keys.push(key_hash(key.as_bytes()));
+            }
+            let mut stored = existing.unwrap_or_default();
             if stored.apply(mutation) {
                 self.put(key.as_bytes(), &stored)?;
             }
@@ -1307,6 +1458,7 @@ mod tests {
             dir.path(),
             &StoreOptions {
                 initial_map_size: 1 << 20,
+                ..StoreOptions::default()
             },
         )
         .expect("open");
@@ -1406,6 +1558,87 @@ mod tests {
         // The switch of object database survives reopening.
         let store = open(dir.path());
         assert_eq!(store.stats().expect("stats").keys, stats.keys + 10);
+    }
+
+    /// Waits until the background build has installed the filter.
+    fn wait_for_filter(store: &crate::Store) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !store.stats().expect("stats").filter_ready {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filter was never built"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_negative_filter_never_hides_a_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let record = SourceRecord::new(
+            Source::feed("filter").expect("feed"),
+            Verdict::Untrusted,
+            Confidence::MAX,
+            Timestamp(1),
+        );
+        let object = |i: u64| Object::File(FileHash::Sha256(Sha256::digest(&i.to_le_bytes())));
+        let put = |i: u64| Change::Put {
+            object: object(i),
+            hashes: FileHashes::default(),
+            record: record.clone(),
+            comment: None,
+        };
+        let bulk = |range: std::ops::Range<u64>| {
+            let store = store.clone();
+            let changes: Vec<Change> = range.map(put).collect();
+            tokio::task::spawn_blocking(move || {
+                let mut import = store.bulk_import().expect("bulk import");
+                for change in &changes {
+                    import.add(change).expect("add");
+                }
+                import.finish().expect("finish")
+            })
+        };
+        let known = |store: &crate::Store, range: std::ops::Range<u64>| {
+            let objects: Vec<Object> = range.map(object).collect();
+            let store = store.clone();
+            async move {
+                store
+                    .lookup(&objects)
+                    .await
+                    .expect("lookup")
+                    .iter()
+                    .filter(|k| !k.records.is_empty())
+                    .count()
+            }
+        };
+        // A large import rebuilds the tree; the filter is rebuilt after it.
+        assert!(bulk(0..20_000).await.expect("join").rebuilt);
+        wait_for_filter(&store);
+        assert_eq!(known(&store, 0..20_000).await, 20_000);
+        assert_eq!(known(&store, 20_000..40_000).await, 0);
+        // Keys written after the build are found through the added set.
+        store
+            .apply((20_000..20_100).map(put).collect())
+            .await
+            .expect("apply");
+        assert_eq!(known(&store, 19_950..20_150).await, 150);
+        assert!(!bulk(20_100..20_200).await.expect("join").rebuilt);
+        assert_eq!(known(&store, 20_000..20_300).await, 200);
+        // The built-in test set is behind the filter too.
+        let eicar = Object::File(FileHash::Sha256(Sha256::digest(repnet_model::EICAR)));
+        assert_eq!(
+            store.lookup(&[eicar]).await.expect("lookup")[0]
+                .records
+                .len(),
+            1
+        );
+        // A reopened store builds its filter from what is on disk.
+        drop(store);
+        let store = open(dir.path());
+        wait_for_filter(&store);
+        assert_eq!(known(&store, 0..20_300).await, 20_200);
     }
 
     #[test]

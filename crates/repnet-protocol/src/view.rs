@@ -1,0 +1,307 @@
+//! Borrowed serialisers of model values for the server's hot path: they write the same JSON
+//! as the owned wire types ([`crate::Reputation`], [`crate::LookupResponse`]) straight from
+//! the model, without building those types and their strings first. A test holds the two to
+//! the same output.
+
+use repnet_model as model;
+use serde::ser::{SerializeMap as _, SerializeSeq as _, SerializeStruct as _};
+use serde::{Serialize, Serializer};
+
+use crate::lookup::explain_records;
+
+/// Formats a timestamp as RFC 3339 in UTC (`2026-11-29T07:01:25Z`) into `buffer`; `None` past
+/// the year 9999, which RFC 3339 cannot write.
+pub(crate) fn write_rfc3339(timestamp: model::Timestamp, buffer: &mut [u8; 20]) -> Option<&str> {
+    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if timestamp.0 > MAX {
+        return None;
+    }
+    let days = (timestamp.0 / 86_400) as i64;
+    let seconds_of_day = timestamp.0 % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let digits = |buffer: &mut [u8; 20], at: usize, value: u64, width: usize| {
+        let mut value = value;
+        for position in (at..at + width).rev() {
+            buffer[position] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    digits(buffer, 0, year as u64, 4);
+    buffer[4] = b'-';
+    digits(buffer, 5, month as u64, 2);
+    buffer[7] = b'-';
+    digits(buffer, 8, day as u64, 2);
+    buffer[10] = b'T';
+    digits(buffer, 11, seconds_of_day / 3600, 2);
+    buffer[13] = b':';
+    digits(buffer, 14, seconds_of_day / 60 % 60, 2);
+    buffer[16] = b':';
+    digits(buffer, 17, seconds_of_day % 60, 2);
+    buffer[19] = b'Z';
+    std::str::from_utf8(buffer).ok()
+}
+
+/// A timestamp (or none) as a JSON string (or null).
+struct Time(Option<model::Timestamp>);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buffer = [0u8; 20];
+        match self.0.and_then(|t| write_rfc3339(t, &mut buffer)) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// Something printable as a JSON string, written without an intermediate `String`.
+struct Text<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Text<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+struct CategoryList(model::Categories);
+
+impl Serialize for CategoryList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for category in self.0.iter() {
+            seq.serialize_element(category.as_str())?;
+        }
+        seq.end()
+    }
+}
+
+struct HashList<'a>(&'a model::FileHashes);
+
+impl Serialize for HashList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(md5) = &self.0.md5 {
+            map.serialize_entry("md5", &Text(md5))?;
+        }
+        if let Some(sha1) = &self.0.sha1 {
+            map.serialize_entry("sha1", &Text(sha1))?;
+        }
+        if let Some(sha256) = &self.0.sha256 {
+            map.serialize_entry("sha256", &Text(sha256))?;
+        }
+        map.end()
+    }
+}
+
+struct ObjectView<'a>(&'a model::Reputation);
+
+impl Serialize for ObjectView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let object = &self.0.object;
+        let is_file = matches!(object, model::Object::File(_));
+        let mut state = serializer.serialize_struct("ObjectRef", if is_file { 3 } else { 2 })?;
+        state.serialize_field("type", object.kind().as_str())?;
+        state.serialize_field("value", &Text(object))?;
+        if let model::Object::File(hash) = object {
+            let mut hashes = self.0.hashes;
+            hashes.insert(*hash);
+            state.serialize_field("hashes", &HashList(&hashes))?;
+        }
+        state.end()
+    }
+}
+
+/// One reputation as JSON: the shape of [`crate::Reputation`].
+#[derive(Debug)]
+pub struct ReputationJson<'a> {
+    pub reputation: &'a model::Reputation,
+    pub explain: bool,
+}
+
+impl Serialize for ReputationJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.reputation;
+        let mut state =
+            serializer.serialize_struct("Reputation", if self.explain { 12 } else { 11 })?;
+        state.serialize_field("object", &ObjectView(r))?;
+        state.serialize_field("verdict", r.verdict.as_str())?;
+        state.serialize_field("threat", &r.threat.as_ref().map(|t| t.as_str()))?;
+        state.serialize_field("categories", &CategoryList(r.categories))?;
+        state.serialize_field("confidence", &r.confidence.get())?;
+        state.serialize_field("source", &r.source.as_ref().map(Text))?;
+        state.serialize_field("first_seen", &Time(r.first_seen))?;
+        state.serialize_field("last_seen", &Time(r.last_seen))?;
+        state.serialize_field("prevalence", &r.prevalence)?;
+        state.serialize_field("ttl", &r.ttl)?;
+        if self.explain {
+            state.serialize_field("explain", &explain_records(r))?;
+        }
+        state.end()
+    }
+}
+
+/// A batch answer as JSON: the shape of [`crate::LookupResponse`].
+#[derive(Debug)]
+pub struct LookupResponseJson<'a> {
+    pub results: &'a [model::Reputation],
+    pub explain: bool,
+}
+
+impl Serialize for LookupResponseJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Results<'a>(&'a [model::Reputation], bool);
+        impl Serialize for Results<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for reputation in self.0 {
+                    seq.serialize_element(&ReputationJson {
+                        reputation,
+                        explain: self.1,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        let mut state = serializer.serialize_struct("LookupResponse", 1)?;
+        state.serialize_field("results", &Results(self.results, self.explain))?;
+        state.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{
+        Confidence, FileHashes, Object, ObjectKind, Source, SourceRecord, Timestamp, TtlPolicy,
+    };
+
+    fn samples() -> Vec<model::Reputation> {
+        let ttl = TtlPolicy::default();
+        let mut feed = SourceRecord::new(
+            Source::feed("a").unwrap(),
+            model::Verdict::Untrusted,
+            Confidence::new(90).unwrap(),
+            Timestamp(1_800_000_000),
+        );
+        feed.threat = Some(model::ThreatName::new("Trojan \"quoted\" \\ ünïcode").unwrap());
+        feed.categories = [model::Category::Malware, model::Category::C2]
+            .into_iter()
+            .collect();
+        feed.last_seen = Timestamp(1_800_086_399);
+        let local = SourceRecord::new(
+            Source::Local,
+            model::Verdict::Trusted,
+            Confidence::MAX,
+            Timestamp(0),
+        );
+        let file = Object::parse(ObjectKind::File, &"ab".repeat(16)).unwrap();
+        let hashes = FileHashes {
+            sha256: Some(model::Sha256([7; 32])),
+            ..FileHashes::default()
+        };
+        vec![
+            model::Reputation::assess(file.clone(), hashes, vec![feed.clone(), local], 3, &ttl),
+            model::Reputation::assess(file, FileHashes::default(), vec![feed.clone()], 0, &ttl),
+            model::Reputation::unknown(
+                Object::parse(ObjectKind::Domain, "bücher.example").unwrap(),
+                &ttl,
+            ),
+            model::Reputation::assess(
+                Object::parse(ObjectKind::Ip, "2001:db8::1").unwrap(),
+                FileHashes::default(),
+                vec![feed],
+                0,
+                &ttl,
+            ),
+            model::Reputation::unknown(
+                Object::parse(ObjectKind::Certificate, &"c".repeat(64)).unwrap(),
+                &ttl,
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_views_write_exactly_what_the_wire_types_write() {
+        let reputations = samples();
+        for explain in [false, true] {
+            for reputation in &reputations {
+                let view = serde_json::to_string(&ReputationJson {
+                    reputation,
+                    explain,
+                })
+                .unwrap();
+                let owned =
+                    serde_json::to_string(&crate::Reputation::from_model(reputation, explain))
+                        .unwrap();
+                assert_eq!(view, owned);
+            }
+            let view = serde_json::to_string(&LookupResponseJson {
+                results: &reputations,
+                explain,
+            })
+            .unwrap();
+            let owned = serde_json::to_string(&crate::LookupResponse {
+                results: reputations
+                    .iter()
+                    .map(|r| crate::Reputation::from_model(r, explain))
+                    .collect(),
+            })
+            .unwrap();
+            assert_eq!(view, owned);
+        }
+    }
+
+    #[test]
+    fn rfc3339_matches_the_time_crate() {
+        let mut buffer = [0u8; 20];
+        for seconds in [
+            0u64,
+            1,
+            59,
+            86_399,
+            86_400,
+            951_782_400,
+            1_795_000_000,
+            4_102_444_800,
+            253_402_300_799,
+        ] {
+            let expected = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            assert_eq!(
+                write_rfc3339(Timestamp(seconds), &mut buffer),
+                Some(expected.as_str()),
+                "{seconds}"
+            );
+        }
+        assert_eq!(write_rfc3339(Timestamp(253_402_300_800), &mut buffer), None);
+        assert_eq!(write_rfc3339(Timestamp(u64::MAX), &mut buffer), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_agrees_everywhere(seconds in 0u64..=253_402_300_799) {
+            let mut buffer = [0u8; 20];
+            let expected = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            proptest::prop_assert_eq!(write_rfc3339(Timestamp(seconds), &mut buffer), Some(expected.as_str()));
+        }
+    }
+}
