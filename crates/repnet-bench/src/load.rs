@@ -309,6 +309,12 @@ pub(crate) async fn closed_loop(
 }
 
 /// Offers `rate` requests per second over `connections` connections for `duration`.
+///
+/// A pacer thread releases requests on schedule, every 100 µs all those due (tokio's timer
+/// ticks every millisecond, which would send them in bursts), to the connections in turn.
+/// A request waits in its connection's queue while the connection is busy, and its latency
+/// counts from its release: a slow answer delays the requests behind it, as it would
+/// delay real clients.
 pub(crate) async fn open_loop(
     address: SocketAddr,
     redis: bool,
@@ -317,43 +323,52 @@ pub(crate) async fn open_loop(
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Measurement> {
+    let connections = connections.max(1);
     let mut opened = Vec::with_capacity(connections);
     for _ in 0..connections {
         opened.push(Connection::open(address, redis).await?);
     }
-    // Connection `w` sends at start + (w + k·connections) / rate, for k = 0, 1, …
-    let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
-    let started = Instant::now() + Duration::from_millis(10);
-    let deadline = started + duration;
+    let mut queues = Vec::with_capacity(connections);
     let mut tasks = Vec::with_capacity(connections);
     for (worker, mut connection) in opened.into_iter().enumerate() {
+        let (sender, mut released) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        queues.push(sender);
         let requests = Arc::clone(&requests);
-        let offset = Duration::from_secs_f64(worker as f64 / rate.max(1.0));
         tasks.push(tokio::spawn(async move {
             let mut latency = histogram();
             let mut done = 0u64;
-            let mut scheduled = started + offset;
-            let mut next = worker * requests.len() / connections.max(1);
-            while scheduled < deadline {
-                let now = Instant::now();
-                // Late because the previous request took too long: time from the schedule.
-                // On time: sleep, then time from the actual send (the timer's wake-up delay
-                // is the load generator's, not the server's).
-                let from = if now >= scheduled {
-                    scheduled
-                } else {
-                    tokio::time::sleep_until(scheduled.into()).await;
-                    Instant::now()
-                };
+            let mut next = worker * requests.len() / connections;
+            while let Some(release) = released.recv().await {
                 connection.call(&requests[next % requests.len()]).await?;
-                let _ = latency.record(from.elapsed().as_micros().max(1) as u64);
+                let _ = latency.record(release.elapsed().as_micros().max(1) as u64);
                 done += 1;
                 next += 1;
-                scheduled += interval;
             }
             anyhow::Ok((done, latency))
         }));
     }
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let started = Instant::now();
+    let pacer = std::thread::spawn(move || {
+        let deadline = started + duration;
+        let mut sent = 0u64;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            // Everything due by now, to the connections in turn.
+            while started + interval.mul_f64(sent as f64) <= now {
+                let _ = queues[(sent % queues.len() as u64) as usize].send(Instant::now());
+                sent += 1;
+            }
+            // A pacer must sleep between releases; it is the load generator's clock, not a
+            // wait for readiness.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        // Dropping the queues ends the connections' loops once they have drained them.
+    });
     let mut measurement = Measurement {
         requests: 0,
         elapsed: Duration::ZERO,
@@ -364,6 +379,7 @@ pub(crate) async fn open_loop(
         measurement.requests += done;
         let _ = measurement.latency.add(&latency);
     }
+    let _ = pacer.join();
     measurement.elapsed = started.elapsed();
     Ok(measurement)
 }

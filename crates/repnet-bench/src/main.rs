@@ -61,6 +61,18 @@ struct Args {
     /// `repnet serve --worker-threads` (0: the server's default, one per core).
     #[arg(long, default_value_t = 0)]
     repnet_threads: usize,
+    /// Scenarios to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "batch,single,latency"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Offered rate of the latency scenario [default: half the lower of the two servers'
+    /// single-lookup maxima].
+    #[arg(long, value_name = "REQUESTS_PER_SECOND")]
+    latency_rate: Option<f64>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -73,6 +85,13 @@ struct Args {
     /// Where to put the data (a temporary directory by default, removed at the end).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Batch,
+    Single,
+    Latency,
 }
 
 fn main() -> std::process::ExitCode {
@@ -279,119 +298,68 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     verify(repnet_server.address, redis_server.address, &workloads).await?;
     let (repnet_address, redis_address) = (repnet_server.address, redis_server.address);
 
-    eprintln!(
-        "batch: {BATCH} keys per request, {} connections…",
-        args.batch_connections
-    );
-    let mut json = Vec::new();
-    let mut binary = Vec::new();
-    let mut mget = Vec::new();
-    for _ in 0..args.rounds {
-        json.push(
-            load::closed_loop(
-                repnet_address,
-                false,
-                Arc::clone(&workloads.batch_json),
-                args.batch_connections,
-                duration,
-            )
-            .await?,
+    let closed = |address, redis, requests: &Arc<Vec<Request>>, connections| {
+        load::closed_loop(address, redis, Arc::clone(requests), connections, duration)
+    };
+    if args.scenarios.contains(&Scenario::Batch) {
+        eprintln!(
+            "batch: {BATCH} keys per request, {} connections…",
+            args.batch_connections
         );
-        mget.push(
-            load::closed_loop(
-                redis_address,
-                true,
-                Arc::clone(&workloads.batch_mget),
-                args.batch_connections,
-                duration,
-            )
-            .await?,
-        );
-        binary.push(
-            load::closed_loop(
-                repnet_address,
-                false,
-                Arc::clone(&workloads.batch_binary),
-                args.batch_connections,
-                duration,
-            )
-            .await?,
-        );
-        mget.push(
-            load::closed_loop(
-                redis_address,
-                true,
-                Arc::clone(&workloads.batch_mget),
-                args.batch_connections,
-                duration,
-            )
-            .await?,
-        );
+        let (mut json, mut binary, mut mget) = (Vec::new(), Vec::new(), Vec::new());
+        let connections = args.batch_connections;
+        for _ in 0..args.rounds {
+            json.push(closed(repnet_address, false, &workloads.batch_json, connections).await?);
+            mget.push(closed(redis_address, true, &workloads.batch_mget, connections).await?);
+            binary.push(closed(repnet_address, false, &workloads.batch_binary, connections).await?);
+            mget.push(closed(redis_address, true, &workloads.batch_mget, connections).await?);
+        }
+        let mget = merged(&mget);
+        report.batch("batch, JSON", &merged(&json), &mget, BATCH);
+        report.batch("batch, binary", &merged(&binary), &mget, BATCH);
     }
-    let mget = merged(&mget);
-    report.batch("batch, JSON", &merged(&json), &mget, BATCH);
-    report.batch("batch, binary", &merged(&binary), &mget, BATCH);
 
-    eprintln!("single: {} connections…", args.single_connections);
-    let mut single_repnet = Vec::new();
-    let mut single_redis = Vec::new();
-    for _ in 0..args.rounds {
-        single_repnet.push(
-            load::closed_loop(
-                repnet_address,
-                false,
-                Arc::clone(&workloads.single_http),
-                args.single_connections,
-                duration,
-            )
-            .await?,
-        );
-        single_redis.push(
-            load::closed_loop(
-                redis_address,
-                true,
-                Arc::clone(&workloads.single_redis),
-                args.single_connections,
-                duration,
-            )
-            .await?,
-        );
+    let mut rate = args.latency_rate;
+    if args.scenarios.contains(&Scenario::Single) {
+        eprintln!("single: {} connections…", args.single_connections);
+        let (mut repnet_runs, mut redis_runs) = (Vec::new(), Vec::new());
+        let connections = args.single_connections;
+        for _ in 0..args.rounds {
+            repnet_runs
+                .push(closed(repnet_address, false, &workloads.single_http, connections).await?);
+            redis_runs
+                .push(closed(redis_address, true, &workloads.single_redis, connections).await?);
+        }
+        let (repnet_runs, redis_runs) = (merged(&repnet_runs), merged(&redis_runs));
+        report.single(&repnet_runs, &redis_runs);
+        rate = rate.or(Some(
+            0.5 * repnet_runs
+                .requests_per_second()
+                .min(redis_runs.requests_per_second()),
+        ));
     }
-    let (single_repnet, single_redis) = (merged(&single_repnet), merged(&single_redis));
-    report.single(&single_repnet, &single_redis);
 
-    let rate = 0.5
-        * single_repnet
-            .requests_per_second()
-            .min(single_redis.requests_per_second());
-    eprintln!("latency: {rate:.0} requests/s offered…");
-    let mut latency_repnet = Vec::new();
-    let mut latency_redis = Vec::new();
-    for _ in 0..args.rounds {
-        latency_repnet.push(
+    if args.scenarios.contains(&Scenario::Latency) {
+        let rate =
+            rate.context("the latency scenario needs the single scenario or --latency-rate")?;
+        eprintln!("latency: {rate:.0} requests/s offered…");
+        let open = |address, redis, requests: &Arc<Vec<Request>>| {
             load::open_loop(
-                repnet_address,
-                false,
-                Arc::clone(&workloads.single_http),
+                address,
+                redis,
+                Arc::clone(requests),
                 args.single_connections,
                 rate,
                 duration,
             )
-            .await?,
-        );
-        latency_redis.push(
-            load::open_loop(
-                redis_address,
-                true,
-                Arc::clone(&workloads.single_redis),
-                args.single_connections,
-                rate,
-                duration,
-            )
-            .await?,
-        );
+        };
+        let (mut repnet_runs, mut redis_runs) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            repnet_runs.push(open(repnet_address, false, &workloads.single_http).await?);
+            redis_runs.push(open(redis_address, true, &workloads.single_redis).await?);
+        }
+        report.latency(rate, &merged(&repnet_runs), &merged(&redis_runs));
     }
-    report.latency(rate, &merged(&latency_repnet), &merged(&latency_redis));
     report.memory(repnet_server.rss_bytes(), redis_server.rss_bytes());
     let _ = (repnet_server.pid(), redis_server.pid());
 

@@ -104,6 +104,14 @@ impl Server {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(());
         };
+        // Answers are small and latency matters: send each at once rather than let Nagle's
+        // algorithm wait for the client's acknowledgement of the previous one.
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let serve = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
