@@ -82,7 +82,7 @@ impl Server {
             cache_control: CacheControl::new(&config.ttl_policy()),
         };
         Server {
-            router: routes::router(state, config.max_body_bytes),
+            router: routes::router(Arc::new(state), config.max_body_bytes),
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         }

@@ -17,10 +17,12 @@ use repnet_protocol::{LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalV
 use repnet_store::{Change, Outcome};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::AppState;
 use crate::error::ApiError;
 
-pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let admin = Router::new()
         .route(
             "/v1/admin/verdicts",
@@ -43,7 +45,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
+            Arc::new(state.metrics.clone()),
             crate::metrics::track,
         ))
         // The body extractor stops reading at the limit (at once when Content-Length already
@@ -227,7 +229,7 @@ async fn lookup_path(
            ("explain" = Option<bool>, Query, description = "add every contributing source record")),
     responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn get_file(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -239,7 +241,7 @@ pub(crate) async fn get_file(
     params(("domain" = String, Path), ("explain" = Option<bool>, Query)),
     responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn get_domain(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -251,7 +253,7 @@ pub(crate) async fn get_domain(
     params(("ip" = String, Path), ("explain" = Option<bool>, Query)),
     responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn get_ip(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -263,7 +265,7 @@ pub(crate) async fn get_ip(
     params(("sha256" = String, Path), ("explain" = Option<bool>, Query)),
     responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn get_certificate(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -289,7 +291,7 @@ pub(crate) async fn get_certificate(
               (status = 413, body = repnet_protocol::ErrorBody),
               (status = 415, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn lookup_batch(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     params: Result<Query<LookupParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -366,7 +368,11 @@ async fn lookup_binary(state: &AppState, body: &[u8]) -> Result<Response, ApiErr
 // ----- admin ------------------------------------------------------------------------------
 
 /// Lets a request through to the admin API only with the admin token.
-async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = &state.admin_token else {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -410,7 +416,7 @@ const MAX_COMMENT_CHARS: usize = 1000;
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn set_local_verdict(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -485,7 +491,7 @@ pub(crate) struct ObjectParams {
               (status = 404, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn remove_local_verdict(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     params: Result<Query<ObjectParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
@@ -532,7 +538,7 @@ pub(crate) async fn remove_local_verdict(
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn list_local_verdicts(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
 ) -> Result<Response, ApiError> {
     let verdicts = state
         .store
@@ -562,7 +568,7 @@ pub(crate) async fn healthz() -> Response {
 /// Readiness: 200 while serving, 503 before start and during shutdown.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200), (status = 503, body = repnet_protocol::ErrorBody)))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
@@ -577,7 +583,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics (OpenMetrics text format).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text")))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
