@@ -50,10 +50,11 @@ pub struct BulkImport {
     /// The last source and threat seen, with their ids: feeds repeat them on every line.
     last_source: Option<(Source, u32)>,
     last_threat: Option<(ThreatName, u32)>,
-    /// Entries not yet spilled: `u32` length, then the entry (see `encode_entry`).
-    arena: Vec<u8>,
-    /// Start of each entry in `arena`.
-    offsets: Vec<u32>,
+    /// Entries not yet spilled.
+    buffer: Buffer,
+    /// The run being sorted and written on another thread while this one fills `buffer`:
+    /// the import uses two cores, and at most two buffers of memory.
+    spilling: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
     runs: Vec<PathBuf>,
     run_bytes: usize,
     changes: u64,
@@ -86,8 +87,8 @@ impl BulkImport {
             name_ids: HashMap::new(),
             last_source: None,
             last_threat: None,
-            arena: Vec::new(),
-            offsets: Vec::new(),
+            buffer: Buffer::default(),
+            spilling: None,
             runs: Vec::new(),
             run_bytes: run_bytes.unwrap_or(RUN_BYTES),
             changes: 0,
@@ -153,28 +154,129 @@ impl BulkImport {
             last_seen: record.last_seen.0.max(record.first_seen.0),
         };
         for (key, mutation) in put_mutations(object, hashes, source) {
-            let start = self.arena.len();
-            self.arena.extend_from_slice(&[0; 4]);
-            encode_entry(key.as_bytes(), &mutation, &mut self.arena);
-            let len = (self.arena.len() - start - 4) as u32;
-            self.arena[start..start + 4].copy_from_slice(&len.to_le_bytes());
-            self.offsets.push(start as u32);
+            self.buffer.push(key.as_bytes(), &mutation);
             self.mutations += 1;
         }
         self.changes += 1;
-        if self.arena.len() >= self.run_bytes {
+        if self.buffer.arena.len() >= self.run_bytes {
             self.spill()?;
         }
         Ok(())
     }
 
-    fn entry(&self, offset: u32) -> &[u8] {
-        entry_at(&self.arena, offset)
+    /// Hands the buffer to a thread that sorts it and writes it as a run, after the previous
+    /// run is written.
+    fn spill(&mut self) -> Result<(), StoreError> {
+        self.wait_for_spill()?;
+        std::fs::create_dir_all(&self.temp_dir).map_err(|source| StoreError::Io {
+            action: "create the import's temporary directory",
+            path: self.temp_dir.clone(),
+            source,
+        })?;
+        let path = self.temp_dir.join(format!("run-{}", self.runs.len()));
+        self.runs.push(path.clone());
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let spilling = std::thread::Builder::new()
+            .name("repnet-import-sort".to_owned())
+            .spawn(move || {
+                buffer.sort();
+                buffer.write_run(&path)
+            })
+            .map_err(|source| StoreError::Io {
+                action: "start a thread for",
+                path: self.temp_dir.clone(),
+                source,
+            })?;
+        self.spilling = Some(spilling);
+        Ok(())
     }
 
-    /// Sorts the buffered entries by key, keeping the order of equal keys (a later change to
-    /// the same key must apply later): offsets grow in the order entries were added, so they
-    /// break ties. The first 8 key bytes, as a number, decide almost every comparison without
+    fn wait_for_spill(&mut self) -> Result<(), StoreError> {
+        match self.spilling.take() {
+            None => Ok(()),
+            Some(thread) => thread
+                .join()
+                .map_err(|_| StoreError::Task("the import's sorting thread panicked".to_owned()))?,
+        }
+    }
+
+    /// The buffered and spilled entries as one stream sorted by key (equal keys in the order
+    /// they were added). Can be opened again, for a retry.
+    pub(crate) fn stream(
+        &self,
+    ) -> Result<Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_>, StoreError> {
+        if self.runs.is_empty() {
+            return Ok(Box::new(self.buffer.offsets.iter().map(|offset| {
+                decode_entry(entry_at(&self.buffer.arena, *offset))
+            })));
+        }
+        let readers = self
+            .runs
+            .iter()
+            .map(|path| RunReader::open(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(ReadAhead::spawn(Merge::new(readers)?)))
+    }
+
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub(crate) fn mutations(&self) -> u64 {
+        self.mutations
+    }
+
+    /// Applies everything added, in one transaction.
+    pub fn finish(mut self) -> Result<BulkSummary, StoreError> {
+        if !self.runs.is_empty() && !self.buffer.offsets.is_empty() {
+            self.spill()?;
+        } else {
+            self.buffer.sort();
+        }
+        self.wait_for_spill()?;
+        let store = Arc::clone(&self.store);
+        let (keys_written, rebuilt) = store.bulk_apply(&self)?;
+        if rebuilt || store.filter_wants_rebuild() {
+            store.spawn_filter_build();
+        }
+        Ok(BulkSummary {
+            changes: self.changes,
+            keys_written,
+            rebuilt,
+        })
+    }
+}
+
+impl Drop for BulkImport {
+    fn drop(&mut self) {
+        let _ = self.wait_for_spill();
+        // Nothing to do if nothing was spilled; a directory left by a crash is removed at the
+        // next open.
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
+    }
+}
+
+/// Changes encoded compactly: each entry is a `u32` length, then the entry (`encode_entry`).
+#[derive(Default)]
+struct Buffer {
+    arena: Vec<u8>,
+    /// Start of each entry in `arena`.
+    offsets: Vec<u32>,
+}
+
+impl Buffer {
+    fn push(&mut self, key: &[u8], mutation: &Mutation) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(&[0; 4]);
+        encode_entry(key, mutation, &mut self.arena);
+        let len = (self.arena.len() - start - 4) as u32;
+        self.arena[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.offsets.push(start as u32);
+    }
+
+    /// Sorts the entries by key, keeping the order of equal keys (a later change to the same
+    /// key must apply later): offsets grow in the order entries were added, so they break
+    /// ties. The first 8 key bytes, as a number, decide almost every comparison without
     /// touching the arena.
     fn sort(&mut self) {
         let arena = &self.arena;
@@ -193,87 +295,22 @@ impl BulkImport {
         }
     }
 
-    fn spill(&mut self) -> Result<(), StoreError> {
-        self.sort();
-        std::fs::create_dir_all(&self.temp_dir).map_err(|source| StoreError::Io {
-            action: "create the import's temporary directory",
-            path: self.temp_dir.clone(),
-            source,
-        })?;
-        let path = self.temp_dir.join(format!("run-{}", self.runs.len()));
+    /// Writes the entries, in their order, as a run file.
+    fn write_run(&self, path: &Path) -> Result<(), StoreError> {
         let io_error = |source| StoreError::Io {
             action: "write the import's temporary file",
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
-        let file = File::create(&path).map_err(io_error)?;
+        let file = File::create(path).map_err(io_error)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         for offset in &self.offsets {
-            let entry = self.entry(*offset);
+            let entry = entry_at(&self.arena, *offset);
             out.write_all(&(entry.len() as u32).to_le_bytes())
                 .map_err(io_error)?;
             out.write_all(entry).map_err(io_error)?;
         }
-        out.flush().map_err(io_error)?;
-        self.runs.push(path);
-        self.arena.clear();
-        self.offsets.clear();
-        Ok(())
-    }
-
-    /// The buffered and spilled entries as one stream sorted by key (equal keys in the order
-    /// they were added). Can be opened again, for a retry.
-    pub(crate) fn stream(
-        &self,
-    ) -> Result<Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_>, StoreError> {
-        if self.runs.is_empty() {
-            return Ok(Box::new(
-                self.offsets
-                    .iter()
-                    .map(|offset| decode_entry(self.entry(*offset))),
-            ));
-        }
-        let readers = self
-            .runs
-            .iter()
-            .map(|path| RunReader::open(path))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(Merge::new(readers)?))
-    }
-
-    pub(crate) fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    pub(crate) fn mutations(&self) -> u64 {
-        self.mutations
-    }
-
-    /// Applies everything added, in one transaction.
-    pub fn finish(mut self) -> Result<BulkSummary, StoreError> {
-        if !self.runs.is_empty() && !self.offsets.is_empty() {
-            self.spill()?;
-        } else {
-            self.sort();
-        }
-        let store = Arc::clone(&self.store);
-        let (keys_written, rebuilt) = store.bulk_apply(&self)?;
-        if rebuilt || store.filter_wants_rebuild() {
-            store.spawn_filter_build();
-        }
-        Ok(BulkSummary {
-            changes: self.changes,
-            keys_written,
-            rebuilt,
-        })
-    }
-}
-
-impl Drop for BulkImport {
-    fn drop(&mut self) {
-        // Nothing to do if nothing was spilled; a directory left by a crash is removed at the
-        // next open.
-        let _ = std::fs::remove_dir_all(&self.temp_dir);
+        out.flush().map_err(io_error)
     }
 }
 
@@ -290,7 +327,11 @@ pub(crate) fn remove_stale_temp_dirs(dir: &Path) {
 }
 
 /// A key and what to do to it; names in the mutation are import-local ids.
-pub(crate) type Entry = (Vec<u8>, Mutation);
+pub(crate) type Entry = (EntryKey, Mutation);
+
+/// A key on the stack when it is short (hashes, IP addresses, most domains): an import moves
+/// millions of them between threads, and a heap allocation each cost a quarter of the merge.
+pub(crate) type EntryKey = smallvec::SmallVec<[u8; 40]>;
 
 fn entry_at(arena: &[u8], offset: u32) -> &[u8] {
     let start = offset as usize;
@@ -361,7 +402,7 @@ fn decode_entry(entry: &[u8]) -> Result<Entry, StoreError> {
     };
     let mut reader = Reader::new(entry);
     let key_len = reader.u8().map_err(corrupt)? as usize;
-    let key = reader.slice(key_len).map_err(corrupt)?.to_vec();
+    let key = EntryKey::from_slice(reader.slice(key_len).map_err(corrupt)?);
     let mutation = match reader.u8().map_err(corrupt)? {
         KIND_UPSERT => {
             let source_id = reader.varint_u32().map_err(corrupt)?;
@@ -449,6 +490,57 @@ impl RunReader {
     }
 }
 
+/// An iterator run on its own thread, a few thousand items ahead of its consumer: the merge
+/// of the runs (reading, decoding, comparing) overlaps with writing the B-tree.
+struct ReadAhead {
+    batches: std::sync::mpsc::Receiver<Vec<Result<Entry, StoreError>>>,
+    current: std::vec::IntoIter<Result<Entry, StoreError>>,
+}
+
+impl ReadAhead {
+    const BATCH: usize = 4096;
+
+    fn spawn<I>(mut source: I) -> ReadAhead
+    where
+        I: Iterator<Item = Result<Entry, StoreError>> + Send + 'static,
+    {
+        let (sender, batches) = std::sync::mpsc::sync_channel(4);
+        let spawned = std::thread::Builder::new()
+            .name("repnet-import-merge".to_owned())
+            .spawn(move || {
+                loop {
+                    let batch: Vec<_> = source.by_ref().take(Self::BATCH).collect();
+                    let last = batch.len() < Self::BATCH || batch.iter().any(Result::is_err);
+                    // The consumer stopped reading (an error, or a retry): stop too.
+                    if batch.is_empty() || sender.send(batch).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        let current = match spawned {
+            Ok(_) => Vec::new().into_iter(),
+            Err(error) => vec![Err(StoreError::Task(format!(
+                "cannot start the import's merge thread: {error}"
+            )))]
+            .into_iter(),
+        };
+        ReadAhead { batches, current }
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<Entry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Some(item);
+            }
+            self.current = self.batches.recv().ok()?.into_iter();
+        }
+    }
+}
+
 /// A k-way merge of sorted runs. Equal keys come out in run order, and runs were written in
 /// the order changes were added, so equal keys keep their order.
 struct Merge {
@@ -456,7 +548,7 @@ struct Merge {
     /// The head of each run, by run index.
     heads: Vec<Option<Mutation>>,
     /// Smallest (key, run index) first.
-    queue: BinaryHeap<std::cmp::Reverse<(Vec<u8>, usize)>>,
+    queue: BinaryHeap<std::cmp::Reverse<(EntryKey, usize)>>,
 }
 
 impl Merge {

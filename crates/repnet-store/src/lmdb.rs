@@ -650,7 +650,7 @@ impl LmdbStore {
 type EntryStream<'a> = Box<dyn Iterator<Item = Result<crate::bulk::Entry, StoreError>> + 'a>;
 
 /// One key of an import and every mutation to it, in the order they were added.
-type Group = (Vec<u8>, Vec<Mutation>);
+type Group = (crate::bulk::EntryKey, smallvec::SmallVec<[Mutation; 1]>);
 
 /// Entries of a sorted import stream, grouped by key.
 struct Groups<'a> {
@@ -673,7 +673,7 @@ impl<'a> Groups<'a> {
         let Some((key, first)) = self.ahead.take() else {
             return Ok(None);
         };
-        let mut mutations = vec![first];
+        let mut mutations = smallvec::smallvec![first];
         loop {
             match self.stream.next().transpose()? {
                 Some((next_key, mutation)) if next_key == key => mutations.push(mutation),
