@@ -8,13 +8,61 @@ use std::time::Duration;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::{
-    ErrorBody, LocalVerdictList, LookupItem, LookupRequest, LookupResponse, Reputation,
-    SetLocalVerdict,
+    ErrorBody, HashMatch, HashSearchRequest, HashSearchResponse, LocalVerdictList, LookupItem,
+    LookupRequest, LookupResponse, Reputation, SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
 /// The most items the server takes in one batch; longer lists are split.
 pub const BATCH_LIMIT: usize = 10_000;
+
+/// Bytes of each hash a privacy-mode lookup sends.
+pub const PRIVATE_PREFIX_BYTES: usize = 4;
+
+/// Something to look up in privacy mode.
+#[derive(Debug, Clone)]
+pub enum PrivateTarget {
+    /// A file, by its SHA-256.
+    File(repnet_model::Sha256),
+    /// A URL: every expression of it is a candidate.
+    Url(repnet_model::CanonicalUrl),
+    /// A domain or an IP address: the expressions of its host suffixes.
+    Host(repnet_model::CanonicalUrl),
+}
+
+impl PrivateTarget {
+    /// The candidate hashes, most specific first, each with its expression (URLs).
+    fn candidates(&self) -> Vec<(Option<String>, repnet_model::Sha256)> {
+        let expressions = match self {
+            PrivateTarget::File(hash) => return vec![(None, *hash)],
+            PrivateTarget::Url(url) => url.expressions(),
+            PrivateTarget::Host(url) => url.host_expressions(),
+        };
+        expressions
+            .into_iter()
+            .map(|expression| {
+                let hash = expression.sha256();
+                (Some(expression.to_string()), hash)
+            })
+            .collect()
+    }
+
+    fn match_kind(&self) -> &'static str {
+        match self {
+            PrivateTarget::File(_) => "file",
+            PrivateTarget::Url(_) | PrivateTarget::Host(_) => "url",
+        }
+    }
+}
+
+/// What a privacy-mode lookup decided for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateAnswer {
+    /// For URLs, domains and IPs: the expression that matched.
+    pub matched: Option<String>,
+    /// The matching hash and its verdict; `None` when the network knows nothing.
+    pub found: Option<HashMatch>,
+}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -229,26 +277,106 @@ impl Client {
         Ok(answers)
     }
 
-    /// Looks up one object with `GET /v1/<kind>s/{value}`.
+    /// Looks up one object with `GET /v1/<kind>s/{value}` (`GET /v1/urls?url=` for URLs).
     pub async fn get(
         &self,
         kind: ObjectKind,
         value: &str,
         explain: bool,
     ) -> Result<Reputation, ClientError> {
-        let collection = match kind {
-            ObjectKind::File => "files",
-            ObjectKind::Domain => "domains",
-            ObjectKind::Ip => "ips",
-            ObjectKind::Certificate => "certificates",
-        };
         let mut url = reqwest::Url::parse(&self.base)
             .map_err(|_| ClientError::InvalidUrl(self.base.clone()))?;
-        url.path_segments_mut()
-            .map_err(|()| ClientError::InvalidUrl(self.base.clone()))?
-            .extend(["v1", collection, value]);
-        self.send(self.http.get(url).query(&[("explain", explain)]))
-            .await
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| ClientError::InvalidUrl(self.base.clone()))?;
+            match kind {
+                ObjectKind::File => segments.extend(["v1", "files", value]),
+                ObjectKind::Domain => segments.extend(["v1", "domains", value]),
+                ObjectKind::Ip => segments.extend(["v1", "ips", value]),
+                ObjectKind::Certificate => segments.extend(["v1", "certificates", value]),
+                ObjectKind::Url => segments.extend(["v1", "urls"]),
+            };
+        }
+        let mut request = self.http.get(url);
+        if kind == ObjectKind::Url {
+            request = request.query(&[("url", value)]);
+        }
+        if explain {
+            request = request.query(&[("explain", "true")]);
+        }
+        self.send(request).await
+    }
+
+    /// `POST /v1/hashes:search`: the full hashes that start with `prefixes`, in batches the
+    /// server accepts.
+    pub async fn search_prefixes(
+        &self,
+        prefixes: &[Vec<u8>],
+    ) -> Result<HashSearchResponse, ClientError> {
+        let mut all = HashSearchResponse {
+            matches: Vec::new(),
+            cache_seconds: u32::MAX,
+        };
+        for chunk in prefixes.chunks(repnet_protocol::MAX_PREFIXES) {
+            let body = HashSearchRequest {
+                prefixes: chunk.iter().map(hex::encode).collect(),
+            };
+            let request = self
+                .http
+                .post(format!("{}/v1/hashes:search", self.base))
+                .json(&body);
+            let response: HashSearchResponse = self.send(request).await?;
+            all.matches.extend(response.matches);
+            all.cache_seconds = all.cache_seconds.min(response.cache_seconds);
+        }
+        if prefixes.is_empty() {
+            all.cache_seconds = 0;
+        }
+        Ok(all)
+    }
+
+    /// Looks targets up in privacy mode: only 4-byte prefixes of their hashes leave this
+    /// machine; the full hashes that come back are compared here.
+    pub async fn lookup_private(
+        &self,
+        targets: &[PrivateTarget],
+    ) -> Result<Vec<PrivateAnswer>, ClientError> {
+        let candidates: Vec<Vec<(Option<String>, repnet_model::Sha256)>> =
+            targets.iter().map(PrivateTarget::candidates).collect();
+        let mut prefixes: Vec<Vec<u8>> = candidates
+            .iter()
+            .flatten()
+            .map(|(_, hash)| hash.as_bytes()[..PRIVATE_PREFIX_BYTES].to_vec())
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let response = self.search_prefixes(&prefixes).await?;
+        Ok(candidates
+            .iter()
+            .zip(targets)
+            .map(|(candidates, target)| {
+                let kind = target.match_kind();
+                // The most specific candidate that the network knows decides.
+                candidates
+                    .iter()
+                    .find_map(|(expression, hash)| {
+                        let hex = hash.to_string();
+                        response
+                            .matches
+                            .iter()
+                            .find(|found| found.kind == kind && found.hash == hex)
+                            .map(|found| PrivateAnswer {
+                                matched: expression.clone(),
+                                found: Some(found.clone()),
+                            })
+                    })
+                    .unwrap_or(PrivateAnswer {
+                        matched: None,
+                        found: None,
+                    })
+            })
+            .collect())
     }
 
     /// Sets the local verdict on one object; answers the object's new reputation.

@@ -1,10 +1,12 @@
 //! The built-in test set that every server knows from its first start, so that anyone can
-//! check an installation end to end: the EICAR test file and one test domain per category
-//! under the reserved name `test.repnet.invalid`.
+//! check an installation end to end: the EICAR test file, and one test domain and one test
+//! URL per category under the reserved name `test.repnet.invalid`
+//! (`phishing.test.repnet.invalid`, `http://url.test.repnet.invalid/phishing`).
 
 use crate::hash::{FileHash, FileHashes};
 use crate::name::ThreatName;
 use crate::object::{Domain, Object};
+use crate::url::Expression;
 use crate::verdict::{Categories, Category, Confidence, Source, SourceRecord, Timestamp, Verdict};
 
 /// The 68-byte EICAR anti-malware test file.
@@ -78,22 +80,25 @@ pub fn builtin_entries(now: Timestamp) -> Vec<BuiltinEntry> {
         });
     }
     for category in Category::ALL.into_iter().filter(|c| *c != Category::Test) {
-        let name = format!(
-            "{}.{TEST_DOMAIN_SUFFIX}",
-            category.as_str().replace('_', "-")
-        );
-        let Ok(domain) = Domain::new(&name) else {
-            continue;
-        };
+        let label = category.as_str().replace('_', "-");
         let (verdict, threat) = test_domain_verdict(category);
         let mut record = SourceRecord::new(Source::Builtin, verdict, Confidence::MAX, now);
         record.threat = threat.and_then(|name| ThreatName::new(&name).ok());
         record.categories = Categories::EMPTY.with(category).with(Category::Test);
-        entries.push(BuiltinEntry {
-            object: Object::Domain(domain),
-            hashes: FileHashes::default(),
-            record,
-        });
+        if let Ok(domain) = Domain::new(&format!("{label}.{TEST_DOMAIN_SUFFIX}")) {
+            entries.push(BuiltinEntry {
+                object: Object::Domain(domain),
+                hashes: FileHashes::default(),
+                record: record.clone(),
+            });
+        }
+        if let Ok(url) = Expression::parse(&format!("http://url.{TEST_DOMAIN_SUFFIX}/{label}")) {
+            entries.push(BuiltinEntry {
+                object: Object::Url(url),
+                hashes: FileHashes::default(),
+                record,
+            });
+        }
     }
     entries
 }
@@ -153,5 +158,12 @@ mod tests {
         assert!(domains.contains(&"phishing.test.repnet.invalid".to_owned()));
         assert!(domains.contains(&"malware-distribution.test.repnet.invalid".to_owned()));
         assert!(domains.contains(&"remote-admin.test.repnet.invalid".to_owned()));
+        let urls: Vec<String> = entries
+            .iter()
+            .filter(|e| matches!(e.object, Object::Url(_)))
+            .map(|e| e.object.to_string())
+            .collect();
+        assert_eq!(urls.len(), Category::ALL.len() - 1);
+        assert!(urls.contains(&"url.test.repnet.invalid/phishing".to_owned()));
     }
 }

@@ -12,6 +12,7 @@ mod name;
 mod object;
 mod precedence;
 mod reputation;
+mod url;
 mod verdict;
 
 pub use builtin::{BuiltinEntry, EICAR, EICAR_THREAT, TEST_DOMAIN_SUFFIX, builtin_entries};
@@ -20,6 +21,7 @@ pub use name::{FeedName, ThreatName};
 pub use object::{CertificateThumbprint, Domain, Object, ObjectKind, canonical_ip};
 pub use precedence::{Decision, PRECEDENCE_RULE, Reason, Tier, decide};
 pub use reputation::{Reputation, TtlPolicy};
+pub use url::{CanonicalUrl, Expression, MAX_URL_LEN, UrlHost};
 pub use verdict::{Categories, Category, Confidence, Source, SourceRecord, Timestamp, Verdict};
 
 /// Why a piece of input could not be turned into a model value.
@@ -44,6 +46,10 @@ pub enum ParseError {
     Source(String),
     #[error("{0}")]
     Name(String),
+    #[error("{0}")]
+    Url(String),
+    #[error("{0}")]
+    Prefix(String),
 }
 
 impl ParseError {
@@ -58,6 +64,8 @@ impl ParseError {
             ParseError::Confidence(_) => "invalid_confidence",
             ParseError::Source(_) => "invalid_source",
             ParseError::Name(_) => "invalid_name",
+            ParseError::Url(_) => "invalid_url",
+            ParseError::Prefix(_) => "invalid_prefix",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::ParseError;
 use crate::hash::{FileHash, Sha256};
+use crate::url::Expression;
 
 /// The kinds of object, as named in the HTTP API (`{"file": …}`, `/v1/domains/…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,14 +15,16 @@ pub enum ObjectKind {
     Domain,
     Ip,
     Certificate,
+    Url,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::File,
         ObjectKind::Domain,
         ObjectKind::Ip,
         ObjectKind::Certificate,
+        ObjectKind::Url,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl ObjectKind {
             ObjectKind::Domain => "domain",
             ObjectKind::Ip => "ip",
             ObjectKind::Certificate => "certificate",
+            ObjectKind::Url => "url",
         }
     }
 }
@@ -49,7 +53,7 @@ impl FromStr for ObjectKind {
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| {
                 ParseError::Name(format!(
-                    "unknown object type {text:?}: expected file, domain, ip or certificate"
+                    "unknown object type {text:?}: expected file, domain, ip, certificate or url"
                 ))
             })
     }
@@ -202,6 +206,8 @@ pub enum Object {
     Domain(Domain),
     Ip(IpAddr),
     Certificate(CertificateThumbprint),
+    /// A URL expression (see `url.rs`): what URL verdicts are stored under.
+    Url(Expression),
 }
 
 impl Object {
@@ -214,6 +220,7 @@ impl Object {
             ObjectKind::Certificate => {
                 CertificateThumbprint::from_hex(text).map(Object::Certificate)
             }
+            ObjectKind::Url => Expression::parse(text).map(Object::Url),
         }
     }
 
@@ -223,6 +230,7 @@ impl Object {
             Object::Domain(_) => ObjectKind::Domain,
             Object::Ip(_) => ObjectKind::Ip,
             Object::Certificate(_) => ObjectKind::Certificate,
+            Object::Url(_) => ObjectKind::Url,
         }
     }
 }
@@ -236,6 +244,7 @@ impl fmt::Display for Object {
             Object::Domain(domain) => domain.fmt(f),
             Object::Ip(ip) => ip.fmt(f),
             Object::Certificate(thumbprint) => thumbprint.fmt(f),
+            Object::Url(expression) => expression.fmt(f),
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::hash::FileHashes;
 use crate::name::ThreatName;
 use crate::object::Object;
 use crate::precedence::{Decision, decide};
+use crate::url::{CanonicalUrl, Expression};
 use crate::verdict::{Categories, Confidence, Source, SourceRecord, Timestamp, Verdict};
 
 /// How long clients and proxies may cache answers, in seconds.
@@ -47,6 +48,11 @@ pub struct Reputation {
     pub records: Vec<SourceRecord>,
     /// Which record decided and why; `None` when nothing is known.
     pub decision: Option<Decision>,
+    /// For URL, domain and IP lookups: the expression whose records decided (the most
+    /// specific one with any); `None` when none matched.
+    pub matched: Option<Expression>,
+    /// For URL lookups: the URL as canonicalised.
+    pub url: Option<CanonicalUrl>,
 }
 
 impl Reputation {
@@ -75,6 +81,8 @@ impl Reputation {
             ttl: ttl.unknown,
             records: Vec::new(),
             decision,
+            matched: None,
+            url: None,
         };
         if let Some(decision) = decision {
             let winner = &records[decision.winner];

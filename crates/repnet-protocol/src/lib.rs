@@ -8,6 +8,7 @@
 mod admin;
 pub mod binary;
 mod lookup;
+mod search;
 mod view;
 
 pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
@@ -15,6 +16,7 @@ pub use lookup::{
     ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
     ObjectRef, Reputation, Verdict, parse_lookup_request, rfc3339,
 };
+pub use search::{HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, parse_prefix};
 pub use view::{LookupResponseJson, ReputationJson};
 
 use serde::{Deserialize, Serialize};

@@ -30,6 +30,10 @@ pub struct LookupItem<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub certificate: Option<Cow<'a, str>>,
+    /// A URL (a scheme is optional), or a URL expression such as `evil.example/login/`.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub url: Option<Cow<'a, str>>,
 }
 
 impl<'a> LookupItem<'a> {
@@ -52,6 +56,10 @@ impl<'a> LookupItem<'a> {
                 certificate: value,
                 ..LookupItem::default()
             },
+            model::ObjectKind::Url => LookupItem {
+                url: value,
+                ..LookupItem::default()
+            },
         }
     }
 
@@ -62,6 +70,7 @@ impl<'a> LookupItem<'a> {
             (model::ObjectKind::Domain, &self.domain),
             (model::ObjectKind::Ip, &self.ip),
             (model::ObjectKind::Certificate, &self.certificate),
+            (model::ObjectKind::Url, &self.url),
         ];
         let mut set = fields
             .iter()
@@ -69,17 +78,17 @@ impl<'a> LookupItem<'a> {
         match (set.next(), set.next()) {
             (Some(target), None) => Ok(target),
             (None, _) => Err(
-                "names no object: give exactly one of file, domain, ip or certificate".to_owned(),
+                "names no object: give exactly one of file, domain, ip, certificate or url".to_owned(),
             ),
             (Some(_), Some(_)) => Err(
-                "names more than one object: give exactly one of file, domain, ip or certificate"
+                "names more than one object: give exactly one of file, domain, ip, certificate or url"
                     .to_owned(),
             ),
         }
     }
 }
 
-const ITEM_FIELDS: &[&str] = &["file", "domain", "ip", "certificate"];
+const ITEM_FIELDS: &[&str] = &["file", "domain", "ip", "certificate", "url"];
 
 impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -103,6 +112,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
                         "domain" => &mut item.domain,
                         "ip" => &mut item.ip,
                         "certificate" => &mut item.certificate,
+                        "url" => &mut item.url,
                         other => return Err(serde::de::Error::unknown_field(other, ITEM_FIELDS)),
                     };
                     if slot.is_some() {
@@ -248,6 +258,15 @@ pub struct Reputation {
     pub prevalence: u64,
     /// Seconds a client or proxy may cache this answer.
     pub ttl: u32,
+    /// URL, domain and IP answers: the expression whose records decided (the most specific
+    /// one with any), or null when none matched. Absent for files and certificates.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub matched: Option<Option<String>>,
     /// With `?explain=true`: every contributing source record and why the verdict won.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<Explanation>,
@@ -290,11 +309,30 @@ fn categories(categories: model::Categories) -> Vec<String> {
     categories.iter().map(|c| c.as_str().to_owned()).collect()
 }
 
+/// Tells a field that is present but null (`Some(None)`) from an absent one (`None`).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// Whether answers about objects of `kind` say which expression matched.
+pub(crate) fn reports_match(kind: model::ObjectKind) -> bool {
+    matches!(
+        kind,
+        model::ObjectKind::Url | model::ObjectKind::Domain | model::ObjectKind::Ip
+    )
+}
+
 impl Reputation {
     pub fn from_model(reputation: &model::Reputation, explain: bool) -> Reputation {
         let explain = explain.then(|| explain_records(reputation));
+        let mut object = ObjectRef::from_model(&reputation.object, &reputation.hashes);
+        if let Some(url) = &reputation.url {
+            object.value = url.to_string();
+        }
         Reputation {
-            object: ObjectRef::from_model(&reputation.object, &reputation.hashes),
+            object,
             verdict: reputation.verdict.into(),
             threat: reputation.threat.as_ref().map(|t| t.as_str().to_owned()),
             categories: categories(reputation.categories),
@@ -304,6 +342,8 @@ impl Reputation {
             last_seen: reputation.last_seen.and_then(rfc3339),
             prevalence: reputation.prevalence,
             ttl: reputation.ttl,
+            matched: reports_match(reputation.object.kind())
+                .then(|| reputation.matched.as_ref().map(|m| m.as_str().to_owned())),
             explain,
         }
     }

@@ -115,7 +115,10 @@ impl Serialize for ObjectView<'_> {
         let is_file = matches!(object, model::Object::File(_));
         let mut state = serializer.serialize_struct("ObjectRef", if is_file { 3 } else { 2 })?;
         state.serialize_field("type", object.kind().as_str())?;
-        state.serialize_field("value", &Text(object))?;
+        match &self.0.url {
+            Some(url) => state.serialize_field("value", &Text(url))?,
+            None => state.serialize_field("value", &Text(object))?,
+        }
         if let model::Object::File(hash) = object {
             let mut hashes = self.0.hashes;
             hashes.insert(*hash);
@@ -147,6 +150,9 @@ impl Serialize for ReputationJson<'_> {
         state.serialize_field("last_seen", &Time(r.last_seen))?;
         state.serialize_field("prevalence", &r.prevalence)?;
         state.serialize_field("ttl", &r.ttl)?;
+        if crate::lookup::reports_match(r.object.kind()) {
+            state.serialize_field("matched", &r.matched.as_ref().map(|m| m.as_str()))?;
+        }
         if self.explain {
             state.serialize_field("explain", &explain_records(r))?;
         }

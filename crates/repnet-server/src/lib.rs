@@ -6,6 +6,7 @@
 
 pub mod config;
 mod error;
+mod lookup;
 mod metrics;
 mod openapi;
 mod routes;

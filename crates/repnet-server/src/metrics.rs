@@ -37,7 +37,7 @@ pub(crate) struct Metrics {
     registry: Arc<Registry>,
     /// Indexed by `[object kind][verdict]`, resolved once at startup so that counting a
     /// lookup is one atomic add, without the family's map lookup.
-    lookups: Arc<[[Counter; 4]; 4]>,
+    lookups: Arc<[[Counter; 4]; 5]>,
     requests: Family<RequestLabels, Counter>,
     /// `(route, 200)` counters and the latency histograms, by index into [`ROUTES`] (the
     /// last for unmatched requests), resolved at startup for the same reason as `lookups`.
@@ -127,7 +127,9 @@ const ROUTES: &[&str] = &[
     "/v1/domains/{domain}",
     "/v1/ips/{ip}",
     "/v1/certificates/{sha256}",
+    "/v1/urls",
     "/v1/lookup",
+    "/v1/hashes:search",
     "/v1/admin/verdicts",
     "/healthz",
     "/readyz",

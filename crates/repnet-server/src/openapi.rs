@@ -9,14 +9,16 @@ use crate::routes;
 #[openapi(
     info(
         title = "repnet",
-        description = "A self-hostable reputation network for endpoint security: reputations of files, domains, IP addresses and code-signing certificates."
+        description = "A self-hostable reputation network for endpoint security: reputations of files, URLs, domains, IP addresses and code-signing certificates."
     ),
     paths(
         routes::get_file,
         routes::get_domain,
         routes::get_ip,
         routes::get_certificate,
+        routes::get_url,
         routes::lookup_batch,
+        routes::search_hashes,
         routes::set_local_verdict,
         routes::remove_local_verdict,
         routes::list_local_verdicts,
@@ -33,6 +35,8 @@ use crate::routes;
         repnet_protocol::LookupResponse,
         repnet_protocol::SetLocalVerdict,
         repnet_protocol::LocalVerdictList,
+        repnet_protocol::HashSearchRequest,
+        repnet_protocol::HashSearchResponse,
     )),
     modifiers(&AdminTokenScheme)
 )]

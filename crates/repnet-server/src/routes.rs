@@ -4,14 +4,14 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use repnet_model::{
-    Category, Confidence, Object, ObjectKind, Reputation, Source, SourceRecord, ThreatName, Verdict,
+    Category, Confidence, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
 };
 use repnet_protocol::{LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict};
 use repnet_store::{Change, Outcome};
@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::lookup::{Lookup, assess};
 
 pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let admin = Router::new()
@@ -36,7 +37,9 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/domains/{domain}", get(get_domain))
         .route("/v1/ips/{ip}", get(get_ip))
         .route("/v1/certificates/{sha256}", get(get_certificate))
+        .route("/v1/urls", get(get_url))
         .route("/v1/lookup", axum::routing::post(lookup_batch))
+        .route("/v1/hashes:search", axum::routing::post(search_hashes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -74,7 +77,11 @@ fn explain_flag(params: Result<Query<LookupParams>, QueryRejection>) -> Result<b
             ),
         )
     })?;
-    match params.explain.as_deref() {
+    explain_value(params.explain.as_deref())
+}
+
+fn explain_value(value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
@@ -154,6 +161,14 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// Parses the object an item names; `field` is where it was (`items[3]`, `object`).
+/// Parses the query an item names; `field` is where it was (`items[3]`).
+fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
+    let (kind, text) = item.target().map_err(|problem| {
+        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
+    })?;
+    Lookup::parse(kind, text).map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error))
+}
+
 fn item_object(item: &LookupItem<'_>, field: &str) -> Result<Object, ApiError> {
     let (kind, text) = item.target().map_err(|problem| {
         ApiError::bad_request("invalid_request", format!("{field} {problem}"))
@@ -161,34 +176,8 @@ fn item_object(item: &LookupItem<'_>, field: &str) -> Result<Object, ApiError> {
     Object::parse(kind, text).map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error))
 }
 
-/// Looks `objects` up and reduces each to its answer.
-async fn assess(state: &AppState, objects: Vec<Object>) -> Result<Vec<Reputation>, ApiError> {
-    let knowledge = state
-        .store
-        .lookup(&objects)
-        .await
-        .map_err(|error| ApiError::internal("the knowledge base could not be read", &error))?;
-    Ok(objects
-        .into_iter()
-        .zip(knowledge)
-        .map(|(object, knowledge)| {
-            let reputation = Reputation::assess(
-                object,
-                knowledge.hashes,
-                knowledge.records,
-                knowledge.prevalence,
-                &state.ttl,
-            );
-            state
-                .metrics
-                .count_lookup(reputation.object.kind(), reputation.verdict);
-            reputation
-        })
-        .collect())
-}
-
-async fn single(state: &AppState, object: Object, explain: bool) -> Result<Response, ApiError> {
-    let reputation = assess(state, vec![object]).await?.remove(0);
+async fn single(state: &AppState, query: Lookup, explain: bool) -> Result<Response, ApiError> {
+    let reputation = assess(state, vec![query]).await?.remove(0);
     let body = repnet_protocol::to_json(&repnet_protocol::ReputationJson {
         reputation: &reputation,
         explain,
@@ -219,8 +208,8 @@ async fn lookup_path(
 ) -> Result<Response, ApiError> {
     let explain = explain_flag(params)?;
     let text = path_value(path)?;
-    let object = Object::parse(kind, &text).map_err(|e| ApiError::invalid("", &e))?;
-    single(state, object, explain).await
+    let query = Lookup::parse(kind, &text).map_err(|e| ApiError::invalid("", &e))?;
+    single(state, query, explain).await
 }
 
 /// File reputation by MD5, SHA-1 or SHA-256 (the kind is told by the length).
@@ -272,6 +261,161 @@ pub(crate) async fn get_certificate(
     lookup_path(&state, ObjectKind::Certificate, path, params).await
 }
 
+/// Percent-decodes a query-string component (form encoding: `+` is a space) to bytes.
+fn form_decode(text: &str) -> Vec<u8> {
+    let hex = |byte: Option<&u8>| {
+        byte.and_then(|b| (*b as char).to_digit(16))
+            .map(|d| d as u8)
+    };
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, _, _) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// URL reputation: the URL is canonicalised, every expression of it looked up, and the most
+/// specific match decides (`matched`).
+#[utoipa::path(get, path = "/v1/urls", tag = "lookup",
+    params(("url" = String, Query, description = "the URL, percent-encoded; a scheme is optional"),
+           ("explain" = Option<bool>, Query)),
+    responses((status = 200, body = repnet_protocol::Reputation), (status = 400, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn get_url(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    // The query is parsed here rather than by serde: a URL may hold bytes that are not UTF-8
+    // once decoded, and canonicalisation works on bytes.
+    let mut url = None;
+    let mut explain = false;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "url" => url = Some(form_decode(value)),
+            "explain" => {
+                explain = explain_value(Some(&String::from_utf8_lossy(&form_decode(value))))?
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "unknown query parameter {other:?}: give url=<URL> and optionally explain=true"
+                    ),
+                ));
+            }
+        }
+    }
+    let url = url.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_url",
+            "give the URL to look up as ?url=<percent-encoded URL>",
+        )
+    })?;
+    let lookup = Lookup::url(&url).map_err(|e| ApiError::invalid("url", &e))?;
+    single(&state, lookup, explain).await
+}
+
+/// Privacy mode: full hashes (of files, and of URL expressions) that start with the given
+/// prefixes, with their verdicts. The server never learns which of them the client wanted.
+#[utoipa::path(post, path = "/v1/hashes:search", tag = "lookup",
+    request_body = repnet_protocol::HashSearchRequest,
+    responses((status = 200, body = repnet_protocol::HashSearchResponse),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 413, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn search_hashes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let request: repnet_protocol::HashSearchRequest =
+        repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    if request.prefixes.len() > repnet_protocol::MAX_PREFIXES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the search has {} prefixes; the limit is {}: split it into several requests",
+                request.prefixes.len(),
+                repnet_protocol::MAX_PREFIXES
+            ),
+        ));
+    }
+    let prefixes = request
+        .prefixes
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            repnet_protocol::parse_prefix(text)
+                .map_err(|e| ApiError::invalid(&format!("prefixes[{index}]"), &e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (found, truncated) = state
+        .store
+        .search_prefixes(&prefixes, MAX_SEARCH_MATCHES)
+        .await
+        .map_err(|error| ApiError::internal("the knowledge base could not be searched", &error))?;
+    if truncated {
+        return Err(ApiError::bad_request(
+            "too_many_matches",
+            format!(
+                "the prefixes match more than {MAX_SEARCH_MATCHES} hashes: send longer prefixes"
+            ),
+        ));
+    }
+    let matches = found
+        .into_iter()
+        .map(|found| {
+            let kind = match found.kind {
+                repnet_store::MatchKind::File => "file",
+                repnet_store::MatchKind::Url => "url",
+            };
+            let object = Object::File(repnet_model::FileHash::Sha256(found.hash));
+            let known = found.knowledge;
+            let reputation = repnet_model::Reputation::assess(
+                object,
+                known.hashes,
+                known.records,
+                known.prevalence,
+                &state.ttl,
+            );
+            repnet_protocol::HashMatch::from_model(kind, &found.hash, &reputation)
+        })
+        .collect();
+    let response = repnet_protocol::HashSearchResponse {
+        matches,
+        cache_seconds: state.ttl.known,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&response),
+    ))
+}
+
+/// The most full hashes one privacy-mode search returns.
+const MAX_SEARCH_MATCHES: usize = 10_000;
+
 /// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails
 /// the whole request with 400, naming the item. With `Content-Type: application/octet-stream`
 /// the body is raw SHA-256 digests and the answer fixed-size records (docs/http-api.md).
@@ -313,13 +457,13 @@ pub(crate) async fn lookup_batch(
     }
     let request = repnet_protocol::parse_lookup_request(&body).map_err(ApiError::from_body)?;
     check_batch_size(&state, request.items.len())?;
-    let objects = request
+    let queries = request
         .items
         .iter()
         .enumerate()
-        .map(|(index, item)| item_object(item, &format!("items[{index}]")))
+        .map(|(index, item)| item_query(item, &format!("items[{index}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let results = assess(&state, objects).await?;
+    let results = assess(&state, queries).await?;
     Ok(json_response(
         StatusCode::OK,
         repnet_protocol::to_json(&repnet_protocol::LookupResponseJson {
@@ -348,11 +492,11 @@ async fn lookup_binary(state: &AppState, body: &[u8]) -> Result<Response, ApiErr
     let digests = repnet_protocol::binary::parse_request(body)
         .map_err(|message| ApiError::bad_request("invalid_body", message))?;
     check_batch_size(state, digests.len())?;
-    let objects = digests
+    let queries = digests
         .into_iter()
-        .map(|digest| Object::File(repnet_model::FileHash::Sha256(digest)))
+        .map(|digest| Lookup::direct(Object::File(repnet_model::FileHash::Sha256(digest))))
         .collect();
-    let reputations = assess(state, objects).await?;
+    let reputations = assess(state, queries).await?;
     let mut writer = repnet_protocol::binary::ResponseWriter::with_capacity(reputations.len());
     for reputation in &reputations {
         writer.push(reputation);
@@ -469,8 +613,15 @@ pub(crate) async fn set_local_verdict(
         }])
         .await
         .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
-    tracing::info!(object = %object, %verdict, "local verdict set");
-    single(&state, object, true).await
+    // URLs and hashes are what users look up: never in the log at the default level.
+    tracing::debug!(object = %object, %verdict, "local verdict set");
+    tracing::info!(kind = %object.kind(), %verdict, "local verdict set");
+    single(&state, admin_query(object), true).await
+}
+
+/// The answer to an admin change is about the object changed, as it is stored.
+fn admin_query(object: Object) -> Lookup {
+    Lookup::direct(object)
 }
 
 /// Which object to remove the local verdict from: exactly one parameter.
@@ -481,6 +632,7 @@ pub(crate) struct ObjectParams {
     domain: Option<String>,
     ip: Option<String>,
     certificate: Option<String>,
+    url: Option<String>,
 }
 
 /// Removes the local verdict on one object (`?file=…`, `?domain=…`, `?ip=…` or `?certificate=…`).
@@ -498,7 +650,7 @@ pub(crate) async fn remove_local_verdict(
         ApiError::bad_request(
             "invalid_query",
             format!(
-                "{}: name the object with exactly one of file=, domain=, ip= or certificate=",
+                "{}: name the object with exactly one of file=, domain=, ip=, certificate= or url=",
                 rejection.body_text()
             ),
         )
@@ -508,6 +660,7 @@ pub(crate) async fn remove_local_verdict(
         domain: params.domain.as_deref().map(Into::into),
         ip: params.ip.as_deref().map(Into::into),
         certificate: params.certificate.as_deref().map(Into::into),
+        url: params.url.as_deref().map(Into::into),
     };
     let object = item_object(&item, "query")?;
     let outcome = state
@@ -528,8 +681,9 @@ pub(crate) async fn remove_local_verdict(
             ),
         ));
     }
-    tracing::info!(object = %object, "local verdict removed");
-    single(&state, object, true).await
+    tracing::debug!(object = %object, "local verdict removed");
+    tracing::info!(kind = %object.kind(), "local verdict removed");
+    single(&state, admin_query(object), true).await
 }
 
 /// Every local verdict.

@@ -811,3 +811,304 @@ async fn binary_batch_lookups() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn urls_are_matched_by_their_most_specific_expression() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let set = |object: Value, verdict: &str, threat: &str| json!({"object": object, "verdict": verdict, "threat": threat});
+    for body in [
+        set(
+            json!({"domain": "evil.example"}),
+            "untrusted",
+            "Evil.Domain",
+        ),
+        set(
+            json!({"url": "evil.example/login/"}),
+            "riskware",
+            "Evil.Login",
+        ),
+        set(
+            json!({"url": "http://good.example/a.php?x=1"}),
+            "untrusted",
+            "Exact.Query",
+        ),
+        set(json!({"ip": "192.0.2.66"}), "untrusted", "Evil.Ip"),
+    ] {
+        let (status, answer) = server
+            .admin(
+                reqwest::Method::PUT,
+                "/v1/admin/verdicts",
+                Some(&body),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+    let url = |u: &str| {
+        let encoded: String = u
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("/v1/urls?url={encoded}")
+    };
+    let cases = [
+        // The example: the domain's verdict covers every variation.
+        (
+            "http://A.Evil.Example.:80/x/../y?z#f",
+            "untrusted",
+            Some("evil.example/"),
+            "http://a.evil.example/y?z",
+        ),
+        (
+            "https://evil.example/login/form.php?u=1",
+            "riskware",
+            Some("evil.example/login/"),
+            "https://evil.example/login/form.php?u=1",
+        ),
+        (
+            "good.example/a.php?x=1",
+            "untrusted",
+            Some("good.example/a.php?x=1"),
+            "http://good.example/a.php?x=1",
+        ),
+        (
+            "good.example/a.php?x=2",
+            "unknown",
+            None,
+            "http://good.example/a.php?x=2",
+        ),
+        (
+            "http://0xC0.0.2.66/anything",
+            "untrusted",
+            Some("192.0.2.66/"),
+            "http://192.0.2.66/anything",
+        ),
+        (
+            "http://phishing.test.repnet.invalid/",
+            "untrusted",
+            Some("phishing.test.repnet.invalid/"),
+            "http://phishing.test.repnet.invalid/",
+        ),
+        (
+            "http://url.test.repnet.invalid/miner?x",
+            "riskware",
+            Some("url.test.repnet.invalid/miner"),
+            "http://url.test.repnet.invalid/miner?x",
+        ),
+        (
+            "http://url.test.repnet.invalid/",
+            "unknown",
+            None,
+            "http://url.test.repnet.invalid/",
+        ),
+    ];
+    for (input, verdict, matched, canonical) in cases {
+        let (status, body) = server.get(&url(input)).await;
+        assert_eq!(status, 200, "{input}: {body}");
+        assert_eq!(body["verdict"], verdict, "{input}: {body}");
+        assert_eq!(body["matched"], json!(matched), "{input}");
+        assert_eq!(body["object"]["type"], "url");
+        assert_eq!(body["object"]["value"], canonical);
+    }
+    // The same through the batch, in order, with a domain and an IP.
+    let items = json!([
+        {"url": "http://sub.evil.example/x"}, {"domain": "deep.sub.evil.example"}, {"domain": "fine.example"},
+        {"ip": "192.0.2.66"}, {"file": EICAR_MD5}
+    ]);
+    let (status, body) = server
+        .post_json("/v1/lookup", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["matched"], "evil.example/");
+    assert_eq!(
+        results[1]["verdict"], "untrusted",
+        "a parent domain's verdict covers subdomains"
+    );
+    assert_eq!(results[1]["object"]["value"], "deep.sub.evil.example");
+    assert_eq!(results[1]["matched"], "evil.example/");
+    assert_eq!(results[2]["verdict"], "unknown");
+    assert_eq!(results[2]["matched"], Value::Null);
+    assert_eq!(results[3]["threat"], "Evil.Ip");
+    assert!(
+        results[4].get("matched").is_none(),
+        "files have no expressions"
+    );
+    // Local verdicts on URLs are listed as URLs and can be removed.
+    let (_, list) = server
+        .admin(
+            reqwest::Method::GET,
+            "/v1/admin/verdicts",
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    let listed: Vec<&str> = list["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["object"]["value"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"evil.example/login/"), "{listed:?}");
+    assert!(listed.contains(&"evil.example"), "{listed:?}");
+    let (status, _) = server
+        .admin(
+            reqwest::Method::DELETE,
+            "/v1/admin/verdicts?url=evil.example%2Flogin%2F",
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, body) = server
+        .get(&url("https://evil.example/login/form.php"))
+        .await;
+    assert_eq!(
+        body["matched"], "evil.example/",
+        "without the login verdict the domain's decides"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_prefixes_are_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    for (path, code, message) in [
+        ("/v1/urls", "invalid_url", "?url="),
+        ("/v1/urls?url=", "invalid_url", "empty"),
+        (
+            "/v1/urls?url=http%3A%2F%2F",
+            "invalid_url",
+            "nothing after the scheme",
+        ),
+        (
+            "/v1/urls?url=http%3A%2F%2F%2Fpath",
+            "invalid_url",
+            "no host",
+        ),
+        (
+            "/v1/urls?url=http%3A%2F%2Fexample.com%3Aport%2F",
+            "invalid_url",
+            "port",
+        ),
+        ("/v1/urls?url=x.example&hmm=1", "invalid_query", "hmm"),
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(error_code(&body), code, "{path}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(message),
+            "{path}: {body}"
+        );
+    }
+    // Bytes that are not UTF-8 are fine in a URL.
+    let (status, body) = server.get("/v1/urls?url=http%3A%2F%2F%01%80.com%2F").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"]["value"], "http://%01%80.com/");
+    let (status, body) = server
+        .post_json(
+            "/v1/lookup",
+            &json!({"items": [{"url": "ok.example"}, {"url": "http://"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[1].url:"),
+        "{body}"
+    );
+    for (prefixes, code) in [
+        (json!(["0123ab"]), "invalid_prefix"),
+        (json!(["0123abcde"]), "invalid_prefix"),
+        (json!(["zzzzzzzz"]), "invalid_prefix"),
+        (json!("0123abcd"), "invalid_request"),
+    ] {
+        let (status, body) = server
+            .post_json("/v1/hashes:search", &json!({ "prefixes": prefixes }))
+            .await;
+        assert_eq!(status, 400, "{prefixes}: {body}");
+        assert_eq!(error_code(&body), code);
+    }
+    let many: Vec<String> = (0..1001).map(|i| format!("{i:08x}")).collect();
+    let (status, body) = server
+        .post_json("/v1/hashes:search", &json!({ "prefixes": many }))
+        .await;
+    assert_eq!(status, 413, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn privacy_mode_finds_files_and_urls_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let eicar_prefix = &EICAR_SHA256[..8];
+    let phishing = repnet_model::Expression::parse("phishing.test.repnet.invalid/")
+        .unwrap()
+        .sha256()
+        .to_string();
+    let (status, body) = server
+        .post_json(
+            "/v1/hashes:search",
+            &json!({"prefixes": [eicar_prefix, &phishing[..8], "00000000"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let matches = body["matches"].as_array().unwrap();
+    let eicar = matches
+        .iter()
+        .find(|m| m["hash"] == EICAR_SHA256)
+        .expect("EICAR found by its prefix");
+    assert_eq!(eicar["type"], "file");
+    assert_eq!(eicar["threat"], "EICAR-Test-File");
+    let url = matches
+        .iter()
+        .find(|m| m["hash"] == phishing)
+        .expect("the test URL found by its prefix");
+    assert_eq!(url["type"], "url");
+    assert_eq!(url["verdict"], "untrusted");
+    assert_eq!(body["cache_seconds"], 3600);
+
+    // The client library does the whole dance: only prefixes go out.
+    let client = repnet_client::Client::new(&server.base).unwrap();
+    let targets = [
+        repnet_client::PrivateTarget::Url(
+            repnet_model::CanonicalUrl::parse(b"http://www.phishing.test.repnet.invalid/login?x=1")
+                .unwrap(),
+        ),
+        repnet_client::PrivateTarget::File(repnet_model::Sha256::from_hex(EICAR_SHA256).unwrap()),
+        repnet_client::PrivateTarget::Host(
+            repnet_model::CanonicalUrl::parse(b"http://clean.example/").unwrap(),
+        ),
+    ];
+    let answers = client.lookup_private(&targets).await.unwrap();
+    assert_eq!(
+        answers[0].matched.as_deref(),
+        Some("phishing.test.repnet.invalid/")
+    );
+    assert_eq!(
+        answers[0].found.as_ref().unwrap().verdict,
+        repnet_protocol::Verdict::Untrusted
+    );
+    assert_eq!(
+        answers[1].found.as_ref().unwrap().threat.as_deref(),
+        Some("EICAR-Test-File")
+    );
+    assert_eq!(
+        answers[2],
+        repnet_client::PrivateAnswer {
+            matched: None,
+            found: None
+        }
+    );
+    server.stop().await;
+}

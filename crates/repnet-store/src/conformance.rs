@@ -20,6 +20,7 @@ pub async fn run_all(open: &dyn Fn() -> Store) {
     a_batch_is_answered_in_order(&open()).await;
     names_survive_many_distinct_values(&open()).await;
     bulk_import_matches_apply(open).await;
+    urls_domains_and_prefix_search(&open()).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -461,4 +462,73 @@ pub async fn bulk_import_matches_apply(open: &dyn Fn() -> Store) {
             })
             .is_err()
     );
+}
+
+/// URL verdicts live under their expressions; a domain is the expression `domain/`; a
+/// privacy-mode search finds files and expressions by hash prefix.
+pub async fn urls_domains_and_prefix_search(store: &Store) {
+    let login = object(ObjectKind::Url, "http://evil.example/login/");
+    let domain = object(ObjectKind::Domain, "evil.example");
+    let file = Object::File(FileHash::Sha256(Sha256([0xee; 32])));
+    store
+        .apply(vec![
+            put(&login, record("feed:urls", Verdict::Untrusted, 80, 1)),
+            put(&domain, record("feed:domains", Verdict::Riskware, 60, 1)),
+            Change::Put {
+                object: file.clone(),
+                hashes: FileHashes {
+                    md5: Some(Md5([0xed; 16])),
+                    ..FileHashes::default()
+                },
+                record: record("feed:files", Verdict::Untrusted, 70, 1),
+                comment: None,
+            },
+        ])
+        .await
+        .expect("apply");
+    // The domain's verdict is the URL expression `evil.example/`.
+    let root = object(ObjectKind::Url, "evil.example/");
+    let knowledge = store.lookup(&[root, login.clone()]).await.expect("lookup");
+    assert_eq!(knowledge[0].records[0].source.to_string(), "feed:domains");
+    assert_eq!(knowledge[1].records[0].source.to_string(), "feed:urls");
+
+    let Object::Url(expression) = &login else {
+        unreachable!()
+    };
+    let url_hash = expression.sha256();
+    let (matches, truncated) = store
+        .search_prefixes(
+            &[
+                url_hash.as_bytes()[..4].to_vec(),
+                vec![0xee, 0xee, 0xee, 0xee],
+                vec![1, 2, 3, 4],
+            ],
+            100,
+        )
+        .await
+        .expect("search");
+    assert!(!truncated);
+    let url_match = matches
+        .iter()
+        .find(|m| m.hash == url_hash)
+        .expect("the URL matched");
+    assert_eq!(url_match.kind, crate::MatchKind::Url);
+    assert_eq!(
+        url_match.knowledge.records[0].source.to_string(),
+        "feed:urls"
+    );
+    let file_match = matches
+        .iter()
+        .find(|m| m.hash == Sha256([0xee; 32]))
+        .expect("the file matched");
+    assert_eq!(file_match.kind, crate::MatchKind::File);
+    assert_eq!(file_match.knowledge.hashes.md5, Some(Md5([0xed; 16])));
+    assert_eq!(matches.len(), 2, "nothing else starts with those prefixes");
+    // A full hash is a prefix too; the limit is respected.
+    let (matches, truncated) = store
+        .search_prefixes(&[url_hash.as_bytes().to_vec(), vec![0xee; 32]], 1)
+        .await
+        .expect("search");
+    assert_eq!(matches.len(), 1);
+    assert!(truncated);
 }

@@ -1,19 +1,30 @@
 //! Storage keys: a one-byte type tag followed by the object's raw bytes (never hex text), so
 //! that a SHA-256 key is 33 bytes and keys of one type sort together.
+//!
+//! URL verdicts are kept under the SHA-256 of their expression (`url.rs` in the model):
+//! expressions can be long, and privacy-mode lookups search by hash prefix, which a key
+//! that starts with the hash answers with a range scan. Domains and IP addresses are the
+//! expressions `domain/` and `ip/`, so that a URL lookup finds their verdicts.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use repnet_model::{CertificateThumbprint, Domain, FileHash, Md5, Object, Sha1, Sha256};
+use repnet_model::{
+    CertificateThumbprint, Domain, Expression, FileHash, Md5, Object, Sha1, Sha256,
+};
 
 /// Type tags. They are part of the on-disk format: never reuse or renumber one.
 pub(crate) mod tag {
     pub(crate) const SHA256: u8 = 0x01;
     pub(crate) const SHA1: u8 = 0x02;
     pub(crate) const MD5: u8 = 0x03;
-    pub(crate) const DOMAIN: u8 = 0x10;
-    pub(crate) const IPV4: u8 = 0x20;
-    pub(crate) const IPV6: u8 = 0x21;
+    /// Format 1 only: domains, IPv4 and IPv6 addresses by their own bytes. Format 2 keeps
+    /// them as URL expressions; the migration moves them.
+    pub(crate) const LEGACY_DOMAIN: u8 = 0x10;
+    pub(crate) const LEGACY_IPV4: u8 = 0x20;
+    pub(crate) const LEGACY_IPV6: u8 = 0x21;
     pub(crate) const CERTIFICATE: u8 = 0x30;
+    /// The SHA-256 of a URL expression.
+    pub(crate) const URL: u8 = 0x40;
 }
 
 /// The longest key: a tag and a 253-byte domain name.
@@ -39,12 +50,29 @@ impl ObjectKey {
     pub(crate) fn of(object: &Object) -> ObjectKey {
         match object {
             Object::File(hash) => ObjectKey::file(hash),
-            Object::Domain(domain) => ObjectKey::new(tag::DOMAIN, domain.as_str().as_bytes()),
-            Object::Ip(IpAddr::V4(ip)) => ObjectKey::new(tag::IPV4, &ip.octets()),
-            Object::Ip(IpAddr::V6(ip)) => ObjectKey::new(tag::IPV6, &ip.octets()),
+            Object::Domain(domain) => ObjectKey::expression(&Expression::for_domain(domain)),
+            Object::Ip(ip) => ObjectKey::expression(&Expression::for_ip(*ip)),
             Object::Certificate(thumbprint) => {
                 ObjectKey::new(tag::CERTIFICATE, thumbprint.0.as_bytes())
             }
+            Object::Url(expression) => ObjectKey::expression(expression),
+        }
+    }
+
+    pub(crate) fn expression(expression: &Expression) -> ObjectKey {
+        ObjectKey::new(tag::URL, expression.sha256().as_bytes())
+    }
+
+    /// The key a format-1 store used for `object`.
+    #[cfg(test)]
+    pub(crate) fn legacy(object: &Object) -> ObjectKey {
+        match object {
+            Object::Domain(domain) => {
+                ObjectKey::new(tag::LEGACY_DOMAIN, domain.as_str().as_bytes())
+            }
+            Object::Ip(IpAddr::V4(ip)) => ObjectKey::new(tag::LEGACY_IPV4, &ip.octets()),
+            Object::Ip(IpAddr::V6(ip)) => ObjectKey::new(tag::LEGACY_IPV6, &ip.octets()),
+            other => ObjectKey::of(other),
         }
     }
 
@@ -61,16 +89,30 @@ impl ObjectKey {
     }
 }
 
-/// Decodes a key back into its object; `None` for bytes that no version of repnet wrote.
+/// Whether a key is one that format 2 no longer uses.
+pub(crate) fn is_legacy(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.first(),
+        Some(&(tag::LEGACY_DOMAIN | tag::LEGACY_IPV4 | tag::LEGACY_IPV6))
+    )
+}
+
+/// Decodes a key back into its object, for the kinds whose key holds the object itself
+/// (files, certificates, and the format-1 domain and IP keys); `None` otherwise (a URL key
+/// holds only the hash of its expression).
 pub(crate) fn decode_key(bytes: &[u8]) -> Option<Object> {
     let (&tag, body) = bytes.split_first()?;
     Some(match tag {
         tag::SHA256 => Object::File(FileHash::Sha256(Sha256(body.try_into().ok()?))),
         tag::SHA1 => Object::File(FileHash::Sha1(Sha1(body.try_into().ok()?))),
         tag::MD5 => Object::File(FileHash::Md5(Md5(body.try_into().ok()?))),
-        tag::DOMAIN => Object::Domain(Domain::from_canonical(std::str::from_utf8(body).ok()?)?),
-        tag::IPV4 => Object::Ip(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(body).ok()?))),
-        tag::IPV6 => Object::Ip(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(body).ok()?))),
+        tag::LEGACY_DOMAIN => {
+            Object::Domain(Domain::from_canonical(std::str::from_utf8(body).ok()?)?)
+        }
+        tag::LEGACY_IPV4 => Object::Ip(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(body).ok()?))),
+        tag::LEGACY_IPV6 => {
+            Object::Ip(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(body).ok()?)))
+        }
         tag::CERTIFICATE => {
             Object::Certificate(CertificateThumbprint(Sha256(body.try_into().ok()?)))
         }
@@ -93,14 +135,6 @@ mod tests {
                 21,
             ),
             (ObjectKind::File, &"ab".repeat(32), 33),
-            (ObjectKind::Domain, "evil.example", 13),
-            (
-                ObjectKind::Domain,
-                &format!("{}.example", vec!["a".repeat(63); 3].join(".")),
-                200,
-            ),
-            (ObjectKind::Ip, "192.0.2.1", 5),
-            (ObjectKind::Ip, "2001:db8::1", 17),
             (ObjectKind::Certificate, &"cd".repeat(32), 33),
         ];
         for (kind, text, len) in cases {
@@ -109,6 +143,44 @@ mod tests {
             assert_eq!(key.as_bytes().len(), len, "{text}");
             assert_eq!(decode_key(key.as_bytes()), Some(object));
         }
+        // Domains, IPs and URLs are expression hashes: 33 bytes whatever their length.
+        let long_domain = format!("{}.example", vec!["a".repeat(63); 3].join("."));
+        for (kind, text) in [
+            (ObjectKind::Domain, "evil.example"),
+            (ObjectKind::Domain, long_domain.as_str()),
+            (ObjectKind::Ip, "192.0.2.1"),
+            (ObjectKind::Ip, "2001:db8::1"),
+            (
+                ObjectKind::Url,
+                "http://evil.example/a/very/long/path?with=query",
+            ),
+        ] {
+            let object = Object::parse(kind, text).unwrap();
+            let key = ObjectKey::of(&object);
+            assert_eq!(key.as_bytes().len(), 33, "{text}");
+            assert_eq!(key.as_bytes()[0], tag::URL);
+        }
+        // The format-1 keys still decode, for the migration.
+        for (kind, text) in [
+            (ObjectKind::Domain, "evil.example"),
+            (ObjectKind::Ip, "192.0.2.1"),
+            (ObjectKind::Ip, "2001:db8::1"),
+        ] {
+            let object = Object::parse(kind, text).unwrap();
+            let legacy = ObjectKey::legacy(&object);
+            assert!(is_legacy(legacy.as_bytes()));
+            assert_eq!(decode_key(legacy.as_bytes()), Some(object));
+        }
+    }
+
+    #[test]
+    fn a_domain_is_the_expression_of_its_root_path() {
+        let domain = Object::parse(ObjectKind::Domain, "evil.example").unwrap();
+        let url = Object::parse(ObjectKind::Url, "http://EVIL.example:80/").unwrap();
+        assert_eq!(
+            ObjectKey::of(&domain).as_bytes(),
+            ObjectKey::of(&url).as_bytes()
+        );
     }
 
     #[test]
@@ -125,7 +197,8 @@ mod tests {
             &[][..],
             &[0xff, 1, 2],
             &[tag::SHA256, 1, 2],
-            &[tag::DOMAIN, b'A'],
+            &[tag::LEGACY_DOMAIN, b'A'],
+            &[tag::URL; 33],
         ] {
             assert_eq!(decode_key(bytes), None);
         }

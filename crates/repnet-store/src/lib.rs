@@ -21,7 +21,7 @@ pub mod conformance;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use repnet_model::{FileHashes, Object, Source, SourceRecord, Timestamp};
+use repnet_model::{FileHashes, Object, Sha256, Source, SourceRecord, Timestamp};
 
 use crate::lmdb::LmdbStore;
 
@@ -62,6 +62,22 @@ pub enum Outcome {
     Removed,
     /// A `Remove` found nothing from that source.
     NotFound,
+}
+
+/// What a privacy-mode search found under one full hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixMatch {
+    pub kind: MatchKind,
+    /// The file's SHA-256, or the SHA-256 of the URL expression.
+    pub hash: Sha256,
+    pub knowledge: Knowledge,
+}
+
+/// Whether a [`PrefixMatch`] is a file or a URL expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    File,
+    Url,
 }
 
 /// A local verdict, as listed for the administrator.
@@ -211,6 +227,17 @@ impl Store {
     /// sorted run to a temporary file in the data directory (the default is 64 MiB).
     pub fn bulk_import_with_buffer(&self, buffer_bytes: usize) -> Result<BulkImport, StoreError> {
         BulkImport::new(Arc::clone(&self.backend), Some(buffer_bytes.max(1)))
+    }
+
+    /// Every file (by SHA-256) and URL expression (by the SHA-256 of its text) whose hash
+    /// starts with one of `prefixes`, with what is known about it, in one snapshot. Stops
+    /// after `limit` matches and then says so (`true`).
+    pub async fn search_prefixes(
+        &self,
+        prefixes: &[Vec<u8>],
+        limit: usize,
+    ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
+        self.backend.search_prefixes(prefixes, limit)
     }
 
     /// Every local verdict, ordered by object key.

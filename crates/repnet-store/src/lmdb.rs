@@ -30,24 +30,28 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use repnet_model::{
-    Categories, Confidence, FeedName, FileHash, FileHashes, Object, Source, SourceRecord,
-    ThreatName, Timestamp, builtin_entries,
+    Categories, Confidence, FeedName, FileHash, FileHashes, Object, ObjectKind, Sha256, Source,
+    SourceRecord, ThreatName, Timestamp, builtin_entries,
 };
 
 use crate::filter::{FilterGuard, KeyFilter, key_hash};
-use crate::key::{ObjectKey, decode_key};
+use crate::key;
+use crate::key::{ObjectKey, decode_key, is_legacy};
 use crate::record::{
     self, Mutation, Reader, StoredRecord, StoredSource, put_mutations, put_varint, source_id,
 };
-use crate::{Change, Knowledge, LocalVerdict, Outcome, StoreError, StoreOptions, StoreStats};
+use crate::{
+    Change, Knowledge, LocalVerdict, MatchKind, Outcome, PrefixMatch, StoreError, StoreOptions,
+    StoreStats,
+};
 
 /// The store-wide format version. Bump it only with a migration in [`MIGRATIONS`].
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// Whole-store migrations: entry `i` upgrades a store of format `i + 1` to `i + 2`. Record-level
 /// changes need none (see `record.rs`); this is for changes of layout.
-type Migration = fn(&mut RwTxn<'_>, &Databases) -> Result<(), heed::Error>;
-const MIGRATIONS: &[Migration] = &[];
+type Migration = fn(&mut RwTxn<'_>, &Databases) -> Result<(), StoreError>;
+const MIGRATIONS: &[Migration] = &[migrate_1_to_2];
 
 /// Round map sizes to this, a multiple of every page size LMDB runs with.
 const MAP_ALIGN: usize = 1 << 20;
@@ -343,6 +347,54 @@ impl LmdbStore {
         })
     }
 
+    pub(crate) fn search_prefixes(
+        &self,
+        prefixes: &[Vec<u8>],
+        limit: usize,
+    ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
+        self.read(|reader| {
+            let mut matches = Vec::new();
+            for prefix in prefixes {
+                for (tag, kind) in [
+                    (key::tag::SHA256, MatchKind::File),
+                    (key::tag::URL, MatchKind::Url),
+                ] {
+                    let mut key_prefix = Vec::with_capacity(1 + prefix.len());
+                    key_prefix.push(tag);
+                    key_prefix.extend_from_slice(prefix);
+                    let found = self
+                        .objects()
+                        .prefix_iter(reader.txn, &key_prefix)
+                        .map_err(|e| self.error(e))?;
+                    for entry in found {
+                        let (key, _) = entry.map_err(|e| self.error(e))?;
+                        let Ok(hash) = <[u8; 32]>::try_from(&key[1..]) else {
+                            continue;
+                        };
+                        let knowledge = match kind {
+                            MatchKind::File => {
+                                reader.knowledge(&Object::File(FileHash::Sha256(Sha256(hash))))?
+                            }
+                            MatchKind::Url => reader.knowledge_at(key)?,
+                        };
+                        if knowledge.records.is_empty() {
+                            continue;
+                        }
+                        if matches.len() == limit {
+                            return Ok((matches, true));
+                        }
+                        matches.push(PrefixMatch {
+                            kind,
+                            hash: Sha256(hash),
+                            knowledge,
+                        });
+                    }
+                }
+            }
+            Ok((matches, false))
+        })
+    }
+
     pub(crate) fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
         self.read(|reader| self.read_local_verdicts(reader))
     }
@@ -354,13 +406,14 @@ impl LmdbStore {
         let mut verdicts = Vec::new();
         for entry in self.dbs.local.iter(reader.txn).map_err(|e| self.error(e))? {
             let (key, value) = entry.map_err(|e| self.error(e))?;
-            let object = decode_key(key).ok_or_else(|| {
-                StoreError::Corrupt("a local verdict has an unreadable key".to_owned())
+            let local = decode_local(value)?;
+            let object = local.object.ok_or_else(|| {
+                StoreError::Corrupt("a local verdict without its object".to_owned())
             })?;
             let Some(stored) = reader.record(key)? else {
                 continue;
             };
-            let Some(local) = stored
+            let Some(local_source) = stored
                 .sources
                 .iter()
                 .find(|s| s.source_id == source_id::LOCAL)
@@ -369,8 +422,8 @@ impl LmdbStore {
             };
             verdicts.push(LocalVerdict {
                 object,
-                record: reader.source_record(local)?,
-                comment: decode_local_comment(value)?,
+                record: reader.source_record(local_source)?,
+                comment: local.comment,
             });
         }
         Ok(verdicts)
@@ -986,7 +1039,7 @@ fn migrate(dir: &Path, txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), Store
             to = version + 1,
             "migrating the knowledge base"
         );
-        step(txn, dbs).map_err(|e| backend(dir, e))?;
+        step(txn, dbs)?;
         version += 1;
     }
     if found != Some(FORMAT_VERSION) {
@@ -1021,6 +1074,23 @@ impl SnapshotReader<'_> {
                 .map(Some)
                 .map_err(|error| StoreError::Corrupt(error.to_string())),
         }
+    }
+
+    /// The records under one key, as they are.
+    fn knowledge_at(&self, key: &[u8]) -> Result<Knowledge, StoreError> {
+        let Some(record) = self.record(key)? else {
+            return Ok(Knowledge::default());
+        };
+        let records = record
+            .sources
+            .iter()
+            .map(|source| self.source_record(source))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Knowledge {
+            hashes: FileHashes::default(),
+            records,
+            prevalence: record.prevalence,
+        })
     }
 
     fn knowledge(&self, object: &Object) -> Result<Knowledge, StoreError> {
@@ -1288,7 +1358,7 @@ impl TxnWriter<'_, '_> {
         if record.source == Source::Local {
             // The first mutation is the one that holds the record.
             if let Some((key, _)) = mutations.first() {
-                let value = encode_local_comment(comment);
+                let value = encode_local(object, comment);
                 self.store
                     .dbs
                     .local
@@ -1352,31 +1422,147 @@ impl TxnWriter<'_, '_> {
 }
 
 /// The value of a `local` entry: a version byte, then the comment's length and bytes.
-fn encode_local_comment(comment: Option<&str>) -> Vec<u8> {
-    let mut out = vec![1];
+/// Object kinds as the `local` database stores them. Part of the format: append only.
+const LOCAL_KINDS: [(u8, ObjectKind); 5] = [
+    (0, ObjectKind::File),
+    (1, ObjectKind::Domain),
+    (2, ObjectKind::Ip),
+    (3, ObjectKind::Certificate),
+    (4, ObjectKind::Url),
+];
+
+/// What the `local` database keeps about a local verdict: the object as it was given (a URL
+/// key holds only a hash), and the administrator's comment.
+#[derive(Debug, PartialEq)]
+struct LocalEntry {
+    /// `None` only in format-1 values, which the migration rewrites.
+    object: Option<Object>,
+    comment: Option<String>,
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Version 2: `u8 2, u8 kind, varint length + object text, [varint length + comment]`.
+/// (Version 1, of format-1 stores: `u8 1, [varint length + comment]`.)
+fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
+    let kind = LOCAL_KINDS
+        .iter()
+        .find(|(_, kind)| *kind == object.kind())
+        .map_or(0, |(code, _)| *code);
+    let mut out = vec![2, kind];
+    put_text(&mut out, &object.to_string());
     if let Some(comment) = comment {
-        put_varint(&mut out, comment.len() as u64);
-        out.extend_from_slice(comment.as_bytes());
+        put_text(&mut out, comment);
     }
     out
 }
 
-fn decode_local_comment(bytes: &[u8]) -> Result<Option<String>, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("a local verdict's comment {what}"));
+fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("a local verdict's entry {what}"));
     let mut reader = Reader::new(bytes);
-    if reader.u8().map_err(|_| corrupt("is empty"))? != 1 {
-        return Err(corrupt("has an unknown version"));
+    let text = |reader: &mut Reader<'_>| -> Result<String, StoreError> {
+        let len = reader.varint().map_err(|_| corrupt("is truncated"))?;
+        let text = reader
+            .slice(usize::try_from(len).map_err(|_| corrupt("is too long"))?)
+            .map_err(|_| corrupt("is truncated"))?;
+        std::str::from_utf8(text)
+            .map(str::to_owned)
+            .map_err(|_| corrupt("is not UTF-8"))
+    };
+    let object = match reader.u8().map_err(|_| corrupt("is empty"))? {
+        1 => None,
+        2 => {
+            let code = reader.u8().map_err(|_| corrupt("is truncated"))?;
+            let kind = LOCAL_KINDS
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map(|(_, kind)| *kind)
+                .ok_or_else(|| corrupt("has an unknown object kind"))?;
+            let value = text(&mut reader)?;
+            Some(
+                Object::parse(kind, &value)
+                    .map_err(|e| corrupt(&format!("has an invalid object: {e}")))?,
+            )
+        }
+        _ => return Err(corrupt("has an unknown version")),
+    };
+    let comment = if reader.is_empty() {
+        None
+    } else {
+        Some(text(&mut reader)?)
+    };
+    Ok(LocalEntry { object, comment })
+}
+
+/// Format 1 → 2: domains and IP addresses move from keys of their own bytes to the keys of
+/// their expressions (`domain/`, `ip/`), so that URL lookups find them; `local` entries
+/// gain the object they are about. Records that meet at one key are merged.
+fn migrate_1_to_2(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StoreError> {
+    let heed_error = |error: heed::Error| StoreError::Backend {
+        dir: PathBuf::new(),
+        message: error.to_string(),
+    };
+    let decode_error = |error: record::DecodeError| StoreError::Corrupt(error.to_string());
+    for objects in dbs.objects {
+        let mut legacy = Vec::new();
+        for entry in objects.iter(txn).map_err(heed_error)? {
+            let (key, value) = entry.map_err(heed_error)?;
+            if is_legacy(key) {
+                legacy.push((key.to_vec(), value.to_vec()));
+            }
+        }
+        for (old_key, value) in legacy {
+            let object = decode_key(&old_key)
+                .ok_or_else(|| StoreError::Corrupt("an unreadable format-1 key".to_owned()))?;
+            let moved = record::decode(&value).map_err(decode_error)?;
+            let new_key = ObjectKey::of(&object);
+            let mut merged = match objects.get(txn, new_key.as_bytes()).map_err(heed_error)? {
+                Some(bytes) => record::decode(bytes).map_err(decode_error)?,
+                None => StoredRecord::default(),
+            };
+            for source in moved.sources {
+                merged.apply(&Mutation::Upsert {
+                    source,
+                    md5: None,
+                    sha1: None,
+                });
+            }
+            merged.prevalence = merged.prevalence.max(moved.prevalence);
+            let mut bytes = Vec::new();
+            record::encode(&merged, &mut bytes);
+            objects
+                .put(txn, new_key.as_bytes(), &bytes)
+                .map_err(heed_error)?;
+            objects.delete(txn, &old_key).map_err(heed_error)?;
+        }
     }
-    if reader.is_empty() {
-        return Ok(None);
+    let mut entries = Vec::new();
+    for entry in dbs.local.iter(txn).map_err(heed_error)? {
+        let (key, value) = entry.map_err(heed_error)?;
+        entries.push((key.to_vec(), value.to_vec()));
     }
-    let len = reader.varint().map_err(|_| corrupt("is truncated"))?;
-    let text = reader
-        .slice(usize::try_from(len).map_err(|_| corrupt("is too long"))?)
-        .map_err(|_| corrupt("is truncated"))?;
-    std::str::from_utf8(text)
-        .map(|text| Some(text.to_owned()))
-        .map_err(|_| corrupt("is not UTF-8"))
+    for (old_key, value) in entries {
+        let entry = decode_local(&value)?;
+        if entry.object.is_some() {
+            continue;
+        }
+        let object = decode_key(&old_key).ok_or_else(|| {
+            StoreError::Corrupt("an unreadable format-1 local verdict key".to_owned())
+        })?;
+        let new_key = ObjectKey::of(&object);
+        dbs.local.delete(txn, &old_key).map_err(heed_error)?;
+        dbs.local
+            .put(
+                txn,
+                new_key.as_bytes(),
+                &encode_local(&object, entry.comment.as_deref()),
+            )
+            .map_err(heed_error)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1641,16 +1827,118 @@ mod tests {
         assert_eq!(known(&store, 0..20_300).await, 20_200);
     }
 
-    #[test]
-    fn local_comments_round_trip() {
-        for comment in [None, Some(""), Some("ticket #1 — ünïcode")] {
-            let bytes = encode_local_comment(comment);
-            assert_eq!(
-                decode_local_comment(&bytes).expect("decode").as_deref(),
-                comment
-            );
+    #[tokio::test]
+    async fn a_format_1_store_is_migrated_to_format_2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(open(dir.path()));
+        let domain = Object::parse(ObjectKind::Domain, "old.example").expect("domain");
+        let ip = Object::parse(ObjectKind::Ip, "192.0.2.9").expect("ip");
+        let source = |source_id, verdict| StoredSource {
+            source_id,
+            verdict,
+            confidence: 90,
+            threat_id: None,
+            categories: 0,
+            first_seen: 10,
+            last_seen: 20,
+        };
+        {
+            // Write what format 1 wrote: domains and IPs under their own bytes.
+            let store = LmdbStore::open(dir.path(), &StoreOptions::default()).expect("open");
+            let objects = store.objects();
+            let mut txn = store.env.write_txn().expect("txn");
+            let put = |txn: &mut RwTxn<'_>, key: &[u8], record: &StoredRecord| {
+                let mut bytes = Vec::new();
+                record::encode(record, &mut bytes);
+                objects.put(txn, key, &bytes).expect("put");
+            };
+            let local = StoredRecord {
+                sources: vec![source(source_id::LOCAL, Verdict::Untrusted)],
+                ..StoredRecord::default()
+            };
+            put(&mut txn, ObjectKey::legacy(&domain).as_bytes(), &local);
+            // The same domain already has a record at its new key: the two are merged.
+            let engine = StoredRecord {
+                sources: vec![source(source_id::ENGINE, Verdict::Riskware)],
+                ..StoredRecord::default()
+            };
+            put(&mut txn, ObjectKey::of(&domain).as_bytes(), &engine);
+            let builtin = StoredRecord {
+                sources: vec![source(source_id::BUILTIN, Verdict::Trusted)],
+                ..StoredRecord::default()
+            };
+            put(&mut txn, ObjectKey::legacy(&ip).as_bytes(), &builtin);
+            let mut v1_comment = vec![1];
+            put_text(&mut v1_comment, "blocked in 2025");
+            store
+                .dbs
+                .local
+                .put(&mut txn, ObjectKey::legacy(&domain).as_bytes(), &v1_comment)
+                .expect("put");
+            store
+                .dbs
+                .meta
+                .put(&mut txn, b"format", &1u32.to_le_bytes())
+                .expect("put");
+            txn.commit().expect("commit");
         }
-        assert!(decode_local_comment(&[]).is_err());
-        assert!(decode_local_comment(&[1, 5, b'a']).is_err());
+        let store = open(dir.path());
+        let knowledge = store.lookup(&[domain.clone(), ip]).await.expect("lookup");
+        let mut sources: Vec<String> = knowledge[0]
+            .records
+            .iter()
+            .map(|r| r.source.to_string())
+            .collect();
+        sources.sort();
+        assert_eq!(sources, ["engine", "local"]);
+        assert_eq!(knowledge[1].records[0].source, Source::Builtin);
+        let locals = store.local_verdicts().await.expect("list");
+        let migrated = locals
+            .iter()
+            .find(|v| v.object == domain)
+            .expect("the local verdict survived");
+        assert_eq!(migrated.comment.as_deref(), Some("blocked in 2025"));
+        drop(store);
+        let store = LmdbStore::open(dir.path(), &StoreOptions::default()).expect("open");
+        let txn = store.env.read_txn().expect("txn");
+        let legacy_left = store
+            .objects()
+            .iter(&txn)
+            .expect("iter")
+            .filter(|entry| entry.as_ref().is_ok_and(|(key, _)| is_legacy(key)))
+            .count();
+        assert_eq!(legacy_left, 0);
+        assert_eq!(
+            read_u32(&txn, store.dbs.meta, b"format").expect("read"),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn local_entries_round_trip() {
+        let objects = [
+            Object::parse(ObjectKind::File, &"a".repeat(64)).expect("file"),
+            Object::parse(ObjectKind::Domain, "evil.example").expect("domain"),
+            Object::parse(ObjectKind::Url, "http://evil.example/x?y").expect("url"),
+        ];
+        for object in objects {
+            for comment in [None, Some(""), Some("ticket #1 — ünïcode")] {
+                let bytes = encode_local(&object, comment);
+                let entry = decode_local(&bytes).expect("decode");
+                assert_eq!(entry.object.as_ref(), Some(&object));
+                assert_eq!(entry.comment.as_deref(), comment);
+            }
+        }
+        assert!(decode_local(&[]).is_err());
+        assert!(decode_local(&[1, 5, b'a']).is_err());
+        assert!(decode_local(&[2, 9, 0]).is_err());
+        // Format-1 values: a comment only.
+        assert_eq!(
+            decode_local(&[1, 2, b'h', b'i']).expect("decode"),
+            LocalEntry {
+                object: None,
+                comment: Some("hi".to_owned())
+            }
+        );
     }
 }

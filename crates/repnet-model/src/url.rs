@@ -1,0 +1,763 @@
+//! URL canonicalisation and host-suffix × path-prefix expressions, following the rules of
+//! Google Safe Browsing v4 ("URLs and Hashing"), so that a verdict on `evil.example/` covers
+//! `http://A.Evil.Example.:80/x/../y?z#f`.
+//!
+//! Canonicalisation works on bytes: a URL may carry any byte, percent-escaped or not.
+//!
+//! 1. Remove tab, CR and LF; trim surrounding whitespace; drop the fragment (from the first
+//!    `#`, before unescaping, so that an escaped `%23` is not a fragment).
+//! 2. Percent-unescape repeatedly until nothing changes.
+//! 3. Split off the scheme (`scheme://`, lower-cased; `http` when absent), then the query
+//!    (from the first `?`), then the host (up to the first `/`).
+//! 4. Host: drop credentials (up to the last `@`) and the port; strip leading and trailing
+//!    dots and collapse repeated dots; lower-case; an IPv4 address written in decimal, octal,
+//!    hexadecimal or with fewer than four parts becomes dotted decimal; a non-ASCII name
+//!    becomes punycode. An IPv6 address in brackets becomes its standard form in brackets.
+//! 5. Path: resolve `.` and `..` segments, collapse repeated slashes, `/` when empty. The
+//!    query is left as it is.
+//! 6. Percent-escape every byte ≤ 0x20 or ≥ 0x7F, `#` and `%`, with upper-case hex.
+//!
+//! Expressions are `host` + `path` [+ `?query`], without the scheme: the exact host and up to
+//! four suffixes formed from its last five components (never the top-level domain alone,
+//! never for an IP address) × the exact path with its query, the exact path, and up to four
+//! prefixes from `/`. They are listed most specific first: hosts from the longest, and within
+//! a host the paths from the longest.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::ParseError;
+
+/// The longest URL accepted, in bytes.
+pub const MAX_URL_LEN: usize = 8 * 1024;
+
+/// The host of a canonical URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UrlHost {
+    /// A host name, canonical and percent-escaped.
+    Name(String),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+impl fmt::Display for UrlHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlHost::Name(name) => f.write_str(name),
+            UrlHost::Ipv4(ip) => ip.fmt(f),
+            UrlHost::Ipv6(ip) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// A URL in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalUrl {
+    scheme: String,
+    host: UrlHost,
+    /// Canonical and percent-escaped; starts with `/`.
+    path: String,
+    /// Percent-escaped, without the `?`; `Some("")` for a URL ending in `?`.
+    query: Option<String>,
+}
+
+/// An expression: `host` + `path` [+ `?query`] of a canonical URL, or a prefix of it. What
+/// the knowledge base stores URL verdicts under; a domain's verdict is the expression
+/// `domain/`, an IP address's `192.0.2.1/` or `[2001:db8::1]/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Expression(String);
+
+impl Expression {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The expression of a URL given as a URL or already as an expression
+    /// (`evil.example/login/`): its exact expression.
+    pub fn parse(text: &str) -> Result<Expression, ParseError> {
+        CanonicalUrl::parse(text.as_bytes()).map(|url| url.exact_expression())
+    }
+
+    /// The expression of a domain's verdict.
+    pub fn for_domain(domain: &crate::Domain) -> Expression {
+        Expression(format!("{domain}/"))
+    }
+
+    /// The expression of an IP address's verdict.
+    pub fn for_ip(ip: std::net::IpAddr) -> Expression {
+        match ip {
+            std::net::IpAddr::V4(ip) => Expression(format!("{ip}/")),
+            std::net::IpAddr::V6(ip) => Expression(format!("[{ip}]/")),
+        }
+    }
+
+    /// Wraps text that is already an expression, as read back from storage. Returns `None`
+    /// when it is not one.
+    pub fn from_canonical(text: &str) -> Option<Expression> {
+        Expression::parse(text)
+            .ok()
+            .filter(|expression| expression.0 == text)
+    }
+
+    /// The SHA-256 of the expression's text: what privacy-mode lookups and storage use.
+    pub fn sha256(&self) -> crate::Sha256 {
+        crate::Sha256::digest(self.0.as_bytes())
+    }
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ParseError {
+    ParseError::Url(message.into())
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// One pass of percent-unescaping; returns whether anything was unescaped.
+fn unescape_once(input: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let mut changed = false;
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%'
+            && i + 2 < input.len()
+            && let (Some(high), Some(low)) = (hex_value(input[i + 1]), hex_value(input[i + 2]))
+        {
+            out.push(high << 4 | low);
+            i += 3;
+            changed = true;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    changed
+}
+
+/// Percent-escapes the bytes Safe Browsing escapes, with upper-case hex.
+fn escape(input: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in input {
+        if byte <= 0x20 || byte >= 0x7f || byte == b'#' || byte == b'%' {
+            out.push('%');
+            out.push(HEX[(byte >> 4) as usize] as char);
+            out.push(HEX[(byte & 0xf) as usize] as char);
+        } else {
+            out.push(byte as char);
+        }
+    }
+}
+
+/// Splits off `scheme://`: the scheme is a letter followed by letters, digits, `+`, `-`, `.`.
+fn split_scheme(input: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let Some(first) = input.first() else {
+        return (None, input);
+    };
+    if !first.is_ascii_alphabetic() {
+        return (None, input);
+    }
+    let end = input
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+        .unwrap_or(input.len());
+    if input[end..].starts_with(b"://") {
+        (Some(&input[..end]), &input[end + 3..])
+    } else {
+        (None, input)
+    }
+}
+
+/// Parses an IPv4 address the way resolvers do: 1 to 4 parts, each decimal, octal (leading
+/// `0`) or hexadecimal (`0x`), the last part filling the remaining bytes.
+fn parse_ipv4(host: &[u8]) -> Option<Ipv4Addr> {
+    let parts: Vec<&[u8]> = host.split(|b| *b == b'.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for (index, part) in parts.iter().enumerate() {
+        let number = parse_ipv4_part(part)?;
+        if index + 1 < parts.len() {
+            if number > 255 {
+                return None;
+            }
+            value = value << 8 | number;
+        } else {
+            let remaining_bytes = 4 - index as u32;
+            if number >= 1u64 << (8 * remaining_bytes) {
+                return None;
+            }
+            value = value << (8 * remaining_bytes) | number;
+        }
+    }
+    Some(Ipv4Addr::from(u32::try_from(value).ok()?))
+}
+
+fn parse_ipv4_part(part: &[u8]) -> Option<u64> {
+    let (digits, radix) = if let Some(hex) = part
+        .strip_prefix(b"0x")
+        .or_else(|| part.strip_prefix(b"0X"))
+    {
+        (hex, 16)
+    } else if part.len() > 1 && part[0] == b'0' {
+        (&part[1..], 8)
+    } else {
+        (part, 10)
+    };
+    if digits.is_empty() && radix != 16 {
+        return None;
+    }
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &digit in digits {
+        let d = u64::from(hex_value(digit)?);
+        if d >= radix {
+            return None;
+        }
+        value = value.checked_mul(radix)?.checked_add(d)?;
+        if value > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    Some(value)
+}
+
+fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
+    // Credentials: up to the last `@`.
+    let raw = match raw.iter().rposition(|b| *b == b'@') {
+        Some(at) => &raw[at + 1..],
+        None => raw,
+    };
+    if raw.first() == Some(&b'[') {
+        let Some(close) = raw.iter().position(|b| *b == b']') else {
+            return Err(invalid("the IPv6 address in the host has no closing `]`"));
+        };
+        let after = &raw[close + 1..];
+        let port_only = match after.split_first() {
+            None => true,
+            Some((&colon, port)) => colon == b':' && port.iter().all(u8::is_ascii_digit),
+        };
+        if !port_only {
+            return Err(invalid(
+                "unexpected characters after the IPv6 address in the host",
+            ));
+        }
+        let text = std::str::from_utf8(&raw[1..close])
+            .map_err(|_| invalid("the IPv6 address in the host is not text"))?;
+        let ip: Ipv6Addr = text
+            .parse()
+            .map_err(|_| invalid(format!("{text:?} in brackets is not an IPv6 address")))?;
+        return Ok(match ip.to_ipv4_mapped() {
+            Some(v4) => UrlHost::Ipv4(v4),
+            None => UrlHost::Ipv6(ip),
+        });
+    }
+    // The port: after the last `:`.
+    let raw = match raw.iter().rposition(|b| *b == b':') {
+        Some(colon) => {
+            if !raw[colon + 1..].iter().all(u8::is_ascii_digit) {
+                return Err(invalid("the port after `:` in the host is not a number"));
+            }
+            &raw[..colon]
+        }
+        None => raw,
+    };
+    // Dots: none at the ends, never two in a row.
+    let mut host = Vec::with_capacity(raw.len());
+    for &byte in raw.iter() {
+        if byte == b'.' && (host.is_empty() || host.last() == Some(&b'.')) {
+            continue;
+        }
+        host.push(byte.to_ascii_lowercase());
+    }
+    while host.last() == Some(&b'.') {
+        host.pop();
+    }
+    if host.is_empty() {
+        return Err(invalid("the URL has no host"));
+    }
+    if let Some(ip) = parse_ipv4(&host) {
+        return Ok(UrlHost::Ipv4(ip));
+    }
+    if !host.is_ascii()
+        && let Ok(text) = std::str::from_utf8(&host)
+        && let Ok(ascii) = idna::domain_to_ascii_cow(text.as_bytes(), idna::AsciiDenyList::EMPTY)
+    {
+        let mut name = String::with_capacity(ascii.len());
+        escape(ascii.as_bytes(), &mut name);
+        return Ok(UrlHost::Name(name));
+    }
+    let mut name = String::with_capacity(host.len());
+    escape(&host, &mut name);
+    Ok(UrlHost::Name(name))
+}
+
+/// Resolves `.` and `..` segments and collapses repeated slashes; keeps a trailing slash.
+fn canonical_path(raw: &[u8]) -> Vec<u8> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let trailing_slash = raw.is_empty()
+        || raw.ends_with(b"/")
+        || raw.ends_with(b"/.")
+        || raw.ends_with(b"/..")
+        || raw == b"."
+        || raw == b"..";
+    for segment in raw.split(|b| *b == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut path = Vec::with_capacity(raw.len() + 1);
+    for segment in &segments {
+        path.push(b'/');
+        path.extend_from_slice(segment);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push(b'/');
+    }
+    path
+}
+
+impl CanonicalUrl {
+    /// Canonicalises `input`; an input without a scheme is taken as `http://`.
+    pub fn parse(input: &[u8]) -> Result<CanonicalUrl, ParseError> {
+        if input.len() > MAX_URL_LEN {
+            return Err(invalid(format!(
+                "a URL is at most {MAX_URL_LEN} bytes; got {}",
+                input.len()
+            )));
+        }
+        let mut cleaned: Vec<u8> = input
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b'\t' | b'\r' | b'\n'))
+            .collect();
+        let start = cleaned
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(cleaned.len());
+        let end = cleaned
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |i| i + 1);
+        cleaned.truncate(end);
+        cleaned.drain(..start);
+        if let Some(hash) = cleaned.iter().position(|b| *b == b'#') {
+            cleaned.truncate(hash);
+        }
+        if cleaned.is_empty() {
+            return Err(invalid("the URL is empty"));
+        }
+        // Unescape until nothing changes; each pass shortens the text, so this ends.
+        let mut scratch = Vec::with_capacity(cleaned.len());
+        while unescape_once(&cleaned, &mut scratch) {
+            std::mem::swap(&mut cleaned, &mut scratch);
+        }
+
+        let (scheme, rest) = split_scheme(&cleaned);
+        let scheme = match scheme {
+            Some(scheme) => String::from_utf8_lossy(scheme).to_ascii_lowercase(),
+            None => "http".to_owned(),
+        };
+        let (rest, query) = match rest.iter().position(|b| *b == b'?') {
+            Some(mark) => (&rest[..mark], Some(&rest[mark + 1..])),
+            None => (rest, None),
+        };
+        let (raw_host, raw_path) = match rest.iter().position(|b| *b == b'/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, &b""[..]),
+        };
+        if raw_host.is_empty() {
+            return Err(invalid(if rest.is_empty() {
+                "the URL has nothing after the scheme: give a host, as in http://example.com/"
+            } else {
+                "the URL has no host"
+            }));
+        }
+        let host = canonical_host(raw_host)?;
+        let mut path = String::with_capacity(raw_path.len() + 1);
+        escape(&canonical_path(raw_path), &mut path);
+        let query = query.map(|query| {
+            let mut escaped = String::with_capacity(query.len());
+            escape(query, &mut escaped);
+            escaped
+        });
+        Ok(CanonicalUrl {
+            scheme,
+            host,
+            path,
+            query,
+        })
+    }
+
+    pub fn host(&self) -> &UrlHost {
+        &self.host
+    }
+
+    /// The expression of the whole URL: host, path and query.
+    pub fn exact_expression(&self) -> Expression {
+        let mut text = format!("{}{}", self.host, self.path);
+        if let Some(query) = &self.query {
+            text.push('?');
+            text.push_str(query);
+        }
+        Expression(text)
+    }
+
+    /// The host suffixes to look up, most specific first.
+    fn hosts(&self) -> Vec<String> {
+        let UrlHost::Name(name) = &self.host else {
+            return vec![self.host.to_string()];
+        };
+        let components: Vec<&str> = name.split('.').collect();
+        let mut hosts = vec![name.clone()];
+        let longest = components.len().min(5);
+        for count in (2..=longest).rev() {
+            let suffix = components[components.len() - count..].join(".");
+            if suffix != *name {
+                hosts.push(suffix);
+            }
+        }
+        hosts
+    }
+
+    /// The paths to look up, most specific first.
+    fn paths(&self) -> Vec<String> {
+        let mut paths = Vec::with_capacity(6);
+        if let Some(query) = &self.query {
+            paths.push(format!("{}?{query}", self.path));
+        }
+        paths.push(self.path.clone());
+        // Prefixes from the root, each ending with `/`: at most four, the root included.
+        let mut prefixes = vec!["/".to_owned()];
+        let directories = match self.path.rfind('/') {
+            Some(last) => &self.path[1..last + 1],
+            None => "",
+        };
+        let mut prefix = String::from("/");
+        for component in directories.split_terminator('/').take(3) {
+            prefix.push_str(component);
+            prefix.push('/');
+            prefixes.push(prefix.clone());
+        }
+        for prefix in prefixes.into_iter().rev() {
+            if !paths.contains(&prefix) {
+                paths.push(prefix);
+            }
+        }
+        paths
+    }
+
+    /// Every expression to look up, most specific first (at most 30).
+    pub fn expressions(&self) -> Vec<Expression> {
+        let hosts = self.hosts();
+        let paths = self.paths();
+        let mut expressions = Vec::with_capacity(hosts.len() * paths.len());
+        for host in &hosts {
+            for path in &paths {
+                expressions.push(Expression(format!("{host}{path}")));
+            }
+        }
+        expressions
+    }
+
+    /// The expressions of a domain or IP lookup: every host suffix with the path `/`.
+    pub fn host_expressions(&self) -> Vec<Expression> {
+        self.hosts()
+            .into_iter()
+            .map(|host| Expression(format!("{host}/")))
+            .collect()
+    }
+}
+
+impl fmt::Display for CanonicalUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.host, self.path)?;
+        if let Some(query) = &self.query {
+            write!(f, "?{query}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canonical(input: &[u8]) -> String {
+        CanonicalUrl::parse(input)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"))
+            .to_string()
+    }
+
+    /// The examples published with Safe Browsing v4's canonicalisation rules.
+    #[test]
+    fn published_canonicalisation_examples() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"http://host/%25%32%35", "http://host/%25"),
+            (b"http://host/%25%32%35%25%32%35", "http://host/%25%25"),
+            (b"http://host/%2525252525252525", "http://host/%25"),
+            (b"http://host/asdf%25%32%35asd", "http://host/asdf%25asd"),
+            (b"http://host/%%%25%32%35asd%%", "http://host/%25%25%25asd%25%25"),
+            (b"http://www.google.com/", "http://www.google.com/"),
+            (
+                b"http://%31%36%38%2e%31%38%38%2e%39%39%2e%32%36/%2E%73%65%63%75%72%65/%77%77%77%2E%65%62%61%79%2E%63%6F%6D/",
+                "http://168.188.99.26/.secure/www.ebay.com/",
+            ),
+            (
+                b"http://195.127.0.11/uploads/%20%20%20%20/.verify/.eBaysecure=updateuserdataxplimnbqmn-xplmvalidateinfoswqpcmlx=hgplmcx/",
+                "http://195.127.0.11/uploads/%20%20%20%20/.verify/.eBaysecure=updateuserdataxplimnbqmn-xplmvalidateinfoswqpcmlx=hgplmcx/",
+            ),
+            (
+                b"http://host%23.com/%257Ea%2521b%2540c%2523d%2524e%25f%255E00%252611%252A22%252833%252944_55%252B",
+                "http://host%23.com/~a!b@c%23d$e%25f^00&11*22(33)44_55+",
+            ),
+            (b"http://3279880203/blah", "http://195.127.0.11/blah"),
+            (b"http://www.google.com/blah/..", "http://www.google.com/"),
+            (b"www.google.com/", "http://www.google.com/"),
+            (b"www.google.com", "http://www.google.com/"),
+            (b"http://www.evil.com/blah#frag", "http://www.evil.com/blah"),
+            (b"http://www.GOOgle.com/", "http://www.google.com/"),
+            (b"http://www.google.com.../", "http://www.google.com/"),
+            (b"http://www.google.com/foo\tbar\rbaz\n2", "http://www.google.com/foobarbaz2"),
+            (b"http://www.google.com/q?", "http://www.google.com/q?"),
+            (b"http://www.google.com/q?r?", "http://www.google.com/q?r?"),
+            (b"http://www.google.com/q?r?s", "http://www.google.com/q?r?s"),
+            (b"http://evil.com/foo#bar#baz", "http://evil.com/foo"),
+            (b"http://evil.com/foo;", "http://evil.com/foo;"),
+            (b"http://evil.com/foo?bar;", "http://evil.com/foo?bar;"),
+            (b"http://\x01\x80.com/", "http://%01%80.com/"),
+            (b"http://notrailingslash.com", "http://notrailingslash.com/"),
+            (b"http://www.gotaport.com:1234/", "http://www.gotaport.com/"),
+            (b"  http://www.google.com/  ", "http://www.google.com/"),
+            (b"http:// leadingspace.com/", "http://%20leadingspace.com/"),
+            (b"http://%20leadingspace.com/", "http://%20leadingspace.com/"),
+            (b"%20leadingspace.com/", "http://%20leadingspace.com/"),
+            (b"https://www.securesite.com/", "https://www.securesite.com/"),
+            (b"http://host.com/ab%23cd", "http://host.com/ab%23cd"),
+            (b"http://host.com//twoslashes?more//slashes", "http://host.com/twoslashes?more//slashes"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                canonical(input),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn more_canonicalisation() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "http://A.Evil.Example.:80/x/../y?z#f",
+                "http://a.evil.example/y?z",
+            ),
+            (
+                "HTTP://user:pass@Example.COM:8080/a/./b/../c",
+                "http://example.com/a/c",
+            ),
+            ("http://0x7f.1/", "http://127.0.0.1/"),
+            ("http://0177.0.0.01/", "http://127.0.0.1/"),
+            ("http://10.1/", "http://10.0.0.1/"),
+            ("http://1.2.3.4.5/", "http://1.2.3.4.5/"),
+            ("http://256.1.1.1/", "http://256.1.1.1/"),
+            (
+                "http://bücher.example/ä",
+                "http://xn--bcher-kva.example/%C3%A4",
+            ),
+            ("http://[2001:DB8::1]:8443/x", "http://[2001:db8::1]/x"),
+            ("http://[::ffff:192.0.2.1]/", "http://192.0.2.1/"),
+            ("http://example.com?q=1", "http://example.com/?q=1"),
+            ("ftp://files.example/a", "ftp://files.example/a"),
+            ("http://example.com/a/b/.", "http://example.com/a/b/"),
+            ("http://example.com/../../x", "http://example.com/x"),
+            ("example.com:80", "http://example.com/"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(canonical(input.as_bytes()), *expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn unusable_urls_are_errors_with_reasons() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"   ", "empty"),
+            (b"#only-fragment", "empty"),
+            (b"http://", "nothing after the scheme"),
+            (b"http:///path", "no host"),
+            (b"http://.../", "no host"),
+            (b"http://user@/", "no host"),
+            (b"http://example.com:abc/", "port"),
+            (b"http://[2001:db8::1/", "closing"),
+            (b"http://[nonsense]/", "not an IPv6"),
+        ];
+        for (input, reason) in cases {
+            let error = CanonicalUrl::parse(input).unwrap_err();
+            assert!(
+                error.to_string().contains(reason),
+                "{}: {error}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(error.code(), "invalid_url");
+        }
+        assert!(CanonicalUrl::parse(&vec![b'a'; MAX_URL_LEN + 1]).is_err());
+    }
+
+    fn expressions(input: &str) -> Vec<String> {
+        CanonicalUrl::parse(input.as_bytes())
+            .unwrap()
+            .expressions()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// The published examples, in this module's most-specific-first order.
+    #[test]
+    fn published_expression_examples() {
+        assert_eq!(
+            expressions("http://a.b.c/1/2.html?param=1"),
+            [
+                "a.b.c/1/2.html?param=1",
+                "a.b.c/1/2.html",
+                "a.b.c/1/",
+                "a.b.c/",
+                "b.c/1/2.html?param=1",
+                "b.c/1/2.html",
+                "b.c/1/",
+                "b.c/",
+            ]
+        );
+        assert_eq!(
+            expressions("http://a.b.c.d.e.f.g/1.html"),
+            [
+                "a.b.c.d.e.f.g/1.html",
+                "a.b.c.d.e.f.g/",
+                "c.d.e.f.g/1.html",
+                "c.d.e.f.g/",
+                "d.e.f.g/1.html",
+                "d.e.f.g/",
+                "e.f.g/1.html",
+                "e.f.g/",
+                "f.g/1.html",
+                "f.g/",
+            ]
+        );
+        assert_eq!(expressions("http://1.2.3.4/1/"), ["1.2.3.4/1/", "1.2.3.4/"]);
+        assert_eq!(
+            expressions("http://a.b/saw-cgi/eBayISAPI.dll/"),
+            ["a.b/saw-cgi/eBayISAPI.dll/", "a.b/saw-cgi/", "a.b/"]
+        );
+    }
+
+    #[test]
+    fn at_most_five_hosts_and_six_paths() {
+        let url = CanonicalUrl::parse(b"http://a.b.c.d.e.f.g.h/1/2/3/4/5/6.html?q").unwrap();
+        let all = url.expressions();
+        assert_eq!(all.len(), 5 * 6);
+        assert_eq!(all[0].as_str(), "a.b.c.d.e.f.g.h/1/2/3/4/5/6.html?q");
+        assert_eq!(all[5].as_str(), "a.b.c.d.e.f.g.h/");
+        assert_eq!(all[4].as_str(), "a.b.c.d.e.f.g.h/1/");
+        assert_eq!(all[29].as_str(), "g.h/");
+        assert_eq!(
+            url.host_expressions()
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "a.b.c.d.e.f.g.h/",
+                "d.e.f.g.h/",
+                "e.f.g.h/",
+                "f.g.h/",
+                "g.h/"
+            ]
+        );
+        let ipv6 = CanonicalUrl::parse(b"http://[2001:db8::1]/a/b").unwrap();
+        assert_eq!(
+            ipv6.expressions()
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+            ["[2001:db8::1]/a/b", "[2001:db8::1]/a/", "[2001:db8::1]/"]
+        );
+    }
+
+    #[test]
+    fn expressions_of_domains_ips_and_given_expressions() {
+        let domain = crate::Domain::new("Evil.Example").unwrap();
+        assert_eq!(Expression::for_domain(&domain).as_str(), "evil.example/");
+        assert_eq!(
+            Expression::for_ip("192.0.2.1".parse().unwrap()).as_str(),
+            "192.0.2.1/"
+        );
+        assert_eq!(
+            Expression::for_ip("2001:db8::1".parse().unwrap()).as_str(),
+            "[2001:db8::1]/"
+        );
+        assert_eq!(
+            Expression::parse("evil.example/login/").unwrap().as_str(),
+            "evil.example/login/"
+        );
+        assert_eq!(
+            Expression::parse("http://Evil.Example/a.php?x=1#f")
+                .unwrap()
+                .as_str(),
+            "evil.example/a.php?x=1"
+        );
+        assert_eq!(
+            Expression::from_canonical("evil.example/"),
+            Some(Expression::for_domain(&domain))
+        );
+        assert_eq!(Expression::from_canonical("EVIL.example/"), None);
+        // A domain's own expression is what a URL lookup on it finds.
+        let url = CanonicalUrl::parse(b"http://A.Evil.Example.:80/x/../y?z#f").unwrap();
+        assert!(url.expressions().contains(&Expression::for_domain(&domain)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonicalisation_is_idempotent(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            if let Ok(url) = CanonicalUrl::parse(&input) {
+                let text = url.to_string();
+                let again = CanonicalUrl::parse(text.as_bytes()).expect("a canonical URL parses");
+                proptest::prop_assert_eq!(again.to_string(), text);
+                for expression in url.expressions() {
+                    proptest::prop_assert!(expression.as_str().is_ascii());
+                }
+            }
+        }
+
+        #[test]
+        fn canonicalisation_of_url_like_text_is_idempotent(
+            scheme in "(https?://)?",
+            host in "[a-zA-Z0-9.%-]{1,20}",
+            path in "(/[a-zA-Z0-9.%/ -]{0,15}){0,4}",
+            query in "(\\?[a-z0-9=&%/.]{0,10})?",
+        ) {
+            let input = format!("{scheme}{host}{path}{query}");
+            if let Ok(url) = CanonicalUrl::parse(input.as_bytes()) {
+                let text = url.to_string();
+                proptest::prop_assert_eq!(CanonicalUrl::parse(text.as_bytes()).unwrap().to_string(), text);
+            }
+        }
+    }
+}
