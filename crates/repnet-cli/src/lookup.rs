@@ -1,22 +1,22 @@
 //! `repnet lookup`: classify each argument, hash the ones that are files, ask the server in
-//! batches, and print a table or JSON.
+//! batches (or, with `--private`, by hash prefix only), and print a table or JSON.
 
 use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use repnet_client::Client;
-use repnet_model::{Domain, FileHash, ObjectKind, Sha256, canonical_ip};
-use repnet_protocol::{LookupItem, LookupOutput, Reputation, Verdict};
+use repnet_client::{Client, PrivateTarget};
+use repnet_model::{CanonicalUrl, Domain, FileHash, ObjectKind, Sha256, canonical_ip};
+use repnet_protocol::{LookupItem, LookupOutput, PrivateLookupOutput, Verdict};
 
 use crate::Outcome;
 
 #[derive(Debug, Args)]
 pub(crate) struct LookupArgs {
     /// What to look up: a file (hashed here, only its SHA-256 is sent), an MD5/SHA-1/SHA-256
-    /// hash, a domain or an IP address.
-    #[arg(required = true, value_name = "FILE|HASH|DOMAIN|IP")]
+    /// hash, a URL (a scheme is optional when there is a path), a domain or an IP address.
+    #[arg(required = true, value_name = "FILE|HASH|URL|DOMAIN|IP")]
     targets: Vec<String>,
     /// The repnet server to ask.
     #[arg(
@@ -32,6 +32,11 @@ pub(crate) struct LookupArgs {
     /// Include every contributing source record (JSON output).
     #[arg(long)]
     explain: bool,
+    /// Privacy mode: send only 4-byte prefixes of the hashes of the URLs' expressions and of
+    /// the files' SHA-256, and decide here from the full hashes that come back. The server
+    /// never sees what was looked up.
+    #[arg(long)]
+    private: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,7 +54,7 @@ struct Target {
 }
 
 /// Classifies `argument` by shape. An existing file wins over everything (a file may well be
-/// named like a hash), then hashes, IP addresses, and domains.
+/// named like a hash), then hashes, IP addresses, URLs (a scheme, or a `/`), and domains.
 fn classify(argument: &str) -> anyhow::Result<Target> {
     let target = |kind, value: String| Target {
         input: argument.to_owned(),
@@ -63,11 +68,6 @@ fn classify(argument: &str) -> anyhow::Result<Target> {
     if path.is_file() {
         return Ok(target(ObjectKind::File, hash_file(path)?.to_string()));
     }
-    if argument.contains("://") {
-        anyhow::bail!(
-            "{argument}: URL lookups are not supported by this version; look up its domain instead"
-        );
-    }
     let looks_like_hash =
         matches!(argument.len(), 32 | 40 | 64) && argument.bytes().all(|b| b.is_ascii_hexdigit());
     if looks_like_hash {
@@ -77,11 +77,13 @@ fn classify(argument: &str) -> anyhow::Result<Target> {
     if let Ok(ip) = canonical_ip(argument) {
         return Ok(target(ObjectKind::Ip, ip.to_string()));
     }
-    if argument.contains('/') || argument.contains('\\') {
-        anyhow::bail!("{argument}: no such file");
+    if argument.contains("://") || argument.contains('/') {
+        let url = CanonicalUrl::parse(argument.as_bytes())
+            .with_context(|| format!("{argument} is not a usable URL"))?;
+        return Ok(target(ObjectKind::Url, url.to_string()));
     }
     let domain = Domain::new(argument).with_context(|| {
-        format!("{argument} is not an existing file, a hash (32, 40 or 64 hex characters), an IP address or a domain")
+        format!("{argument} is not an existing file, a hash (32, 40 or 64 hex characters), an IP address, a URL or a domain")
     })?;
     Ok(target(ObjectKind::Domain, domain.to_string()))
 }
@@ -105,6 +107,43 @@ fn hash_file(path: &Path) -> anyhow::Result<Sha256> {
     Ok(Sha256(hasher.finalize().into()))
 }
 
+/// What privacy mode can look up for a target: files by SHA-256 only.
+fn private_target(target: &Target) -> anyhow::Result<PrivateTarget> {
+    let url = |text: String| CanonicalUrl::parse(text.as_bytes()).map_err(anyhow::Error::from);
+    Ok(match target.kind {
+        ObjectKind::File => match FileHash::from_hex(&target.value)? {
+            FileHash::Sha256(hash) => PrivateTarget::File(hash),
+            _ => anyhow::bail!(
+                "{}: privacy mode looks files up by SHA-256 only: give the file itself or its SHA-256",
+                target.input
+            ),
+        },
+        ObjectKind::Url => PrivateTarget::Url(url(target.value.clone())?),
+        ObjectKind::Domain => PrivateTarget::Host(url(format!("http://{}/", target.value))?),
+        ObjectKind::Ip => {
+            PrivateTarget::Host(url(match target.value.parse::<std::net::IpAddr>()? {
+                std::net::IpAddr::V6(ip) => format!("http://[{ip}]/"),
+                ip => format!("http://{ip}/"),
+            })?)
+        }
+        ObjectKind::Certificate => anyhow::bail!(
+            "{}: privacy mode does not look up certificates",
+            target.input
+        ),
+    })
+}
+
+/// One row of the table.
+struct Row {
+    input: String,
+    kind: ObjectKind,
+    verdict: Verdict,
+    threat: Option<String>,
+    source: Option<String>,
+    confidence: u8,
+    matched: Option<String>,
+}
+
 pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
     let targets = args
         .targets
@@ -112,26 +151,15 @@ pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
         .map(|argument| classify(argument))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let client = Client::new(&args.server)?;
-    let items: Vec<LookupItem<'_>> = targets
-        .iter()
-        .map(|target| LookupItem::new(target.kind, target.value.as_str()))
-        .collect();
-    let results = client.lookup(&items, args.explain).await?;
-    match args.format {
-        Format::Table => print!("{}", table(&targets, &results)),
-        Format::Json => {
-            let output: Vec<LookupOutput> = targets
-                .iter()
-                .zip(&results)
-                .map(|(target, reputation)| LookupOutput {
-                    input: target.input.clone(),
-                    reputation: reputation.clone(),
-                })
-                .collect();
-            println!("{}", repnet_protocol::to_pretty_json(&output));
-        }
+    let rows = if args.private {
+        private_lookup(&client, &targets, args.format).await?
+    } else {
+        lookup(&client, &targets, args.format, args.explain).await?
+    };
+    if args.format == Format::Table {
+        print!("{}", table(&rows));
     }
-    let untrusted = results.iter().any(|r| r.verdict == Verdict::Untrusted);
+    let untrusted = rows.iter().any(|row| row.verdict == Verdict::Untrusted);
     Ok(if untrusted {
         Outcome::UntrustedFound
     } else {
@@ -139,33 +167,135 @@ pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+async fn lookup(
+    client: &Client,
+    targets: &[Target],
+    format: Format,
+    explain: bool,
+) -> anyhow::Result<Vec<Row>> {
+    let items: Vec<LookupItem<'_>> = targets
+        .iter()
+        .map(|target| LookupItem::new(target.kind, target.value.as_str()))
+        .collect();
+    let results = client.lookup(&items, explain).await?;
+    if format == Format::Json {
+        let output: Vec<LookupOutput> = targets
+            .iter()
+            .zip(&results)
+            .map(|(target, reputation)| LookupOutput {
+                input: target.input.clone(),
+                reputation: reputation.clone(),
+            })
+            .collect();
+        println!("{}", repnet_protocol::to_pretty_json(&output));
+    }
+    Ok(targets
+        .iter()
+        .zip(results)
+        .map(|(target, result)| Row {
+            input: target.input.clone(),
+            kind: target.kind,
+            verdict: result.verdict,
+            threat: result.threat,
+            source: result.source,
+            confidence: result.confidence,
+            matched: result.matched.flatten(),
+        })
+        .collect())
+}
+
+async fn private_lookup(
+    client: &Client,
+    targets: &[Target],
+    format: Format,
+) -> anyhow::Result<Vec<Row>> {
+    let private: Vec<PrivateTarget> = targets
+        .iter()
+        .map(private_target)
+        .collect::<anyhow::Result<_>>()?;
+    let answers = client.lookup_private(&private).await?;
+    let rows: Vec<Row> = targets
+        .iter()
+        .zip(answers)
+        .map(|(target, answer)| Row {
+            input: target.input.clone(),
+            kind: target.kind,
+            verdict: answer
+                .found
+                .as_ref()
+                .map_or(Verdict::Unknown, |f| f.verdict),
+            threat: answer.found.as_ref().and_then(|f| f.threat.clone()),
+            source: answer.found.as_ref().and_then(|f| f.source.clone()),
+            confidence: answer.found.as_ref().map_or(0, |f| f.confidence),
+            matched: answer.matched,
+        })
+        .collect();
+    if format == Format::Json {
+        let output: Vec<PrivateLookupOutput> = rows
+            .iter()
+            .map(|row| PrivateLookupOutput {
+                input: row.input.clone(),
+                kind: row.kind.as_str().to_owned(),
+                verdict: row.verdict,
+                threat: row.threat.clone(),
+                source: row.source.clone(),
+                confidence: row.confidence,
+                matched: row.matched.clone(),
+            })
+            .collect();
+        println!("{}", repnet_protocol::to_pretty_json(&output));
+    }
+    Ok(rows)
+}
+
 /// A plain-text table, columns padded to their widest cell. The verdict column reads like a
-/// sentence: `untrusted EICAR-Test-File`.
-fn table(targets: &[Target], results: &[Reputation]) -> String {
-    let mut rows = vec![["OBJECT", "TYPE", "VERDICT", "SOURCE", "CONFIDENCE"].map(str::to_owned)];
-    for (target, result) in targets.iter().zip(results) {
-        let verdict = match &result.threat {
-            Some(threat) => format!("{} {threat}", result.verdict.as_str()),
-            None => result.verdict.as_str().to_owned(),
+/// sentence: `untrusted EICAR-Test-File`. A MATCHED column appears when a URL, domain or IP
+/// was looked up.
+fn table(rows: &[Row]) -> String {
+    let with_matches = rows.iter().any(|row| {
+        matches!(
+            row.kind,
+            ObjectKind::Url | ObjectKind::Domain | ObjectKind::Ip
+        )
+    });
+    let mut cells = vec![
+        [
+            "OBJECT",
+            "TYPE",
+            "VERDICT",
+            "SOURCE",
+            "CONFIDENCE",
+            "MATCHED",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for row in rows {
+        let verdict = match &row.threat {
+            Some(threat) => format!("{} {threat}", row.verdict.as_str()),
+            None => row.verdict.as_str().to_owned(),
         };
-        rows.push([
-            target.input.clone(),
-            target.kind.as_str().to_owned(),
+        cells.push(vec![
+            row.input.clone(),
+            row.kind.as_str().to_owned(),
             verdict,
-            result.source.clone().unwrap_or_else(|| "-".to_owned()),
-            result.confidence.to_string(),
+            row.source.clone().unwrap_or_else(|| "-".to_owned()),
+            row.confidence.to_string(),
+            row.matched.clone().unwrap_or_else(|| "-".to_owned()),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let columns = if with_matches { 6 } else { 5 };
+    let widths: Vec<usize> = (0..columns)
         .map(|column| {
-            rows.iter()
+            cells
+                .iter()
                 .map(|row| row[column].chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    for row in rows {
+    for row in cells {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -193,6 +323,16 @@ mod tests {
             ("2001:DB8::1", ObjectKind::Ip, "2001:db8::1"),
             ("Example.COM", ObjectKind::Domain, "example.com"),
             ("deadbeef", ObjectKind::Domain, "deadbeef"),
+            (
+                "http://Evil.Example/a/../b",
+                ObjectKind::Url,
+                "http://evil.example/b",
+            ),
+            (
+                "evil.example/login/",
+                ObjectKind::Url,
+                "http://evil.example/login/",
+            ),
         ];
         for (argument, kind, value) in cases {
             let target = classify(argument).unwrap();
@@ -202,7 +342,7 @@ mod tests {
                 "{argument}"
             );
         }
-        for bad in ["http://x.example/", "a..b", "./missing/file", "1.2.3"] {
+        for bad in ["http://", "a..b", "1.2.3"] {
             assert!(classify(bad).is_err(), "{bad}");
         }
     }
@@ -224,5 +364,29 @@ mod tests {
                 .to_string()
                 .contains("directory")
         );
+    }
+
+    #[test]
+    fn privacy_mode_needs_a_sha256() {
+        let md5 = classify("44D88612FEA8A8F36DE82E1278ABB02F").unwrap();
+        assert!(
+            private_target(&md5)
+                .unwrap_err()
+                .to_string()
+                .contains("SHA-256")
+        );
+        let sha256 = classify(&"a".repeat(64)).unwrap();
+        assert!(matches!(
+            private_target(&sha256).unwrap(),
+            PrivateTarget::File(_)
+        ));
+        assert!(matches!(
+            private_target(&classify("example.com").unwrap()).unwrap(),
+            PrivateTarget::Host(_)
+        ));
+        assert!(matches!(
+            private_target(&classify("2001:db8::1").unwrap()).unwrap(),
+            PrivateTarget::Host(_)
+        ));
     }
 }

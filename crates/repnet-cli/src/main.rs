@@ -6,6 +6,7 @@
 mod import;
 mod lookup;
 mod serve;
+mod url;
 
 use std::process::ExitCode;
 
@@ -27,10 +28,13 @@ struct Cli {
 enum Command {
     /// Run the reputation server on its embedded knowledge base.
     Serve(serve::ServeArgs),
-    /// Look up files, hashes, domains and IP addresses (exit 1 if any is untrusted).
+    /// Look up files, hashes, URLs, domains and IP addresses (exit 1 if any is untrusted).
     Lookup(lookup::LookupArgs),
     /// Load a feed into a knowledge base.
     Import(import::ImportArgs),
+    /// Show how a URL is canonicalised and matched.
+    #[command(subcommand)]
+    Url(url::UrlCommand),
 }
 
 /// What a command ended with, when it did not fail.
@@ -58,6 +62,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::main(args),
         Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
+        Command::Url(command) => url::run(command),
     }
 }
 

@@ -510,3 +510,81 @@ fn print_config_shows_file_then_environment_then_flags() {
         stderr(&output)
     );
 }
+
+#[test]
+fn url_debug_commands() {
+    let output = run(repnet().args([
+        "url",
+        "canonicalize",
+        "http://A.Evil.Example.:80/x/../y?z#f",
+    ]));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "http://a.evil.example/y?z\n");
+    let output = run(repnet().args(["url", "expressions", "http://a.b.c/1/2.html?param=1"]));
+    assert_eq!(
+        stdout(&output),
+        "a.b.c/1/2.html?param=1\na.b.c/1/2.html\na.b.c/1/\na.b.c/\nb.c/1/2.html?param=1\nb.c/1/2.html\nb.c/1/\nb.c/\n"
+    );
+    let output = run(repnet().args(["url", "expressions", "http://"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("give a host"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn lookup_urls_openly_and_privately() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let eicar = dir.path().join("eicar.com");
+    std::fs::write(&eicar, repnet_model::EICAR).unwrap();
+
+    let output = lookup(
+        &server,
+        &[
+            "http://www.phishing.test.repnet.invalid/login?x",
+            "clean.example/page",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.lines().next().unwrap().ends_with("MATCHED"), "{text}");
+    assert!(text.contains("phishing.test.repnet.invalid/"), "{text}");
+    assert!(text.contains("untrusted Repnet-Test-phishing"), "{text}");
+
+    for args in [
+        vec![
+            "--private",
+            "http://www.phishing.test.repnet.invalid/login?x",
+            eicar.to_str().unwrap(),
+            "clean.example",
+        ],
+        vec![
+            "--private",
+            "--format",
+            "json",
+            "http://www.phishing.test.repnet.invalid/login?x",
+            eicar.to_str().unwrap(),
+            "clean.example",
+        ],
+    ] {
+        let output = lookup(&server, &args);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        if args.contains(&"json") {
+            let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(results[0]["verdict"], "untrusted");
+            assert_eq!(results[0]["matched"], "phishing.test.repnet.invalid/");
+            assert_eq!(results[1]["threat"], "EICAR-Test-File");
+            assert_eq!(results[1]["type"], "file");
+            assert_eq!(results[2]["verdict"], "unknown");
+        } else {
+            let text = stdout(&output);
+            assert!(text.contains("untrusted EICAR-Test-File"), "{text}");
+        }
+    }
+    let output = lookup(&server, &["--private", EICAR_MD5]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("SHA-256"), "{}", stderr(&output));
+}

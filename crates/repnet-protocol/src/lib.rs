@@ -14,7 +14,7 @@ mod view;
 pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
 pub use lookup::{
     ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
-    ObjectRef, Reputation, Verdict, parse_lookup_request, rfc3339,
+    ObjectRef, PrivateLookupOutput, Reputation, Verdict, parse_lookup_request, rfc3339,
 };
 pub use search::{HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, parse_prefix};
 pub use view::{LookupResponseJson, ReputationJson};

@@ -159,6 +159,21 @@ pub struct LookupOutput {
     pub reputation: Reputation,
 }
 
+/// One line of `repnet lookup --private --format json`: what privacy mode can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateLookupOutput {
+    pub input: String,
+    /// `file`, `url`, `domain` or `ip`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub verdict: Verdict,
+    pub threat: Option<String>,
+    pub source: Option<String>,
+    pub confidence: u8,
+    /// For URLs, domains and IPs: the expression that matched.
+    pub matched: Option<String>,
+}
+
 /// A verdict on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
