@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use repnet_model::{
-    Categories, Category, Confidence, FileHash, FileHashes, Object, Source, SourceRecord,
-    ThreatName, Verdict,
+    Categories, Category, Confidence, FileHash, FileHashes, Object, ObjectKind, Source,
+    SourceRecord, ThreatName, Verdict,
 };
 use repnet_store::{BulkImport, Change, Store, StoreOptions};
 
@@ -61,13 +61,36 @@ enum ImportFormat {
     /// One MD5, SHA-1 or SHA-256 per line (anything after the hash on a line, such as the file
     /// name in `sha256sum` output, is ignored); `#` comments and blank lines are skipped.
     Hashlist,
+    /// One URL per line (a scheme is optional); stored under its exact expression.
+    Urllist,
+    /// One domain per line; a verdict on a domain covers its subdomains.
+    Domainlist,
 }
 
 impl ImportFormat {
     fn name(self) -> &'static str {
         match self {
             ImportFormat::Hashlist => "hashlist",
+            ImportFormat::Urllist => "urllist",
+            ImportFormat::Domainlist => "domainlist",
         }
+    }
+
+    /// Parses one line: `None` for blank lines and `#` comments.
+    fn parse_line(self, line: &str) -> Option<Result<Object, String>> {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let parsed = match self {
+            ImportFormat::Hashlist => {
+                let token = line.split_ascii_whitespace().next().unwrap_or(line);
+                FileHash::from_hex(token).map(Object::File)
+            }
+            ImportFormat::Urllist => Object::parse(ObjectKind::Url, line),
+            ImportFormat::Domainlist => Object::parse(ObjectKind::Domain, line),
+        };
+        Some(parsed.map_err(|error| error.to_string()))
     }
 }
 
@@ -114,16 +137,6 @@ struct Tally {
 /// the terminal.
 const SHOWN_BAD_LINES: u64 = 20;
 
-/// Parses one line of a hash list: `None` for blank lines and comments.
-fn parse_hashlist_line(line: &str) -> Option<Result<FileHash, String>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let token = line.split_ascii_whitespace().next().unwrap_or(line);
-    Some(FileHash::from_hex(token).map_err(|error| error.to_string()))
-}
-
 fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     if path == Path::new("-") {
         return Ok(Box::new(BufReader::with_capacity(
@@ -138,6 +151,7 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
 
 /// Reads every file into `import`. Blocking.
 fn read_feeds(
+    format: ImportFormat,
     files: &[PathBuf],
     template: &Template,
     import: &mut BulkImport,
@@ -168,15 +182,15 @@ fn read_feeds(
                 break;
             }
             number += 1;
-            let Some(parsed) = parse_hashlist_line(&line) else {
+            let Some(parsed) = format.parse_line(&line) else {
                 continue;
             };
             tally.read += 1;
             match parsed {
-                Ok(hash) => {
+                Ok(object) => {
                     tally.stored += 1;
                     import.add(&Change::Put {
-                        object: Object::File(hash),
+                        object,
                         hashes: FileHashes::default(),
                         record: template.record.clone(),
                         comment: None,
@@ -239,10 +253,11 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
     progress.enable_steady_tick(std::time::Duration::from_millis(200));
 
     let files = args.files.clone();
+    let format = args.format;
     let worker_progress = progress.clone();
     let (tally, summary) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut import = store.bulk_import_with_buffer(buffer_bytes)?;
-        let tally = read_feeds(&files, &template, &mut import, &worker_progress)?;
+        let tally = read_feeds(format, &files, &template, &mut import, &worker_progress)?;
         worker_progress.set_message("writing");
         let summary = import
             .finish()
@@ -280,20 +295,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashlist_lines() {
-        assert_eq!(parse_hashlist_line(""), None);
-        assert_eq!(parse_hashlist_line("   # a comment"), None);
+    fn lines_of_each_plain_format() {
+        let hashlist = ImportFormat::Hashlist;
+        assert_eq!(hashlist.parse_line(""), None);
+        assert_eq!(hashlist.parse_line("   # a comment"), None);
         let sha256sum =
             "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f  eicar.com\n";
         assert!(matches!(
-            parse_hashlist_line(sha256sum),
-            Some(Ok(FileHash::Sha256(_)))
+            hashlist.parse_line(sha256sum),
+            Some(Ok(Object::File(FileHash::Sha256(_))))
         ));
         assert!(matches!(
-            parse_hashlist_line("44D88612FEA8A8F36DE82E1278ABB02F\r\n"),
-            Some(Ok(FileHash::Md5(_)))
+            hashlist.parse_line("44D88612FEA8A8F36DE82E1278ABB02F\r\n"),
+            Some(Ok(Object::File(FileHash::Md5(_))))
         ));
-        let bad = parse_hashlist_line("not-a-hash").unwrap().unwrap_err();
+        let bad = hashlist.parse_line("not-a-hash").unwrap().unwrap_err();
         assert!(bad.contains("hexadecimal"), "{bad}");
+
+        let url = ImportFormat::Urllist
+            .parse_line("HTTP://Evil.Example/a/../b?c\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.to_string(), "evil.example/b?c");
+        assert!(
+            ImportFormat::Urllist
+                .parse_line("http://")
+                .unwrap()
+                .is_err()
+        );
+        let domain = ImportFormat::Domainlist
+            .parse_line("Evil.Example.")
+            .unwrap()
+            .unwrap();
+        assert_eq!(domain.to_string(), "evil.example");
+        assert!(
+            ImportFormat::Domainlist
+                .parse_line("not a domain")
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -588,3 +588,76 @@ fn lookup_urls_openly_and_privately() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("SHA-256"), "{}", stderr(&output));
 }
+
+#[test]
+fn url_and_domain_lists_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let urls = dir.path().join("urls.txt");
+    std::fs::write(
+        &urls,
+        "# phishing kit\nhttp://Kit.Example/login/\nhttp://\nkit.example/a.php?x=1\n",
+    )
+    .unwrap();
+    let domains = dir.path().join("domains.txt");
+    std::fs::write(&domains, "Bad.Example.\n\nnot a domain\n").unwrap();
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "urllist",
+            "--threat",
+            "Phish.Kit",
+            "--category",
+            "phishing",
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&urls));
+    assert_eq!(
+        stdout(&output),
+        "read 3, stored 2, skipped 1\n",
+        "{}",
+        stderr(&output)
+    );
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "domainlist",
+            "--verdict",
+            "riskware",
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&domains));
+    assert_eq!(
+        stdout(&output),
+        "read 2, stored 1, skipped 1\n",
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("domains.txt:3: skipped"),
+        "{}",
+        stderr(&output)
+    );
+
+    let server = ServerProcess::start(&data);
+    let output = lookup(
+        &server,
+        &[
+            "--format",
+            "json",
+            "https://kit.example/login/step2",
+            "cdn.bad.example",
+        ],
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["verdict"], "untrusted");
+    assert_eq!(results[0]["threat"], "Phish.Kit");
+    assert_eq!(results[0]["matched"], "kit.example/login/");
+    assert_eq!(results[0]["source"], "feed:urllist");
+    assert_eq!(results[1]["verdict"], "riskware");
+    assert_eq!(results[1]["matched"], "bad.example/");
+}
