@@ -56,3 +56,36 @@ pub(crate) fn mixed(seed: u64, entries: u64, count: usize, rng: &mut Rng) -> Vec
         })
         .collect()
 }
+
+/// URL `index` of the knowledge base: hosts on 100,003 sites, a few path shapes, a query.
+pub(crate) fn url(seed: u64, index: u64) -> String {
+    format!(
+        "http://host{}.site{}.example/path/{}/page{index}.html?id={}",
+        index % 997,
+        index % 100_003,
+        index % 31,
+        (index ^ seed) % 1_000_003
+    )
+}
+
+/// The same URL as a client might send it: upper case, a port, a `.` segment, a fragment.
+/// It canonicalises to `url(seed, index)`.
+pub(crate) fn url_as_sent(seed: u64, index: u64) -> String {
+    format!(
+        "HTTP://HOST{}.Site{}.Example:80/path/{}/./page{index}.html?id={}#top",
+        index % 997,
+        index % 100_003,
+        index % 31,
+        (index ^ seed) % 1_000_003
+    )
+}
+
+/// A URL that is not in the knowledge base.
+pub(crate) fn absent_url(random: u64) -> String {
+    format!(
+        "http://www.absent{}.example/{}/index.html?q={}",
+        random % 1_000_000,
+        random % 97,
+        random
+    )
+}

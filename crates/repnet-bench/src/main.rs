@@ -37,7 +37,10 @@ struct Args {
     /// SHA-256 entries in the knowledge base.
     #[arg(long, default_value_t = 10_000_000)]
     entries: u64,
-    /// A short run for CI: 100,000 entries, 1 s per measurement.
+    /// URL entries in the knowledge base (besides the files).
+    #[arg(long, default_value_t = 1_000_000)]
+    urls: u64,
+    /// A short run for CI: 100,000 entries and 10,000 URLs, 1 s per measurement.
     #[arg(long)]
     quick: bool,
     /// Seconds per measurement [default: 10, or 1 with --quick].
@@ -66,7 +69,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency"
+        default_value = "batch,single,latency,urls,privacy"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -92,6 +95,8 @@ enum Scenario {
     Batch,
     Single,
     Latency,
+    Urls,
+    Privacy,
 }
 
 fn main() -> std::process::ExitCode {
@@ -131,9 +136,78 @@ struct Workloads {
     batch_mget: Arc<Vec<Request>>,
     single_http: Arc<Vec<Request>>,
     single_redis: Arc<Vec<Request>>,
+    /// 1,000 URLs per request, half known (sent as a client might: upper case, a port, a
+    /// fragment), against Redis `MGET` of the hashes of all their expressions.
+    url_json: Arc<Vec<Request>>,
+    url_mget: Arc<Vec<Request>>,
+    /// The number of keys in each `url_mget` request, for the check.
+    url_mget_keys: Vec<usize>,
+    /// 1,000 prefixes per request, half of known files.
+    privacy: Arc<Vec<Request>>,
 }
 
-fn workloads(seed: u64, entries: u64) -> Workloads {
+fn url_workloads(
+    seed: u64,
+    urls: u64,
+    rng: &mut keys::Rng,
+) -> (Vec<Request>, Vec<Request>, Vec<usize>) {
+    let (mut json, mut mget, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..BATCH_VARIANTS / 4 {
+        let sent: Vec<String> = (0..BATCH)
+            .map(|i| {
+                if i % 2 == 0 {
+                    keys::url_as_sent(seed, rng.below(urls))
+                } else {
+                    keys::absent_url(rng.next_u64())
+                }
+            })
+            .collect();
+        let items: Vec<String> = sent
+            .iter()
+            .map(|url| serde_json::json!({ "url": url }).to_string())
+            .collect();
+        let body = format!("{{\"items\":[{}]}}", items.join(","));
+        json.push(Request::http(
+            "POST",
+            "/v1/lookup",
+            Some("application/json"),
+            body.as_bytes(),
+        ));
+        // What a Redis user would do: canonicalise and expand in the client, then ask for
+        // every expression's hash at once.
+        let hashes: Vec<[u8; 32]> = sent
+            .iter()
+            .filter_map(|url| repnet_model::CanonicalUrl::parse(url.as_bytes()).ok())
+            .flat_map(|url| url.expressions())
+            .map(|expression| expression.sha256().0)
+            .collect();
+        let mut parts: Vec<&[u8]> = vec![b"MGET"];
+        parts.extend(hashes.iter().map(|hash| hash.as_slice()));
+        mget.push(Request::redis(&parts));
+        counts.push(hashes.len());
+    }
+    (json, mget, counts)
+}
+
+fn privacy_workload(seed: u64, entries: u64, rng: &mut keys::Rng) -> Vec<Request> {
+    (0..BATCH_VARIANTS / 4)
+        .map(|_| {
+            let prefixes: Vec<String> = keys::mixed(seed, entries, BATCH, rng)
+                .iter()
+                .map(|(key, _)| format!("\"{}\"", &key.to_string()[..8]))
+                .collect();
+            let body = format!("{{\"prefixes\":[{}]}}", prefixes.join(","));
+            Request::http(
+                "POST",
+                "/v1/hashes:search",
+                Some("application/json"),
+                body.as_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn workloads(seed: u64, entries: u64, urls: u64) -> Workloads {
     let mut rng = keys::Rng::new(seed.wrapping_add(1));
     let (mut batch_json, mut batch_binary, mut batch_mget) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..BATCH_VARIANTS {
@@ -169,7 +243,13 @@ fn workloads(seed: u64, entries: u64) -> Workloads {
         .iter()
         .map(|(key, _)| Request::redis(&[b"GET", key.0.as_slice()]))
         .collect();
+    let (url_json, url_mget, url_mget_keys) = url_workloads(seed, urls, &mut rng);
+    let privacy = privacy_workload(seed, entries, &mut rng);
     Workloads {
+        url_json: Arc::new(url_json),
+        url_mget: Arc::new(url_mget),
+        url_mget_keys,
+        privacy: Arc::new(privacy),
         batch_json: Arc::new(batch_json),
         batch_binary: Arc::new(batch_binary),
         batch_mget: Arc::new(batch_mget),
@@ -228,6 +308,38 @@ async fn verify(
     if answer["verdict"] != "untrusted" || answer["threat"] != "Bench.Threat" {
         bail!("repnet's single answer for a present key: {answer}");
     }
+    let body = http.call(&workloads.url_json[0]).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let results = answer["results"]
+        .as_array()
+        .context("no results in the URL answer")?;
+    let untrusted = results
+        .iter()
+        .filter(|r| r["verdict"] == "untrusted")
+        .count();
+    if results.len() != BATCH || untrusted != half {
+        bail!(
+            "repnet's URL answer: {} results, {untrusted} untrusted; expected {BATCH} and {half}",
+            results.len()
+        );
+    }
+    let counts = resp.call(&workloads.url_mget[0]).await?;
+    let expected = format!("{half},{}", workloads.url_mget_keys[0] - half);
+    if counts.as_ref() != expected.as_bytes() {
+        bail!(
+            "redis MGET of URL expressions answered {} (values,nils); expected {expected}",
+            String::from_utf8_lossy(&counts)
+        );
+    }
+    let body = http.call(&workloads.privacy[0]).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let matches = answer["matches"]
+        .as_array()
+        .context("no matches in the privacy answer")?
+        .len();
+    if matches < half {
+        bail!("repnet's privacy answer has {matches} matches for {half} prefixes of known files");
+    }
     let counts = resp.call(&workloads.single_redis[0]).await?;
     if counts.as_ref() != b"1,0" {
         bail!(
@@ -250,6 +362,7 @@ fn repnet_binary(args: &Args) -> anyhow::Result<PathBuf> {
 async fn run(mut args: Args) -> anyhow::Result<()> {
     if args.quick {
         args.entries = 100_000;
+        args.urls = 10_000;
         args.duration = Some(args.duration.unwrap_or(1.0));
     }
     let duration = Duration::from_secs_f64(args.duration.unwrap_or(10.0));
@@ -281,20 +394,36 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&data)?;
     }
     eprintln!("importing into repnet…");
-    let import_time = servers::import(&repnet, &data, &list)?;
+    let import_time = servers::import(&repnet, &data, &list, "hashlist")?;
     std::fs::remove_file(&list)?;
     let disk = std::fs::metadata(data.join("data.mdb"))?.len();
     report.import(import_time, disk);
+    eprintln!("generating and importing {} URLs…", args.urls);
+    let url_list = work_dir.join("urls.txt");
+    servers::write_url_list(&url_list, args.seed, args.urls)?;
+    let url_import_time = servers::import(&repnet, &data, &url_list, "urllist")?;
+    std::fs::remove_file(&url_list)?;
 
     let repnet_server = servers::start_repnet(&repnet, &data, args.repnet_threads)?;
     let redis_dir = work_dir.join("redis");
     std::fs::create_dir_all(&redis_dir)?;
     let redis_server = servers::start_redis(&args.redis_server, &redis_dir).await?;
     eprintln!("loading redis…");
-    let redis_load = servers::load_redis(redis_server.address, args.seed, args.entries).await?;
+    let seed = args.seed;
+    let redis_load = servers::load_redis(redis_server.address, args.entries, |i| {
+        keys::present(seed, i)
+    })
+    .await?;
     report.redis_load(redis_load);
+    let redis_url_load = servers::load_redis(redis_server.address, args.urls, |i| {
+        repnet_model::Expression::parse(&keys::url(seed, i))
+            .map(|expression| expression.sha256())
+            .unwrap_or(repnet_model::Sha256([0; 32]))
+    })
+    .await?;
+    report.url_load(args.urls, url_import_time, redis_url_load);
 
-    let workloads = workloads(args.seed, args.entries);
+    let workloads = workloads(args.seed, args.entries, args.urls);
     verify(repnet_server.address, redis_server.address, &workloads).await?;
     let (repnet_address, redis_address) = (repnet_server.address, redis_server.address);
 
@@ -360,6 +489,49 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         }
         report.latency(rate, &merged(&repnet_runs), &merged(&redis_runs));
     }
+    if args.scenarios.contains(&Scenario::Urls) {
+        eprintln!(
+            "URLs: {BATCH} per request, {} connections…",
+            args.batch_connections
+        );
+        let (mut repnet_runs, mut redis_runs) = (Vec::new(), Vec::new());
+        let connections = args.batch_connections;
+        for _ in 0..args.rounds {
+            repnet_runs
+                .push(closed(repnet_address, false, &workloads.url_json, connections).await?);
+            redis_runs.push(closed(redis_address, true, &workloads.url_mget, connections).await?);
+        }
+        report.batch(
+            "batch of URLs, JSON",
+            &merged(&repnet_runs),
+            &merged(&redis_runs),
+            BATCH,
+        );
+    }
+
+    if args.scenarios.contains(&Scenario::Privacy) {
+        eprintln!(
+            "privacy search: {BATCH} prefixes per request, {} connections…",
+            args.batch_connections
+        );
+        let runs: Vec<Measurement> = {
+            let mut runs = Vec::new();
+            for _ in 0..args.rounds {
+                runs.push(
+                    closed(
+                        repnet_address,
+                        false,
+                        &workloads.privacy,
+                        args.batch_connections,
+                    )
+                    .await?,
+                );
+            }
+            runs
+        };
+        report.privacy(&merged(&runs), BATCH);
+    }
+
     report.memory(repnet_server.rss_bytes(), redis_server.rss_bytes());
     let _ = (repnet_server.pid(), redis_server.pid());
 

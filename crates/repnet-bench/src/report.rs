@@ -119,6 +119,42 @@ impl Report {
         }
     }
 
+    pub(crate) fn url_load(&mut self, urls: u64, repnet: Duration, redis: Duration) {
+        let rate = |elapsed: Duration| urls as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.row(
+            "load URLs",
+            "URLs/s (repnet import; redis pipelined SET)",
+            Some(rate(repnet)),
+            Some(rate(redis)),
+            true,
+        );
+    }
+
+    pub(crate) fn privacy(&mut self, repnet: &Measurement, prefixes: usize) {
+        let scenario = "privacy search";
+        self.row(
+            scenario,
+            "prefixes/s",
+            Some(repnet.requests_per_second() * prefixes as f64),
+            None,
+            true,
+        );
+        self.row(
+            scenario,
+            "p50 ms per request",
+            percentile(repnet, 50.0),
+            None,
+            false,
+        );
+        self.row(
+            scenario,
+            "p99 ms per request",
+            percentile(repnet, 99.0),
+            None,
+            false,
+        );
+    }
+
     pub(crate) fn batch(
         &mut self,
         scenario: &str,

@@ -28,14 +28,31 @@ pub(crate) fn write_hash_list(path: &Path, seed: u64, entries: u64) -> anyhow::R
     Ok(())
 }
 
-/// Imports the hash list with `repnet import`, as an operator would; returns the wall time.
-pub(crate) fn import(repnet: &Path, data: &Path, list: &Path) -> anyhow::Result<Duration> {
+/// Writes the URL list, one URL per line.
+pub(crate) fn write_url_list(path: &Path, seed: u64, urls: u64) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    for index in 0..urls {
+        writeln!(out, "{}", keys::url(seed, index))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Imports a list with `repnet import`, as an operator would; returns the wall time.
+pub(crate) fn import(
+    repnet: &Path,
+    data: &Path,
+    list: &Path,
+    format: &str,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let output = Command::new(repnet)
         .args([
             "import",
             "--format",
-            "hashlist",
+            format,
             "--source",
             "bench",
             "--threat",
@@ -173,8 +190,8 @@ fn set_command(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 /// Loads the same keys into Redis, pipelined in blocks of 10,000 commands; returns the time.
 pub(crate) async fn load_redis(
     address: SocketAddr,
-    seed: u64,
     entries: u64,
+    key_of: impl Fn(u64) -> repnet_model::Sha256,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let stream = tokio::net::TcpStream::connect(address).await?;
@@ -204,11 +221,7 @@ pub(crate) async fn load_redis(
     for start in (0..entries).step_by(10_000) {
         block.clear();
         for index in start..(start + 10_000).min(entries) {
-            set_command(
-                keys::present(seed, index).as_bytes(),
-                REDIS_VALUE,
-                &mut block,
-            );
+            set_command(key_of(index).as_bytes(), REDIS_VALUE, &mut block);
         }
         writer.write_all(&block).await?;
     }

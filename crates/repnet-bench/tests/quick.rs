@@ -56,10 +56,11 @@ fn quick_mode_produces_a_sane_table() {
             .and_then(|row| row[side].as_f64())
             .unwrap_or_else(|| panic!("no {side} value for {scenario} / {metric}"))
     };
-    for scenario in ["batch, JSON", "batch, binary", "single"] {
+    for scenario in ["batch, JSON", "batch, binary", "single", "batch of URLs"] {
         assert!(value(scenario, "lookups/s", "repnet") > 0.0);
         assert!(value(scenario, "lookups/s", "redis") > 0.0);
     }
+    assert!(value("privacy search", "prefixes/s", "repnet") > 0.0);
     let p50 = value("latency at", "p50 ms", "repnet");
     let p99 = value("latency at", "p99 ms", "repnet");
     assert!(p50 > 0.0 && p99 >= p50, "p50 {p50} p99 {p99}");

@@ -311,6 +311,10 @@ fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
         && let Ok(text) = std::str::from_utf8(&host)
         && let Ok(ascii) = idna::domain_to_ascii_cow(text.as_bytes(), idna::AsciiDenyList::URL)
     {
+        // Mapping can leave nothing (a soft hyphen alone maps to no character).
+        if ascii.trim_matches('.').is_empty() {
+            return Err(invalid("the URL has no host"));
+        }
         let mut name = String::with_capacity(ascii.len());
         escape(ascii.as_bytes(), &mut name);
         return Ok(UrlHost::Name(name));
@@ -642,6 +646,7 @@ mod tests {
             (b"\xaa\t::", "contains `:`"),
             (b"http://2001:db8::1/", "contains `:`"),
             (b".[\x04/\x04\x04", "contains `[`"),
+            (b"\xc2\xad#\xcc\x87", "no host"),
         ];
         for (input, reason) in cases {
             let error = CanonicalUrl::parse(input).unwrap_err();
