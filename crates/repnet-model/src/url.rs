@@ -287,9 +287,33 @@ fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
             "the host contains `[` or `]` (an IPv6 address goes in brackets, at the start)",
         ));
     }
-    // Dots: none at the ends, never two in a row.
+    let mut host = normalize_dots(raw);
+    // Internationalised names become punycode, but only names made of what a host name can
+    // hold: punycode moves characters around, and a `%` it moved next to hex digits would
+    // be unescaped when the canonical URL is read again. Other hosts stay as bytes, escaped.
+    // The dots are normalised again afterwards: mapping can remove a character and leave
+    // two dots (a soft hyphen maps to nothing), or turn full-width digits into an address.
+    if !host.is_ascii()
+        && let Ok(text) = std::str::from_utf8(&host)
+        && let Ok(ascii) = idna::domain_to_ascii_cow(text.as_bytes(), idna::AsciiDenyList::URL)
+    {
+        host = normalize_dots(ascii.as_bytes());
+    }
+    if host.is_empty() {
+        return Err(invalid("the URL has no host"));
+    }
+    if let Some(ip) = parse_ipv4(&host) {
+        return Ok(UrlHost::Ipv4(ip));
+    }
+    let mut name = String::with_capacity(host.len());
+    escape(&host, &mut name);
+    Ok(UrlHost::Name(name))
+}
+
+/// Lower case, no dot at either end, never two dots in a row.
+fn normalize_dots(raw: &[u8]) -> Vec<u8> {
     let mut host = Vec::with_capacity(raw.len());
-    for &byte in raw.iter() {
+    for &byte in raw {
         if byte == b'.' && (host.is_empty() || host.last() == Some(&b'.')) {
             continue;
         }
@@ -298,30 +322,7 @@ fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
     while host.last() == Some(&b'.') {
         host.pop();
     }
-    if host.is_empty() {
-        return Err(invalid("the URL has no host"));
-    }
-    if let Some(ip) = parse_ipv4(&host) {
-        return Ok(UrlHost::Ipv4(ip));
-    }
-    // Internationalised names become punycode, but only names made of what a host name can
-    // hold: punycode moves characters around, and a `%` it moved next to hex digits would
-    // be unescaped when the canonical URL is read again. Other hosts stay as bytes, escaped.
-    if !host.is_ascii()
-        && let Ok(text) = std::str::from_utf8(&host)
-        && let Ok(ascii) = idna::domain_to_ascii_cow(text.as_bytes(), idna::AsciiDenyList::URL)
-    {
-        // Mapping can leave nothing (a soft hyphen alone maps to no character).
-        if ascii.trim_matches('.').is_empty() {
-            return Err(invalid("the URL has no host"));
-        }
-        let mut name = String::with_capacity(ascii.len());
-        escape(ascii.as_bytes(), &mut name);
-        return Ok(UrlHost::Name(name));
-    }
-    let mut name = String::with_capacity(host.len());
-    escape(&host, &mut name);
-    Ok(UrlHost::Name(name))
+    host
 }
 
 /// Resolves `.` and `..` segments and collapses repeated slashes; keeps a trailing slash.
@@ -424,7 +425,7 @@ impl CanonicalUrl {
             query,
         };
         // Escaping can triple a URL; its canonical form must itself be a URL we accept.
-        let len = url.to_string().len();
+        let len = url.text_len();
         if len > MAX_URL_LEN {
             return Err(invalid(format!(
                 "a URL is at most {MAX_URL_LEN} bytes; this one is {len} once canonicalised"
@@ -447,69 +448,112 @@ impl CanonicalUrl {
         Expression(text)
     }
 
-    /// The host suffixes to look up, most specific first.
-    fn hosts(&self) -> Vec<String> {
-        let UrlHost::Name(name) = &self.host else {
-            return vec![self.host.to_string()];
+    /// Runs `f` on the host suffixes to look up, most specific first, as slices of the
+    /// host's text (no allocation for names: every suffix is a tail of the name).
+    fn with_hosts<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        let owned;
+        let text = match &self.host {
+            UrlHost::Name(name) => name.as_str(),
+            ip => {
+                owned = ip.to_string();
+                return f(&[owned.as_str()]);
+            }
         };
-        let components: Vec<&str> = name.split('.').collect();
-        let mut hosts = vec![name.clone()];
-        let longest = components.len().min(5);
-        for count in (2..=longest).rev() {
-            let suffix = components[components.len() - count..].join(".");
-            if suffix != *name {
-                hosts.push(suffix);
+        let mut hosts = [text; 5];
+        let mut count = 1;
+        // The starts of the last five components, from the right.
+        let mut starts = [0usize; 5];
+        let mut found = 0;
+        for (index, byte) in text.bytes().enumerate().rev() {
+            if byte == b'.' && found < 5 {
+                starts[found] = index + 1;
+                found += 1;
             }
         }
-        hosts
+        let components = text.bytes().filter(|b| *b == b'.').count() + 1;
+        // Suffixes of 5, 4, 3 and 2 components; `starts[k - 1]` begins the last k.
+        for take in (2..=components.min(5)).rev() {
+            if take < components {
+                hosts[count] = &text[starts[take - 1]..];
+                count += 1;
+            }
+        }
+        f(&hosts[..count])
     }
 
-    /// The paths to look up, most specific first.
-    fn paths(&self) -> Vec<String> {
-        let mut paths = Vec::with_capacity(6);
-        if let Some(query) = &self.query {
-            paths.push(format!("{}?{query}", self.path));
+    /// The paths to look up, most specific first, each with whether the query follows it:
+    /// the exact path with and without its query, then up to four directory prefixes from
+    /// `/`, longest first. All slices of the path.
+    fn paths(&self) -> ([(&str, bool); 6], usize) {
+        let path = self.path.as_str();
+        let mut paths = [(path, false); 6];
+        let mut count = 0;
+        if self.query.is_some() {
+            paths[count] = (path, true);
+            count += 1;
         }
-        paths.push(self.path.clone());
-        // Prefixes from the root, each ending with `/`: at most four, the root included.
-        let mut prefixes = vec!["/".to_owned()];
-        let directories = match self.path.rfind('/') {
-            Some(last) => &self.path[1..last + 1],
-            None => "",
-        };
-        let mut prefix = String::from("/");
-        for component in directories.split_terminator('/').take(3) {
-            prefix.push_str(component);
-            prefix.push('/');
-            prefixes.push(prefix.clone());
-        }
-        for prefix in prefixes.into_iter().rev() {
-            if !paths.contains(&prefix) {
-                paths.push(prefix);
+        paths[count] = (path, false);
+        count += 1;
+        let mut ends = [0usize; 4];
+        let mut found = 0;
+        for (index, byte) in path.bytes().enumerate() {
+            if byte == b'/' && found < 4 {
+                ends[found] = index + 1;
+                found += 1;
             }
         }
-        paths
+        for &end in ends[..found].iter().rev() {
+            if end != path.len() {
+                paths[count] = (&path[..end], false);
+                count += 1;
+            }
+        }
+        (paths, count)
     }
 
     /// Every expression to look up, most specific first (at most 30).
     pub fn expressions(&self) -> Vec<Expression> {
-        let hosts = self.hosts();
-        let paths = self.paths();
-        let mut expressions = Vec::with_capacity(hosts.len() * paths.len());
-        for host in &hosts {
-            for path in &paths {
-                expressions.push(Expression(format!("{host}{path}")));
+        let (paths, path_count) = self.paths();
+        let query = self.query.as_deref().unwrap_or("");
+        self.with_hosts(|hosts| {
+            let mut expressions = Vec::with_capacity(hosts.len() * path_count);
+            for host in hosts {
+                for &(path, with_query) in &paths[..path_count] {
+                    let mut text = String::with_capacity(host.len() + path.len() + query.len() + 1);
+                    text.push_str(host);
+                    text.push_str(path);
+                    if with_query {
+                        text.push('?');
+                        text.push_str(query);
+                    }
+                    expressions.push(Expression(text));
+                }
             }
-        }
-        expressions
+            expressions
+        })
     }
 
     /// The expressions of a domain or IP lookup: every host suffix with the path `/`.
     pub fn host_expressions(&self) -> Vec<Expression> {
-        self.hosts()
-            .into_iter()
-            .map(|host| Expression(format!("{host}/")))
-            .collect()
+        self.with_hosts(|hosts| {
+            hosts
+                .iter()
+                .map(|host| Expression(format!("{host}/")))
+                .collect()
+        })
+    }
+
+    /// The length of the canonical URL's text.
+    fn text_len(&self) -> usize {
+        let host = match &self.host {
+            UrlHost::Name(name) => name.len(),
+            ip => ip.to_string().len(),
+        };
+        self.scheme.len()
+            + 3
+            + host
+            + self.path.len()
+            + self.query.as_ref().map_or(0, |q| q.len() + 1)
     }
 }
 
@@ -617,6 +661,13 @@ mod tests {
             ("http://example.com/a/b/.", "http://example.com/a/b/"),
             ("http://example.com/../../x", "http://example.com/x"),
             ("example.com:80", "http://example.com/"),
+            // Found by the fuzzer: a soft hyphen maps to nothing and left two dots.
+            ("A..-..\u{ad}..A-.", "http://a.-.a-/"),
+            // Full-width digits map to an IPv4 address.
+            (
+                "http://\u{ff11}\u{ff12}\u{ff17}\u{ff0e}0.0.1/",
+                "http://127.0.0.1/",
+            ),
             // Found by the fuzzer: punycode would have moved `%` next to hex digits.
             (
                 "http://---\u{5a0}\u{520}0-zz%7\u{520}0-zz/",
