@@ -180,6 +180,11 @@ impl Categories {
         Categories(self.0 | 1 << category as u8)
     }
 
+    /// Every category of either set.
+    pub fn union(self, other: Categories) -> Categories {
+        Categories(self.0 | other.0)
+    }
+
     pub fn contains(self, category: Category) -> bool {
         self.0 & (1 << category as u8) != 0
     }

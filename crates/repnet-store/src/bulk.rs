@@ -37,6 +37,8 @@ pub struct BulkSummary {
     /// Whether the knowledge base was rebuilt in key order (large imports) rather than
     /// updated in place (small ones).
     pub rebuilt: bool,
+    /// Records of the replaced source retracted because the import no longer lists them.
+    pub retracted: u64,
 }
 
 /// A bulk import in progress. Blocking: call it from a thread or `spawn_blocking`.
@@ -57,6 +59,8 @@ pub struct BulkImport {
     spilling: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
     runs: Vec<PathBuf>,
     run_bytes: usize,
+    /// The source this import replaces, if it does.
+    replaced: Option<Source>,
     changes: u64,
     mutations: u64,
 }
@@ -91,6 +95,7 @@ impl BulkImport {
             spilling: None,
             runs: Vec::new(),
             run_bytes: run_bytes.unwrap_or(RUN_BYTES),
+            replaced: None,
             changes: 0,
             mutations: 0,
         })
@@ -104,6 +109,17 @@ impl BulkImport {
         self.names.push(text.to_owned());
         self.name_ids.insert(text.to_owned(), id);
         id
+    }
+
+    /// Makes the import replace everything `source` said: when it finishes, the records of
+    /// `source` on objects the import does not name are retracted (the other sources'
+    /// records stay). A feed re-imported without an entry thus forgets it, atomically.
+    pub fn replace_source(&mut self, source: Source) {
+        self.replaced = Some(source);
+    }
+
+    pub(crate) fn replaced_source(&self) -> Option<&Source> {
+        self.replaced.as_ref()
     }
 
     /// Adds one change. Only `Put`s of non-local sources can be bulk-imported: local verdicts
@@ -235,14 +251,15 @@ impl BulkImport {
         }
         self.wait_for_spill()?;
         let store = Arc::clone(&self.store);
-        let (keys_written, rebuilt) = store.bulk_apply(&self)?;
-        if rebuilt || store.filter_wants_rebuild() {
+        let outcome = store.bulk_apply(&self)?;
+        if outcome.rebuilt || store.filter_wants_rebuild() {
             store.spawn_filter_build();
         }
         Ok(BulkSummary {
             changes: self.changes,
-            keys_written,
-            rebuilt,
+            keys_written: outcome.written,
+            rebuilt: outcome.rebuilt,
+            retracted: outcome.retracted,
         })
     }
 }

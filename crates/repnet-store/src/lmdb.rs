@@ -699,6 +699,23 @@ impl LmdbStore {
     }
 }
 
+/// What a bulk import did to the store.
+pub(crate) struct BulkOutcome {
+    pub(crate) written: u64,
+    pub(crate) rebuilt: bool,
+    pub(crate) retracted: u64,
+}
+
+/// The state of a rebuild of the object database.
+struct Rebuild {
+    old_index: usize,
+    new_index: usize,
+    /// The source an import replaces: its records on keys the import does not name go.
+    replaced: Option<u32>,
+    written: u64,
+    retracted: u64,
+}
+
 /// A sorted import stream.
 type EntryStream<'a> = Box<dyn Iterator<Item = Result<crate::bulk::Entry, StoreError>> + 'a>;
 
@@ -807,7 +824,7 @@ impl LmdbStore {
     pub(crate) fn bulk_apply(
         &self,
         import: &crate::bulk::BulkImport,
-    ) -> Result<(u64, bool), StoreError> {
+    ) -> Result<BulkOutcome, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // Room for a second copy of the knowledge base and the import, so that a rebuild does
         // not have to start over for a bigger map half-way.
@@ -841,7 +858,7 @@ impl LmdbStore {
         unsafe { self.env.resize(round_up(bytes)) }.map_err(|e| self.error(e))
     }
 
-    fn try_bulk_apply(&self, import: &crate::bulk::BulkImport) -> Result<(u64, bool), WriteError> {
+    fn try_bulk_apply(&self, import: &crate::bulk::BulkImport) -> Result<BulkOutcome, WriteError> {
         self.write_txn(|writer| {
             let mut names = NameMap::new(import.names());
             let existing = self
@@ -850,27 +867,30 @@ impl LmdbStore {
                 .map_err(|e| self.write_error(e))?;
             // Rewriting the whole tree costs one pass over what is there; updating in place
             // costs a B-tree descent and a page copy per key. Rebuild when the import is big
-            // enough.
-            let rebuild = import.mutations().saturating_mul(8) >= existing;
+            // enough, and when it replaces a source: that visits every record anyway.
+            let replaced = match import.replaced_source() {
+                Some(source) => writer.source_id(source, false)?,
+                None => None,
+            };
+            let rebuild = import.replaced_source().is_some()
+                || import.mutations().saturating_mul(8) >= existing;
             let mut groups = Groups::new(import.stream().map_err(WriteError::Other)?)
                 .map_err(WriteError::Other)?;
-            let mut written = 0u64;
             if rebuild {
                 let old_index = self.active.load(Ordering::Acquire);
-                let new_index = 1 - old_index;
-                self.rebuild_into(
-                    writer,
-                    &mut names,
-                    &mut groups,
+                let mut state = Rebuild {
                     old_index,
-                    new_index,
-                    &mut written,
-                )?;
+                    new_index: 1 - old_index,
+                    replaced,
+                    written: 0,
+                    retracted: 0,
+                };
+                self.rebuild_into(writer, &mut names, &mut groups, &mut state)?;
                 let meta = self.dbs.meta;
                 meta.put(
                     &mut writer.txn,
                     b"active_objects",
-                    &(new_index as u32).to_le_bytes(),
+                    &(state.new_index as u32).to_le_bytes(),
                 )
                 .map_err(|e| self.write_error(e))?;
                 self.dbs.objects[old_index]
@@ -879,8 +899,14 @@ impl LmdbStore {
                 // The new tree's keys are not in the filter: disable it until it is rebuilt
                 // from the new tree (`Store` starts that after the commit).
                 self.filter.begin_build();
-                return Ok(((written, true), Some(new_index)));
+                let outcome = BulkOutcome {
+                    written: state.written,
+                    rebuilt: true,
+                    retracted: state.retracted,
+                };
+                return Ok((outcome, Some(state.new_index)));
             }
+            let mut written = 0;
             while let Some((key, mut mutations)) = groups.next_group().map_err(WriteError::Other)? {
                 let existing = writer.get(&key)?;
                 if existing.is_none() {
@@ -897,7 +923,12 @@ impl LmdbStore {
                     written += 1;
                 }
             }
-            Ok(((written, false), None))
+            let outcome = BulkOutcome {
+                written,
+                rebuilt: false,
+                retracted: 0,
+            };
+            Ok((outcome, None))
         })
     }
 
@@ -908,12 +939,11 @@ impl LmdbStore {
         writer: &mut TxnWriter<'_, '_>,
         names: &mut NameMap<'_>,
         groups: &mut Groups<'_>,
-        old_index: usize,
-        new_index: usize,
-        written: &mut u64,
+        rebuild: &mut Rebuild,
     ) -> Result<(), WriteError> {
-        let old = self.dbs.objects[old_index];
-        let new = self.dbs.objects[new_index];
+        let old = self.dbs.objects[rebuild.old_index];
+        let new = self.dbs.objects[rebuild.new_index];
+        let replaced = rebuild.replaced;
         new.clear(&mut writer.txn)
             .map_err(|e| self.write_error(e))?;
         // Read the old tree from a snapshot of the last commit, which is what this write
@@ -941,7 +971,30 @@ impl LmdbStore {
             };
             if take_existing {
                 if let Some((key, value)) = next_existing {
-                    append(writer, key, value)?;
+                    match replaced {
+                        // Not in the import: what the replaced source said here is retracted.
+                        Some(id) => {
+                            let mut stored = record::decode(value).map_err(|error| {
+                                WriteError::Other(StoreError::Corrupt(error.to_string()))
+                            })?;
+                            let before = stored.sources.len();
+                            stored.sources.retain(|source| source.source_id != id);
+                            if stored.sources.len() == before {
+                                append(writer, key, value)?;
+                            } else {
+                                rebuild.retracted += (before - stored.sources.len()) as u64;
+                                if !stored.is_empty() {
+                                    let mut buffer = std::mem::take(&mut writer.buffer);
+                                    buffer.clear();
+                                    record::encode(&stored, &mut buffer);
+                                    let result = append(writer, key, &buffer);
+                                    writer.buffer = buffer;
+                                    result?;
+                                }
+                            }
+                        }
+                        None => append(writer, key, value)?,
+                    }
                 }
                 next_existing = existing
                     .next()
@@ -964,13 +1017,29 @@ impl LmdbStore {
                 }
                 _ => StoredRecord::default(),
             };
-            let mut changed = false;
             for mutation in &mut mutations {
                 names.remap(writer, mutation)?;
+            }
+            let mut changed = false;
+            if let Some(id) = replaced {
+                // The replaced source keeps its record here only if the import says it again
+                // (its upsert then keeps the first sighting).
+                let restated = mutations.iter().any(
+                    |m| matches!(m, Mutation::Upsert { source, .. } if source.source_id == id),
+                );
+                if !restated {
+                    let before = stored.sources.len();
+                    stored.sources.retain(|source| source.source_id != id);
+                    let removed = (before - stored.sources.len()) as u64;
+                    rebuild.retracted += removed;
+                    changed |= removed > 0;
+                }
+            }
+            for mutation in &mutations {
                 changed |= stored.apply(mutation);
             }
             if changed {
-                *written += 1;
+                rebuild.written += 1;
             }
             if !stored.is_empty() {
                 let mut buffer = std::mem::take(&mut writer.buffer);

@@ -1,0 +1,288 @@
+//! Opening a feed: a file or standard input, plain, gzip or zip; SQLite databases as files.
+//!
+//! The first bytes are read ahead so that the format can be recognised before parsing, and
+//! handed back in front of the rest of the stream.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::FeedError;
+
+/// Where a feed comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Path(PathBuf),
+    Stdin,
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Path(path) => write!(f, "{}", path.display()),
+            Input::Stdin => f.write_str("<stdin>"),
+        }
+    }
+}
+
+/// How many bytes are read ahead for recognising the format.
+const PEEK: usize = 64 * 1024;
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// An opened feed.
+pub(crate) struct Opened {
+    pub(crate) name: String,
+    /// The first bytes of the (decompressed) content.
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Body,
+    /// Bytes of the file read so far (compressed bytes for archives), for progress.
+    pub(crate) consumed: Arc<AtomicU64>,
+    pub(crate) size: Option<u64>,
+}
+
+pub(crate) enum Body {
+    /// The rest of the content after `head`.
+    Stream(Box<dyn Read + Send>),
+    /// A SQLite database, as a file.
+    Sqlite {
+        path: PathBuf,
+        /// A temporary copy (of standard input, or from an archive), removed on drop.
+        _temporary: Option<tempfile::TempPath>,
+    },
+}
+
+impl Opened {
+    /// The whole content as a buffered stream (`head` first). Empty for SQLite.
+    pub(crate) fn reader(&mut self) -> Box<dyn BufRead + Send + '_> {
+        let head = Cursor::new(std::mem::take(&mut self.head));
+        match &mut self.body {
+            Body::Stream(rest) => Box::new(BufReader::with_capacity(1 << 20, head.chain(rest))),
+            Body::Sqlite { .. } => Box::new(BufReader::new(head)),
+        }
+    }
+
+    pub(crate) fn is_sqlite(&self) -> bool {
+        matches!(self.body, Body::Sqlite { .. })
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    consumed: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+    fn seek(&mut self, position: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(position)
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.consumed.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
+fn read_error(name: &str) -> impl Fn(std::io::Error) -> FeedError + '_ {
+    move |source| FeedError::Read {
+        path: name.to_owned(),
+        source,
+    }
+}
+
+/// Reads up to `PEEK` bytes.
+fn read_head(reader: &mut dyn Read, name: &str) -> Result<Vec<u8>, FeedError> {
+    let mut head = Vec::with_capacity(PEEK);
+    reader
+        .take(PEEK as u64)
+        .read_to_end(&mut head)
+        .map_err(read_error(name))?;
+    Ok(head)
+}
+
+/// Copies a stream to a temporary file in `dir`.
+fn spill(
+    mut reader: impl Read,
+    dir: &Path,
+    name: &str,
+) -> Result<tempfile::NamedTempFile, FeedError> {
+    std::fs::create_dir_all(dir).map_err(read_error(name))?;
+    let mut file = tempfile::Builder::new()
+        .prefix("feed-")
+        .tempfile_in(dir)
+        .map_err(read_error(name))?;
+    std::io::copy(&mut reader, file.as_file_mut()).map_err(read_error(name))?;
+    Ok(file)
+}
+
+pub(crate) fn open(input: &Input, temp_dir: &Path) -> Result<Opened, FeedError> {
+    let name = input.to_string();
+    let consumed = Arc::new(AtomicU64::new(0));
+    let (raw, size, path): (Box<dyn Read + Send>, Option<u64>, Option<PathBuf>) = match input {
+        Input::Path(path) => {
+            let file = File::open(path).map_err(read_error(&name))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size, Some(path.clone()))
+        }
+        Input::Stdin => (Box::new(std::io::stdin()), None, None),
+    };
+    let mut counted: Box<dyn Read + Send> = Box::new(Counting {
+        inner: raw,
+        consumed: Arc::clone(&consumed),
+    });
+    let magic = read_head(&mut (&mut counted).take(4), &name)?;
+    let mut rest: Box<dyn Read + Send> = Box::new(Cursor::new(magic.clone()).chain(counted));
+
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        rest = Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            rest,
+        )));
+    } else if magic.starts_with(b"PK\x03\x04") {
+        // A zip archive needs seeking: read it from its file, or spill standard input.
+        let (file, keep) = match &path {
+            Some(path) => (File::open(path).map_err(read_error(&name))?, None),
+            None => {
+                let spilled = spill(rest, temp_dir, &name)?;
+                (
+                    spilled.reopen().map_err(read_error(&name))?,
+                    Some(spilled.into_temp_path()),
+                )
+            }
+        };
+        rest = zip_entry(file, keep, &name, Arc::clone(&consumed))?;
+    }
+
+    let mut head = read_head(&mut rest, &name)?;
+    if head.starts_with(SQLITE_MAGIC) {
+        let (path, keep) = match (&path, magic.starts_with(SQLITE_MAGIC)) {
+            (Some(path), true) => (path.clone(), None),
+            _ => {
+                let spilled = spill(
+                    Cursor::new(std::mem::take(&mut head)).chain(rest),
+                    temp_dir,
+                    &name,
+                )?;
+                let temp = spilled.into_temp_path();
+                (temp.to_path_buf(), Some(temp))
+            }
+        };
+        return Ok(Opened {
+            name,
+            head: SQLITE_MAGIC.to_vec(),
+            body: Body::Sqlite {
+                path,
+                _temporary: keep,
+            },
+            consumed,
+            size,
+        });
+    }
+    Ok(Opened {
+        name,
+        head,
+        body: Body::Stream(rest),
+        consumed,
+        size,
+    })
+}
+
+/// The largest file of a zip archive, decompressed on a thread into a pipe (the archive's
+/// reader borrows the archive, which a stream handed out cannot).
+fn zip_entry(
+    file: File,
+    keep: Option<tempfile::TempPath>,
+    name: &str,
+    consumed: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>, FeedError> {
+    let format_error = |message: String| FeedError::Format {
+        path: name.to_owned(),
+        message,
+    };
+    let mut archive = zip::ZipArchive::new(Counting {
+        inner: file,
+        consumed,
+    })
+    .map_err(|e| format_error(format!("is not a readable zip archive: {e}")))?;
+    let largest = (0..archive.len())
+        .filter_map(|index| {
+            let entry = archive.by_index(index).ok()?;
+            entry.is_file().then(|| (entry.size(), index))
+        })
+        .max()
+        .map(|(_, index)| index)
+        .ok_or_else(|| format_error("is a zip archive with no file in it".to_owned()))?;
+    let (reader, mut writer) = std::io::pipe().map_err(read_error(name))?;
+    std::thread::Builder::new()
+        .name("repnet-unzip".to_owned())
+        .spawn(move || {
+            let _keep = keep;
+            if let Ok(mut entry) = archive.by_index(largest) {
+                // A write error means the reader stopped (an error on its side): stop too.
+                let _ = std::io::copy(&mut entry, &mut writer);
+            }
+        })
+        .map_err(read_error(name))?;
+    Ok(Box::new(reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn content(opened: &mut Opened) -> String {
+        let mut text = String::new();
+        opened.reader().read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn plain_gzip_and_zip_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "line one\nline two\n".repeat(10_000);
+        let plain = dir.path().join("feed.txt");
+        std::fs::write(&plain, &text).unwrap();
+        let gzip = dir.path().join("feed.txt.gz");
+        let mut encoder = flate2::write::GzEncoder::new(
+            File::create(&gzip).unwrap(),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap();
+        let zipped = dir.path().join("feed.zip");
+        let mut writer = zip::ZipWriter::new(File::create(&zipped).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("readme.txt", options).unwrap();
+        writer.write_all(b"a small file").unwrap();
+        writer.start_file("feed.txt", options).unwrap();
+        writer.write_all(text.as_bytes()).unwrap();
+        writer.finish().unwrap();
+        for path in [plain, gzip, zipped] {
+            let mut opened = open(&Input::Path(path.clone()), dir.path()).unwrap();
+            assert_eq!(content(&mut opened), text, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it() {
+        let error = match open(
+            &Input::Path("/nonexistent/feed.csv".into()),
+            Path::new("/tmp"),
+        ) {
+            Err(error) => error,
+            Ok(_) => panic!("opened a missing file"),
+        };
+        assert!(
+            error.to_string().contains("/nonexistent/feed.csv"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Threat-intelligence and known-file feeds in their real formats, into the knowledge base.
+//!
+//! Each format's parser turns a feed into [`Entry`]s and reports bad rows by line number
+//! without stopping; the driver ([`import`]) opens files (plain, gzip or zip, or standard
+//! input), recognises the format when asked (`auto`), and feeds everything of one import to
+//! the store's bulk import as one source, in one transaction. A full import *replaces* the
+//! source: what the new feed no longer lists is retracted from that source.
+//!
+//! This crate reads third-party formats, JSON ones (STIX, MISP) included; the JSON of
+//! repnet's own API stays in `repnet-protocol`.
+
+mod detect;
+mod formats;
+mod input;
+mod text;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use repnet_model::{
+    Categories, Confidence, FeedName, FileHashes, Object, Source, SourceRecord, ThreatName,
+    Timestamp, Verdict,
+};
+use repnet_store::{BulkImport, Change, Store, StoreError};
+
+pub use crate::input::Input;
+
+/// The formats this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Recognise the format from the content.
+    Auto,
+    Urlhaus,
+    Malwarebazaar,
+    Threatfox,
+    Phishtank,
+    Openphish,
+    Nsrl,
+    Clamav,
+    MispWarninglist,
+    Stix,
+    Tranco,
+    Hashlist,
+    Urllist,
+    Domainlist,
+}
+
+impl Format {
+    /// Every concrete format, in the order `auto` tries them.
+    pub const CONCRETE: [Format; 13] = [
+        Format::Nsrl,
+        Format::Stix,
+        Format::MispWarninglist,
+        Format::Urlhaus,
+        Format::Malwarebazaar,
+        Format::Threatfox,
+        Format::Phishtank,
+        Format::Clamav,
+        Format::Tranco,
+        Format::Hashlist,
+        Format::Urllist,
+        Format::Domainlist,
+        Format::Openphish,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Urlhaus => "urlhaus",
+            Format::Malwarebazaar => "malwarebazaar",
+            Format::Threatfox => "threatfox",
+            Format::Phishtank => "phishtank",
+            Format::Openphish => "openphish",
+            Format::Nsrl => "nsrl",
+            Format::Clamav => "clamav",
+            Format::MispWarninglist => "misp-warninglist",
+            Format::Stix => "stix",
+            Format::Tranco => "tranco",
+            Format::Hashlist => "hashlist",
+            Format::Urllist => "urllist",
+            Format::Domainlist => "domainlist",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Format> {
+        std::iter::once(Format::Auto)
+            .chain(Format::CONCRETE)
+            .find(|format| format.name() == text)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an import is told besides the feed itself.
+#[derive(Debug, Clone)]
+pub struct FeedOptions {
+    /// The records' source is `feed:<source>`; the format's name by default.
+    pub source: Option<FeedName>,
+    /// Overrides the format's verdict (for plain lists: `untrusted` by default).
+    pub verdict: Option<Verdict>,
+    /// Overrides the threat name the feed gives (plain lists have none otherwise).
+    pub threat: Option<ThreatName>,
+    /// Added to the categories the feed gives.
+    pub categories: Categories,
+    /// Overrides the format's confidence.
+    pub confidence: Option<Confidence>,
+    /// Tranco: how many of the top domains to take.
+    pub top: u64,
+    /// Only add: do not retract what the feed no longer lists.
+    pub incremental: bool,
+    /// The import's time: every record's last sighting.
+    pub now: Timestamp,
+    /// Where temporary files go (extracted archives): the data directory.
+    pub temp_dir: PathBuf,
+}
+
+impl FeedOptions {
+    pub fn new(now: Timestamp, temp_dir: PathBuf) -> FeedOptions {
+        FeedOptions {
+            source: None,
+            verdict: None,
+            threat: None,
+            categories: Categories::EMPTY,
+            confidence: None,
+            top: 10_000,
+            incremental: false,
+            now,
+            temp_dir,
+        }
+    }
+}
+
+/// One thing a feed says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub object: Object,
+    /// For files: the other hashes the feed gives.
+    pub hashes: FileHashes,
+    pub verdict: Verdict,
+    pub threat: Option<ThreatName>,
+    pub categories: Categories,
+    pub confidence: Confidence,
+    /// When the feed first saw it, if it says.
+    pub first_seen: Option<Timestamp>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Data rows read (comments, headers and blank lines are not rows).
+    pub read: u64,
+    /// Entries stored.
+    pub stored: u64,
+    /// Rows skipped.
+    pub skipped: u64,
+    /// Skipped rows by kind of problem.
+    pub reasons: BTreeMap<String, u64>,
+    /// The first bad rows, as `file:line: reason`.
+    pub examples: Vec<String>,
+    /// Keys written to the knowledge base.
+    pub keys_written: u64,
+    /// Records of the source that the feed no longer lists and that were retracted.
+    pub retracted: u64,
+    /// The format read (useful after `auto`).
+    pub format: Option<Format>,
+    /// The source the records were stored as.
+    pub source: Option<String>,
+}
+
+impl Report {
+    /// Bad rows shown in full; beyond this only counted.
+    pub const EXAMPLES: usize = 20;
+
+    /// `read N, stored M, skipped K (reason: n, …)`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "read {}, stored {}, skipped {}",
+            self.read, self.stored, self.skipped
+        );
+        if !self.reasons.is_empty() {
+            let reasons: Vec<String> = self
+                .reasons
+                .iter()
+                .map(|(reason, count)| format!("{reason}: {count}"))
+                .collect();
+            line.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        line
+    }
+}
+
+/// Why an import failed as a whole (bad rows do not fail it).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Receives what a parser finds: entries into the bulk import, bad rows into the report.
+pub(crate) struct Sink<'a> {
+    import: &'a mut BulkImport,
+    options: &'a FeedOptions,
+    source: Source,
+    report: &'a mut Report,
+    /// The file being read, for messages.
+    path: String,
+    /// Bytes of input read so far, for progress.
+    pub(crate) progress: &'a dyn Progress,
+}
+
+impl Sink<'_> {
+    /// A data row was read.
+    pub(crate) fn row(&mut self) {
+        self.report.read += 1;
+        if self.report.read.is_multiple_of(65_536) {
+            self.progress.rows(self.report.read);
+        }
+    }
+
+    /// Stores an entry, applying the command line's overrides.
+    pub(crate) fn entry(&mut self, entry: Entry) -> Result<(), FeedError> {
+        let options = self.options;
+        let mut record = SourceRecord::new(
+            self.source.clone(),
+            options.verdict.unwrap_or(entry.verdict),
+            options.confidence.unwrap_or(entry.confidence),
+            options.now,
+        );
+        record.threat = options.threat.clone().or(entry.threat);
+        record.categories = entry.categories.union(options.categories);
+        if let Some(first_seen) = entry.first_seen {
+            record.first_seen = first_seen.min(options.now);
+        }
+        self.import.add(&Change::Put {
+            object: entry.object,
+            hashes: entry.hashes,
+            record,
+            comment: None,
+        })?;
+        self.report.stored += 1;
+        Ok(())
+    }
+
+    /// Stores a further entry of a row already counted (a legacy NSRL row names its file by
+    /// SHA-1 and by MD5; a STIX indicator may name several objects).
+    pub(crate) fn also(&mut self, entry: Entry) -> Result<(), FeedError> {
+        self.entry(entry)?;
+        self.report.stored -= 1;
+        Ok(())
+    }
+
+    /// Tranco: how many of the top domains to take.
+    pub(crate) fn top(&self) -> u64 {
+        self.options.top
+    }
+
+    /// Reports a bad row: `kind` groups it in the summary, `detail` says what was wrong.
+    pub(crate) fn bad(&mut self, line: u64, kind: &str, detail: impl std::fmt::Display) {
+        self.report.skipped += 1;
+        *self.report.reasons.entry(kind.to_owned()).or_default() += 1;
+        if self.report.examples.len() < Report::EXAMPLES {
+            self.report
+                .examples
+                .push(format!("{}:{line}: {detail}", self.path));
+        }
+    }
+}
+
+/// Where an import reports its progress.
+pub trait Progress: Sync {
+    /// Rows read so far.
+    fn rows(&self, _rows: u64) {}
+    /// Bytes of the current file read so far, and its size when known.
+    fn bytes(&self, _read: u64, _total: Option<u64>) {}
+    /// The import has read everything and is writing.
+    fn writing(&self) {}
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// Imports `inputs` (all of one format, as one source) into `store`, in one transaction.
+/// Blocking: call it from a thread or `spawn_blocking`.
+pub fn import(
+    store: &Store,
+    inputs: &[Input],
+    format: Format,
+    options: &FeedOptions,
+    progress: &dyn Progress,
+) -> Result<Report, FeedError> {
+    let mut report = Report::default();
+    let mut import: Option<(BulkImport, Format, Source)> = None;
+    for input in inputs {
+        let mut opened = input::open(input, &options.temp_dir)?;
+        let detected = match format {
+            Format::Auto => detect::detect(&mut opened)?,
+            concrete => concrete,
+        };
+        let (bulk, chosen, source) = match &mut import {
+            Some((bulk, chosen, source)) => {
+                if *chosen != detected {
+                    return Err(FeedError::Format {
+                        path: input.to_string(),
+                        message: format!(
+                            "is {detected}, but the files before it are {chosen}: import each format on its own (one source per import)"
+                        ),
+                    });
+                }
+                (bulk, *chosen, source.clone())
+            }
+            None => {
+                let name = match &options.source {
+                    Some(name) => name.clone(),
+                    None => FeedName::new(detected.name()).map_err(|e| FeedError::Format {
+                        path: input.to_string(),
+                        message: e.to_string(),
+                    })?,
+                };
+                let source = Source::Feed(name);
+                let mut bulk = store.bulk_import()?;
+                if !options.incremental {
+                    bulk.replace_source(source.clone());
+                }
+                let entry = import.insert((bulk, detected, source.clone()));
+                (&mut entry.0, detected, source)
+            }
+        };
+        report.format = Some(chosen);
+        report.source = Some(source.to_string());
+        let mut sink = Sink {
+            import: bulk,
+            options,
+            source,
+            report: &mut report,
+            path: input.to_string(),
+            progress,
+        };
+        formats::parse(chosen, &mut opened, &mut sink)?;
+    }
+    progress.rows(report.read);
+    progress.writing();
+    if let Some((bulk, _, _)) = import {
+        let summary = bulk.finish()?;
+        report.keys_written = summary.keys_written;
+        report.retracted = summary.retracted;
+    }
+    Ok(report)
+}
