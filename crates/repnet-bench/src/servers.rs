@@ -48,13 +48,15 @@ pub(crate) fn import(
     format: &str,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    // One source per list: an import replaces everything its source had.
+    let source = format!("bench-{format}");
     let output = Command::new(repnet)
         .args([
             "import",
             "--format",
             format,
             "--source",
-            "bench",
+            &source,
             "--threat",
             "Bench.Threat",
             "--data",

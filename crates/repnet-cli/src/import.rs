@@ -1,338 +1,356 @@
-//! `repnet import`: stream a feed into a knowledge base, in constant memory, reporting bad
-//! lines by number without stopping.
+//! `repnet import`: load feeds in their published formats into a knowledge base — a local
+//! data directory, or a running server through its admin API.
 //!
-//! Lines are parsed into changes and handed to the store's bulk import, which sorts them
-//! (spilling to disk past a bound, so memory stays constant) and applies the whole feed in
-//! one transaction: after a crash the knowledge base has all of the import or none of it.
+//! The parsing is `repnet-feeds`; this module turns flags into its options, shows progress (a
+//! bar on a terminal, a log line every few seconds otherwise) and prints the summary:
+//! `read N, stored M, skipped K (reasons…)` on stdout, the first bad rows on stderr.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use repnet_model::{
-    Categories, Category, Confidence, FileHash, FileHashes, Object, ObjectKind, Source,
-    SourceRecord, ThreatName, Verdict,
-};
-use repnet_store::{BulkImport, Change, Store, StoreOptions};
+use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use repnet_client::{Client, ImportBody};
+use repnet_feeds::{FeedOptions, Format, Input, Settings};
+use repnet_protocol::{ImportParams, ImportReport};
+use repnet_store::{Store, StoreOptions};
 
 use crate::Outcome;
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// The feed's format.
-    #[arg(long, value_enum)]
-    format: ImportFormat,
-    /// Feed files to read (`-` for standard input).
+    /// The feeds' format; `auto` recognises it from the content. Zip and gzip files are read
+    /// directly. See docs/feeds.md for what each format becomes.
+    #[arg(long, default_value = "auto", value_parser = format_parser())]
+    format: Format,
+    /// Feed files to read, all of one format and one source (`-` for standard input).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// The verdict every entry gets.
-    #[arg(long, default_value = "untrusted")]
-    verdict: String,
-    /// The threat name every entry gets.
-    #[arg(long, value_name = "NAME")]
-    threat: Option<String>,
-    /// Categories every entry gets (comma-separated: malware,ransomware,…).
-    #[arg(long = "category", value_delimiter = ',', value_name = "CATEGORY")]
-    categories: Vec<String>,
-    /// How sure the feed is, 0-100.
-    #[arg(long, default_value_t = 80)]
-    confidence: i64,
     /// The feed's name: its records are stored as source `feed:<name>` [default: the format].
     #[arg(long, value_name = "NAME")]
     source: Option<String>,
-    /// Directory of the knowledge base to import into (the server must not be running on it).
+    /// Overrides the format's verdict (plain lists are `untrusted` by default).
+    #[arg(long)]
+    verdict: Option<String>,
+    /// The threat name every entry gets (overrides the feed's).
+    #[arg(long, value_name = "NAME")]
+    threat: Option<String>,
+    /// Categories every entry gets besides the feed's (comma-separated: malware,phishing,…).
+    #[arg(long = "category", value_delimiter = ',', value_name = "CATEGORY")]
+    categories: Vec<String>,
+    /// Overrides the format's confidence, 0-100.
+    #[arg(long)]
+    confidence: Option<i64>,
+    /// Tranco: how many of the top domains to take.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    top: u64,
+    /// Only add: keep what the source has that these files no longer list. By default an
+    /// import replaces the source and retracts what the feed dropped.
+    #[arg(long)]
+    incremental: bool,
+    /// Let a full import of a feed without entries retract everything of its source (by
+    /// default an empty feed is refused: it is more often a truncated download).
+    #[arg(long)]
+    allow_empty: bool,
+    /// Directory of the knowledge base to import into (no server may be running on it; use
+    /// --server for that).
     #[arg(
         long,
         env = "REPNET_DATA",
         default_value = "./repnet-data",
-        value_name = "DIR"
+        value_name = "DIR",
+        conflicts_with = "server"
     )]
     data: PathBuf,
+    /// Import through a running server's admin API instead (the file is uploaded).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// File holding the server's admin token (or set REPNET_ADMIN_TOKEN).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    admin_token_file: Option<PathBuf>,
     /// Memory for sorting the import, in MiB; beyond it, sorted runs go to temporary files in
     /// the data directory.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     buffer_mib: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ImportFormat {
-    /// One MD5, SHA-1 or SHA-256 per line (anything after the hash on a line, such as the file
-    /// name in `sha256sum` output, is ignored); `#` comments and blank lines are skipped.
-    Hashlist,
-    /// One URL per line (a scheme is optional); stored under its exact expression.
-    Urllist,
-    /// One domain per line; a verdict on a domain covers its subdomains.
-    Domainlist,
-}
-
-impl ImportFormat {
-    fn name(self) -> &'static str {
-        match self {
-            ImportFormat::Hashlist => "hashlist",
-            ImportFormat::Urllist => "urllist",
-            ImportFormat::Domainlist => "domainlist",
-        }
-    }
-
-    /// Parses one line: `None` for blank lines and `#` comments.
-    fn parse_line(self, line: &str) -> Option<Result<Object, String>> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return None;
-        }
-        let parsed = match self {
-            ImportFormat::Hashlist => {
-                let token = line.split_ascii_whitespace().next().unwrap_or(line);
-                FileHash::from_hex(token).map(Object::File)
-            }
-            ImportFormat::Urllist => Object::parse(ObjectKind::Url, line),
-            ImportFormat::Domainlist => Object::parse(ObjectKind::Domain, line),
-        };
-        Some(parsed.map_err(|error| error.to_string()))
-    }
-}
-
-/// What to store for every entry of the feed.
-struct Template {
-    record: SourceRecord,
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    let names: Vec<&'static str> = std::iter::once(Format::Auto)
+        .chain(Format::CONCRETE)
+        .map(Format::name)
+        .collect();
+    PossibleValuesParser::new(names)
+        .try_map(|name| Format::parse(&name).ok_or_else(|| format!("unknown format {name:?}")))
 }
 
 impl ImportArgs {
-    fn template(&self) -> anyhow::Result<Template> {
-        let verdict: Verdict = self.verdict.parse().context("--verdict")?;
-        if verdict == Verdict::Unknown {
-            anyhow::bail!("--verdict: a feed entry is trusted, riskware or untrusted, not unknown");
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            source: self.source.as_deref(),
+            verdict: self.verdict.as_deref(),
+            threat: self.threat.as_deref(),
+            categories: self.categories.iter().map(String::as_str).collect(),
+            confidence: self.confidence,
         }
-        let source = Source::feed(self.source.as_deref().unwrap_or(self.format.name()))
-            .context("--source")?;
-        let confidence = Confidence::new(self.confidence).context("--confidence")?;
-        let mut record = SourceRecord::new(source, verdict, confidence, repnet_store::now());
-        record.threat = self
-            .threat
-            .as_deref()
-            .map(ThreatName::new)
-            .transpose()
-            .context("--threat")?;
-        record.categories = self
-            .categories
+    }
+
+    /// The import's options, checked.
+    fn options(&self, temp_dir: PathBuf) -> anyhow::Result<FeedOptions> {
+        let mut options = FeedOptions::new(repnet_store::now(), temp_dir);
+        options
+            .apply(&self.settings())
+            .map_err(|error| anyhow::anyhow!("--{error}"))?;
+        options.top = self.top;
+        options.incremental = self.incremental;
+        options.allow_empty = self.allow_empty;
+        options.buffer_bytes = self.buffer_mib.saturating_mul(1 << 20);
+        Ok(options)
+    }
+
+    fn inputs(&self) -> anyhow::Result<Vec<Input>> {
+        let mut stdin = false;
+        self.files
             .iter()
-            .map(|text| text.parse::<Category>())
-            .collect::<Result<Categories, _>>()
-            .context("--category")?;
-        Ok(Template { record })
-    }
-}
-
-/// Counts for the summary line.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    read: u64,
-    stored: u64,
-    skipped: u64,
-}
-
-/// Bad lines shown in full; beyond this only counted, so a wrong `--format` does not flood
-/// the terminal.
-const SHOWN_BAD_LINES: u64 = 20;
-
-fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            std::io::stdin(),
-        )));
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
-}
-
-/// Reads every file into `import`. Blocking.
-fn read_feeds(
-    format: ImportFormat,
-    files: &[PathBuf],
-    template: &Template,
-    import: &mut BulkImport,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Tally> {
-    let mut tally = Tally::default();
-    let mut line = String::new();
-    for path in files {
-        let mut input = open_input(path)?;
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            let read = match input.read_line(&mut line) {
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-                    // Not UTF-8: report the line and go on; the bytes were consumed.
-                    number += 1;
-                    tally.read += 1;
-                    tally.skipped += 1;
-                    report_bad_line(&tally, path, number, "not valid UTF-8 text", progress);
-                    continue;
-                }
-                Err(error) => {
-                    return Err(error).with_context(|| format!("cannot read {}", path.display()));
-                }
-            };
-            if read == 0 {
-                break;
-            }
-            number += 1;
-            let Some(parsed) = format.parse_line(&line) else {
-                continue;
-            };
-            tally.read += 1;
-            match parsed {
-                Ok(object) => {
-                    tally.stored += 1;
-                    import.add(&Change::Put {
-                        object,
-                        hashes: FileHashes::default(),
-                        record: template.record.clone(),
-                        comment: None,
-                    })?;
-                    if tally.read % 65_536 == 0 {
-                        progress.set_position(tally.read);
+            .map(|path| {
+                if path == Path::new("-") {
+                    if std::mem::replace(&mut stdin, true) {
+                        anyhow::bail!("standard input (-) can be read only once");
                     }
+                    return Ok(Input::Stdin);
                 }
-                Err(reason) => {
-                    tally.skipped += 1;
-                    report_bad_line(&tally, path, number, &reason, progress);
+                if path.is_dir() {
+                    anyhow::bail!(
+                        "{} is a directory: pass the feed files in it",
+                        path.display()
+                    );
                 }
-            }
-        }
-    }
-    progress.set_position(tally.read);
-    Ok(tally)
-}
-
-fn report_bad_line(
-    tally: &Tally,
-    path: &Path,
-    number: u64,
-    reason: &str,
-    progress: &indicatif::ProgressBar,
-) {
-    if tally.skipped <= SHOWN_BAD_LINES {
-        progress.suspend(|| eprintln!("{}:{number}: skipped: {reason}", path.display()));
+                if !path.is_file() {
+                    anyhow::bail!("{}: no such file", path.display());
+                }
+                Ok(Input::Path(path.clone()))
+            })
+            .collect()
     }
 }
 
 pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
-    let template = args.template()?;
     if args.buffer_mib == 0 {
         anyhow::bail!("--buffer-mib must be at least 1");
     }
-    let buffer_bytes = args.buffer_mib.saturating_mul(1 << 20);
-    for path in &args.files {
-        if path != Path::new("-") && !path.is_file() {
-            anyhow::bail!("{}: no such file", path.display());
+    // Checked here even for --server, so that a mistake is caught before an upload.
+    let options = args.options(args.data.clone())?;
+    let inputs = args.inputs()?;
+    let (report, into) = match &args.server {
+        Some(server) => (import_remote(&args, server, &inputs).await?, server.clone()),
+        None => {
+            let store_options = StoreOptions {
+                // A one-off import does not look anything up: no negative-lookup filter.
+                negative_filter: false,
+                ..StoreOptions::default()
+            };
+            let store = Store::open(&args.data, &store_options).with_context(|| {
+                format!("cannot open the knowledge base in {}", args.data.display())
+            })?;
+            let format = args.format;
+            let report = tokio::task::spawn_blocking(move || {
+                import_local(&store, &inputs, format, &options)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("the import stopped unexpectedly: {error}"))??;
+            (report, args.data.display().to_string())
         }
-    }
-    // A one-off import does not look anything up: no negative-lookup filter.
-    let options = StoreOptions {
-        negative_filter: false,
-        ..StoreOptions::default()
     };
-    let store = Store::open(&args.data, &options)
-        .with_context(|| format!("cannot open the knowledge base in {}", args.data.display()))?;
-    let started = Instant::now();
-    let progress =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} {human_pos} entries, {per_sec} [{elapsed}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    progress.set_message("reading");
-    progress.enable_steady_tick(std::time::Duration::from_millis(200));
-
-    let files = args.files.clone();
-    let format = args.format;
-    let worker_progress = progress.clone();
-    let (tally, summary) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let mut import = store.bulk_import_with_buffer(buffer_bytes)?;
-        let tally = read_feeds(format, &files, &template, &mut import, &worker_progress)?;
-        worker_progress.set_message("writing");
-        let summary = import
-            .finish()
-            .context("cannot write to the knowledge base; nothing of this import was stored")?;
-        Ok((tally, summary))
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!("the import stopped unexpectedly: {error}"))??;
-    progress.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    if tally.skipped > SHOWN_BAD_LINES {
-        eprintln!("… and {} more bad lines", tally.skipped - SHOWN_BAD_LINES);
-    }
-    println!(
-        "read {}, stored {}, skipped {}",
-        tally.read, tally.stored, tally.skipped
-    );
-    eprintln!(
-        "into {} as {} in {elapsed:.1} s ({:.0} entries/s; {} keys written{})",
-        args.data.display(),
-        Source::feed(args.source.as_deref().unwrap_or(args.format.name()))?,
-        tally.read as f64 / elapsed.max(1e-9),
-        summary.keys_written,
-        if summary.rebuilt {
-            ", knowledge base rebuilt in key order"
-        } else {
-            ""
-        },
-    );
+    print_report(&report, &into);
     Ok(Outcome::Clean)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn import_local(
+    store: &Store,
+    inputs: &[Input],
+    format: Format,
+    options: &FeedOptions,
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let progress = Progress::new();
+    let result = repnet_feeds::import(store, inputs, format, options, &progress);
+    progress.finish();
+    let report = result.map_err(|error| match error {
+        repnet_feeds::FeedError::Store(error) => anyhow::Error::new(error)
+            .context("cannot write to the knowledge base; nothing of this import was stored"),
+        error => anyhow::Error::new(error),
+    })?;
+    Ok(report.to_wire(started.elapsed().as_secs_f64()))
+}
 
-    #[test]
-    fn lines_of_each_plain_format() {
-        let hashlist = ImportFormat::Hashlist;
-        assert_eq!(hashlist.parse_line(""), None);
-        assert_eq!(hashlist.parse_line("   # a comment"), None);
-        let sha256sum =
-            "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f  eicar.com\n";
-        assert!(matches!(
-            hashlist.parse_line(sha256sum),
-            Some(Ok(Object::File(FileHash::Sha256(_))))
-        ));
-        assert!(matches!(
-            hashlist.parse_line("44D88612FEA8A8F36DE82E1278ABB02F\r\n"),
-            Some(Ok(Object::File(FileHash::Md5(_))))
-        ));
-        let bad = hashlist.parse_line("not-a-hash").unwrap().unwrap_err();
-        assert!(bad.contains("hexadecimal"), "{bad}");
+async fn import_remote(
+    args: &ImportArgs,
+    server: &str,
+    inputs: &[Input],
+) -> anyhow::Result<ImportReport> {
+    let [input] = inputs else {
+        anyhow::bail!(
+            "--server imports one file at a time (each upload replaces the source): combine the files first, or import them into --data"
+        );
+    };
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let client = Client::new(server)?.with_admin_token(token);
+    let settings = args.settings();
+    let params = ImportParams {
+        format: Some(args.format.name().to_owned()),
+        source: settings.source.map(str::to_owned),
+        verdict: settings.verdict.map(str::to_owned),
+        threat: settings.threat.map(str::to_owned),
+        category: (!settings.categories.is_empty()).then(|| settings.categories.join(",")),
+        confidence: settings.confidence,
+        top: Some(args.top),
+        incremental: Some(args.incremental),
+        allow_empty: Some(args.allow_empty),
+    };
+    // Standard input is spooled to a temporary file first: memory stays constant whatever
+    // its size, and the upload can say how long it is.
+    let spooled;
+    let path = match input {
+        Input::Stdin => {
+            spooled = tokio::task::spawn_blocking(|| -> anyhow::Result<tempfile::TempPath> {
+                let mut file = tempfile::NamedTempFile::new()
+                    .context("cannot create a temporary file for standard input")?;
+                std::io::copy(&mut std::io::stdin().lock(), &mut file)
+                    .context("cannot read standard input into a temporary file")?;
+                Ok(file.into_temp_path())
+            })
+            .await??;
+            spooled.to_path_buf()
+        }
+        Input::Path(path) => path.clone(),
+    };
+    let body = ImportBody::File(path);
+    eprintln!("uploading {input} to {server} …");
+    Ok(client.import_feed(&params, body).await?)
+}
 
-        let url = ImportFormat::Urllist
-            .parse_line("HTTP://Evil.Example/a/../b?c\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(url.to_string(), "evil.example/b?c");
-        assert!(
-            ImportFormat::Urllist
-                .parse_line("http://")
-                .unwrap()
-                .is_err()
-        );
-        let domain = ImportFormat::Domainlist
-            .parse_line("Evil.Example.")
-            .unwrap()
-            .unwrap();
-        assert_eq!(domain.to_string(), "evil.example");
-        assert!(
-            ImportFormat::Domainlist
-                .parse_line("not a domain")
-                .unwrap()
-                .is_err()
-        );
+/// The admin token: from `--admin-token-file`, else `REPNET_ADMIN_TOKEN`.
+fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the admin token file {}", path.display()))?,
+        None => std::env::var("REPNET_ADMIN_TOKEN").map_err(|_| {
+            anyhow::anyhow!(
+                "--server needs the admin token: pass --admin-token-file FILE or set REPNET_ADMIN_TOKEN"
+            )
+        })?,
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!("the admin token is empty");
+    }
+    Ok(token)
+}
+
+fn print_report(report: &ImportReport, into: &str) {
+    for example in &report.examples {
+        eprintln!("skipped {example}");
+    }
+    let shown = report.examples.len() as u64;
+    if report.skipped > shown {
+        eprintln!("… and {} more bad rows", report.skipped - shown);
+    }
+    println!("{}", report.summary());
+    let rate = report.read as f64 / report.seconds.max(1e-9);
+    eprintln!(
+        "{} into {into} as {} in {:.1} s ({rate:.0} rows/s; {} keys written, {} records retracted)",
+        report.format, report.source, report.seconds, report.keys_written, report.retracted,
+    );
+}
+
+/// Progress on stderr: a bar on a terminal, otherwise a line every [`Progress::LOG_EVERY`].
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    rows: std::sync::atomic::AtomicU64,
+    last_log: Mutex<Instant>,
+}
+
+impl Progress {
+    const LOG_EVERY: Duration = Duration::from_secs(5);
+
+    fn new() -> Progress {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:25}] {bytes}/{total_bytes} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message("reading");
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            rows: std::sync::atomic::AtomicU64::new(0),
+            last_log: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn rows_per_second(&self, rows: u64) -> f64 {
+        rows as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl repnet_feeds::Progress for Progress {
+    fn rows(&self, rows: u64) {
+        self.rows.store(rows, std::sync::atomic::Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{rows} rows, {:.0} rows/s",
+                self.rows_per_second(rows)
+            ));
+        }
+    }
+
+    fn bytes(&self, read: u64, total: Option<u64>) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total.unwrap_or(0).max(read));
+                bar.set_position(read);
+            }
+            None => {
+                let Ok(mut last) = self.last_log.lock() else {
+                    return;
+                };
+                if last.elapsed() < Self::LOG_EVERY {
+                    return;
+                }
+                *last = Instant::now();
+                let rows = self.rows.load(std::sync::atomic::Ordering::Relaxed);
+                let of = total.map_or_else(String::new, |total| {
+                    format!(" of {:.1} MiB", total as f64 / 1048576.0)
+                });
+                eprintln!(
+                    "import: {rows} rows ({:.0} rows/s), {:.1} MiB{of} read",
+                    self.rows_per_second(rows),
+                    read as f64 / 1048576.0,
+                );
+            }
+        }
+    }
+
+    fn writing(&self) {
+        match &self.bar {
+            Some(bar) => bar.set_message("writing"),
+            None => eprintln!("import: writing to the knowledge base"),
+        }
     }
 }

@@ -199,42 +199,49 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
         .local_addr()
         .context("cannot read the listening address")?;
     let stats = store.stats()?;
+    let admin_enabled = admin_token.is_some();
+    // Ready to handle SIGTERM before anyone can know the address to send it after.
+    let shutdown = shutdown_signal()?;
+    let server = Server::new(store, &config, admin_token);
     tracing::info!(
         address = %format!("http://{address}"),
         data = %config.data.display(),
         keys = stats.keys,
-        admin_api = admin_token.is_some(),
+        admin_api = admin_enabled,
+        feeds = config.feeds.len(),
         "repnet serve is listening"
     );
-    let server = Server::new(store, &config, admin_token);
     server
-        .run(listener, shutdown_signal())
+        .run(listener, shutdown)
         .await
         .context("the server stopped with an error")?;
     tracing::info!("repnet serve stopped");
     Ok(Outcome::Clean)
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("received SIGINT"),
+                _ = terminate.recv() => tracing::info!("received SIGTERM"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("received Ctrl-C");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }

@@ -234,11 +234,14 @@ fn import_reports_bad_lines_and_the_server_answers_from_it() {
         .arg(&data)
         .arg(&list));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "read 5, stored 3, skipped 2\n");
+    assert_eq!(
+        stdout(&output),
+        "read 5, stored 3, skipped 2 (invalid hash: 2)\n"
+    );
     let errors = stderr(&output);
-    assert!(errors.contains("hashes.txt:5: skipped"), "{errors}");
+    assert!(errors.contains("hashes.txt:5: \"not-a-hash\""), "{errors}");
     assert!(
-        errors.contains("hashes.txt:7: skipped") && errors.contains("got 65"),
+        errors.contains("hashes.txt:7: ") && errors.contains("got 65"),
         "{errors}"
     );
 
@@ -265,7 +268,10 @@ fn import_reports_bad_lines_and_the_server_answers_from_it() {
         ])
         .arg(&data)
         .arg(&list));
-    assert_eq!(stdout(&output), "read 5, stored 3, skipped 2\n");
+    assert_eq!(
+        stdout(&output),
+        "read 5, stored 3, skipped 2 (invalid hash: 2)\n"
+    );
 }
 
 #[test]
@@ -616,7 +622,7 @@ fn url_and_domain_lists_import() {
         .arg(&urls));
     assert_eq!(
         stdout(&output),
-        "read 3, stored 2, skipped 1\n",
+        "read 3, stored 2, skipped 1 (invalid URL: 1)\n",
         "{}",
         stderr(&output)
     );
@@ -633,12 +639,12 @@ fn url_and_domain_lists_import() {
         .arg(&domains));
     assert_eq!(
         stdout(&output),
-        "read 2, stored 1, skipped 1\n",
+        "read 2, stored 1, skipped 1 (invalid domain: 1)\n",
         "{}",
         stderr(&output)
     );
     assert!(
-        stderr(&output).contains("domains.txt:3: skipped"),
+        stderr(&output).contains("domains.txt:3: "),
         "{}",
         stderr(&output)
     );

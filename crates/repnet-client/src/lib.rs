@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::{
-    ErrorBody, HashMatch, HashSearchRequest, HashSearchResponse, LocalVerdictList, LookupItem,
-    LookupRequest, LookupResponse, Reputation, SetLocalVerdict,
+    ErrorBody, FeedStatus, FeedStatusList, HashMatch, HashSearchRequest, HashSearchResponse,
+    ImportParams, ImportReport, LocalVerdictList, LookupItem, LookupRequest, LookupResponse,
+    Reputation, SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
@@ -77,6 +78,8 @@ pub enum ClientError {
         code: String,
         message: String,
     },
+    #[error("{0}")]
+    Input(String),
     #[error(
         "the server at {url} gave an answer this client does not understand ({reason}): is it a repnet server of a compatible version?"
     )]
@@ -91,6 +94,14 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("repnet/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
+}
+
+/// What [`Client::import_feed`] uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportBody {
+    /// A file, streamed as it is read (compressed files stay compressed).
+    File(std::path::PathBuf),
+    Bytes(Vec<u8>),
 }
 
 /// A connection to one repnet server. Cheap to clone; clones share the connection pool.
@@ -407,6 +418,48 @@ impl Client {
     /// Every local verdict.
     pub async fn local_verdicts(&self) -> Result<LocalVerdictList, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/verdicts", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Uploads a feed for the server to import (`POST /v1/admin/imports`); answers what the
+    /// import did once it has finished, however long that takes.
+    pub async fn import_feed(
+        &self,
+        params: &ImportParams,
+        body: ImportBody,
+    ) -> Result<ImportReport, ClientError> {
+        let body = match body {
+            ImportBody::Bytes(bytes) => reqwest::Body::from(bytes),
+            ImportBody::File(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|error| {
+                    ClientError::Input(format!("cannot open {}: {error}", path.display()))
+                })?;
+                reqwest::Body::from(file)
+            }
+        };
+        let request = self
+            .http
+            .post(format!("{}/v1/admin/imports", self.base))
+            .query(params)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            // Big feeds take minutes to import: no overall deadline beyond a day.
+            .timeout(Duration::from_secs(24 * 3600))
+            .body(body);
+        self.send(self.admin(request)).await
+    }
+
+    /// The scheduled feeds and how their last refresh went (`GET /v1/admin/feeds`).
+    pub async fn feeds(&self) -> Result<FeedStatusList, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/feeds", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Refreshes a scheduled feed now and answers its status afterwards.
+    pub async fn refresh_feed(&self, name: &str) -> Result<FeedStatus, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/admin/feeds/{name}/refresh", self.base))
+            .timeout(Duration::from_secs(24 * 3600));
         self.send(self.admin(request)).await
     }
 }

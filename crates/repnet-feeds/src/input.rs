@@ -114,7 +114,7 @@ fn spill(
 ) -> Result<tempfile::NamedTempFile, FeedError> {
     std::fs::create_dir_all(dir).map_err(read_error(name))?;
     let mut file = tempfile::Builder::new()
-        .prefix("feed-")
+        .prefix(&format!("{}feed-", repnet_store::TEMP_PREFIX))
         .tempfile_in(dir)
         .map_err(read_error(name))?;
     std::io::copy(&mut reader, file.as_file_mut()).map_err(read_error(name))?;

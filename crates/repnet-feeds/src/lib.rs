@@ -21,6 +21,7 @@ use repnet_model::{
     Categories, Confidence, FeedName, FileHashes, Object, Source, SourceRecord, ThreatName,
     Timestamp, Verdict,
 };
+use repnet_protocol::ImportReport;
 use repnet_store::{BulkImport, Change, Store, StoreError};
 
 pub use crate::input::Input;
@@ -112,6 +113,12 @@ pub struct FeedOptions {
     pub top: u64,
     /// Only add: do not retract what the feed no longer lists.
     pub incremental: bool,
+    /// Let a full import of a feed without a single entry retract everything of its source.
+    /// Off by default: an empty file is far more often a truncated download than an emptied
+    /// feed.
+    pub allow_empty: bool,
+    /// Memory for sorting the import; beyond it, sorted runs go to temporary files.
+    pub buffer_bytes: usize,
     /// The import's time: every record's last sighting.
     pub now: Timestamp,
     /// Where temporary files go (extracted archives): the data directory.
@@ -128,9 +135,83 @@ impl FeedOptions {
             confidence: None,
             top: 10_000,
             incremental: false,
+            allow_empty: false,
+            buffer_bytes: 64 << 20,
             now,
             temp_dir,
         }
+    }
+}
+
+/// An import's settings as text — from the command line, the admin API's query or the
+/// server's configuration — before they are checked.
+#[derive(Debug, Clone, Default)]
+pub struct Settings<'a> {
+    pub source: Option<&'a str>,
+    pub verdict: Option<&'a str>,
+    pub threat: Option<&'a str>,
+    pub categories: Vec<&'a str>,
+    pub confidence: Option<i64>,
+}
+
+/// A setting that cannot be used: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SettingError {
+    /// `source`, `verdict`, `threat`, `category` or `confidence`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FeedOptions {
+    /// Checks `settings` and applies them; on error nothing is applied.
+    pub fn apply(&mut self, settings: &Settings<'_>) -> Result<(), SettingError> {
+        fn invalid<E: std::fmt::Display>(field: &'static str) -> impl Fn(E) -> SettingError {
+            move |error| SettingError {
+                field,
+                message: error.to_string(),
+            }
+        }
+        let source = settings
+            .source
+            .map(FeedName::new)
+            .transpose()
+            .map_err(invalid("source"))?;
+        let verdict = match settings.verdict {
+            None => None,
+            Some(text) => match text.parse::<Verdict>().map_err(invalid("verdict"))? {
+                Verdict::Unknown => {
+                    return Err(SettingError {
+                        field: "verdict",
+                        message: "a feed entry is trusted, riskware or untrusted, not unknown"
+                            .to_owned(),
+                    });
+                }
+                verdict => Some(verdict),
+            },
+        };
+        let threat = settings
+            .threat
+            .map(ThreatName::new)
+            .transpose()
+            .map_err(invalid("threat"))?;
+        let categories = settings
+            .categories
+            .iter()
+            .map(|text| text.trim().parse::<repnet_model::Category>())
+            .collect::<Result<Categories, _>>()
+            .map_err(invalid("category"))?;
+        let confidence = settings
+            .confidence
+            .map(Confidence::new)
+            .transpose()
+            .map_err(invalid("confidence"))?;
+        self.source = source.or(self.source.take());
+        self.verdict = verdict.or(self.verdict);
+        self.threat = threat.or(self.threat.take());
+        self.categories = self.categories.union(categories);
+        self.confidence = confidence.or(self.confidence);
+        Ok(())
     }
 }
 
@@ -177,19 +258,23 @@ impl Report {
 
     /// `read N, stored M, skipped K (reason: n, …)`.
     pub fn summary(&self) -> String {
-        let mut line = format!(
-            "read {}, stored {}, skipped {}",
-            self.read, self.stored, self.skipped
-        );
-        if !self.reasons.is_empty() {
-            let reasons: Vec<String> = self
-                .reasons
-                .iter()
-                .map(|(reason, count)| format!("{reason}: {count}"))
-                .collect();
-            line.push_str(&format!(" ({})", reasons.join(", ")));
+        self.to_wire(0.0).summary()
+    }
+
+    /// The report as the admin API sends it; `seconds` is how long the import took.
+    pub fn to_wire(&self, seconds: f64) -> ImportReport {
+        ImportReport {
+            format: self.format.map(Format::name).unwrap_or("").to_owned(),
+            source: self.source.clone().unwrap_or_default(),
+            read: self.read,
+            stored: self.stored,
+            skipped: self.skipped,
+            reasons: self.reasons.clone(),
+            examples: self.examples.clone(),
+            retracted: self.retracted,
+            keys_written: self.keys_written,
+            seconds,
         }
-        line
     }
 }
 
@@ -204,8 +289,20 @@ pub enum FeedError {
     },
     #[error("{path}: {message}")]
     Format { path: String, message: String },
+    #[error(
+        "no entries in the feed: nothing was changed, {feed}'s records are kept (if the feed really is empty now, import it again allowing an empty feed)"
+    )]
+    Empty { feed: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl FeedError {
+    /// Whether the feed itself is at fault (unreadable, unrecognised, empty) rather than the
+    /// knowledge base.
+    pub fn is_feed_error(&self) -> bool {
+        !matches!(self, FeedError::Store(_))
+    }
 }
 
 /// Receives what a parser finds: entries into the bulk import, bad rows into the report.
@@ -332,7 +429,7 @@ pub fn import(
                     })?,
                 };
                 let source = Source::Feed(name);
-                let mut bulk = store.bulk_import()?;
+                let mut bulk = store.bulk_import_with_buffer(options.buffer_bytes)?;
                 if !options.incremental {
                     bulk.replace_source(source.clone());
                 }
@@ -354,7 +451,12 @@ pub fn import(
     }
     progress.rows(report.read);
     progress.writing();
-    if let Some((bulk, _, _)) = import {
+    if let Some((bulk, _, source)) = import {
+        if report.stored == 0 && !options.incremental && !options.allow_empty {
+            return Err(FeedError::Empty {
+                feed: source.to_string(),
+            });
+        }
         let summary = bulk.finish()?;
         report.keys_written = summary.keys_written;
         report.retracted = summary.retracted;

@@ -307,6 +307,27 @@ fn a_full_reimport_replaces_the_source_and_an_incremental_one_adds() {
     assert_eq!(report.retracted, 0);
     assert_eq!(verdict(&store, "file", &a), Verdict::Untrusted);
     assert_eq!(verdict(&store, "file", &b), Verdict::Untrusted);
+    // A feed without a single entry (a truncated download, more likely than an emptied feed)
+    // changes nothing, unless allowed.
+    let empty = write(dir.path(), "empty.txt", "# nothing\n");
+    let error = repnet_feeds::import(
+        &store,
+        &[Input::Path(empty.clone())],
+        Format::Hashlist,
+        &named("mine"),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("feed:mine's records are kept"),
+        "{error}"
+    );
+    assert_eq!(verdict(&store, "file", &a), Verdict::Untrusted);
+    let mut allow_empty = named("mine");
+    allow_empty.allow_empty = true;
+    let report = import(&store, dir.path(), &[empty], Format::Hashlist, allow_empty);
+    assert_eq!(report.retracted, 2);
+    assert_eq!(verdict(&store, "file", &a), Verdict::Unknown);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The admin API's bodies: local verdicts.
+//! The admin API's bodies: local verdicts, feed imports and scheduled feeds.
 
 use repnet_model as model;
 use serde::{Deserialize, Serialize};
@@ -66,4 +66,117 @@ impl LocalVerdictEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LocalVerdictList {
     pub verdicts: Vec<LocalVerdictEntry>,
+}
+
+/// What a feed import did: `POST /v1/admin/imports`, and each scheduled feed's last import.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImportReport {
+    /// The format read (`urlhaus`, …; what `auto` recognised).
+    pub format: String,
+    /// The source the records are stored as (`feed:<name>`).
+    pub source: String,
+    /// Data rows read (comments, headers and blank lines are not rows).
+    pub read: u64,
+    /// Entries stored.
+    pub stored: u64,
+    /// Rows skipped.
+    pub skipped: u64,
+    /// Skipped rows by kind of problem (`invalid hash`: 3, …).
+    pub reasons: std::collections::BTreeMap<String, u64>,
+    /// The first bad rows, as `file:line: reason`.
+    pub examples: Vec<String>,
+    /// Records of the source that the new feed no longer lists, retracted from that source.
+    pub retracted: u64,
+    /// Keys written to the knowledge base.
+    pub keys_written: u64,
+    /// How long the import took.
+    pub seconds: f64,
+}
+
+impl ImportReport {
+    /// `read N, stored M, skipped K (reason: n, …)`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "read {}, stored {}, skipped {}",
+            self.read, self.stored, self.skipped
+        );
+        if !self.reasons.is_empty() {
+            let reasons: Vec<String> = self
+                .reasons
+                .iter()
+                .map(|(reason, count)| format!("{reason}: {count}"))
+                .collect();
+            line.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        line
+    }
+}
+
+/// One scheduled feed, as `GET /v1/admin/feeds` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedStatus {
+    /// The feed's name: its records are stored as `feed:<name>`.
+    pub name: String,
+    /// The configured format (`auto` when recognised from the content).
+    pub format: String,
+    /// Where it is fetched from: an `http(s)://` URL or a local path.
+    pub location: String,
+    pub interval_seconds: u64,
+    /// `pending` (not tried yet), `imported`, `not_modified` or `failed`.
+    pub state: String,
+    /// The last attempt's error, when it failed; the previous data is kept.
+    pub error: Option<String>,
+    /// When the feed was last tried (RFC 3339).
+    pub last_attempt: Option<String>,
+    /// When the feed was last imported or confirmed unchanged (RFC 3339).
+    pub last_success: Option<String>,
+    /// When the next scheduled refresh is due (RFC 3339).
+    pub next_refresh: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u64,
+    /// The validators of the last download, sent back for a conditional GET.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The last import.
+    pub last_import: Option<ImportReport>,
+}
+
+/// `GET /v1/admin/feeds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedStatusList {
+    pub feeds: Vec<FeedStatus>,
+}
+
+/// The query of `POST /v1/admin/imports`: what `repnet import` is told besides the file.
+/// Unknown parameters are refused, so that a misspelt one is not silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// The feed's format, or `auto` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The feed's name: records are stored as `feed:<source>` (default: the format's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Overrides the format's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Overrides the feed's threat names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    /// Categories added to every entry, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Overrides the format's confidence, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<i64>,
+    /// Tranco: how many of the top domains to take (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<u64>,
+    /// Only add; do not retract what the feed no longer lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<bool>,
+    /// Let a full import of an empty feed retract everything of its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_empty: Option<bool>,
 }

@@ -11,7 +11,10 @@ mod lookup;
 mod search;
 mod view;
 
-pub use admin::{LocalVerdictEntry, LocalVerdictList, SetLocalVerdict};
+pub use admin::{
+    FeedStatus, FeedStatusList, ImportParams, ImportReport, LocalVerdictEntry, LocalVerdictList,
+    SetLocalVerdict,
+};
 pub use lookup::{
     ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
     ObjectRef, PrivateLookupOutput, Reputation, Verdict, parse_lookup_request, rfc3339,

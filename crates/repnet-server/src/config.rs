@@ -35,6 +35,113 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// Threads serving requests; 0 for one per CPU core.
     pub worker_threads: usize,
+    /// Largest feed accepted by `POST /v1/admin/imports` or downloaded for a scheduled feed,
+    /// in bytes (it is spooled to the data directory, not held in memory).
+    pub max_import_bytes: u64,
+    /// Feeds to refresh on a schedule (`[[feeds]]` tables).
+    pub feeds: Vec<FeedConfig>,
+}
+
+/// A feed the server refreshes on a schedule, from a URL or a local file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// The feed's name: its records are stored as `feed:<name>`.
+    pub name: String,
+    /// The feed's format (`urlhaus`, …), or `auto`.
+    #[serde(default = "FeedConfig::default_format")]
+    pub format: String,
+    /// An `http://` or `https://` URL to download it from (with a conditional GET)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// …or a local file to read when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Seconds between refreshes.
+    #[serde(default = "FeedConfig::default_interval")]
+    pub interval_seconds: u64,
+    /// Overrides the format's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Overrides the feed's threat names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    /// Categories added to every entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Overrides the format's confidence, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<i64>,
+    /// Tranco: how many of the top domains to take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<u64>,
+    /// Only add; never retract what the feed stops listing.
+    #[serde(default)]
+    pub incremental: bool,
+}
+
+impl FeedConfig {
+    fn default_format() -> String {
+        "auto".to_owned()
+    }
+
+    fn default_interval() -> u64 {
+        3600
+    }
+
+    /// Where the feed comes from, for messages.
+    pub fn location(&self) -> String {
+        match (&self.url, &self.path) {
+            (Some(url), _) => url.clone(),
+            (None, Some(path)) => path.display().to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The import's format and options, checked.
+    pub fn import_options(
+        &self,
+        temp_dir: &Path,
+    ) -> Result<(repnet_feeds::Format, repnet_feeds::FeedOptions), String> {
+        let format = repnet_feeds::Format::parse(&self.format)
+            .ok_or_else(|| format!("format: unknown format {:?}", self.format))?;
+        let mut options =
+            repnet_feeds::FeedOptions::new(repnet_store::now(), temp_dir.to_path_buf());
+        options
+            .apply(&repnet_feeds::Settings {
+                source: Some(&self.name),
+                verdict: self.verdict.as_deref(),
+                threat: self.threat.as_deref(),
+                categories: self.categories.iter().map(String::as_str).collect(),
+                confidence: self.confidence,
+            })
+            .map_err(|error| error.to_string())?;
+        if let Some(top) = self.top {
+            options.top = top;
+        }
+        options.incremental = self.incremental;
+        Ok((format, options))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.import_options(Path::new("."))?;
+        match (&self.url, &self.path) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err("give either url or path".to_owned());
+            }
+            (Some(url), None) => {
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    return Err(format!("url {url:?} is not an http:// or https:// URL"));
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        if self.interval_seconds == 0 {
+            return Err("interval_seconds must be at least 1".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -49,6 +156,8 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 20,
             shutdown_grace_seconds: 10,
             worker_threads: 0,
+            max_import_bytes: 16 << 30,
+            feeds: Vec::new(),
         }
     }
 }
@@ -117,6 +226,17 @@ impl ServerConfig {
                 key: "ttl_seconds",
                 message: "ttl_seconds and unknown_ttl_seconds must be at least 1".to_owned(),
             });
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, feed) in self.feeds.iter().enumerate() {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "feeds",
+                message: format!("feed {} ({:?}): {message}", index + 1, feed.name),
+            };
+            feed.validate().map_err(invalid)?;
+            if !names.insert(feed.name.as_str()) {
+                return Err(invalid("another feed has the same name".to_owned()));
+            }
         }
         Ok(())
     }

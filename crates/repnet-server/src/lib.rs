@@ -6,6 +6,7 @@
 
 pub mod config;
 mod error;
+mod feeds;
 mod lookup;
 mod metrics;
 mod openapi;
@@ -39,6 +40,8 @@ pub(crate) struct AppState {
     ready: Arc<AtomicBool>,
     /// `Cache-Control` of single lookups, made once rather than per answer.
     cache_control: CacheControl,
+    /// Uploaded and scheduled feeds.
+    feeds: Arc<feeds::Feeds>,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +67,8 @@ impl CacheControl {
 #[derive(Debug)]
 pub struct Server {
     router: Router,
+    store: Store,
+    feeds: Arc<feeds::Feeds>,
     ready: Arc<AtomicBool>,
     grace: Duration,
 }
@@ -73,17 +78,27 @@ impl Server {
     /// the admin API.
     pub fn new(store: Store, config: &ServerConfig, admin_token: Option<AdminToken>) -> Server {
         let ready = Arc::new(AtomicBool::new(false));
+        let metrics = metrics::Metrics::new();
+        let feeds = Arc::new(feeds::Feeds::new(
+            &config.feeds,
+            store.dir(),
+            config.max_import_bytes,
+            metrics.clone(),
+        ));
         let state = AppState {
-            store,
+            store: store.clone(),
             ttl: config.ttl_policy(),
             max_batch_items: config.max_batch_items,
-            metrics: metrics::Metrics::new(),
+            metrics,
             admin_token,
             ready: Arc::clone(&ready),
             cache_control: CacheControl::new(&config.ttl_policy()),
+            feeds: Arc::clone(&feeds),
         };
         Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),
+            store,
+            feeds,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         }
@@ -91,7 +106,7 @@ impl Server {
 
     /// Serves HTTP/1.1 and HTTP/2 (cleartext) on `listener` until `shutdown` completes, then
     /// stops accepting, reports not ready, and lets in-flight requests finish for up to the
-    /// configured grace period.
+    /// configured grace period. Scheduled feeds refresh while it serves.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -114,6 +129,8 @@ impl Server {
             }
         });
         let serve = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
+        // Dropped when serving ends, which stops the schedule.
+        let _scheduled_feeds = self.feeds.schedule(&self.store);
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {

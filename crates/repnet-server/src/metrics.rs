@@ -1,5 +1,5 @@
 //! Prometheus metrics: lookups by object type and verdict, HTTP requests by route and status,
-//! and request latency by route.
+//! request latency by route, and how the scheduled feeds' refreshes go.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +10,11 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use repnet_model::{ObjectKind, Verdict};
+use repnet_model::{ObjectKind, Timestamp, Verdict};
+use repnet_protocol::ImportReport;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct LookupLabels {
@@ -31,6 +33,27 @@ struct RouteLabels {
     route: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FeedLabels {
+    feed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FeedRefreshLabels {
+    feed: String,
+    outcome: &'static str,
+}
+
+/// The scheduled feeds' metrics.
+#[derive(Clone, Debug, Default)]
+struct FeedMetrics {
+    refreshes: Family<FeedRefreshLabels, Counter>,
+    up: Family<FeedLabels, Gauge>,
+    last_success: Family<FeedLabels, Gauge>,
+    entries: Family<FeedLabels, Gauge>,
+    skipped: Family<FeedLabels, Gauge>,
+}
+
 /// The server's metrics. Cloning shares them.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -43,6 +66,7 @@ pub(crate) struct Metrics {
     /// last for unmatched requests), resolved at startup for the same reason as `lookups`.
     ok_requests: Arc<[Counter]>,
     latency: Arc<[Histogram]>,
+    feeds: FeedMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -83,6 +107,32 @@ impl Metrics {
             "Time from request to response, by route",
             latency.clone(),
         );
+        let feeds = FeedMetrics::default();
+        registry.register(
+            "repnet_feed_refreshes",
+            "Refreshes of scheduled feeds, by feed and outcome (imported, not_modified, failed)",
+            feeds.refreshes.clone(),
+        );
+        registry.register(
+            "repnet_feed_up",
+            "Whether the feed's last refresh succeeded (1) or failed and its previous data is kept (0)",
+            feeds.up.clone(),
+        );
+        registry.register(
+            "repnet_feed_last_success_timestamp_seconds",
+            "When the feed was last imported or confirmed unchanged, in Unix time",
+            feeds.last_success.clone(),
+        );
+        registry.register(
+            "repnet_feed_entries",
+            "Entries stored by the feed's last import",
+            feeds.entries.clone(),
+        );
+        registry.register(
+            "repnet_feed_skipped_rows",
+            "Rows skipped as bad by the feed's last import",
+            feeds.skipped.clone(),
+        );
         let routes = ROUTES.iter().copied().chain(std::iter::once(UNMATCHED));
         let ok_requests = routes
             .clone()
@@ -101,7 +151,53 @@ impl Metrics {
             requests,
             ok_requests,
             latency,
+            feeds,
         }
+    }
+
+    /// A scheduled feed's refresh ended with `outcome`; `up` unless it failed.
+    pub(crate) fn feed_refresh(&self, feed: &str, outcome: &'static str, up: bool) {
+        let feed = feed.to_owned();
+        self.feeds
+            .refreshes
+            .get_or_create(&FeedRefreshLabels {
+                feed: feed.clone(),
+                outcome,
+            })
+            .inc();
+        self.feeds
+            .up
+            .get_or_create(&FeedLabels { feed })
+            .set(i64::from(up));
+    }
+
+    /// A scheduled feed was imported at `now`.
+    pub(crate) fn feed_imported(&self, feed: &str, report: &ImportReport, now: Timestamp) {
+        let labels = FeedLabels {
+            feed: feed.to_owned(),
+        };
+        self.feeds
+            .last_success
+            .get_or_create(&labels)
+            .set(i64::try_from(now.0).unwrap_or(i64::MAX));
+        self.feeds
+            .entries
+            .get_or_create(&labels)
+            .set(i64::try_from(report.stored).unwrap_or(i64::MAX));
+        self.feeds
+            .skipped
+            .get_or_create(&labels)
+            .set(i64::try_from(report.skipped).unwrap_or(i64::MAX));
+    }
+
+    /// A scheduled feed was found unchanged at `now`.
+    pub(crate) fn feed_confirmed(&self, feed: &str, now: Timestamp) {
+        self.feeds
+            .last_success
+            .get_or_create(&FeedLabels {
+                feed: feed.to_owned(),
+            })
+            .set(i64::try_from(now.0).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn count_lookup(&self, kind: ObjectKind, verdict: Verdict) {
@@ -131,6 +227,9 @@ const ROUTES: &[&str] = &[
     "/v1/lookup",
     "/v1/hashes:search",
     "/v1/admin/verdicts",
+    "/v1/admin/imports",
+    "/v1/admin/feeds",
+    "/v1/admin/feeds/{name}/refresh",
     "/healthz",
     "/readyz",
     "/metrics",

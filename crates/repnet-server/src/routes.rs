@@ -31,6 +31,15 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
                 .put(set_local_verdict)
                 .delete(remove_local_verdict),
         )
+        .route(
+            "/v1/admin/imports",
+            axum::routing::post(crate::feeds::post_import),
+        )
+        .route("/v1/admin/feeds", get(crate::feeds::list_feeds))
+        .route(
+            "/v1/admin/feeds/{name}/refresh",
+            axum::routing::post(crate::feeds::refresh_feed),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/v1/files/{hash}", get(get_file))
@@ -104,7 +113,7 @@ fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
 }
 
 /// JSON with the right content type.
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -25,7 +25,7 @@ use crate::{Change, StoreError};
 const RUN_BYTES: usize = 64 << 20;
 
 /// Names of the temporary directories bulk imports spill to; removed at open.
-pub(crate) const TEMP_PREFIX: &str = "import-tmp-";
+pub const TEMP_PREFIX: &str = "import-tmp-";
 
 /// The result of a bulk import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,14 +331,17 @@ impl Buffer {
     }
 }
 
-/// Removes temporary directories left by imports that were killed.
+/// Removes temporary files and directories left by imports that were killed.
 pub(crate) fn remove_stale_temp_dirs(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(entry.path()),
+                _ => std::fs::remove_file(entry.path()),
+            };
         }
     }
 }

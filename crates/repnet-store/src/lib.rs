@@ -25,6 +25,9 @@ use repnet_model::{FileHashes, Object, Sha256, Source, SourceRecord, Timestamp};
 
 use crate::lmdb::LmdbStore;
 
+/// Names in the data directory starting with this are temporary (imports' sorted runs,
+/// downloaded and extracted feeds): whatever a killed process left is removed at open.
+pub use crate::bulk::TEMP_PREFIX;
 pub use crate::bulk::{BulkImport, BulkSummary};
 
 /// What the store knows about one object.

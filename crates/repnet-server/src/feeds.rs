@@ -1,0 +1,695 @@
+//! Feeds on the server: imports uploaded through the admin API, and feeds refreshed on a
+//! schedule from a URL (conditional GET with ETag/Last-Modified) or a local file.
+//!
+//! Either way the feed is first spooled to a temporary file in the data directory — memory
+//! stays constant whatever its size — and then imported by `repnet-feeds` on a blocking
+//! thread, one import at a time: an import holds a sort buffer, and LMDB has one writer
+//! anyway. A failed refresh changes nothing: the source keeps its previous records, and the
+//! failure shows in `GET /v1/admin/feeds` and in the metrics.
+//!
+//! What a scheduled feed last fetched (its validators, when it was imported) is kept in
+//! `feeds-state.json` in the data directory, so that a restart does not download again what
+//! has not changed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use repnet_feeds::{FeedError, FeedOptions, Format, Input};
+use repnet_model::Timestamp;
+use repnet_protocol::{FeedStatus, ImportReport};
+use repnet_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::config::FeedConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The server's feeds: the scheduled ones and the lock every import takes.
+#[derive(Debug)]
+pub(crate) struct Feeds {
+    scheduled: Vec<Arc<Scheduled>>,
+    /// One import at a time.
+    import_lock: tokio::sync::Mutex<()>,
+    data_dir: PathBuf,
+    max_import_bytes: u64,
+    http: reqwest::Client,
+    /// Serialises writes of the state file.
+    state_lock: Mutex<()>,
+    metrics: Metrics,
+}
+
+/// A scheduled feed and how it went.
+#[derive(Debug)]
+struct Scheduled {
+    config: FeedConfig,
+    format: Format,
+    status: Mutex<Status>,
+    /// Held while the feed refreshes, so that a manual refresh and the schedule do not both
+    /// download it.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Status {
+    state: RefreshState,
+    error: Option<String>,
+    last_attempt: Option<Timestamp>,
+    last_success: Option<Timestamp>,
+    next_refresh: Option<Timestamp>,
+    consecutive_failures: u64,
+    fetched: Fetched,
+    last_import: Option<ImportReport>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum RefreshState {
+    #[default]
+    Pending,
+    Imported,
+    NotModified,
+    Failed,
+}
+
+impl RefreshState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshState::Pending => "pending",
+            RefreshState::Imported => "imported",
+            RefreshState::NotModified => "not_modified",
+            RefreshState::Failed => "failed",
+        }
+    }
+}
+
+/// What identifies the version of a feed that was last imported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Fetched {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// For a local file: its length and modification time.
+    file: Option<(u64, i128)>,
+}
+
+/// One feed in `feeds-state.json`. The configuration is kept too: when it changes, the
+/// validators no longer say anything about what the import would store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    config: FeedConfig,
+    fetched: Fetched,
+    last_success: Option<u64>,
+    last_import: Option<ImportReport>,
+}
+
+const STATE_FILE: &str = "feeds-state.json";
+
+/// Why a refresh or an upload did not import.
+#[derive(Debug)]
+enum Failure {
+    /// The feed could not be fetched or read, or is not a usable feed.
+    Feed(String),
+    /// It is larger than `max_import_bytes`.
+    TooLarge(u64),
+    /// The knowledge base could not take it.
+    Store(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Feed(message) | Failure::Store(message) => f.write_str(message),
+            Failure::TooLarge(limit) => write!(
+                f,
+                "the feed is larger than max_import_bytes ({limit} bytes): raise it, or import the file locally with `repnet import`"
+            ),
+        }
+    }
+}
+
+impl From<FeedError> for Failure {
+    fn from(error: FeedError) -> Failure {
+        if error.is_feed_error() {
+            Failure::Feed(error.to_string())
+        } else {
+            Failure::Store(error.to_string())
+        }
+    }
+}
+
+/// A temporary file in the data directory, named so that the store removes it at the next
+/// open if the process dies first.
+fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!("{}download-", repnet_store::TEMP_PREFIX))
+        .tempfile_in(dir)
+}
+
+fn timestamp_now() -> Timestamp {
+    repnet_store::now()
+}
+
+fn rfc3339(time: Option<Timestamp>) -> Option<String> {
+    time.and_then(repnet_protocol::rfc3339)
+}
+
+impl Feeds {
+    pub(crate) fn new(
+        configs: &[FeedConfig],
+        data_dir: &Path,
+        max_import_bytes: u64,
+        metrics: Metrics,
+    ) -> Feeds {
+        let saved = load_state(data_dir);
+        let scheduled = configs
+            .iter()
+            .filter_map(|config| {
+                // Validated with the rest of the configuration.
+                let (format, _) = config.import_options(data_dir).ok()?;
+                let mut status = Status::default();
+                if let Some(saved) = saved.get(&config.name).filter(|s| s.config == *config) {
+                    status.fetched = saved.fetched.clone();
+                    status.last_success = saved.last_success.map(Timestamp);
+                    status.last_import = saved.last_import.clone();
+                    status.next_refresh = status
+                        .last_success
+                        .map(|last| Timestamp(last.0.saturating_add(config.interval_seconds)));
+                }
+                Some(Arc::new(Scheduled {
+                    config: config.clone(),
+                    format,
+                    status: Mutex::new(status),
+                    refreshing: tokio::sync::Mutex::new(()),
+                }))
+            })
+            .collect();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("repnet/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            // A stalled download fails instead of holding the feed forever.
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot set up the feed downloader; using defaults");
+                reqwest::Client::new()
+            });
+        Feeds {
+            scheduled,
+            import_lock: tokio::sync::Mutex::new(()),
+            data_dir: data_dir.to_path_buf(),
+            max_import_bytes,
+            http,
+            state_lock: Mutex::new(()),
+            metrics,
+        }
+    }
+
+    /// Runs every scheduled feed until the returned tasks are dropped.
+    pub(crate) fn schedule(self: &Arc<Self>, store: &Store) -> tokio::task::JoinSet<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for feed in &self.scheduled {
+            let feeds = Arc::clone(self);
+            let feed = Arc::clone(feed);
+            let store = store.clone();
+            tasks.spawn(async move {
+                loop {
+                    let due = lock(&feed.status).next_refresh;
+                    let wait = due.map_or(0, |due| due.0.saturating_sub(timestamp_now().0));
+                    if wait > 0 {
+                        // A refresh asked for meanwhile moves the due time: look again.
+                        tokio::time::sleep(Duration::from_secs(wait)).await;
+                        continue;
+                    }
+                    feeds.refresh(&feed, &store).await;
+                }
+            });
+        }
+        tasks
+    }
+
+    /// Every scheduled feed's status.
+    pub(crate) fn statuses(&self) -> Vec<FeedStatus> {
+        self.scheduled.iter().map(|feed| feed.status()).collect()
+    }
+
+    /// Refreshes the feed called `name` now; `None` if there is none.
+    pub(crate) async fn refresh_named(&self, name: &str, store: &Store) -> Option<FeedStatus> {
+        let feed = self
+            .scheduled
+            .iter()
+            .find(|feed| feed.config.name == name)?;
+        self.refresh(feed, store).await;
+        Some(feed.status())
+    }
+
+    /// The names of the scheduled feeds, for messages.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.scheduled
+            .iter()
+            .map(|feed| feed.config.name.as_str())
+            .collect()
+    }
+
+    /// Fetches the feed and imports it if it changed; records how it went.
+    async fn refresh(&self, feed: &Scheduled, store: &Store) {
+        let _refreshing = feed.refreshing.lock().await;
+        let started = timestamp_now();
+        lock(&feed.status).last_attempt = Some(started);
+        let name = feed.config.name.as_str();
+        let result = self.fetch_and_import(feed, store).await;
+        let now = timestamp_now();
+        let mut status = lock(&feed.status);
+        let outcome = match result {
+            Ok(Some((report, fetched))) => {
+                tracing::info!(
+                    feed = name,
+                    read = report.read,
+                    stored = report.stored,
+                    skipped = report.skipped,
+                    retracted = report.retracted,
+                    seconds = report.seconds,
+                    "feed imported"
+                );
+                self.metrics.feed_imported(name, &report, now);
+                status.state = RefreshState::Imported;
+                status.fetched = fetched;
+                status.last_import = Some(report);
+                "imported"
+            }
+            Ok(None) => {
+                tracing::debug!(feed = name, "feed not modified");
+                self.metrics.feed_confirmed(name, now);
+                status.state = RefreshState::NotModified;
+                "not_modified"
+            }
+            Err(failure) => {
+                let message = failure.to_string();
+                tracing::warn!(feed = name, error = %message, "feed refresh failed; keeping its previous data");
+                status.state = RefreshState::Failed;
+                status.error = Some(message);
+                status.consecutive_failures += 1;
+                // Retry sooner than the interval, backing off: 1, 2, 4, … minutes.
+                let backoff = 60u64
+                    .saturating_mul(1u64 << status.consecutive_failures.saturating_sub(1).min(10));
+                status.next_refresh = Some(Timestamp(
+                    now.0
+                        .saturating_add(backoff.min(feed.config.interval_seconds)),
+                ));
+                self.metrics.feed_refresh(name, "failed", false);
+                return;
+            }
+        };
+        self.metrics.feed_refresh(name, outcome, true);
+        status.error = None;
+        status.consecutive_failures = 0;
+        status.last_success = Some(now);
+        status.next_refresh = Some(Timestamp(
+            now.0.saturating_add(feed.config.interval_seconds),
+        ));
+        drop(status);
+        self.save_state();
+    }
+
+    /// `Ok(None)` when the feed has not changed since its last import.
+    async fn fetch_and_import(
+        &self,
+        feed: &Scheduled,
+        store: &Store,
+    ) -> Result<Option<(ImportReport, Fetched)>, Failure> {
+        let known = {
+            let status = lock(&feed.status);
+            // Without a successful import there is nothing to be "not modified" from.
+            status.last_import.is_some().then(|| status.fetched.clone())
+        };
+        let (input, fetched, _temporary) = match (&feed.config.url, &feed.config.path) {
+            (Some(url), _) => {
+                let Some((file, fetched)) = self.download(url, known.as_ref()).await? else {
+                    return Ok(None);
+                };
+                let path = file.to_path_buf();
+                (Input::Path(path), fetched, Some(file))
+            }
+            (None, Some(path)) => {
+                let metadata = tokio::fs::metadata(path)
+                    .await
+                    .map_err(|error| Failure::Feed(format!("{}: {error}", path.display())))?;
+                let modified = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |since| since.as_nanos() as i128);
+                let fetched = Fetched {
+                    file: Some((metadata.len(), modified)),
+                    ..Fetched::default()
+                };
+                if known.as_ref() == Some(&fetched) {
+                    return Ok(None);
+                }
+                (Input::Path(path.clone()), fetched, None)
+            }
+            (None, None) => return Err(Failure::Feed("no url or path configured".to_owned())),
+        };
+        let (_, options) = feed
+            .config
+            .import_options(&self.data_dir)
+            .map_err(Failure::Feed)?;
+        let report = self.import(store, input, feed.format, options).await?;
+        Ok(Some((report, fetched)))
+    }
+
+    /// Downloads `url` into a temporary file, unless the server says it has not changed.
+    async fn download(
+        &self,
+        url: &str,
+        known: Option<&Fetched>,
+    ) -> Result<Option<(tempfile::TempPath, Fetched)>, Failure> {
+        let mut request = self.http.get(url);
+        if let Some(known) = known {
+            if let Some(etag) = &known.etag {
+                request = request.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(modified) = &known.last_modified {
+                request = request.header(header::IF_MODIFIED_SINCE, modified);
+            }
+        }
+        let failed = |error: reqwest::Error| {
+            Failure::Feed(format!("downloading {url}: {}", error_chain(&error)))
+        };
+        let mut response = request.send().await.map_err(failed)?;
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED && known.is_some() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(Failure::Feed(format!(
+                "downloading {url}: the server answered {status}"
+            )));
+        }
+        let header_text = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let fetched = Fetched {
+            etag: header_text(header::ETAG),
+            last_modified: header_text(header::LAST_MODIFIED),
+            file: None,
+        };
+        if let Some(length) = response.content_length()
+            && length > self.max_import_bytes
+        {
+            return Err(Failure::TooLarge(self.max_import_bytes));
+        }
+        let spool_error = |error: std::io::Error| {
+            Failure::Store(format!(
+                "cannot write the download to the data directory: {error}"
+            ))
+        };
+        let temporary = temp_file(&self.data_dir).map_err(spool_error)?;
+        let (file, path) = temporary.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            written += chunk.len() as u64;
+            if written > self.max_import_bytes {
+                return Err(Failure::TooLarge(self.max_import_bytes));
+            }
+            file.write_all(&chunk).await.map_err(spool_error)?;
+        }
+        file.flush().await.map_err(spool_error)?;
+        Ok(Some((path, fetched)))
+    }
+
+    /// Imports `input` on a blocking thread, one import at a time.
+    async fn import(
+        &self,
+        store: &Store,
+        input: Input,
+        format: Format,
+        mut options: FeedOptions,
+    ) -> Result<ImportReport, Failure> {
+        let _importing = self.import_lock.lock().await;
+        options.now = timestamp_now();
+        let store = store.clone();
+        let started = Instant::now();
+        let report = tokio::task::spawn_blocking(move || {
+            repnet_feeds::import(
+                &store,
+                &[input],
+                format,
+                &options,
+                &repnet_feeds::NoProgress,
+            )
+        })
+        .await
+        .map_err(|error| Failure::Store(format!("the import stopped unexpectedly: {error}")))??;
+        Ok(report.to_wire(started.elapsed().as_secs_f64()))
+    }
+
+    /// `POST /v1/admin/imports`: spools the body, then imports it.
+    pub(crate) async fn upload(
+        &self,
+        store: &Store,
+        body: Body,
+        format: Format,
+        options: FeedOptions,
+    ) -> Result<ImportReport, ApiError> {
+        let temporary = temp_file(&self.data_dir)
+            .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+        let (file, path) = temporary.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut stream = body.into_data_stream();
+        let mut written = 0u64;
+        use futures_util::StreamExt as _;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("cannot read the request body: {error}"),
+                )
+            })?;
+            written += chunk.len() as u64;
+            if written > self.max_import_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    Failure::TooLarge(self.max_import_bytes).to_string(),
+                ));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+        }
+        file.flush()
+            .await
+            .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+        if written == 0 {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "the request body is empty: send the feed file as the body (e.g. curl --data-binary @feed.csv)",
+            ));
+        }
+        let input = Input::Path(path.to_path_buf());
+        match self.import(store, input, format, options).await {
+            Ok(report) => Ok(report),
+            Err(Failure::Feed(message)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_feed",
+                message.replace(&path.display().to_string(), "the upload"),
+            )),
+            Err(failure) => Err(ApiError::internal("the import failed", &failure)),
+        }
+    }
+
+    fn save_state(&self) {
+        let _writing = lock(&self.state_lock);
+        let saved: BTreeMap<String, Saved> = self
+            .scheduled
+            .iter()
+            .map(|feed| {
+                let status = lock(&feed.status);
+                (
+                    feed.config.name.clone(),
+                    Saved {
+                        config: feed.config.clone(),
+                        fetched: status.fetched.clone(),
+                        last_success: status.last_success.map(|t| t.0),
+                        last_import: status.last_import.clone(),
+                    },
+                )
+            })
+            .collect();
+        let result = (|| -> std::io::Result<()> {
+            let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+            let mut file = temp_file(&self.data_dir)?;
+            std::io::Write::write_all(&mut file, &text)?;
+            file.as_file().sync_all()?;
+            file.persist(self.data_dir.join(STATE_FILE))?;
+            Ok(())
+        })();
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot save the feeds' state; they will be downloaded again after a restart");
+        }
+    }
+}
+
+impl Scheduled {
+    fn status(&self) -> FeedStatus {
+        let status = lock(&self.status).clone();
+        FeedStatus {
+            name: self.config.name.clone(),
+            format: self.config.format.clone(),
+            location: self.config.location(),
+            interval_seconds: self.config.interval_seconds,
+            state: status.state.as_str().to_owned(),
+            error: status.error,
+            last_attempt: rfc3339(status.last_attempt),
+            last_success: rfc3339(status.last_success),
+            next_refresh: rfc3339(status.next_refresh),
+            consecutive_failures: status.consecutive_failures,
+            etag: status.fetched.etag,
+            last_modified: status.fetched.last_modified,
+            last_import: status.last_import,
+        }
+    }
+}
+
+fn load_state(dir: &Path) -> BTreeMap<String, Saved> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+            tracing::warn!(path = %path.display(), %error, "ignoring an unreadable feeds state file");
+            BTreeMap::new()
+        }),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// A poisoned lock still holds usable status: a panic elsewhere must not stop the feeds.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The root cause of a download error ("Connection refused", "operation timed out").
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = error;
+    while let Some(cause) = root.source() {
+        root = cause;
+    }
+    root.to_string()
+}
+
+// ----- HTTP -------------------------------------------------------------------------------
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::response::Response;
+use repnet_protocol::{FeedStatusList, ImportParams};
+
+use crate::AppState;
+use crate::routes::json_response;
+
+/// The import's format and options from the query of `POST /v1/admin/imports`.
+fn upload_options(
+    params: Result<Query<ImportParams>, QueryRejection>,
+    data_dir: &Path,
+) -> Result<(Format, FeedOptions), ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+    let Query(params) = params.map_err(|rejection| {
+        invalid(format!(
+            "{}: the parameters are format, source, verdict, threat, category, confidence, top, incremental and allow_empty",
+            rejection.body_text()
+        ))
+    })?;
+    let format_name = params.format.as_deref().unwrap_or("auto");
+    let format = Format::parse(format_name).ok_or_else(|| {
+        let known: Vec<&str> = std::iter::once(Format::Auto)
+            .chain(Format::CONCRETE)
+            .map(Format::name)
+            .collect();
+        invalid(format!(
+            "format: unknown format {format_name:?}; use one of {}",
+            known.join(", ")
+        ))
+    })?;
+    let mut options = FeedOptions::new(timestamp_now(), data_dir.to_path_buf());
+    options
+        .apply(&repnet_feeds::Settings {
+            source: params.source.as_deref(),
+            verdict: params.verdict.as_deref(),
+            threat: params.threat.as_deref(),
+            categories: params
+                .category
+                .as_deref()
+                .map(|list| list.split(',').filter(|c| !c.trim().is_empty()).collect())
+                .unwrap_or_default(),
+            confidence: params.confidence,
+        })
+        .map_err(|error| invalid(error.to_string()))?;
+    if let Some(top) = params.top {
+        options.top = top;
+    }
+    options.incremental = params.incremental.unwrap_or(false);
+    options.allow_empty = params.allow_empty.unwrap_or(false);
+    Ok((format, options))
+}
+
+/// `POST /v1/admin/imports?format=…&source=…`: the body is the feed file, as published
+/// (plain, gzip or zip). Answers once it is imported.
+pub(crate) async fn post_import(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<ImportParams>, QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (format, options) = upload_options(params, state.store.dir())?;
+    let report = state
+        .feeds
+        .upload(&state.store, body, format, options)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&report),
+    ))
+}
+
+/// `GET /v1/admin/feeds`.
+pub(crate) async fn list_feeds(State(state): State<Arc<AppState>>) -> Response {
+    let list = FeedStatusList {
+        feeds: state.feeds.statuses(),
+    };
+    json_response(StatusCode::OK, repnet_protocol::to_json(&list))
+}
+
+/// `POST /v1/admin/feeds/{name}/refresh`: refreshes now; answers the feed's status after.
+pub(crate) async fn refresh_feed(
+    State(state): State<Arc<AppState>>,
+    name: Result<UrlPath<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let UrlPath(name) =
+        name.map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+    match state.feeds.refresh_named(&name, &state.store).await {
+        Some(status) => Ok(json_response(
+            StatusCode::OK,
+            repnet_protocol::to_json(&status),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_feed",
+            format!(
+                "no scheduled feed is called {name:?}; the configured feeds are: {}",
+                match state.feeds.names().join(", ") {
+                    names if names.is_empty() => "none".to_owned(),
+                    names => names,
+                }
+            ),
+        )),
+    }
+}
