@@ -223,7 +223,7 @@ async fn import_remote(
             .await??;
             spooled.to_path_buf()
         }
-        Input::Path(path) => path.clone(),
+        Input::Path(path) | Input::Named { path, .. } => path.clone(),
     };
     let body = ImportBody::File(path);
     eprintln!("uploading {input} to {server} …");

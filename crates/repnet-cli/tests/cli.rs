@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use repnet_store::{Store, StoreOptions};
 use serde_json::Value;
@@ -393,57 +392,60 @@ fn write_hash_list(path: &Path, count: u64) {
 }
 
 #[test]
-fn kill_9_during_a_large_import_leaves_a_store_that_opens() {
+fn kill_9_during_a_large_import_leaves_the_source_as_it_was() {
     const LINES: u64 = 600_000;
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
-    let list = dir.path().join("big.txt");
-    write_hash_list(&list, LINES);
+    // The source's current feed: one hash, which the big re-import does not list.
+    let old_hash = "ab".repeat(16);
+    let old = dir.path().join("old.txt");
+    std::fs::write(&old, format!("{old_hash}\n")).unwrap();
+    let import = |list: &Path, extra: &[&str]| {
+        let mut command = repnet();
+        command
+            .args(["import", "--format", "hashlist", "--source", "big"])
+            .args(extra)
+            .arg("--data")
+            .arg(&data)
+            .arg(list);
+        command
+    };
+    let output = run(&mut import(&old, &[]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let before = {
         let store = Store::open(&data, &StoreOptions::default()).unwrap();
         store.stats().unwrap().keys
     };
+    let list = dir.path().join("big.txt");
+    write_hash_list(&list, LINES);
 
-    // A small sort buffer: the import spills sorted runs to temporary files first.
-    let mut child = repnet()
-        .args([
-            "import",
-            "--format",
-            "hashlist",
-            "--buffer-mib",
-            "1",
-            "--data",
-        ])
-        .arg(&data)
-        .arg(&list)
+    // A small sort buffer: the import spills sorted runs to temporary files first. Not a
+    // terminal, so progress comes as log lines; kill it once it says it is writing.
+    let mut child = import(&list, &["--buffer-mib", "1"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill it while it writes: poll the data file's size.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let size = std::fs::metadata(data.join("data.mdb"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if size > 4 << 20 || Instant::now() > deadline {
-            child.kill().unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut writing = false;
+    for line in log.by_ref() {
+        if line.unwrap().contains("writing to the knowledge base") {
+            writing = true;
             break;
         }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::hint::spin_loop();
     }
+    assert!(writing, "the import never said it was writing");
+    child.kill().unwrap();
     child.wait().unwrap();
 
     let store =
         Store::open(&data, &StoreOptions::default()).expect("the store opens after kill -9");
     let keys = store.stats().unwrap().keys;
     eprintln!("after kill -9: {keys} keys (before the import: {before})");
-    // The import is one transaction: all of it or none of it, never a part.
+    // The import is one transaction: all of it or none of it, never a part. (Killed before
+    // its commit, the old feed is whole; after, the new one replaced it.)
     assert!(
-        keys == before || keys == before + LINES,
+        keys == before || keys == before - 1 + LINES,
         "{keys} keys: a partial import"
     );
     drop(store);
@@ -461,18 +463,124 @@ fn kill_9_during_a_large_import_leaves_a_store_that_opens() {
         leftovers.is_empty(),
         "temporary files were not cleaned up at open"
     );
+    if keys == before {
+        let server = ServerProcess::start(&data);
+        let output = lookup(&server, &["--format", "json", &old_hash]);
+        let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(results[0]["source"], "feed:big", "the old feed is intact");
+        drop(server);
+    }
 
-    // Importing again completes the job.
-    let output = run(repnet()
-        .args(["import", "--format", "hashlist", "--data"])
-        .arg(&data)
-        .arg(&list));
+    // Importing again completes the job, and retracts what the new feed does not list.
+    let output = run(&mut import(&list, &[]));
     assert_eq!(
         stdout(&output),
         format!("read {LINES}, stored {LINES}, skipped 0\n")
     );
     let store = Store::open(&data, &StoreOptions::default()).unwrap();
-    assert_eq!(store.stats().unwrap().keys, before + LINES);
+    assert_eq!(store.stats().unwrap().keys, before - 1 + LINES);
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../repnet-feeds/tests/samples")
+}
+
+#[test]
+fn feeds_import_as_published_from_files_stdin_and_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Auto-detected, from standard input.
+    let mut child = repnet()
+        .args(["import", "--data"])
+        .arg(&data)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(samples().join("malwarebazaar.csv")).unwrap())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("read "), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("malwarebazaar into")
+            && stderr(&output).contains("feed:malwarebazaar"),
+        "{}",
+        stderr(&output)
+    );
+    // An unrecognisable file: a clear error naming the formats tried.
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"\x00\x01\x02 not a feed").unwrap();
+    let output = run(repnet().args(["import", "--data"]).arg(&data).arg(&garbage));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("urlhaus") && stderr(&output).contains("--format"),
+        "{}",
+        stderr(&output)
+    );
+
+    let server = ServerProcess::start(&data);
+    // The MalwareBazaar sample's first file, by its MD5 alias.
+    let output = lookup(
+        &server,
+        &["--format", "json", "607ab5670162dc6efaeb59986547d50b"],
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["verdict"], "untrusted", "{results}");
+    assert_eq!(results[0]["threat"], "AgentTesla", "{results}");
+
+    // Through the server: the upload is imported there, the report printed here.
+    let upload = |extra: &[&str], token: Option<&str>| {
+        let mut command = repnet();
+        command
+            .args(["import", "--server", &server.url, "--format", "urlhaus"])
+            .args(extra)
+            .arg(samples().join("urlhaus.csv"));
+        if let Some(token) = token {
+            command.env("REPNET_ADMIN_TOKEN", token);
+        }
+        run(&mut command)
+    };
+    let output = upload(&[], Some(TOKEN));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("read ") && stderr(&output).contains("feed:urlhaus"),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = lookup(
+        &server,
+        &["--format", "json", "http://198.51.100.10:8080/demo/i0.sh"],
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["verdict"], "untrusted", "{results}");
+    assert_eq!(results[0]["source"], "feed:urlhaus", "{results}");
+    // Without the token, or with a wrong one: refused, with what to do.
+    let output = upload(&[], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("REPNET_ADMIN_TOKEN"),
+        "{}",
+        stderr(&output)
+    );
+    let output = upload(&[], Some("wrong-token"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("401"), "{}", stderr(&output));
+    // A bad setting is caught before anything is uploaded.
+    let output = upload(&["--confidence", "500"], Some(TOKEN));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--confidence"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

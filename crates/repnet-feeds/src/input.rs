@@ -15,6 +15,11 @@ use crate::FeedError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Path(PathBuf),
+    /// A file known to the user by another name (an upload, a download): messages say `name`.
+    Named {
+        path: PathBuf,
+        name: String,
+    },
     Stdin,
 }
 
@@ -22,6 +27,7 @@ impl std::fmt::Display for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::Path(path) => write!(f, "{}", path.display()),
+            Input::Named { name, .. } => f.write_str(name),
             Input::Stdin => f.write_str("<stdin>"),
         }
     }
@@ -125,7 +131,7 @@ pub(crate) fn open(input: &Input, temp_dir: &Path) -> Result<Opened, FeedError> 
     let name = input.to_string();
     let consumed = Arc::new(AtomicU64::new(0));
     let (raw, size, path): (Box<dyn Read + Send>, Option<u64>, Option<PathBuf>) = match input {
-        Input::Path(path) => {
+        Input::Path(path) | Input::Named { path, .. } => {
             let file = File::open(path).map_err(read_error(&name))?;
             let size = file.metadata().ok().map(|m| m.len());
             (Box::new(file), size, Some(path.clone()))

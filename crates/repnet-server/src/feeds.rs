@@ -330,8 +330,11 @@ impl Feeds {
                 let Some((file, fetched)) = self.download(url, known.as_ref()).await? else {
                     return Ok(None);
                 };
-                let path = file.to_path_buf();
-                (Input::Path(path), fetched, Some(file))
+                let input = Input::Named {
+                    path: file.to_path_buf(),
+                    name: url.clone(),
+                };
+                (input, fetched, Some(file))
             }
             (None, Some(path)) => {
                 let metadata = tokio::fs::metadata(path)
@@ -495,13 +498,16 @@ impl Feeds {
                 "the request body is empty: send the feed file as the body (e.g. curl --data-binary @feed.csv)",
             ));
         }
-        let input = Input::Path(path.to_path_buf());
+        let input = Input::Named {
+            path: path.to_path_buf(),
+            name: "the upload".to_owned(),
+        };
         match self.import(store, input, format, options).await {
             Ok(report) => Ok(report),
             Err(Failure::Feed(message)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_feed",
-                message.replace(&path.display().to_string(), "the upload"),
+                message,
             )),
             Err(failure) => Err(ApiError::internal("the import failed", &failure)),
         }
@@ -644,6 +650,25 @@ fn upload_options(
 
 /// `POST /v1/admin/imports?format=…&source=…`: the body is the feed file, as published
 /// (plain, gzip or zip). Answers once it is imported.
+#[utoipa::path(post, path = "/v1/admin/imports", tag = "admin",
+    params(
+        ("format" = Option<String>, Query, description = "The feed's format (urlhaus, malwarebazaar, threatfox, phishtank, openphish, nsrl, clamav, misp-warninglist, stix, tranco, hashlist, urllist, domainlist) or auto (the default)"),
+        ("source" = Option<String>, Query, description = "The feed's name: records are stored as feed:<source>; the format's name by default"),
+        ("verdict" = Option<String>, Query, description = "Overrides the format's verdict"),
+        ("threat" = Option<String>, Query, description = "Overrides the feed's threat names"),
+        ("category" = Option<String>, Query, description = "Categories added to every entry, comma-separated"),
+        ("confidence" = Option<i64>, Query, description = "Overrides the format's confidence, 0-100"),
+        ("top" = Option<u64>, Query, description = "Tranco: how many of the top domains to take (10,000)"),
+        ("incremental" = Option<bool>, Query, description = "Only add; do not retract what the feed no longer lists"),
+        ("allow_empty" = Option<bool>, Query, description = "Let a full import of an empty feed retract everything of its source"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The feed file as published: plain, gzip or zip"),
+    responses((status = 200, body = repnet_protocol::ImportReport),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 413, body = repnet_protocol::ErrorBody),
+              (status = 422, description = "Not a usable feed: unrecognised, unreadable or without entries; nothing was changed", body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
 pub(crate) async fn post_import(
     State(state): State<Arc<AppState>>,
     params: Result<Query<ImportParams>, QueryRejection>,
@@ -660,7 +685,11 @@ pub(crate) async fn post_import(
     ))
 }
 
-/// `GET /v1/admin/feeds`.
+/// The scheduled feeds and how their last refresh went.
+#[utoipa::path(get, path = "/v1/admin/feeds", tag = "admin",
+    responses((status = 200, body = repnet_protocol::FeedStatusList),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
 pub(crate) async fn list_feeds(State(state): State<Arc<AppState>>) -> Response {
     let list = FeedStatusList {
         feeds: state.feeds.statuses(),
@@ -668,7 +697,14 @@ pub(crate) async fn list_feeds(State(state): State<Arc<AppState>>) -> Response {
     json_response(StatusCode::OK, repnet_protocol::to_json(&list))
 }
 
-/// `POST /v1/admin/feeds/{name}/refresh`: refreshes now; answers the feed's status after.
+/// Refreshes a scheduled feed now; answers its status afterwards (a failed refresh is a
+/// status with `state: failed`, not an error).
+#[utoipa::path(post, path = "/v1/admin/feeds/{name}/refresh", tag = "admin",
+    params(("name" = String, Path, description = "The feed's name in the configuration")),
+    responses((status = 200, body = repnet_protocol::FeedStatus),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 404, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
 pub(crate) async fn refresh_feed(
     State(state): State<Arc<AppState>>,
     name: Result<UrlPath<String>, PathRejection>,

@@ -129,8 +129,7 @@ impl Server {
             }
         });
         let serve = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
-        // Dropped when serving ends, which stops the schedule.
-        let _scheduled_feeds = self.feeds.schedule(&self.store);
+        let mut scheduled_feeds = self.feeds.schedule(&self.store);
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {
@@ -140,12 +139,15 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = serve => result,
             () = grace_expired => {
                 tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; stopping anyway");
                 Ok(())
             }
-        }
+        };
+        // Stop the schedule, and wait until its tasks have let go of the store.
+        scheduled_feeds.shutdown().await;
+        result
     }
 }

@@ -22,6 +22,9 @@ use crate::routes;
         routes::set_local_verdict,
         routes::remove_local_verdict,
         routes::list_local_verdicts,
+        crate::feeds::post_import,
+        crate::feeds::list_feeds,
+        crate::feeds::refresh_feed,
         routes::healthz,
         routes::readyz,
         routes::metrics,
@@ -37,6 +40,9 @@ use crate::routes;
         repnet_protocol::LocalVerdictList,
         repnet_protocol::HashSearchRequest,
         repnet_protocol::HashSearchResponse,
+        repnet_protocol::ImportReport,
+        repnet_protocol::FeedStatus,
+        repnet_protocol::FeedStatusList,
     )),
     modifiers(&AdminTokenScheme)
 )]

@@ -695,6 +695,9 @@ async fn operations_endpoints() {
         "/v1/files/{hash}",
         "/v1/lookup",
         "/v1/admin/verdicts",
+        "/v1/admin/imports",
+        "/v1/admin/feeds",
+        "/v1/admin/feeds/{name}/refresh",
         "/metrics",
     ] {
         assert!(
