@@ -8,7 +8,10 @@
 //! - **single**: one hash per request at 64 connections: `GET /v1/files/{sha256}` against
 //!   Redis `GET`;
 //! - **latency**: percentiles of single lookups at a fixed offered rate, half the lower of
-//!   the two measured maxima, for both.
+//!   the two measured maxima, for both;
+//! - **imports**: `repnet import` of the N entries as a hash list (how the knowledge base is
+//!   built) and as a MalwareBazaar CSV dump, rows/s and peak memory, against Redis loading
+//!   the same keys with pipelined SETs.
 //!
 //! It prints a table and, with `--json FILE`, writes the same numbers as JSON.
 //! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
@@ -69,7 +72,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy"
+        default_value = "batch,single,latency,urls,privacy,imports"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -97,6 +100,9 @@ enum Scenario {
     Latency,
     Urls,
     Privacy,
+    /// Importing a MalwareBazaar CSV dump of `--entries` rows (the hash list is always
+    /// imported: it is the knowledge base).
+    Imports,
 }
 
 fn main() -> std::process::ExitCode {
@@ -394,15 +400,34 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&data)?;
     }
     eprintln!("importing into repnet…");
-    let import_time = servers::import(&repnet, &data, &list, "hashlist")?;
+    let hashlist_import = servers::import(&repnet, &data, &list, "hashlist")?;
     std::fs::remove_file(&list)?;
     let disk = std::fs::metadata(data.join("data.mdb"))?.len();
-    report.import(import_time, disk);
+    report.import(hashlist_import, disk);
     eprintln!("generating and importing {} URLs…", args.urls);
     let url_list = work_dir.join("urls.txt");
     servers::write_url_list(&url_list, args.seed, args.urls)?;
-    let url_import_time = servers::import(&repnet, &data, &url_list, "urllist")?;
+    let url_import = servers::import(&repnet, &data, &url_list, "urllist")?;
     std::fs::remove_file(&url_list)?;
+    // Before the servers start, so that nothing else competes for the cores.
+    let csv_import = if args.scenarios.contains(&Scenario::Imports) {
+        eprintln!(
+            "imports: {} rows of MalwareBazaar CSV into a fresh knowledge base…",
+            args.entries
+        );
+        let csv = work_dir.join("malwarebazaar.csv");
+        servers::write_malwarebazaar(&csv, args.seed, args.entries)?;
+        let csv_data = work_dir.join("import-data");
+        if csv_data.exists() {
+            std::fs::remove_dir_all(&csv_data)?;
+        }
+        let imported = servers::import(&repnet, &csv_data, &csv, "malwarebazaar")?;
+        std::fs::remove_file(&csv)?;
+        std::fs::remove_dir_all(&csv_data)?;
+        Some(imported)
+    } else {
+        None
+    };
 
     let repnet_server = servers::start_repnet(&repnet, &data, args.repnet_threads)?;
     let redis_dir = work_dir.join("redis");
@@ -415,13 +440,16 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     })
     .await?;
     report.redis_load(redis_load);
+    if let Some(imported) = csv_import {
+        report.csv_import(imported, redis_load);
+    }
     let redis_url_load = servers::load_redis(redis_server.address, args.urls, |i| {
         repnet_model::Expression::parse(&keys::url(seed, i))
             .map(|expression| expression.sha256())
             .unwrap_or(repnet_model::Sha256([0; 32]))
     })
     .await?;
-    report.url_load(args.urls, url_import_time, redis_url_load);
+    report.url_load(args.urls, url_import.elapsed, redis_url_load);
 
     let workloads = workloads(args.seed, args.entries, args.urls);
     verify(repnet_server.address, redis_server.address, &workloads).await?;

@@ -5,6 +5,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::Measurement;
+use crate::servers::Imported;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -93,19 +98,45 @@ impl Report {
         });
     }
 
-    pub(crate) fn import(&mut self, elapsed: Duration, disk_bytes: u64) {
+    pub(crate) fn import(&mut self, imported: Imported, disk_bytes: u64) {
         let entries = self.entries as f64;
         self.row(
             "load",
-            "entries/s (repnet import; redis pipelined SET)",
-            Some(entries / elapsed.as_secs_f64().max(1e-9)),
+            "entries/s (repnet import of a hash list; redis pipelined SET)",
+            Some(entries / imported.elapsed.as_secs_f64().max(1e-9)),
             None,
             true,
+        );
+        self.row(
+            "load",
+            "repnet import peak memory, MiB (hash list)",
+            imported.peak_memory.map(mib),
+            None,
+            false,
         );
         self.row(
             "size",
             "repnet bytes/entry on disk",
             Some(disk_bytes as f64 / entries),
+            None,
+            false,
+        );
+    }
+
+    /// A MalwareBazaar CSV dump of the same entries, against Redis loading the keys.
+    pub(crate) fn csv_import(&mut self, imported: Imported, redis: Duration) {
+        let rate = |elapsed: Duration| self.entries as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.row(
+            "import MalwareBazaar CSV",
+            "rows/s (repnet import; redis pipelined SET of the SHA-256)",
+            Some(rate(imported.elapsed)),
+            Some(rate(redis)),
+            true,
+        );
+        self.row(
+            "import MalwareBazaar CSV",
+            "repnet import peak memory, MiB",
+            imported.peak_memory.map(mib),
             None,
             false,
         );
@@ -217,7 +248,6 @@ impl Report {
     }
 
     pub(crate) fn memory(&mut self, repnet: Option<u64>, redis: Option<u64>) {
-        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
         self.row(
             "memory",
             "server RSS MiB",

@@ -40,13 +40,21 @@ pub(crate) fn write_url_list(path: &Path, seed: u64, urls: u64) -> anyhow::Resul
     Ok(())
 }
 
-/// Imports a list with `repnet import`, as an operator would; returns the wall time.
+/// What one `repnet import` took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Imported {
+    pub(crate) elapsed: Duration,
+    /// The importer's peak resident memory, as it reports it.
+    pub(crate) peak_memory: Option<u64>,
+}
+
+/// Imports a feed with `repnet import`, as an operator would.
 pub(crate) fn import(
     repnet: &Path,
     data: &Path,
     list: &Path,
     format: &str,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Imported> {
     let started = Instant::now();
     // One source per list: an import replaces everything its source had.
     let source = format!("bench-{format}");
@@ -66,13 +74,48 @@ pub(crate) fn import(
         .output()
         .with_context(|| format!("cannot run {}", repnet.display()))?;
     let elapsed = started.elapsed();
+    let log = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!(
-            "repnet import failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("repnet import failed: {}", log.trim());
     }
-    Ok(elapsed)
+    let peak_memory = log.split("peak memory ").nth(1).and_then(|rest| {
+        let mib: u64 = rest.split_whitespace().next()?.parse().ok()?;
+        Some(mib << 20)
+    });
+    Ok(Imported {
+        elapsed,
+        peak_memory,
+    })
+}
+
+/// Writes `entries` rows in MalwareBazaar's CSV export format (the `full` dump's header and
+/// quoting), the SHA-256 being the knowledge base's entries.
+pub(crate) fn write_malwarebazaar(path: &Path, seed: u64, entries: u64) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(
+        b"################################################################\n\
+          # MalwareBazaar full malware samples dump (CSV)                #\n\
+          ################################################################\n\
+          #\n\
+          # \"first_seen_utc\",\"sha256_hash\",\"md5_hash\",\"sha1_hash\",\"reporter\",\"file_name\",\"file_type_guess\",\"mime_type\",\"signature\",\"clamav\",\"vtpercent\",\"imphash\",\"ssdeep\",\"tlsh\"\n",
+    )?;
+    const SIGNATURES: [&str; 4] = ["AgentTesla", "Mirai", "n/a", "RedLineStealer"];
+    for index in 0..entries {
+        let sha256 = keys::present(seed, index);
+        let hex = sha256.to_string();
+        let day = index % 28 + 1;
+        writeln!(
+            out,
+            "\"2026-11-{day:02} 00:38:02\", \"{hex}\", \"{}\", \"{}\", \"abuse_ch\", \"sample{index}.exe\", \"exe\", \"application/x-dosexec\", \"{}\", \"n/a\", \"61.43\", \"f34d5f2d4577ed6d9ceec516c1f5a744\", \"3072:abc:def\", \"T1A1B2\"",
+            &hex[..32],
+            &hex[24..],
+            SIGNATURES[(index % 4) as usize],
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A server process, killed when dropped.

@@ -162,7 +162,7 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
             (report, args.data.display().to_string())
         }
     };
-    print_report(&report, &into);
+    print_report(&report, &into, args.server.is_none());
     Ok(Outcome::Clean)
 }
 
@@ -248,7 +248,7 @@ fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn print_report(report: &ImportReport, into: &str) {
+fn print_report(report: &ImportReport, into: &str, local: bool) {
     for example in &report.examples {
         eprintln!("skipped {example}");
     }
@@ -258,10 +258,22 @@ fn print_report(report: &ImportReport, into: &str) {
     }
     println!("{}", report.summary());
     let rate = report.read as f64 / report.seconds.max(1e-9);
+    let memory = match peak_memory_bytes().filter(|_| local) {
+        Some(bytes) => format!("; peak memory {} MiB", bytes >> 20),
+        None => String::new(),
+    };
     eprintln!(
-        "{} into {into} as {} in {:.1} s ({rate:.0} rows/s; {} keys written, {} records retracted)",
+        "{} into {into} as {} in {:.1} s ({rate:.0} rows/s; {} keys written, {} records retracted{memory})",
         report.format, report.source, report.seconds, report.keys_written, report.retracted,
     );
+}
+
+/// The most memory this process has had resident (Linux's VmHWM), if the system says.
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Progress on stderr: a bar on a terminal, otherwise a line every [`Progress::LOG_EVERY`].

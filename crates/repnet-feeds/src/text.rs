@@ -1,63 +1,74 @@
 //! Small text parsers the feed formats share: CSV fields (as the feeds write them, not as
 //! RFC 4180 would like), dates, and the column layout of a header.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use repnet_model::Timestamp;
 
 /// Splits one CSV line into fields. Fields may be quoted (`"…"`, with `""` for a quote) and
 /// may have spaces around them, as MalwareBazaar's `", "` separator and ThreatFox's exports
-/// do. Returns `None` for an unterminated quote.
-pub(crate) fn split_csv(line: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut chars = line.trim_end_matches(['\r', '\n']).chars().peekable();
+/// do. Returns `None` for an unterminated quote. Fields borrow from the line unless they hold
+/// an escaped quote: feeds are hundreds of millions of fields, and most need no copy.
+pub(crate) fn split_csv(line: &str) -> Option<Vec<Cow<'_, str>>> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let bytes = line.as_bytes();
+    let mut fields = Vec::with_capacity(16);
+    let mut at = 0;
     loop {
         // Leading spaces of a field.
-        while chars.peek() == Some(&' ') {
-            chars.next();
+        while bytes.get(at) == Some(&b' ') {
+            at += 1;
         }
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
+        if bytes.get(at) == Some(&b'"') {
+            at += 1;
+            let start = at;
+            let mut owned: Option<String> = None;
             loop {
-                match chars.next() {
-                    None => return None,
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
+                // The delimiters are ASCII, so every index found is a char boundary.
+                let quote = start_of(&bytes[at..], b'"')? + at;
+                if bytes.get(quote + 1) == Some(&b'"') {
+                    owned
+                        .get_or_insert_with(String::new)
+                        .push_str(&line[at..=quote]);
+                    at = quote + 2;
+                    continue;
                 }
+                let field = match owned {
+                    Some(mut text) => {
+                        text.push_str(&line[at..quote]);
+                        Cow::Owned(text)
+                    }
+                    None => Cow::Borrowed(&line[start..quote]),
+                };
+                fields.push(field);
+                at = quote + 1;
+                break;
             }
             // Anything after the closing quote up to the separator is ignored spaces.
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                chars.next();
-            }
+            at = start_of(&bytes[at..], b',').map_or(bytes.len(), |comma| at + comma);
         } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                field.push(c);
-                chars.next();
-            }
-            let trimmed = field.trim_end().len();
-            field.truncate(trimmed);
+            let end = start_of(&bytes[at..], b',').map_or(bytes.len(), |comma| at + comma);
+            fields.push(Cow::Borrowed(line[at..end].trim_end()));
+            at = end;
         }
-        fields.push(field);
-        match chars.next() {
-            Some(',') => continue,
-            _ => return Some(fields),
+        if at >= bytes.len() {
+            return Some(fields);
         }
+        // At a comma.
+        at += 1;
     }
 }
 
-/// Where each named column is, from a header line.
+/// The index of the first `byte` in `bytes`.
+fn start_of(bytes: &[u8], byte: u8) -> Option<usize> {
+    bytes.iter().position(|b| *b == byte)
+}
+
+/// Where each named column is, from a header line. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Columns {
-    names: Vec<String>,
+    names: Arc<[String]>,
 }
 
 impl Columns {
@@ -69,7 +80,14 @@ impl Columns {
 
     /// The columns of a header line, if it names every one of `required`.
     pub(crate) fn from_header(line: &str, required: &[&str]) -> Option<Columns> {
-        let names: Vec<String> = split_csv(line)?
+        // Data rows are far more common than headers: rule them out without splitting.
+        if !required
+            .iter()
+            .all(|wanted| contains_ignoring_case(line, wanted))
+        {
+            return None;
+        }
+        let names: Arc<[String]> = split_csv(line)?
             .into_iter()
             .map(|name| name.trim().trim_matches('"').to_ascii_lowercase())
             .collect();
@@ -88,9 +106,18 @@ impl Columns {
     }
 }
 
+/// Whether `haystack` contains `needle` (lowercase ASCII), in any case.
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
 /// A row's fields by column name.
 pub(crate) struct Row<'a> {
-    pub(crate) fields: &'a [String],
+    pub(crate) fields: &'a [Cow<'a, str>],
     pub(crate) columns: &'a Columns,
 }
 
@@ -197,6 +224,10 @@ mod tests {
             assert_eq!(split_csv(line).unwrap(), *expected, "{line}");
         }
         assert_eq!(split_csv(r#""unterminated"#), None);
+        assert_eq!(split_csv(r#""a""""#).unwrap(), ["a\""]);
+        assert_eq!(split_csv(r#""""x""y""""#).unwrap(), ["\"x\"y\""]);
+        assert_eq!(split_csv("a , b ,").unwrap(), ["a", "b", ""]);
+        assert_eq!(split_csv(r#""é,ü", ñ"#).unwrap(), ["é,ü", "ñ"]);
     }
 
     #[test]

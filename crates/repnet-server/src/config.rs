@@ -329,6 +329,35 @@ mod tests {
     }
 
     #[test]
+    fn feeds_are_tables_that_print_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repnet.toml");
+        std::fs::write(
+            &path,
+            "ttl_seconds = 60\n\n[[feeds]]\nname = \"urlhaus\"\nformat = \"urlhaus\"\nurl = \"https://urlhaus.abuse.ch/downloads/csv/\"\n\n[[feeds]]\nname = \"corp\"\nformat = \"domainlist\"\npath = \"/srv/corp.txt\"\ninterval_seconds = 600\ncategories = [\"malware\"]\n",
+        )
+        .unwrap();
+        let config = ServerConfig::from_file(&path).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.feeds.len(), 2);
+        assert_eq!(config.feeds[0].interval_seconds, 3600);
+        assert_eq!(
+            config.feeds[1].path.as_deref(),
+            Some(Path::new("/srv/corp.txt"))
+        );
+        std::fs::write(&path, config.to_toml()).unwrap();
+        assert_eq!(ServerConfig::from_file(&path).unwrap(), config);
+        // A typo inside a feed is caught like one outside.
+        std::fs::write(
+            &path,
+            "[[feeds]]\nname = \"x\"\nurll = \"https://x.example/\"\n",
+        )
+        .unwrap();
+        let error = ServerConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `urll`"), "{error}");
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let config = ServerConfig {
             max_batch_items: 20_000,

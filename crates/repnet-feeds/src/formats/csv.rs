@@ -2,6 +2,8 @@
 //! found by the header (in a `#` comment for abuse.ch, on the first line for PhishTank); a
 //! dump without a header is read in the published column order, told apart by its width.
 
+use std::borrow::Cow;
+
 use repnet_model::{
     Category, Domain, Expression, FileHash, FileHashes, Md5, Object, Sha1, Verdict, canonical_ip,
 };
@@ -13,23 +15,28 @@ use crate::{FeedError, Sink};
 /// A CSV feed: finds its header, splits rows, and hands each to `row`.
 struct Headered {
     columns: Option<Columns>,
+    /// Without a header: the published layout last chosen by width.
+    by_width: Option<Columns>,
 }
 
 impl Headered {
     const fn new() -> Headered {
-        Headered { columns: None }
+        Headered {
+            columns: None,
+            by_width: None,
+        }
     }
 
     /// The row's fields and columns, or `None` for comments, headers and blank lines
     /// (bad rows are reported to `sink`). `layouts` are the published column orders, by width.
-    fn split(
+    fn split<'l>(
         &mut self,
         number: u64,
-        line: &str,
+        line: &'l str,
         required: &[&str],
         layouts: &[&[&str]],
         sink: &mut Sink<'_>,
-    ) -> Option<(Vec<String>, Columns)> {
+    ) -> Option<(Vec<Cow<'l, str>>, Columns)> {
         let trimmed = line.trim();
         if trimmed.is_empty() {
             return None;
@@ -40,7 +47,15 @@ impl Headered {
             }
             return None;
         }
-        if let Some(columns) = Columns::from_header(trimmed, required) {
+        // A header on a line of its own (PhishTank's first line, or a header again where
+        // dumps were concatenated); rows start with a number or a quoted date, headers with a
+        // name.
+        let looks_like_header = trimmed
+            .trim_start_matches(['"', ' '])
+            .starts_with(|c: char| c.is_ascii_alphabetic());
+        if (self.columns.is_none() || looks_like_header)
+            && let Some(columns) = Columns::from_header(trimmed, required)
+        {
             self.columns = Some(columns);
             return None;
         }
@@ -51,10 +66,16 @@ impl Headered {
         };
         let columns = match &self.columns {
             Some(columns) => columns.clone(),
-            None => match layouts.iter().find(|layout| layout.len() == fields.len()) {
-                Some(layout) => Columns::new(layout),
-                None => Columns::new(layouts[0]),
-            },
+            None => {
+                let layout = layouts
+                    .iter()
+                    .find(|layout| layout.len() == fields.len())
+                    .unwrap_or(&layouts[0]);
+                match &self.by_width {
+                    Some(columns) if columns.len() == layout.len() => columns.clone(),
+                    _ => self.by_width.insert(Columns::new(layout)).clone(),
+                }
+            }
         };
         if fields.len() < columns.len() {
             sink.bad(
