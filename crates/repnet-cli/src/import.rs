@@ -54,6 +54,9 @@ pub(crate) struct ImportArgs {
     /// default an empty feed is refused: it is more often a truncated download).
     #[arg(long)]
     allow_empty: bool,
+    /// Read and check the feed, report what would be stored and skipped, and store nothing.
+    #[arg(long, conflicts_with = "server")]
+    dry_run: bool,
     /// Directory of the knowledge base to import into (no server may be running on it; use
     /// --server for that).
     #[arg(
@@ -142,6 +145,23 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
     // Checked here even for --server, so that a mistake is caught before an upload.
     let options = args.options(args.data.clone())?;
     let inputs = args.inputs()?;
+    if args.dry_run {
+        let format = args.format;
+        let temp_dir = std::env::temp_dir();
+        let report = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let progress = Progress::new();
+            let mut options = options;
+            options.temp_dir = temp_dir;
+            let result = repnet_feeds::check(&inputs, format, &options, &progress);
+            progress.finish();
+            result.map(|report| report.to_wire(started.elapsed().as_secs_f64()))
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("the check stopped unexpectedly: {error}"))??;
+        print_report(&report, None, false);
+        return Ok(Outcome::Clean);
+    }
     let (report, into) = match &args.server {
         Some(server) => (import_remote(&args, server, &inputs).await?, server.clone()),
         None => {
@@ -162,7 +182,7 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<Outcome> {
             (report, args.data.display().to_string())
         }
     };
-    print_report(&report, &into, args.server.is_none());
+    print_report(&report, Some(&into), args.server.is_none());
     Ok(Outcome::Clean)
 }
 
@@ -248,7 +268,8 @@ fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn print_report(report: &ImportReport, into: &str, local: bool) {
+/// `into` is where it was imported; `None` for a dry run.
+fn print_report(report: &ImportReport, into: Option<&str>, local: bool) {
     for example in &report.examples {
         eprintln!("skipped {example}");
     }
@@ -262,10 +283,16 @@ fn print_report(report: &ImportReport, into: &str, local: bool) {
         Some(bytes) => format!("; peak memory {} MiB", bytes >> 20),
         None => String::new(),
     };
-    eprintln!(
-        "{} into {into} as {} in {:.1} s ({rate:.0} rows/s; {} keys written, {} records retracted{memory})",
-        report.format, report.source, report.seconds, report.keys_written, report.retracted,
-    );
+    match into {
+        Some(into) => eprintln!(
+            "{} into {into} as {} in {:.1} s ({rate:.0} rows/s; {} keys written, {} records retracted{memory})",
+            report.format, report.source, report.seconds, report.keys_written, report.retracted,
+        ),
+        None => eprintln!(
+            "{} checked as {} in {:.1} s ({rate:.0} rows/s); dry run: nothing was stored",
+            report.format, report.source, report.seconds,
+        ),
+    }
 }
 
 /// The most memory this process has had resident (Linux's VmHWM), if the system says.

@@ -514,6 +514,16 @@ fn feeds_import_as_published_from_files_stdin_and_through_the_server() {
         "{}",
         stderr(&output)
     );
+    // A dry run reads and reports, and stores nothing anywhere.
+    let untouched = dir.path().join("untouched");
+    let output = run(repnet()
+        .args(["import", "--dry-run", "--data"])
+        .arg(&untouched)
+        .arg(samples().join("threatfox.csv")));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("read "), "{}", stdout(&output));
+    assert!(stderr(&output).contains("dry run"), "{}", stderr(&output));
+    assert!(!untouched.exists());
     // An unrecognisable file: a clear error naming the formats tried.
     let garbage = dir.path().join("garbage.bin");
     std::fs::write(&garbage, b"\x00\x01\x02 not a feed").unwrap();

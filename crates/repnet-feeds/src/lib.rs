@@ -307,7 +307,8 @@ impl FeedError {
 
 /// Receives what a parser finds: entries into the bulk import, bad rows into the report.
 pub(crate) struct Sink<'a> {
-    import: &'a mut BulkImport,
+    /// `None` for a dry run.
+    import: Option<&'a mut BulkImport>,
     options: &'a FeedOptions,
     source: Source,
     report: &'a mut Report,
@@ -340,12 +341,14 @@ impl Sink<'_> {
         if let Some(first_seen) = entry.first_seen {
             record.first_seen = first_seen.min(options.now);
         }
-        self.import.add(&Change::Put {
-            object: entry.object,
-            hashes: entry.hashes,
-            record,
-            comment: None,
-        })?;
+        if let Some(import) = self.import.as_deref_mut() {
+            import.add(&Change::Put {
+                object: entry.object,
+                hashes: entry.hashes,
+                record,
+                comment: None,
+            })?;
+        }
         self.report.stored += 1;
         Ok(())
     }
@@ -400,25 +403,48 @@ pub fn import(
     options: &FeedOptions,
     progress: &dyn Progress,
 ) -> Result<Report, FeedError> {
+    read(Some(store), inputs, format, options, progress)
+}
+
+/// Reads `inputs` as [`import`] would, and reports what it would store, without a store:
+/// a dry run, to check a feed before importing it.
+pub fn check(
+    inputs: &[Input],
+    format: Format,
+    options: &FeedOptions,
+    progress: &dyn Progress,
+) -> Result<Report, FeedError> {
+    read(None, inputs, format, options, progress)
+}
+
+fn read(
+    store: Option<&Store>,
+    inputs: &[Input],
+    format: Format,
+    options: &FeedOptions,
+    progress: &dyn Progress,
+) -> Result<Report, FeedError> {
     let mut report = Report::default();
-    let mut import: Option<(BulkImport, Format, Source)> = None;
+    // The format and source, fixed by the first input; the bulk import, with a store.
+    let mut chosen: Option<(Format, Source)> = None;
+    let mut bulk: Option<BulkImport> = None;
     for input in inputs {
         let mut opened = input::open(input, &options.temp_dir)?;
         let detected = match format {
             Format::Auto => detect::detect(&mut opened)?,
             concrete => concrete,
         };
-        let (bulk, chosen, source) = match &mut import {
-            Some((bulk, chosen, source)) => {
-                if *chosen != detected {
+        let (format, source) = match &chosen {
+            Some((format, source)) => {
+                if *format != detected {
                     return Err(FeedError::Format {
                         path: input.to_string(),
                         message: format!(
-                            "is {detected}, but the files before it are {chosen}: import each format on its own (one source per import)"
+                            "is {detected}, but the files before it are {format}: import each format on its own (one source per import)"
                         ),
                     });
                 }
-                (bulk, *chosen, source.clone())
+                (*format, source.clone())
             }
             None => {
                 let name = match &options.source {
@@ -429,34 +455,41 @@ pub fn import(
                     })?,
                 };
                 let source = Source::Feed(name);
-                let mut bulk = store.bulk_import_with_buffer(options.buffer_bytes)?;
-                if !options.incremental {
-                    bulk.replace_source(source.clone());
+                if let Some(store) = store {
+                    let mut import = store.bulk_import_with_buffer(options.buffer_bytes)?;
+                    if !options.incremental {
+                        import.replace_source(source.clone());
+                    }
+                    bulk = Some(import);
                 }
-                let entry = import.insert((bulk, detected, source.clone()));
-                (&mut entry.0, detected, source)
+                chosen = Some((detected, source.clone()));
+                (detected, source)
             }
         };
-        report.format = Some(chosen);
+        report.format = Some(format);
         report.source = Some(source.to_string());
         let mut sink = Sink {
-            import: bulk,
+            import: bulk.as_mut(),
             options,
             source,
             report: &mut report,
             path: input.to_string(),
             progress,
         };
-        formats::parse(chosen, &mut opened, &mut sink)?;
+        formats::parse(format, &mut opened, &mut sink)?;
     }
     progress.rows(report.read);
-    progress.writing();
-    if let Some((bulk, _, source)) = import {
-        if report.stored == 0 && !options.incremental && !options.allow_empty {
-            return Err(FeedError::Empty {
-                feed: source.to_string(),
-            });
-        }
+    if let Some((_, source)) = &chosen
+        && report.stored == 0
+        && !options.incremental
+        && !options.allow_empty
+    {
+        return Err(FeedError::Empty {
+            feed: source.to_string(),
+        });
+    }
+    if let Some(bulk) = bulk {
+        progress.writing();
         let summary = bulk.finish()?;
         report.keys_written = summary.keys_written;
         report.retracted = summary.retracted;

@@ -9,7 +9,7 @@
 //! imports: every page written once and full, see `lmdb::LmdbStore::bulk_apply`).
 //! Either way the import is one transaction: all of it or none of it.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -563,42 +563,77 @@ impl Iterator for ReadAhead {
 
 /// A k-way merge of sorted runs. Equal keys come out in run order, and runs were written in
 /// the order changes were added, so equal keys keep their order.
+///
+/// A tournament (winner) tree over run indices: taking the smallest entry and refilling its
+/// run replays one leaf-to-root path, comparing keys in place and moving only indices.
 struct Merge {
     runs: Vec<RunReader>,
-    /// The head of each run, by run index.
-    heads: Vec<Option<Mutation>>,
-    /// Smallest (key, run index) first.
-    queue: BinaryHeap<std::cmp::Reverse<(EntryKey, usize)>>,
+    /// The head of each run, by run index; `None` once the run is exhausted.
+    heads: Vec<Option<Entry>>,
+    /// `tree[n]` is the run whose head wins the subtree `n` (1 is the root); the leaves
+    /// `leaves..2 * leaves` stand for the runs, padded to a power of two with exhausted ones.
+    tree: Vec<usize>,
+    leaves: usize,
 }
 
 impl Merge {
     fn new(mut runs: Vec<RunReader>) -> Result<Merge, StoreError> {
-        let mut heads = Vec::with_capacity(runs.len());
-        let mut queue = BinaryHeap::with_capacity(runs.len());
-        for (index, run) in runs.iter_mut().enumerate() {
-            match run.next_entry()? {
-                Some((key, mutation)) => {
-                    heads.push(Some(mutation));
-                    queue.push(std::cmp::Reverse((key, index)));
-                }
-                None => heads.push(None),
-            }
+        let heads = runs
+            .iter_mut()
+            .map(RunReader::next_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let leaves = runs.len().next_power_of_two();
+        let mut tree = vec![0; 2 * leaves];
+        for (leaf, slot) in tree[leaves..].iter_mut().enumerate() {
+            *slot = leaf;
         }
-        Ok(Merge { runs, heads, queue })
+        let mut merge = Merge {
+            runs,
+            heads,
+            tree,
+            leaves,
+        };
+        for node in (1..leaves).rev() {
+            merge.tree[node] = merge.winner(merge.tree[2 * node], merge.tree[2 * node + 1]);
+        }
+        Ok(merge)
+    }
+
+    /// The run whose head comes first: the smaller key, then the earlier run. Runs past the
+    /// end and exhausted runs come last.
+    fn winner(&self, a: usize, b: usize) -> usize {
+        let key = |run: usize| {
+            self.heads
+                .get(run)
+                .and_then(|head| head.as_ref())
+                .map(|e| &e.0)
+        };
+        match (key(a), key(b)) {
+            (None, _) => b,
+            (_, None) => a,
+            (Some(x), Some(y)) => match x.cmp(y) {
+                std::cmp::Ordering::Greater => b,
+                std::cmp::Ordering::Equal if b < a => b,
+                _ => a,
+            },
+        }
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>, StoreError> {
-        let Some(std::cmp::Reverse((key, index))) = self.queue.pop() else {
+        let run = self.tree[1];
+        let Some(slot) = self.heads.get_mut(run) else {
             return Ok(None);
         };
-        let mutation = self.heads[index]
-            .take()
-            .ok_or_else(|| StoreError::Corrupt("the import merge lost its place".to_owned()))?;
-        if let Some((next_key, next_mutation)) = self.runs[index].next_entry()? {
-            self.heads[index] = Some(next_mutation);
-            self.queue.push(std::cmp::Reverse((next_key, index)));
+        let Some(entry) = slot.take() else {
+            return Ok(None);
+        };
+        *slot = self.runs[run].next_entry()?;
+        let mut node = (run + self.leaves) / 2;
+        while node >= 1 {
+            self.tree[node] = self.winner(self.tree[2 * node], self.tree[2 * node + 1]);
+            node /= 2;
         }
-        Ok(Some((key, mutation)))
+        Ok(Some(entry))
     }
 }
 

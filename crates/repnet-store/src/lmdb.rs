@@ -867,13 +867,13 @@ impl LmdbStore {
                 .map_err(|e| self.write_error(e))?;
             // Rewriting the whole tree costs one pass over what is there; updating in place
             // costs a B-tree descent and a page copy per key. Rebuild when the import is big
-            // enough, and when it replaces a source: that visits every record anyway.
+            // enough, and when it replaces a source that has records: finding them visits
+            // every record anyway. (A source never stored before has nothing to retract.)
             let replaced = match import.replaced_source() {
                 Some(source) => writer.source_id(source, false)?,
                 None => None,
             };
-            let rebuild = import.replaced_source().is_some()
-                || import.mutations().saturating_mul(8) >= existing;
+            let rebuild = replaced.is_some() || import.mutations().saturating_mul(8) >= existing;
             let mut groups = Groups::new(import.stream().map_err(WriteError::Other)?)
                 .map_err(WriteError::Other)?;
             if rebuild {
