@@ -49,6 +49,9 @@ pub struct BulkImport {
     /// Names used by this import, by import-local id (sources as text, threat names).
     names: Vec<String>,
     name_ids: HashMap<String, u32>,
+    /// Which names are sources and which threat names, by import-local id.
+    source_names: Vec<bool>,
+    threat_names: Vec<bool>,
     /// The last source and threat seen, with their ids: feeds repeat them on every line.
     last_source: Option<(Source, u32)>,
     last_threat: Option<(ThreatName, u32)>,
@@ -94,6 +97,8 @@ impl BulkImport {
             temp_dir,
             names: Vec::new(),
             name_ids: HashMap::new(),
+            source_names: Vec::new(),
+            threat_names: Vec::new(),
             last_source: None,
             last_threat: None,
             // Address space only: pages are touched as entries come.
@@ -114,6 +119,8 @@ impl BulkImport {
         }
         let id = self.names.len() as u32;
         self.names.push(text.to_owned());
+        self.source_names.push(false);
+        self.threat_names.push(false);
         self.name_ids.insert(text.to_owned(), id);
         id
     }
@@ -152,6 +159,7 @@ impl BulkImport {
             Some((source, id)) if *source == record.source => *id,
             _ => {
                 let id = self.name_id(&record.source.to_string());
+                self.source_names[id as usize] = true;
                 self.last_source = Some((record.source.clone(), id));
                 id
             }
@@ -162,6 +170,7 @@ impl BulkImport {
                 Some((last, id)) if last == threat => *id,
                 _ => {
                     let id = self.name_id(threat.as_str());
+                    self.threat_names[id as usize] = true;
                     self.last_threat = Some((threat.clone(), id));
                     id
                 }
@@ -246,6 +255,14 @@ impl BulkImport {
             .map(|path| RunReader::open(path))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Box::new(ReadAhead::spawn(Merge::new(readers)?)))
+    }
+
+    /// How import name `id` is used: as a source, as a threat name.
+    pub(crate) fn name_roles(&self, id: usize) -> (bool, bool) {
+        (
+            self.source_names.get(id).copied().unwrap_or(false),
+            self.threat_names.get(id).copied().unwrap_or(false),
+        )
     }
 
     pub(crate) fn names(&self) -> &[String] {

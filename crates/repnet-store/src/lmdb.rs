@@ -781,6 +781,60 @@ impl<'n> NameMap<'n> {
             })
     }
 
+    /// Resolves every name of `import` now, so that [`remap_resolved`](Self::remap_resolved)
+    /// needs no writes (a rebuild holds a cursor on the transaction while it remaps).
+    fn resolve_all(
+        &mut self,
+        writer: &mut TxnWriter<'_, '_>,
+        import: &crate::bulk::BulkImport,
+    ) -> Result<(), WriteError> {
+        for index in 0..self.names.len() {
+            let (is_source, is_threat) = import.name_roles(index);
+            if is_source {
+                let parsed: Source =
+                    self.name(index as u32)?
+                        .parse()
+                        .map_err(|e: repnet_model::ParseError| {
+                            WriteError::Other(StoreError::Corrupt(e.to_string()))
+                        })?;
+                self.sources[index] =
+                    Some(writer.source_id(&parsed, true)?.unwrap_or(source_id::LOCAL));
+            }
+            if is_threat {
+                self.threats[index] = Some(writer.name_id(self.name(index as u32)?)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`remap`](Self::remap) after [`resolve_all`](Self::resolve_all).
+    fn remap_resolved(&self, mutation: &mut Mutation) -> Result<(), WriteError> {
+        let Mutation::Upsert { source, .. } = mutation else {
+            return Ok(());
+        };
+        let unresolved = || {
+            WriteError::Other(StoreError::Corrupt(
+                "an import name was not resolved".to_owned(),
+            ))
+        };
+        source.source_id = self
+            .sources
+            .get(source.source_id as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(unresolved)?;
+        if let Some(threat) = source.threat_id {
+            source.threat_id = Some(
+                self.threats
+                    .get(threat as usize)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(unresolved)?,
+            );
+        }
+        Ok(())
+    }
+
     fn remap(
         &mut self,
         writer: &mut TxnWriter<'_, '_>,
@@ -885,7 +939,7 @@ impl LmdbStore {
                     written: 0,
                     retracted: 0,
                 };
-                self.rebuild_into(writer, &mut names, &mut groups, &mut state)?;
+                self.rebuild_into(writer, import, &mut names, &mut groups, &mut state)?;
                 let meta = self.dbs.meta;
                 meta.put(
                     &mut writer.txn,
@@ -937,6 +991,7 @@ impl LmdbStore {
     fn rebuild_into(
         &self,
         writer: &mut TxnWriter<'_, '_>,
+        import: &crate::bulk::BulkImport,
         names: &mut NameMap<'_>,
         groups: &mut Groups<'_>,
         rebuild: &mut Rebuild,
@@ -958,8 +1013,18 @@ impl LmdbStore {
             .next()
             .transpose()
             .map_err(|e| self.write_error(e))?;
-        let append = |writer: &mut TxnWriter<'_, '_>, key: &[u8], value: &[u8]| {
-            new.put_with_flags(&mut writer.txn, heed::PutFlags::APPEND, key, value)
+        names.resolve_all(writer, import)?;
+        // One cursor for every append: it stays on the last page, where a put per key would
+        // search the tree from its root each time.
+        let buffer = &mut writer.buffer;
+        let mut cursor = new
+            .iter_mut(&mut writer.txn)
+            .map_err(|e| self.write_error(e))?;
+        let mut append = |key: &[u8], value: &[u8]| {
+            // SAFETY: `key` and `value` come from the import, from `buffer`, or from the old
+            // database through another transaction's snapshot — never from `new`, the
+            // database this cursor modifies.
+            unsafe { cursor.put_current_with_options::<Bytes>(heed::PutFlags::APPEND, key, value) }
                 .map_err(|e| self.write_error(e))
         };
         loop {
@@ -980,20 +1045,17 @@ impl LmdbStore {
                             let before = stored.sources.len();
                             stored.sources.retain(|source| source.source_id != id);
                             if stored.sources.len() == before {
-                                append(writer, key, value)?;
+                                append(key, value)?;
                             } else {
                                 rebuild.retracted += (before - stored.sources.len()) as u64;
                                 if !stored.is_empty() {
-                                    let mut buffer = std::mem::take(&mut writer.buffer);
                                     buffer.clear();
-                                    record::encode(&stored, &mut buffer);
-                                    let result = append(writer, key, &buffer);
-                                    writer.buffer = buffer;
-                                    result?;
+                                    record::encode(&stored, buffer);
+                                    append(key, buffer)?;
                                 }
                             }
                         }
-                        None => append(writer, key, value)?,
+                        None => append(key, value)?,
                     }
                 }
                 next_existing = existing
@@ -1018,7 +1080,7 @@ impl LmdbStore {
                 _ => StoredRecord::default(),
             };
             for mutation in &mut mutations {
-                names.remap(writer, mutation)?;
+                names.remap_resolved(mutation)?;
             }
             let mut changed = false;
             if let Some(id) = replaced {
@@ -1042,12 +1104,9 @@ impl LmdbStore {
                 rebuild.written += 1;
             }
             if !stored.is_empty() {
-                let mut buffer = std::mem::take(&mut writer.buffer);
                 buffer.clear();
-                record::encode(&stored, &mut buffer);
-                let result = append(writer, &key, &buffer);
-                writer.buffer = buffer;
-                result?;
+                record::encode(&stored, buffer);
+                append(&key, buffer)?;
             }
         }
         Ok(())
