@@ -78,6 +78,10 @@ pub struct FeedConfig {
     /// Only add; never retract what the feed stops listing.
     #[serde(default)]
     pub incremental: bool,
+    /// HTTP headers sent with every download (`Auth-Key`, `Authorization`, …), for feeds
+    /// that need a key.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl FeedConfig {
@@ -135,7 +139,23 @@ impl FeedConfig {
                     return Err(format!("url {url:?} is not an http:// or https:// URL"));
                 }
             }
-            (None, Some(_)) => {}
+            (None, Some(_)) => {
+                if !self.headers.is_empty() {
+                    return Err(
+                        "headers are for downloads: give them with url, not path".to_owned()
+                    );
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!("headers: {name:?} is not an HTTP header name"));
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(format!(
+                    "headers: the value of {name:?} is not a valid header value (printable ASCII)"
+                ));
+            }
         }
         if self.interval_seconds == 0 {
             return Err("interval_seconds must be at least 1".to_owned());

@@ -327,7 +327,10 @@ impl Feeds {
         };
         let (input, fetched, _temporary) = match (&feed.config.url, &feed.config.path) {
             (Some(url), _) => {
-                let Some((file, fetched)) = self.download(url, known.as_ref()).await? else {
+                let Some((file, fetched)) = self
+                    .download(url, &feed.config.headers, known.as_ref())
+                    .await?
+                else {
                     return Ok(None);
                 };
                 let input = Input::Named {
@@ -368,9 +371,13 @@ impl Feeds {
     async fn download(
         &self,
         url: &str,
+        headers: &BTreeMap<String, String>,
         known: Option<&Fetched>,
     ) -> Result<Option<(tempfile::TempPath, Fetched)>, Failure> {
         let mut request = self.http.get(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
         if let Some(known) = known {
             if let Some(etag) = &known.etag {
                 request = request.header(header::IF_NONE_MATCH, etag);

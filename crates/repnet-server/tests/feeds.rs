@@ -120,6 +120,10 @@ async fn feed_server(published: Arc<Mutex<Published>>) -> String {
             async move {
                 let mut published = published.lock().unwrap();
                 published.requests += 1;
+                // Like abuse.ch and commercial feeds: a key in a header.
+                if headers.get("auth-key").is_none_or(|key| key != "feed-key") {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
                 if published.broken {
                     return StatusCode::INTERNAL_SERVER_ERROR.into_response();
                 }
@@ -154,6 +158,7 @@ fn feed_config(name: &str, url: Option<String>, path: Option<PathBuf>) -> FeedCo
         confidence: None,
         top: None,
         incremental: false,
+        headers: Default::default(),
     }
 }
 
@@ -174,8 +179,11 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
         ..Published::default()
     }));
     let url = feed_server(Arc::clone(&published)).await;
+    let mut feed = feed_config("urlhaus", Some(url.clone()), None);
+    feed.headers
+        .insert("Auth-Key".to_owned(), "feed-key".to_owned());
     let config = ServerConfig {
-        feeds: vec![feed_config("urlhaus", Some(url.clone()), None)],
+        feeds: vec![feed],
         ..ServerConfig::default()
     };
     let server = TestServer::start(dir.path(), config.clone()).await;
@@ -521,6 +529,13 @@ fn feed_settings_are_checked_with_the_configuration() {
                 ..base.clone()
             },
             "interval_seconds",
+        ),
+        (
+            FeedConfig {
+                headers: [("Bad Name".to_owned(), "x".to_owned())].into(),
+                ..base.clone()
+            },
+            "header name",
         ),
     ] {
         let error = with(feed).validate().unwrap_err().to_string();
