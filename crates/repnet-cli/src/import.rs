@@ -214,7 +214,7 @@ async fn import_remote(
             "--server imports one file at a time (each upload replaces the source): combine the files first, or import them into --data"
         );
     };
-    let token = admin_token(args.admin_token_file.as_deref())?;
+    let token = crate::admin_token(args.admin_token_file.as_deref())?;
     let client = Client::new(server)?.with_admin_token(token);
     let settings = args.settings();
     let params = ImportParams {
@@ -248,24 +248,6 @@ async fn import_remote(
     let body = ImportBody::File(path);
     eprintln!("uploading {input} to {server} …");
     Ok(client.import_feed(&params, body).await?)
-}
-
-/// The admin token: from `--admin-token-file`, else `REPNET_ADMIN_TOKEN`.
-fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the admin token file {}", path.display()))?,
-        None => std::env::var("REPNET_ADMIN_TOKEN").map_err(|_| {
-            anyhow::anyhow!(
-                "--server needs the admin token: pass --admin-token-file FILE or set REPNET_ADMIN_TOKEN"
-            )
-        })?,
-    };
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        anyhow::bail!("the admin token is empty");
-    }
-    Ok(token)
 }
 
 /// `into` is where it was imported; `None` for a dry run.

@@ -37,6 +37,12 @@ pub(crate) struct LookupArgs {
     /// never sees what was looked up.
     #[arg(long)]
     private: bool,
+    /// The organisation's licence key, for servers that require one (a private network).
+    #[arg(long, env = "REPNET_KEY", value_name = "KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// server, besides the system's.
+    #[arg(long, env = "REPNET_CA", value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -150,7 +156,10 @@ pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|argument| classify(argument))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let client = Client::new(&args.server)?;
+    let mut client = Client::with_ca(&args.server, args.ca.as_deref())?;
+    if let Some(key) = &args.key {
+        client = client.with_licence_key(key.trim());
+    }
     let rows = if args.private {
         private_lookup(&client, &targets, args.format).await?
     } else {

@@ -3,13 +3,17 @@
 //! Exit codes (documented in docs/cli.md): 0 success and nothing untrusted found, 1 something
 //! untrusted was found, 2 an error (with a one-line message on stderr saying what to do).
 
+mod admin;
+mod bundle;
 mod import;
 mod lookup;
 mod serve;
 mod url;
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -35,6 +39,12 @@ enum Command {
     /// Show how a URL is canonicalised and matched.
     #[command(subcommand)]
     Url(url::UrlCommand),
+    /// Administer a running server: licence keys, status.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Offline bundles for air-gapped networks: keys, export, import.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 /// What a command ended with, when it did not fail.
@@ -63,7 +73,27 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
         Command::Url(command) => url::run(command),
+        Command::Admin(command) => runtime(0)?.block_on(admin::run(command)),
+        Command::Bundle(command) => runtime(0)?.block_on(bundle::run(command)),
     }
+}
+
+/// The admin token: from `--admin-token-file`, else `REPNET_ADMIN_TOKEN`.
+pub(crate) fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the admin token file {}", path.display()))?,
+        None => std::env::var("REPNET_ADMIN_TOKEN").map_err(|_| {
+            anyhow::anyhow!(
+                "--server needs the admin token: pass --admin-token-file FILE or set REPNET_ADMIN_TOKEN"
+            )
+        })?,
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!("the admin token is empty");
+    }
+    Ok(token)
 }
 
 fn main() -> ExitCode {

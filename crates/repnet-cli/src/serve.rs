@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use repnet_server::{AdminToken, Server, ServerConfig};
+use repnet_server::{AdminToken, Role, Server, ServerConfig, UpstreamConfig};
 use repnet_store::{Store, StoreOptions};
 
 use crate::Outcome;
@@ -43,6 +43,40 @@ pub(crate) struct ServeArgs {
     /// Threads serving requests; 0 for one per CPU core [default: 0].
     #[arg(long, env = "REPNET_WORKER_THREADS", value_name = "N")]
     worker_threads: Option<usize>,
+    /// `global` serves everyone; `private` requires a licence key on every request and only
+    /// pulls from its upstream [default: global].
+    #[arg(long, env = "REPNET_ROLE", value_enum, value_name = "ROLE")]
+    role: Option<RoleArg>,
+    /// On a global server, require a licence key on lookups too.
+    #[arg(long, env = "REPNET_REQUIRE_KEY")]
+    require_key: bool,
+    /// Pull the knowledge base from this server (https://…).
+    #[arg(long, env = "REPNET_UPSTREAM", value_name = "URL")]
+    upstream: Option<String>,
+    /// The licence key registered upstream (prefer --upstream-key-file: command lines are
+    /// visible to other users).
+    #[arg(
+        long,
+        env = "REPNET_UPSTREAM_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    upstream_key: Option<String>,
+    /// File holding the licence key registered upstream.
+    #[arg(long, env = "REPNET_UPSTREAM_KEY_FILE", value_name = "FILE")]
+    upstream_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the upstream's HTTPS, besides the system's.
+    #[arg(long, env = "REPNET_UPSTREAM_CA", value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "REPNET_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "REPNET_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The public key (`repnet bundle keygen`'s .pub) that uploaded bundles must be signed with.
+    #[arg(long, env = "REPNET_BUNDLE_PUBLIC_KEY", value_name = "FILE")]
+    bundle_public_key: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -57,6 +91,12 @@ pub(crate) struct ServeArgs {
     /// Log format.
     #[arg(long, env = "REPNET_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RoleArg {
+    Global,
+    Private,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +146,47 @@ impl ServeArgs {
         }
         if let Some(threads) = self.worker_threads {
             config.worker_threads = threads;
+        }
+        if let Some(role) = self.role {
+            config.role = match role {
+                RoleArg::Global => Role::Global,
+                RoleArg::Private => Role::Private,
+            };
+        }
+        if self.require_key {
+            config.require_key = true;
+        }
+        if let Some(url) = &self.upstream {
+            let mut upstream = config
+                .upstream
+                .take()
+                .unwrap_or_else(|| UpstreamConfig::new(url));
+            upstream.url = url.clone();
+            config.upstream = Some(upstream);
+        }
+        if self.upstream_key.is_some()
+            || self.upstream_key_file.is_some()
+            || self.upstream_ca.is_some()
+        {
+            let upstream = config.upstream.as_mut().context(
+                "--upstream-key, --upstream-key-file and --upstream-ca go with --upstream URL (or [upstream] in the configuration)",
+            )?;
+            if self.upstream_key.is_some() || self.upstream_key_file.is_some() {
+                upstream.key = self.upstream_key.clone();
+                upstream.key_file = self.upstream_key_file.clone();
+            }
+            if let Some(ca) = &self.upstream_ca {
+                upstream.ca_file = Some(ca.clone());
+            }
+        }
+        if let Some(cert) = &self.tls_cert {
+            config.tls_cert = Some(cert.clone());
+        }
+        if let Some(key) = &self.tls_key {
+            config.tls_key = Some(key.clone());
+        }
+        if let Some(key) = &self.bundle_public_key {
+            config.bundle_public_key = Some(key.clone());
         }
         config.validate()?;
         Ok(config)
@@ -181,7 +262,11 @@ pub(crate) fn main(args: ServeArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::Result<Outcome> {
-    let store = Store::open(&config.data, &StoreOptions::default()).with_context(|| {
+    let store_options = StoreOptions {
+        change_log_max: config.change_log_max,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&config.data, &store_options).with_context(|| {
         format!(
             "cannot open the knowledge base in {}",
             config.data.display()
@@ -202,10 +287,13 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
     let admin_enabled = admin_token.is_some();
     // Ready to handle SIGTERM before anyone can know the address to send it after.
     let shutdown = shutdown_signal()?;
-    let server = Server::new(store, &config, admin_token);
+    let server = Server::new(store, &config, admin_token)?;
     tracing::info!(
-        address = %format!("http://{address}"),
+        address = %format!("{}://{address}", server.scheme()),
+        upstream = config.upstream.as_ref().map(|upstream| upstream.url.as_str()),
         data = %config.data.display(),
+        role = config.role.as_str(),
+        key_required = config.key_required(),
         keys = stats.keys,
         admin_api = admin_enabled,
         feeds = config.feeds.len(),

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::{
-    ErrorBody, FeedStatus, FeedStatusList, HashMatch, HashSearchRequest, HashSearchResponse,
-    ImportParams, ImportReport, LocalVerdictList, LookupItem, LookupRequest, LookupResponse,
-    Reputation, SetLocalVerdict,
+    AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashMatch, HashSearchRequest,
+    HashSearchResponse, ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList,
+    LocalVerdictList, LookupItem, LookupRequest, LookupResponse, Reputation, ServerStatus,
+    SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
@@ -110,28 +111,76 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     admin_token: Option<String>,
+    licence_key: Option<String>,
 }
 
 impl Client {
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        Client::with_ca(base_url, None)
+    }
+
+    /// A client that also trusts the CA certificates (PEM) in `ca_file`, for a server whose
+    /// certificate comes from a private PKI.
+    pub fn with_ca(
+        base_url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
+        let mut builder = http_client_builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|error| {
+                ClientError::Input(format!(
+                    "cannot read the CA file {}: {error}",
+                    path.display()
+                ))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| {
+                    ClientError::Input(format!(
+                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate",
+                        path.display()
+                    ))
+                })?;
+            builder = builder.tls_certs_merge(certificates);
+        }
+        Client::from_builder(base_url, builder)
+    }
+
+    fn from_builder(
+        base_url: &str,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Client, ClientError> {
         let base = base_url.trim().trim_end_matches('/').to_owned();
         let parsed =
             reqwest::Url::parse(&base).map_err(|_| ClientError::InvalidUrl(base_url.to_owned()))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
             return Err(ClientError::InvalidUrl(base_url.to_owned()));
         }
-        let http = http_client_builder()
-            .build()
-            .map_err(|error| ClientError::Unreachable {
-                url: base.clone(),
-                reason: error.to_string(),
-            })?;
+        let http = builder.build().map_err(|error| ClientError::Unreachable {
+            url: base.clone(),
+            reason: error.to_string(),
+        })?;
         Ok(Client {
             http,
             base,
             admin_token: None,
+            licence_key: None,
         })
+    }
+
+    /// Sends `key` as the licence key with every request but the admin API's.
+    pub fn with_licence_key(mut self, key: impl Into<String>) -> Client {
+        self.licence_key = Some(key.into());
+        self
+    }
+
+    fn keyed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.licence_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
     }
 
     /// Uses `token` for the admin API.
@@ -212,7 +261,7 @@ impl Client {
             if explain {
                 request = request.query(&[("explain", "true")]);
             }
-            let response: LookupResponse = self.send(request).await?;
+            let response: LookupResponse = self.send(self.keyed(request)).await?;
             if response.results.len() != chunk.len() {
                 return Err(ClientError::Unexpected {
                     url: self.base.clone(),
@@ -248,13 +297,14 @@ impl Client {
                     repnet_protocol::binary::MEDIA_TYPE,
                 )
                 .body(body);
-            let response = request
-                .send()
-                .await
-                .map_err(|error| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    reason: error_chain(&error),
-                })?;
+            let response =
+                self.keyed(request)
+                    .send()
+                    .await
+                    .map_err(|error| ClientError::Unreachable {
+                        url: self.base.clone(),
+                        reason: error_chain(&error),
+                    })?;
             let status = response.status();
             let bytes = response
                 .bytes()
@@ -309,7 +359,7 @@ impl Client {
                 ObjectKind::Url => segments.extend(["v1", "urls"]),
             };
         }
-        let mut request = self.http.get(url);
+        let mut request = self.keyed(self.http.get(url));
         if kind == ObjectKind::Url {
             request = request.query(&[("url", value)]);
         }
@@ -337,7 +387,7 @@ impl Client {
                 .http
                 .post(format!("{}/v1/hashes:search", self.base))
                 .json(&body);
-            let response: HashSearchResponse = self.send(request).await?;
+            let response: HashSearchResponse = self.send(self.keyed(request)).await?;
             all.matches.extend(response.matches);
             all.cache_seconds = all.cache_seconds.min(response.cache_seconds);
         }
@@ -445,6 +495,82 @@ impl Client {
             // Big feeds take minutes to import: no overall deadline beyond a day.
             .timeout(Duration::from_secs(24 * 3600))
             .body(body);
+        self.send(self.admin(request)).await
+    }
+
+    /// Registers a licence key (`POST /v1/admin/keys`).
+    pub async fn add_licence_key(
+        &self,
+        key: &AddLicenceKey,
+    ) -> Result<LicenceKeyEntry, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/admin/keys", self.base))
+            .json(key);
+        self.send(self.admin(request)).await
+    }
+
+    /// Every licence key registered (`GET /v1/admin/keys`).
+    pub async fn licence_keys(&self) -> Result<LicenceKeyList, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/keys", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Revokes the licence key with id `id`.
+    pub async fn revoke_licence_key(&self, id: &str) -> Result<LicenceKeyEntry, ClientError> {
+        let request = self
+            .http
+            .delete(format!("{}/v1/admin/keys/{id}", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// The server's role, sequence and upstream (`GET /v1/admin/status`).
+    pub async fn server_status(&self) -> Result<ServerStatus, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/status", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Starts `GET path` of a replication stream (`/v1/changes?…`, `/v1/snapshot`) with the
+    /// licence key, and answers the response once its status says the stream follows.
+    pub async fn replication_stream(
+        &self,
+        path_and_query: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            // A snapshot of a large knowledge base takes a while to download.
+            .timeout(Duration::from_secs(24 * 3600));
+        let response =
+            self.keyed(request)
+                .send()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: error_chain(&error),
+                })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(self.refusal(status, &body))
+    }
+
+    /// Uploads an offline bundle for the server to check and apply (`POST /v1/admin/bundles`).
+    pub async fn import_bundle(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<repnet_protocol::BundleApplied, ClientError> {
+        let file = tokio::fs::File::open(path).await.map_err(|error| {
+            ClientError::Input(format!("cannot open {}: {error}", path.display()))
+        })?;
+        let request = self
+            .http
+            .post(format!("{}/v1/admin/bundles", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(Duration::from_secs(24 * 3600))
+            .body(reqwest::Body::from(file));
         self.send(self.admin(request)).await
     }
 

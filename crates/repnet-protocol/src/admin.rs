@@ -180,3 +180,58 @@ pub struct ImportParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_empty: Option<bool>,
 }
+
+/// `GET /v1/admin/status`: what the server is in its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServerStatus {
+    /// `global` or `private`.
+    pub role: String,
+    /// Whether lookups need a licence key.
+    pub key_required: bool,
+    /// Keys (objects and hash aliases) in the knowledge base.
+    pub keys: u64,
+    /// This server's change log: its id (32 hex digits) and last sequence number.
+    pub log_id: String,
+    pub sequence: u64,
+    /// The oldest sequence a puller can continue from; one further behind gets a snapshot.
+    pub oldest_continuable: u64,
+    /// The server this one pulls from, if any.
+    pub upstream: Option<UpstreamStatus>,
+}
+
+/// How pulling from the upstream server goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamStatus {
+    pub url: String,
+    /// Whether the last attempt reached it and was let in.
+    pub reachable: bool,
+    /// The upstream's log id and sequence, as of the last answer.
+    pub upstream_log_id: Option<String>,
+    pub upstream_sequence: Option<u64>,
+    /// How far this server has applied the upstream's log.
+    pub local_sequence: Option<u64>,
+    /// `upstream_sequence - local_sequence`: changes not applied yet.
+    pub lag: Option<u64>,
+    /// RFC 3339 times of the last attempt and the last success.
+    pub last_attempt: Option<String>,
+    pub last_success: Option<String>,
+    /// Why the last attempt failed; null once one succeeds.
+    pub last_error: Option<String>,
+    /// Changes and snapshots applied since the server started.
+    pub changes_applied: u64,
+    pub snapshots_applied: u64,
+}
+
+/// What applying a bundle did (`POST /v1/admin/bundles`, `repnet bundle import`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BundleApplied {
+    /// `changes` or `snapshot`.
+    pub kind: String,
+    /// The log the bundle came from, and the sequence range it covered.
+    pub log_id: String,
+    pub after: u64,
+    pub to: u64,
+    /// Entries in the bundle, and keys they changed here.
+    pub entries: u64,
+    pub keys_written: u64,
+}

@@ -7,13 +7,17 @@
 
 mod admin;
 pub mod binary;
+mod licence;
 mod lookup;
 mod search;
 mod view;
 
 pub use admin::{
-    FeedStatus, FeedStatusList, ImportParams, ImportReport, LocalVerdictEntry, LocalVerdictList,
-    SetLocalVerdict,
+    BundleApplied, FeedStatus, FeedStatusList, ImportParams, ImportReport, LocalVerdictEntry,
+    LocalVerdictList, ServerStatus, SetLocalVerdict, UpstreamStatus,
+};
+pub use licence::{
+    AddLicenceKey, LicenceKeyEntry, LicenceKeyList, check_licence_key, licence_key_id, parse_time,
 };
 pub use lookup::{
     ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,

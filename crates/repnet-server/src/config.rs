@@ -40,6 +40,146 @@ pub struct ServerConfig {
     pub max_import_bytes: u64,
     /// Feeds to refresh on a schedule (`[[feeds]]` tables).
     pub feeds: Vec<FeedConfig>,
+    /// `global` (the default) or `private`: a private server requires a licence key on every
+    /// request but the admin API and operations, and never sends anything upstream.
+    pub role: Role,
+    /// On a global server, require a licence key on lookups too (sync always requires one).
+    pub require_key: bool,
+    /// Requests per second each licence key may make; 0 for no limit.
+    pub key_requests_per_second: u32,
+    /// Requests a key may make at once above its rate (the bucket's size); 0 for the rate.
+    pub key_burst: u32,
+    /// Most changes the change log keeps for servers that pull from this one; one further
+    /// behind gets a snapshot. 0 keeps none.
+    pub change_log_max: u64,
+    /// The server to pull the knowledge base from (`[upstream]`).
+    pub upstream: Option<UpstreamConfig>,
+    /// PEM certificate chain and private key: serve HTTPS instead of HTTP (give both).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The Ed25519 public key (`repnet bundle keygen`'s `.pub` file) that offline bundles
+    /// uploaded to `POST /v1/admin/bundles` must be signed with.
+    pub bundle_public_key: Option<PathBuf>,
+}
+
+/// Where a server pulls its knowledge base from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The upstream server's base URL, `https://…` (or `http://` on a trusted network).
+    pub url: String,
+    /// The licence key registered for this organisation upstream…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// …or a file holding it (preferred: the key stays out of the configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Seconds between pulls once caught up.
+    #[serde(default = "UpstreamConfig::default_interval")]
+    pub interval_seconds: u64,
+    /// Keys asked for per page of changes.
+    #[serde(default = "UpstreamConfig::default_page_size")]
+    pub page_size: usize,
+    /// CA certificates (PEM) to trust for the upstream's HTTPS, besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl UpstreamConfig {
+    /// An upstream at `url` with the default settings.
+    pub fn new(url: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            url: url.to_owned(),
+            key: None,
+            key_file: None,
+            interval_seconds: UpstreamConfig::default_interval(),
+            page_size: UpstreamConfig::default_page_size(),
+            ca_file: None,
+        }
+    }
+
+    fn default_interval() -> u64 {
+        10
+    }
+
+    fn default_page_size() -> usize {
+        100_000
+    }
+
+    /// The licence key, from `key` or `key_file`, checked.
+    pub fn licence_key(&self) -> Result<String, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "upstream",
+            message,
+        };
+        let key = match (&self.key, &self.key_file) {
+            (Some(key), None) => key.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|error| {
+                    invalid(format!("cannot read key_file {}: {error}", path.display()))
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                return Err(invalid(
+                    "the licence key for the upstream is missing: give --upstream-key-file FILE (or key_file), or --upstream-key / REPNET_UPSTREAM_KEY".to_owned(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid("give key or key_file, not both".to_owned()));
+            }
+        };
+        repnet_protocol::check_licence_key(&key)
+            .map_err(|message| invalid(format!("key: {message}")))?;
+        Ok(key)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "upstream",
+            message,
+        };
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => {
+                return Err(invalid(format!(
+                    "url {:?} is not an http:// or https:// URL (e.g. https://global.example:8443)",
+                    self.url
+                )));
+            }
+        }
+        if self.interval_seconds == 0 {
+            return Err(invalid("interval_seconds must be at least 1".to_owned()));
+        }
+        if !(1..=1_000_000).contains(&self.page_size) {
+            return Err(invalid(format!(
+                "page_size must be from 1 to 1000000; got {}",
+                self.page_size
+            )));
+        }
+        self.licence_key().map(|_| ())
+    }
+}
+
+/// What a server is to its network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves the network's clients; feeds and statistics make its knowledge.
+    #[default]
+    Global,
+    /// An organisation's own server: answers its devices, pulls the global knowledge base,
+    /// sends nothing outside.
+    Private,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Global => "global",
+            Role::Private => "private",
+        }
+    }
 }
 
 /// A feed the server refreshes on a schedule, from a URL or a local file.
@@ -178,6 +318,15 @@ impl Default for ServerConfig {
             worker_threads: 0,
             max_import_bytes: 16 << 30,
             feeds: Vec::new(),
+            role: Role::Global,
+            require_key: false,
+            key_requests_per_second: 0,
+            key_burst: 0,
+            change_log_max: 1_000_000,
+            upstream: None,
+            tls_cert: None,
+            tls_key: None,
+            bundle_public_key: None,
         }
     }
 }
@@ -247,6 +396,15 @@ impl ServerConfig {
                 message: "ttl_seconds and unknown_ttl_seconds must be at least 1".to_owned(),
             });
         }
+        if let Some(upstream) = &self.upstream {
+            upstream.validate()?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_cert",
+                message: "give tls_cert and tls_key together (a PEM certificate chain and its private key)".to_owned(),
+            });
+        }
         let mut names = std::collections::HashSet::new();
         for (index, feed) in self.feeds.iter().enumerate() {
             let invalid = |message: String| ConfigError::Invalid {
@@ -259,6 +417,11 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether lookups need a licence key.
+    pub fn key_required(&self) -> bool {
+        self.role == Role::Private || self.require_key
     }
 
     pub fn ttl_policy(&self) -> TtlPolicy {

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP API: a status, a stable machine-readable code, and a message
 //! that says what was wrong and what to do. Internal details go to the log, never to the client.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repnet_protocol::{BodyError, ErrorBody};
 
@@ -10,6 +10,8 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,
+    /// Extra headers (`Retry-After`, `WWW-Authenticate`).
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,7 +24,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
     }
 
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -63,6 +71,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }

@@ -463,6 +463,10 @@ impl Feeds {
     }
 
     /// `POST /v1/admin/imports`: spools the body, then imports it.
+    pub(crate) fn max_upload_bytes(&self) -> u64 {
+        self.max_import_bytes
+    }
+
     pub(crate) async fn upload(
         &self,
         store: &Store,
@@ -470,41 +474,13 @@ impl Feeds {
         format: Format,
         options: FeedOptions,
     ) -> Result<ImportReport, ApiError> {
-        let temporary = temp_file(&self.data_dir)
-            .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
-        let (file, path) = temporary.into_parts();
-        let mut file = tokio::fs::File::from_std(file);
-        let mut stream = body.into_data_stream();
-        let mut written = 0u64;
-        use futures_util::StreamExt as _;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| {
-                ApiError::bad_request(
-                    "invalid_body",
-                    format!("cannot read the request body: {error}"),
-                )
-            })?;
-            written += chunk.len() as u64;
-            if written > self.max_import_bytes {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    Failure::TooLarge(self.max_import_bytes).to_string(),
-                ));
-            }
-            file.write_all(&chunk)
-                .await
-                .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
-        }
-        file.flush()
-            .await
-            .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
-        if written == 0 {
-            return Err(ApiError::bad_request(
-                "empty_body",
-                "the request body is empty: send the feed file as the body (e.g. curl --data-binary @feed.csv)",
-            ));
-        }
+        let path = spool_body(
+            &self.data_dir,
+            body,
+            self.max_import_bytes,
+            "the request body is empty: send the feed file as the body (e.g. curl --data-binary @feed.csv)",
+        )
+        .await?;
         let input = Input::Named {
             path: path.to_path_buf(),
             name: "the upload".to_owned(),
@@ -653,6 +629,49 @@ fn upload_options(
     options.incremental = params.incremental.unwrap_or(false);
     options.allow_empty = params.allow_empty.unwrap_or(false);
     Ok((format, options))
+}
+
+/// Writes a request body to a temporary file in `dir` (removed when the answer is dropped),
+/// refusing bodies over `max_bytes` (413) and empty ones (400, with `empty_message`).
+pub(crate) async fn spool_body(
+    dir: &Path,
+    body: Body,
+    max_bytes: u64,
+    empty_message: &str,
+) -> Result<tempfile::TempPath, ApiError> {
+    let temporary =
+        temp_file(dir).map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+    let (file, path) = temporary.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    use futures_util::StreamExt as _;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("cannot read the request body: {error}"),
+            )
+        })?;
+        written += chunk.len() as u64;
+        if written > max_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                Failure::TooLarge(max_bytes).to_string(),
+            ));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+    }
+    file.flush()
+        .await
+        .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
+    if written == 0 {
+        return Err(ApiError::bad_request("empty_body", empty_message));
+    }
+    Ok(path)
 }
 
 /// `POST /v1/admin/imports?format=…&source=…`: the body is the feed file, as published

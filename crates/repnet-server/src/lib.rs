@@ -4,13 +4,18 @@
 //! [`Server::run`] takes a bound listener and a shutdown future, so tests start the real
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
+pub mod bundle;
 pub mod config;
 mod error;
 mod feeds;
+mod licences;
 mod lookup;
 mod metrics;
 mod openapi;
 mod routes;
+mod sync;
+mod tls;
+mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use repnet_model::TtlPolicy;
 use repnet_store::Store;
 use tokio::net::TcpListener;
 
-pub use crate::config::{AdminToken, ConfigError, ServerConfig};
+pub use crate::config::{AdminToken, ConfigError, Role, ServerConfig, UpstreamConfig};
 pub use crate::openapi::openapi_json;
 
 /// What every handler can reach.
@@ -42,6 +47,14 @@ pub(crate) struct AppState {
     cache_control: CacheControl,
     /// Uploaded and scheduled feeds.
     feeds: Arc<feeds::Feeds>,
+    /// Registered licence keys.
+    licences: Arc<licences::Licences>,
+    /// What this server is in its network.
+    role: config::Role,
+    /// The server this one pulls from.
+    upstream: Option<Arc<upstream::Upstream>>,
+    /// The key offline bundles must be signed with.
+    bundle_key: Option<ed25519_dalek::VerifyingKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -69,14 +82,71 @@ pub struct Server {
     router: Router,
     store: Store,
     feeds: Arc<feeds::Feeds>,
+    licences: Arc<licences::Licences>,
+    upstream: Option<Arc<upstream::Upstream>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     ready: Arc<AtomicBool>,
     grace: Duration,
 }
 
+/// Why a server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] repnet_store::StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 impl Server {
     /// A server answering from `store` with the settings of `config`; `admin_token` enables
-    /// the admin API.
-    pub fn new(store: Store, config: &ServerConfig, admin_token: Option<AdminToken>) -> Server {
+    /// the admin API. Fails only if the store cannot be read.
+    pub fn new(
+        store: Store,
+        config: &ServerConfig,
+        admin_token: Option<AdminToken>,
+    ) -> Result<Server, StartError> {
+        let limit = (config.key_requests_per_second > 0).then(|| licences::RateLimit {
+            per_second: f64::from(config.key_requests_per_second),
+            burst: f64::from(config.key_burst.max(config.key_requests_per_second)),
+        });
+        let licences = Arc::new(licences::Licences::load(
+            store.clone(),
+            config.key_required(),
+            limit,
+        )?);
+        let upstream = match &config.upstream {
+            Some(upstream) => Some(Arc::new(
+                upstream::Upstream::new(upstream, upstream.licence_key()?).map_err(|message| {
+                    ConfigError::Invalid {
+                        key: "upstream",
+                        message,
+                    }
+                })?,
+            )),
+            None => None,
+        };
+        let bundle_key = match &config.bundle_public_key {
+            Some(path) => {
+                Some(
+                    bundle::read_public_key(path).map_err(|message| ConfigError::Invalid {
+                        key: "bundle_public_key",
+                        message,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let tls =
+            match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(
+                    |message| ConfigError::Invalid {
+                        key: "tls_cert",
+                        message,
+                    },
+                )?),
+                _ => None,
+            };
         let ready = Arc::new(AtomicBool::new(false));
         let metrics = metrics::Metrics::new();
         let feeds = Arc::new(feeds::Feeds::new(
@@ -94,17 +164,29 @@ impl Server {
             ready: Arc::clone(&ready),
             cache_control: CacheControl::new(&config.ttl_policy()),
             feeds: Arc::clone(&feeds),
+            licences: Arc::clone(&licences),
+            role: config.role,
+            upstream: upstream.clone(),
+            bundle_key,
         };
-        Server {
+        Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),
             store,
             feeds,
+            licences,
+            upstream,
+            tls,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
-        }
+        })
     }
 
-    /// Serves HTTP/1.1 and HTTP/2 (cleartext) on `listener` until `shutdown` completes, then
+    /// `https` when the server serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 (over TLS when configured) on `listener` until `shutdown` completes, then
     /// stops accepting, reports not ready, and lets in-flight requests finish for up to the
     /// configured grace period. Scheduled feeds refresh while it serves.
     pub async fn run(
@@ -123,13 +205,42 @@ impl Server {
         // Answers are small and latency matters: send each at once rather than let Nagle's
         // algorithm wait for the client's acknowledgement of the previous one.
         use axum::serve::ListenerExt as _;
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        let serve = async move {
+            match self.tls {
+                Some(acceptor) => {
+                    axum::serve(tls::TlsListener::new(listener, acceptor), self.router)
+                        .with_graceful_shutdown(graceful)
+                        .await
+                }
+                None => {
+                    let listener = listener.tap_io(|stream| {
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+                        }
+                    });
+                    axum::serve(listener, self.router)
+                        .with_graceful_shutdown(graceful)
+                        .await
+                }
+            }
+        };
+        let mut scheduled_feeds = self.feeds.schedule(&self.store);
+        let (stop_pulling, pulling_stopped) = tokio::sync::watch::channel(false);
+        let pulling = self
+            .upstream
+            .clone()
+            .map(|upstream| tokio::spawn(upstream.run(self.store.clone(), pulling_stopped)));
+        let licences = Arc::clone(&self.licences);
+        let flushing = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every_minute.tick().await;
+                if let Err(error) = licences.flush_last_used().await {
+                    tracing::warn!(%error, "cannot record when licence keys were last used");
+                }
             }
         });
-        let serve = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
-        let mut scheduled_feeds = self.feeds.schedule(&self.store);
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {
@@ -148,6 +259,15 @@ impl Server {
         };
         // Stop the schedule, and wait until its tasks have let go of the store.
         scheduled_feeds.shutdown().await;
+        let _ = stop_pulling.send(true);
+        if let Some(pulling) = pulling {
+            let _ = pulling.await;
+        }
+        flushing.abort();
+        let _ = flushing.await;
+        if let Err(error) = self.licences.flush_last_used().await {
+            tracing::warn!(%error, "cannot record when licence keys were last used");
+        }
         result
     }
 }

@@ -25,6 +25,13 @@ use crate::routes;
         crate::feeds::post_import,
         crate::feeds::list_feeds,
         crate::feeds::refresh_feed,
+        crate::licences::add_key,
+        crate::licences::list_keys,
+        crate::licences::revoke_key,
+        crate::sync::get_changes,
+        crate::sync::get_snapshot,
+        crate::sync::get_status,
+        crate::sync::post_bundle,
         routes::healthz,
         routes::readyz,
         routes::metrics,
@@ -42,6 +49,12 @@ use crate::routes;
         repnet_protocol::HashSearchResponse,
         repnet_protocol::ImportReport,
         repnet_protocol::FeedStatus,
+        repnet_protocol::AddLicenceKey,
+        repnet_protocol::LicenceKeyEntry,
+        repnet_protocol::LicenceKeyList,
+        repnet_protocol::ServerStatus,
+        repnet_protocol::UpstreamStatus,
+        repnet_protocol::BundleApplied,
         repnet_protocol::FeedStatusList,
     )),
     modifiers(&AdminTokenScheme)
@@ -55,6 +68,10 @@ impl utoipa::Modify for AdminTokenScheme {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme(
                 "admin_token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+            components.add_security_scheme(
+                "licence_key",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }

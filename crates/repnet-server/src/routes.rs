@@ -40,8 +40,23 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/v1/admin/feeds/{name}/refresh",
             axum::routing::post(crate::feeds::refresh_feed),
         )
+        .route(
+            "/v1/admin/keys",
+            get(crate::licences::list_keys).post(crate::licences::add_key),
+        )
+        .route(
+            "/v1/admin/keys/{id}",
+            axum::routing::delete(crate::licences::revoke_key),
+        )
+        .route("/v1/admin/status", get(crate::sync::get_status))
+        .route(
+            "/v1/admin/bundles",
+            axum::routing::post(crate::sync::post_bundle),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
+    // What devices ask: a licence key when the server requires one (a private server, or
+    // `require_key`).
+    let lookups = Router::new()
         .route("/v1/files/{hash}", get(get_file))
         .route("/v1/domains/{domain}", get(get_domain))
         .route("/v1/ips/{ip}", get(get_ip))
@@ -49,6 +64,21 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/urls", get(get_url))
         .route("/v1/lookup", axum::routing::post(lookup_batch))
         .route("/v1/hashes:search", axum::routing::post(search_hashes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::licences::require_licence_for_lookups,
+        ));
+    // Replication: always a licence key.
+    let sync = Router::new()
+        .route("/v1/changes", get(crate::sync::get_changes))
+        .route("/v1/snapshot", get(crate::sync::get_snapshot))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::licences::require_licence,
+        ));
+    Router::new()
+        .merge(lookups)
+        .merge(sync)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -145,7 +175,7 @@ fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> ApiError {
 }
 
 /// Refuses bodies that are not declared as JSON.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers) {
         Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
         _ => Err(unsupported_media_type(
@@ -155,7 +185,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

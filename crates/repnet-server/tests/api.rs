@@ -34,7 +34,7 @@ impl TestServer {
     async fn start_with(dir: &Path, admin_token: Option<&str>, config: ServerConfig) -> TestServer {
         let store = Store::open(dir, &StoreOptions::default()).expect("open store");
         let token = admin_token.map(|t| AdminToken::new(t).expect("token"));
-        let server = Server::new(store, &config, token);
+        let server = Server::new(store, &config, token).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

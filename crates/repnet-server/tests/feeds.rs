@@ -30,7 +30,7 @@ impl TestServer {
     async fn start(dir: &Path, config: ServerConfig) -> TestServer {
         config.validate().unwrap();
         let store = Store::open(dir, &StoreOptions::default()).unwrap();
-        let server = Server::new(store, &config, Some(AdminToken::new(TOKEN).unwrap()));
+        let server = Server::new(store, &config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();

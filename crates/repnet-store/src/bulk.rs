@@ -19,6 +19,7 @@ use repnet_model::{Md5, Sha1, Sha256, Source, ThreatName};
 
 use crate::lmdb::LmdbStore;
 use crate::record::{self, Mutation, Reader, StoredSource, put_mutations, put_varint};
+use crate::sync::{StreamHeader, StreamKind, SyncEntry};
 use crate::{Change, StoreError};
 
 /// Buffered bytes after which a sorted run is spilled to disk.
@@ -68,6 +69,9 @@ pub struct BulkImport {
     run_bytes: usize,
     /// The source this import replaces, if it does.
     replaced: Option<Source>,
+    /// For a replication stream: its header, checked against and recorded as this store's
+    /// cursor in the transaction that applies it.
+    stream: Option<StreamHeader>,
     changes: u64,
     mutations: u64,
 }
@@ -108,6 +112,7 @@ impl BulkImport {
             runs: Vec::new(),
             run_bytes,
             replaced: None,
+            stream: None,
             changes: 0,
             mutations: 0,
         })
@@ -134,6 +139,100 @@ impl BulkImport {
 
     pub(crate) fn replaced_source(&self) -> Option<&Source> {
         self.replaced.as_ref()
+    }
+
+    pub(crate) fn stream_header(&self) -> Option<&StreamHeader> {
+        self.stream.as_ref()
+    }
+
+    /// Makes the import apply a replication stream with this header: it must continue where
+    /// the store is in the sender's log (a snapshot may start anywhere, and replaces what
+    /// came from upstream), and the store's cursor moves to its end in the same transaction.
+    pub(crate) fn set_stream(&mut self, header: StreamHeader) {
+        if header.kind == StreamKind::Snapshot {
+            self.replace_source(Source::Upstream);
+        }
+        self.stream = Some(header);
+    }
+
+    fn source_name_id(&mut self, source: &Source) -> u32 {
+        match &self.last_source {
+            Some((last, id)) if last == source => *id,
+            _ => {
+                let id = self.name_id(&source.to_string());
+                self.source_names[id as usize] = true;
+                self.last_source = Some((source.clone(), id));
+                id
+            }
+        }
+    }
+
+    fn threat_name_id(&mut self, threat: &ThreatName) -> u32 {
+        match &self.last_threat {
+            Some((last, id)) if last == threat => *id,
+            _ => {
+                let id = self.name_id(threat.as_str());
+                self.threat_names[id as usize] = true;
+                self.last_threat = Some((threat.clone(), id));
+                id
+            }
+        }
+    }
+
+    /// Adds one entry of a replication stream: what the sender knows under a key becomes
+    /// this store's `upstream` record there (or its absence, the retraction of that record).
+    pub(crate) fn add_sync(&mut self, entry: &SyncEntry) -> Result<(), StoreError> {
+        if !crate::key::is_valid_key(&entry.key) {
+            return Err(StoreError::Sync(crate::sync::SyncError::Format(format!(
+                "entry {} has a key this repnet does not know (type {:#04x}, {} bytes)",
+                self.changes + 1,
+                entry.key.first().copied().unwrap_or(0),
+                entry.key.len()
+            ))));
+        }
+        let upstream = self.source_name_id(&Source::Upstream);
+        let retract = Mutation::Retract {
+            source_id: upstream,
+        };
+        match &entry.value {
+            None => self.push(&entry.key, &retract),
+            Some(value) => {
+                if let Some(sha256) = value.alias_of {
+                    self.push(&entry.key, &Mutation::Alias(sha256));
+                }
+                match &value.record {
+                    None => self.push(&entry.key, &retract),
+                    Some(record) => {
+                        let threat_id = record.threat.as_ref().map(|t| self.threat_name_id(t));
+                        let source = StoredSource {
+                            source_id: upstream,
+                            verdict: record.verdict,
+                            confidence: record.confidence.get(),
+                            threat_id,
+                            categories: record.categories.bits(),
+                            first_seen: record.first_seen.0,
+                            last_seen: record.last_seen.0.max(record.first_seen.0),
+                        };
+                        let upsert = Mutation::Upsert {
+                            source,
+                            md5: value.md5,
+                            sha1: value.sha1,
+                        };
+                        self.push(&entry.key, &upsert);
+                    }
+                }
+            }
+        }
+        self.changes += 1;
+        if self.buffer.arena.len() >= self.run_bytes {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, key: &[u8], mutation: &Mutation) {
+        self.buffer.push(key, mutation);
+        self.mutations += 1;
     }
 
     /// Adds one change. Only `Put`s of non-local sources can be bulk-imported: local verdicts
@@ -430,6 +529,7 @@ fn entry_key(entry: &[u8]) -> &[u8] {
 
 const KIND_UPSERT: u8 = 0;
 const KIND_ALIAS: u8 = 1;
+const KIND_RETRACT: u8 = 2;
 
 /// `u8 key length, key, u8 kind`, then for an upsert: `varint source, u8 verdict, u8
 /// confidence, u8 flags (1 threat, 2 md5, 4 sha1), [varint threat], varint categories,
@@ -463,6 +563,10 @@ fn encode_entry(key: &[u8], mutation: &Mutation, out: &mut Vec<u8>) {
         Mutation::Alias(sha256) => {
             out.push(KIND_ALIAS);
             out.extend_from_slice(sha256.as_bytes());
+        }
+        Mutation::Retract { source_id } => {
+            out.push(KIND_RETRACT);
+            put_varint(out, u64::from(*source_id));
         }
     }
 }
@@ -513,6 +617,9 @@ fn decode_entry(entry: &[u8]) -> Result<Entry, StoreError> {
             }
         }
         KIND_ALIAS => Mutation::Alias(Sha256(reader.array().map_err(corrupt)?)),
+        KIND_RETRACT => Mutation::Retract {
+            source_id: reader.varint_u32().map_err(corrupt)?,
+        },
         kind => {
             return Err(StoreError::Corrupt(format!(
                 "an import's temporary entry has kind {kind}"

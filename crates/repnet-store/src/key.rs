@@ -90,6 +90,16 @@ impl ObjectKey {
 }
 
 /// Whether a key is one that format 2 no longer uses.
+/// Whether `bytes` is a key this format writes (a key received from another server is
+/// checked with this before it is stored).
+pub(crate) fn is_valid_key(bytes: &[u8]) -> bool {
+    match bytes.first() {
+        Some(&tag::URL) => bytes.len() == 33,
+        Some(_) => !is_legacy(bytes) && decode_key(bytes).is_some(),
+        None => false,
+    }
+}
+
 pub(crate) fn is_legacy(bytes: &[u8]) -> bool {
     matches!(
         bytes.first(),

@@ -14,6 +14,7 @@ mod filter;
 mod key;
 mod lmdb;
 mod record;
+pub mod sync;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -29,6 +30,7 @@ use crate::lmdb::LmdbStore;
 /// downloaded and extracted feeds): whatever a killed process left is removed at open.
 pub use crate::bulk::TEMP_PREFIX;
 pub use crate::bulk::{BulkImport, BulkSummary};
+pub use crate::lmdb::{ChangesAnswer, Cursor, SyncState};
 
 /// What the store knows about one object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,6 +93,30 @@ pub struct LocalVerdict {
     pub comment: Option<String>,
 }
 
+/// What [`Store::apply_stream`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamApplied {
+    pub header: sync::StreamHeader,
+    /// Entries in the stream.
+    pub entries: u64,
+    /// Keys whose value changed.
+    pub keys_written: u64,
+}
+
+/// A licence key as the store keeps it: the SHA-256 of the key, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Licence {
+    /// Shown to administrators and in logs instead of the key.
+    pub id: String,
+    pub key_sha256: Sha256,
+    pub label: Option<String>,
+    pub created: Timestamp,
+    pub expires: Option<Timestamp>,
+    pub revoked: Option<Timestamp>,
+    /// When the key was last presented (the server records it at most once a minute).
+    pub last_used: Option<Timestamp>,
+}
+
 /// Numbers about the store, for operators and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
@@ -114,6 +140,9 @@ pub struct StoreOptions {
     /// the B-tree (about 9 bits of memory per key; built in the background after opening).
     /// Worth it for a server; not for a one-off import.
     pub negative_filter: bool,
+    /// Most changes the change log keeps for servers that pull from this one; a server
+    /// further behind gets a snapshot. 0 keeps none.
+    pub change_log_max: u64,
 }
 
 impl Default for StoreOptions {
@@ -121,6 +150,7 @@ impl Default for StoreOptions {
         StoreOptions {
             initial_map_size: 4 << 30,
             negative_filter: true,
+            change_log_max: 1_000_000,
         }
     }
 }
@@ -155,6 +185,10 @@ pub enum StoreError {
     Task(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    OutOfOrder(String),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// The handle to the knowledge base. Cheap to clone; all clones share one open store, which
@@ -246,6 +280,68 @@ impl Store {
     /// Every local verdict, ordered by object key.
     pub async fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
         self.backend.local_verdicts()
+    }
+
+    /// Every licence key ever registered, revoked ones included.
+    pub fn licences(&self) -> Result<Vec<Licence>, StoreError> {
+        self.backend.licences()
+    }
+
+    /// Adds or replaces (by key hash) licence records, atomically and durably.
+    pub async fn put_licences(&self, licences: Vec<Licence>) -> Result<(), StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.put_licences(&licences))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Where this store is in its own change log, and in its upstream's.
+    pub fn sync_state(&self) -> Result<SyncState, StoreError> {
+        self.backend.sync_state()
+    }
+
+    /// Writes the changes after `after` (at most `limit` keys, each with its current state)
+    /// to `out` as a replication stream, or says that a snapshot is needed. Blocking; the
+    /// read transaction lasts as long as the writing, so give it a fast `out` (memory, a file).
+    pub fn write_changes<W: std::io::Write>(
+        &self,
+        after: u64,
+        limit: usize,
+        out: W,
+    ) -> Result<ChangesAnswer, StoreError> {
+        self.backend.write_changes(after, limit, out)
+    }
+
+    /// Writes every key's state to `out` as a snapshot stream. Blocking, like
+    /// [`write_changes`](Store::write_changes).
+    pub fn write_snapshot<W: std::io::Write>(
+        &self,
+        out: W,
+    ) -> Result<sync::StreamHeader, StoreError> {
+        self.backend.write_snapshot(out)
+    }
+
+    /// Applies a replication stream from another server in one transaction, after reading
+    /// and checking all of it: records become `upstream` records, a snapshot replaces every
+    /// `upstream` record, and the store's cursor in the sender's log moves to the stream's
+    /// end in the same transaction. A stream that does not continue from the cursor, or is
+    /// damaged, changes nothing. Blocking.
+    pub fn apply_stream<R: std::io::BufRead>(
+        &self,
+        mut stream: sync::StreamReader<R>,
+    ) -> Result<StreamApplied, StoreError> {
+        let header = *stream.header();
+        let mut import = self.bulk_import()?;
+        import.set_stream(header);
+        while let Some(entry) = stream.next_entry()? {
+            import.add_sync(&entry)?;
+        }
+        let summary = import.finish()?;
+        Ok(StreamApplied {
+            header,
+            entries: summary.changes,
+            keys_written: summary.keys_written,
+        })
     }
 
     pub fn stats(&self) -> Result<StoreStats, StoreError> {

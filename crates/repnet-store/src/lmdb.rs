@@ -8,7 +8,9 @@
 //! | `names` | name id, u32 big-endian | UTF-8 name (feed or threat) |
 //! | `name_ids` | UTF-8 name | name id, u32 big-endian |
 //! | `local` | object key of a local verdict | comment and time it was set |
-//! | `meta` | `format`, `next_name_id`, `active_objects` | u32 little-endian |
+//! | `meta` | `format`, `next_name_id`, `active_objects`; `sequence`, `changes_floor`; `log_id`; `upstream_cursor` | u32 little-endian; u64 little-endian; 16 bytes; log id and u64 |
+//! | `licences` | SHA-256 of a licence key | the key's id, label and dates (`lmdb/licences.rs`) |
+//! | `changes` | sequence number, u64 big-endian | the object key that changed (`lmdb/changes.rs`) |
 //!
 //! There are two object databases and `meta.active_objects` says which one holds the
 //! knowledge base: a large bulk import rebuilds it into the other one in key order (append
@@ -19,6 +21,11 @@
 //! lock keeps a second process out of the directory.
 
 #![allow(unsafe_code)] // Opening and resizing an LMDB environment are `unsafe` in heed.
+
+mod changes;
+mod licences;
+
+pub use changes::{ChangesAnswer, Cursor, SyncState};
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -65,6 +72,8 @@ struct Databases {
     name_ids: Database<Bytes, Bytes>,
     local: Database<Bytes, Bytes>,
     meta: Database<Bytes, Bytes>,
+    licences: Database<Bytes, Bytes>,
+    changes: Database<Bytes, Bytes>,
 }
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
@@ -134,6 +143,8 @@ pub(crate) struct LmdbStore {
     filter_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set when the store closes: a running filter build stops at its next chunk.
     closing: AtomicBool,
+    /// Most entries the change log keeps.
+    change_log_max: u64,
     dir: PathBuf,
     /// Held (with its exclusive lock) for as long as the store is open.
     _lock_file: File,
@@ -227,7 +238,10 @@ impl LmdbStore {
         );
 
         let mut open_options = EnvOpenOptions::new().read_txn_without_tls();
-        open_options.map_size(map_size).max_dbs(8).max_readers(1024);
+        open_options
+            .map_size(map_size)
+            .max_dbs(16)
+            .max_readers(1024);
         // SAFETY: NO_READ_AHEAD only changes the kernel's read-ahead advice for the map; it
         // has no memory-safety implications.
         unsafe { open_options.flags(EnvFlags::NO_READ_AHEAD) };
@@ -248,8 +262,11 @@ impl LmdbStore {
             name_ids: create(&mut txn, "name_ids")?,
             local: create(&mut txn, "local")?,
             meta: create(&mut txn, "meta")?,
+            licences: create(&mut txn, "licences")?,
+            changes: create(&mut txn, "changes")?,
         };
         migrate(dir, &mut txn, &dbs)?;
+        LmdbStore::ensure_log_id(&mut txn, dbs.meta).map_err(|error| backend(dir, error))?;
         let active = read_u32(&txn, dbs.meta, b"active_objects")
             .map_err(|error| backend(dir, error))?
             .unwrap_or(0) as usize;
@@ -273,6 +290,7 @@ impl LmdbStore {
             filter_building: AtomicBool::new(false),
             filter_builder: Mutex::new(None),
             closing: AtomicBool::new(false),
+            change_log_max: options.change_log_max,
             dir: dir.to_path_buf(),
             _lock_file: lock_file,
         };
@@ -490,6 +508,7 @@ impl LmdbStore {
             new_names: Vec::new(),
             buffer: Vec::with_capacity(256),
             new_keys: Vec::new(),
+            changed: changes::ChangedKeys::new(&self.dir, self.change_log_max),
         };
         let (result, switch_to) = work(&mut writer)?;
         let TxnWriter {
@@ -497,8 +516,10 @@ impl LmdbStore {
             next_name_id,
             new_names,
             new_keys,
+            changed,
             ..
         } = writer;
+        self.commit_changes(&mut txn, changed)?;
         // Before the commit makes them visible: see `filter.rs`.
         self.filter.note_added(&new_keys);
         drop(committed);
@@ -809,28 +830,29 @@ impl<'n> NameMap<'n> {
 
     /// [`remap`](Self::remap) after [`resolve_all`](Self::resolve_all).
     fn remap_resolved(&self, mutation: &mut Mutation) -> Result<(), WriteError> {
-        let Mutation::Upsert { source, .. } = mutation else {
-            return Ok(());
-        };
         let unresolved = || {
             WriteError::Other(StoreError::Corrupt(
                 "an import name was not resolved".to_owned(),
             ))
         };
-        source.source_id = self
+        let (source_id, threat_id) = match mutation {
+            Mutation::Upsert { source, .. } => (&mut source.source_id, source.threat_id.as_mut()),
+            Mutation::Retract { source_id } => (source_id, None),
+            Mutation::Alias(_) => return Ok(()),
+        };
+        *source_id = self
             .sources
-            .get(source.source_id as usize)
+            .get(*source_id as usize)
             .copied()
             .flatten()
             .ok_or_else(unresolved)?;
-        if let Some(threat) = source.threat_id {
-            source.threat_id = Some(
-                self.threats
-                    .get(threat as usize)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(unresolved)?,
-            );
+        if let Some(threat) = threat_id {
+            *threat = self
+                .threats
+                .get(*threat as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(unresolved)?;
         }
         Ok(())
     }
@@ -840,33 +862,36 @@ impl<'n> NameMap<'n> {
         writer: &mut TxnWriter<'_, '_>,
         mutation: &mut Mutation,
     ) -> Result<(), WriteError> {
-        let Mutation::Upsert { source, .. } = mutation else {
-            return Ok(());
+        let (source_id, threat_id) = match mutation {
+            Mutation::Upsert { source, .. } => (&mut source.source_id, source.threat_id.as_mut()),
+            Mutation::Retract { source_id } => (source_id, None),
+            Mutation::Alias(_) => return Ok(()),
         };
-        let index = source.source_id as usize;
-        source.source_id = match self.sources.get(index).copied().flatten() {
+        let index = *source_id as usize;
+        *source_id = match self.sources.get(index).copied().flatten() {
             Some(id) => id,
             None => {
-                let parsed: Source = self.name(source.source_id)?.parse().map_err(
-                    |e: repnet_model::ParseError| {
-                        WriteError::Other(StoreError::Corrupt(e.to_string()))
-                    },
-                )?;
+                let parsed: Source =
+                    self.name(*source_id)?
+                        .parse()
+                        .map_err(|e: repnet_model::ParseError| {
+                            WriteError::Other(StoreError::Corrupt(e.to_string()))
+                        })?;
                 let id = writer.source_id(&parsed, true)?.unwrap_or(source_id::LOCAL);
                 self.sources[index] = Some(id);
                 id
             }
         };
-        if let Some(threat) = source.threat_id {
-            let index = threat as usize;
-            source.threat_id = Some(match self.threats.get(index).copied().flatten() {
+        if let Some(threat) = threat_id {
+            let index = *threat as usize;
+            *threat = match self.threats.get(index).copied().flatten() {
                 Some(id) => id,
                 None => {
-                    let id = writer.name_id(self.name(threat)?)?;
+                    let id = writer.name_id(self.name(*threat)?)?;
                     self.threats[index] = Some(id);
                     id
                 }
-            });
+            };
         }
         Ok(())
     }
@@ -914,6 +939,9 @@ impl LmdbStore {
 
     fn try_bulk_apply(&self, import: &crate::bulk::BulkImport) -> Result<BulkOutcome, WriteError> {
         self.write_txn(|writer| {
+            if let Some(header) = import.stream_header() {
+                self.advance_cursor(&mut writer.txn, header)?;
+            }
             let mut names = NameMap::new(import.names());
             let existing = self
                 .objects()
@@ -966,14 +994,15 @@ impl LmdbStore {
                 if existing.is_none() {
                     writer.new_keys.push(key_hash(&key));
                 }
-                let mut stored = existing.unwrap_or_default();
+                let before = existing.unwrap_or_default();
+                let mut stored = before.clone();
                 let mut changed = false;
                 for mutation in &mut mutations {
                     names.remap(writer, mutation)?;
                     changed |= stored.apply(mutation);
                 }
                 if changed {
-                    writer.put(&key, &stored)?;
+                    writer.put_changed(&key, &before, &stored)?;
                     written += 1;
                 }
             }
@@ -1017,6 +1046,7 @@ impl LmdbStore {
         // One cursor for every append: it stays on the last page, where a put per key would
         // search the tree from its root each time.
         let buffer = &mut writer.buffer;
+        let changed_keys = &mut writer.changed;
         let mut cursor = new
             .iter_mut(&mut writer.txn)
             .map_err(|e| self.write_error(e))?;
@@ -1048,6 +1078,7 @@ impl LmdbStore {
                                 append(key, value)?;
                             } else {
                                 rebuild.retracted += (before - stored.sources.len()) as u64;
+                                changed_keys.note(key)?;
                                 if !stored.is_empty() {
                                     buffer.clear();
                                     record::encode(&stored, buffer);
@@ -1067,7 +1098,7 @@ impl LmdbStore {
             let Some((key, mut mutations)) = groups.next_group().map_err(WriteError::Other)? else {
                 continue;
             };
-            let mut stored = match next_existing {
+            let before = match next_existing {
                 Some((existing_key, value)) if existing_key == key.as_slice() => {
                     next_existing = existing
                         .next()
@@ -1079,6 +1110,7 @@ impl LmdbStore {
                 }
                 _ => StoredRecord::default(),
             };
+            let mut stored = before.clone();
             for mutation in &mut mutations {
                 names.remap_resolved(mutation)?;
             }
@@ -1102,6 +1134,9 @@ impl LmdbStore {
             }
             if changed {
                 rebuild.written += 1;
+                if before.differs_for_sync(&stored) {
+                    changed_keys.note(&key)?;
+                }
             }
             if !stored.is_empty() {
                 buffer.clear();
@@ -1346,6 +1381,8 @@ struct TxnWriter<'env, 'names> {
     buffer: Vec<u8>,
     /// Filter hashes of the keys this transaction creates.
     new_keys: Vec<u64>,
+    /// Keys this transaction changed, for the change log.
+    changed: changes::ChangedKeys,
 }
 
 impl TxnWriter<'_, '_> {
@@ -1365,6 +1402,20 @@ impl TxnWriter<'_, '_> {
                 .map(Some)
                 .map_err(|error| WriteError::Other(StoreError::Corrupt(error.to_string()))),
         }
+    }
+
+    /// Writes `record` under `key`, which held `before`, and logs the change if other
+    /// servers would see it.
+    fn put_changed(
+        &mut self,
+        key: &[u8],
+        before: &StoredRecord,
+        record: &StoredRecord,
+    ) -> Result<(), WriteError> {
+        if before.differs_for_sync(record) {
+            self.changed.note(key)?;
+        }
+        self.put(key, record)
     }
 
     fn put(&mut self, key: &[u8], record: &StoredRecord) -> Result<(), WriteError> {
@@ -1478,9 +1529,10 @@ impl TxnWriter<'_, '_> {
             if existing.is_none() {
                 self.new_keys.push(key_hash(key.as_bytes()));
             }
-            let mut stored = existing.unwrap_or_default();
+            let before = existing.unwrap_or_default();
+            let mut stored = before.clone();
             if stored.apply(mutation) {
-                self.put(key.as_bytes(), &stored)?;
+                self.put_changed(key.as_bytes(), &before, &stored)?;
             }
         }
         if record.source == Source::Local {
@@ -1527,11 +1579,11 @@ impl TxnWriter<'_, '_> {
             let Some(mut stored) = self.get(key.as_bytes())? else {
                 continue;
             };
-            let before = stored.sources.len();
+            let before = stored.clone();
             stored.sources.retain(|s| s.source_id != id);
-            if stored.sources.len() != before {
+            if stored.sources.len() != before.sources.len() {
                 removed = true;
-                self.put(key.as_bytes(), &stored)?;
+                self.put_changed(key.as_bytes(), &before, &stored)?;
             }
             if *source == Source::Local {
                 self.store
@@ -1826,7 +1878,12 @@ mod tests {
     #[tokio::test]
     async fn a_large_bulk_import_rebuilds_compactly_and_a_small_one_updates_in_place() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
+        // Without a change log, whose entries (about 50 bytes each) would count here too.
+        let options = StoreOptions {
+            change_log_max: 0,
+            ..StoreOptions::default()
+        };
+        let store = crate::Store::open(dir.path(), &options).expect("open");
         let record = SourceRecord::new(
             Source::feed("bulk").expect("feed"),
             Verdict::Untrusted,

@@ -81,6 +81,8 @@ pub(crate) enum Mutation {
     },
     /// Point an MD5 or SHA-1 key at the file's SHA-256.
     Alias(Sha256),
+    /// Remove what source `source_id` said here (a change pulled from upstream that retracts).
+    Retract { source_id: u32 },
 }
 
 impl StoredRecord {
@@ -118,7 +120,31 @@ impl StoredRecord {
                 self.alias_of = Some(*sha256);
                 changed
             }
+            Mutation::Retract { source_id } => {
+                let before = self.sources.len();
+                self.sources.retain(|source| source.source_id != *source_id);
+                self.sources.len() != before
+            }
         }
+    }
+
+    /// Whether going from `self` to `after` changes what other servers learn of this key:
+    /// anything but a later `last_seen` (every refresh of a feed moves that on every entry,
+    /// and sending the whole feed again for it would drown the changes that matter).
+    pub(crate) fn differs_for_sync(&self, after: &StoredRecord) -> bool {
+        self.alias_of != after.alias_of
+            || self.md5 != after.md5
+            || self.sha1 != after.sha1
+            || self.sources.len() != after.sources.len()
+            || self.sources.iter().zip(&after.sources).any(|(a, b)| {
+                StoredSource {
+                    last_seen: 0,
+                    ..a.clone()
+                } != StoredSource {
+                    last_seen: 0,
+                    ..b.clone()
+                }
+            })
     }
 }
 

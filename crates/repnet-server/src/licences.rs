@@ -1,0 +1,502 @@
+//! Licence keys: who may exchange data with this server.
+//!
+//! The keys live in the store (as SHA-256 hashes only, `repnet_store::Licence`) and, for the
+//! check every request makes, in a map from hash to key state held here. The server is the
+//! only writer of its store, so the map is loaded once and updated with every admin change
+//! after the store has it. A presented key is found by its hash (a guess's hash says nothing
+//! about the stored ones, so the lookup leaks nothing useful through timing) and the final
+//! comparison is constant-time.
+//!
+//! `last_used` is kept in memory and written to the store at most once a minute (and at
+//! shutdown): writing on every request would make every lookup a disk write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use repnet_model::{Sha256, Timestamp};
+use repnet_protocol::{AddLicenceKey, LicenceKeyEntry, LicenceKeyList};
+use repnet_store::{Licence, Store, StoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::{body_bytes, json_response, require_json};
+
+/// How a key may be used: requests per second, with bursts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimit {
+    pub(crate) per_second: f64,
+    pub(crate) burst: f64,
+}
+
+/// The registered keys and their use.
+#[derive(Debug)]
+pub(crate) struct Licences {
+    store: Store,
+    /// Whether lookups need a key (a private server, or `require_key`). Sync endpoints always
+    /// do.
+    pub(crate) required: bool,
+    limit: Option<RateLimit>,
+    keys: RwLock<HashMap<Sha256, Arc<KeyState>>>,
+    /// Serialises writers (admin changes, flushes of `last_used`): they are rare, and one at
+    /// a time keeps check-then-write simple.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    licence: Licence,
+    /// Unix seconds of the last use, 0 for never.
+    last_used: AtomicU64,
+    bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl KeyState {
+    fn new(licence: Licence, limit: Option<RateLimit>) -> KeyState {
+        KeyState {
+            last_used: AtomicU64::new(licence.last_used.map_or(0, |t| t.0)),
+            licence,
+            bucket: Mutex::new(Bucket {
+                tokens: limit.map_or(0.0, |limit| limit.burst),
+                refilled: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes a token; on refusal, the whole seconds until one is there.
+    fn take(&self, limit: RateLimit) -> Result<(), u64> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        bucket.refilled = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / limit.per_second;
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+
+    /// The licence with the last use seen in memory.
+    fn current(&self) -> Licence {
+        let mut licence = self.licence.clone();
+        let used = self.last_used.load(Ordering::Relaxed);
+        if used > 0 {
+            licence.last_used = Some(Timestamp(used));
+        }
+        licence
+    }
+}
+
+/// What an administrator can get wrong about keys.
+#[derive(Debug)]
+pub(crate) enum KeyError {
+    Exists(String),
+    NotFound,
+    Store(StoreError),
+}
+
+const PROVIDER_ADVICE: &str = "the organisation's current licence key must be registered with the network's provider before data can be exchanged (after a licence change, until the provider registers the new key, every request is refused)";
+
+impl Licences {
+    pub(crate) fn load(
+        store: Store,
+        required: bool,
+        limit: Option<RateLimit>,
+    ) -> Result<Licences, StoreError> {
+        let keys = store
+            .licences()?
+            .into_iter()
+            .map(|licence| (licence.key_sha256, Arc::new(KeyState::new(licence, limit))))
+            .collect();
+        Ok(Licences {
+            store,
+            required,
+            limit,
+            keys: RwLock::new(keys),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
+    pub(crate) fn check(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), ApiError> {
+        let refuse = |code: &'static str, message: String| {
+            ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"repnet\""),
+            )
+        };
+        let Some(key) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+        else {
+            return Err(refuse(
+                "licence_not_registered",
+                format!(
+                    "this server requires a licence key and none was sent: send Authorization: Bearer KEY (repnet lookup --key KEY, or REPNET_KEY); {PROVIDER_ADVICE}"
+                ),
+            ));
+        };
+        let digest = Sha256::digest(key.as_bytes());
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.get(&digest).cloned()
+        };
+        let state = match state {
+            Some(state) if constant_time_eq(&state.licence.key_sha256, &digest) => state,
+            _ => {
+                return Err(refuse(
+                    "licence_not_registered",
+                    format!(
+                        "the licence key sent is not registered on this network: {PROVIDER_ADVICE}"
+                    ),
+                ));
+            }
+        };
+        let licence = &state.licence;
+        if let Some(revoked) = licence.revoked {
+            return Err(refuse(
+                "licence_revoked",
+                format!(
+                    "the licence key sent (id {}) was revoked on {}: {PROVIDER_ADVICE}",
+                    licence.id,
+                    time(revoked)
+                ),
+            ));
+        }
+        if let Some(expires) = licence.expires.filter(|expires| *expires <= now) {
+            return Err(refuse(
+                "licence_expired",
+                format!(
+                    "the licence key sent (id {}) expired on {}: {PROVIDER_ADVICE}",
+                    licence.id,
+                    time(expires)
+                ),
+            ));
+        }
+        state.last_used.fetch_max(now.0, Ordering::Relaxed);
+        if let Some(limit) = self.limit
+            && let Err(wait) = state.take(limit)
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "licence key {} made more than {} requests per second: retry after {wait} s, or batch lookups (POST /v1/lookup takes up to 10,000 objects)",
+                    licence.id, limit.per_second
+                ),
+            )
+            .with_header(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&wait.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("1")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every key, by creation time.
+    pub(crate) fn list(&self) -> Vec<Licence> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<Licence> = keys.values().map(|state| state.current()).collect();
+        list.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        list
+    }
+
+    /// Registers `key`. A key registered before (even revoked) is refused: revocation is final
+    /// for a key, and the organisation gets a new one.
+    pub(crate) async fn add(
+        &self,
+        key: &str,
+        label: Option<String>,
+        expires: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Licence, KeyError> {
+        let key_sha256 = Sha256::digest(key.as_bytes());
+        let licence = Licence {
+            id: repnet_protocol::licence_key_id(&key_sha256),
+            key_sha256,
+            label,
+            created: now,
+            expires,
+            revoked: None,
+            last_used: None,
+        };
+        let _one_at_a_time = self.writing.lock().await;
+        if let Some(existing) = self.get(&key_sha256) {
+            return Err(KeyError::Exists(existing.id.clone()));
+        }
+        self.store
+            .put_licences(vec![licence.clone()])
+            .await
+            .map_err(KeyError::Store)?;
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key_sha256,
+                Arc::new(KeyState::new(licence.clone(), self.limit)),
+            );
+        Ok(licence)
+    }
+
+    /// Revokes the key with id `id`; revoking twice keeps the first time.
+    pub(crate) async fn revoke(&self, id: &str, now: Timestamp) -> Result<Licence, KeyError> {
+        let _one_at_a_time = self.writing.lock().await;
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.values().find(|state| state.licence.id == id).cloned()
+        }
+        .ok_or(KeyError::NotFound)?;
+        let mut licence = state.current();
+        if licence.revoked.is_some() {
+            return Ok(licence);
+        }
+        licence.revoked = Some(now);
+        self.store
+            .put_licences(vec![licence.clone()])
+            .await
+            .map_err(KeyError::Store)?;
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                licence.key_sha256,
+                Arc::new(KeyState::new(licence.clone(), self.limit)),
+            );
+        Ok(licence)
+    }
+
+    /// Writes the last uses seen since the last flush to the store.
+    pub(crate) async fn flush_last_used(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.writing.lock().await;
+        let changed: Vec<(Arc<KeyState>, Licence)> = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.values()
+                .filter(|state| {
+                    state.last_used.load(Ordering::Relaxed)
+                        > state.licence.last_used.map_or(0, |t| t.0)
+                })
+                .map(|state| (Arc::clone(state), state.current()))
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .put_licences(changed.iter().map(|(_, licence)| licence.clone()).collect())
+            .await?;
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        for (old, licence) in changed {
+            // Keep the state (and its rate-limit bucket); only the stored use moves on.
+            let state = KeyState {
+                last_used: AtomicU64::new(old.last_used.load(Ordering::Relaxed)),
+                bucket: Mutex::new(*old.bucket.lock().unwrap_or_else(PoisonError::into_inner)),
+                licence,
+            };
+            keys.insert(state.licence.key_sha256, Arc::new(state));
+        }
+        Ok(())
+    }
+
+    fn get(&self, key_sha256: &Sha256) -> Option<Licence> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.get(key_sha256).map(|state| state.current())
+    }
+}
+
+fn constant_time_eq(a: &Sha256, b: &Sha256) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn time(timestamp: Timestamp) -> String {
+    repnet_protocol::rfc3339(timestamp).unwrap_or_else(|| timestamp.0.to_string())
+}
+
+// ----- the admin API ----------------------------------------------------------------------
+
+const MAX_LABEL_CHARS: usize = 200;
+
+fn entry(licence: &Licence) -> LicenceKeyEntry {
+    LicenceKeyEntry::new(
+        &licence.id,
+        licence.label.as_deref(),
+        licence.created,
+        licence.expires,
+        licence.last_used,
+        licence.revoked,
+    )
+}
+
+fn store_failure(error: &StoreError) -> ApiError {
+    ApiError::internal("the licence keys could not be stored", error)
+}
+
+/// Lets a lookup through only with a valid licence key, when this server requires one.
+pub(crate) async fn require_licence_for_lookups(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.licences.required
+        && let Err(error) = state.licences.check(request.headers(), repnet_store::now())
+    {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Lets a request through only with a valid licence key, whatever the server's role.
+pub(crate) async fn require_licence(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Err(error) = state.licences.check(request.headers(), repnet_store::now()) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Registers a licence key.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin",
+    request_body = repnet_protocol::AddLicenceKey,
+    responses((status = 201, body = repnet_protocol::LicenceKeyEntry),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 409, description = "the key is registered already", body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn add_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let request: AddLicenceKey = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    let key = request.key.trim();
+    repnet_protocol::check_licence_key(key)
+        .map_err(|message| ApiError::bad_request("invalid_key", format!("key: {message}")))?;
+    let label = match request.label.map(|label| label.trim().to_owned()) {
+        Some(label) if label.chars().count() > MAX_LABEL_CHARS => {
+            return Err(ApiError::bad_request(
+                "invalid_label",
+                format!("label: at most {MAX_LABEL_CHARS} characters"),
+            ));
+        }
+        Some(label) if label.chars().any(char::is_control) => {
+            return Err(ApiError::bad_request(
+                "invalid_label",
+                "label: one line of text, without control characters",
+            ));
+        }
+        Some(label) if label.is_empty() => None,
+        label => label,
+    };
+    let now = repnet_store::now();
+    let expires = match request.expires.as_deref() {
+        None => None,
+        Some(text) => {
+            let expires = repnet_protocol::parse_time(text).map_err(|message| {
+                ApiError::bad_request("invalid_expires", format!("expires: {message}"))
+            })?;
+            if expires <= now {
+                return Err(ApiError::bad_request(
+                    "invalid_expires",
+                    format!("expires: {text} is in the past: give a later date"),
+                ));
+            }
+            Some(expires)
+        }
+    };
+    match state.licences.add(key, label, expires, now).await {
+        Ok(licence) => {
+            tracing::info!(id = %licence.id, label = ?licence.label, "licence key registered");
+            Ok(json_response(
+                StatusCode::CREATED,
+                repnet_protocol::to_json(&entry(&licence)),
+            ))
+        }
+        Err(KeyError::Exists(id)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_exists",
+            format!(
+                "this key is registered already (id {id}); a revoked key cannot be registered again: issue a new key"
+            ),
+        )),
+        Err(KeyError::NotFound) => Err(ApiError::internal(
+            "the licence key could not be registered",
+            &"not found",
+        )),
+        Err(KeyError::Store(error)) => Err(store_failure(&error)),
+    }
+}
+
+/// Every licence key ever registered (never the keys themselves).
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
+    responses((status = 200, body = repnet_protocol::LicenceKeyList),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn list_keys(State(state): State<Arc<AppState>>) -> Response {
+    let list = LicenceKeyList {
+        keys: state.licences.list().iter().map(entry).collect(),
+    };
+    json_response(StatusCode::OK, repnet_protocol::to_json(&list))
+}
+
+/// Revokes a licence key: it stays listed, and a request with it gets `licence_revoked`.
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "the key's id, as listed")),
+    responses((status = 200, body = repnet_protocol::LicenceKeyEntry),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 404, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            "the path must be /v1/admin/keys/<id>, with an id from GET /v1/admin/keys",
+        ));
+    };
+    match state.licences.revoke(&id, repnet_store::now()).await {
+        Ok(licence) => {
+            tracing::info!(id = %licence.id, "licence key revoked");
+            Ok(json_response(
+                StatusCode::OK,
+                repnet_protocol::to_json(&entry(&licence)),
+            ))
+        }
+        Err(KeyError::NotFound) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "key_not_found",
+            format!("no licence key has id {id:?}: GET /v1/admin/keys lists them"),
+        )),
+        Err(KeyError::Exists(_)) => Err(ApiError::internal(
+            "the licence key could not be revoked",
+            &"exists",
+        )),
+        Err(KeyError::Store(error)) => Err(store_failure(&error)),
+    }
+}

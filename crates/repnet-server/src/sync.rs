@@ -1,0 +1,280 @@
+//! Replication endpoints: `GET /v1/changes` and `GET /v1/snapshot`, what a private server
+//! pulls (see `upstream.rs`) and what `repnet bundle export` writes to a file. Both need a
+//! licence key, whatever the server's role. The stream format is the store's
+//! (`repnet_store::sync`): a header, entries, and a trailer with a SHA-256 of it all.
+
+use std::io::{Read as _, Seek as _};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use repnet_store::sync::StreamHeader;
+use repnet_store::{ChangesAnswer, TEMP_PREFIX};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::bundle::{self, BundleError};
+use crate::error::ApiError;
+use crate::routes::json_response;
+use repnet_protocol::ServerStatus;
+
+/// The media type of replication streams.
+pub(crate) const STREAM_TYPE: &str = "application/vnd.repnet.sync";
+
+/// Keys in a page of changes unless the client asks for fewer or more.
+const DEFAULT_LIMIT: usize = 100_000;
+const MAX_LIMIT: usize = 1_000_000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangesParams {
+    /// The last sequence number the client has applied (0 for none).
+    after: u64,
+    /// Most keys in the answer (default 100,000, at most 1,000,000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn stream_response(header: &StreamHeader, body: Body, length: Option<u64>) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(STREAM_TYPE));
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    headers.insert("x-repnet-sequence", HeaderValue::from(header.sequence));
+    headers.insert("x-repnet-to", HeaderValue::from(header.to));
+    if let Ok(value) = HeaderValue::from_str(&header.log_id.to_string()) {
+        headers.insert("x-repnet-log-id", value);
+    }
+    response
+}
+
+/// The changes after a sequence number: each changed key's current state.
+#[utoipa::path(get, path = "/v1/changes", tag = "sync",
+    params(ChangesParams),
+    responses((status = 200, description = "a replication stream (application/vnd.repnet.sync)"),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, description = "no valid licence key", body = repnet_protocol::ErrorBody),
+              (status = 410, description = "the changes asked for are no longer kept: fetch /v1/snapshot", body = repnet_protocol::ErrorBody)),
+    security(("licence_key" = [])))]
+pub(crate) async fn get_changes(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<ChangesParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}: ask GET /v1/changes?after=SEQ[&limit=N], SEQ the last sequence number applied",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: from 1 to {MAX_LIMIT}; got {limit}"),
+        ));
+    }
+    let store = state.store.clone();
+    let after = params.after;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        store
+            .write_changes(after, limit, &mut bytes)
+            .map(|answer| (answer, bytes))
+    })
+    .await
+    .map_err(|error| ApiError::internal("the changes could not be read", &error))?
+    .map_err(|error| ApiError::internal("the changes could not be read", &error))?;
+    match answer {
+        (ChangesAnswer::Written(header), bytes) => {
+            let length = bytes.len() as u64;
+            Ok(stream_response(&header, Body::from(bytes), Some(length)))
+        }
+        (ChangesAnswer::SnapshotNeeded(log), _) => {
+            let message = if after > log.sequence {
+                format!(
+                    "this server's change log ({}) is at {}, before the {after} asked for: its knowledge base was replaced; fetch GET /v1/snapshot",
+                    log.log_id, log.sequence
+                )
+            } else {
+                format!(
+                    "the changes after {after} are no longer kept (the log holds {} to {}): fetch GET /v1/snapshot",
+                    log.floor + 1,
+                    log.sequence
+                )
+            };
+            Err(ApiError::new(
+                StatusCode::GONE,
+                "snapshot_required",
+                message,
+            ))
+        }
+    }
+}
+
+/// The whole knowledge base as one stream.
+#[utoipa::path(get, path = "/v1/snapshot", tag = "sync",
+    responses((status = 200, description = "a replication stream (application/vnd.repnet.sync)"),
+              (status = 401, description = "no valid licence key", body = repnet_protocol::ErrorBody)),
+    security(("licence_key" = [])))]
+pub(crate) async fn get_snapshot(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    // Written to an unnamed temporary file first: the snapshot's read transaction then lasts
+    // as long as the local write, not as long as a slow client takes to download it.
+    let (header, file, length) = tokio::task::spawn_blocking(move || {
+        let dir = store.dir().to_path_buf();
+        let io = |source| repnet_store::StoreError::Io {
+            action: "write a snapshot to a temporary file in",
+            path: dir.clone(),
+            source,
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(io)?
+            .into_file();
+        let header = store.write_snapshot(std::io::BufWriter::with_capacity(1 << 20, &mut file))?;
+        let length = file.stream_position().map_err(io)?;
+        file.rewind().map_err(io)?;
+        Ok::<_, repnet_store::StoreError>((header, file, length))
+    })
+    .await
+    .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?
+    .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        loop {
+            let mut chunk = vec![0u8; 256 << 10];
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(read) => {
+                    chunk.truncate(read);
+                    if sender.blocking_send(Ok(chunk)).is_err() {
+                        break; // The client went away.
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    break;
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|chunk| (chunk, receiver)) },
+    ));
+    Ok(stream_response(&header, body, Some(length)))
+}
+
+/// The server's role, change log and upstream.
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin",
+    responses((status = 200, body = repnet_protocol::ServerStatus),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let log = state
+        .store
+        .sync_state()
+        .map_err(|error| ApiError::internal("the change log could not be read", &error))?;
+    let keys = state
+        .store
+        .stats()
+        .map_err(|error| ApiError::internal("the store could not be read", &error))?
+        .keys;
+    let status = ServerStatus {
+        role: state.role.as_str().to_owned(),
+        key_required: state.licences.required,
+        keys,
+        log_id: log.log_id.to_string(),
+        sequence: log.sequence,
+        oldest_continuable: log.floor,
+        upstream: state
+            .upstream
+            .as_ref()
+            .map(|upstream| upstream.status(&state.store)),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&status),
+    ))
+}
+
+/// Applies an offline bundle (`repnet bundle export`), checked against the configured
+/// `bundle_public_key`.
+#[utoipa::path(post, path = "/v1/admin/bundles", tag = "admin",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a bundle file"),
+    responses((status = 200, body = repnet_protocol::BundleApplied),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 403, description = "no bundle_public_key configured", body = repnet_protocol::ErrorBody),
+              (status = 409, description = "the bundle does not continue this server's sequence", body = repnet_protocol::ErrorBody),
+              (status = 422, description = "not a bundle, a bad signature, or a damaged stream", body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn post_bundle(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(trusted) = state.bundle_key else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bundles_disabled",
+            "this server accepts no bundles: configure bundle_public_key (the .pub file of `repnet bundle keygen`) and restart it",
+        ));
+    };
+    let path = crate::feeds::spool_body(
+        state.store.dir(),
+        body,
+        state.feeds.max_upload_bytes(),
+        "the request body is empty: send the bundle file as the body (repnet bundle import FILE --server URL)",
+    )
+    .await?;
+    let store = state.store.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        let result = bundle::import(&store, &path, &trusted);
+        drop(path);
+        result
+    })
+    .await
+    .map_err(|error| ApiError::internal("the bundle could not be applied", &error))?
+    .map_err(bundle_error)?;
+    tracing::info!(
+        kind = ?applied.header.kind,
+        entries = applied.entries,
+        sequence = applied.header.to,
+        "bundle applied"
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&bundle::applied_view(&applied)),
+    ))
+}
+
+fn bundle_error(error: BundleError) -> ApiError {
+    match error {
+        BundleError::Store(repnet_store::StoreError::OutOfOrder(message)) => {
+            ApiError::new(StatusCode::CONFLICT, "bundle_out_of_order", message)
+        }
+        BundleError::Store(repnet_store::StoreError::Sync(error)) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_bundle",
+            error.to_string(),
+        ),
+        BundleError::Invalid(message) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", message)
+        }
+        error @ BundleError::Signature(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bundle_signature",
+            error.to_string(),
+        ),
+        error => ApiError::internal("the bundle could not be applied", &error),
+    }
+}
