@@ -631,6 +631,21 @@ fn upload_options(
     Ok((format, options))
 }
 
+/// Reads and drops a request body (up to 1 GiB) before answering `error`: a client still
+/// sending when the server answers sees its connection reset instead of the answer.
+pub(crate) async fn discard_body(body: Body, error: ApiError) -> ApiError {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > 1 << 30 {
+            break;
+        }
+    }
+    error
+}
+
 /// Writes a request body to a temporary file in `dir` (removed when the answer is dropped),
 /// refusing bodies over `max_bytes` (413) and empty ones (400, with `empty_message`).
 pub(crate) async fn spool_body(
@@ -700,7 +715,10 @@ pub(crate) async fn post_import(
     params: Result<Query<ImportParams>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (format, options) = upload_options(params, state.store.dir())?;
+    let (format, options) = match upload_options(params, state.store.dir()) {
+        Ok(settings) => settings,
+        Err(error) => return Err(discard_body(body, error).await),
+    };
     let report = state
         .feeds
         .upload(&state.store, body, format, options)

@@ -556,36 +556,43 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = &state.admin_token else {
-        return ApiError::new(
+    let refusal = match &state.admin_token {
+        None => Some(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin_disabled",
             "the admin API is disabled on this server: start it with --admin-token-file FILE or REPNET_ADMIN_TOKEN",
-        )
-        .into_response();
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin API needs the admin token: send Authorization: Bearer <token>",
-        )
-        .into_response(),
-        Some(presented) if !token.matches(presented.trim()) => {
-            tracing::warn!("admin request with a wrong token refused");
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the admin token is wrong: use the token the server was started with",
-            )
-            .into_response()
+        )),
+        Some(token) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "));
+            match presented {
+                None => Some(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the admin API needs the admin token: send Authorization: Bearer <token>",
+                )),
+                Some(presented) if !token.matches(presented.trim()) => {
+                    tracing::warn!("admin request with a wrong token refused");
+                    Some(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the admin token is wrong: use the token the server was started with",
+                    ))
+                }
+                Some(_) => None,
+            }
         }
-        Some(_) => next.run(request).await,
+    };
+    match refusal {
+        // An upload (a feed, a bundle) is read to its end first, so that the client, still
+        // sending, gets the answer rather than a reset connection.
+        Some(error) => crate::feeds::discard_body(request.into_body(), error)
+            .await
+            .into_response(),
+        None => next.run(request).await,
     }
 }
 

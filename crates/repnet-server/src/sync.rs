@@ -223,11 +223,12 @@ pub(crate) async fn post_bundle(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Some(trusted) = state.bundle_key else {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::FORBIDDEN,
             "bundles_disabled",
             "this server accepts no bundles: configure bundle_public_key (the .pub file of `repnet bundle keygen`) and restart it",
-        ));
+        );
+        return Err(crate::feeds::discard_body(body, error).await);
     };
     let path = crate::feeds::spool_body(
         state.store.dir(),

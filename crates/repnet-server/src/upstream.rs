@@ -133,9 +133,7 @@ impl Upstream {
                     tracing::warn!(upstream = %self.url, %error, retry_in_seconds = backoff.as_secs(), "pulling from upstream failed; the data applied so far is kept");
                     let mut progress = self.progress();
                     progress.last_error = Some(error.to_string());
-                    if matches!(error, PullError::Client(ClientError::Unreachable { .. })) {
-                        progress.reachable = false;
-                    }
+                    progress.reachable = false;
                     backoff
                 }
             };
