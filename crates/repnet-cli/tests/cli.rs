@@ -38,6 +38,9 @@ fn stderr(output: &Output) -> String {
 }
 
 /// A `repnet serve` process on a port the OS chose, found from its JSON log.
+/// A server's log, line by line.
+type Log = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
 struct ServerProcess {
     child: Child,
     url: String,
@@ -45,6 +48,14 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data: &Path) -> ServerProcess {
+        let (server, log) = ServerProcess::start_with(data, &[]);
+        ServerProcess::drain(log, None);
+        server
+    }
+
+    /// Starts a server with `extra` arguments; answers it and the rest of its log, which the
+    /// caller must read or [`drain`](ServerProcess::drain).
+    fn start_with(data: &Path, extra: &[&str]) -> (ServerProcess, Log) {
         let mut child = repnet()
             .args([
                 "serve",
@@ -55,6 +66,7 @@ impl ServerProcess {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .env("REPNET_ADMIN_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -73,9 +85,23 @@ impl ServerProcess {
                 break address.to_owned();
             }
         };
-        // Keep draining the log so the server never blocks on a full pipe.
+        (ServerProcess { child, url }, lines)
+    }
+
+    /// Reads the log until a line contains `text`, then keeps draining it so the server
+    /// never blocks on a full pipe.
+    fn drain(mut lines: Log, until: Option<&str>) -> bool {
+        let mut found = until.is_none();
+        if let Some(text) = until {
+            for line in lines.by_ref() {
+                if line.is_ok_and(|line| line.contains(text)) {
+                    found = true;
+                    break;
+                }
+            }
+        }
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, url }
+        found
     }
 
     fn kill_9(mut self) {
@@ -784,4 +810,263 @@ fn url_and_domain_lists_import() {
     assert_eq!(results[0]["source"], "feed:urllist");
     assert_eq!(results[1]["verdict"], "riskware");
     assert_eq!(results[1]["matched"], "bad.example/");
+}
+
+fn admin(server: &ServerProcess, args: &[&str]) -> Output {
+    run(repnet()
+        .args(["admin"])
+        .args(args)
+        .args(["--server", &server.url])
+        .env("REPNET_ADMIN_TOKEN", TOKEN))
+}
+
+fn status(server: &ServerProcess) -> Value {
+    let output = admin(server, &["status", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+#[test]
+fn licence_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log) = ServerProcess::start_with(&dir.path().join("data"), &["--role", "private"]);
+    ServerProcess::drain(log, None);
+    let key = "ORG-CLI-2027-ABCD";
+    let output = admin(
+        &server,
+        &[
+            "keys",
+            "add",
+            key,
+            "--label",
+            "Example Corp",
+            "--expires",
+            "2099-01-01",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Example Corp") && !stdout(&output).contains(key));
+
+    let eicar = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    let output = lookup(&server, &["--key", key, eicar]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // Without a key: exit 2, and the server's message as it is.
+    let output = lookup(&server, &[eicar]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("licence_not_registered") && stderr(&output).contains("provider"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = admin(&server, &["keys", "revoke", key]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = run(repnet()
+        .args(["lookup", "--server", &server.url, eicar])
+        .env("REPNET_KEY", key));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("licence_revoked"),
+        "{}",
+        stderr(&output)
+    );
+    let output = admin(&server, &["keys", "list", "--json"]);
+    let list: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(list["keys"][0]["revoked"].is_string());
+    let output = admin(&server, &["keys", "revoke", "NO-SUCH-KEY-HERE"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("keys list"), "{}", stderr(&output));
+    let output = admin(&server, &["keys", "add", "short"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn kill_9_of_a_private_server_during_pulls_then_it_converges() {
+    const ENTRIES: u64 = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (global_data, private_data) = (dir.path().join("global"), dir.path().join("private"));
+    let list = dir.path().join("list.txt");
+    write_hash_list(&list, ENTRIES);
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "hashlist",
+            "--source",
+            "big",
+            "--threat",
+            "Big.Threat",
+            "--data",
+        ])
+        .arg(&global_data)
+        .arg(&list));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let global = ServerProcess::start(&global_data);
+    let key = "PRIVATE-ORG-KEY-0001";
+    assert_eq!(admin(&global, &["keys", "add", key]).status.code(), Some(0));
+    let private_args = [
+        "--role",
+        "private",
+        "--upstream",
+        &global.url,
+        "--upstream-key",
+        key,
+    ];
+
+    // Killed as it starts its first pull, then again soon after it restarts.
+    let (private, log) = ServerProcess::start_with(&private_data, &private_args);
+    assert!(
+        ServerProcess::drain(log, Some("fetching a snapshot")),
+        "the private server never pulled"
+    );
+    private.kill_9();
+    let (private, log) = ServerProcess::start_with(&private_data, &private_args);
+    ServerProcess::drain(log, None);
+    private.kill_9();
+
+    // Changes upstream meanwhile, then a clean start: it must converge.
+    let body = r#"{"object":{"domain":"while-down.example"},"verdict":"untrusted"}"#;
+    assert_eq!(put_local_verdict(&global.url, body), 200);
+    let (private, log) = ServerProcess::start_with(&private_data, &private_args);
+    ServerProcess::drain(log, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (global_status, private_status) = (status(&global), status(&private));
+        let upstream = &private_status["upstream"];
+        if upstream["local_sequence"] == global_status["sequence"]
+            && upstream["upstream_log_id"] == global_status["log_id"]
+        {
+            // The same keys: nothing missing, nothing extra.
+            assert_eq!(private_status["keys"], global_status["keys"]);
+            break;
+        }
+        // Each round runs `repnet admin status` twice: that paces the polling.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no convergence: {private_status}"
+        );
+    }
+    assert_eq!(
+        admin(&private, &["keys", "add", "DEVICE-KEY-00001"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let sample: Vec<String> = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .step_by(50_000)
+        .map(str::to_owned)
+        .collect();
+    for hash in &sample {
+        let output = lookup(
+            &private,
+            &["--key", "DEVICE-KEY-00001", "--format", "json", hash],
+        );
+        assert_eq!(output.status.code(), Some(1), "{hash}: {}", stderr(&output));
+        assert!(stdout(&output).contains("Big.Threat"));
+    }
+    let output = lookup(
+        &private,
+        &["--key", "DEVICE-KEY-00001", "while-down.example"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}
+
+#[test]
+fn bundles_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (global, inside) = (dir.path().join("global"), dir.path().join("inside"));
+    let list = dir.path().join("list.txt");
+    write_hash_list(&list, 1_000);
+    let import = |data: &Path| {
+        run(repnet()
+            .args(["import", "--format", "hashlist", "--source", "kb", "--data"])
+            .arg(data)
+            .arg(&list))
+    };
+    assert_eq!(import(&global).status.code(), Some(0));
+    let stem = dir.path().join("provider");
+    let output = run(repnet().args(["bundle", "keygen", "--out"]).arg(&stem));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let (secret, public) = (stem.with_extension("key"), stem.with_extension("pub"));
+    let export = |out: &Path, after: Option<&str>| {
+        let mut command = repnet();
+        command
+            .args(["bundle", "export", "--signing-key"])
+            .arg(&secret)
+            .arg("--out")
+            .arg(out)
+            .arg("--data")
+            .arg(&global);
+        if let Some(after) = after {
+            command.args(["--after", after]);
+        }
+        run(&mut command)
+    };
+    let import_bundle = |file: &Path| {
+        run(repnet()
+            .args(["bundle", "import"])
+            .arg(file)
+            .arg("--data")
+            .arg(&inside)
+            .arg("--public-key")
+            .arg(&public))
+    };
+    let full = dir.path().join("full.bundle");
+    let output = export(&full, None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = import_bundle(&full);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("snapshot"), "{}", stdout(&output));
+    let to: u64 = stdout(&output)
+        .split(" → ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // More upstream; a bundle after a sequence the inside has not reached is refused.
+    let more = dir.path().join("more.txt");
+    std::fs::write(&more, format!("{}\n", "cd".repeat(32))).unwrap();
+    let output = run(repnet()
+        .args([
+            "import", "--format", "hashlist", "--source", "more", "--data",
+        ])
+        .arg(&global)
+        .arg(&more));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let ahead = dir.path().join("ahead.bundle");
+    assert_eq!(
+        export(&ahead, Some(&(to + 1).to_string())).status.code(),
+        Some(0)
+    );
+    let output = import_bundle(&ahead);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(&format!("export with --after {to}")),
+        "{}",
+        stderr(&output)
+    );
+    let next = dir.path().join("next.bundle");
+    assert_eq!(export(&next, Some(&to.to_string())).status.code(), Some(0));
+    let output = import_bundle(&next);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let store = Store::open(&inside, &StoreOptions::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let hash = repnet_model::Sha256::from_hex(&"cd".repeat(32)).unwrap();
+    let found = runtime
+        .block_on(
+            store.lookup(&[repnet_model::Object::File(repnet_model::FileHash::Sha256(
+                hash,
+            ))]),
+        )
+        .unwrap();
+    assert_eq!(found[0].records[0].source, repnet_model::Source::Upstream);
 }

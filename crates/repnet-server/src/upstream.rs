@@ -152,7 +152,10 @@ impl Upstream {
         self.progress().last_attempt = Some(repnet_store::now());
         let cursor = store.sync_state()?.upstream;
         let response = match cursor {
-            None => self.client.replication_stream("/v1/snapshot").await?,
+            None => {
+                tracing::info!(upstream = %self.url, "fetching a snapshot from upstream (first pull)");
+                self.client.replication_stream("/v1/snapshot").await?
+            }
             Some(cursor) => {
                 let path = format!("/v1/changes?after={}&limit={}", cursor.sequence, self.page);
                 match self.client.replication_stream(&path).await {
