@@ -11,7 +11,9 @@
 //!   the two measured maxima, for both;
 //! - **imports**: `repnet import` of the N entries as a hash list (how the knowledge base is
 //!   built) and as a MalwareBazaar CSV dump, rows/s and peak memory, against Redis loading
-//!   the same keys with pipelined SETs.
+//!   the same keys with pipelined SETs;
+//! - **sync**: a private server catching up with a global one through a snapshot and through
+//!   the change log, and a signed offline bundle of the knowledge base (size, export, import).
 //!
 //! It prints a table and, with `--json FILE`, writes the same numbers as JSON.
 //! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
@@ -20,6 +22,7 @@ mod keys;
 mod load;
 mod report;
 mod servers;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,7 +75,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,imports"
+        default_value = "batch,single,latency,urls,privacy,imports,sync"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -103,6 +106,8 @@ enum Scenario {
     /// Importing a MalwareBazaar CSV dump of `--entries` rows (the hash list is always
     /// imported: it is the knowledge base).
     Imports,
+    /// A private server catching up (snapshot, change log) and offline bundles.
+    Sync,
 }
 
 fn main() -> std::process::ExitCode {
@@ -401,7 +406,6 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     }
     eprintln!("importing into repnet…");
     let hashlist_import = servers::import(&repnet, &data, &list, "hashlist")?;
-    std::fs::remove_file(&list)?;
     let disk = std::fs::metadata(data.join("data.mdb"))?.len();
     report.import(hashlist_import, disk);
     eprintln!("generating and importing {} URLs…", args.urls);
@@ -428,6 +432,12 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+
+    if args.scenarios.contains(&Scenario::Sync) {
+        let results = sync::run(&repnet, work_dir, &data, &list, args.entries)?;
+        report.sync(&results);
+    }
+    std::fs::remove_file(&list)?;
 
     let repnet_server = servers::start_repnet(&repnet, &data, args.repnet_threads)?;
     let redis_dir = work_dir.join("redis");

@@ -142,6 +142,45 @@ impl Report {
         );
     }
 
+    pub(crate) fn sync(&mut self, sync: &crate::sync::SyncResults) {
+        let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.row(
+            "private catch-up, snapshot",
+            "keys/s (a new private server, until caught up)",
+            Some(rate(sync.keys, sync.snapshot)),
+            None,
+            true,
+        );
+        self.row(
+            "private catch-up, change log",
+            "changes/s (pages of 100,000, until caught up)",
+            Some(rate(sync.changes, sync.changes_pull)),
+            None,
+            true,
+        );
+        self.row(
+            "offline bundle",
+            "bytes/key (zstd, signed snapshot)",
+            Some(sync.bundle_bytes as f64 / sync.keys.max(1) as f64),
+            None,
+            false,
+        );
+        self.row(
+            "offline bundle",
+            "keys/s exported (repnet bundle export --data)",
+            Some(rate(sync.keys, sync.bundle_export)),
+            None,
+            true,
+        );
+        self.row(
+            "offline bundle",
+            "keys/s imported (repnet bundle import --data)",
+            Some(rate(sync.keys, sync.bundle_import)),
+            None,
+            true,
+        );
+    }
+
     pub(crate) fn redis_load(&mut self, elapsed: Duration) {
         if let Some(row) = self.rows.iter_mut().find(|row| row.scenario == "load") {
             let rate = self.entries as f64 / elapsed.as_secs_f64().max(1e-9);

@@ -147,8 +147,25 @@ impl Drop for Process {
 
 /// Starts `repnet serve` on a port the OS picks, found in its JSON log.
 pub(crate) fn start_repnet(repnet: &Path, data: &Path, threads: usize) -> anyhow::Result<Process> {
+    start_repnet_with(
+        repnet,
+        data,
+        &["--worker-threads", &threads.to_string()],
+        &[],
+    )
+}
+
+/// `repnet serve` on `data` with more arguments and environment variables.
+pub(crate) fn start_repnet_with(
+    repnet: &Path,
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Process> {
     let mut child = Command::new(repnet)
-        .args(["serve", "--worker-threads", &threads.to_string()])
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
         .args([
             "--listen",
             "127.0.0.1:0",
