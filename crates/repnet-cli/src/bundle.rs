@@ -205,15 +205,36 @@ async fn export_remote(
             "the server has more than 1,000,000 changes after {after} (up to {sequence}): export a snapshot (without --after)"
         );
     }
-    // The stream is stored as the server sent it: its own checksum stays valid inside the
-    // signed, compressed bundle.
-    let body = response
-        .bytes()
+    // The stream is stored as the server sent it (its own checksum stays valid inside the
+    // signed, compressed bundle), spooled to a file next to the bundle rather than held in
+    // memory: a snapshot can be gigabytes.
+    let dir = out
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let spooled = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut file = tokio::fs::File::from_std(spooled.reopen()?);
+    let mut response = response;
+    use tokio::io::AsyncWriteExt as _;
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|error| anyhow::anyhow!("the download from {server} failed: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("the download from {server} failed: {error}"))?
+    {
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    drop(file);
+    let path = spooled.path().to_path_buf();
     Ok(bundle::write(out, signing_key, |stream| {
-        stream
-            .write_all(&body)
+        let mut input = std::fs::File::open(&path).map_err(|source| bundle::BundleError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        std::io::copy(&mut input, stream)
+            .map(|_| ())
             .map_err(|source| bundle::BundleError::Io {
                 action: "compress into",
                 path: out.display().to_string(),

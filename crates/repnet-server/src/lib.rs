@@ -115,14 +115,14 @@ impl Server {
             config.key_required(),
             limit,
         )?);
+        let metrics = metrics::Metrics::new();
         let upstream = match &config.upstream {
             Some(upstream) => Some(Arc::new(
-                upstream::Upstream::new(upstream, upstream.licence_key()?).map_err(|message| {
-                    ConfigError::Invalid {
+                upstream::Upstream::new(upstream, upstream.licence_key()?, metrics.clone())
+                    .map_err(|message| ConfigError::Invalid {
                         key: "upstream",
                         message,
-                    }
-                })?,
+                    })?,
             )),
             None => None,
         };
@@ -148,7 +148,6 @@ impl Server {
                 _ => None,
             };
         let ready = Arc::new(AtomicBool::new(false));
-        let metrics = metrics::Metrics::new();
         let feeds = Arc::new(feeds::Feeds::new(
             &config.feeds,
             store.dir(),

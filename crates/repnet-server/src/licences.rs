@@ -360,6 +360,7 @@ pub(crate) async fn require_licence_for_lookups(
     if state.licences.required
         && let Err(error) = state.licences.check(request.headers(), repnet_store::now())
     {
+        state.metrics.licence_refused(error.code);
         return error.into_response();
     }
     next.run(request).await
@@ -372,6 +373,7 @@ pub(crate) async fn require_licence(
     next: Next,
 ) -> Response {
     if let Err(error) = state.licences.check(request.headers(), repnet_store::now()) {
+        state.metrics.licence_refused(error.code);
         return error.into_response();
     }
     next.run(request).await

@@ -54,6 +54,21 @@ struct FeedMetrics {
     skipped: Family<FeedLabels, Gauge>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    code: &'static str,
+}
+
+/// Licence checks and pulling from upstream.
+#[derive(Clone, Debug, Default)]
+struct NetworkMetrics {
+    refusals: Family<RefusalLabels, Counter>,
+    upstream_up: Gauge,
+    upstream_lag: Gauge,
+    upstream_last_success: Gauge,
+    upstream_applied: Counter,
+}
+
 /// The server's metrics. Cloning shares them.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -67,6 +82,7 @@ pub(crate) struct Metrics {
     ok_requests: Arc<[Counter]>,
     latency: Arc<[Histogram]>,
     feeds: FeedMetrics,
+    network: NetworkMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +149,32 @@ impl Metrics {
             "Rows skipped as bad by the feed's last import",
             feeds.skipped.clone(),
         );
+        let network = NetworkMetrics::default();
+        registry.register(
+            "repnet_licence_refusals",
+            "Requests refused for their licence key, by code (licence_not_registered, licence_expired, licence_revoked, rate_limited)",
+            network.refusals.clone(),
+        );
+        registry.register(
+            "repnet_upstream_up",
+            "Whether the last pull from the upstream server succeeded (1) or failed (0)",
+            network.upstream_up.clone(),
+        );
+        registry.register(
+            "repnet_upstream_lag_changes",
+            "Changes the upstream server had, as of its last answer, that this one has not applied",
+            network.upstream_lag.clone(),
+        );
+        registry.register(
+            "repnet_upstream_last_success_timestamp_seconds",
+            "When a pull from the upstream server last succeeded, in Unix time",
+            network.upstream_last_success.clone(),
+        );
+        registry.register(
+            "repnet_upstream_entries_applied",
+            "Entries of changes and snapshots applied from the upstream server",
+            network.upstream_applied.clone(),
+        );
         let routes = ROUTES.iter().copied().chain(std::iter::once(UNMATCHED));
         let ok_requests = routes
             .clone()
@@ -152,7 +194,33 @@ impl Metrics {
             ok_requests,
             latency,
             feeds,
+            network,
         }
+    }
+
+    /// A request was refused for its licence key.
+    pub(crate) fn licence_refused(&self, code: &'static str) {
+        self.network
+            .refusals
+            .get_or_create(&RefusalLabels { code })
+            .inc();
+    }
+
+    /// A pull from upstream failed.
+    pub(crate) fn upstream_failed(&self) {
+        self.network.upstream_up.set(0);
+    }
+
+    /// A pull from upstream applied `entries`, leaving `lag` changes to go.
+    pub(crate) fn upstream_pulled(&self, entries: u64, lag: u64, now: Timestamp) {
+        self.network.upstream_up.set(1);
+        self.network
+            .upstream_lag
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        self.network
+            .upstream_last_success
+            .set(i64::try_from(now.0).unwrap_or(i64::MAX));
+        self.network.upstream_applied.inc_by(entries);
     }
 
     /// A scheduled feed's refresh ended with `outcome`; `up` unless it failed.

@@ -25,6 +25,7 @@ use crate::config::UpstreamConfig;
 /// The puller and what it knows of its last attempts.
 #[derive(Debug)]
 pub(crate) struct Upstream {
+    metrics: crate::metrics::Metrics,
     url: String,
     client: Client,
     interval: Duration,
@@ -56,11 +57,16 @@ enum PullError {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: &UpstreamConfig, key: String) -> Result<Upstream, String> {
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        key: String,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Upstream, String> {
         let client = Client::with_ca(&config.url, config.ca_file.as_deref())
             .map_err(|error| format!("upstream: {error}"))?
             .with_licence_key(key);
         Ok(Upstream {
+            metrics,
             url: config.url.clone(),
             client,
             interval: Duration::from_secs(config.interval_seconds),
@@ -131,6 +137,7 @@ impl Upstream {
                         .saturating_mul(1 << failures.min(6).saturating_sub(1));
                     let backoff = backoff.min(Duration::from_secs(600)).max(self.interval);
                     tracing::warn!(upstream = %self.url, %error, retry_in_seconds = backoff.as_secs(), "pulling from upstream failed; the data applied so far is kept");
+                    self.metrics.upstream_failed();
                     let mut progress = self.progress();
                     progress.last_error = Some(error.to_string());
                     progress.reachable = false;
@@ -185,9 +192,15 @@ impl Upstream {
         let applied = apply_response(store, response).await?;
         let header = applied.header;
         let caught_up = header.to >= header.sequence;
+        let now = repnet_store::now();
+        self.metrics.upstream_pulled(
+            applied.entries,
+            header.sequence.saturating_sub(header.to),
+            now,
+        );
         {
             let mut progress = self.progress();
-            progress.last_success = Some(repnet_store::now());
+            progress.last_success = Some(now);
             progress.last_error = None;
             progress.upstream_sequence = Some(header.sequence);
             match header.kind {
@@ -231,7 +244,8 @@ async fn apply_response(
     store: &Store,
     mut response: reqwest::Response,
 ) -> Result<repnet_store::StreamApplied, PullError> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(16);
+    // A tokio channel: the sending side awaits room without blocking a runtime thread.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let store = store.clone();
     let applying = tokio::task::spawn_blocking(move || {
         tracing::debug!("applying a stream from upstream");
@@ -248,15 +262,17 @@ async fn apply_response(
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if sender.send(Ok(chunk)).is_err() {
+                if sender.send(Ok(chunk)).await.is_err() {
                     break; // The reader stopped: its error says why.
                 }
             }
             Ok(None) => break,
             Err(error) => {
-                let _ = sender.send(Err(std::io::Error::other(format!(
-                    "the download from upstream broke off: {error}"
-                ))));
+                let _ = sender
+                    .send(Err(std::io::Error::other(format!(
+                        "the download from upstream broke off: {error}"
+                    ))))
+                    .await;
                 break;
             }
         }
@@ -269,16 +285,16 @@ async fn apply_response(
 
 /// A `Read` over chunks sent from an async task.
 struct ChannelReader {
-    receiver: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    receiver: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     current: bytes::Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.receiver.recv() {
-                Ok(chunk) => self.current = chunk?,
-                Err(_) => return Ok(0),
+            match self.receiver.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
             }
         }
         let len = buffer.len().min(self.current.len());

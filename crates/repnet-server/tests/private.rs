@@ -155,6 +155,15 @@ async fn licence_keys_gate_every_exchange_on_a_private_server() {
         200
     );
 
+    let metrics = raw(&format!("{}/metrics", server.base), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"repnet_licence_refusals_total{code="licence_expired"} 1"#),
+        "{metrics}"
+    );
     // A licence change: the old key is revoked, the new one not registered yet.
     let revoked = server.admin.revoke_licence_key(&old_id).await.unwrap();
     assert!(revoked.revoked.is_some());

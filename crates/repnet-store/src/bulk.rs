@@ -254,27 +254,8 @@ impl BulkImport {
                 "local verdicts are set one by one through the admin API, not imported",
             ));
         }
-        let source_id = match &self.last_source {
-            Some((source, id)) if *source == record.source => *id,
-            _ => {
-                let id = self.name_id(&record.source.to_string());
-                self.source_names[id as usize] = true;
-                self.last_source = Some((record.source.clone(), id));
-                id
-            }
-        };
-        let threat_id = match &record.threat {
-            None => None,
-            Some(threat) => Some(match &self.last_threat {
-                Some((last, id)) if last == threat => *id,
-                _ => {
-                    let id = self.name_id(threat.as_str());
-                    self.threat_names[id as usize] = true;
-                    self.last_threat = Some((threat.clone(), id));
-                    id
-                }
-            }),
-        };
+        let source_id = self.source_name_id(&record.source);
+        let threat_id = record.threat.as_ref().map(|t| self.threat_name_id(t));
         let source = StoredSource {
             source_id,
             verdict: record.verdict,
