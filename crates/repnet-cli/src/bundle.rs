@@ -162,11 +162,18 @@ fn export_local(
                 if let ChangesAnswer::SnapshotNeeded(log) =
                     store.write_changes(after, usize::MAX, stream)?
                 {
-                    return Err(bundle::BundleError::Invalid(format!(
-                        "the change log no longer holds the changes after {after} (it holds {} to {}): export a snapshot (without --after)",
-                        log.floor + 1,
-                        log.sequence
-                    )));
+                    return Err(bundle::BundleError::Invalid(if after > log.sequence {
+                        format!(
+                            "this knowledge base is at {}, before the --after {after} asked for: give the sequence the importing side is at (`repnet admin status` there)",
+                            log.sequence
+                        )
+                    } else {
+                        format!(
+                            "the change log no longer holds the changes after {after} (it holds {} to {}): export a snapshot (without --after)",
+                            log.floor + 1,
+                            log.sequence
+                        )
+                    }));
                 }
             }
         }

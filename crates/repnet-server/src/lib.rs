@@ -1,5 +1,5 @@
-//! repnet's reputation server: the HTTP API (lookups, local verdicts, operations) over the
-//! knowledge base.
+//! repnet's reputation server: the HTTP API (lookups, local verdicts, licence keys,
+//! replication, operations) over the knowledge base, and pulling from an upstream server.
 //!
 //! [`Server::run`] takes a bound listener and a shutdown future, so tests start the real
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
@@ -100,7 +100,8 @@ pub enum StartError {
 
 impl Server {
     /// A server answering from `store` with the settings of `config`; `admin_token` enables
-    /// the admin API. Fails only if the store cannot be read.
+    /// the admin API. Fails if the store cannot be read, or if a file the configuration names
+    /// (the upstream's key, the bundle key, the TLS certificate and key) is unusable.
     pub fn new(
         store: Store,
         config: &ServerConfig,
