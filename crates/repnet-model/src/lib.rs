@@ -11,6 +11,7 @@ mod hash;
 mod name;
 mod object;
 mod precedence;
+pub mod privacy;
 mod reputation;
 mod url;
 mod verdict;

@@ -434,6 +434,13 @@ impl CanonicalUrl {
         Ok(url)
     }
 
+    /// The same URL without its query (statistics keep no query strings: they carry
+    /// search terms, session ids and e-mail addresses).
+    pub fn without_query(mut self) -> CanonicalUrl {
+        self.query = None;
+        self
+    }
+
     pub fn host(&self) -> &UrlHost {
         &self.host
     }

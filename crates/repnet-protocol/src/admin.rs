@@ -235,3 +235,63 @@ pub struct BundleApplied {
     pub entries: u64,
     pub keys_written: u64,
 }
+
+/// `GET /v1/statement`: what participants in extended mode agree to share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Statement {
+    /// Statistics must name this version (`statement_version`) to be accepted.
+    pub version: u32,
+    pub text: String,
+    /// Every kind of data collected, one line each.
+    pub categories: Vec<String>,
+}
+
+/// `POST /v1/statistics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsBatch {
+    /// The statement version the user accepted.
+    pub statement_version: u32,
+    /// A random id made once per installation (8 to 128 letters, digits, `-` or `_`); the
+    /// server hashes it with a secret on arrival and uses it only to count distinct devices.
+    pub install_id: String,
+    /// The product and version that sends (`repnet/0.1.0`).
+    pub product: String,
+    pub events: Vec<StatisticsEvent>,
+}
+
+/// One event. Unknown fields are refused: there is no field for a user, host or e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsEvent {
+    /// `detection`, `sighting` (first sighting of a file on the device) or `false_positive`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The file's SHA-256 (hex)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// …or a URL (stored without credentials, query and fragment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// File size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// SHA-256 thumbprint of the file's signing certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// File name or path (user folders are replaced by placeholders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The threat name the product detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    /// For a false-positive report: the user's comment (e-mail and IP addresses removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `202` to `POST /v1/statistics`: the events are on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatisticsAccepted {
+    pub accepted: u64,
+}

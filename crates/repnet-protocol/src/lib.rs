@@ -14,7 +14,8 @@ mod view;
 
 pub use admin::{
     BundleApplied, FeedStatus, FeedStatusList, ImportParams, ImportReport, LocalVerdictEntry,
-    LocalVerdictList, ServerStatus, SetLocalVerdict, UpstreamStatus,
+    LocalVerdictList, ServerStatus, SetLocalVerdict, Statement, StatisticsAccepted,
+    StatisticsBatch, StatisticsEvent, UpstreamStatus,
 };
 pub use licence::{
     AddLicenceKey, LicenceKeyEntry, LicenceKeyList, check_licence_key, licence_key_id, parse_time,

@@ -60,6 +60,17 @@ pub struct ServerConfig {
     /// The Ed25519 public key (`repnet bundle keygen`'s `.pub` file) that offline bundles
     /// uploaded to `POST /v1/admin/bundles` must be signed with.
     pub bundle_public_key: Option<PathBuf>,
+    /// The version of the participation statement statistics must name; raise it with every
+    /// change of `statement_file`.
+    pub statement_version: u32,
+    /// A file with the statement's text, replacing the built-in one.
+    pub statement_file: Option<PathBuf>,
+    /// Days raw statistics events are kept; aggregates stay.
+    pub statistics_retention_days: u32,
+    /// Days after which the secret key of the install-id hash is replaced.
+    pub device_secret_rotation_days: u32,
+    /// Most events in one `POST /v1/statistics`.
+    pub max_statistics_events: usize,
 }
 
 /// Where a server pulls its knowledge base from.
@@ -327,6 +338,11 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             bundle_public_key: None,
+            statement_version: 1,
+            statement_file: None,
+            statistics_retention_days: 180,
+            device_secret_rotation_days: 30,
+            max_statistics_events: 1000,
         }
     }
 }
@@ -398,6 +414,27 @@ impl ServerConfig {
         }
         if let Some(upstream) = &self.upstream {
             upstream.validate()?;
+        }
+        if self.statement_version == 0 {
+            return Err(ConfigError::Invalid {
+                key: "statement_version",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        if self.device_secret_rotation_days == 0 {
+            return Err(ConfigError::Invalid {
+                key: "device_secret_rotation_days",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        if !(1..=10_000).contains(&self.max_statistics_events) {
+            return Err(ConfigError::Invalid {
+                key: "max_statistics_events",
+                message: format!(
+                    "must be from 1 to 10000; got {}",
+                    self.max_statistics_events
+                ),
+            });
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {

@@ -13,6 +13,7 @@ mod lookup;
 mod metrics;
 mod openapi;
 mod routes;
+mod statistics;
 mod sync;
 mod tls;
 mod upstream;
@@ -55,6 +56,12 @@ pub(crate) struct AppState {
     upstream: Option<Arc<upstream::Upstream>>,
     /// The key offline bundles must be signed with.
     bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    /// The participation statement.
+    statement: repnet_protocol::Statement,
+    /// Statistics batches waiting for the writer.
+    statistics: statistics::Queue,
+    max_statistics_events: usize,
+    device_secret_rotation_seconds: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +92,9 @@ pub struct Server {
     licences: Arc<licences::Licences>,
     upstream: Option<Arc<upstream::Upstream>>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Taken by `run`, which starts the statistics writer on it.
+    statistics: std::sync::Mutex<Option<statistics::Batches>>,
+    retention: Duration,
     ready: Arc<AtomicBool>,
     grace: Duration,
 }
@@ -148,6 +158,18 @@ impl Server {
                 )?),
                 _ => None,
             };
+        let statement_text = match &config.statement_file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|error| ConfigError::Invalid {
+                        key: "statement_file",
+                        message: format!("cannot read {}: {error}", path.display()),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let (statistics_queue, statistics_batches) = tokio::sync::mpsc::channel(1024);
         let ready = Arc::new(AtomicBool::new(false));
         let feeds = Arc::new(feeds::Feeds::new(
             &config.feeds,
@@ -168,6 +190,10 @@ impl Server {
             role: config.role,
             upstream: upstream.clone(),
             bundle_key,
+            statement: statistics::statement(config.statement_version, statement_text),
+            statistics: statistics_queue,
+            max_statistics_events: config.max_statistics_events,
+            device_secret_rotation_seconds: u64::from(config.device_secret_rotation_days) * 86_400,
         };
         Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),
@@ -176,6 +202,8 @@ impl Server {
             licences,
             upstream,
             tls,
+            statistics: std::sync::Mutex::new(Some(statistics_batches)),
+            retention: Duration::from_secs(u64::from(config.statistics_retention_days) * 86_400),
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
@@ -230,6 +258,30 @@ impl Server {
             .upstream
             .clone()
             .map(|upstream| tokio::spawn(upstream.run(self.store.clone(), pulling_stopped)));
+        let statistics_writer = self
+            .statistics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(|batches| tokio::spawn(statistics::writer(self.store.clone(), batches)));
+        let retention = self.retention;
+        let store = self.store.clone();
+        let expiring = tokio::spawn(async move {
+            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every_hour.tick().await;
+                let cutoff = repnet_model::Timestamp(
+                    repnet_store::now().0.saturating_sub(retention.as_secs()),
+                );
+                match store.delete_events_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(deleted, "raw statistics past their retention deleted")
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot delete expired statistics"),
+                }
+            }
+        });
         let licences = Arc::clone(&self.licences);
         let flushing = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -265,6 +317,13 @@ impl Server {
         }
         flushing.abort();
         let _ = flushing.await;
+        expiring.abort();
+        let _ = expiring.await;
+        // The router (and with it the queue's sender) is gone: the writer finishes what is
+        // queued and stops.
+        if let Some(writer) = statistics_writer {
+            let _ = writer.await;
+        }
         if let Err(error) = self.licences.flush_last_used().await {
             tracing::warn!(%error, "cannot record when licence keys were last used");
         }

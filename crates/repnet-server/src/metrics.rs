@@ -302,6 +302,8 @@ const ROUTES: &[&str] = &[
     "/v1/admin/keys/{id}",
     "/v1/admin/status",
     "/v1/admin/bundles",
+    "/v1/statement",
+    "/v1/statistics",
     "/v1/changes",
     "/v1/snapshot",
     "/healthz",

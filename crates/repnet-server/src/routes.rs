@@ -64,6 +64,11 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/urls", get(get_url))
         .route("/v1/lookup", axum::routing::post(lookup_batch))
         .route("/v1/hashes:search", axum::routing::post(search_hashes))
+        .route("/v1/statement", get(crate::statistics::get_statement))
+        .route(
+            "/v1/statistics",
+            axum::routing::post(crate::statistics::post_statistics),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::licences::require_licence_for_lookups,

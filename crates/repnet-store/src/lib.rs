@@ -11,6 +11,7 @@
 
 mod bulk;
 mod filter;
+mod hll;
 mod key;
 mod lmdb;
 mod record;
@@ -91,6 +92,52 @@ pub struct LocalVerdict {
     pub object: Object,
     pub record: SourceRecord,
     pub comment: Option<String>,
+}
+
+/// What a participant reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    /// The file or URL was seen (a first sighting on the device).
+    Sighting,
+    /// The product detected it.
+    Detection,
+    /// The user says a verdict on it is wrong.
+    FalsePositive,
+}
+
+/// One statistics event, scrubbed of personal data (`repnet_model::privacy`) before it gets
+/// here. `device` is a keyed hash of the install id, used only inside distinct counts: events
+/// are stored without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatEvent {
+    pub kind: StatKind,
+    /// A file by SHA-256, or a URL expression.
+    pub object: Object,
+    pub device: u64,
+    pub time: Timestamp,
+    pub size: Option<u64>,
+    /// The SHA-256 thumbprint of the file's signing certificate.
+    pub signer: Option<Sha256>,
+    pub name: Option<String>,
+    pub threat: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// What participants reported about one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aggregate {
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// Events of each kind.
+    pub sightings: u64,
+    pub detections: u64,
+    pub false_positives: u64,
+    /// Distinct devices that reported the object, and that detected it (HyperLogLog: exact
+    /// up to 64, then within about 1 %).
+    pub devices: u64,
+    pub detecting_devices: u64,
+    pub size: Option<u64>,
+    pub signer: Option<Sha256>,
 }
 
 /// What [`Store::apply_stream`] did.
@@ -280,6 +327,44 @@ impl Store {
     /// Every local verdict, ordered by object key.
     pub async fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
         self.backend.local_verdicts()
+    }
+
+    /// Stores statistics events and folds them into their objects' aggregates, atomically
+    /// and durably: when this returns `Ok`, the events survive a crash.
+    pub async fn record_statistics(&self, events: Vec<StatEvent>) -> Result<(), StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.record_statistics(&events))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// What participants reported about `object` (a file by SHA-256, or a URL expression).
+    pub fn aggregate(&self, object: &Object) -> Result<Option<Aggregate>, StoreError> {
+        self.backend.aggregate(object)
+    }
+
+    /// Deletes raw statistics events that arrived before `cutoff` (aggregates stay); answers
+    /// how many.
+    pub async fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.delete_events_before(cutoff))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Raw statistics events stored.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        self.backend.event_count()
+    }
+
+    /// The secret key of the install-id hash, made at first use and replaced once older than
+    /// `rotate_after_seconds`.
+    pub fn device_secret(
+        &self,
+        now: Timestamp,
+        rotate_after_seconds: u64,
+    ) -> Result<[u8; 32], StoreError> {
+        self.backend.device_secret(now, rotate_after_seconds)
     }
 
     /// Every licence key ever registered, revoked ones included.

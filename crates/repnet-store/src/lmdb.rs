@@ -11,6 +11,8 @@
 //! | `meta` | `format`, `next_name_id`, `active_objects`; `sequence`, `changes_floor`; `log_id`; `upstream_cursor` | u32 little-endian; u64 little-endian; 16 bytes; log id and u64 |
 //! | `licences` | SHA-256 of a licence key | the key's id, label and dates (`lmdb/licences.rs`) |
 //! | `changes` | sequence number, u64 big-endian | the object key that changed (`lmdb/changes.rs`) |
+//! | `events` | arrival time and number, u64 big-endian each | a statistics event (`lmdb/statistics.rs`) |
+//! | `stats` | object key | the object's statistics: distinct devices, counts (`lmdb/statistics.rs`) |
 //!
 //! There are two object databases and `meta.active_objects` says which one holds the
 //! knowledge base: a large bulk import rebuilds it into the other one in key order (append
@@ -24,6 +26,7 @@
 
 mod changes;
 mod licences;
+mod statistics;
 
 pub use changes::{ChangesAnswer, Cursor, SyncState};
 
@@ -74,6 +77,8 @@ struct Databases {
     meta: Database<Bytes, Bytes>,
     licences: Database<Bytes, Bytes>,
     changes: Database<Bytes, Bytes>,
+    events: Database<Bytes, Bytes>,
+    stats: Database<Bytes, Bytes>,
 }
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
@@ -145,6 +150,8 @@ pub(crate) struct LmdbStore {
     closing: AtomicBool,
     /// Most entries the change log keeps.
     change_log_max: u64,
+    /// Whether any statistics are stored: lookups read aggregates only then.
+    has_stats: AtomicBool,
     dir: PathBuf,
     /// Held (with its exclusive lock) for as long as the store is open.
     _lock_file: File,
@@ -264,6 +271,8 @@ impl LmdbStore {
             meta: create(&mut txn, "meta")?,
             licences: create(&mut txn, "licences")?,
             changes: create(&mut txn, "changes")?,
+            events: create(&mut txn, "events")?,
+            stats: create(&mut txn, "stats")?,
         };
         migrate(dir, &mut txn, &dbs)?;
         LmdbStore::ensure_log_id(&mut txn, dbs.meta).map_err(|error| backend(dir, error))?;
@@ -275,6 +284,10 @@ impl LmdbStore {
                 "active object database {active}"
             )));
         }
+        let has_stats = !dbs
+            .stats
+            .is_empty(&txn)
+            .map_err(|error| backend(dir, error))?;
         txn.commit().map_err(|error| backend(dir, error))?;
         crate::bulk::remove_stale_temp_dirs(dir);
 
@@ -291,6 +304,7 @@ impl LmdbStore {
             filter_builder: Mutex::new(None),
             closing: AtomicBool::new(false),
             change_log_max: options.change_log_max,
+            has_stats: AtomicBool::new(has_stats),
             dir: dir.to_path_buf(),
             _lock_file: lock_file,
         };
@@ -1242,7 +1256,10 @@ impl SnapshotReader<'_> {
     /// The records under one key, as they are.
     fn knowledge_at(&self, key: &[u8]) -> Result<Knowledge, StoreError> {
         let Some(record) = self.record(key)? else {
-            return Ok(Knowledge::default());
+            return Ok(Knowledge {
+                prevalence: self.store.prevalence_at(self.txn, key)?,
+                ..Knowledge::default()
+            });
         };
         let records = record
             .sources
@@ -1252,7 +1269,9 @@ impl SnapshotReader<'_> {
         Ok(Knowledge {
             hashes: FileHashes::default(),
             records,
-            prevalence: record.prevalence,
+            prevalence: record
+                .prevalence
+                .max(self.store.prevalence_at(self.txn, key)?),
         })
     }
 
@@ -1264,6 +1283,9 @@ impl SnapshotReader<'_> {
         let Some(primary) = self.record(ObjectKey::of(object).as_bytes())? else {
             return Ok(Knowledge {
                 hashes,
+                prevalence: self
+                    .store
+                    .prevalence_at(self.txn, ObjectKey::of(object).as_bytes())?,
                 ..Knowledge::default()
             });
         };
@@ -1310,6 +1332,12 @@ impl SnapshotReader<'_> {
                 records.push(self.source_record(source)?);
             }
         }
+        // Devices that reported the file (by its SHA-256 when known) or the object.
+        let reported = match hashes.sha256 {
+            Some(sha256) => ObjectKey::file(&FileHash::Sha256(sha256)),
+            None => ObjectKey::of(object),
+        };
+        let prevalence = prevalence.max(self.store.prevalence_at(self.txn, reported.as_bytes())?);
         Ok(Knowledge {
             hashes,
             records,

@@ -361,3 +361,49 @@ async fn streams_from_another_log_or_damaged_are_refused_and_change_nothing() {
         after
     );
 }
+
+#[tokio::test]
+async fn raw_statistics_expire_and_aggregates_stay() {
+    use repnet_store::{StatEvent, StatKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    let event = |device: u64, time: u64| StatEvent {
+        kind: StatKind::Detection,
+        object: file(7),
+        device,
+        time: Timestamp(time),
+        size: Some(10),
+        signer: None,
+        name: Some("%USERPROFILE%\\x.exe".to_owned()),
+        threat: None,
+        comment: None,
+    };
+    store
+        .record_statistics(vec![event(1, 1_000), event(2, 2_000), event(2, 3_000)])
+        .await
+        .unwrap();
+    assert_eq!(store.event_count().unwrap(), 3);
+    assert_eq!(
+        store.delete_events_before(Timestamp(2_500)).await.unwrap(),
+        2
+    );
+    assert_eq!(store.event_count().unwrap(), 1);
+    let aggregate = store.aggregate(&file(7)).unwrap().unwrap();
+    assert_eq!(
+        (
+            aggregate.detections,
+            aggregate.detecting_devices,
+            aggregate.devices
+        ),
+        (3, 2, 2)
+    );
+    assert_eq!(
+        (aggregate.first_seen, aggregate.last_seen),
+        (Timestamp(1_000), Timestamp(3_000))
+    );
+    // Lookups report distinct devices as prevalence.
+    assert_eq!(store.lookup(&[file(7)]).await.unwrap()[0].prevalence, 2);
+    drop(store);
+    let store = open(dir.path(), 100);
+    assert_eq!(store.lookup(&[file(7)]).await.unwrap()[0].prevalence, 2);
+}

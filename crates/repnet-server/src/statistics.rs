@@ -1,0 +1,308 @@
+//! Participation: the statement (`GET /v1/statement`) and statistics (`POST /v1/statistics`).
+//!
+//! A batch is checked whole (a bad event refuses it, naming the field), scrubbed of personal
+//! data (`repnet_model::privacy`: user folders, credentials, queries, e-mail and IP
+//! addresses), its install id turned into a keyed hash (the key is the store's, rotated on a
+//! schedule) and then handed to one writer task that commits every batch waiting in one
+//! transaction (group commit): the `202` goes out only once the batch is on disk. Nothing of
+//! the request — not the client's address, not the install id — is logged.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use repnet_model::{
+    CanonicalUrl, CertificateThumbprint, FileHash, Object, Sha256, ThreatName, Timestamp, privacy,
+};
+use repnet_protocol::{Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent};
+use repnet_store::{StatEvent, StatKind, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::{body_bytes, json_response, require_json};
+
+const MAX_NAME_CHARS: usize = 1024;
+const MAX_COMMENT_CHARS: usize = 1000;
+
+/// The statement shown to users before they share statistics.
+pub(crate) fn statement(version: u32, text: Option<String>) -> Statement {
+    Statement {
+        version,
+        text: text.unwrap_or_else(|| BUILT_IN_STATEMENT.trim().to_owned()),
+        categories: CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+const BUILT_IN_STATEMENT: &str = "
+In extended participation mode, this product sends the reputation network anonymous
+statistics about files and web addresses it detects or sees for the first time, and your
+reports of false alarms. They help everyone: a new threat seen on many devices is blocked
+everywhere within minutes, and widely used software stops causing false alarms.
+
+No personal data is collected, processed or stored. The network never stores your IP
+address, user name, host name or e-mail address. User folders in file paths are replaced by
+placeholders, and query strings, fragments and credentials are removed from web addresses
+before anything leaves your device, and again on arrival. Your installation is identified
+only by a random number, which the server hashes with a secret key on arrival and uses only
+to count distinct devices; it is never stored.
+
+Raw statistics are deleted after 180 days; only counts remain. You can see exactly what
+would be sent (`repnet participation show`) and change your participation at any time
+(`repnet participation off|basic|extended`).
+";
+
+const CATEGORIES: &[&str] = &[
+    "hashes (SHA-256) and sizes of files detected or seen for the first time on the device",
+    "the SHA-256 thumbprint of a file's signing certificate",
+    "file names, with user folders replaced by placeholders",
+    "web addresses of detected resources, without credentials, query strings or fragments",
+    "threat names reported by the product",
+    "false-positive reports, with the user's comment (e-mail and IP addresses removed)",
+    "a random installation id, hashed with a secret on arrival and used only to count distinct devices",
+    "the product name and version",
+];
+
+/// A batch of events and where to say whether it was stored.
+pub(crate) type Pending = (Vec<StatEvent>, oneshot::Sender<Result<(), String>>);
+
+/// Where batches wait for the writer.
+pub(crate) type Queue = mpsc::Sender<Pending>;
+
+/// What the writer takes batches from.
+pub(crate) type Batches = mpsc::Receiver<Pending>;
+
+/// Commits every batch that is waiting in one transaction, then answers each.
+pub(crate) async fn writer(store: Store, mut batches: Batches) {
+    while let Some(first) = batches.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < 512 {
+            match batches.try_recv() {
+                Ok(batch) => waiting.push(batch),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<StatEvent> = waiting
+            .iter_mut()
+            .flat_map(|(events, _)| std::mem::take(events))
+            .collect();
+        let result = store
+            .record_statistics(events)
+            .await
+            .map_err(|error| error.to_string());
+        if let Err(error) = &result {
+            tracing::error!(%error, "statistics could not be stored");
+        }
+        for (_, done) in waiting {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// The keyed hash of an install id: the only form in which it is used.
+fn device(secret: &[u8; 32], install_id: &str) -> u64 {
+    let mut input = Vec::with_capacity(32 + install_id.len());
+    input.extend_from_slice(secret);
+    input.extend_from_slice(install_id.as_bytes());
+    let digest = Sha256::digest(&input);
+    u64::from_le_bytes(digest.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+fn invalid(field: String, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_event", format!("{field}: {message}"))
+}
+
+/// One event, checked and scrubbed.
+fn event(
+    index: usize,
+    event: &StatisticsEvent,
+    device: u64,
+    now: Timestamp,
+) -> Result<StatEvent, ApiError> {
+    let field = |name: &str| format!("events[{index}].{name}");
+    let kind = match event.kind.as_str() {
+        "detection" => StatKind::Detection,
+        "sighting" => StatKind::Sighting,
+        "false_positive" => StatKind::FalsePositive,
+        other => {
+            return Err(invalid(
+                field("type"),
+                format!(
+                    "{other:?} is not an event type: use detection, sighting or false_positive"
+                ),
+            ));
+        }
+    };
+    let object = match (&event.file, &event.url) {
+        (Some(file), None) => match FileHash::from_hex(file) {
+            Ok(FileHash::Sha256(sha256)) => Object::File(FileHash::Sha256(sha256)),
+            Ok(_) => {
+                return Err(invalid(
+                    field("file"),
+                    "give the file's SHA-256 (64 hex digits)",
+                ));
+            }
+            Err(error) => return Err(invalid(field("file"), error)),
+        },
+        (None, Some(url)) => {
+            let canonical = CanonicalUrl::parse(url.as_bytes())
+                .map_err(|error| invalid(field("url"), error))?
+                .without_query();
+            Object::Url(canonical.exact_expression())
+        }
+        _ => {
+            return Err(invalid(
+                field("file"),
+                "an event names one object: a file or a url",
+            ));
+        }
+    };
+    if kind == StatKind::Sighting && !matches!(object, Object::File(_)) {
+        return Err(invalid(
+            field("url"),
+            "sightings are of files; report a URL as a detection",
+        ));
+    }
+    let signer = match &event.signer {
+        None => None,
+        Some(text) => Some(
+            CertificateThumbprint::from_hex(text)
+                .map(|thumbprint| thumbprint.0)
+                .map_err(|error| invalid(field("signer"), error))?,
+        ),
+    };
+    let text =
+        |value: &Option<String>, name: &str, max: usize| -> Result<Option<String>, ApiError> {
+            match value {
+                None => Ok(None),
+                Some(text) if text.chars().count() > max => {
+                    Err(invalid(field(name), format!("at most {max} characters")))
+                }
+                Some(text) if text.chars().any(|c| c.is_control() && c != '\t') => {
+                    Err(invalid(field(name), "control characters are not allowed"))
+                }
+                Some(text) => Ok(Some(text.clone())),
+            }
+        };
+    let name = text(&event.name, "name", MAX_NAME_CHARS)?.map(|name| privacy::scrub_path(&name));
+    let comment = text(&event.comment, "comment", MAX_COMMENT_CHARS)?
+        .map(|comment| privacy::scrub_text(&comment));
+    let threat = match &event.threat {
+        None => None,
+        Some(threat) => Some(
+            ThreatName::new(threat)
+                .map_err(|error| invalid(field("threat"), error))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    Ok(StatEvent {
+        kind,
+        object,
+        device,
+        time: now,
+        size: event.size,
+        signer,
+        name,
+        threat,
+        comment,
+    })
+}
+
+/// The participation statement.
+#[utoipa::path(get, path = "/v1/statement", tag = "participation",
+    responses((status = 200, body = repnet_protocol::Statement)))]
+pub(crate) async fn get_statement(State(state): State<Arc<AppState>>) -> Response {
+    json_response(StatusCode::OK, repnet_protocol::to_json(&state.statement))
+}
+
+/// Anonymous statistics from a participant in extended mode.
+#[utoipa::path(post, path = "/v1/statistics", tag = "participation",
+    request_body = repnet_protocol::StatisticsBatch,
+    responses((status = 202, description = "the events are on disk", body = repnet_protocol::StatisticsAccepted),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 403, description = "the statement version is not the one this server publishes", body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn post_statistics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let batch: StatisticsBatch = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    if batch.statement_version != state.statement.version {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "statement_not_accepted",
+            format!(
+                "statement_version {} is not the statement this server publishes (version {}): read it with `repnet statement` and accept it with `repnet statement --accept`",
+                batch.statement_version, state.statement.version
+            ),
+        ));
+    }
+    let id = &batch.install_id;
+    if !(8..=128).contains(&id.len())
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_install_id",
+            "install_id: 8 to 128 letters, digits, '-' or '_' (a random id made once per installation)",
+        ));
+    }
+    if batch.product.is_empty()
+        || batch.product.len() > 100
+        || batch.product.chars().any(|c| c.is_control())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_product",
+            "product: the product's name and version, 1 to 100 characters",
+        ));
+    }
+    if batch.events.is_empty() || batch.events.len() > state.max_statistics_events {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            format!(
+                "events: from 1 to {} events per request; got {}",
+                state.max_statistics_events,
+                batch.events.len()
+            ),
+        ));
+    }
+    let now = repnet_store::now();
+    let secret = state
+        .store
+        .device_secret(now, state.device_secret_rotation_seconds)
+        .map_err(|error| ApiError::internal("the statistics could not be stored", &error))?;
+    let device = device(&secret, id);
+    let events = batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, e)| event(index, e, device, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let accepted = events.len() as u64;
+    let (done, stored) = oneshot::channel();
+    state.statistics.send((events, done)).await.map_err(|_| {
+        ApiError::internal("the statistics could not be stored", &"the writer stopped")
+    })?;
+    match stored.await {
+        Ok(Ok(())) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            repnet_protocol::to_json(&StatisticsAccepted { accepted }),
+        )),
+        Ok(Err(error)) => Err(ApiError::internal(
+            "the statistics could not be stored",
+            &error,
+        )),
+        Err(_) => Err(ApiError::internal(
+            "the statistics could not be stored",
+            &"the writer stopped",
+        )),
+    }
+}

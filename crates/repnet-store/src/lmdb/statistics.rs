@@ -1,0 +1,361 @@
+//! Statistics from participants: raw events (kept for the retention period, without any
+//! device identifier) and per-object aggregates (kept): distinct devices that saw and that
+//! detected the object (HyperLogLog, `hll.rs`, fed with keyed hashes of install ids — never
+//! the ids), first and last seen, counts, the signer and size last reported.
+//!
+//! `events`: u64 big-endian arrival time, u64 big-endian number → the event (below).
+//! `stats`: object key → the aggregate (below). `meta.device_secret`: the key of the install-id
+//! hash and when it was made (rotated by the server).
+//!
+//! Event, version 1: `u8 version, u8 kind, u8 key length, key, u8 flags (1 size, 2 signer,
+//! 4 name, 8 threat, 16 comment), [varint size], [32 signer], [text name], [text threat],
+//! [text comment]`, texts as varint length and UTF-8.
+//!
+//! Aggregate, version 1: `u8 version, varint first_seen, varint last_seen, varint sightings,
+//! varint detections, varint false_positives, u8 flags (1 size, 2 signer), [varint size],
+//! [32 signer], devices (Distinct), detecting devices (Distinct)`.
+
+use std::sync::PoisonError;
+
+use heed::RwTxn;
+use repnet_model::{Object, Timestamp};
+
+use super::{LmdbStore, WriteError};
+use crate::hll::Distinct;
+use crate::key::ObjectKey;
+use crate::record::{DecodeError, Reader, put_varint};
+use crate::{Aggregate, StatEvent, StatKind, StoreError};
+
+const VERSION: u8 = 1;
+
+fn kind_byte(kind: StatKind) -> u8 {
+    match kind {
+        StatKind::Sighting => 0,
+        StatKind::Detection => 1,
+        StatKind::FalsePositive => 2,
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn encode_event(key: &[u8], event: &StatEvent, out: &mut Vec<u8>) {
+    out.push(VERSION);
+    out.push(kind_byte(event.kind));
+    out.push(key.len() as u8);
+    out.extend_from_slice(key);
+    let flags = [
+        event.size.is_some(),
+        event.signer.is_some(),
+        event.name.is_some(),
+        event.threat.is_some(),
+        event.comment.is_some(),
+    ]
+    .iter()
+    .enumerate()
+    .fold(0u8, |flags, (bit, present)| {
+        flags | (u8::from(*present) << bit)
+    });
+    out.push(flags);
+    if let Some(size) = event.size {
+        put_varint(out, size);
+    }
+    if let Some(signer) = &event.signer {
+        out.extend_from_slice(signer.as_bytes());
+    }
+    for text in [&event.name, &event.threat, &event.comment]
+        .into_iter()
+        .flatten()
+    {
+        put_text(out, text);
+    }
+}
+
+/// What an aggregate holds, encoded.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Stored {
+    first_seen: u64,
+    last_seen: u64,
+    sightings: u64,
+    detections: u64,
+    false_positives: u64,
+    size: Option<u64>,
+    signer: Option<[u8; 32]>,
+    devices: Distinct,
+    detecting: Distinct,
+}
+
+fn encode_aggregate(stored: &Stored, out: &mut Vec<u8>) {
+    out.push(VERSION);
+    for number in [
+        stored.first_seen,
+        stored.last_seen,
+        stored.sightings,
+        stored.detections,
+        stored.false_positives,
+    ] {
+        put_varint(out, number);
+    }
+    out.push(u8::from(stored.size.is_some()) | u8::from(stored.signer.is_some()) << 1);
+    if let Some(size) = stored.size {
+        put_varint(out, size);
+    }
+    if let Some(signer) = &stored.signer {
+        out.extend_from_slice(signer);
+    }
+    stored.devices.encode(out);
+    stored.detecting.encode(out);
+}
+
+fn decode_aggregate(bytes: &[u8]) -> Result<Stored, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    match reader.u8()? {
+        VERSION => {}
+        other => return Err(DecodeError::UnknownVersion(other)),
+    }
+    let mut stored = Stored {
+        first_seen: reader.varint()?,
+        last_seen: reader.varint()?,
+        sightings: reader.varint()?,
+        detections: reader.varint()?,
+        false_positives: reader.varint()?,
+        ..Stored::default()
+    };
+    let flags = reader.u8()?;
+    if flags & 1 != 0 {
+        stored.size = Some(reader.varint()?);
+    }
+    if flags & 2 != 0 {
+        stored.signer = Some(reader.array()?);
+    }
+    let rest = reader.rest();
+    let (devices, used) = Distinct::decode(rest).ok_or(DecodeError::Malformed("device count"))?;
+    let (detecting, _) =
+        Distinct::decode(&rest[used..]).ok_or(DecodeError::Malformed("detecting device count"))?;
+    stored.devices = devices;
+    stored.detecting = detecting;
+    Ok(stored)
+}
+
+impl Stored {
+    fn aggregate(&self) -> Aggregate {
+        Aggregate {
+            first_seen: Timestamp(self.first_seen),
+            last_seen: Timestamp(self.last_seen),
+            sightings: self.sightings,
+            detections: self.detections,
+            false_positives: self.false_positives,
+            devices: self.devices.count(),
+            detecting_devices: self.detecting.count(),
+            size: self.size,
+            signer: self.signer.map(repnet_model::Sha256),
+        }
+    }
+}
+
+impl LmdbStore {
+    /// Stores events and folds them into their objects' aggregates, in one transaction.
+    pub(crate) fn record_statistics(&self, events: &[StatEvent]) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let result = self.write_txn(|writer| {
+                self.fold_events(&mut writer.txn, events)?;
+                Ok(((), None))
+            });
+            match result {
+                Ok(()) => {
+                    self.has_stats
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    return Ok(());
+                }
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    fn fold_events(&self, txn: &mut RwTxn<'_>, events: &[StatEvent]) -> Result<(), WriteError> {
+        let fail = |e| self.write_error(e);
+        let meta = self.dbs.meta;
+        let mut number = super::changes::read_u64(txn, meta, b"next_event")
+            .map_err(fail)?
+            .unwrap_or(0);
+        let mut buffer = Vec::with_capacity(256);
+        // Events of one batch often name the same object: fold them in memory first.
+        let mut folded: Vec<(ObjectKey, Stored)> = Vec::new();
+        for event in events {
+            let key = ObjectKey::of(&event.object);
+            buffer.clear();
+            encode_event(key.as_bytes(), event, &mut buffer);
+            let mut event_key = [0u8; 16];
+            event_key[..8].copy_from_slice(&event.time.0.to_be_bytes());
+            event_key[8..].copy_from_slice(&number.to_be_bytes());
+            number += 1;
+            self.dbs
+                .events
+                .put(txn, &event_key, &buffer)
+                .map_err(fail)?;
+            let at = match folded
+                .iter()
+                .position(|(k, _)| k.as_bytes() == key.as_bytes())
+            {
+                Some(at) => at,
+                None => {
+                    let stored = match self.dbs.stats.get(txn, key.as_bytes()).map_err(fail)? {
+                        Some(bytes) => decode_aggregate(bytes).map_err(|error| {
+                            WriteError::Other(StoreError::Corrupt(format!("statistics: {error}")))
+                        })?,
+                        None => Stored::default(),
+                    };
+                    folded.push((key, stored));
+                    folded.len() - 1
+                }
+            };
+            let stored = &mut folded[at].1;
+            let time = event.time.0;
+            stored.first_seen = if stored.first_seen == 0 {
+                time
+            } else {
+                stored.first_seen.min(time)
+            };
+            stored.last_seen = stored.last_seen.max(time);
+            stored.devices.add(event.device);
+            match event.kind {
+                StatKind::Sighting => stored.sightings += 1,
+                StatKind::Detection => {
+                    stored.detections += 1;
+                    stored.detecting.add(event.device);
+                }
+                StatKind::FalsePositive => stored.false_positives += 1,
+            }
+            if event.size.is_some() {
+                stored.size = event.size;
+            }
+            if let Some(signer) = &event.signer {
+                stored.signer = Some(*signer.as_bytes());
+            }
+        }
+        for (key, stored) in &folded {
+            buffer.clear();
+            encode_aggregate(stored, &mut buffer);
+            self.dbs
+                .stats
+                .put(txn, key.as_bytes(), &buffer)
+                .map_err(fail)?;
+        }
+        meta.put(txn, b"next_event", &number.to_le_bytes())
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    /// The aggregate of `object`, if anyone reported it.
+    pub(crate) fn aggregate(&self, object: &Object) -> Result<Option<Aggregate>, StoreError> {
+        self.read(|reader| self.aggregate_at(reader.txn, ObjectKey::of(object).as_bytes()))
+    }
+
+    pub(super) fn aggregate_at(
+        &self,
+        txn: &heed::RoTxn<'_>,
+        key: &[u8],
+    ) -> Result<Option<Aggregate>, StoreError> {
+        match self.dbs.stats.get(txn, key).map_err(|e| self.error(e))? {
+            None => Ok(None),
+            Some(bytes) => decode_aggregate(bytes)
+                .map(|stored| Some(stored.aggregate()))
+                .map_err(|error| StoreError::Corrupt(format!("statistics: {error}"))),
+        }
+    }
+
+    /// Devices that reported the object at `key`, if any did (for lookups' `prevalence`).
+    pub(super) fn prevalence_at(
+        &self,
+        txn: &heed::RoTxn<'_>,
+        key: &[u8],
+    ) -> Result<u64, StoreError> {
+        if !self.has_stats.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(0);
+        }
+        Ok(self
+            .aggregate_at(txn, key)?
+            .map_or(0, |aggregate| aggregate.devices))
+    }
+
+    /// Deletes the raw events that arrived before `cutoff`; aggregates stay. Answers how
+    /// many went.
+    pub(crate) fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let bound = cutoff.0.to_be_bytes();
+        let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(&bound),
+        );
+        loop {
+            let result = self.write_txn(|writer| {
+                let deleted = self
+                    .dbs
+                    .events
+                    .delete_range(&mut writer.txn, &range)
+                    .map_err(|e| self.write_error(e))?;
+                Ok((deleted as u64, None))
+            });
+            match result {
+                Ok(deleted) => return Ok(deleted),
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// Raw events stored, for operators and tests.
+    pub(crate) fn event_count(&self) -> Result<u64, StoreError> {
+        self.read(|reader| self.dbs.events.len(reader.txn).map_err(|e| self.error(e)))
+    }
+
+    /// The key of the install-id hash: made at first use and again once older than
+    /// `rotate_after` seconds. Answers the key.
+    pub(crate) fn device_secret(
+        &self,
+        now: Timestamp,
+        rotate_after: u64,
+    ) -> Result<[u8; 32], StoreError> {
+        let current = self.read(|reader| {
+            Ok(self
+                .dbs
+                .meta
+                .get(reader.txn, b"device_secret")
+                .map_err(|e| self.error(e))?
+                .and_then(|bytes| <[u8; 40]>::try_from(bytes).ok()))
+        })?;
+        if let Some(bytes) = current {
+            let made = u64::from_le_bytes(bytes[32..].try_into().unwrap_or([0; 8]));
+            if now.0.saturating_sub(made) < rotate_after {
+                return Ok(bytes[..32].try_into().unwrap_or([0; 32]));
+            }
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "the system gave no randomness for a secret: {error}"
+            ))
+        })?;
+        let mut value = secret.to_vec();
+        value.extend_from_slice(&now.0.to_le_bytes());
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let result = self.write_txn(|writer| {
+                self.dbs
+                    .meta
+                    .put(&mut writer.txn, b"device_secret", &value)
+                    .map_err(|e| self.write_error(e))?;
+                Ok(((), None))
+            });
+            match result {
+                Ok(()) => return Ok(secret),
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+}
