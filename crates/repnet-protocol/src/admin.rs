@@ -295,3 +295,53 @@ pub struct StatisticsEvent {
 pub struct StatisticsAccepted {
     pub accepted: u64,
 }
+
+/// `GET /v1/admin/engine`: the reputation engine's settings and progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineStatus {
+    pub enabled: bool,
+    pub interval_seconds: u64,
+    pub max_objects_per_tick: u64,
+    /// Distinct detecting devices that make a file `untrusted`.
+    pub detecting_devices: u64,
+    /// Distinct devices (with a trusted signer and no detection) that make a file `trusted`.
+    pub trusted_devices: u64,
+    /// RFC 3339 time of the last tick.
+    pub last_tick: Option<String>,
+    /// Objects examined, verdicts set and removed since the server started.
+    pub examined: u64,
+    pub verdicts_set: u64,
+    pub verdicts_removed: u64,
+    /// Objects with new statistics not examined yet.
+    pub pending: u64,
+}
+
+/// One false-positive report awaiting the administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewEntry {
+    pub id: String,
+    pub object: ObjectRef,
+    pub reports: u64,
+    pub first_reported: Option<String>,
+    pub last_reported: Option<String>,
+    /// The latest reporter's comment, scrubbed of personal data.
+    pub comment: Option<String>,
+    /// The verdict the network gives the object now.
+    pub verdict: Verdict,
+}
+
+/// `GET /v1/admin/review`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewList {
+    pub items: Vec<ReviewEntry>,
+}
+
+/// `POST /v1/admin/review/{id}`: settle a report with a local verdict, or dismiss it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleReview {
+    /// `trusted`, `riskware`, `untrusted`, or `dismiss` (close it without a verdict).
+    pub verdict: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}

@@ -13,9 +13,9 @@ mod search;
 mod view;
 
 pub use admin::{
-    BundleApplied, FeedStatus, FeedStatusList, ImportParams, ImportReport, LocalVerdictEntry,
-    LocalVerdictList, ServerStatus, SetLocalVerdict, Statement, StatisticsAccepted,
-    StatisticsBatch, StatisticsEvent, UpstreamStatus,
+    BundleApplied, EngineStatus, FeedStatus, FeedStatusList, ImportParams, ImportReport,
+    LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus, SetLocalVerdict,
+    SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
 };
 pub use licence::{
     AddLicenceKey, LicenceKeyEntry, LicenceKeyList, check_licence_key, licence_key_id, parse_time,

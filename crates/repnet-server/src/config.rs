@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub device_secret_rotation_days: u32,
     /// Most events in one `POST /v1/statistics`.
     pub max_statistics_events: usize,
+    /// The reputation engine (`[engine]`).
+    pub engine: crate::engine::EngineConfig,
 }
 
 /// Where a server pulls its knowledge base from.
@@ -343,6 +345,7 @@ impl Default for ServerConfig {
             statistics_retention_days: 180,
             device_secret_rotation_days: 30,
             max_statistics_events: 1000,
+            engine: crate::engine::EngineConfig::default(),
         }
     }
 }
@@ -415,6 +418,12 @@ impl ServerConfig {
         if let Some(upstream) = &self.upstream {
             upstream.validate()?;
         }
+        self.engine
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "engine",
+                message,
+            })?;
         if self.statement_version == 0 {
             return Err(ConfigError::Invalid {
                 key: "statement_version",

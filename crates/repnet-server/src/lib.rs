@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod engine;
 mod error;
 mod feeds;
 mod licences;
@@ -62,6 +63,8 @@ pub(crate) struct AppState {
     statistics: statistics::Queue,
     max_statistics_events: usize,
     device_secret_rotation_seconds: u64,
+    /// The reputation engine.
+    engine: Arc<engine::Engine>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +98,7 @@ pub struct Server {
     /// Taken by `run`, which starts the statistics writer on it.
     statistics: std::sync::Mutex<Option<statistics::Batches>>,
     retention: Duration,
+    engine: Arc<engine::Engine>,
     ready: Arc<AtomicBool>,
     grace: Duration,
 }
@@ -170,6 +174,7 @@ impl Server {
             None => None,
         };
         let (statistics_queue, statistics_batches) = tokio::sync::mpsc::channel(1024);
+        let engine = Arc::new(engine::Engine::new(config.engine.clone()));
         let ready = Arc::new(AtomicBool::new(false));
         let feeds = Arc::new(feeds::Feeds::new(
             &config.feeds,
@@ -194,6 +199,7 @@ impl Server {
             statistics: statistics_queue,
             max_statistics_events: config.max_statistics_events,
             device_secret_rotation_seconds: u64::from(config.device_secret_rotation_days) * 86_400,
+            engine: Arc::clone(&engine),
         };
         Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),
@@ -204,6 +210,7 @@ impl Server {
             tls,
             statistics: std::sync::Mutex::new(Some(statistics_batches)),
             retention: Duration::from_secs(u64::from(config.statistics_retention_days) * 86_400),
+            engine,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
@@ -254,6 +261,8 @@ impl Server {
         };
         let mut scheduled_feeds = self.feeds.schedule(&self.store);
         let (stop_pulling, pulling_stopped) = tokio::sync::watch::channel(false);
+        let engine =
+            tokio::spawn(Arc::clone(&self.engine).run(self.store.clone(), pulling_stopped.clone()));
         let pulling = self
             .upstream
             .clone()
@@ -315,6 +324,7 @@ impl Server {
         if let Some(pulling) = pulling {
             let _ = pulling.await;
         }
+        let _ = engine.await;
         flushing.abort();
         let _ = flushing.await;
         expiring.abort();

@@ -49,6 +49,12 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             axum::routing::delete(crate::licences::revoke_key),
         )
         .route("/v1/admin/status", get(crate::sync::get_status))
+        .route("/v1/admin/engine", get(crate::statistics::get_engine))
+        .route("/v1/admin/review", get(crate::statistics::list_review))
+        .route(
+            "/v1/admin/review/{id}",
+            axum::routing::post(crate::statistics::settle_review),
+        )
         .route(
             "/v1/admin/bundles",
             axum::routing::post(crate::sync::post_bundle),

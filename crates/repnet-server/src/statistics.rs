@@ -17,7 +17,10 @@ use axum::response::Response;
 use repnet_model::{
     CanonicalUrl, CertificateThumbprint, FileHash, Object, Sha256, ThreatName, Timestamp, privacy,
 };
-use repnet_protocol::{Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent};
+use repnet_protocol::{
+    ObjectRef, ReviewEntry, ReviewList, SettleReview, Statement, StatisticsAccepted,
+    StatisticsBatch, StatisticsEvent,
+};
 use repnet_store::{StatEvent, StatKind, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -305,4 +308,131 @@ pub(crate) async fn post_statistics(
             &"the writer stopped",
         )),
     }
+}
+
+/// The reputation engine's settings and progress.
+#[utoipa::path(get, path = "/v1/admin/engine", tag = "admin",
+    responses((status = 200, body = repnet_protocol::EngineStatus),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn get_engine(State(state): State<Arc<AppState>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&state.engine.status(&state.store)),
+    )
+}
+
+/// False-positive reports awaiting the administrator, oldest first.
+#[utoipa::path(get, path = "/v1/admin/review", tag = "admin",
+    responses((status = 200, body = repnet_protocol::ReviewList),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let items = state
+        .store
+        .review_items()
+        .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
+    let lookups = items
+        .iter()
+        .map(|item| crate::lookup::Lookup::direct(item.object.clone()))
+        .collect();
+    let reputations = crate::lookup::assess(&state, lookups).await?;
+    let list = ReviewList {
+        items: items
+            .iter()
+            .zip(reputations)
+            .map(|(item, reputation)| ReviewEntry {
+                id: item.id.clone(),
+                object: ObjectRef::from_model(&item.object, &repnet_model::FileHashes::default()),
+                reports: item.reports,
+                first_reported: repnet_protocol::rfc3339(item.first_reported),
+                last_reported: repnet_protocol::rfc3339(item.last_reported),
+                comment: item.comment.clone(),
+                verdict: reputation.verdict.into(),
+            })
+            .collect(),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&list),
+    ))
+}
+
+/// Settles a report: a local verdict on its object (or `dismiss`), and the item closes.
+#[utoipa::path(post, path = "/v1/admin/review/{id}", tag = "admin",
+    params(("id" = String, Path, description = "the item's id, as listed")),
+    request_body = repnet_protocol::SettleReview,
+    responses((status = 200, body = repnet_protocol::ReviewList, description = "the items still open"),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 404, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn settle_review(
+    State(state): State<Arc<AppState>>,
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(axum::extract::Path(id)) = id else {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "the path is /v1/admin/review/<id>, with an id from GET /v1/admin/review",
+        ));
+    };
+    require_json(&headers)?;
+    let body = body_bytes(body)?;
+    let request: SettleReview = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    let verdict = match request.verdict.as_str() {
+        "dismiss" => None,
+        text => Some(
+            text.parse::<repnet_model::Verdict>()
+                .ok()
+                .filter(|verdict| *verdict != repnet_model::Verdict::Unknown)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_verdict",
+                        "verdict: trusted, riskware or untrusted (a local verdict on the object), or dismiss",
+                    )
+                })?,
+        ),
+    };
+    let items = state
+        .store
+        .review_items()
+        .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
+    let Some(item) = items.into_iter().find(|item| item.id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "review_not_found",
+            format!("no open report has id {id:?}: GET /v1/admin/review lists them"),
+        ));
+    };
+    if let Some(verdict) = verdict {
+        let now = repnet_store::now();
+        let record = repnet_model::SourceRecord::new(
+            repnet_model::Source::Local,
+            verdict,
+            repnet_model::Confidence::MAX,
+            now,
+        );
+        state
+            .store
+            .apply(vec![repnet_store::Change::Put {
+                object: item.object.clone(),
+                hashes: repnet_model::FileHashes::default(),
+                record,
+                comment: Some(request.comment.unwrap_or_else(|| {
+                    format!("settled false-positive report ({} reports)", item.reports)
+                })),
+            }])
+            .await
+            .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
+    }
+    state
+        .store
+        .remove_review(id)
+        .await
+        .map_err(|error| ApiError::internal("the review item could not be closed", &error))?;
+    tracing::info!(kind = %item.object.kind(), settled = %request.verdict, "false-positive report settled");
+    list_review(State(state)).await
 }

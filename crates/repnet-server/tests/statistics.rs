@@ -242,3 +242,158 @@ async fn a_private_server_takes_statistics_only_from_its_own_clients() {
     );
     server.stop().await;
 }
+
+async fn reputation(server: &TestServer, sha256: &str) -> Value {
+    repnet_client::http_client_builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/files/{sha256}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn admin(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = repnet_client::http_client_builder()
+        .build()
+        .unwrap()
+        .request(method, format!("{}{path}", server.base))
+        .bearer_auth(common::TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::default();
+    config.engine.interval_seconds = 1;
+    config.engine.detecting_devices = 5;
+    config.engine.trusted_devices = 20;
+    let server = TestServer::start(dir.path(), config).await;
+    let (malware, popular, badly_signed) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
+    let (good_signer, bad_signer) = ("d4".repeat(32), "e5".repeat(32));
+    for (signer, verdict) in [(&good_signer, "trusted"), (&bad_signer, "untrusted")] {
+        let (status, _) = admin(
+            &server,
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(json!({"object": {"certificate": signer}, "verdict": verdict})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    // Four devices detecting it are not enough; the same device again does not count.
+    for install in 0..4 {
+        let events = json!([{"type": "detection", "file": malware, "threat": "Trojan.Test"}]);
+        assert_eq!(
+            post(
+                &server,
+                &batch(&format!("device-{install:04}"), events.clone())
+            )
+            .await
+            .0,
+            202
+        );
+        assert_eq!(
+            post(&server, &batch(&format!("device-{install:04}"), events))
+                .await
+                .0,
+            202
+        );
+    }
+    common::eventually(10, "the engine's first tick", || async {
+        admin(&server, reqwest::Method::GET, "/v1/admin/engine", None)
+            .await
+            .1["pending"]
+            == 0
+    })
+    .await;
+    assert_eq!(reputation(&server, &malware).await["verdict"], "unknown");
+    let events = json!([{"type": "detection", "file": malware}]);
+    assert_eq!(post(&server, &batch("device-0004", events)).await.0, 202);
+    for install in 0..20 {
+        let events = json!([
+            {"type": "sighting", "file": popular, "signer": good_signer, "size": 5000},
+            {"type": "sighting", "file": badly_signed, "signer": bad_signer},
+        ]);
+        assert_eq!(
+            post(&server, &batch(&format!("device-{install:04}"), events))
+                .await
+                .0,
+            202
+        );
+    }
+    common::eventually(15, "the engine's verdicts", || async {
+        reputation(&server, &malware).await["verdict"] == "untrusted"
+            && reputation(&server, &popular).await["verdict"] == "trusted"
+            && reputation(&server, &badly_signed).await["verdict"] == "untrusted"
+    })
+    .await;
+    let answer = reputation(&server, &malware).await;
+    assert_eq!(
+        (answer["source"].as_str(), answer["prevalence"].as_u64()),
+        (Some("engine"), Some(5))
+    );
+    let (_, engine) = admin(&server, reqwest::Method::GET, "/v1/admin/engine", None).await;
+    assert!(engine["verdicts_set"].as_u64().unwrap() >= 3, "{engine}");
+
+    // A false-positive report goes to the review queue; the administrator settles it.
+    let report = json!([{"type": "false_positive", "file": malware, "comment": "our own tool, ask admin@corp.example"}]);
+    assert_eq!(post(&server, &batch("device-0001", report)).await.0, 202);
+    let (status, queue) = admin(&server, reqwest::Method::GET, "/v1/admin/review", None).await;
+    assert_eq!(status, 200);
+    let item = &queue["items"][0];
+    assert_eq!(
+        (item["reports"].as_u64(), item["verdict"].as_str()),
+        (Some(1), Some("untrusted"))
+    );
+    assert_eq!(item["comment"], "our own tool, ask <e-mail>");
+    let id = item["id"].as_str().unwrap().to_owned();
+    let (status, body) = admin(
+        &server,
+        reqwest::Method::POST,
+        &format!("/v1/admin/review/{id}"),
+        Some(json!({"verdict": "maybe"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_verdict"))
+    );
+    let (status, queue) = admin(
+        &server,
+        reqwest::Method::POST,
+        &format!("/v1/admin/review/{id}"),
+        Some(json!({"verdict": "trusted"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 0);
+    let answer = reputation(&server, &malware).await;
+    assert_eq!(
+        (answer["verdict"].as_str(), answer["source"].as_str()),
+        (Some("trusted"), Some("local"))
+    );
+    let (status, _) = admin(
+        &server,
+        reqwest::Method::POST,
+        &format!("/v1/admin/review/{id}"),
+        Some(json!({"verdict": "trusted"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

@@ -140,6 +140,29 @@ pub struct Aggregate {
     pub signer: Option<Sha256>,
 }
 
+/// Objects whose statistics changed since the engine last looked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dirty {
+    /// The files among them (by SHA-256), with their aggregates.
+    pub files: Vec<(Object, Aggregate)>,
+    /// Every one of them, for [`Store::clear_dirty`].
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// A false-positive report awaiting the administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewItem {
+    /// Stable: the object's storage key in hex.
+    pub id: String,
+    pub object: Object,
+    /// Reports received (events, not devices).
+    pub reports: u64,
+    pub first_reported: Timestamp,
+    pub last_reported: Timestamp,
+    /// The latest reporter's comment, scrubbed.
+    pub comment: Option<String>,
+}
+
 /// What [`Store::apply_stream`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamApplied {
@@ -348,6 +371,38 @@ impl Store {
     pub async fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let backend = Arc::clone(&self.backend);
         tokio::task::spawn_blocking(move || backend.delete_events_before(cutoff))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Up to `limit` objects whose statistics changed since the engine last cleared them:
+    /// the files among them with their aggregates, and every key (for [`Store::clear_dirty`]).
+    pub fn dirty_aggregates(&self, limit: usize) -> Result<Dirty, StoreError> {
+        self.backend.dirty_aggregates(limit)
+    }
+
+    /// Marks objects as examined by the engine.
+    pub async fn clear_dirty(&self, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.clear_dirty(&keys))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// Objects whose statistics the engine has not examined yet.
+    pub fn dirty_count(&self) -> Result<u64, StoreError> {
+        self.backend.dirty_count()
+    }
+
+    /// False-positive reports awaiting the administrator.
+    pub fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
+        self.backend.review_items()
+    }
+
+    /// Closes a review item; answers whether it existed.
+    pub async fn remove_review(&self, id: String) -> Result<bool, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.remove_review(&id))
             .await
             .map_err(|error| StoreError::Task(error.to_string()))?
     }

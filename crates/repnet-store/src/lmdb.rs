@@ -13,6 +13,8 @@
 //! | `changes` | sequence number, u64 big-endian | the object key that changed (`lmdb/changes.rs`) |
 //! | `events` | arrival time and number, u64 big-endian each | a statistics event (`lmdb/statistics.rs`) |
 //! | `stats` | object key | the object's statistics: distinct devices, counts (`lmdb/statistics.rs`) |
+//! | `stats_dirty` | object key | nothing: the aggregate changed since the engine looked |
+//! | `review` | object key | a false-positive report awaiting the administrator |
 //!
 //! There are two object databases and `meta.active_objects` says which one holds the
 //! knowledge base: a large bulk import rebuilds it into the other one in key order (append
@@ -79,6 +81,8 @@ struct Databases {
     changes: Database<Bytes, Bytes>,
     events: Database<Bytes, Bytes>,
     stats: Database<Bytes, Bytes>,
+    stats_dirty: Database<Bytes, Bytes>,
+    review: Database<Bytes, Bytes>,
 }
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
@@ -273,6 +277,8 @@ impl LmdbStore {
             changes: create(&mut txn, "changes")?,
             events: create(&mut txn, "events")?,
             stats: create(&mut txn, "stats")?,
+            stats_dirty: create(&mut txn, "stats_dirty")?,
+            review: create(&mut txn, "review")?,
         };
         migrate(dir, &mut txn, &dbs)?;
         LmdbStore::ensure_log_id(&mut txn, dbs.meta).map_err(|error| backend(dir, error))?;
@@ -1642,10 +1648,10 @@ const LOCAL_KINDS: [(u8, ObjectKind); 5] = [
 /// What the `local` database keeps about a local verdict: the object as it was given (a URL
 /// key holds only a hash), and the administrator's comment.
 #[derive(Debug, PartialEq)]
-struct LocalEntry {
+pub(super) struct LocalEntry {
     /// `None` only in format-1 values, which the migration rewrites.
-    object: Option<Object>,
-    comment: Option<String>,
+    pub(super) object: Option<Object>,
+    pub(super) comment: Option<String>,
 }
 
 fn put_text(out: &mut Vec<u8>, text: &str) {
@@ -1655,7 +1661,7 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 
 /// Version 2: `u8 2, u8 kind, varint length + object text, [varint length + comment]`.
 /// (Version 1, of format-1 stores: `u8 1, [varint length + comment]`.)
-fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
+pub(super) fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
     let kind = LOCAL_KINDS
         .iter()
         .find(|(_, kind)| *kind == object.kind())
@@ -1668,7 +1674,7 @@ fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
     out
 }
 
-fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
+pub(super) fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("a local verdict's entry {what}"));
     let mut reader = Reader::new(bytes);
     let text = |reader: &mut Reader<'_>| -> Result<String, StoreError> {

@@ -4,7 +4,10 @@
 //! the ids), first and last seen, counts, the signer and size last reported.
 //!
 //! `events`: u64 big-endian arrival time, u64 big-endian number → the event (below).
-//! `stats`: object key → the aggregate (below). `meta.device_secret`: the key of the install-id
+//! `stats`: object key → the aggregate (below). `stats_dirty`: object keys whose aggregate
+//! changed since the reputation engine last looked. `review`: object key → a false-positive
+//! report awaiting the administrator (`varint reports, varint first, varint last`, then the
+//! object and the latest comment as in the `local` database). `meta.device_secret`: the key of the install-id
 //! hash and when it was made (rotated by the server).
 //!
 //! Event, version 1: `u8 version, u8 kind, u8 key length, key, u8 flags (1 size, 2 signer,
@@ -24,7 +27,7 @@ use super::{LmdbStore, WriteError};
 use crate::hll::Distinct;
 use crate::key::ObjectKey;
 use crate::record::{DecodeError, Reader, put_varint};
-use crate::{Aggregate, StatEvent, StatKind, StoreError};
+use crate::{Aggregate, Dirty, ReviewItem, StatEvent, StatKind, StoreError};
 
 const VERSION: u8 = 1;
 
@@ -244,6 +247,36 @@ impl LmdbStore {
                 .stats
                 .put(txn, key.as_bytes(), &buffer)
                 .map_err(fail)?;
+            self.dbs
+                .stats_dirty
+                .put(txn, key.as_bytes(), &[])
+                .map_err(fail)?;
+        }
+        for event in events.iter().filter(|e| e.kind == StatKind::FalsePositive) {
+            let key = ObjectKey::of(&event.object);
+            let corrupt = |_| WriteError::Other(StoreError::Corrupt("a review item".to_owned()));
+            let (reports, first) = match self.dbs.review.get(txn, key.as_bytes()).map_err(fail)? {
+                Some(bytes) => {
+                    let mut reader = Reader::new(bytes);
+                    (
+                        reader.varint().map_err(corrupt)?,
+                        reader.varint().map_err(corrupt)?,
+                    )
+                }
+                None => (0, event.time.0),
+            };
+            buffer.clear();
+            put_varint(&mut buffer, reports + 1);
+            put_varint(&mut buffer, first.min(event.time.0));
+            put_varint(&mut buffer, event.time.0);
+            buffer.extend_from_slice(&super::encode_local(
+                &event.object,
+                event.comment.as_deref(),
+            ));
+            self.dbs
+                .review
+                .put(txn, key.as_bytes(), &buffer)
+                .map_err(fail)?;
         }
         meta.put(txn, b"next_event", &number.to_le_bytes())
             .map_err(fail)?;
@@ -302,6 +335,127 @@ impl LmdbStore {
             });
             match result {
                 Ok(deleted) => return Ok(deleted),
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// Up to `limit` objects whose aggregate changed since [`clear_dirty`], with their
+    /// aggregates: files by SHA-256 (the objects the engine decides), and the keys of the rest.
+    pub(crate) fn dirty_aggregates(&self, limit: usize) -> Result<Dirty, StoreError> {
+        self.read(|reader| {
+            let mut files = Vec::new();
+            let mut keys = Vec::new();
+            for entry in self
+                .dbs
+                .stats_dirty
+                .iter(reader.txn)
+                .map_err(|e| self.error(e))?
+            {
+                let (key, _) = entry.map_err(|e| self.error(e))?;
+                if keys.len() == limit {
+                    break;
+                }
+                keys.push(key.to_vec());
+                if let Some(object @ Object::File(repnet_model::FileHash::Sha256(_))) =
+                    crate::key::decode_key(key)
+                    && let Some(aggregate) = self.aggregate_at(reader.txn, key)?
+                {
+                    files.push((object, aggregate));
+                }
+            }
+            Ok(Dirty { files, keys })
+        })
+    }
+
+    /// Marks objects as looked at by the engine (until their aggregate changes again).
+    pub(crate) fn clear_dirty(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let result = self.write_txn(|writer| {
+                for key in keys {
+                    self.dbs
+                        .stats_dirty
+                        .delete(&mut writer.txn, key)
+                        .map_err(|e| self.write_error(e))?;
+                }
+                Ok(((), None))
+            });
+            match result {
+                Ok(()) => return Ok(()),
+                Err(WriteError::MapFull) => self.grow_map()?,
+                Err(WriteError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// Objects with aggregates the engine has not looked at yet.
+    pub(crate) fn dirty_count(&self) -> Result<u64, StoreError> {
+        self.read(|reader| {
+            self.dbs
+                .stats_dirty
+                .len(reader.txn)
+                .map_err(|e| self.error(e))
+        })
+    }
+
+    /// The false-positive reports awaiting the administrator, oldest report first.
+    pub(crate) fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
+        self.read(|reader| {
+            let mut items = Vec::new();
+            for entry in self
+                .dbs
+                .review
+                .iter(reader.txn)
+                .map_err(|e| self.error(e))?
+            {
+                let (key, bytes) = entry.map_err(|e| self.error(e))?;
+                let corrupt = |_| StoreError::Corrupt("a review item".to_owned());
+                let mut reader = Reader::new(bytes);
+                let reports = reader.varint().map_err(corrupt)?;
+                let first = reader.varint().map_err(corrupt)?;
+                let last = reader.varint().map_err(corrupt)?;
+                let local = super::decode_local(reader.rest())?;
+                let Some(object) = local.object else { continue };
+                items.push(ReviewItem {
+                    id: key.iter().map(|b| format!("{b:02x}")).collect(),
+                    object,
+                    reports,
+                    first_reported: Timestamp(first),
+                    last_reported: Timestamp(last),
+                    comment: local.comment,
+                });
+            }
+            items.sort_by_key(|item| item.first_reported);
+            Ok(items)
+        })
+    }
+
+    /// Removes a review item (settled by the administrator); answers whether it existed.
+    pub(crate) fn remove_review(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(key) = (0..id.len())
+            .step_by(2)
+            .map(|at| {
+                id.get(at..at + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+        else {
+            return Ok(false);
+        };
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let result = self.write_txn(|writer| {
+                let removed = self
+                    .dbs
+                    .review
+                    .delete(&mut writer.txn, &key)
+                    .map_err(|e| self.write_error(e))?;
+                Ok((removed, None))
+            });
+            match result {
+                Ok(removed) => return Ok(removed),
                 Err(WriteError::MapFull) => self.grow_map()?,
                 Err(WriteError::Other(error)) => return Err(error),
             }
