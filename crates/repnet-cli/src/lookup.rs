@@ -1,5 +1,7 @@
 //! `repnet lookup`: classify each argument, hash the ones that are files, ask the server in
-//! batches (or, with `--private`, by hash prefix only), and print a table or JSON.
+//! batches (or, with `--private`, by hash prefix only), and print a table or JSON. The client's
+//! participation decides the rest: `off` answers from the local cache without any traffic,
+//! `extended` also reports first sightings of local files and detections.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -8,9 +10,12 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use repnet_client::{Client, PrivateTarget};
 use repnet_model::{CanonicalUrl, Domain, FileHash, ObjectKind, Sha256, canonical_ip};
-use repnet_protocol::{LookupItem, LookupOutput, PrivateLookupOutput, Verdict};
+use repnet_protocol::{
+    LookupItem, LookupOutput, PrivateLookupOutput, Reputation, StatisticsEvent, Verdict,
+};
 
 use crate::Outcome;
+use crate::participation::{self, ClientFiles, Mode};
 
 #[derive(Debug, Args)]
 pub(crate) struct LookupArgs {
@@ -18,14 +23,10 @@ pub(crate) struct LookupArgs {
     /// hash, a URL (a scheme is optional when there is a path), a domain or an IP address.
     #[arg(required = true, value_name = "FILE|HASH|URL|DOMAIN|IP")]
     targets: Vec<String>,
-    /// The repnet server to ask.
-    #[arg(
-        long,
-        env = "REPNET_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        value_name = "URL"
-    )]
-    server: String,
+    /// The repnet server to ask [default: the client configuration's, else
+    /// http://127.0.0.1:8080].
+    #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
+    server: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -57,6 +58,8 @@ struct Target {
     input: String,
     kind: ObjectKind,
     value: String,
+    /// For a local file: its path and size (a first sighting, in extended participation).
+    file: Option<(String, u64)>,
 }
 
 /// Classifies `argument` by shape. An existing file wins over everything (a file may well be
@@ -66,13 +69,19 @@ fn classify(argument: &str) -> anyhow::Result<Target> {
         input: argument.to_owned(),
         kind,
         value,
+        file: None,
     };
     let path = Path::new(argument);
     if path.is_dir() {
         anyhow::bail!("{argument} is a directory: pass the files in it (e.g. {argument}/*)");
     }
     if path.is_file() {
-        return Ok(target(ObjectKind::File, hash_file(path)?.to_string()));
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        return Ok(Target {
+            file: Some((full.display().to_string(), size)),
+            ..target(ObjectKind::File, hash_file(path)?.to_string())
+        });
     }
     let looks_like_hash =
         matches!(argument.len(), 32 | 40 | 64) && argument.bytes().all(|b| b.is_ascii_hexdigit());
@@ -150,21 +159,36 @@ struct Row {
     matched: Option<String>,
 }
 
-pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
+pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result<Outcome> {
     let targets = args
         .targets
         .iter()
         .map(|argument| classify(argument))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = Client::with_ca(&args.server, args.ca.as_deref())?;
-    if let Some(key) = &args.key {
+    let mut config = files.load()?;
+    if config.participation == Mode::Off {
+        return from_cache(files, &targets, args.format);
+    }
+    let server = participation::server_url(&config, args.server.clone());
+    let mut client = Client::with_ca(&server, args.ca.as_deref())?;
+    if let Some(key) = args.key.as_ref().or(config.key.as_ref()) {
         client = client.with_licence_key(key.trim());
     }
     let rows = if args.private {
         private_lookup(&client, &targets, args.format).await?
     } else {
-        lookup(&client, &targets, args.format, args.explain).await?
+        let (rows, reputations) = lookup(&client, &targets, args.format, args.explain).await?;
+        // For `off` mode later. A cache that cannot be written costs nothing but that.
+        if let Ok(mut cache) = files.cache() {
+            for (target, reputation) in targets.iter().zip(&reputations) {
+                cache.put(target.kind.as_str(), &target.value, reputation);
+            }
+            let _ = files.save_cache(&cache);
+        }
+        rows
     };
+    let events = statistics(&targets, &rows);
+    participation::queue_and_send(files, &mut config, &client, events).await?;
     if args.format == Format::Table {
         print!("{}", table(&rows));
     }
@@ -176,12 +200,90 @@ pub(crate) async fn run(args: LookupArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// What extended participation reports about a lookup: first sightings of local files, and
+/// detections (untrusted answers).
+fn statistics(targets: &[Target], rows: &[Row]) -> Vec<StatisticsEvent> {
+    let mut events = Vec::new();
+    for (target, row) in targets.iter().zip(rows) {
+        let event = |kind: &str| StatisticsEvent {
+            kind: kind.to_owned(),
+            file: (target.kind == ObjectKind::File && target.value.len() == 64)
+                .then(|| target.value.clone()),
+            url: (target.kind == ObjectKind::Url).then(|| target.value.clone()),
+            size: target.file.as_ref().map(|(_, size)| *size),
+            signer: None,
+            name: target.file.as_ref().map(|(path, _)| path.clone()),
+            threat: None,
+            comment: None,
+        };
+        if target.file.is_some() {
+            events.push(event("sighting"));
+        }
+        let reportable = (target.kind == ObjectKind::File && target.value.len() == 64)
+            || target.kind == ObjectKind::Url;
+        if row.verdict == Verdict::Untrusted && reportable {
+            events.push(StatisticsEvent {
+                threat: row.threat.clone(),
+                ..event("detection")
+            });
+        }
+    }
+    events
+}
+
+/// `off` mode: answers from the local cache, `unknown` for the rest; nothing is sent.
+fn from_cache(files: &ClientFiles, targets: &[Target], format: Format) -> anyhow::Result<Outcome> {
+    eprintln!(
+        "repnet: participation is off: answers come from the local cache only, nothing is sent (`repnet participation basic` asks the server again)"
+    );
+    let cache = files.cache()?;
+    let ttl = repnet_model::TtlPolicy {
+        known: 3600,
+        unknown: 300,
+    };
+    let mut rows = Vec::new();
+    let mut output = Vec::new();
+    for target in targets {
+        let reputation = match cache.get(target.kind.as_str(), &target.value) {
+            Some(reputation) => reputation.clone(),
+            None => {
+                let object = repnet_model::Object::parse(target.kind, &target.value)?;
+                Reputation::from_model(&repnet_model::Reputation::unknown(object, &ttl), false)
+            }
+        };
+        rows.push(Row {
+            input: target.input.clone(),
+            kind: target.kind,
+            verdict: reputation.verdict,
+            threat: reputation.threat.clone(),
+            source: reputation.source.clone(),
+            confidence: reputation.confidence,
+            matched: reputation.matched.clone().flatten(),
+        });
+        output.push(LookupOutput {
+            input: target.input.clone(),
+            reputation,
+        });
+    }
+    match format {
+        Format::Json => println!("{}", repnet_protocol::to_pretty_json(&output)),
+        Format::Table => print!("{}", table(&rows)),
+    }
+    Ok(
+        if rows.iter().any(|row| row.verdict == Verdict::Untrusted) {
+            Outcome::UntrustedFound
+        } else {
+            Outcome::Clean
+        },
+    )
+}
+
 async fn lookup(
     client: &Client,
     targets: &[Target],
     format: Format,
     explain: bool,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Vec<Reputation>)> {
     let items: Vec<LookupItem<'_>> = targets
         .iter()
         .map(|target| LookupItem::new(target.kind, target.value.as_str()))
@@ -198,19 +300,20 @@ async fn lookup(
             .collect();
         println!("{}", repnet_protocol::to_pretty_json(&output));
     }
-    Ok(targets
+    let rows = targets
         .iter()
-        .zip(results)
+        .zip(&results)
         .map(|(target, result)| Row {
             input: target.input.clone(),
             kind: target.kind,
             verdict: result.verdict,
-            threat: result.threat,
-            source: result.source,
+            threat: result.threat.clone(),
+            source: result.source.clone(),
             confidence: result.confidence,
-            matched: result.matched.flatten(),
+            matched: result.matched.clone().flatten(),
         })
-        .collect())
+        .collect();
+    Ok((rows, results))
 }
 
 async fn private_lookup(

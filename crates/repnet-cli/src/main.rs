@@ -7,6 +7,7 @@ mod admin;
 mod bundle;
 mod import;
 mod lookup;
+mod participation;
 mod serve;
 mod url;
 
@@ -24,6 +25,10 @@ use clap::{Parser, Subcommand};
     long_about = "A self-hostable reputation network for endpoint security: a knowledge base about files, domains, IP addresses and certificates that endpoint products query in milliseconds.\n\nStart a server with `repnet serve`, then ask it with `repnet lookup`."
 )]
 struct Cli {
+    /// The client configuration file (participation, accepted statement, install id; the
+    /// queue and the cache live beside it) [default: $XDG_CONFIG_HOME/repnet/client.toml].
+    #[arg(long, global = true, env = "REPNET_CLIENT_CONFIG", value_name = "FILE")]
+    client_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,27 @@ enum Command {
     /// Offline bundles for air-gapped networks: keys, export, import.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// What this client shares: show it, or change it (off, basic, extended).
+    #[command(subcommand)]
+    Participation(participation::ParticipationCommand),
+    /// Print the server's participation statement; --accept records that you accept it.
+    Statement {
+        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
+        server: Option<String>,
+        /// Accept this version of the statement.
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Report a wrong verdict on a file (SHA-256) or URL (extended participation).
+    ReportFalsePositive {
+        #[arg(value_name = "SHA256|URL")]
+        target: String,
+        /// Why the verdict is wrong (e-mail and IP addresses are removed before sending).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
+        server: Option<String>,
+    },
 }
 
 /// What a command ended with, when it did not fail.
@@ -66,15 +92,32 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))
 }
 
-fn run(command: Command) -> anyhow::Result<Outcome> {
+fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome> {
+    let files = || participation::ClientFiles::new(client_config);
     match command {
         // The server's runtime is sized by its configuration, read first.
         Command::Serve(args) => serve::main(args),
-        Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args)),
+        Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args, &files()?)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
         Command::Url(command) => url::run(command),
         Command::Admin(command) => runtime(0)?.block_on(admin::run(command)),
         Command::Bundle(command) => runtime(0)?.block_on(bundle::run(command)),
+        Command::Participation(command) => {
+            runtime(0)?.block_on(participation::participation(&files()?, command))
+        }
+        Command::Statement { server, accept } => {
+            runtime(0)?.block_on(participation::statement(&files()?, server, accept))
+        }
+        Command::ReportFalsePositive {
+            target,
+            comment,
+            server,
+        } => runtime(0)?.block_on(participation::report_false_positive(
+            &files()?,
+            server,
+            &target,
+            comment,
+        )),
     }
 }
 
@@ -98,7 +141,7 @@ pub(crate) fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match run(cli.command, cli.client_config.as_deref()) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::UntrustedFound) => ExitCode::from(1),
         Err(error) => {

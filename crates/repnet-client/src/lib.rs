@@ -498,6 +498,24 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
+    /// The participation statement (`GET /v1/statement`).
+    pub async fn statement(&self) -> Result<repnet_protocol::Statement, ClientError> {
+        let request = self.http.get(format!("{}/v1/statement", self.base));
+        self.send(self.keyed(request)).await
+    }
+
+    /// Sends statistics (`POST /v1/statistics`); answers once the server has stored them.
+    pub async fn send_statistics(
+        &self,
+        batch: &repnet_protocol::StatisticsBatch,
+    ) -> Result<repnet_protocol::StatisticsAccepted, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/statistics", self.base))
+            .json(batch);
+        self.send(self.keyed(request)).await
+    }
+
     /// Registers a licence key (`POST /v1/admin/keys`).
     pub async fn add_licence_key(
         &self,

@@ -295,10 +295,14 @@ pub(crate) async fn post_statistics(
         ApiError::internal("the statistics could not be stored", &"the writer stopped")
     })?;
     match stored.await {
-        Ok(Ok(())) => Ok(json_response(
-            StatusCode::ACCEPTED,
-            repnet_protocol::to_json(&StatisticsAccepted { accepted }),
-        )),
+        Ok(Ok(())) => {
+            // Counts only: nothing of the request (address, install id, content) is logged.
+            tracing::debug!(events = accepted, "statistics stored");
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                repnet_protocol::to_json(&StatisticsAccepted { accepted }),
+            ))
+        }
         Ok(Err(error)) => Err(ApiError::internal(
             "the statistics could not be stored",
             &error,

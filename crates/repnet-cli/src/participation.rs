@@ -1,0 +1,422 @@
+//! Participation on the client side: the client configuration (server, key, mode, accepted
+//! statement, install id), the local answer cache that `off` mode answers from, and the queue
+//! of statistics that `extended` mode sends (docs/privacy.md).
+//!
+//! Everything lives in one directory: `$XDG_CONFIG_HOME/repnet` (or `~/.config/repnet`), or
+//! the directory of `--client-config FILE`: `client.toml`, `queue.json`, `cache.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use repnet_client::{Client, ClientError};
+use repnet_model::privacy;
+use repnet_protocol::{Reputation, StatisticsBatch, StatisticsEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::Outcome;
+
+/// What the client shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// No network traffic at all: lookups answer from the local cache.
+    Off,
+    /// Lookups only.
+    #[default]
+    Basic,
+    /// Lookups and anonymous statistics (needs the statement accepted).
+    Extended,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Basic => "basic",
+            Mode::Extended => "extended",
+        }
+    }
+}
+
+/// `client.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ClientConfig {
+    /// The server lookups go to (flags and `REPNET_SERVER` win).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server: Option<String>,
+    /// The licence key (flags and `REPNET_KEY` win).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    pub(crate) participation: Mode,
+    /// The statement version the user accepted; 0 for none.
+    pub(crate) statement_version: u32,
+    /// A random id made once, sent only with statistics.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) install_id: String,
+}
+
+/// Where the client keeps its files.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientFiles {
+    config: PathBuf,
+}
+
+impl ClientFiles {
+    pub(crate) fn new(client_config: Option<&Path>) -> anyhow::Result<ClientFiles> {
+        if let Some(path) = client_config {
+            return Ok(ClientFiles {
+                config: path.to_path_buf(),
+            });
+        }
+        let base =
+            match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+                Some(dir) => PathBuf::from(dir),
+                None => PathBuf::from(std::env::var_os("HOME").context(
+                    "neither XDG_CONFIG_HOME nor HOME is set: give --client-config FILE",
+                )?)
+                .join(".config"),
+            };
+        Ok(ClientFiles {
+            config: base.join("repnet").join("client.toml"),
+        })
+    }
+
+    fn sibling(&self, name: &str) -> PathBuf {
+        self.config
+            .parent()
+            .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+    }
+
+    /// The configuration; the defaults (basic, nothing accepted) when there is no file yet.
+    pub(crate) fn load(&self) -> anyhow::Result<ClientConfig> {
+        match std::fs::read_to_string(&self.config) {
+            Ok(text) => toml::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a valid client configuration",
+                    self.config.display()
+                )
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Ok(ClientConfig::default())
+            }
+            Err(error) => {
+                Err(error).with_context(|| format!("cannot read {}", self.config.display()))
+            }
+        }
+    }
+
+    /// Writes the configuration (atomically), making the install id on first save.
+    pub(crate) fn save(&self, config: &mut ClientConfig) -> anyhow::Result<()> {
+        if config.install_id.is_empty() {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes)
+                .map_err(|error| anyhow::anyhow!("no randomness for an install id: {error}"))?;
+            config.install_id = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        }
+        let text = toml::to_string(config).context("cannot write the client configuration")?;
+        write_atomically(&self.config, text.as_bytes())
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de> + Default>(&self, name: &str) -> anyhow::Result<T> {
+        let path = self.sibling(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged: delete it", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).context("cannot encode")?;
+        write_atomically(&self.sibling(name), &bytes)
+    }
+
+    pub(crate) fn queue(&self) -> anyhow::Result<Vec<StatisticsEvent>> {
+        self.read_json("queue.json")
+    }
+
+    fn save_queue(&self, queue: &[StatisticsEvent]) -> anyhow::Result<()> {
+        self.write_json("queue.json", &queue)
+    }
+
+    pub(crate) fn cache(&self) -> anyhow::Result<Cache> {
+        self.read_json("cache.json")
+    }
+
+    pub(crate) fn save_cache(&self, cache: &Cache) -> anyhow::Result<()> {
+        self.write_json("cache.json", cache)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    use std::io::Write as _;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Answers kept for `off` mode: `kind:value` → the answer and when it expires.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Cache {
+    entries: BTreeMap<String, Cached>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached {
+    expires: u64,
+    reputation: Reputation,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl Cache {
+    pub(crate) fn get(&self, kind: &str, value: &str) -> Option<&Reputation> {
+        self.entries
+            .get(&format!("{kind}:{value}"))
+            .filter(|cached| cached.expires > now())
+            .map(|cached| &cached.reputation)
+    }
+
+    pub(crate) fn put(&mut self, kind: &str, value: &str, reputation: &Reputation) {
+        let now = now();
+        self.entries.retain(|_, cached| cached.expires > now);
+        self.entries.insert(
+            format!("{kind}:{value}"),
+            Cached {
+                expires: now + u64::from(reputation.ttl),
+                reputation: reputation.clone(),
+            },
+        );
+    }
+}
+
+/// The batch that would be sent now.
+pub(crate) fn next_batch(config: &ClientConfig, events: Vec<StatisticsEvent>) -> StatisticsBatch {
+    StatisticsBatch {
+        statement_version: config.statement_version,
+        install_id: config.install_id.clone(),
+        product: concat!("repnet/", env!("CARGO_PKG_VERSION")).to_owned(),
+        events,
+    }
+}
+
+/// Scrubs an event the way the server will, before it is queued.
+pub(crate) fn scrubbed(mut event: StatisticsEvent) -> StatisticsEvent {
+    event.url = event
+        .url
+        .map(|url| privacy::scrub_url(&url).unwrap_or_else(|| "<url>".to_owned()));
+    event.name = event.name.map(|name| privacy::scrub_path(&name));
+    event.comment = event.comment.map(|comment| privacy::scrub_text(&comment));
+    event
+}
+
+/// Queues events (extended mode only) and sends the queue. A send that fails leaves the queue
+/// for next time; a server that publishes a newer statement puts the client back to basic.
+pub(crate) async fn queue_and_send(
+    files: &ClientFiles,
+    config: &mut ClientConfig,
+    client: &Client,
+    events: Vec<StatisticsEvent>,
+) -> anyhow::Result<()> {
+    if config.participation != Mode::Extended {
+        return Ok(());
+    }
+    let mut queue = files.queue()?;
+    queue.extend(events.into_iter().map(scrubbed));
+    files.save_queue(&queue)?;
+    if queue.is_empty() {
+        return Ok(());
+    }
+    for chunk in queue.clone().chunks(1000) {
+        match client
+            .send_statistics(&next_batch(config, chunk.to_vec()))
+            .await
+        {
+            Ok(_) => {
+                let rest: Vec<StatisticsEvent> =
+                    files.queue()?.into_iter().skip(chunk.len()).collect();
+                files.save_queue(&rest)?;
+            }
+            Err(ClientError::Api { code, .. }) if code == "statement_not_accepted" => {
+                config.participation = Mode::Basic;
+                files.save(config)?;
+                eprintln!(
+                    "repnet: the server's participation statement has changed: participation is back to basic (no statistics) until you read it (`repnet statement`) and accept it (`repnet statement --accept`)"
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                eprintln!("repnet: statistics not sent, kept for the next time: {error}");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ParticipationCommand {
+    /// The mode, the accepted statement, and exactly the JSON the next statistics batch
+    /// would contain.
+    Show,
+    /// No network traffic at all: lookups answer from the local cache only.
+    Off,
+    /// Lookups only, no statistics.
+    Basic,
+    /// Lookups and anonymous statistics; needs the server's statement accepted.
+    Extended {
+        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
+        server: Option<String>,
+    },
+}
+
+pub(crate) fn server_url(config: &ClientConfig, flag: Option<String>) -> String {
+    flag.or_else(|| config.server.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+}
+
+/// A client for `url` with the configured licence key.
+fn client(config: &ClientConfig, url: &str) -> anyhow::Result<Client> {
+    let client = Client::new(url)?;
+    Ok(match &config.key {
+        Some(key) => client.with_licence_key(key.trim()),
+        None => client,
+    })
+}
+
+pub(crate) async fn participation(
+    files: &ClientFiles,
+    command: ParticipationCommand,
+) -> anyhow::Result<Outcome> {
+    let mut config = files.load()?;
+    match command {
+        ParticipationCommand::Show => {
+            println!("participation: {}", config.participation.as_str());
+            match config.statement_version {
+                0 => println!("statement accepted: none"),
+                version => println!("statement accepted: version {version}"),
+            }
+            let queue = files.queue()?;
+            if config.participation == Mode::Extended {
+                println!("the next statistics batch, exactly as it would be sent:");
+            } else {
+                println!(
+                    "nothing is sent in {} mode; in extended mode the next statistics batch would be:",
+                    config.participation.as_str()
+                );
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&next_batch(&config, queue))?
+            );
+        }
+        ParticipationCommand::Off | ParticipationCommand::Basic => {
+            config.participation = if matches!(command, ParticipationCommand::Off) {
+                Mode::Off
+            } else {
+                Mode::Basic
+            };
+            files.save(&mut config)?;
+            println!("participation: {}", config.participation.as_str());
+        }
+        ParticipationCommand::Extended { server } => {
+            let url = server_url(&config, server);
+            let statement = client(&config, &url)?.statement().await?;
+            if config.statement_version != statement.version {
+                anyhow::bail!(
+                    "extended participation needs the server's statement (version {}) accepted: read it with `repnet statement`, then accept it with `repnet statement --accept`",
+                    statement.version
+                );
+            }
+            config.participation = Mode::Extended;
+            files.save(&mut config)?;
+            println!(
+                "participation: extended (statement version {})",
+                statement.version
+            );
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+/// `repnet statement [--accept]`.
+pub(crate) async fn statement(
+    files: &ClientFiles,
+    server: Option<String>,
+    accept: bool,
+) -> anyhow::Result<Outcome> {
+    let mut config = files.load()?;
+    let statement = client(&config, &server_url(&config, server))?
+        .statement()
+        .await?;
+    println!(
+        "statement version {}\n\n{}\n\nWhat is collected:",
+        statement.version, statement.text
+    );
+    for category in &statement.categories {
+        println!("- {category}");
+    }
+    if accept {
+        config.statement_version = statement.version;
+        files.save(&mut config)?;
+        println!(
+            "\naccepted statement version {}; `repnet participation extended` turns statistics on",
+            statement.version
+        );
+    } else if config.statement_version != statement.version {
+        println!("\nto accept it: repnet statement --accept");
+    }
+    Ok(Outcome::Clean)
+}
+
+/// `repnet report-false-positive HASH|URL [--comment TEXT]`.
+pub(crate) async fn report_false_positive(
+    files: &ClientFiles,
+    server: Option<String>,
+    target: &str,
+    comment: Option<String>,
+) -> anyhow::Result<Outcome> {
+    let mut config = files.load()?;
+    if config.participation != Mode::Extended {
+        anyhow::bail!(
+            "false-positive reports are statistics: they are sent in extended participation only (now: {}); see `repnet statement` and `repnet participation extended`",
+            config.participation.as_str()
+        );
+    }
+    let is_hash = target.len() == 64 && target.bytes().all(|b| b.is_ascii_hexdigit());
+    let event = StatisticsEvent {
+        kind: "false_positive".to_owned(),
+        file: is_hash.then(|| target.to_ascii_lowercase()),
+        url: (!is_hash).then(|| target.to_owned()),
+        size: None,
+        signer: None,
+        name: None,
+        threat: None,
+        comment,
+    };
+    let client = client(&config, &server_url(&config, server))?;
+    queue_and_send(files, &mut config, &client, vec![event]).await?;
+    if files.queue()?.is_empty() {
+        println!("reported: the network's administrator will review it");
+    } else {
+        println!("queued: it will be sent with the next statistics");
+    }
+    Ok(Outcome::Clean)
+}
