@@ -12,12 +12,15 @@
 //! - **imports**: `repnet import` of the N entries as a hash list (how the knowledge base is
 //!   built) and as a MalwareBazaar CSV dump, rows/s and peak memory, against Redis loading
 //!   the same keys with pipelined SETs;
+//! - **statistics**: events accepted durably per second by `POST /v1/statistics`, and the
+//!   room each tracked object's aggregate takes;
 //! - **sync**: a private server catching up with a global one through a snapshot and through
 //!   the change log, and a signed offline bundle of the knowledge base (size, export, import).
 //!
 //! It prints a table and, with `--json FILE`, writes the same numbers as JSON.
 //! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
 
+mod ingest;
 mod keys;
 mod load;
 mod report;
@@ -75,7 +78,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,imports,sync"
+        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -108,6 +111,8 @@ enum Scenario {
     Imports,
     /// A private server catching up (snapshot, change log) and offline bundles.
     Sync,
+    /// Statistics ingest: events accepted durably per second, room per tracked object.
+    Statistics,
 }
 
 fn main() -> std::process::ExitCode {
@@ -438,6 +443,15 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         report.sync(&results);
     }
     std::fs::remove_file(&list)?;
+
+    if args.scenarios.contains(&Scenario::Statistics) {
+        eprintln!(
+            "statistics: batches of 100 events, {} connections…",
+            ingest::CONNECTIONS
+        );
+        let results = ingest::run(&repnet, work_dir, args.seed, duration).await?;
+        report.statistics(&results);
+    }
 
     let repnet_server = servers::start_repnet(&repnet, &data, args.repnet_threads)?;
     let redis_dir = work_dir.join("redis");

@@ -142,6 +142,44 @@ impl Report {
         );
     }
 
+    pub(crate) fn statistics(&mut self, ingest: &crate::ingest::IngestResults) {
+        self.row(
+            "statistics ingest",
+            "events/s accepted durably (batches of 100)",
+            Some(ingest.events_per_second),
+            None,
+            true,
+        );
+        self.row(
+            "statistics ingest",
+            "p99 ms per batch",
+            Some(ingest.p99_ms),
+            None,
+            false,
+        );
+        self.row(
+            "statistics ingest",
+            "bytes per tracked object (aggregate pages)",
+            Some(ingest.aggregate_bytes as f64 / ingest.objects.max(1) as f64),
+            None,
+            false,
+        );
+        self.row(
+            "statistics ingest",
+            "bytes per raw event (event pages)",
+            Some(ingest.raw_event_bytes as f64 / ingest.raw_events.max(1) as f64),
+            None,
+            false,
+        );
+        self.row(
+            "statistics ingest",
+            "server RSS MiB after the run",
+            ingest.rss.map(|bytes| bytes as f64 / (1024.0 * 1024.0)),
+            None,
+            false,
+        );
+    }
+
     pub(crate) fn sync(&mut self, sync: &crate::sync::SyncResults) {
         let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64().max(1e-9);
         self.row(

@@ -197,6 +197,12 @@ pub struct ServerStatus {
     pub oldest_continuable: u64,
     /// The server this one pulls from, if any.
     pub upstream: Option<UpstreamStatus>,
+    /// Statistics: objects tracked and their aggregates' bytes on disk; raw events kept and
+    /// theirs.
+    pub tracked_objects: u64,
+    pub aggregate_bytes: u64,
+    pub raw_events: u64,
+    pub raw_event_bytes: u64,
 }
 
 /// How pulling from the upstream server goes.

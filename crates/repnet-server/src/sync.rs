@@ -190,7 +190,15 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
         .stats()
         .map_err(|error| ApiError::internal("the store could not be read", &error))?
         .keys;
+    let statistics = state
+        .store
+        .statistics_size()
+        .map_err(|error| ApiError::internal("the store could not be read", &error))?;
     let status = ServerStatus {
+        tracked_objects: statistics.objects,
+        aggregate_bytes: statistics.aggregate_bytes,
+        raw_events: statistics.events,
+        raw_event_bytes: statistics.event_bytes,
         role: state.role.as_str().to_owned(),
         key_required: state.licences.required,
         keys,

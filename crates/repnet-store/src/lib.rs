@@ -140,6 +140,17 @@ pub struct Aggregate {
     pub signer: Option<Sha256>,
 }
 
+/// How much room statistics take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatisticsSize {
+    /// Objects with aggregates, and the bytes of their database's pages.
+    pub objects: u64,
+    pub aggregate_bytes: u64,
+    /// Raw events kept, and the bytes of their database's pages.
+    pub events: u64,
+    pub event_bytes: u64,
+}
+
 /// Objects whose statistics changed since the engine last looked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dirty {
@@ -405,6 +416,11 @@ impl Store {
         tokio::task::spawn_blocking(move || backend.remove_review(&id))
             .await
             .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    /// How much room statistics take.
+    pub fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
+        self.backend.statistics_size()
     }
 
     /// Raw statistics events stored.

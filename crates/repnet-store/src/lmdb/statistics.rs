@@ -27,7 +27,7 @@ use super::{LmdbStore, WriteError};
 use crate::hll::Distinct;
 use crate::key::ObjectKey;
 use crate::record::{DecodeError, Reader, put_varint};
-use crate::{Aggregate, Dirty, ReviewItem, StatEvent, StatKind, StoreError};
+use crate::{Aggregate, Dirty, ReviewItem, StatEvent, StatKind, StatisticsSize, StoreError};
 
 const VERSION: u8 = 1;
 
@@ -460,6 +460,30 @@ impl LmdbStore {
                 Err(WriteError::Other(error)) => return Err(error),
             }
         }
+    }
+
+    /// How much the statistics take: objects tracked and their aggregates' bytes (pages of
+    /// the `stats` database), raw events and theirs.
+    pub(crate) fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
+        self.read(|reader| {
+            let size = |db: heed::Database<heed::types::Bytes, heed::types::Bytes>| {
+                db.stat(reader.txn).map(|stat| {
+                    let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+                    (
+                        stat.entries as u64,
+                        pages as u64 * u64::from(stat.page_size),
+                    )
+                })
+            };
+            let (objects, aggregate_bytes) = size(self.dbs.stats).map_err(|e| self.error(e))?;
+            let (events, event_bytes) = size(self.dbs.events).map_err(|e| self.error(e))?;
+            Ok(StatisticsSize {
+                objects,
+                aggregate_bytes,
+                events,
+                event_bytes,
+            })
+        })
     }
 
     /// Raw events stored, for operators and tests.
