@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub device_secret_rotation_days: u32,
     /// Most events in one `POST /v1/statistics`.
     pub max_statistics_events: usize,
+    /// Statistics batches one installation may send per minute (poisoning resistance); 0
+    /// for no limit.
+    pub install_batches_per_minute: u32,
     /// The reputation engine (`[engine]`).
     pub engine: crate::engine::EngineConfig,
 }
@@ -345,6 +348,7 @@ impl Default for ServerConfig {
             statistics_retention_days: 180,
             device_secret_rotation_days: 30,
             max_statistics_events: 1000,
+            install_batches_per_minute: 60,
             engine: crate::engine::EngineConfig::default(),
         }
     }

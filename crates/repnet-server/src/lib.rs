@@ -65,6 +65,8 @@ pub(crate) struct AppState {
     device_secret_rotation_seconds: u64,
     /// The reputation engine.
     engine: Arc<engine::Engine>,
+    /// Statistics batches per installation.
+    install_limit: Arc<statistics::InstallLimit>,
 }
 
 #[derive(Clone, Debug)]
@@ -200,6 +202,9 @@ impl Server {
             max_statistics_events: config.max_statistics_events,
             device_secret_rotation_seconds: u64::from(config.device_secret_rotation_days) * 86_400,
             engine: Arc::clone(&engine),
+            install_limit: Arc::new(statistics::InstallLimit::new(
+                config.install_batches_per_minute,
+            )),
         };
         Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),

@@ -105,6 +105,51 @@ pub(crate) async fn writer(store: Store, mut batches: Batches) {
     }
 }
 
+/// Batches per installation per minute: a fixed window per device hash, in memory. The map
+/// is emptied of expired windows when it grows large, so a flood of made-up ids costs at most
+/// its size.
+#[derive(Debug)]
+pub(crate) struct InstallLimit {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u32)>>,
+}
+
+impl InstallLimit {
+    pub(crate) fn new(per_minute: u32) -> InstallLimit {
+        InstallLimit {
+            per_minute,
+            windows: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Counts a batch from `device`; on refusal, the seconds until its window ends.
+    fn take(&self, device: u64) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < minute);
+        }
+        let (start, count) = windows.entry(device).or_insert((now, 0));
+        if now.duration_since(*start) >= minute {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= self.per_minute {
+            let left = minute.saturating_sub(now.duration_since(*start));
+            return Err(left.as_secs().max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
 /// The keyed hash of an install id: the only form in which it is used.
 fn device(secret: &[u8; 32], install_id: &str) -> u64 {
     let mut input = Vec::with_capacity(32 + install_id.len());
@@ -283,6 +328,20 @@ pub(crate) async fn post_statistics(
         .device_secret(now, state.device_secret_rotation_seconds)
         .map_err(|error| ApiError::internal("the statistics could not be stored", &error))?;
     let device = device(&secret, id);
+    if let Err(wait) = state.install_limit.take(device) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this installation sent more than {} statistics batches in a minute: send fewer, larger batches (up to {} events each); retry after {wait} s",
+                state.install_limit.per_minute, state.max_statistics_events
+            ),
+        )
+        .with_header(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(wait),
+        ));
+    }
     let events = batch
         .events
         .iter()

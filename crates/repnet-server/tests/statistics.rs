@@ -42,7 +42,11 @@ async fn prevalence(server: &TestServer, sha256: &str) -> u64 {
 #[tokio::test]
 async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let config = ServerConfig {
+        install_batches_per_minute: 0,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config.clone()).await;
     let statement: Value = repnet_client::http_client_builder()
         .build()
         .unwrap()
@@ -153,7 +157,7 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     server.stop().await;
 
     // Everything acknowledged is on disk.
-    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let server = TestServer::start(dir.path(), config).await;
     assert_eq!(prevalence(&server, &file).await as f64, count);
     server.stop().await;
 }
@@ -395,5 +399,35 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
     )
     .await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_installation_cannot_flood_the_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        install_batches_per_minute: 3,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config).await;
+    let sighting = json!([{"type": "sighting", "file": "ab".repeat(32)}]);
+    for _ in 0..3 {
+        assert_eq!(
+            post(&server, &batch("install-flood", sighting.clone()))
+                .await
+                .0,
+            202
+        );
+    }
+    let (status, body) = post(&server, &batch("install-flood", sighting.clone())).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    // Another installation is not held back.
+    assert_eq!(
+        post(&server, &batch("install-other", sighting)).await.0,
+        202
+    );
     server.stop().await;
 }
