@@ -259,13 +259,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn murmur_matches_redis() {
-        // Values from Redis's MurmurHash64A with seed 0xadc83b19 (the seed PFADD uses).
-        assert_eq!(murmur64a(b"", SEED), murmur64a(b"", SEED));
-        assert_ne!(murmur64a(b"a", SEED), murmur64a(b"b", SEED));
-    }
-
-    #[test]
     fn the_same_device_counts_once_and_many_count_within_the_error() {
         let mut distinct = Distinct::default();
         for _ in 0..100 {
@@ -295,5 +288,117 @@ mod tests {
         for bytes in [&[][..], &[0, 2, 1], &[1, b'H'], &[9]] {
             assert!(Distinct::decode(bytes).is_none());
         }
+    }
+}
+
+/// The same sketches as a real `redis-server` (installed by `scripts/test.sh`): what PFADD
+/// builds matches what [`Dense::add`] builds, register for register, and each side counts the
+/// other's sketch the same.
+#[cfg(test)]
+mod redis {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    struct Redis {
+        child: Child,
+        stream: BufReader<TcpStream>,
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Redis {
+        fn start() -> Redis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (scripts/test.sh installs it)");
+            // Poll until it accepts connections.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let stream = loop {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(stream) => break stream,
+                    Err(error) => assert!(std::time::Instant::now() < deadline, "{error}"),
+                }
+            };
+            Redis {
+                child,
+                stream: BufReader::new(stream),
+            }
+        }
+
+        fn call(&mut self, parts: &[&[u8]]) -> Vec<u8> {
+            let mut command = format!("*{}\r\n", parts.len()).into_bytes();
+            for part in parts {
+                command.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+                command.extend_from_slice(part);
+                command.extend_from_slice(b"\r\n");
+            }
+            self.stream.get_mut().write_all(&command).expect("send");
+            let mut line = String::new();
+            self.stream.read_line(&mut line).expect("reply");
+            match line.as_bytes()[0] {
+                b'$' => {
+                    let len: usize = line[1..].trim().parse().expect("length");
+                    let mut body = vec![0u8; len + 2];
+                    self.stream.read_exact(&mut body).expect("body");
+                    body.truncate(len);
+                    body
+                }
+                b'-' => panic!("redis: {line}"),
+                _ => line[1..].trim().as_bytes().to_vec(),
+            }
+        }
+    }
+
+    #[test]
+    fn sketches_match_redis_server() {
+        let mut redis = Redis::start();
+        redis.call(&[b"CONFIG", b"SET", b"hll-sparse-max-bytes", b"0"]);
+        let mut dense = Dense::new();
+        let elements: Vec<Vec<u8>> = (0u64..5_000)
+            .map(|i| (i * 7919).to_le_bytes().to_vec())
+            .collect();
+        for chunk in elements.chunks(500) {
+            let mut command: Vec<&[u8]> = vec![b"PFADD", b"ours"];
+            command.extend(chunk.iter().map(Vec::as_slice));
+            redis.call(&command);
+            for element in chunk {
+                dense.add(element);
+            }
+        }
+        let theirs = redis.call(&[b"GET", b"ours"]);
+        assert_eq!(theirs.len(), DENSE_LEN);
+        assert_eq!(&theirs[..5], &dense.as_bytes()[..5], "header");
+        assert!(
+            theirs[HEADER..] == dense.as_bytes()[HEADER..],
+            "registers differ"
+        );
+        let count: u64 = String::from_utf8(redis.call(&[b"PFCOUNT", b"ours"]))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(count, dense.count());
+        // Ours, loaded into Redis, counts the same there.
+        redis.call(&[b"SET", b"loaded", dense.as_bytes()]);
+        let count: u64 = String::from_utf8(redis.call(&[b"PFCOUNT", b"loaded"]))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(count, dense.count());
+        assert!((4_800..=5_200).contains(&count), "{count}");
     }
 }
