@@ -13,6 +13,14 @@ pub(crate) enum AdminCommand {
     /// The licence keys of the organisations that may use this server.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// False-positive reports from participants, awaiting your decision.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// The reputation engine's thresholds and progress.
+    Engine {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The server's role, change log, and how pulling from its upstream goes.
     Status {
         #[command(flatten)]
@@ -53,6 +61,51 @@ pub(crate) enum KeysCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReviewCommand {
+    /// The open reports, oldest first: id, object, reports, current verdict, comment.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle a report: a local verdict on its object (trusted, riskware, untrusted), or
+    /// dismiss it.
+    Settle {
+        id: String,
+        #[arg(long, value_name = "trusted|riskware|untrusted|dismiss")]
+        verdict: String,
+        /// Kept with the local verdict.
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+fn print_review(list: &repnet_protocol::ReviewList) {
+    if list.items.is_empty() {
+        println!("no open false-positive reports");
+        return;
+    }
+    for item in &list.items {
+        println!(
+            "{}  {} {}  {} report(s), now {}, last {}",
+            item.id,
+            item.object.kind,
+            item.object.value,
+            item.reports,
+            item.verdict.as_str(),
+            or_dash(item.last_reported.as_deref())
+        );
+        if let Some(comment) = &item.comment {
+            println!("    {comment}");
+        }
+    }
 }
 
 /// Which server, and how to reach its admin API.
@@ -155,6 +208,37 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             let entry = client.revoke_licence_key(&id).await?;
             println!("revoked licence key {}", entry.id);
             print_keys(&[entry]);
+        }
+        AdminCommand::Review(ReviewCommand::List { server, json }) => {
+            let list = server.client()?.review().await?;
+            if json {
+                println!("{}", repnet_protocol::to_pretty_json(&list));
+            } else {
+                print_review(&list);
+            }
+        }
+        AdminCommand::Review(ReviewCommand::Settle {
+            id,
+            verdict,
+            comment,
+            server,
+        }) => {
+            let list = server
+                .client()?
+                .settle_review(
+                    &id,
+                    &repnet_protocol::SettleReview {
+                        verdict: verdict.clone(),
+                        comment,
+                    },
+                )
+                .await?;
+            println!("settled {id}: {verdict}");
+            print_review(&list);
+        }
+        AdminCommand::Engine { server } => {
+            let engine = server.client()?.engine().await?;
+            println!("{}", repnet_protocol::to_pretty_json(&engine));
         }
         AdminCommand::Status { server, json } => {
             let status = server.client()?.server_status().await?;

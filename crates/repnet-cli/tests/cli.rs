@@ -1199,6 +1199,18 @@ fn statistics_need_the_statement_accepted_again_after_it_changes() {
     assert!(stdout(&output).contains("reported"));
     let show = stdout(&with(&["participation", "show"]));
     assert!(show.contains("\"events\": []"), "{show}");
+    // The administrator sees the report, scrubbed, and settles it.
+    let review = admin(&server, &["review", "list"]);
+    assert_eq!(review.status.code(), Some(0), "{}", stderr(&review));
+    let listed = stdout(&review);
+    assert!(
+        listed.contains(EICAR_SHA256) && listed.contains("<e-mail>") && !listed.contains("alice@"),
+        "{listed}"
+    );
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+    let settled = admin(&server, &["review", "settle", &id, "--verdict", "dismiss"]);
+    assert_eq!(settled.status.code(), Some(0), "{}", stderr(&settled));
+    assert!(stdout(&settled).contains("no open false-positive reports"));
 
     // Queued while the server is away: shown scrubbed.
     server.terminate();

@@ -542,6 +542,31 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
+    /// False-positive reports awaiting a decision (`GET /v1/admin/review`).
+    pub async fn review(&self) -> Result<repnet_protocol::ReviewList, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/review", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Settles a report with a local verdict (or `dismiss`); answers the reports still open.
+    pub async fn settle_review(
+        &self,
+        id: &str,
+        settle: &repnet_protocol::SettleReview,
+    ) -> Result<repnet_protocol::ReviewList, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/admin/review/{id}", self.base))
+            .json(settle);
+        self.send(self.admin(request)).await
+    }
+
+    /// The reputation engine's settings and progress (`GET /v1/admin/engine`).
+    pub async fn engine(&self) -> Result<repnet_protocol::EngineStatus, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/engine", self.base));
+        self.send(self.admin(request)).await
+    }
+
     /// The server's role, sequence and upstream (`GET /v1/admin/status`).
     pub async fn server_status(&self) -> Result<ServerStatus, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/status", self.base));
