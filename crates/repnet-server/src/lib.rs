@@ -197,7 +197,11 @@ impl Server {
             role: config.role,
             upstream: upstream.clone(),
             bundle_key,
-            statement: statistics::statement(config.statement_version, statement_text),
+            statement: statistics::statement(
+                config.statement_version,
+                statement_text,
+                config.statistics_retention_days,
+            ),
             statistics: statistics_queue,
             max_statistics_events: config.max_statistics_events,
             device_secret_rotation_seconds: u64::from(config.device_secret_rotation_days) * 86_400,

@@ -32,10 +32,14 @@ const MAX_NAME_CHARS: usize = 1024;
 const MAX_COMMENT_CHARS: usize = 1000;
 
 /// The statement shown to users before they share statistics.
-pub(crate) fn statement(version: u32, text: Option<String>) -> Statement {
+pub(crate) fn statement(version: u32, text: Option<String>, retention_days: u32) -> Statement {
     Statement {
         version,
-        text: text.unwrap_or_else(|| BUILT_IN_STATEMENT.trim().to_owned()),
+        text: text.unwrap_or_else(|| {
+            BUILT_IN_STATEMENT
+                .trim()
+                .replace("{retention_days}", &retention_days.to_string())
+        }),
         categories: CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
     }
 }
@@ -53,7 +57,7 @@ before anything leaves your device, and again on arrival. Your installation is i
 only by a random number, which the server hashes with a secret key on arrival and uses only
 to count distinct devices; it is never stored.
 
-Raw statistics are deleted after 180 days; only counts remain. You can see exactly what
+Raw statistics are deleted after {retention_days} days; only counts remain. You can see exactly what
 would be sent (`repnet participation show`) and change your participation at any time
 (`repnet participation off|basic|extended`).
 ";
