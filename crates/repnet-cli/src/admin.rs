@@ -16,6 +16,9 @@ pub(crate) enum AdminCommand {
     /// False-positive reports from participants, awaiting your decision.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// A proxy's runtime settings: show them, or set one (kept across restarts).
+    #[command(subcommand)]
+    Settings(SettingsCommand),
     /// The reputation engine's thresholds and progress.
     Engine {
         #[command(flatten)]
@@ -58,6 +61,24 @@ pub(crate) enum KeysCommand {
     Revoke {
         #[arg(value_name = "ID|KEY")]
         key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SettingsCommand {
+    /// The runtime settings, as JSON.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Set one: `enabled false`, `forward_statistics true`, `cache_max_entries 500000`,
+    /// `allowed_networks '["10.0.0.0/8"]'`, `upstream https://…`.
+    Set {
+        key: String,
+        /// A JSON value (number, true/false, list) or plain text.
+        value: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -235,6 +256,21 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
                 .await?;
             println!("settled {id}: {verdict}");
             print_review(&list);
+        }
+        AdminCommand::Settings(SettingsCommand::Show { server }) => {
+            let settings = server.client()?.settings().await?;
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+        }
+        AdminCommand::Settings(SettingsCommand::Set { key, value, server }) => {
+            let value = serde_json::from_str::<serde_json::Value>(&value)
+                .unwrap_or(serde_json::Value::String(value));
+            let mut patch = serde_json::Map::new();
+            patch.insert(key, value);
+            let settings = server
+                .client()?
+                .patch_settings(&serde_json::Value::Object(patch))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&settings)?);
         }
         AdminCommand::Engine { server } => {
             let engine = server.client()?.engine().await?;

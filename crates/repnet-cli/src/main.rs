@@ -8,6 +8,7 @@ mod bundle;
 mod import;
 mod lookup;
 mod participation;
+mod proxy;
 mod serve;
 mod url;
 
@@ -37,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run the reputation server on its embedded knowledge base.
     Serve(serve::ServeArgs),
+    /// Run the fleet gateway: the lookup API for managed devices, cached, toward one upstream.
+    Proxy(proxy::ProxyArgs),
     /// Look up files, hashes, URLs, domains and IP addresses (exit 1 if any is untrusted).
     Lookup(lookup::LookupArgs),
     /// Load a feed into a knowledge base.
@@ -97,6 +100,7 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
     match command {
         // The server's runtime is sized by its configuration, read first.
         Command::Serve(args) => serve::main(args),
+        Command::Proxy(args) => proxy::main(args),
         Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args, &files()?)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
         Command::Url(command) => url::run(command),

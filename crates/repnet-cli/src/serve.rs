@@ -221,20 +221,23 @@ impl ServeArgs {
 }
 
 fn init_logging(args: &ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).with_context(|| {
-        format!(
-            "invalid log filter {:?} (try `info` or `repnet_server=debug`)",
-            args.log
-        )
+    start_logging(&args.log, args.log_format == LogFormat::Json)
+}
+
+/// Logs to stderr with a `tracing` filter, as text or JSON lines.
+pub(crate) fn start_logging(filter: &str, json: bool) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
+        format!("invalid log filter {filter:?} (try `info` or `repnet_server=debug`)")
     })?;
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let result = match args.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
     };
     result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
 }
@@ -309,7 +312,7 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called,
 /// not when the future is first polled.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -126,7 +126,17 @@ impl Client {
         base_url: &str,
         ca_file: Option<&std::path::Path>,
     ) -> Result<Client, ClientError> {
-        let mut builder = http_client_builder();
+        Client::with_ca_and_timeout(base_url, ca_file, Duration::from_secs(60))
+    }
+
+    /// [`with_ca`](Client::with_ca), with requests failing after `timeout` rather than a
+    /// minute (the proxy's upstream).
+    pub fn with_ca_and_timeout(
+        base_url: &str,
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let mut builder = http_client_builder().timeout(timeout);
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|error| {
                 ClientError::Input(format!(
@@ -561,6 +571,24 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
+    /// The runtime settings (`GET /v1/admin/settings`, on a proxy), as JSON.
+    pub async fn settings(&self) -> Result<serde_json::Value, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/settings", self.base));
+        self.send(self.admin(request)).await
+    }
+
+    /// Changes runtime settings (`PATCH /v1/admin/settings`): only those named in `patch`.
+    pub async fn patch_settings(
+        &self,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = self
+            .http
+            .patch(format!("{}/v1/admin/settings", self.base))
+            .json(patch);
+        self.send(self.admin(request)).await
+    }
+
     /// The reputation engine's settings and progress (`GET /v1/admin/engine`).
     pub async fn engine(&self) -> Result<repnet_protocol::EngineStatus, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/engine", self.base));
@@ -615,6 +643,68 @@ impl Client {
             .timeout(Duration::from_secs(24 * 3600))
             .body(reqwest::Body::from(file));
         self.send(self.admin(request)).await
+    }
+
+    /// Sends a request as it is (the proxy's pass-through routes), with the licence key;
+    /// answers the response whatever its status. Fails only if the server cannot be reached.
+    pub async fn forward(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        self.keyed(request)
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&error),
+            })
+    }
+
+    /// Where the server's change log is now: its id and last sequence number (from the
+    /// headers of `GET /v1/changes`, whether it answers changes or `410`).
+    pub async fn log_position(&self) -> Result<(String, u64), ClientError> {
+        let request = self
+            .http
+            .get(format!("{}/v1/changes?after=0&limit=1", self.base));
+        let response =
+            self.keyed(request)
+                .send()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: error_chain(&error),
+                })?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        match (header("x-repnet-log-id"), header("x-repnet-sequence")) {
+            (Some(log_id), Some(sequence)) if status.is_success() || status == StatusCode::GONE => {
+                let sequence = sequence.parse().map_err(|_| ClientError::Unexpected {
+                    url: self.base.clone(),
+                    reason: "an X-Repnet-Sequence that is not a number".to_owned(),
+                })?;
+                Ok((log_id, sequence))
+            }
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(self.refusal(status, &body))
+            }
+        }
     }
 
     /// The scheduled feeds and how their last refresh went (`GET /v1/admin/feeds`).

@@ -110,11 +110,20 @@ pub(crate) async fn get_changes(
                     log.sequence
                 )
             };
-            Err(ApiError::new(
-                StatusCode::GONE,
-                "snapshot_required",
-                message,
-            ))
+            // With the current sequence, so that a follower that only needs what happens from
+            // now on (the proxy's cache) can start there.
+            Err(
+                ApiError::new(StatusCode::GONE, "snapshot_required", message)
+                    .with_header(
+                        axum::http::HeaderName::from_static("x-repnet-sequence"),
+                        HeaderValue::from(log.sequence),
+                    )
+                    .with_header(
+                        axum::http::HeaderName::from_static("x-repnet-log-id"),
+                        HeaderValue::from_str(&log.log_id.to_string())
+                            .unwrap_or_else(|_| HeaderValue::from_static("")),
+                    ),
+            )
         }
     }
 }

@@ -510,6 +510,12 @@ impl Store {
     }
 }
 
+/// The storage key of `object`, as replication streams name it (`sync::SyncEntry::key`): a
+/// cache of answers (the proxy's) drops an answer when a change names one of its keys.
+pub fn replication_key(object: &Object) -> Vec<u8> {
+    crate::key::ObjectKey::of(object).as_bytes().to_vec()
+}
+
 /// The current time as a model timestamp.
 pub fn now() -> Timestamp {
     let seconds = std::time::SystemTime::now()

@@ -1,0 +1,91 @@
+//! The answer cache: bounded (quick_cache's S3-FIFO-like policy, which keeps what is asked
+//! often over what was asked once), entries kept past their TTL so that they can be served
+//! `stale` while the upstream is down, and dropped when the upstream's change log names one
+//! of their storage keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use repnet_model::ObjectKind;
+use repnet_protocol::Reputation;
+
+/// What was asked: the object's type and canonical text.
+pub(crate) type Key = (ObjectKind, String);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) reputation: Arc<Reputation>,
+    pub(crate) expires: Instant,
+    /// The storage keys whose change makes this answer wrong.
+    pub(crate) keys: Arc<[Vec<u8>]>,
+}
+
+/// What the cache has for a question.
+pub(crate) enum Cached {
+    Fresh(Arc<Reputation>),
+    /// Past its TTL: served only when the upstream cannot answer.
+    Expired(Arc<Reputation>),
+    Missing,
+}
+
+pub(crate) struct Cache {
+    entries: quick_cache::sync::Cache<Key, Entry>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Cache {
+    pub(crate) fn new(capacity: usize) -> Cache {
+        Cache {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &Key, now: Instant) -> Cached {
+        match self.entries.get(key) {
+            Some(entry) if entry.expires > now => Cached::Fresh(entry.reputation),
+            Some(entry) => Cached::Expired(entry.reputation),
+            None => Cached::Missing,
+        }
+    }
+
+    pub(crate) fn insert(
+        &self,
+        key: Key,
+        reputation: Reputation,
+        keys: Vec<Vec<u8>>,
+        now: Instant,
+    ) {
+        let ttl = Duration::from_secs(u64::from(reputation.ttl));
+        self.entries.insert(
+            key,
+            Entry {
+                reputation: Arc::new(reputation),
+                expires: now + ttl,
+                keys: keys.into(),
+            },
+        );
+    }
+
+    /// Drops every answer that depends on one of `changed`; answers how many went.
+    pub(crate) fn invalidate(&self, changed: &std::collections::HashSet<Vec<u8>>) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, entry| !entry.keys.iter().any(|key| changed.contains(key)));
+        before - self.entries.len()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}

@@ -1,0 +1,156 @@
+//! `repnet proxy`: the fleet gateway. Managed devices ask it what they would ask a server
+//! (the same client API); it answers from its cache, sends misses upstream coalesced and in
+//! batches with the organisation's licence key, keeps answering (marked `stale`) when the
+//! upstream is briefly down, and follows the upstream's change log so that a verdict fixed
+//! upstream reaches devices within seconds. See docs/proxy.md.
+//!
+//! It never touches storage: its only state on disk is `settings.json`, the runtime settings
+//! an administrator changed.
+
+mod cache;
+mod routes;
+pub mod settings;
+mod upstream;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use repnet_server::AdminToken;
+use tokio::net::TcpListener;
+
+use crate::cache::Cache;
+pub use crate::settings::{ProxyConfig, Settings, SettingsError};
+use crate::upstream::{Metrics, Upstream};
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] repnet_client::ClientError),
+}
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub(crate) struct State {
+    config: ProxyConfig,
+    settings: RwLock<Settings>,
+    /// Replaced when the settings name another upstream or window.
+    upstream: Arc<RwLock<Arc<Upstream>>>,
+    /// Replaced when the settings change its size.
+    cache: Arc<RwLock<Arc<Cache>>>,
+    /// Where the change-log follower is: the upstream log's id and sequence.
+    position: Arc<Mutex<Option<(String, u64)>>>,
+    upstream_key: Option<String>,
+    admin_token: Option<AdminToken>,
+    metrics: Metrics,
+    registry: prometheus_client::registry::Registry,
+    /// Serialises settings changes.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    fn upstream(&self) -> Arc<Upstream> {
+        Arc::clone(&self.upstream.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn cache(&self) -> Arc<Cache> {
+        Arc::clone(&self.cache.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn start_upstream(&self, settings: &Settings) -> Result<Upstream, repnet_client::ClientError> {
+        Upstream::start(
+            &settings.upstream,
+            self.upstream_key.as_deref(),
+            self.config.upstream_ca_file.as_deref(),
+            Duration::from_millis(self.config.upstream_timeout_ms),
+            Duration::from_millis(settings.coalescing_window_ms),
+            self.metrics.clone(),
+        )
+    }
+}
+
+/// A configured proxy, ready to run on a listener.
+#[derive(Debug)]
+pub struct Proxy {
+    state: Arc<State>,
+}
+
+impl Proxy {
+    /// A proxy with `config`; runtime settings kept in its data directory by an earlier run
+    /// win over the file's. Must be called within a Tokio runtime.
+    pub fn new(config: ProxyConfig, admin_token: Option<AdminToken>) -> Result<Proxy, StartError> {
+        let settings = match Settings::load(&config.data)? {
+            Some(saved) => {
+                tracing::info!(data = %config.data.display(), "runtime settings from an earlier run");
+                saved
+            }
+            None => config.settings.clone(),
+        };
+        settings.validate()?;
+        let upstream_key = config.upstream_key()?;
+        let (metrics, registry) = Metrics::new();
+        let upstream = Upstream::start(
+            &settings.upstream,
+            upstream_key.as_deref(),
+            config.upstream_ca_file.as_deref(),
+            Duration::from_millis(config.upstream_timeout_ms),
+            Duration::from_millis(settings.coalescing_window_ms),
+            metrics.clone(),
+        )?;
+        let cache = Cache::new(settings.cache_max_entries);
+        Ok(Proxy {
+            state: Arc::new(State {
+                config,
+                settings: RwLock::new(settings),
+                upstream: Arc::new(RwLock::new(Arc::new(upstream))),
+                cache: Arc::new(RwLock::new(Arc::new(cache))),
+                position: Arc::new(Mutex::new(None)),
+                upstream_key,
+                admin_token,
+                metrics,
+                registry,
+                changing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Serves devices on `listener` until `shutdown` completes.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let follower = self.state.config.follow_changes.then(|| {
+            tokio::spawn(upstream::follow(
+                Arc::clone(&self.state.upstream),
+                Arc::clone(&self.state.cache),
+                Duration::from_secs(self.state.config.follow_interval_seconds.max(1)),
+                Arc::clone(&self.state.position),
+                stopped,
+            ))
+        });
+        let router = routes::router(Arc::clone(&self.state));
+        let result = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        let _ = stop.send(true);
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
+        result
+    }
+}

@@ -1,0 +1,683 @@
+//! The proxy's HTTP API: the server's client API for devices, its own admin API
+//! (`/v1/admin/status`, `/v1/admin/settings`) and operations.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use repnet_model::{CanonicalUrl, FileHash, Object, ObjectKind};
+use repnet_protocol::{LookupResponse, Reputation};
+use serde::Deserialize;
+
+use crate::State;
+use crate::cache::{Cached, Key};
+use crate::upstream::UpstreamError;
+
+type Shared = Arc<State>;
+
+/// An error answer, shaped like the server's.
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body =
+            repnet_protocol::to_json(&repnet_protocol::ErrorBody::new(self.code, self.message));
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub(crate) fn router(state: Shared) -> Router {
+    let devices = Router::new()
+        .route("/v1/files/{value}", get(get_file))
+        .route("/v1/domains/{value}", get(get_domain))
+        .route("/v1/ips/{value}", get(get_ip))
+        .route("/v1/certificates/{value}", get(get_certificate))
+        .route("/v1/urls", get(get_url))
+        .route("/v1/lookup", post(lookup_batch))
+        .route("/v1/hashes:search", post(pass_through))
+        .route("/v1/statement", get(pass_through))
+        .route("/v1/statistics", post(statistics))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), admit));
+    let admin = Router::new()
+        .route("/v1/admin/status", get(status))
+        .route(
+            "/v1/admin/settings",
+            get(get_settings).patch(patch_settings),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_admin,
+        ));
+    Router::new()
+        .merge(devices)
+        .merge(admin)
+        .route("/healthz", get(|| async { json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()) }))
+        .route("/readyz", get(|| async { json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()) }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint: the proxy serves the lookup API (/v1/files, /v1/urls, /v1/lookup, …)")
+        })
+        .with_state(state)
+}
+
+/// Devices: the proxy enabled, and their address in an allowed network.
+async fn admit(
+    Extract(state): Extract<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let settings = state.settings();
+    if !settings.enabled {
+        return Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy_disabled",
+            "this proxy is disabled by its administrator: use the reputation server directly",
+        )
+        .into_response();
+    }
+    let networks = settings.networks();
+    if !networks.is_empty() && !networks.iter().any(|network| network.contains(peer.ip())) {
+        // The address is not logged: it is a device's.
+        return Failure::new(
+            StatusCode::FORBIDDEN,
+            "network_not_allowed",
+            "this proxy serves the networks its administrator allowed, and yours is not one of them",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn require_admin(Extract(state): Extract<Shared>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.admin_token else {
+        return Failure::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled on this proxy: start it with --admin-token-file FILE or REPNET_ADMIN_TOKEN",
+        )
+        .into_response();
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !presented.is_some_and(|presented| token.matches(presented.trim())) {
+        return Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs the proxy's admin token: send Authorization: Bearer <token>",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The question's cache key, checked like the server checks it.
+fn key(kind: ObjectKind, text: &str) -> Result<Key, Failure> {
+    let invalid = |error: repnet_model::ParseError| Failure::bad(error.code(), error.to_string());
+    let value = match kind {
+        ObjectKind::Url => CanonicalUrl::parse(text.as_bytes())
+            .map_err(invalid)?
+            .to_string(),
+        kind => Object::parse(kind, text).map_err(invalid)?.to_string(),
+    };
+    Ok((kind, value))
+}
+
+/// The storage keys an answer depends on, for invalidation.
+fn dependencies(key: &Key, reputation: &Reputation) -> Vec<Vec<u8>> {
+    let mut objects = Vec::new();
+    match key.0 {
+        ObjectKind::File => {
+            let hashes = reputation.object.hashes.clone().unwrap_or_default();
+            for hash in [hashes.md5, hashes.sha1, hashes.sha256, Some(key.1.clone())]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(hash) = FileHash::from_hex(&hash) {
+                    objects.push(Object::File(hash));
+                }
+            }
+        }
+        ObjectKind::Url | ObjectKind::Domain | ObjectKind::Ip => {
+            let url = match key.0 {
+                ObjectKind::Url => key.1.clone(),
+                _ if key.1.contains(':') => format!("http://[{}]/", key.1),
+                _ => format!("http://{}/", key.1),
+            };
+            if let Ok(url) = CanonicalUrl::parse(url.as_bytes()) {
+                objects.extend(url.expressions().into_iter().map(Object::Url));
+            }
+        }
+        ObjectKind::Certificate => {
+            if let Ok(object) = Object::parse(key.0, &key.1) {
+                objects.push(object);
+            }
+        }
+    }
+    objects.iter().map(repnet_store::replication_key).collect()
+}
+
+/// How an answer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl Source {
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Source::Hit => "hit",
+            Source::Miss => "miss",
+            Source::Stale => "stale",
+        })
+    }
+}
+
+fn unavailable(error: &UpstreamError) -> Failure {
+    match error {
+        UpstreamError::Refused {
+            status,
+            code,
+            message,
+        } => Failure {
+            status: StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            code: match code.as_str() {
+                "licence_not_registered" | "licence_expired" | "licence_revoked" => {
+                    "upstream_refused"
+                }
+                _ => "upstream_refused",
+            },
+            message: format!("the upstream server refused the proxy: {message}"),
+        },
+        other => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            format!(
+                "{other}; nothing is cached for this question: ask the reputation server directly"
+            ),
+        ),
+    }
+}
+
+/// One answer: fresh from the cache, or from upstream (coalesced), or stale when the
+/// upstream cannot answer.
+async fn answer(state: &State, key: Key) -> Result<(Arc<Reputation>, Source), Failure> {
+    let now = Instant::now();
+    let cache = state.cache();
+    let expired = match cache.get(&key, now) {
+        Cached::Fresh(reputation) => {
+            state.metrics.hits.inc();
+            return Ok((reputation, Source::Hit));
+        }
+        Cached::Expired(reputation) => Some(reputation),
+        Cached::Missing => None,
+    };
+    state.metrics.misses.inc();
+    match state.upstream().ask(key.clone()).await {
+        Ok(reputation) => {
+            let keys = dependencies(&key, &reputation);
+            cache.insert(key, reputation.clone(), keys, Instant::now());
+            state.metrics.cache_entries.set(cache.len() as i64);
+            Ok((Arc::new(reputation), Source::Miss))
+        }
+        Err(error) => match expired {
+            Some(reputation) if !matches!(error, UpstreamError::Refused { .. }) => {
+                state.metrics.stale.inc();
+                Ok((reputation, Source::Stale))
+            }
+            _ => Err(unavailable(&error)),
+        },
+    }
+}
+
+fn reputation_response(reputation: &Reputation, source: Source) -> Response {
+    let mut response = json(StatusCode::OK, repnet_protocol::to_json(reputation));
+    let headers = response.headers_mut();
+    headers.insert("x-repnet-cache", source.header());
+    if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl)) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct SingleParams {
+    #[serde(default)]
+    explain: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+async fn single(
+    state: Shared,
+    kind: ObjectKind,
+    value: &str,
+    params: &SingleParams,
+    uri: &axum::http::Uri,
+) -> Response {
+    if params.explain.is_some() {
+        // An explanation is for a person looking closely: asked upstream as it is.
+        return forward(&state, Method::GET, uri, None, Vec::new()).await;
+    }
+    let key = match key(kind, value) {
+        Ok(key) => key,
+        Err(failure) => return failure.into_response(),
+    };
+    match answer(&state, key).await {
+        Ok((reputation, source)) => reputation_response(&reputation, source),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn get_file(
+    Extract(state): Extract<Shared>,
+    Path(value): Path<String>,
+    Query(params): Query<SingleParams>,
+    uri: axum::http::Uri,
+) -> Response {
+    single(state, ObjectKind::File, &value, &params, &uri).await
+}
+
+async fn get_domain(
+    Extract(state): Extract<Shared>,
+    Path(value): Path<String>,
+    Query(params): Query<SingleParams>,
+    uri: axum::http::Uri,
+) -> Response {
+    single(state, ObjectKind::Domain, &value, &params, &uri).await
+}
+
+async fn get_ip(
+    Extract(state): Extract<Shared>,
+    Path(value): Path<String>,
+    Query(params): Query<SingleParams>,
+    uri: axum::http::Uri,
+) -> Response {
+    single(state, ObjectKind::Ip, &value, &params, &uri).await
+}
+
+async fn get_certificate(
+    Extract(state): Extract<Shared>,
+    Path(value): Path<String>,
+    Query(params): Query<SingleParams>,
+    uri: axum::http::Uri,
+) -> Response {
+    single(state, ObjectKind::Certificate, &value, &params, &uri).await
+}
+
+async fn get_url(
+    Extract(state): Extract<Shared>,
+    Query(params): Query<SingleParams>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Some(url) = params.url.clone() else {
+        return Failure::bad(
+            "invalid_url",
+            "give the URL to look up: /v1/urls?url=<percent-encoded URL>",
+        )
+        .into_response();
+    };
+    single(state, ObjectKind::Url, &url, &params, &uri).await
+}
+
+/// `POST /v1/lookup`: JSON batches item by item through the cache; the binary form and
+/// explained lookups go upstream as they are.
+async fn lookup_batch(
+    Extract(state): Extract<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if !content_type.starts_with("application/json")
+        || uri.query().is_some_and(|q| q.contains("explain"))
+    {
+        return forward(
+            &state,
+            Method::POST,
+            &uri,
+            Some(&content_type),
+            body.to_vec(),
+        )
+        .await;
+    }
+    let request = match repnet_protocol::parse_lookup_request(&body) {
+        Ok(request) => request,
+        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+    };
+    if request.items.len() > repnet_client::BATCH_LIMIT {
+        return Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "at most {} items per request; got {}",
+                repnet_client::BATCH_LIMIT,
+                request.items.len()
+            ),
+        )
+        .into_response();
+    }
+    let mut keys = Vec::with_capacity(request.items.len());
+    for (index, item) in request.items.iter().enumerate() {
+        let (kind, value) = match item.target() {
+            Ok(target) => target,
+            Err(problem) => {
+                return Failure::bad("invalid_request", format!("items[{index}] {problem}"))
+                    .into_response();
+            }
+        };
+        match key(kind, value) {
+            Ok(key) => keys.push(key),
+            Err(failure) => {
+                return Failure::bad(
+                    failure.code,
+                    format!("items[{index}].{}: {}", kind.as_str(), failure.message),
+                )
+                .into_response();
+            }
+        }
+    }
+    let answers =
+        futures_util::future::join_all(keys.into_iter().map(|key| answer(&state, key))).await;
+    let mut results = Vec::with_capacity(answers.len());
+    let mut overall = Source::Hit;
+    for answer in answers {
+        match answer {
+            Ok((reputation, source)) => {
+                overall = match (overall, source) {
+                    (Source::Stale, _) | (_, Source::Stale) => Source::Stale,
+                    (Source::Miss, _) | (_, Source::Miss) => Source::Miss,
+                    _ => Source::Hit,
+                };
+                results.push((*reputation).clone());
+            }
+            Err(failure) => return failure.into_response(),
+        }
+    }
+    let mut response = json(
+        StatusCode::OK,
+        repnet_protocol::to_json(&LookupResponse { results }),
+    );
+    response
+        .headers_mut()
+        .insert("x-repnet-cache", overall.header());
+    response
+}
+
+/// Sends a request upstream as it came, and its answer back.
+async fn forward(
+    state: &State,
+    method: Method,
+    uri: &axum::http::Uri,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Response {
+    let path = uri
+        .path_and_query()
+        .map_or(uri.path(), |pq| pq.as_str())
+        .to_owned();
+    let upstream = state.upstream();
+    let started = Instant::now();
+    let reqwest_method =
+        reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    match upstream
+        .client()
+        .forward(reqwest_method, &path, content_type, body)
+        .await
+    {
+        Ok(response) => {
+            upstream.record(
+                started,
+                if response.status().is_server_error() {
+                    Err(format!("status {}", response.status()))
+                } else {
+                    Ok(())
+                },
+            );
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+            let bytes = response.bytes().await.unwrap_or_default();
+            let mut answer = (status, Body::from(bytes)).into_response();
+            if let Some(content_type) = content_type {
+                answer
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            answer
+                .headers_mut()
+                .insert("x-repnet-cache", Source::Miss.header());
+            answer
+        }
+        Err(error) => {
+            upstream.record(started, Err(error.to_string()));
+            unavailable(&UpstreamError::Unavailable(error.to_string())).into_response()
+        }
+    }
+}
+
+async fn pass_through(
+    Extract(state): Extract<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    forward(&state, method, &uri, content_type.as_deref(), body.to_vec()).await
+}
+
+/// Statistics: checked, scrubbed again and forwarded when the policy allows; otherwise
+/// acknowledged and dropped (the device's participation is the user's choice; the proxy's
+/// policy is the organisation's).
+async fn statistics(
+    Extract(state): Extract<Shared>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let mut batch: repnet_protocol::StatisticsBatch = match repnet_protocol::parse_body(&body) {
+        Ok(batch) => batch,
+        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+    };
+    let events = batch.events.len();
+    if !state.settings().forward_statistics {
+        return json(
+            StatusCode::ACCEPTED,
+            format!(r#"{{"accepted":{events}}}"#).into_bytes(),
+        );
+    }
+    for event in &mut batch.events {
+        event.url = event
+            .url
+            .take()
+            .map(|url| repnet_model::privacy::scrub_url(&url).unwrap_or_default());
+        event.name = event
+            .name
+            .take()
+            .map(|name| repnet_model::privacy::scrub_path(&name));
+        event.comment = event
+            .comment
+            .take()
+            .map(|comment| repnet_model::privacy::scrub_text(&comment));
+    }
+    forward(
+        &state,
+        Method::POST,
+        &uri,
+        Some("application/json"),
+        repnet_protocol::to_json(&batch),
+    )
+    .await
+}
+
+async fn metrics(Extract(state): Extract<Shared>) -> Response {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        tracing::error!(%error, "cannot encode metrics");
+    }
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn status(Extract(state): Extract<Shared>) -> Response {
+    let (hits, misses, stale) = (
+        state.metrics.hits.get(),
+        state.metrics.misses.get(),
+        state.metrics.stale.get(),
+    );
+    let health = state.upstream().health();
+    let position = state
+        .position
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let body = serde_json::json!({
+        "role": "proxy",
+        "settings": state.settings(),
+        "cache_entries": state.cache().len(),
+        "hits": hits,
+        "misses": misses,
+        "stale": stale,
+        "hit_rate": if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+        "upstream": {
+            "healthy": health.healthy,
+            "consecutive_failures": health.consecutive_failures,
+            "last_error": health.last_error,
+            "requests": state.metrics.upstream_requests.get(),
+            "errors": state.metrics.upstream_errors.get(),
+        },
+        "change_log": position.map(|(log_id, sequence)| serde_json::json!({"log_id": log_id, "sequence": sequence})),
+    });
+    json(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
+async fn get_settings(Extract(state): Extract<Shared>) -> Response {
+    json(
+        StatusCode::OK,
+        serde_json::to_vec(&state.settings()).unwrap_or_default(),
+    )
+}
+
+/// Changes runtime settings: checked, applied at once (a new upstream or window starts a new
+/// upstream client; a new size a new, empty cache), and kept for the next start.
+async fn patch_settings(Extract(state): Extract<Shared>, body: Bytes) -> Response {
+    let patch: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(patch) => patch,
+        Err(error) => {
+            return Failure::bad("invalid_json", format!("the body is not JSON: {error}"))
+                .into_response();
+        }
+    };
+    let _one_at_a_time = state.changing.lock().await;
+    let current = state.settings();
+    let settings = match current.patched(&patch) {
+        Ok(settings) => settings,
+        Err(error) => return Failure::bad("invalid_setting", error.to_string()).into_response(),
+    };
+    if settings.upstream != current.upstream
+        || settings.coalescing_window_ms != current.coalescing_window_ms
+    {
+        match state.start_upstream(&settings) {
+            Ok(upstream) => {
+                *state
+                    .upstream
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream)
+            }
+            Err(error) => {
+                return Failure::bad("invalid_setting", format!("upstream: {error}"))
+                    .into_response();
+            }
+        }
+        if settings.upstream != current.upstream {
+            state.cache().clear();
+            *state
+                .position
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+    if settings.cache_max_entries != current.cache_max_entries {
+        *state.cache.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(crate::cache::Cache::new(settings.cache_max_entries));
+    }
+    if let Err(error) = settings.save(&state.config.data) {
+        return Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the settings apply but could not be kept: {error}"),
+        )
+        .into_response();
+    }
+    tracing::info!(settings = ?settings, "proxy settings changed");
+    *state
+        .settings
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = settings.clone();
+    json(
+        StatusCode::OK,
+        serde_json::to_vec(&settings).unwrap_or_default(),
+    )
+}

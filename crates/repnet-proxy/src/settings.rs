@@ -1,0 +1,354 @@
+//! The proxy's settings: a TOML file (`--config`) with flags over it, and the runtime
+//! settings an administrator changes through the admin API (`PATCH /v1/admin/settings`),
+//! which are kept in `settings.json` in the data directory and win over the file at the next
+//! start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `repnet proxy` can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Where devices connect (KSN Proxy's port by default).
+    pub listen: SocketAddr,
+    /// Where the proxy keeps its runtime settings.
+    pub data: PathBuf,
+    /// File holding the admin token; the admin API is disabled without one.
+    pub admin_token_file: Option<PathBuf>,
+    /// The upstream server's licence key for this organisation…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_key: Option<String>,
+    /// …or a file holding it.
+    pub upstream_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the upstream's HTTPS, besides the system's.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Milliseconds an upstream request may take before it counts as failed.
+    pub upstream_timeout_ms: u64,
+    /// Follow the upstream's change log and drop cached answers that changed.
+    pub follow_changes: bool,
+    /// Seconds between polls of the change log.
+    pub follow_interval_seconds: u64,
+    /// The settings that can also change at run time.
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// What an administrator changes at run time (`GET/PATCH /v1/admin/settings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The upstream server's base URL.
+    pub upstream: String,
+    /// Most answers kept in the cache.
+    pub cache_max_entries: usize,
+    /// How long misses wait to be sent upstream together, in milliseconds (0: at once, still
+    /// coalescing identical questions in flight).
+    pub coalescing_window_ms: u64,
+    /// Forward devices' statistics upstream (scrubbed again first); otherwise they are
+    /// answered `202` and dropped.
+    pub forward_statistics: bool,
+    /// Networks devices may connect from (CIDR, e.g. `10.0.0.0/8`); empty admits every
+    /// address.
+    pub allowed_networks: Vec<String>,
+    /// When false, devices get `503 proxy_disabled` and fall back to a direct connection.
+    pub enabled: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            upstream: String::new(),
+            cache_max_entries: 100_000,
+            coalescing_window_ms: 2,
+            forward_statistics: false,
+            allowed_networks: Vec::new(),
+            enabled: true,
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 13111)),
+            data: PathBuf::from("./repnet-proxy-data"),
+            admin_token_file: None,
+            upstream_key: None,
+            upstream_key_file: None,
+            upstream_ca_file: None,
+            upstream_timeout_ms: 5_000,
+            follow_changes: true,
+            follow_interval_seconds: 2,
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// A setting that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub(crate) fn parse(text: &str) -> Result<Network, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a network: write 10.0.0.0/8 or 2001:db8::/32"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length is 0 to {max}"))?,
+        };
+        Ok(Network { address, prefix })
+    }
+
+    pub(crate) fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.address, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, message: String| SettingsError::Invalid { key, message };
+        match reqwest::Url::parse(&self.upstream) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => {
+                return Err(invalid(
+                    "upstream",
+                    format!(
+                        "{:?} is not an http:// or https:// URL: give the upstream server, e.g. --upstream https://repnet.example:8443",
+                        self.upstream
+                    ),
+                ));
+            }
+        }
+        if !(1..=100_000_000).contains(&self.cache_max_entries) {
+            return Err(invalid(
+                "cache_max_entries",
+                format!("from 1 to 100000000; got {}", self.cache_max_entries),
+            ));
+        }
+        if self.coalescing_window_ms > 1_000 {
+            return Err(invalid(
+                "coalescing_window_ms",
+                format!("from 0 to 1000; got {}", self.coalescing_window_ms),
+            ));
+        }
+        for network in &self.allowed_networks {
+            Network::parse(network).map_err(|message| invalid("allowed_networks", message))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn networks(&self) -> Vec<Network> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|text| Network::parse(text).ok())
+            .collect()
+    }
+
+    /// Applies a JSON object of settings (`PATCH`): only the keys it names change.
+    pub(crate) fn patched(&self, patch: &serde_json::Value) -> Result<Settings, SettingsError> {
+        let serde_json::Value::Object(changes) = patch else {
+            return Err(SettingsError::Invalid {
+                key: "body",
+                message: "a JSON object of settings to change, e.g. {\"forward_statistics\":true}"
+                    .to_owned(),
+            });
+        };
+        let mut current = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut current {
+            for (key, value) in changes {
+                if !fields.contains_key(key) {
+                    return Err(SettingsError::Invalid {
+                        key: "body",
+                        message: format!(
+                            "{key:?} is not a runtime setting: upstream, cache_max_entries, coalescing_window_ms, forward_statistics, allowed_networks, enabled"
+                        ),
+                    });
+                }
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        let settings: Settings =
+            serde_json::from_value(current).map_err(|error| SettingsError::Invalid {
+                key: "body",
+                message: error.to_string(),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings kept by an earlier run, if any.
+    pub(crate) fn load(data: &Path) -> Result<Option<Settings>, SettingsError> {
+        let path = data.join("settings.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|error| SettingsError::Invalid {
+                        key: "settings.json",
+                        message: format!(
+                            "{} is damaged ({error}): fix or delete it",
+                            path.display()
+                        ),
+                    })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SettingsError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Keeps the settings for the next start (written atomically).
+    pub(crate) fn save(&self, data: &Path) -> Result<(), SettingsError> {
+        let io = |action, source| SettingsError::Io {
+            action,
+            path: data.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(data).map_err(|e| io("create", e))?;
+        let mut file = tempfile::NamedTempFile::new_in(data).map_err(|e| io("write in", e))?;
+        use std::io::Write as _;
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        file.write_all(&bytes).map_err(|e| io("write in", e))?;
+        file.as_file().sync_all().map_err(|e| io("write in", e))?;
+        file.persist(data.join("settings.json"))
+            .map_err(|e| io("write in", e.error))?;
+        Ok(())
+    }
+}
+
+impl ProxyConfig {
+    pub fn from_file(path: &Path) -> Result<ProxyConfig, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| SettingsError::Invalid {
+            key: "config",
+            message: format!("{}: {}", path.display(), error.to_string().trim()),
+        })
+    }
+
+    /// The upstream licence key, from `upstream_key` or `upstream_key_file`.
+    pub fn upstream_key(&self) -> Result<Option<String>, SettingsError> {
+        match (&self.upstream_key, &self.upstream_key_file) {
+            (Some(key), _) => Ok(Some(key.trim().to_owned())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|key| Some(key.trim().to_owned()))
+                .map_err(|source| SettingsError::Io {
+                    action: "read the upstream key file",
+                    path: path.clone(),
+                    source,
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self)
+            .unwrap_or_else(|error| format!("# cannot print the configuration: {error}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_what_they_should() {
+        let lan = Network::parse("10.1.0.0/16").unwrap();
+        assert!(lan.contains("10.1.200.3".parse().unwrap()));
+        assert!(!lan.contains("10.2.0.1".parse().unwrap()));
+        assert!(lan.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = Network::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Network::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x"] {
+            assert!(Network::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patches_change_only_what_they_name_and_are_checked() {
+        let settings = Settings {
+            upstream: "http://127.0.0.1:8080".to_owned(),
+            ..Settings::default()
+        };
+        let patched = settings
+            .patched(&serde_json::json!({"forward_statistics": true}))
+            .unwrap();
+        assert!(patched.forward_statistics);
+        assert_eq!(patched.cache_max_entries, settings.cache_max_entries);
+        for bad in [
+            serde_json::json!({"cache_max_entries": 0}),
+            serde_json::json!({"allowed_networks": ["nope"]}),
+            serde_json::json!({"unknown": 1}),
+            serde_json::json!({"enabled": "yes"}),
+            serde_json::json!([1]),
+        ] {
+            assert!(settings.patched(&bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Talking to the upstream server: misses coalesced and batched, a circuit breaker, and a
+//! follower of the upstream's change log that keeps the cache right.
+//!
+//! Every miss goes to one task. Questions asked while the same question is already waiting or
+//! in flight join it (500 devices asking one hash make one upstream question); distinct
+//! questions that arrive within `coalescing_window_ms` of each other leave together as one
+//! `POST /v1/lookup`. An upstream that fails several times in a row is left alone for a
+//! while (the breaker opens: misses fail at once), then tried again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use repnet_client::{Client, ClientError};
+use repnet_protocol::{LookupItem, Reputation};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{Cache, Key};
+
+/// Why the upstream gave no answer. Never cached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("the upstream server is unreachable or failing ({0}); the proxy retries with backoff")]
+    Unavailable(String),
+    #[error("the upstream server failed several times in a row; the proxy tries it again in {0} s")]
+    CircuitOpen(u64),
+    #[error("the upstream server refused: {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// The proxy's metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) stale: Counter,
+    pub(crate) upstream_requests: Counter,
+    pub(crate) upstream_errors: Counter,
+    pub(crate) invalidated: Counter,
+    pub(crate) cache_entries: Gauge,
+    pub(crate) upstream_latency: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> (Metrics, Registry) {
+        let metrics = Metrics {
+            hits: Counter::default(),
+            misses: Counter::default(),
+            stale: Counter::default(),
+            upstream_requests: Counter::default(),
+            upstream_errors: Counter::default(),
+            invalidated: Counter::default(),
+            cache_entries: Gauge::default(),
+            upstream_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "repnet_proxy_cache_hits",
+            "Answers served from the cache while fresh",
+            metrics.hits.clone(),
+        );
+        registry.register(
+            "repnet_proxy_cache_misses",
+            "Questions the cache could not answer fresh",
+            metrics.misses.clone(),
+        );
+        registry.register(
+            "repnet_proxy_cache_stale",
+            "Answers served past their TTL because the upstream could not answer",
+            metrics.stale.clone(),
+        );
+        registry.register(
+            "repnet_proxy_upstream_requests",
+            "Requests sent to the upstream server",
+            metrics.upstream_requests.clone(),
+        );
+        registry.register(
+            "repnet_proxy_upstream_errors",
+            "Upstream requests that failed",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "repnet_proxy_invalidated",
+            "Cached answers dropped because the upstream's change log named them",
+            metrics.invalidated.clone(),
+        );
+        registry.register(
+            "repnet_proxy_cache_entries",
+            "Answers in the cache",
+            metrics.cache_entries.clone(),
+        );
+        registry.register(
+            "repnet_proxy_upstream_request_duration_seconds",
+            "Time upstream requests took",
+            metrics.upstream_latency.clone(),
+        );
+        (metrics, registry)
+    }
+}
+
+type Reply = oneshot::Sender<Result<Reputation, UpstreamError>>;
+
+/// The circuit breaker's state.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// The upstream, as the proxy uses it.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    client: Client,
+    asks: mpsc::UnboundedSender<(Key, Reply)>,
+    breaker: Arc<Mutex<Breaker>>,
+    pub(crate) metrics: Metrics,
+}
+
+/// What the admin status shows of the upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct Health {
+    pub(crate) healthy: bool,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) last_error: Option<String>,
+}
+
+impl Upstream {
+    /// An upstream at `url`; starts its batching task (which ends when this is dropped).
+    pub(crate) fn start(
+        url: &str,
+        key: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+        window: Duration,
+        metrics: Metrics,
+    ) -> Result<Upstream, ClientError> {
+        let mut client = Client::with_ca_and_timeout(url, ca_file, timeout)?;
+        if let Some(key) = key {
+            client = client.with_licence_key(key);
+        }
+        let (asks, receiver) = mpsc::unbounded_channel();
+        let breaker = Arc::new(Mutex::new(Breaker::default()));
+        tokio::spawn(batcher(
+            client.clone(),
+            receiver,
+            window,
+            Arc::clone(&breaker),
+            metrics.clone(),
+        ));
+        Ok(Upstream {
+            client,
+            asks,
+            breaker,
+            metrics,
+        })
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Asks the upstream about one object, coalesced and batched with other misses.
+    pub(crate) async fn ask(&self, key: Key) -> Result<Reputation, UpstreamError> {
+        let (reply, answer) = oneshot::channel();
+        self.asks
+            .send((key, reply))
+            .map_err(|_| UpstreamError::Unavailable("the proxy is stopping".to_owned()))?;
+        answer.await.unwrap_or_else(|_| {
+            Err(UpstreamError::Unavailable(
+                "the proxy is stopping".to_owned(),
+            ))
+        })
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        let breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        Health {
+            healthy: breaker.failures == 0,
+            consecutive_failures: breaker.failures,
+            last_error: breaker.last_error.clone(),
+        }
+    }
+
+    /// Counts a request made outside the batcher (pass-through routes), for the breaker.
+    pub(crate) fn record(&self, started: Instant, outcome: Result<(), String>) {
+        record(&self.breaker, &self.metrics, started, outcome);
+    }
+}
+
+fn record(
+    breaker: &Mutex<Breaker>,
+    metrics: &Metrics,
+    started: Instant,
+    outcome: Result<(), String>,
+) {
+    metrics.upstream_requests.inc();
+    metrics
+        .upstream_latency
+        .observe(started.elapsed().as_secs_f64());
+    let mut breaker = breaker.lock().unwrap_or_else(PoisonError::into_inner);
+    match outcome {
+        Ok(()) => {
+            breaker.failures = 0;
+            breaker.open_until = None;
+        }
+        Err(error) => {
+            metrics.upstream_errors.inc();
+            breaker.failures = breaker.failures.saturating_add(1);
+            if breaker.failures >= 3 {
+                let backoff =
+                    Duration::from_millis(250 << breaker.failures.min(10).saturating_sub(3))
+                        .min(Duration::from_secs(30));
+                breaker.open_until = Some(Instant::now() + backoff);
+            }
+            breaker.last_error = Some(error);
+        }
+    }
+}
+
+/// Collects misses for a window, coalescing identical ones, and sends each window's as one
+/// batch. Questions whose answer is already on its way join it.
+async fn batcher(
+    client: Client,
+    mut asks: mpsc::UnboundedReceiver<(Key, Reply)>,
+    window: Duration,
+    breaker: Arc<Mutex<Breaker>>,
+    metrics: Metrics,
+) {
+    let in_flight: Arc<Mutex<HashMap<Key, Vec<Reply>>>> = Arc::default();
+    while let Some((key, reply)) = asks.recv().await {
+        let mut waiting: HashMap<Key, Vec<Reply>> = HashMap::new();
+        let add = |key: Key, reply: Reply, waiting: &mut HashMap<Key, Vec<Reply>>| {
+            let mut flying = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            match flying.get_mut(&key) {
+                Some(replies) => replies.push(reply),
+                None => waiting.entry(key).or_default().push(reply),
+            }
+        };
+        add(key, reply, &mut waiting);
+        let deadline = tokio::time::Instant::now() + window;
+        while waiting.len() < repnet_client::BATCH_LIMIT {
+            tokio::select! {
+                next = asks.recv() => match next {
+                    Some((key, reply)) => add(key, reply, &mut waiting),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if waiting.is_empty() {
+            continue;
+        }
+        let open = {
+            let breaker = breaker.lock().unwrap_or_else(PoisonError::into_inner);
+            breaker
+                .open_until
+                .and_then(|until| until.checked_duration_since(Instant::now()))
+        };
+        if let Some(left) = open {
+            for (_, replies) in waiting {
+                for reply in replies {
+                    let _ = reply.send(Err(UpstreamError::CircuitOpen(left.as_secs().max(1))));
+                }
+            }
+            continue;
+        }
+        let keys: Vec<Key> = waiting.keys().cloned().collect();
+        in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(waiting);
+        let (client, in_flight, breaker, metrics) = (
+            client.clone(),
+            Arc::clone(&in_flight),
+            Arc::clone(&breaker),
+            metrics.clone(),
+        );
+        tokio::spawn(async move {
+            let items: Vec<LookupItem<'_>> = keys
+                .iter()
+                .map(|(kind, value)| LookupItem::new(*kind, value))
+                .collect();
+            let started = Instant::now();
+            let result = client.lookup(&items, false).await;
+            let outcome = match &result {
+                Ok(_) => Ok(()),
+                Err(ClientError::Api { status, .. }) if *status < 500 => Ok(()),
+                Err(error) => Err(error.to_string()),
+            };
+            record(&breaker, &metrics, started, outcome);
+            let replies: Vec<(Key, Vec<Reply>)> = {
+                let mut flying = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                keys.iter()
+                    .map(|key| (key.clone(), flying.remove(key).unwrap_or_default()))
+                    .collect()
+            };
+            match result {
+                Ok(answers) => {
+                    for ((_, replies), answer) in replies.into_iter().zip(answers) {
+                        for reply in replies {
+                            let _ = reply.send(Ok(answer.clone()));
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = match error {
+                        ClientError::Api {
+                            status,
+                            code,
+                            message,
+                        } if status < 500 => UpstreamError::Refused {
+                            status,
+                            code,
+                            message,
+                        },
+                        other => UpstreamError::Unavailable(other.to_string()),
+                    };
+                    for (_, replies) in replies {
+                        for reply in replies {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Follows the upstream's change log from where it is now, dropping cached answers that a
+/// change names. When the proxy falls behind what the log keeps (or the log is replaced), it
+/// cannot know what changed: it empties the cache.
+pub(crate) async fn follow(
+    upstream: Arc<std::sync::RwLock<Arc<Upstream>>>,
+    cache: Arc<std::sync::RwLock<Arc<Cache>>>,
+    interval: Duration,
+    position: Arc<Mutex<Option<(String, u64)>>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let current = Arc::clone(&upstream.read().unwrap_or_else(PoisonError::into_inner));
+        let cache_now = Arc::clone(&cache.read().unwrap_or_else(PoisonError::into_inner));
+        if let Err(error) = follow_once(&current, &cache_now, &position).await {
+            tracing::debug!(%error, "following the upstream's change log failed; trying again");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn follow_once(
+    upstream: &Upstream,
+    cache: &Cache,
+    position: &Mutex<Option<(String, u64)>>,
+) -> Result<(), String> {
+    let known = position
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some((log_id, after)) = known else {
+        let (log_id, sequence) = upstream
+            .client
+            .log_position()
+            .await
+            .map_err(|e| e.to_string())?;
+        *position.lock().unwrap_or_else(PoisonError::into_inner) = Some((log_id, sequence));
+        return Ok(());
+    };
+    let path = format!("/v1/changes?after={after}&limit=100000");
+    let response = match upstream.client.replication_stream(&path).await {
+        Ok(response) => response,
+        Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
+            let dropped = cache.len();
+            cache.clear();
+            upstream.metrics.invalidated.inc_by(dropped as u64);
+            tracing::info!(
+                dropped,
+                "the proxy fell behind the upstream's change log: cache emptied"
+            );
+            *position.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            return Ok(());
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    if header("x-repnet-log-id").is_some_and(|id| id != log_id) {
+        cache.clear();
+        *position.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        return Ok(());
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let mut stream = repnet_store::sync::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
+    let mut changed = HashSet::new();
+    while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {
+        changed.insert(entry.key);
+    }
+    let to = stream.header().to;
+    if !changed.is_empty() {
+        let dropped = cache.invalidate(&changed);
+        upstream.metrics.invalidated.inc_by(dropped as u64);
+        tracing::debug!(
+            changes = changed.len(),
+            dropped,
+            "cache invalidated from the change log"
+        );
+    }
+    *position.lock().unwrap_or_else(PoisonError::into_inner) = Some((log_id, to));
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! The proxy in front of a real server, both on loopback: cache headers, coalescing and
+//! batching, invalidation from the change log, an upstream that goes away and comes back,
+//! admission by network, statistics forwarding, and settings kept across restarts.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use repnet_proxy::{Proxy, ProxyConfig, Settings};
+use repnet_server::{AdminToken, Server, ServerConfig};
+use repnet_store::{Store, StoreOptions};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "proxy-test-admin-token-123";
+const UPSTREAM_KEY: &str = "ORG-PROXY-KEY-0001";
+const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The upstream server, on `address` (port 0 for any), with a licence key for the proxy.
+async fn upstream(dir: &Path, address: SocketAddr, config: ServerConfig) -> Running {
+    let store = Store::open(dir, &StoreOptions::default()).unwrap();
+    let server = Server::new(store, &config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(server.run(listener, async {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        base,
+        stop: Some(stop),
+        task: Some(task),
+    };
+    let (status, _) = call(
+        &running,
+        reqwest::Method::POST,
+        "/v1/admin/keys",
+        Some(json!({"key": UPSTREAM_KEY})),
+        Some(TOKEN),
+    )
+    .await;
+    assert!(status == 201 || status == 409, "{status}");
+    running
+}
+
+async fn proxy(data: &Path, upstream: &str, settings: Settings) -> Running {
+    let config = ProxyConfig {
+        data: data.to_path_buf(),
+        upstream_key: Some(UPSTREAM_KEY.to_owned()),
+        follow_interval_seconds: 1,
+        upstream_timeout_ms: 2_000,
+        settings: Settings {
+            upstream: upstream.to_owned(),
+            ..settings
+        },
+        ..ProxyConfig::default()
+    };
+    let proxy = Proxy::new(config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(proxy.run(listener, async {
+        let _ = stopped.await;
+    }));
+    Running {
+        base,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+async fn call(
+    at: &Running,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let (status, _, body) = call_full(at, method, path, body, token).await;
+    (status, body)
+}
+
+async fn call_full(
+    at: &Running,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, String, Value) {
+    let mut request = repnet_client::http_client_builder()
+        .build()
+        .unwrap()
+        .request(method, format!("{}{path}", at.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-repnet-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    (status, cache, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Upstream `POST /v1/lookup` requests answered so far (from the server's metrics).
+async fn upstream_lookups(server: &Running) -> u64 {
+    let text = repnet_client::http_client_builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| {
+            line.starts_with(r#"repnet_http_requests_total{route="/v1/lookup",status="200"}"#)
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn answers_are_cached_coalesced_batched_and_invalidated() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(
+        proxy_dir.path(),
+        &server.base,
+        Settings {
+            coalescing_window_ms: 50,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let path = format!("/v1/files/{EICAR_SHA256}");
+    let (status, cache, first) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    let (_, cache, again) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(first, again);
+    let (_, direct) = call(&server, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(
+        first, direct,
+        "a device cannot tell the proxy from the server"
+    );
+    // Bad input is refused by the proxy itself, as the server would.
+    let (status, body) = call(&proxy, reqwest::Method::GET, "/v1/files/xyz", None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_hash"))
+    );
+
+    // 500 devices asking one new hash at once: one upstream request.
+    let before = upstream_lookups(&server).await;
+    let hash = "ab".repeat(32);
+    let mut asks = tokio::task::JoinSet::new();
+    let client = repnet_client::http_client_builder()
+        .pool_max_idle_per_host(600)
+        .build()
+        .unwrap();
+    for _ in 0..500 {
+        let (client, url) = (client.clone(), format!("{}/v1/files/{hash}", proxy.base));
+        asks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
+    }
+    while let Some(status) = asks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(upstream_lookups(&server).await - before, 1);
+
+    // 50 distinct misses within the window: one upstream batch.
+    let before = upstream_lookups(&server).await;
+    let mut asks = tokio::task::JoinSet::new();
+    for n in 0..50u8 {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/v1/files/{}", proxy.base, format!("{n:02x}").repeat(32)),
+        );
+        asks.spawn(async move { client.get(url).send().await.unwrap().status().as_u16() });
+    }
+    while let Some(status) = asks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(upstream_lookups(&server).await - before, 1);
+    // A JSON batch mixes hits and misses and says so.
+    let (status, cache, body) = call_full(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/lookup",
+        Some(json!({"items": [{"file": EICAR_SHA256}, {"domain": "new.example"}]})),
+        None,
+    )
+    .await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    assert_eq!(body["results"][0]["verdict"], "untrusted");
+
+    // A verdict fixed upstream reaches devices through the change log, well before the TTL.
+    let (_, cache, _) = call_full(
+        &proxy,
+        reqwest::Method::GET,
+        &format!("/v1/files/{hash}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(cache, "hit");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/admin/verdicts",
+        Some(json!({"object": {"file": hash}, "verdict": "untrusted"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(10, "the invalidation", || async {
+        call(
+            &proxy,
+            reqwest::Method::GET,
+            &format!("/v1/files/{hash}"),
+            None,
+            None,
+        )
+        .await
+        .1["verdict"]
+            == "untrusted"
+    })
+    .await;
+    let (_, status_body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/status",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert!(
+        status_body["hit_rate"].as_f64().unwrap() > 0.0
+            && status_body["change_log"]["sequence"].as_u64().is_some(),
+        "{status_body}"
+    );
+    let metrics = repnet_client::http_client_builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", proxy.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "repnet_proxy_cache_hits_total",
+        "repnet_proxy_cache_misses_total",
+        "repnet_proxy_upstream_requests_total",
+        "repnet_proxy_upstream_errors_total",
+        "repnet_proxy_upstream_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    proxy.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_goes_away_gets_stale_answers_and_503_and_nothing_cached_from_errors() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = ServerConfig {
+        ttl_seconds: 1,
+        unknown_ttl_seconds: 1,
+        ..ServerConfig::default()
+    };
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        config.clone(),
+    )
+    .await;
+    let address: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = proxy(proxy_dir.path(), &server.base, Settings::default()).await;
+    let path = format!("/v1/files/{EICAR_SHA256}");
+    assert_eq!(
+        call_full(&proxy, reqwest::Method::GET, &path, None, None)
+            .await
+            .1,
+        "miss"
+    );
+    server.stop().await;
+    // Past its TTL, with the upstream gone: served, marked stale.
+    eventually(10, "a stale answer", || async {
+        let (status, cache, body) =
+            call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
+        status == 200 && cache == "stale" && body["verdict"] == "untrusted"
+    })
+    .await;
+    let uncached = format!("/v1/files/{}", "cd".repeat(32));
+    let (status, body) = call(&proxy, reqwest::Method::GET, &uncached, None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("upstream_unavailable"))
+    );
+    let (_, status_body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/status",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status_body["upstream"]["healthy"], false, "{status_body}");
+
+    // The upstream comes back on the same address: answers, not the error, are what the
+    // devices get (once the breaker lets requests through again).
+    let server = upstream(server_dir.path(), address, config).await;
+    eventually(60, "recovery", || async {
+        let (status, cache, _) =
+            call_full(&proxy, reqwest::Method::GET, &uncached, None, None).await;
+        status == 200 && cache == "miss"
+    })
+    .await;
+    proxy.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admission_statistics_and_settings_that_survive_a_restart() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let settings = Settings {
+        allowed_networks: vec!["10.0.0.0/8".to_owned()],
+        ..Settings::default()
+    };
+    let proxy = proxy(proxy_dir.path(), &server.base, settings).await;
+    let path = format!("/v1/files/{EICAR_SHA256}");
+    let (status, body) = call(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("network_not_allowed"))
+    );
+    // The admin API is not a device's, and changes the settings at once.
+    let (status, settings) = call(
+        &proxy,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"allowed_networks": ["127.0.0.0/8"]})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(
+        call(&proxy, reqwest::Method::GET, &path, None, None)
+            .await
+            .0,
+        200
+    );
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"cache_max_entries": 0})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_setting"))
+    );
+    assert_eq!(
+        call(
+            &proxy,
+            reqwest::Method::PATCH,
+            "/v1/admin/settings",
+            Some(json!({"enabled": false})),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+
+    // Statistics: dropped (202) by default, forwarded when the policy allows.
+    let file = "ef".repeat(32);
+    let batch = json!({"statement_version": 1, "install_id": "device-install-01", "product": "p/1", "events": [{"type": "sighting", "file": file}]});
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/statistics",
+        Some(batch.clone()),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)));
+    assert_eq!(
+        call(
+            &server,
+            reqwest::Method::GET,
+            &format!("/v1/files/{file}"),
+            None,
+            None
+        )
+        .await
+        .1["prevalence"],
+        0
+    );
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"forward_statistics": true, "cache_max_entries": 5000})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/statistics",
+        Some(batch),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        call(
+            &server,
+            reqwest::Method::GET,
+            &format!("/v1/files/{file}"),
+            None,
+            None
+        )
+        .await
+        .1["prevalence"],
+        1
+    );
+    let (_, status_body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/status",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status_body["settings"]["forward_statistics"], true);
+
+    // Disabled: devices are told to go direct.
+    call(
+        &proxy,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"enabled": false})),
+        Some(TOKEN),
+    )
+    .await;
+    let (status, body) = call(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("proxy_disabled"))
+    );
+    proxy.stop().await;
+
+    // Restarted with its original file settings: what was changed at run time is kept.
+    let proxy = self::proxy(proxy_dir.path(), &server.base, Settings::default()).await;
+    let (_, settings) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/settings",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (
+            settings["forward_statistics"].as_bool(),
+            settings["cache_max_entries"].as_u64(),
+            settings["enabled"].as_bool()
+        ),
+        (Some(true), Some(5000), Some(false))
+    );
+    assert_eq!(settings["allowed_networks"], json!(["127.0.0.0/8"]));
+    proxy.stop().await;
+    server.stop().await;
+}
