@@ -14,6 +14,8 @@
 //!   the same keys with pipelined SETs;
 //! - **statistics**: events accepted durably per second by `POST /v1/statistics`, and the
 //!   room each tracked object's aggregate takes;
+//! - **proxy**: `repnet proxy` in front of the server: cached answers against the server's own
+//!   single lookups, and the miss path (coalesced, batched);
 //! - **sync**: a private server catching up with a global one through a snapshot and through
 //!   the change log, and a signed offline bundle of the knowledge base (size, export, import).
 //!
@@ -23,6 +25,7 @@
 mod ingest;
 mod keys;
 mod load;
+mod proxying;
 mod report;
 mod servers;
 mod sync;
@@ -78,7 +81,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics"
+        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics,proxy"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -113,6 +116,8 @@ enum Scenario {
     Sync,
     /// Statistics ingest: events accepted durably per second, room per tracked object.
     Statistics,
+    /// `repnet proxy` in front of the server: cache hits against direct lookups, and misses.
+    Proxy,
 }
 
 fn main() -> std::process::ExitCode {
@@ -518,6 +523,33 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
                 .requests_per_second()
                 .min(redis_runs.requests_per_second()),
         ));
+    }
+
+    if args.scenarios.contains(&Scenario::Proxy) {
+        eprintln!(
+            "proxy: hits and misses, {} connections…",
+            args.single_connections
+        );
+        let hot = Arc::new(
+            workloads
+                .single_http
+                .iter()
+                .take(1000)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let results = proxying::run(
+            &repnet,
+            work_dir,
+            repnet_address,
+            hot,
+            Arc::clone(&workloads.single_http),
+            args.single_connections,
+            duration,
+            args.rounds,
+        )
+        .await?;
+        report.proxy(&results);
     }
 
     if args.scenarios.contains(&Scenario::Latency) {

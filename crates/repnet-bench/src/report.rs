@@ -142,6 +142,38 @@ impl Report {
         );
     }
 
+    pub(crate) fn proxy(&mut self, proxy: &crate::proxying::ProxyResults) {
+        let ms = |m: &Measurement, q: f64| m.latency.value_at_quantile(q) as f64 / 1000.0;
+        self.row(
+            "proxy, cache hits",
+            "lookups/s (repnet: through the proxy; redis column: the server directly)",
+            Some(proxy.hits.requests_per_second()),
+            Some(proxy.direct.requests_per_second()),
+            true,
+        );
+        self.row(
+            "proxy, cache hits",
+            "p99 ms (proxy; server directly)",
+            Some(ms(&proxy.hits, 0.99)),
+            Some(ms(&proxy.direct, 0.99)),
+            false,
+        );
+        self.row(
+            "proxy, misses",
+            "lookups/s through the proxy, nearly all going upstream batched",
+            Some(proxy.misses.requests_per_second()),
+            None,
+            true,
+        );
+        self.row(
+            "proxy, misses",
+            "p99 ms",
+            Some(ms(&proxy.misses, 0.99)),
+            None,
+            false,
+        );
+    }
+
     pub(crate) fn statistics(&mut self, ingest: &crate::ingest::IngestResults) {
         self.row(
             "statistics ingest",

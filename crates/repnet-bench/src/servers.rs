@@ -162,8 +162,19 @@ pub(crate) fn start_repnet_with(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<Process> {
+    start_command(repnet, "serve", data, args, env)
+}
+
+/// `repnet <command>` (`serve` or `proxy`) on `data`, once it says where it listens.
+pub(crate) fn start_command(
+    repnet: &Path,
+    command: &str,
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Process> {
     let mut child = Command::new(repnet)
-        .arg("serve")
+        .arg(command)
         .args(args)
         .envs(env.iter().copied())
         .args([
@@ -184,7 +195,7 @@ pub(crate) fn start_repnet_with(
     let mut lines = BufReader::new(stderr).lines();
     let address = loop {
         let Some(line) = lines.next() else {
-            bail!("repnet serve exited before listening");
+            bail!("repnet {command} exited before listening");
         };
         let line = line?;
         let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {

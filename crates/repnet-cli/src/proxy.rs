@@ -49,9 +49,9 @@ pub(crate) struct ProxyArgs {
         value_name = "FILTER"
     )]
     log: String,
-    /// Log JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
+    /// Log format.
+    #[arg(long, env = "REPNET_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: crate::serve::LogFormat,
 }
 
 pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
@@ -87,7 +87,7 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
         (None, Ok(token)) => Some(AdminToken::new(&token)?),
         (None, Err(_)) => None,
     };
-    crate::serve::start_logging(&args.log, args.log_json)?;
+    crate::serve::start_logging(&args.log, args.log_format == crate::serve::LogFormat::Json)?;
     crate::runtime(0)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
