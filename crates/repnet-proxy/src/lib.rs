@@ -8,6 +8,7 @@
 //! an administrator changed.
 
 mod cache;
+mod keys;
 mod routes;
 pub mod settings;
 mod upstream;
@@ -30,6 +31,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error("upstream: {0}")]
     Upstream(#[from] repnet_client::ClientError),
+    #[error("device keys: {0}")]
+    Keys(String),
 }
 
 /// What every handler can reach.
@@ -45,6 +48,8 @@ pub(crate) struct State {
     position: Arc<Mutex<Option<(String, u64)>>>,
     upstream_key: Option<String>,
     admin_token: Option<AdminToken>,
+    /// Device keys (`require_device_key`).
+    devices: Arc<repnet_server::licences::Licences>,
     metrics: Metrics,
     registry: prometheus_client::registry::Registry,
     /// Serialises settings changes.
@@ -108,6 +113,12 @@ impl Proxy {
             metrics.clone(),
         )?;
         let cache = Cache::new(settings.cache_max_entries);
+        let devices = repnet_server::licences::Licences::load(
+            Arc::new(keys::FileBook::new(&config.data)),
+            true,
+            None,
+        )
+        .map_err(StartError::Keys)?;
         Ok(Proxy {
             state: Arc::new(State {
                 config,
@@ -117,6 +128,7 @@ impl Proxy {
                 position: Arc::new(Mutex::new(None)),
                 upstream_key,
                 admin_token,
+                devices: Arc::new(devices),
                 metrics,
                 registry,
                 changing: tokio::sync::Mutex::new(()),
@@ -140,6 +152,17 @@ impl Proxy {
                 stopped,
             ))
         });
+        let devices = Arc::clone(&self.state.devices);
+        let flushing = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every_minute.tick().await;
+                if let Err(error) = devices.flush_last_used().await {
+                    tracing::warn!(%error, "cannot record when device keys were last used");
+                }
+            }
+        });
         let router = routes::router(Arc::clone(&self.state));
         let result = axum::serve(
             listener,
@@ -150,6 +173,11 @@ impl Proxy {
         let _ = stop.send(true);
         if let Some(follower) = follower {
             let _ = follower.await;
+        }
+        flushing.abort();
+        let _ = flushing.await;
+        if let Err(error) = self.state.devices.flush_last_used().await {
+            tracing::warn!(%error, "cannot record when device keys were last used");
         }
         result
     }

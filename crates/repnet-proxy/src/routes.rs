@@ -80,6 +80,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), admit));
     let admin = Router::new()
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/keys", get(list_keys).post(add_key))
+        .route("/v1/admin/keys/{id}", axum::routing::delete(revoke_key))
         .route(
             "/v1/admin/settings",
             get(get_settings).patch(patch_settings),
@@ -126,7 +128,66 @@ async fn admit(
         )
         .into_response();
     }
+    if settings.require_device_key
+        && let Err(refusal) = state.devices.check(request.headers(), repnet_store::now())
+    {
+        return refused(refusal);
+    }
     next.run(request).await
+}
+
+/// A device key's refusal, with the server's headers.
+fn refused(refusal: repnet_server::licences::Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = Failure::new(status, refusal.code, refusal.message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"repnet\""),
+        );
+    }
+    if let Some(wait) = refusal.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    }
+    response
+}
+
+async fn list_keys(Extract(state): Extract<Shared>) -> Response {
+    let list = repnet_protocol::LicenceKeyList {
+        keys: state
+            .devices
+            .list()
+            .iter()
+            .map(repnet_server::licences::entry)
+            .collect(),
+    };
+    json(StatusCode::OK, repnet_protocol::to_json(&list))
+}
+
+async fn add_key(Extract(state): Extract<Shared>, body: Bytes) -> Response {
+    let request: repnet_protocol::AddLicenceKey = match repnet_protocol::parse_body(&body) {
+        Ok(request) => request,
+        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+    };
+    match state.devices.register(&request, repnet_store::now()).await {
+        Ok(licence) => json(
+            StatusCode::CREATED,
+            repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
+        ),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn revoke_key(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Response {
+    match state.devices.revoke(&id, repnet_store::now()).await {
+        Ok(licence) => json(
+            StatusCode::OK,
+            repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
+        ),
+        Err(refusal) => refused(refusal),
+    }
 }
 
 async fn require_admin(Extract(state): Extract<Shared>, request: Request, next: Next) -> Response {

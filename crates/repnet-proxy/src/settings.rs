@@ -55,6 +55,9 @@ pub struct Settings {
     pub allowed_networks: Vec<String>,
     /// When false, devices get `503 proxy_disabled` and fall back to a direct connection.
     pub enabled: bool,
+    /// Devices must send a device key registered on this proxy (`/v1/admin/keys`), besides
+    /// connecting from an allowed network.
+    pub require_device_key: bool,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             forward_statistics: false,
             allowed_networks: Vec::new(),
             enabled: true,
+            require_device_key: false,
         }
     }
 }
@@ -209,7 +213,7 @@ impl Settings {
                     return Err(SettingsError::Invalid {
                         key: "body",
                         message: format!(
-                            "{key:?} is not a runtime setting: upstream, cache_max_entries, coalescing_window_ms, forward_statistics, allowed_networks, enabled"
+                            "{key:?} is not a runtime setting: upstream, cache_max_entries, coalescing_window_ms, forward_statistics, allowed_networks, enabled, require_device_key"
                         ),
                     });
                 }

@@ -533,3 +533,124 @@ async fn admission_statistics_and_settings_that_survive_a_restart() {
     proxy.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn devices_need_a_device_key_when_the_proxy_requires_one() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(
+        proxy_dir.path(),
+        &server.base,
+        Settings {
+            require_device_key: true,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let path = format!("/v1/files/{EICAR_SHA256}");
+    let (status, body) = call(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("licence_not_registered"))
+    );
+    let (status, entry) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/admin/keys",
+        Some(json!({"key": "DEVICE-KEY-00001", "label": "laptops"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(
+        call(
+            &proxy,
+            reqwest::Method::GET,
+            &path,
+            None,
+            Some("DEVICE-KEY-00001")
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/admin/keys",
+        Some(json!({"key": "DEVICE-KEY-00002"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::DELETE,
+        &format!("/v1/admin/keys/{}", entry["id"].as_str().unwrap()),
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        &path,
+        None,
+        Some("DEVICE-KEY-00001"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("licence_revoked"))
+    );
+    proxy.stop().await;
+    // Keys (hashes only) are kept across a restart.
+    let keys = std::fs::read_to_string(proxy_dir.path().join("keys.json")).unwrap();
+    assert!(!keys.contains("DEVICE-KEY-0000"), "{keys}");
+    let settings = Settings {
+        require_device_key: true,
+        ..Settings::default()
+    };
+    let proxy = self::proxy(proxy_dir.path(), &server.base, settings).await;
+    assert_eq!(
+        call(
+            &proxy,
+            reqwest::Method::GET,
+            &path,
+            None,
+            Some("DEVICE-KEY-00002")
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &proxy,
+            reqwest::Method::GET,
+            &path,
+            None,
+            Some("DEVICE-KEY-00001")
+        )
+        .await
+        .0,
+        401
+    );
+    let (_, list) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/keys",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(list["keys"].as_array().unwrap().len(), 2);
+    proxy.stop().await;
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ pub mod config;
 pub mod engine;
 mod error;
 mod feeds;
-mod licences;
+pub mod licences;
 mod lookup;
 mod metrics;
 mod openapi;
@@ -127,11 +127,14 @@ impl Server {
             per_second: f64::from(config.key_requests_per_second),
             burst: f64::from(config.key_burst.max(config.key_requests_per_second)),
         });
-        let licences = Arc::new(licences::Licences::load(
-            store.clone(),
-            config.key_required(),
-            limit,
-        )?);
+        let licences = Arc::new(
+            licences::Licences::load(Arc::new(store.clone()), config.key_required(), limit)
+                .map_err(|message| {
+                    StartError::Store(repnet_store::StoreError::Corrupt(format!(
+                        "licence keys: {message}"
+                    )))
+                })?,
+        );
         let metrics = metrics::Metrics::new();
         let upstream = match &config.upstream {
             Some(upstream) => Some(Arc::new(

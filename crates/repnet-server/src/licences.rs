@@ -23,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use repnet_model::{Sha256, Timestamp};
 use repnet_protocol::{AddLicenceKey, LicenceKeyEntry, LicenceKeyList};
-use repnet_store::{Licence, Store, StoreError};
+use repnet_store::{Licence, Store};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -31,15 +31,79 @@ use crate::routes::{body_bytes, json_response, require_json};
 
 /// How a key may be used: requests per second, with bursts.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RateLimit {
-    pub(crate) per_second: f64,
-    pub(crate) burst: f64,
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// Where licence keys are kept: the store on a server, a file on a proxy.
+pub trait KeyBook: Send + Sync + std::fmt::Debug + 'static {
+    /// Every key ever registered.
+    fn licences(&self) -> Result<Vec<Licence>, String>;
+    /// Adds or replaces keys (by key hash), durably.
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_>;
+}
+
+/// What [`KeyBook::put`] returns.
+pub type BookFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+impl KeyBook for Store {
+    fn licences(&self) -> Result<Vec<Licence>, String> {
+        Store::licences(self).map_err(|error| error.to_string())
+    }
+
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_> {
+        Box::pin(async move {
+            self.put_licences(licences)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// A request refused for its key, or an administrator's mistake: status, stable code and a
+/// message that says what to do (`Retry-After` seconds for a rate limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut error = ApiError::new(status, refusal.code, refusal.message);
+        if status == StatusCode::UNAUTHORIZED {
+            error = error.with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"repnet\""),
+            );
+        }
+        if let Some(wait) = refusal.retry_after {
+            error = error.with_header(header::RETRY_AFTER, HeaderValue::from(wait));
+        }
+        error
+    }
 }
 
 /// The registered keys and their use.
 #[derive(Debug)]
-pub(crate) struct Licences {
-    store: Store,
+pub struct Licences {
+    book: Arc<dyn KeyBook>,
     /// Whether lookups need a key (a private server, or `require_key`). Sync endpoints always
     /// do.
     pub(crate) required: bool,
@@ -103,29 +167,24 @@ impl KeyState {
     }
 }
 
-/// What an administrator can get wrong about keys.
-#[derive(Debug)]
-pub(crate) enum KeyError {
-    Exists(String),
-    NotFound,
-    Store(StoreError),
-}
+const MAX_LABEL_CHARS: usize = 200;
 
 const PROVIDER_ADVICE: &str = "the organisation's current licence key must be registered with the network's provider before data can be exchanged (after a licence change, until the provider registers the new key, every request is refused)";
 
 impl Licences {
-    pub(crate) fn load(
-        store: Store,
+    /// The keys kept in `book`; `required`: whether lookups need one.
+    pub fn load(
+        book: Arc<dyn KeyBook>,
         required: bool,
         limit: Option<RateLimit>,
-    ) -> Result<Licences, StoreError> {
-        let keys = store
+    ) -> Result<Licences, String> {
+        let keys = book
             .licences()?
             .into_iter()
             .map(|licence| (licence.key_sha256, Arc::new(KeyState::new(licence, limit))))
             .collect();
         Ok(Licences {
-            store,
+            book,
             required,
             limit,
             keys: RwLock::new(keys),
@@ -133,14 +192,14 @@ impl Licences {
         })
     }
 
+    /// Whether lookups need a key.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
     /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
-    pub(crate) fn check(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), ApiError> {
-        let refuse = |code: &'static str, message: String| {
-            ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"repnet\""),
-            )
-        };
+    pub fn check(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), Refusal> {
+        let refuse = |code: &'static str, message: String| Refusal::new(401, code, message);
         let Some(key) = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -196,40 +255,74 @@ impl Licences {
         if let Some(limit) = self.limit
             && let Err(wait) = state.take(limit)
         {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "licence key {} made more than {} requests per second: retry after {wait} s, or batch lookups (POST /v1/lookup takes up to 10,000 objects)",
-                    licence.id, limit.per_second
-                ),
-            )
-            .with_header(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&wait.to_string())
-                    .unwrap_or_else(|_| HeaderValue::from_static("1")),
-            ));
+            return Err(Refusal {
+                retry_after: Some(wait),
+                ..Refusal::new(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "licence key {} made more than {} requests per second: retry after {wait} s, or batch lookups (POST /v1/lookup takes up to 10,000 objects)",
+                        licence.id, limit.per_second
+                    ),
+                )
+            });
         }
         Ok(())
     }
 
     /// Every key, by creation time.
-    pub(crate) fn list(&self) -> Vec<Licence> {
+    pub fn list(&self) -> Vec<Licence> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<Licence> = keys.values().map(|state| state.current()).collect();
         list.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         list
     }
 
-    /// Registers `key`. A key registered before (even revoked) is refused: revocation is final
-    /// for a key, and the organisation gets a new one.
-    pub(crate) async fn add(
+    /// Registers a key as an administrator asked (`POST /v1/admin/keys`): checked (the key's
+    /// form, the label, the expiry), and refused if registered before, even revoked —
+    /// revocation is final for a key, and the organisation gets a new one.
+    pub async fn register(
         &self,
-        key: &str,
-        label: Option<String>,
-        expires: Option<Timestamp>,
+        request: &AddLicenceKey,
         now: Timestamp,
-    ) -> Result<Licence, KeyError> {
+    ) -> Result<Licence, Refusal> {
+        let key = request.key.trim();
+        repnet_protocol::check_licence_key(key)
+            .map_err(|message| Refusal::new(400, "invalid_key", format!("key: {message}")))?;
+        let label = match request.label.as_deref().map(str::trim) {
+            Some(label) if label.chars().count() > MAX_LABEL_CHARS => {
+                return Err(Refusal::new(
+                    400,
+                    "invalid_label",
+                    format!("label: at most {MAX_LABEL_CHARS} characters"),
+                ));
+            }
+            Some(label) if label.chars().any(char::is_control) => {
+                return Err(Refusal::new(
+                    400,
+                    "invalid_label",
+                    "label: one line of text, without control characters",
+                ));
+            }
+            Some("") | None => None,
+            Some(label) => Some(label.to_owned()),
+        };
+        let expires = match request.expires.as_deref() {
+            None => None,
+            Some(text) => {
+                let expires = repnet_protocol::parse_time(text).map_err(|message| {
+                    Refusal::new(400, "invalid_expires", format!("expires: {message}"))
+                })?;
+                if expires <= now {
+                    return Err(Refusal::new(
+                        400,
+                        "invalid_expires",
+                        format!("expires: {text} is in the past: give a later date"),
+                    ));
+                }
+                Some(expires)
+            }
+        };
         let key_sha256 = Sha256::digest(key.as_bytes());
         let licence = Licence {
             id: repnet_protocol::licence_key_id(&key_sha256),
@@ -242,12 +335,19 @@ impl Licences {
         };
         let _one_at_a_time = self.writing.lock().await;
         if let Some(existing) = self.get(&key_sha256) {
-            return Err(KeyError::Exists(existing.id.clone()));
+            return Err(Refusal::new(
+                409,
+                "key_exists",
+                format!(
+                    "this key is registered already (id {}); a revoked key cannot be registered again: issue a new key",
+                    existing.id
+                ),
+            ));
         }
-        self.store
-            .put_licences(vec![licence.clone()])
+        self.book
+            .put(vec![licence.clone()])
             .await
-            .map_err(KeyError::Store)?;
+            .map_err(|error| stored_nothing(&error))?;
         self.keys
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -255,26 +355,34 @@ impl Licences {
                 key_sha256,
                 Arc::new(KeyState::new(licence.clone(), self.limit)),
             );
+        tracing::info!(id = %licence.id, label = ?licence.label, "licence key registered");
         Ok(licence)
     }
 
     /// Revokes the key with id `id`; revoking twice keeps the first time.
-    pub(crate) async fn revoke(&self, id: &str, now: Timestamp) -> Result<Licence, KeyError> {
+    pub async fn revoke(&self, id: &str, now: Timestamp) -> Result<Licence, Refusal> {
         let _one_at_a_time = self.writing.lock().await;
         let state = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             keys.values().find(|state| state.licence.id == id).cloned()
         }
-        .ok_or(KeyError::NotFound)?;
+        .ok_or_else(|| {
+            Refusal::new(
+                404,
+                "key_not_found",
+                format!("no licence key has id {id:?}: GET /v1/admin/keys lists them"),
+            )
+        })?;
         let mut licence = state.current();
         if licence.revoked.is_some() {
             return Ok(licence);
         }
         licence.revoked = Some(now);
-        self.store
-            .put_licences(vec![licence.clone()])
+        self.book
+            .put(vec![licence.clone()])
             .await
-            .map_err(KeyError::Store)?;
+            .map_err(|error| stored_nothing(&error))?;
+        tracing::info!(id = %licence.id, "licence key revoked");
         self.keys
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -286,7 +394,7 @@ impl Licences {
     }
 
     /// Writes the last uses seen since the last flush to the store.
-    pub(crate) async fn flush_last_used(&self) -> Result<(), StoreError> {
+    pub async fn flush_last_used(&self) -> Result<(), String> {
         let _one_at_a_time = self.writing.lock().await;
         let changed: Vec<(Arc<KeyState>, Licence)> = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -301,8 +409,8 @@ impl Licences {
         if changed.is_empty() {
             return Ok(());
         }
-        self.store
-            .put_licences(changed.iter().map(|(_, licence)| licence.clone()).collect())
+        self.book
+            .put(changed.iter().map(|(_, licence)| licence.clone()).collect())
             .await?;
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         for (old, licence) in changed {
@@ -323,6 +431,15 @@ impl Licences {
     }
 }
 
+fn stored_nothing(error: &str) -> Refusal {
+    tracing::error!(%error, "licence keys could not be stored");
+    Refusal::new(
+        500,
+        "internal",
+        "the licence keys could not be stored; the log has the details",
+    )
+}
+
 fn constant_time_eq(a: &Sha256, b: &Sha256) -> bool {
     use subtle::ConstantTimeEq as _;
     a.as_bytes().ct_eq(b.as_bytes()).into()
@@ -334,9 +451,8 @@ fn time(timestamp: Timestamp) -> String {
 
 // ----- the admin API ----------------------------------------------------------------------
 
-const MAX_LABEL_CHARS: usize = 200;
-
-fn entry(licence: &Licence) -> LicenceKeyEntry {
+/// A licence key as the admin API shows it.
+pub fn entry(licence: &Licence) -> LicenceKeyEntry {
     LicenceKeyEntry::new(
         &licence.id,
         licence.label.as_deref(),
@@ -347,21 +463,17 @@ fn entry(licence: &Licence) -> LicenceKeyEntry {
     )
 }
 
-fn store_failure(error: &StoreError) -> ApiError {
-    ApiError::internal("the licence keys could not be stored", error)
-}
-
 /// Lets a lookup through only with a valid licence key, when this server requires one.
 pub(crate) async fn require_licence_for_lookups(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if state.licences.required
-        && let Err(error) = state.licences.check(request.headers(), repnet_store::now())
+    if state.licences.required()
+        && let Err(refusal) = state.licences.check(request.headers(), repnet_store::now())
     {
-        state.metrics.licence_refused(error.code);
-        return error.into_response();
+        state.metrics.licence_refused(refusal.code);
+        return ApiError::from(refusal).into_response();
     }
     next.run(request).await
 }
@@ -372,9 +484,9 @@ pub(crate) async fn require_licence(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Err(error) = state.licences.check(request.headers(), repnet_store::now()) {
-        state.metrics.licence_refused(error.code);
-        return error.into_response();
+    if let Err(refusal) = state.licences.check(request.headers(), repnet_store::now()) {
+        state.metrics.licence_refused(refusal.code);
+        return ApiError::from(refusal).into_response();
     }
     next.run(request).await
 }
@@ -395,62 +507,14 @@ pub(crate) async fn add_key(
     require_json(&headers)?;
     let body = body_bytes(body)?;
     let request: AddLicenceKey = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
-    let key = request.key.trim();
-    repnet_protocol::check_licence_key(key)
-        .map_err(|message| ApiError::bad_request("invalid_key", format!("key: {message}")))?;
-    let label = match request.label.map(|label| label.trim().to_owned()) {
-        Some(label) if label.chars().count() > MAX_LABEL_CHARS => {
-            return Err(ApiError::bad_request(
-                "invalid_label",
-                format!("label: at most {MAX_LABEL_CHARS} characters"),
-            ));
-        }
-        Some(label) if label.chars().any(char::is_control) => {
-            return Err(ApiError::bad_request(
-                "invalid_label",
-                "label: one line of text, without control characters",
-            ));
-        }
-        Some(label) if label.is_empty() => None,
-        label => label,
-    };
-    let now = repnet_store::now();
-    let expires = match request.expires.as_deref() {
-        None => None,
-        Some(text) => {
-            let expires = repnet_protocol::parse_time(text).map_err(|message| {
-                ApiError::bad_request("invalid_expires", format!("expires: {message}"))
-            })?;
-            if expires <= now {
-                return Err(ApiError::bad_request(
-                    "invalid_expires",
-                    format!("expires: {text} is in the past: give a later date"),
-                ));
-            }
-            Some(expires)
-        }
-    };
-    match state.licences.add(key, label, expires, now).await {
-        Ok(licence) => {
-            tracing::info!(id = %licence.id, label = ?licence.label, "licence key registered");
-            Ok(json_response(
-                StatusCode::CREATED,
-                repnet_protocol::to_json(&entry(&licence)),
-            ))
-        }
-        Err(KeyError::Exists(id)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "key_exists",
-            format!(
-                "this key is registered already (id {id}); a revoked key cannot be registered again: issue a new key"
-            ),
-        )),
-        Err(KeyError::NotFound) => Err(ApiError::internal(
-            "the licence key could not be registered",
-            &"not found",
-        )),
-        Err(KeyError::Store(error)) => Err(store_failure(&error)),
-    }
+    let licence = state
+        .licences
+        .register(&request, repnet_store::now())
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        repnet_protocol::to_json(&entry(&licence)),
+    ))
 }
 
 /// Every licence key ever registered (never the keys themselves).
@@ -482,23 +546,9 @@ pub(crate) async fn revoke_key(
             "the path must be /v1/admin/keys/<id>, with an id from GET /v1/admin/keys",
         ));
     };
-    match state.licences.revoke(&id, repnet_store::now()).await {
-        Ok(licence) => {
-            tracing::info!(id = %licence.id, "licence key revoked");
-            Ok(json_response(
-                StatusCode::OK,
-                repnet_protocol::to_json(&entry(&licence)),
-            ))
-        }
-        Err(KeyError::NotFound) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "key_not_found",
-            format!("no licence key has id {id:?}: GET /v1/admin/keys lists them"),
-        )),
-        Err(KeyError::Exists(_)) => Err(ApiError::internal(
-            "the licence key could not be revoked",
-            &"exists",
-        )),
-        Err(KeyError::Store(error)) => Err(store_failure(&error)),
-    }
+    let licence = state.licences.revoke(&id, repnet_store::now()).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&entry(&licence)),
+    ))
 }

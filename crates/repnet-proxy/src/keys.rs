@@ -1,0 +1,112 @@
+//! Device licence keys on the proxy: the server's key management (`repnet_server::licences`:
+//! hashes only, constant-time comparison, expiry, revocation), kept in `keys.json` in the
+//! data directory since the proxy has no knowledge base.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use repnet_model::{Sha256, Timestamp};
+use repnet_server::licences::{BookFuture, KeyBook};
+use repnet_store::Licence;
+use serde::{Deserialize, Serialize};
+
+/// `keys.json`: every key registered on this proxy, by hash.
+#[derive(Debug)]
+pub(crate) struct FileBook {
+    path: PathBuf,
+    /// Serialises read-modify-write of the file.
+    writing: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    id: String,
+    key_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used: Option<u64>,
+}
+
+impl Stored {
+    fn from_licence(licence: &Licence) -> Stored {
+        Stored {
+            id: licence.id.clone(),
+            key_sha256: licence.key_sha256.to_string(),
+            label: licence.label.clone(),
+            created: licence.created.0,
+            expires: licence.expires.map(|t| t.0),
+            revoked: licence.revoked.map(|t| t.0),
+            last_used: licence.last_used.map(|t| t.0),
+        }
+    }
+
+    fn licence(&self) -> Result<Licence, String> {
+        Ok(Licence {
+            id: self.id.clone(),
+            key_sha256: Sha256::from_hex(&self.key_sha256).map_err(|error| error.to_string())?,
+            label: self.label.clone(),
+            created: Timestamp(self.created),
+            expires: self.expires.map(Timestamp),
+            revoked: self.revoked.map(Timestamp),
+            last_used: self.last_used.map(Timestamp),
+        })
+    }
+}
+
+impl FileBook {
+    pub(crate) fn new(data: &std::path::Path) -> FileBook {
+        FileBook {
+            path: data.join("keys.json"),
+            writing: Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> Result<Vec<Stored>, String> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|error| format!("{} is damaged: {error}", self.path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(error) => Err(format!("cannot read {}: {error}", self.path.display())),
+        }
+    }
+}
+
+impl KeyBook for FileBook {
+    fn licences(&self) -> Result<Vec<Licence>, String> {
+        self.read()?.iter().map(Stored::licence).collect()
+    }
+
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_> {
+        Box::pin(async move {
+            let _one_at_a_time = self
+                .writing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut stored = self.read()?;
+            for licence in &licences {
+                let entry = Stored::from_licence(licence);
+                match stored.iter_mut().find(|s| s.key_sha256 == entry.key_sha256) {
+                    Some(existing) => *existing = entry,
+                    None => stored.push(entry),
+                }
+            }
+            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir).map_err(|error| error.to_string())?;
+            let mut file =
+                tempfile::NamedTempFile::new_in(dir).map_err(|error| error.to_string())?;
+            use std::io::Write as _;
+            file.write_all(&serde_json::to_vec_pretty(&stored).unwrap_or_default())
+                .and_then(|()| file.as_file().sync_all())
+                .map_err(|error| error.to_string())?;
+            file.persist(&self.path)
+                .map_err(|error| error.to_string())?;
+            Ok(())
+        })
+    }
+}
