@@ -16,8 +16,20 @@ pub(crate) type Key = (ObjectKind, String);
 pub(crate) struct Entry {
     pub(crate) reputation: Arc<Reputation>,
     pub(crate) expires: Instant,
-    /// The storage keys whose change makes this answer wrong.
-    pub(crate) keys: Arc<[Vec<u8>]>,
+    /// Short forms ([`short_key`]) of the storage keys whose change makes this answer wrong:
+    /// 8 bytes each rather than 33 (a URL depends on up to 30 expressions).
+    pub(crate) keys: Arc<[u64]>,
+}
+
+/// A storage key in 8 bytes: its type tag and the first bytes of its hash. Two keys that
+/// share them only make an answer be dropped needlessly, never kept wrongly.
+pub(crate) fn short_key(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let body = key.get(1..).unwrap_or(&[]);
+    let len = body.len().min(7);
+    bytes[..len].copy_from_slice(&body[..len]);
+    bytes[7] = key.first().copied().unwrap_or(0);
+    u64::from_le_bytes(bytes)
 }
 
 /// What the cache has for a question.
@@ -55,13 +67,7 @@ impl Cache {
         }
     }
 
-    pub(crate) fn insert(
-        &self,
-        key: Key,
-        reputation: Reputation,
-        keys: Vec<Vec<u8>>,
-        now: Instant,
-    ) {
+    pub(crate) fn insert(&self, key: Key, reputation: Reputation, keys: Vec<u64>, now: Instant) {
         let ttl = Duration::from_secs(u64::from(reputation.ttl));
         self.entries.insert(
             key,
@@ -74,7 +80,7 @@ impl Cache {
     }
 
     /// Drops every answer that depends on one of `changed`; answers how many went.
-    pub(crate) fn invalidate(&self, changed: &std::collections::HashSet<Vec<u8>>) -> usize {
+    pub(crate) fn invalidate(&self, changed: &std::collections::HashSet<u64>) -> usize {
         let before = self.entries.len();
         self.entries
             .retain(|_, entry| !entry.keys.iter().any(|key| changed.contains(key)));

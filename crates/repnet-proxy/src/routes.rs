@@ -228,7 +228,7 @@ fn key(kind: ObjectKind, text: &str) -> Result<Key, Failure> {
 }
 
 /// The storage keys an answer depends on, for invalidation.
-fn dependencies(key: &Key, reputation: &Reputation) -> Vec<Vec<u8>> {
+fn dependencies(key: &Key, reputation: &Reputation) -> Vec<u64> {
     let mut objects = Vec::new();
     match key.0 {
         ObjectKind::File => {
@@ -258,7 +258,10 @@ fn dependencies(key: &Key, reputation: &Reputation) -> Vec<Vec<u8>> {
             }
         }
     }
-    objects.iter().map(repnet_store::replication_key).collect()
+    objects
+        .iter()
+        .map(|object| crate::cache::short_key(&repnet_store::replication_key(object)))
+        .collect()
 }
 
 /// How an answer was found.

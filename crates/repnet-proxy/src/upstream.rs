@@ -408,7 +408,7 @@ async fn follow_once(
     let mut stream = repnet_store::sync::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
     let mut changed = HashSet::new();
     while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {
-        changed.insert(entry.key);
+        changed.insert(crate::cache::short_key(&entry.key));
     }
     let to = stream.header().to;
     if !changed.is_empty() {
