@@ -103,6 +103,35 @@ pub fn parse_body<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BodyE
 
 /// Serialises a response body. Our types always serialise; the fallback keeps that a
 /// property of the types rather than a panic.
+/// Applies a JSON object of changes (`PATCH` of settings) to `current`: only the keys it names
+/// change, and every one must be a field of `T`. The message of an error names the key.
+pub fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    patch: &[u8],
+) -> Result<T, String> {
+    let patch: serde_json::Value =
+        serde_json::from_slice(patch).map_err(|error| format!("the body is not JSON: {error}"))?;
+    let serde_json::Value::Object(changes) = patch else {
+        return Err(
+            "give a JSON object of the settings to change, e.g. {\"require_key\":true}".to_owned(),
+        );
+    };
+    let mut merged = serde_json::to_value(current).map_err(|error| error.to_string())?;
+    if let serde_json::Value::Object(fields) = &mut merged {
+        for (key, value) in changes {
+            if !fields.contains_key(&key) {
+                let known: Vec<&str> = fields.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "{key:?} is not a setting that changes at run time: {}",
+                    known.join(", ")
+                ));
+            }
+            fields.insert(key, value);
+        }
+    }
+    serde_json::from_value(merged).map_err(|error| error.to_string())
+}
+
 pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|error| {
         format!(

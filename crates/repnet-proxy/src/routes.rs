@@ -687,16 +687,9 @@ async fn get_settings(Extract(state): Extract<Shared>) -> Response {
 /// Changes runtime settings: checked, applied at once (a new upstream or window starts a new
 /// upstream client; a new size a new, empty cache), and kept for the next start.
 async fn patch_settings(Extract(state): Extract<Shared>, body: Bytes) -> Response {
-    let patch: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(patch) => patch,
-        Err(error) => {
-            return Failure::bad("invalid_json", format!("the body is not JSON: {error}"))
-                .into_response();
-        }
-    };
     let _one_at_a_time = state.changing.lock().await;
     let current = state.settings();
-    let settings = match current.patched(&patch) {
+    let settings = match current.patched(&body) {
         Ok(settings) => settings,
         Err(error) => return Failure::bad("invalid_setting", error.to_string()).into_response(),
     };

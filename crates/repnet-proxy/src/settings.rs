@@ -198,33 +198,13 @@ impl Settings {
     }
 
     /// Applies a JSON object of settings (`PATCH`): only the keys it names change.
-    pub(crate) fn patched(&self, patch: &serde_json::Value) -> Result<Settings, SettingsError> {
-        let serde_json::Value::Object(changes) = patch else {
-            return Err(SettingsError::Invalid {
+    pub(crate) fn patched(&self, patch: &[u8]) -> Result<Settings, SettingsError> {
+        let settings: Settings = repnet_protocol::merge_patch(self, patch).map_err(|message| {
+            SettingsError::Invalid {
                 key: "body",
-                message: "a JSON object of settings to change, e.g. {\"forward_statistics\":true}"
-                    .to_owned(),
-            });
-        };
-        let mut current = serde_json::to_value(self).unwrap_or_default();
-        if let serde_json::Value::Object(fields) = &mut current {
-            for (key, value) in changes {
-                if !fields.contains_key(key) {
-                    return Err(SettingsError::Invalid {
-                        key: "body",
-                        message: format!(
-                            "{key:?} is not a runtime setting: upstream, cache_max_entries, coalescing_window_ms, forward_statistics, allowed_networks, enabled, require_device_key"
-                        ),
-                    });
-                }
-                fields.insert(key.clone(), value.clone());
+                message,
             }
-        }
-        let settings: Settings =
-            serde_json::from_value(current).map_err(|error| SettingsError::Invalid {
-                key: "body",
-                message: error.to_string(),
-            })?;
+        })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -341,7 +321,7 @@ mod tests {
             ..Settings::default()
         };
         let patched = settings
-            .patched(&serde_json::json!({"forward_statistics": true}))
+            .patched(br#"{"forward_statistics": true}"#)
             .unwrap();
         assert!(patched.forward_statistics);
         assert_eq!(patched.cache_max_entries, settings.cache_max_entries);
@@ -352,7 +332,10 @@ mod tests {
             serde_json::json!({"enabled": "yes"}),
             serde_json::json!([1]),
         ] {
-            assert!(settings.patched(&bad).is_err(), "{bad}");
+            assert!(
+                settings.patched(bad.to_string().as_bytes()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

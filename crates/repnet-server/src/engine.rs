@@ -81,7 +81,8 @@ impl EngineConfig {
 /// The engine and its progress.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    config: EngineConfig,
+    /// Thresholds can change at run time (`PATCH /v1/admin/settings`).
+    config: Mutex<EngineConfig>,
     progress: Mutex<Progress>,
 }
 
@@ -103,22 +104,40 @@ struct Decision {
 impl Engine {
     pub(crate) fn new(config: EngineConfig) -> Engine {
         Engine {
-            config,
+            config: Mutex::new(config),
             progress: Mutex::new(Progress::default()),
         }
     }
 
+    fn config(&self) -> EngineConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the thresholds; the next tick uses them.
+    pub(crate) fn set_thresholds(&self, detecting_devices: u64, trusted_devices: u64) {
+        let mut config = self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        config.detecting_devices = detecting_devices;
+        config.trusted_devices = trusted_devices;
+    }
+
     pub(crate) fn status(&self, store: &Store) -> EngineStatus {
+        let config = self.config();
         let progress = *self
             .progress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         EngineStatus {
-            enabled: self.config.enabled,
-            interval_seconds: self.config.interval_seconds,
-            max_objects_per_tick: self.config.max_objects_per_tick as u64,
-            detecting_devices: self.config.detecting_devices,
-            trusted_devices: self.config.trusted_devices,
+            enabled: config.enabled,
+            interval_seconds: config.interval_seconds,
+            max_objects_per_tick: config.max_objects_per_tick as u64,
+            detecting_devices: config.detecting_devices,
+            trusted_devices: config.trusted_devices,
             last_tick: progress.last_tick.and_then(repnet_protocol::rfc3339),
             examined: progress.examined,
             verdicts_set: progress.set,
@@ -133,17 +152,18 @@ impl Engine {
         store: Store,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        if !self.config.enabled {
+        let settings = self.config();
+        if !settings.enabled {
             return;
         }
         loop {
             // A full tick means more is waiting: go on at once.
             let wait = match self.tick(&store).await {
-                Ok(examined) if examined >= self.config.max_objects_per_tick => Duration::ZERO,
-                Ok(_) => Duration::from_secs(self.config.interval_seconds),
+                Ok(examined) if examined >= settings.max_objects_per_tick => Duration::ZERO,
+                Ok(_) => Duration::from_secs(settings.interval_seconds),
                 Err(error) => {
                     tracing::warn!(%error, "the reputation engine's tick failed; it will try again");
-                    Duration::from_secs(self.config.interval_seconds)
+                    Duration::from_secs(settings.interval_seconds)
                 }
             };
             tokio::select! {
@@ -156,7 +176,7 @@ impl Engine {
     /// Examines up to `max_objects_per_tick` objects; answers how many.
     pub(crate) async fn tick(&self, store: &Store) -> Result<usize, repnet_store::StoreError> {
         let repnet_store::Dirty { files, keys } =
-            store.dirty_aggregates(self.config.max_objects_per_tick)?;
+            store.dirty_aggregates(self.config().max_objects_per_tick)?;
         let objects: Vec<Object> = files.iter().map(|(object, _)| object.clone()).collect();
         let knowledge = store.lookup(&objects).await?;
         let signers: Vec<Object> = files
@@ -174,6 +194,7 @@ impl Engine {
             repnet_model::decide(records).map(|decision| records[decision.winner].verdict)
         };
         let now = repnet_store::now();
+        let config = self.config();
         let mut changes = Vec::new();
         let (mut set, mut removed) = (0, 0);
         for ((object, aggregate), knowledge) in files.iter().zip(&knowledge) {
@@ -186,7 +207,7 @@ impl Engine {
                 .records
                 .iter()
                 .any(|record| record.source != Source::Engine);
-            let decision = self.decide(aggregate, signer_verdict(aggregate), others);
+            let decision = decide(&config, aggregate, signer_verdict(aggregate), others);
             match (&decision, current) {
                 (Some(decision), Some(current)) if decision.verdict == current => {}
                 (Some(decision), _) => {
@@ -198,8 +219,8 @@ impl Engine {
                         "reputation engine verdict"
                     );
                     let confidence = match decision.verdict {
-                        Verdict::Trusted => self.config.trusted_confidence,
-                        _ => self.config.untrusted_confidence,
+                        Verdict::Trusted => config.trusted_confidence,
+                        _ => config.untrusted_confidence,
                     };
                     let mut record = SourceRecord::new(
                         Source::Engine,
@@ -251,43 +272,43 @@ impl Engine {
         progress.removed += removed;
         Ok(examined)
     }
+}
 
-    fn decide(
-        &self,
-        aggregate: &Aggregate,
-        signer: Option<Verdict>,
-        others: bool,
-    ) -> Option<Decision> {
-        let config = &self.config;
-        if aggregate.detecting_devices >= config.detecting_devices {
-            return Some(Decision {
-                verdict: Verdict::Untrusted,
-                evidence: format!(
-                    "detected on {} distinct devices (threshold {}), seen on {}",
-                    aggregate.detecting_devices, config.detecting_devices, aggregate.devices
-                ),
-            });
-        }
-        if signer == Some(Verdict::Untrusted) && !others {
-            return Some(Decision {
-                verdict: Verdict::Untrusted,
-                evidence: "signed by a certificate the network says is untrusted".to_owned(),
-            });
-        }
-        if aggregate.devices >= config.trusted_devices
-            && aggregate.detecting_devices == 0
-            && signer == Some(Verdict::Trusted)
-        {
-            return Some(Decision {
-                verdict: Verdict::Trusted,
-                evidence: format!(
-                    "seen on {} distinct devices (threshold {}), never detected, signed by a trusted certificate",
-                    aggregate.devices, config.trusted_devices
-                ),
-            });
-        }
-        None
+/// The rules, first match wins.
+fn decide(
+    config: &EngineConfig,
+    aggregate: &Aggregate,
+    signer: Option<Verdict>,
+    others: bool,
+) -> Option<Decision> {
+    if aggregate.detecting_devices >= config.detecting_devices {
+        return Some(Decision {
+            verdict: Verdict::Untrusted,
+            evidence: format!(
+                "detected on {} distinct devices (threshold {}), seen on {}",
+                aggregate.detecting_devices, config.detecting_devices, aggregate.devices
+            ),
+        });
     }
+    if signer == Some(Verdict::Untrusted) && !others {
+        return Some(Decision {
+            verdict: Verdict::Untrusted,
+            evidence: "signed by a certificate the network says is untrusted".to_owned(),
+        });
+    }
+    if aggregate.devices >= config.trusted_devices
+        && aggregate.detecting_devices == 0
+        && signer == Some(Verdict::Trusted)
+    {
+        return Some(Decision {
+            verdict: Verdict::Trusted,
+            evidence: format!(
+                "seen on {} distinct devices (threshold {}), never detected, signed by a trusted certificate",
+                aggregate.devices, config.trusted_devices
+            ),
+        });
+    }
+    None
 }
 
 #[cfg(test)]
@@ -310,9 +331,9 @@ mod tests {
 
     #[test]
     fn the_rules_in_order() {
-        let engine = Engine::new(EngineConfig::default());
+        let config = EngineConfig::default();
         let verdict = |aggregate: Aggregate, signer: Option<Verdict>, others: bool| {
-            engine.decide(&aggregate, signer, others).map(|d| d.verdict)
+            decide(&config, &aggregate, signer, others).map(|d| d.verdict)
         };
         assert_eq!(
             verdict(aggregate(5, 5, false), None, false),

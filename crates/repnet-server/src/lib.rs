@@ -14,6 +14,7 @@ mod lookup;
 mod metrics;
 mod openapi;
 mod routes;
+pub mod settings;
 mod statistics;
 mod sync;
 mod tls;
@@ -67,6 +68,9 @@ pub(crate) struct AppState {
     engine: Arc<engine::Engine>,
     /// Statistics batches per installation.
     install_limit: Arc<statistics::InstallLimit>,
+    /// The settings that change at run time, as they are now.
+    runtime: Arc<std::sync::Mutex<settings::RuntimeSettings>>,
+    changing_settings: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Clone, Debug)]
@@ -123,10 +127,19 @@ impl Server {
         config: &ServerConfig,
         admin_token: Option<AdminToken>,
     ) -> Result<Server, StartError> {
-        let limit = (config.key_requests_per_second > 0).then(|| licences::RateLimit {
-            per_second: f64::from(config.key_requests_per_second),
-            burst: f64::from(config.key_burst.max(config.key_requests_per_second)),
-        });
+        // Settings changed at run time by an earlier run win over the file's.
+        let mut config = config.clone();
+        if let Some(saved) = settings::RuntimeSettings::load(store.dir()).map_err(|message| {
+            ConfigError::Invalid {
+                key: "settings.json",
+                message,
+            }
+        })? {
+            tracing::info!(data = %store.dir().display(), "runtime settings from an earlier run");
+            saved.apply_to(&mut config);
+        }
+        let config = &config;
+        let limit = settings::rate_limit(config.key_requests_per_second, config.key_burst);
         let licences = Arc::new(
             licences::Licences::load(Arc::new(store.clone()), config.key_required(), limit)
                 .map_err(|message| {
@@ -212,6 +225,8 @@ impl Server {
             install_limit: Arc::new(statistics::InstallLimit::new(
                 config.install_batches_per_minute,
             )),
+            runtime: Arc::new(std::sync::Mutex::new(settings::RuntimeSettings::of(config))),
+            changing_settings: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes),

@@ -106,8 +106,8 @@ pub struct Licences {
     book: Arc<dyn KeyBook>,
     /// Whether lookups need a key (a private server, or `require_key`). Sync endpoints always
     /// do.
-    pub(crate) required: bool,
-    limit: Option<RateLimit>,
+    required: std::sync::atomic::AtomicBool,
+    limit: RwLock<Option<RateLimit>>,
     keys: RwLock<HashMap<Sha256, Arc<KeyState>>>,
     /// Serialises writers (admin changes, flushes of `last_used`): they are rare, and one at
     /// a time keeps check-then-write simple.
@@ -185,8 +185,8 @@ impl Licences {
             .collect();
         Ok(Licences {
             book,
-            required,
-            limit,
+            required: std::sync::atomic::AtomicBool::new(required),
+            limit: RwLock::new(limit),
             keys: RwLock::new(keys),
             writing: tokio::sync::Mutex::new(()),
         })
@@ -194,7 +194,17 @@ impl Licences {
 
     /// Whether lookups need a key.
     pub fn required(&self) -> bool {
-        self.required
+        self.required.load(Ordering::Relaxed)
+    }
+
+    /// Changes whether lookups need a key, and the rate each key may use, at once.
+    pub fn set_policy(&self, required: bool, limit: Option<RateLimit>) {
+        self.required.store(required, Ordering::Relaxed);
+        *self.limit.write().unwrap_or_else(PoisonError::into_inner) = limit;
+    }
+
+    fn limit(&self) -> Option<RateLimit> {
+        *self.limit.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
@@ -252,7 +262,7 @@ impl Licences {
             ));
         }
         state.last_used.fetch_max(now.0, Ordering::Relaxed);
-        if let Some(limit) = self.limit
+        if let Some(limit) = self.limit()
             && let Err(wait) = state.take(limit)
         {
             return Err(Refusal {
@@ -353,7 +363,7 @@ impl Licences {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 key_sha256,
-                Arc::new(KeyState::new(licence.clone(), self.limit)),
+                Arc::new(KeyState::new(licence.clone(), self.limit())),
             );
         tracing::info!(id = %licence.id, label = ?licence.label, "licence key registered");
         Ok(licence)
@@ -388,7 +398,7 @@ impl Licences {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 licence.key_sha256,
-                Arc::new(KeyState::new(licence.clone(), self.limit)),
+                Arc::new(KeyState::new(licence.clone(), self.limit())),
             );
         Ok(licence)
     }

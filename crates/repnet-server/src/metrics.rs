@@ -302,6 +302,7 @@ const ROUTES: &[&str] = &[
     "/v1/admin/keys/{id}",
     "/v1/admin/status",
     "/v1/admin/engine",
+    "/v1/admin/settings",
     "/v1/admin/review",
     "/v1/admin/review/{id}",
     "/v1/admin/bundles",

@@ -34,6 +34,8 @@ use crate::routes;
         crate::statistics::get_statement,
         crate::statistics::post_statistics,
         crate::statistics::get_engine,
+        crate::settings::get_settings,
+        crate::settings::patch_settings,
         crate::statistics::list_review,
         crate::statistics::settle_review,
         crate::sync::post_bundle,

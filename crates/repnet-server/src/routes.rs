@@ -50,6 +50,10 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/v1/admin/status", get(crate::sync::get_status))
         .route("/v1/admin/engine", get(crate::statistics::get_engine))
+        .route(
+            "/v1/admin/settings",
+            get(crate::settings::get_settings).patch(crate::settings::patch_settings),
+        )
         .route("/v1/admin/review", get(crate::statistics::list_review))
         .route(
             "/v1/admin/review/{id}",

@@ -114,21 +114,31 @@ pub(crate) async fn writer(store: Store, mut batches: Batches) {
 /// its size.
 #[derive(Debug)]
 pub(crate) struct InstallLimit {
-    per_minute: u32,
+    per_minute: std::sync::atomic::AtomicU32,
     windows: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u32)>>,
 }
 
 impl InstallLimit {
     pub(crate) fn new(per_minute: u32) -> InstallLimit {
         InstallLimit {
-            per_minute,
+            per_minute: std::sync::atomic::AtomicU32::new(per_minute),
             windows: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     /// Counts a batch from `device`; on refusal, the seconds until its window ends.
+    pub(crate) fn set(&self, per_minute: u32) {
+        self.per_minute
+            .store(per_minute, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn per_minute(&self) -> u32 {
+        self.per_minute.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn take(&self, device: u64) -> Result<(), u64> {
-        if self.per_minute == 0 {
+        let per_minute = self.per_minute();
+        if per_minute == 0 {
             return Ok(());
         }
         let now = std::time::Instant::now();
@@ -145,7 +155,7 @@ impl InstallLimit {
             *start = now;
             *count = 0;
         }
-        if *count >= self.per_minute {
+        if *count >= per_minute {
             let left = minute.saturating_sub(now.duration_since(*start));
             return Err(left.as_secs().max(1));
         }
@@ -338,7 +348,8 @@ pub(crate) async fn post_statistics(
             "rate_limited",
             format!(
                 "this installation sent more than {} statistics batches in a minute: send fewer, larger batches (up to {} events each); retry after {wait} s",
-                state.install_limit.per_minute, state.max_statistics_events
+                state.install_limit.per_minute(),
+                state.max_statistics_events
             ),
         )
         .with_header(

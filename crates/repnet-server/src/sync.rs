@@ -209,7 +209,7 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
         raw_events: statistics.events,
         raw_event_bytes: statistics.event_bytes,
         role: state.role.as_str().to_owned(),
-        key_required: state.licences.required,
+        key_required: state.licences.required(),
         keys,
         log_id: log.log_id.to_string(),
         sequence: log.sequence,

@@ -790,3 +790,46 @@ async fn tls_with_a_private_ca() {
     let _ = TOKEN;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn runtime_settings_change_at_once_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let settings = server.admin.settings().await.unwrap();
+    assert_eq!(settings["require_key"], false);
+    let url = format!("{}/v1/files/{EICAR_SHA256}", server.base);
+    assert_eq!(raw(&url, None).await.status(), 200);
+    let changed = server
+        .admin
+        .patch_settings(&serde_json::json!({"require_key": true, "engine_detecting_devices": 9}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            changed["require_key"].as_bool(),
+            changed["key_burst"].as_u64()
+        ),
+        (Some(true), Some(0))
+    );
+    assert_eq!(raw(&url, None).await.status(), 401);
+    for bad in [
+        serde_json::json!({"require_key": "yes"}),
+        serde_json::json!({"listen": "0.0.0.0:1"}),
+        serde_json::json!({"engine_trusted_devices": 0}),
+    ] {
+        match server.admin.patch_settings(&bad).await {
+            Err(ClientError::Api { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (400, "invalid_setting"), "{bad}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    server.stop().await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let url = format!("{}/v1/files/{EICAR_SHA256}", server.base);
+    assert_eq!(raw(&url, None).await.status(), 401);
+    let engine: serde_json::Value =
+        serde_json::to_value(server.admin.engine().await.unwrap()).unwrap();
+    assert_eq!(engine["detecting_devices"], 9);
+    server.stop().await;
+}

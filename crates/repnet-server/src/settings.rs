@@ -1,0 +1,157 @@
+//! Runtime settings: what an administrator changes on a running server without a restart
+//! (`GET/PATCH /v1/admin/settings`, `repnet admin settings show|set`), kept in
+//! `settings.json` in the data directory, where they win over the configuration file at the
+//! next start.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::routes::json_response;
+use crate::{AppState, licences};
+
+/// The settings that change at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Lookups need a licence key (always on a private server).
+    pub require_key: bool,
+    /// Requests per second per licence key (0: no limit), and bursts above it.
+    pub key_requests_per_second: u32,
+    pub key_burst: u32,
+    /// Statistics batches per installation per minute (0: no limit).
+    pub install_batches_per_minute: u32,
+    /// The reputation engine's thresholds.
+    pub engine_detecting_devices: u64,
+    pub engine_trusted_devices: u64,
+}
+
+impl RuntimeSettings {
+    pub fn of(config: &ServerConfig) -> RuntimeSettings {
+        RuntimeSettings {
+            require_key: config.require_key,
+            key_requests_per_second: config.key_requests_per_second,
+            key_burst: config.key_burst,
+            install_batches_per_minute: config.install_batches_per_minute,
+            engine_detecting_devices: config.engine.detecting_devices,
+            engine_trusted_devices: config.engine.trusted_devices,
+        }
+    }
+
+    /// `config` with these settings.
+    pub fn apply_to(&self, config: &mut ServerConfig) {
+        config.require_key = self.require_key;
+        config.key_requests_per_second = self.key_requests_per_second;
+        config.key_burst = self.key_burst;
+        config.install_batches_per_minute = self.install_batches_per_minute;
+        config.engine.detecting_devices = self.engine_detecting_devices;
+        config.engine.trusted_devices = self.engine_trusted_devices;
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.engine_detecting_devices == 0 || self.engine_trusted_devices == 0 {
+            return Err(
+                "engine_detecting_devices and engine_trusted_devices must be at least 1".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// What an earlier run kept, if anything.
+    pub fn load(data: &Path) -> Result<Option<RuntimeSettings>, String> {
+        let path = data.join("settings.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => repnet_protocol::from_json(&bytes)
+                .map(Some)
+                .map_err(|error| {
+                    format!("{} is damaged ({error}): fix or delete it", path.display())
+                }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+
+    fn save(&self, data: &Path) -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(data)?;
+        use std::io::Write as _;
+        file.write_all(&repnet_protocol::to_json(self))?;
+        file.as_file().sync_all()?;
+        file.persist(data.join("settings.json"))
+            .map(|_| ())
+            .map_err(|error| error.error)
+    }
+}
+
+/// The rate limit the settings give each key.
+pub(crate) fn rate_limit(per_second: u32, burst: u32) -> Option<licences::RateLimit> {
+    (per_second > 0).then(|| licences::RateLimit {
+        per_second: f64::from(per_second),
+        burst: f64::from(burst.max(per_second)),
+    })
+}
+
+/// The runtime settings.
+#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin",
+    responses((status = 200, body = Object, description = "the runtime settings"),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn get_settings(State(state): State<Arc<AppState>>) -> Response {
+    let settings = state
+        .runtime
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    json_response(StatusCode::OK, repnet_protocol::to_json(&settings))
+}
+
+/// Changes runtime settings: only those named; checked, applied at once, kept.
+#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin",
+    request_body(content = Object, description = "the settings to change, e.g. {\"require_key\":true}"),
+    responses((status = 200, body = Object, description = "the runtime settings now"),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 401, body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn patch_settings(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let _one_at_a_time = state.changing_settings.lock().await;
+    let current = state
+        .runtime
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let settings: RuntimeSettings = repnet_protocol::merge_patch(&current, &body)
+        .map_err(|message| ApiError::bad_request("invalid_setting", message))?;
+    settings
+        .check()
+        .map_err(|message| ApiError::bad_request("invalid_setting", message))?;
+    settings
+        .save(state.store.dir())
+        .map_err(|error| ApiError::internal("the settings could not be kept", &error))?;
+    state.licences.set_policy(
+        settings.require_key || state.role == crate::config::Role::Private,
+        rate_limit(settings.key_requests_per_second, settings.key_burst),
+    );
+    state.install_limit.set(settings.install_batches_per_minute);
+    state.engine.set_thresholds(
+        settings.engine_detecting_devices,
+        settings.engine_trusted_devices,
+    );
+    tracing::info!(?settings, "runtime settings changed");
+    *state
+        .runtime
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = settings.clone();
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&settings),
+    ))
+}
