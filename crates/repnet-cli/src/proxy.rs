@@ -29,7 +29,7 @@ pub(crate) struct ProxyArgs {
     /// File holding the organisation's licence key upstream.
     #[arg(long, env = "REPNET_UPSTREAM_KEY_FILE", value_name = "FILE")]
     upstream_key_file: Option<PathBuf>,
-    /// Where devices connect [default: 127.0.0.1:13111; 0.0.0.0:13111 to serve the network].
+    /// Where devices connect [default: 0.0.0.0:13111, every interface].
     #[arg(long, env = "REPNET_PROXY_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// Where runtime settings are kept [default: ./repnet-proxy-data].

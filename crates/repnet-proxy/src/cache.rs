@@ -4,7 +4,10 @@
 //! of their storage keys.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so that tests can pause it and let entries expire without waiting.
+use tokio::time::Instant;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::Reputation;
@@ -93,5 +96,68 @@ impl Cache {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(ttl: u32) -> Reputation {
+        let object = repnet_model::Object::parse(ObjectKind::Domain, "example.com").unwrap();
+        let policy = repnet_model::TtlPolicy {
+            known: ttl,
+            unknown: ttl,
+        };
+        Reputation::from_model(&repnet_model::Reputation::unknown(object, &policy), false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_their_ttl_and_stay_for_stale_answers() {
+        let cache = Cache::new(10);
+        let key: Key = (ObjectKind::Domain, "example.com".to_owned());
+        cache.insert(
+            key.clone(),
+            answer(300),
+            vec![short_key(&[0x40, 1, 2])],
+            Instant::now(),
+        );
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(_)));
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(_)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(
+            cache.get(&key, Instant::now()),
+            Cached::Expired(_)
+        ));
+        // A change naming one of its keys drops it; others stay.
+        let other: Key = (ObjectKind::Domain, "other.example".to_owned());
+        cache.insert(
+            other.clone(),
+            answer(300),
+            vec![short_key(&[0x40, 9, 9])],
+            Instant::now(),
+        );
+        let changed = [short_key(&[0x40, 1, 2])].into_iter().collect();
+        assert_eq!(cache.invalidate(&changed), 1);
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Missing));
+        assert!(matches!(
+            cache.get(&other, Instant::now()),
+            Cached::Fresh(_)
+        ));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = Cache::new(100);
+        for n in 0..1_000 {
+            cache.insert(
+                (ObjectKind::Domain, format!("d{n}.example")),
+                answer(60),
+                Vec::new(),
+                Instant::now(),
+            );
+        }
+        assert!(cache.len() <= 110, "{}", cache.len());
     }
 }

@@ -311,7 +311,7 @@ fn unavailable(error: &UpstreamError) -> Failure {
 /// One answer: fresh from the cache, or from upstream (coalesced), or stale when the
 /// upstream cannot answer.
 async fn answer(state: &State, key: Key) -> Result<(Arc<Reputation>, Source), Failure> {
-    let now = Instant::now();
+    let now = tokio::time::Instant::now();
     let cache = state.cache();
     let expired = match cache.get(&key, now) {
         Cached::Fresh(reputation) => {
@@ -325,7 +325,7 @@ async fn answer(state: &State, key: Key) -> Result<(Arc<Reputation>, Source), Fa
     match state.upstream().ask(key.clone()).await {
         Ok(reputation) => {
             let keys = dependencies(&key, &reputation);
-            cache.insert(key, reputation.clone(), keys, Instant::now());
+            cache.insert(key, reputation.clone(), keys, tokio::time::Instant::now());
             state.metrics.cache_entries.set(cache.len() as i64);
             Ok((Arc::new(reputation), Source::Miss))
         }

@@ -77,7 +77,9 @@ impl Default for Settings {
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 13111)),
+            // Where a fleet reaches it, as KSN Proxy: admit devices with `allowed_networks`
+            // and device keys.
+            listen: SocketAddr::from(([0, 0, 0, 0], 13111)),
             data: PathBuf::from("./repnet-proxy-data"),
             admin_token_file: None,
             upstream_key: None,
