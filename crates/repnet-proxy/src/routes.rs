@@ -284,20 +284,17 @@ impl Source {
 
 fn unavailable(error: &UpstreamError) -> Failure {
     match error {
+        // The proxy's own key or request was refused upstream: a gateway's failure, not the
+        // device's (its key, if any, is the proxy's business).
         UpstreamError::Refused {
             status,
             code,
             message,
-        } => Failure {
-            status: StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
-            code: match code.as_str() {
-                "licence_not_registered" | "licence_expired" | "licence_revoked" => {
-                    "upstream_refused"
-                }
-                _ => "upstream_refused",
-            },
-            message: format!("the upstream server refused the proxy: {message}"),
-        },
+        } => Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_refused",
+            format!("the upstream server refused the proxy ({status} {code}): {message}"),
+        ),
         other => Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream_unavailable",
