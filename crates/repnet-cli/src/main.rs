@@ -9,6 +9,7 @@ mod import;
 mod lookup;
 mod participation;
 mod proxy;
+mod scan;
 mod serve;
 mod url;
 
@@ -42,6 +43,8 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Look up files, hashes, URLs, domains and IP addresses (exit 1 if any is untrusted).
     Lookup(lookup::LookupArgs),
+    /// Scan files and folders: hash in parallel, look up in batches (exit 1 if any is untrusted).
+    Scan(scan::ScanArgs),
     /// Load a feed into a knowledge base.
     Import(import::ImportArgs),
     /// Show how a URL is canonicalised and matched.
@@ -102,6 +105,7 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
         Command::Serve(args) => serve::main(args),
         Command::Proxy(args) => proxy::main(args),
         Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args, &files()?)),
+        Command::Scan(args) => runtime(0)?.block_on(scan::run(args, &files()?)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
         Command::Url(command) => url::run(command),
         Command::Admin(command) => runtime(0)?.block_on(admin::run(command)),

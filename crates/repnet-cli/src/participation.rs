@@ -120,7 +120,10 @@ impl ClientFiles {
         write_atomically(&self.config, text.as_bytes())
     }
 
-    fn read_json<T: for<'de> Deserialize<'de> + Default>(&self, name: &str) -> anyhow::Result<T> {
+    pub(crate) fn read_json<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<T> {
         let path = self.sibling(name);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -130,7 +133,7 @@ impl ClientFiles {
         }
     }
 
-    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
+    pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(value).context("cannot encode")?;
         write_atomically(&self.sibling(name), &bytes)
     }
