@@ -16,6 +16,7 @@
 //!   room each tracked object's aggregate takes;
 //! - **proxy**: `repnet proxy` in front of the server: cached answers against the server's own
 //!   single lookups, and the miss path (coalesced, batched);
+//! - **scan**: `repnet scan` of a generated tree against `sha256sum` (one process and two);
 //! - **sync**: a private server catching up with a global one through a snapshot and through
 //!   the change log, and a signed offline bundle of the knowledge base (size, export, import).
 //!
@@ -27,6 +28,7 @@ mod keys;
 mod load;
 mod proxying;
 mod report;
+mod scanning;
 mod servers;
 mod sync;
 
@@ -81,7 +83,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics,proxy"
+        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics,proxy,scan"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -118,6 +120,8 @@ enum Scenario {
     Statistics,
     /// `repnet proxy` in front of the server: cache hits against direct lookups, and misses.
     Proxy,
+    /// `repnet scan` of a 20,000-file tree against `sha256sum`.
+    Scan,
 }
 
 fn main() -> std::process::ExitCode {
@@ -550,6 +554,12 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         )
         .await?;
         report.proxy(&results);
+    }
+
+    if args.scenarios.contains(&Scenario::Scan) && !args.quick {
+        eprintln!("scan: a tree of 20,000 files…");
+        let results = scanning::run(&repnet, work_dir, repnet_address, args.seed)?;
+        report.scan(&results);
     }
 
     if args.scenarios.contains(&Scenario::Latency) {

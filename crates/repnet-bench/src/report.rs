@@ -142,6 +142,34 @@ impl Report {
         );
     }
 
+    pub(crate) fn scan(&mut self, scan: &crate::scanning::ScanResults) {
+        let gb_per_second =
+            |elapsed: Duration| scan.bytes as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9);
+        let files_per_second =
+            |elapsed: Duration| scan.files as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.row(
+            "scan",
+            "GB/s: repnet scan with lookups (redis column: xargs -P2 sha256sum)",
+            Some(gb_per_second(scan.scan)),
+            Some(gb_per_second(scan.sha256sum_parallel)),
+            true,
+        );
+        self.row(
+            "scan",
+            "GB/s: repnet scan hashing alone (redis column: sha256sum, one process)",
+            Some(gb_per_second(scan.hashing_alone)),
+            Some(gb_per_second(scan.sha256sum)),
+            true,
+        );
+        self.row(
+            "scan",
+            "files/s: repnet scan with lookups; hashing alone",
+            Some(files_per_second(scan.scan)),
+            Some(files_per_second(scan.hashing_alone)),
+            true,
+        );
+    }
+
     pub(crate) fn proxy(&mut self, proxy: &crate::proxying::ProxyResults) {
         let ms = |m: &Measurement, q: f64| m.latency.value_at_quantile(q) as f64 / 1000.0;
         self.row(

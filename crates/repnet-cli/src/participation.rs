@@ -134,7 +134,7 @@ impl ClientFiles {
     }
 
     pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(value).context("cannot encode")?;
+        let bytes = serde_json::to_vec(value).context("cannot encode")?;
         write_atomically(&self.sibling(name), &bytes)
     }
 
@@ -150,8 +150,18 @@ impl ClientFiles {
         self.read_json("cache.json")
     }
 
+    /// Keeps the cache, without the answers past their TTL.
     pub(crate) fn save_cache(&self, cache: &Cache) -> anyhow::Result<()> {
-        self.write_json("cache.json", cache)
+        let now = now();
+        let fresh = Cache {
+            entries: cache
+                .entries
+                .iter()
+                .filter(|(_, cached)| cached.expires > now)
+                .map(|(key, cached)| (key.clone(), cached.clone()))
+                .collect(),
+        };
+        self.write_json("cache.json", &fresh)
     }
 }
 
@@ -166,6 +176,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
+
     file.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -199,7 +210,6 @@ impl Cache {
 
     pub(crate) fn put(&mut self, kind: &str, value: &str, reputation: &Reputation) {
         let now = now();
-        self.entries.retain(|_, cached| cached.expires > now);
         self.entries.insert(
             format!("{kind}:{value}"),
             Cached {

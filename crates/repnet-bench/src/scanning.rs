@@ -1,0 +1,118 @@
+//! The `scan` scenario: `repnet scan` over a generated tree (20,000 files, about 2 GB, the
+//! page cache warm), against `sha256sum` over the same files in one process and in two
+//! (`xargs -P2`), and against itself without lookups (hashing alone).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+const FILES: usize = 20_000;
+
+/// What the scenario measured: seconds for each way over the same files.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanResults {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+    pub(crate) sha256sum: Duration,
+    pub(crate) sha256sum_parallel: Duration,
+    pub(crate) hashing_alone: Duration,
+    pub(crate) scan: Duration,
+}
+
+/// Writes the tree: 100 folders of 200 files, sizes from 1 KB to about 200 KB.
+fn generate(tree: &Path, seed: u64) -> anyhow::Result<u64> {
+    let mut rng = crate::keys::Rng::new(seed.wrapping_add(11));
+    let mut bytes = 0;
+    let mut block = vec![0u8; 256 << 10];
+    for chunk in block.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
+    }
+    for index in 0..FILES {
+        let folder = tree.join(format!("d{:03}", index / 200));
+        std::fs::create_dir_all(&folder)?;
+        let size = 1024 + (rng.next_u64() % (200 << 10)) as usize;
+        // Distinct content: the file's number in its first bytes.
+        let start = (rng.next_u64() as usize) % (block.len() - size);
+        let mut content = block[start..start + size].to_vec();
+        content[..8].copy_from_slice(&(index as u64).to_le_bytes());
+        std::fs::write(folder.join(format!("f{index:05}.bin")), &content)?;
+        bytes += size as u64;
+    }
+    Ok(bytes)
+}
+
+fn timed(command: &mut Command) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() && status.code() != Some(1) {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(started.elapsed())
+}
+
+fn shell(script: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.args(["-c", script]);
+    command
+}
+
+pub(crate) fn run(
+    repnet: &Path,
+    work_dir: &Path,
+    server: std::net::SocketAddr,
+    seed: u64,
+) -> anyhow::Result<ScanResults> {
+    let dir = work_dir.join("scan");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let tree = dir.join("tree");
+    let bytes = generate(&tree, seed)?;
+    let tree_text = tree.display().to_string();
+    // Warm the page cache, then measure each way once more.
+    timed(&mut shell(&format!(
+        "find {tree_text} -type f -print0 | xargs -0 cat > /dev/null"
+    )))?;
+    let sha256sum = timed(&mut shell(&format!(
+        "find {tree_text} -type f -print0 | xargs -0 sha256sum > /dev/null"
+    )))?;
+    let sha256sum_parallel = timed(&mut shell(&format!(
+        "find {tree_text} -type f -print0 | xargs -0 -P2 -n 1000 sha256sum > /dev/null"
+    )))?;
+    let scan = |config: &Path, participation: Option<&str>| -> anyhow::Result<Duration> {
+        if let Some(mode) = participation {
+            std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))?;
+            std::fs::write(config, format!("participation = \"{mode}\"\n"))?;
+        }
+        timed(
+            Command::new(repnet)
+                .arg("--client-config")
+                .arg(config)
+                .args([
+                    "scan",
+                    &tree_text,
+                    "--server",
+                    &format!("http://{server}"),
+                    "--format",
+                    "csv",
+                ]),
+        )
+    };
+    let hashing_alone = scan(&dir.join("offline").join("client.toml"), Some("off"))?;
+    let scan_time = scan(&dir.join("online").join("client.toml"), None)?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(ScanResults {
+        files: FILES,
+        bytes,
+        sha256sum,
+        sha256sum_parallel,
+        hashing_alone,
+        scan: scan_time,
+    })
+}
