@@ -1504,6 +1504,19 @@ fn scan_finds_untrusted_files_reuses_its_caches_and_rechecks_after_offline() {
         stdout(&output)
     );
 
+    // Privacy mode finds the same, by hash prefixes (and does not use the answer cache).
+    let private = dir.path().join("private").join("client.toml");
+    let output = run(client(&private).arg("scan").arg(&tree).args([
+        "--server",
+        &server.url,
+        "--private",
+        "--only-untrusted",
+        "--format",
+        "ndjson",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 2);
+
     // Offline: a new client (empty caches), the server away.
     let fresh = dir.path().join("fresh").join("client.toml");
     let (silent, _) = counting_listener();
