@@ -1,4 +1,5 @@
-//! Every request body parser of the HTTP API returns an error, never panics, on any bytes.
+//! Every request body parser of the HTTP API returns an error, never panics, on any bytes;
+//! the privacy scrubbers never panic and are idempotent.
 
 #![no_main]
 
@@ -20,4 +21,27 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = repnet_protocol::binary::parse_request(data);
     let _ = repnet_protocol::binary::parse_response(data);
+    // Statistics, licence keys, settings: parsed, then scrubbed as the server does.
+    if let Ok(batch) = repnet_protocol::parse_body::<repnet_protocol::StatisticsBatch>(data) {
+        for event in &batch.events {
+            for text in [&event.name, &event.comment].into_iter().flatten() {
+                let scrubbed = repnet_model::privacy::scrub_path(text);
+                assert_eq!(repnet_model::privacy::scrub_path(&scrubbed), scrubbed);
+            }
+            if let Some(url) = &event.url {
+                let _ = repnet_model::privacy::scrub_url(url);
+            }
+        }
+    }
+    if let Ok(key) = repnet_protocol::parse_body::<repnet_protocol::AddLicenceKey>(data) {
+        let _ = repnet_protocol::check_licence_key(&key.key);
+        if let Some(expires) = &key.expires {
+            let _ = repnet_protocol::parse_time(expires);
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = repnet_protocol::parse_time(text);
+        let scrubbed = repnet_model::privacy::scrub_text(text);
+        assert_eq!(repnet_model::privacy::scrub_text(&scrubbed), scrubbed, "scrubbing is idempotent");
+    }
 });

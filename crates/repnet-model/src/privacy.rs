@@ -76,12 +76,7 @@ pub fn scrub_text(text: &str) -> String {
         }
     };
     for c in text.chars() {
-        if c.is_whitespace()
-            || matches!(
-                c,
-                ',' | ';' | '(' | ')' | '<' | '>' | '"' | '\'' | '[' | ']' | '{' | '}' | '\\' | '|'
-            )
-        {
+        if is_delimiter(c) {
             flush(&mut token, &mut out);
             out.push(c);
         } else {
@@ -92,11 +87,35 @@ pub fn scrub_text(text: &str) -> String {
     out
 }
 
+/// What separates the words of free text.
+fn is_delimiter(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            ',' | ';' | '(' | ')' | '<' | '>' | '"' | '\'' | '[' | ']' | '{' | '}' | '\\' | '|'
+        )
+}
+
 fn scrub_token(token: &str) -> String {
     let lower = token.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("ftp://")
     {
-        return scrub_url(token).unwrap_or_else(|| "<url>".to_owned());
+        // A canonical URL may hold a delimiter (an unescaped `"`): escaped here, so that the
+        // URL stays one word and scrubbing the result again changes nothing.
+        return scrub_url(token).map_or_else(
+            || "<url>".to_owned(),
+            |url| {
+                url.chars()
+                    .map(|c| {
+                        if is_delimiter(c) {
+                            format!("%{:02X}", u32::from(c))
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            },
+        );
     }
     // Trailing punctuation of a sentence is not part of an address.
     let core = token.trim_end_matches(['.', ':', '!', '?']);
@@ -184,6 +203,8 @@ mod tests {
     #[test]
     fn scrubbing_is_idempotent() {
         for text in [
+            // Found by the fuzzer: a URL whose canonical host holds an unescaped `"`.
+            "[[]ftp://objectn:\u{0}\u{f}%22222]ftp://ob\u{7}\u{0}\u{f}%2222222[{\"file\":2",
             r"C:\Users\bob\x@y.com\a",
             "see http://a:b@c.example/?q=1 and 203.0.113.9",
             "/Users/x/y",
