@@ -101,6 +101,9 @@ struct Scanned {
 }
 
 const OFFLINE: &str = "unknown (offline)";
+
+/// Most files whose hashes `hashes.json` remembers (about 150 bytes each).
+const MAX_HASH_CACHE: usize = 1_000_000;
 const UNREADABLE: &str = "unreadable";
 
 fn rank(verdict: &str) -> u8 {
@@ -560,6 +563,10 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
 
     // Keep what was learnt: hashes of unchanged files, answers, what to recheck.
     let mut hash_cache = Arc::try_unwrap(hash_cache).unwrap_or_default();
+    if hash_cache.entries.len() + new_hashes.len() > MAX_HASH_CACHE {
+        // Bounded: past the limit, only the files of this scan are remembered.
+        hash_cache.entries.clear();
+    }
     hash_cache.entries.extend(new_hashes);
     let _ = files.write_json("hashes.json", &hash_cache);
     if !args.private {
