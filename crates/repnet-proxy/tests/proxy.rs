@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use repnet_client::Client;
 use repnet_proxy::{Proxy, ProxyConfig, Settings};
 use repnet_server::{AdminToken, Server, ServerConfig};
 use repnet_store::{Store, StoreOptions};
@@ -651,6 +652,80 @@ async fn devices_need_a_device_key_when_the_proxy_requires_one() {
     )
     .await;
     assert_eq!(list["keys"].as_array().unwrap().len(), 2);
+    proxy.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_rest_of_the_client_api_passes_through() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(proxy_dir.path(), &server.base, Settings::default()).await;
+    // Privacy-mode search, the statement, explained and binary lookups: as the server answers.
+    let search = json!({"prefixes": [&EICAR_SHA256[..8]]});
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(search.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        call(
+            &server,
+            reqwest::Method::POST,
+            "/v1/hashes:search",
+            Some(search),
+            None
+        )
+        .await
+        .1
+    );
+    let (status, statement) = call(&proxy, reqwest::Method::GET, "/v1/statement", None, None).await;
+    assert_eq!((status, statement["version"].as_u64()), (200, Some(1)));
+    let (status, explained) = call(
+        &proxy,
+        reqwest::Method::GET,
+        &format!("/v1/files/{EICAR_SHA256}?explain=true"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(explained["explain"].is_object(), "{explained}");
+    let digest: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&EICAR_SHA256[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let client = Client::new(&proxy.base).unwrap();
+    let answers = client
+        .lookup_sha256(&[repnet_model::Sha256(digest.try_into().unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].verdict, repnet_model::Verdict::Untrusted);
+    // A domain and a URL go through the cache like files.
+    for path in [
+        "/v1/domains/test.repnet.invalid",
+        "/v1/urls?url=http%3A%2F%2Fexample.com%2Fa",
+        "/v1/ips/192.0.2.1",
+    ] {
+        let (status, cache, _) = call_full(&proxy, reqwest::Method::GET, path, None, None).await;
+        assert_eq!((status, cache.as_str()), (200, "miss"), "{path}");
+        assert_eq!(
+            call_full(&proxy, reqwest::Method::GET, path, None, None)
+                .await
+                .1,
+            "hit",
+            "{path}"
+        );
+    }
     proxy.stop().await;
     server.stop().await;
 }
