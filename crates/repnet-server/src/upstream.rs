@@ -111,7 +111,9 @@ impl Upstream {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Pulls until `stop` resolves.
+    /// Pulls until `stop` resolves. A pull under way is finished first (its transaction, and
+    /// the store it holds, are let go of before this returns), so shutdown can wait for a
+    /// snapshot being applied.
     pub(crate) async fn run(
         self: Arc<Self>,
         store: Store,
