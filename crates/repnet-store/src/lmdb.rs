@@ -488,24 +488,29 @@ impl LmdbStore {
     // ----- writes ------------------------------------------------------------------------
 
     pub(crate) fn apply(&self, changes: &[Change]) -> Result<Vec<Outcome>, StoreError> {
+        self.write(|writer| {
+            changes
+                .iter()
+                .map(|change| writer.apply(change))
+                .collect::<Result<Vec<_>, _>>()
+        })
+    }
+
+    /// Runs `work` in one write transaction, holding the writer lock; when the memory map is
+    /// full, grows it and runs `work` again in a new transaction. For every write but the
+    /// bulk import (which reserves room first and may switch object databases).
+    fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut TxnWriter<'_, '_>) -> Result<T, WriteError>,
+    ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            match self.try_apply(changes) {
-                Ok(outcomes) => return Ok(outcomes),
+            match self.write_txn(|writer| Ok((work(writer)?, None))) {
+                Ok(result) => return Ok(result),
                 Err(WriteError::MapFull) => self.grow_map()?,
                 Err(WriteError::Other(error)) => return Err(error),
             }
         }
-    }
-
-    fn try_apply(&self, changes: &[Change]) -> Result<Vec<Outcome>, WriteError> {
-        self.write_txn(|writer| {
-            let outcomes = changes
-                .iter()
-                .map(|change| writer.apply(change))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((outcomes, None))
-        })
     }
 
     /// Runs `work` in a write transaction and commits it. `work` returns its result and,

@@ -16,7 +16,7 @@ use std::sync::PoisonError;
 
 use repnet_model::{Sha256, Timestamp};
 
-use super::{LmdbStore, WriteError};
+use super::LmdbStore;
 use crate::record::{DecodeError, Reader, put_varint};
 use crate::{Licence, StoreError};
 
@@ -117,27 +117,19 @@ impl LmdbStore {
 
     /// Stores `licences` (adding or replacing each, by key hash) in one transaction.
     pub(crate) fn put_licences(&self, licences: &[Licence]) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let result = self.write_txn(|writer| {
-                for licence in licences {
-                    self.dbs
-                        .licences
-                        .put(
-                            &mut writer.txn,
-                            licence.key_sha256.as_bytes(),
-                            &encode(licence),
-                        )
-                        .map_err(|e| self.write_error(e))?;
-                }
-                Ok(((), None))
-            });
-            match result {
-                Ok(()) => return Ok(()),
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
+        self.write(|writer| {
+            for licence in licences {
+                self.dbs
+                    .licences
+                    .put(
+                        &mut writer.txn,
+                        licence.key_sha256.as_bytes(),
+                        &encode(licence),
+                    )
+                    .map_err(|e| self.write_error(e))?;
             }
-        }
+            Ok(())
+        })
     }
 }
 

@@ -14,11 +14,12 @@
 //! 4 name, 8 threat, 16 comment), [varint size], [32 signer], [text name], [text threat],
 //! [text comment]`, texts as varint length and UTF-8.
 //!
-//! Aggregate, version 1: `u8 version, varint first_seen, varint last_seen, varint sightings,
-//! varint detections, varint false_positives, u8 flags (1 size, 2 signer), [varint size],
-//! [32 signer], devices (Distinct), detecting devices (Distinct)`.
-
-use std::sync::PoisonError;
+//! Aggregate, version 1: `u8 version, varint devices, varint detecting devices, varint
+//! first_seen, varint last_seen, varint sightings, varint detections, varint
+//! false_positives, u8 flags (1 size, 2 signer), [varint size], [32 signer], devices
+//! (Distinct), detecting devices (Distinct)`. The two counts are the sketches' estimates,
+//! kept up front so that a lookup's `prevalence` reads two numbers instead of counting a
+//! 16,384-register sketch.
 
 use heed::RwTxn;
 use repnet_model::{Object, Timestamp};
@@ -93,6 +94,8 @@ struct Stored {
 fn encode_aggregate(stored: &Stored, out: &mut Vec<u8>) {
     out.push(VERSION);
     for number in [
+        stored.devices.count(),
+        stored.detecting.count(),
         stored.first_seen,
         stored.last_seen,
         stored.sightings,
@@ -118,6 +121,9 @@ fn decode_aggregate(bytes: &[u8]) -> Result<Stored, DecodeError> {
         VERSION => {}
         other => return Err(DecodeError::UnknownVersion(other)),
     }
+    // The counts are derived from the sketches below.
+    let _devices = reader.varint()?;
+    let _detecting = reader.varint()?;
     let mut stored = Stored {
         first_seen: reader.varint()?,
         last_seen: reader.varint()?,
@@ -161,22 +167,10 @@ impl Stored {
 impl LmdbStore {
     /// Stores events and folds them into their objects' aggregates, in one transaction.
     pub(crate) fn record_statistics(&self, events: &[StatEvent]) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let result = self.write_txn(|writer| {
-                self.fold_events(&mut writer.txn, events)?;
-                Ok(((), None))
-            });
-            match result {
-                Ok(()) => {
-                    self.has_stats
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    return Ok(());
-                }
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
-            }
-        }
+        self.write(|writer| self.fold_events(&mut writer.txn, events))?;
+        self.has_stats
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     fn fold_events(&self, txn: &mut RwTxn<'_>, events: &[StatEvent]) -> Result<(), WriteError> {
@@ -310,35 +304,38 @@ impl LmdbStore {
         if !self.has_stats.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(0);
         }
-        Ok(self
-            .aggregate_at(txn, key)?
-            .map_or(0, |aggregate| aggregate.devices))
+        let Some(bytes) = self.dbs.stats.get(txn, key).map_err(|e| self.error(e))? else {
+            return Ok(0);
+        };
+        // The version and the device count only: no sketch is decoded on a lookup.
+        let mut reader = Reader::new(bytes);
+        match reader.u8() {
+            Ok(VERSION) => reader
+                .varint()
+                .map_err(|error| StoreError::Corrupt(format!("statistics: {error}"))),
+            Ok(other) => Err(StoreError::Corrupt(format!(
+                "statistics: {}",
+                DecodeError::UnknownVersion(other)
+            ))),
+            Err(error) => Err(StoreError::Corrupt(format!("statistics: {error}"))),
+        }
     }
 
     /// Deletes the raw events that arrived before `cutoff`; aggregates stay. Answers how
     /// many went.
     pub(crate) fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let bound = cutoff.0.to_be_bytes();
         let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
             std::ops::Bound::Unbounded,
             std::ops::Bound::Excluded(&bound),
         );
-        loop {
-            let result = self.write_txn(|writer| {
-                let deleted = self
-                    .dbs
-                    .events
-                    .delete_range(&mut writer.txn, &range)
-                    .map_err(|e| self.write_error(e))?;
-                Ok((deleted as u64, None))
-            });
-            match result {
-                Ok(deleted) => return Ok(deleted),
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
-            }
-        }
+        self.write(|writer| {
+            self.dbs
+                .events
+                .delete_range(&mut writer.txn, &range)
+                .map(|deleted| deleted as u64)
+                .map_err(|e| self.write_error(e))
+        })
     }
 
     /// Up to `limit` objects whose aggregate changed since [`clear_dirty`], with their
@@ -371,23 +368,15 @@ impl LmdbStore {
 
     /// Marks objects as looked at by the engine (until their aggregate changes again).
     pub(crate) fn clear_dirty(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let result = self.write_txn(|writer| {
-                for key in keys {
-                    self.dbs
-                        .stats_dirty
-                        .delete(&mut writer.txn, key)
-                        .map_err(|e| self.write_error(e))?;
-                }
-                Ok(((), None))
-            });
-            match result {
-                Ok(()) => return Ok(()),
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
+        self.write(|writer| {
+            for key in keys {
+                self.dbs
+                    .stats_dirty
+                    .delete(&mut writer.txn, key)
+                    .map_err(|e| self.write_error(e))?;
             }
-        }
+            Ok(())
+        })
     }
 
     /// Objects with aggregates the engine has not looked at yet.
@@ -444,22 +433,12 @@ impl LmdbStore {
         else {
             return Ok(false);
         };
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let result = self.write_txn(|writer| {
-                let removed = self
-                    .dbs
-                    .review
-                    .delete(&mut writer.txn, &key)
-                    .map_err(|e| self.write_error(e))?;
-                Ok((removed, None))
-            });
-            match result {
-                Ok(removed) => return Ok(removed),
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
-            }
-        }
+        self.write(|writer| {
+            self.dbs
+                .review
+                .delete(&mut writer.txn, &key)
+                .map_err(|e| self.write_error(e))
+        })
     }
 
     /// How much the statistics take: objects tracked and their aggregates' bytes (pages of
@@ -520,20 +499,12 @@ impl LmdbStore {
         })?;
         let mut value = secret.to_vec();
         value.extend_from_slice(&now.0.to_le_bytes());
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let result = self.write_txn(|writer| {
-                self.dbs
-                    .meta
-                    .put(&mut writer.txn, b"device_secret", &value)
-                    .map_err(|e| self.write_error(e))?;
-                Ok(((), None))
-            });
-            match result {
-                Ok(()) => return Ok(secret),
-                Err(WriteError::MapFull) => self.grow_map()?,
-                Err(WriteError::Other(error)) => return Err(error),
-            }
-        }
+        self.write(|writer| {
+            self.dbs
+                .meta
+                .put(&mut writer.txn, b"device_secret", &value)
+                .map_err(|e| self.write_error(e))
+        })?;
+        Ok(secret)
     }
 }
