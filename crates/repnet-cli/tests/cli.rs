@@ -1519,7 +1519,6 @@ fn scan_finds_untrusted_files_reuses_its_caches_and_rechecks_after_offline() {
 
     // Offline: a new client (empty caches), the server away.
     let fresh = dir.path().join("fresh").join("client.toml");
-    let (silent, _) = counting_listener();
     drop(server);
     let dead = "http://127.0.0.1:9".to_owned();
     let output = run(client(&fresh)
@@ -1536,7 +1535,6 @@ fn scan_finds_untrusted_files_reuses_its_caches_and_rechecks_after_offline() {
             .iter()
             .all(|r| r["verdict"] == "unknown (offline)")
     );
-    let _ = silent;
     let server = ServerProcess::start(&dir.path().join("data"));
     let output = run(client(&fresh).args(["scan", "--recheck", "--server", &server.url]));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));

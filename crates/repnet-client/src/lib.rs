@@ -571,7 +571,7 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
-    /// The runtime settings (`GET /v1/admin/settings`, on a proxy), as JSON.
+    /// The runtime settings of a server or a proxy (`GET /v1/admin/settings`), as JSON.
     pub async fn settings(&self) -> Result<serde_json::Value, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/settings", self.base));
         self.send(self.admin(request)).await

@@ -152,17 +152,7 @@ impl Proxy {
                 stopped,
             ))
         });
-        let devices = Arc::clone(&self.state.devices);
-        let flushing = tokio::spawn(async move {
-            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-            every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every_minute.tick().await;
-                if let Err(error) = devices.flush_last_used().await {
-                    tracing::warn!(%error, "cannot record when device keys were last used");
-                }
-            }
-        });
+        let recording = tokio::spawn(Arc::clone(&self.state.devices).record_uses(stop.subscribe()));
         let router = routes::router(Arc::clone(&self.state));
         let result = axum::serve(
             listener,
@@ -174,11 +164,7 @@ impl Proxy {
         if let Some(follower) = follower {
             let _ = follower.await;
         }
-        flushing.abort();
-        let _ = flushing.await;
-        if let Err(error) = self.state.devices.flush_last_used().await {
-            tracing::warn!(%error, "cannot record when device keys were last used");
-        }
+        let _ = recording.await;
         result
     }
 }

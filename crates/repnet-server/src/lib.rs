@@ -287,13 +287,13 @@ impl Server {
             }
         };
         let mut scheduled_feeds = self.feeds.schedule(&self.store);
-        let (stop_pulling, pulling_stopped) = tokio::sync::watch::channel(false);
+        let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
         let engine =
-            tokio::spawn(Arc::clone(&self.engine).run(self.store.clone(), pulling_stopped.clone()));
+            tokio::spawn(Arc::clone(&self.engine).run(self.store.clone(), tasks_stopped.clone()));
         let pulling = self
             .upstream
             .clone()
-            .map(|upstream| tokio::spawn(upstream.run(self.store.clone(), pulling_stopped)));
+            .map(|upstream| tokio::spawn(upstream.run(self.store.clone(), tasks_stopped)));
         let statistics_writer = self
             .statistics
             .lock()
@@ -318,17 +318,8 @@ impl Server {
                 }
             }
         });
-        let licences = Arc::clone(&self.licences);
-        let flushing = tokio::spawn(async move {
-            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-            every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every_minute.tick().await;
-                if let Err(error) = licences.flush_last_used().await {
-                    tracing::warn!(%error, "cannot record when licence keys were last used");
-                }
-            }
-        });
+        let recording =
+            tokio::spawn(Arc::clone(&self.licences).record_uses(stop_tasks.subscribe()));
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {
@@ -347,22 +338,18 @@ impl Server {
         };
         // Stop the schedule, and wait until its tasks have let go of the store.
         scheduled_feeds.shutdown().await;
-        let _ = stop_pulling.send(true);
+        let _ = stop_tasks.send(true);
         if let Some(pulling) = pulling {
             let _ = pulling.await;
         }
         let _ = engine.await;
-        flushing.abort();
-        let _ = flushing.await;
+        let _ = recording.await;
         expiring.abort();
         let _ = expiring.await;
         // The router (and with it the queue's sender) is gone: the writer finishes what is
         // queued and stops.
         if let Some(writer) = statistics_writer {
             let _ = writer.await;
-        }
-        if let Err(error) = self.licences.flush_last_used().await {
-            tracing::warn!(%error, "cannot record when licence keys were last used");
         }
         result
     }

@@ -403,6 +403,24 @@ impl Licences {
         Ok(licence)
     }
 
+    /// Records the keys' last uses once a minute until `stop` changes, and once more then.
+    pub async fn record_uses(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = every_minute.tick() => false,
+                _ = stop.changed() => true,
+            };
+            if let Err(error) = self.flush_last_used().await {
+                tracing::warn!(%error, "cannot record when licence keys were last used");
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
     /// Writes the last uses seen since the last flush to the store.
     pub async fn flush_last_used(&self) -> Result<(), String> {
         let _one_at_a_time = self.writing.lock().await;

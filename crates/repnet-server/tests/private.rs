@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TOKEN, TestServer, eventually};
+use common::{TestServer, eventually};
 use repnet_client::{Client, ClientError};
 use repnet_model::{ObjectKind, Sha256, Timestamp};
 use repnet_protocol::{AddLicenceKey, ImportParams, LookupItem, SetLocalVerdict};
@@ -787,7 +787,6 @@ async fn tls_with_a_private_ca() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("tls_key"), "{error}");
-    let _ = TOKEN;
     server.stop().await;
 }
 
