@@ -96,17 +96,9 @@ impl KeyBook for FileBook {
                     None => stored.push(entry),
                 }
             }
-            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-            std::fs::create_dir_all(dir).map_err(|error| error.to_string())?;
-            let mut file =
-                tempfile::NamedTempFile::new_in(dir).map_err(|error| error.to_string())?;
-            use std::io::Write as _;
-            file.write_all(&serde_json::to_vec_pretty(&stored).unwrap_or_default())
-                .and_then(|()| file.as_file().sync_all())
-                .map_err(|error| error.to_string())?;
-            file.persist(&self.path)
-                .map_err(|error| error.to_string())?;
-            Ok(())
+            let bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
+            repnet_server::files::write_atomically(&self.path, &bytes)
+                .map_err(|error| format!("cannot write {}: {error}", self.path.display()))
         })
     }
 }

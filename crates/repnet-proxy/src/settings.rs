@@ -242,15 +242,9 @@ impl Settings {
             path: data.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(data).map_err(|e| io("create", e))?;
-        let mut file = tempfile::NamedTempFile::new_in(data).map_err(|e| io("write in", e))?;
-        use std::io::Write as _;
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        file.write_all(&bytes).map_err(|e| io("write in", e))?;
-        file.as_file().sync_all().map_err(|e| io("write in", e))?;
-        file.persist(data.join("settings.json"))
-            .map_err(|e| io("write in", e.error))?;
-        Ok(())
+        repnet_server::files::write_atomically(&data.join("settings.json"), &bytes)
+            .map_err(|e| io("write in", e))
     }
 }
 

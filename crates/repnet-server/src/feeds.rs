@@ -516,11 +516,7 @@ impl Feeds {
             .collect();
         let result = (|| -> std::io::Result<()> {
             let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
-            let mut file = temp_file(&self.data_dir)?;
-            std::io::Write::write_all(&mut file, &text)?;
-            file.as_file().sync_all()?;
-            file.persist(self.data_dir.join(STATE_FILE))?;
-            Ok(())
+            crate::files::write_atomically(&self.data_dir.join(STATE_FILE), &text)
         })();
         if let Err(error) = result {
             tracing::warn!(%error, "cannot save the feeds' state; they will be downloaded again after a restart");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 mod error;
 mod feeds;
+pub mod files;
 pub mod licences;
 mod lookup;
 mod metrics;

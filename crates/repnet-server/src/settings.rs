@@ -79,13 +79,7 @@ impl RuntimeSettings {
     }
 
     fn save(&self, data: &Path) -> std::io::Result<()> {
-        let mut file = tempfile::NamedTempFile::new_in(data)?;
-        use std::io::Write as _;
-        file.write_all(&repnet_protocol::to_json(self))?;
-        file.as_file().sync_all()?;
-        file.persist(data.join("settings.json"))
-            .map(|_| ())
-            .map_err(|error| error.error)
+        crate::files::write_atomically(&data.join("settings.json"), &repnet_protocol::to_json(self))
     }
 }
 
