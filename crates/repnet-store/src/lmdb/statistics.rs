@@ -89,13 +89,31 @@ struct Stored {
     signer: Option<[u8; 32]>,
     devices: Distinct,
     detecting: Distinct,
+    /// The sketches' estimates as stored; recounted (a dense sketch has 16,384 registers)
+    /// only when an event changed a sketch.
+    device_count: u64,
+    detecting_count: u64,
+}
+
+impl Stored {
+    fn add_device(&mut self, device: u64) {
+        if self.devices.add(device) {
+            self.device_count = self.devices.count();
+        }
+    }
+
+    fn add_detecting(&mut self, device: u64) {
+        if self.detecting.add(device) {
+            self.detecting_count = self.detecting.count();
+        }
+    }
 }
 
 fn encode_aggregate(stored: &Stored, out: &mut Vec<u8>) {
     out.push(VERSION);
     for number in [
-        stored.devices.count(),
-        stored.detecting.count(),
+        stored.device_count,
+        stored.detecting_count,
         stored.first_seen,
         stored.last_seen,
         stored.sightings,
@@ -121,10 +139,11 @@ fn decode_aggregate(bytes: &[u8]) -> Result<Stored, DecodeError> {
         VERSION => {}
         other => return Err(DecodeError::UnknownVersion(other)),
     }
-    // The counts are derived from the sketches below.
-    let _devices = reader.varint()?;
-    let _detecting = reader.varint()?;
+    let device_count = reader.varint()?;
+    let detecting_count = reader.varint()?;
     let mut stored = Stored {
+        device_count,
+        detecting_count,
         first_seen: reader.varint()?,
         last_seen: reader.varint()?,
         sightings: reader.varint()?,
@@ -156,8 +175,8 @@ impl Stored {
             sightings: self.sightings,
             detections: self.detections,
             false_positives: self.false_positives,
-            devices: self.devices.count(),
-            detecting_devices: self.detecting.count(),
+            devices: self.device_count,
+            detecting_devices: self.detecting_count,
             size: self.size,
             signer: self.signer.map(repnet_model::Sha256),
         }
@@ -218,12 +237,12 @@ impl LmdbStore {
                 stored.first_seen.min(time)
             };
             stored.last_seen = stored.last_seen.max(time);
-            stored.devices.add(event.device);
+            stored.add_device(event.device);
             match event.kind {
                 StatKind::Sighting => stored.sightings += 1,
                 StatKind::Detection => {
                     stored.detections += 1;
-                    stored.detecting.add(event.device);
+                    stored.add_detecting(event.device);
                 }
                 StatKind::FalsePositive => stored.false_positives += 1,
             }
