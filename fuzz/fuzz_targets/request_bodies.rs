@@ -8,8 +8,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = repnet_protocol::parse_lookup_request(data) {
         for item in &request.items {
-            if let Ok((kind, text)) = item.target() {
-                let _ = repnet_model::Object::parse(kind, text);
+            match item.target() {
+                Ok(repnet_protocol::ItemTarget::Object(kind, text)) => {
+                    let _ = repnet_model::Object::parse(kind, text);
+                }
+                Ok(repnet_protocol::ItemTarget::File(hashes)) => {
+                    let _ = hashes.parse();
+                }
+                Err(_) => {}
             }
         }
     }
@@ -18,8 +24,22 @@ fuzz_target!(|data: &[u8]| {
         for prefix in &search.prefixes {
             let _ = repnet_protocol::parse_prefix(prefix);
         }
+        for prefix in search.sha1_prefixes.iter().chain(&search.md5_prefixes) {
+            let _ = repnet_protocol::parse_prefix_of(repnet_model::HashKind::Md5, prefix);
+            let _ = repnet_protocol::parse_prefix_of(repnet_model::HashKind::Sha1, prefix);
+        }
     }
-    let _ = repnet_protocol::binary::parse_request(data);
+    // The binary form under every layout a query can declare, the first bytes choosing one.
+    if let Some((choice, body)) = data.split_first() {
+        let layouts = ["sha256", "sha1", "md5", "sha256,sha1,md5", "md5,sha256"];
+        let layout = layouts[usize::from(*choice) % layouts.len()];
+        if let Ok(layout) = repnet_protocol::binary::Layout::parse(layout) {
+            let _ = repnet_protocol::binary::parse_request(body, &layout);
+        }
+        if let Ok(text) = std::str::from_utf8(body) {
+            let _ = repnet_protocol::binary::Layout::parse(text);
+        }
+    }
     let _ = repnet_protocol::binary::parse_response(data);
     // Statistics, licence keys, settings: parsed, then scrubbed as the server does.
     if let Ok(batch) = repnet_protocol::parse_body::<repnet_protocol::StatisticsBatch>(data) {

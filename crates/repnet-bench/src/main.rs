@@ -251,7 +251,7 @@ fn workloads(seed: u64, entries: u64, urls: u64) -> Workloads {
         let digests: Vec<u8> = keys.iter().flat_map(|(key, _)| key.0).collect();
         batch_binary.push(Request::http(
             "POST",
-            "/v1/lookup",
+            "/v1/lookup?hash=sha256",
             Some(repnet_protocol::binary::MEDIA_TYPE),
             &digests,
         ));

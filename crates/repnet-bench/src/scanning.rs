@@ -1,6 +1,7 @@
 //! The `scan` scenario: `repnet scan` over a generated tree (20,000 files, about 2 GB, the
 //! page cache warm), against `sha256sum` over the same files in one process and in two
-//! (`xargs -P2`), and against itself without lookups (hashing alone).
+//! (`xargs -P2`), and against itself without lookups (hashing alone: all three hashes, and
+//! SHA-256 only).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,7 +18,10 @@ pub(crate) struct ScanResults {
     pub(crate) bytes: u64,
     pub(crate) sha256sum: Duration,
     pub(crate) sha256sum_parallel: Duration,
+    /// MD5, SHA-1 and SHA-256 (the default), no lookups.
     pub(crate) hashing_alone: Duration,
+    /// `--hashes sha256`, no lookups: the path before files were looked up by every hash.
+    pub(crate) sha256_alone: Duration,
     pub(crate) scan: Duration,
 }
 
@@ -85,27 +89,34 @@ pub(crate) fn run(
     let sha256sum_parallel = timed(&mut shell(&format!(
         "find {tree_text} -type f -print0 | xargs -0 -P2 -n 1000 sha256sum > /dev/null"
     )))?;
-    let scan = |config: &Path, participation: Option<&str>| -> anyhow::Result<Duration> {
-        if let Some(mode) = participation {
-            std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))?;
-            std::fs::write(config, format!("participation = \"{mode}\"\n"))?;
-        }
-        timed(
-            Command::new(repnet)
-                .arg("--client-config")
-                .arg(config)
-                .args([
-                    "scan",
-                    &tree_text,
-                    "--server",
-                    &format!("http://{server}"),
-                    "--format",
-                    "csv",
-                ]),
-        )
-    };
-    let hashing_alone = scan(&dir.join("offline").join("client.toml"), Some("off"))?;
-    let scan_time = scan(&dir.join("online").join("client.toml"), None)?;
+    let scan =
+        |config: &Path, participation: Option<&str>, extra: &[&str]| -> anyhow::Result<Duration> {
+            if let Some(mode) = participation {
+                std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))?;
+                std::fs::write(config, format!("participation = \"{mode}\"\n"))?;
+            }
+            timed(
+                Command::new(repnet)
+                    .arg("--client-config")
+                    .arg(config)
+                    .args([
+                        "scan",
+                        &tree_text,
+                        "--server",
+                        &format!("http://{server}"),
+                        "--format",
+                        "csv",
+                    ])
+                    .args(extra),
+            )
+        };
+    let sha256_alone = scan(
+        &dir.join("sha256").join("client.toml"),
+        Some("off"),
+        &["--hashes", "sha256"],
+    )?;
+    let hashing_alone = scan(&dir.join("offline").join("client.toml"), Some("off"), &[])?;
+    let scan_time = scan(&dir.join("online").join("client.toml"), None, &[])?;
     std::fs::remove_dir_all(&dir)?;
     Ok(ScanResults {
         files: FILES,
@@ -113,6 +124,7 @@ pub(crate) fn run(
         sha256sum,
         sha256sum_parallel,
         hashing_alone,
+        sha256_alone,
         scan: scan_time,
     })
 }

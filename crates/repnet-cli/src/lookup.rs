@@ -1,28 +1,34 @@
-//! `repnet lookup`: classify each argument, hash the ones that are files, ask the server in
-//! batches (or, with `--private`, by hash prefix only), and print a table or JSON. The client's
-//! participation decides the rest: `off` answers from the local cache without any traffic,
-//! `extended` also reports first sightings of local files and detections.
+//! `repnet lookup`: classify each argument strictly, hash the ones that are files (MD5, SHA-1
+//! and SHA-256 in one read), ask the server in batches (or, with `--private`, by hash prefix
+//! only), and print a table, JSON, NDJSON or CSV. An argument that is none of the kinds is
+//! reported and the others are still answered; the exit code says whether everything was
+//! checked. The client's participation decides the rest: `off` answers from the local cache
+//! without any traffic, `extended` also reports first sightings of local files and
+//! detections.
 
-use std::io::Read as _;
+use std::io::BufRead as _;
 use std::path::Path;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use repnet_client::{Client, PrivateTarget};
-use repnet_model::{CanonicalUrl, Domain, FileHash, ObjectKind, Sha256, canonical_ip};
-use repnet_protocol::{
-    LookupItem, LookupOutput, PrivateLookupOutput, Reputation, StatisticsEvent, Verdict,
-};
+use repnet_model::{CanonicalUrl, Domain, FileHash, FileHashes, ObjectKind, canonical_ip};
+use repnet_protocol::{LookupItem, LookupOutput, Reputation, StatisticsEvent, Verdict};
 
-use crate::Outcome;
+use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
+use crate::{FailOn, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct LookupArgs {
-    /// What to look up: a file (hashed here, only its SHA-256 is sent), an MD5/SHA-1/SHA-256
-    /// hash, a URL (a scheme is optional when there is a path), a domain or an IP address.
-    #[arg(required = true, value_name = "FILE|HASH|URL|DOMAIN|IP")]
+    /// What to look up: a file (hashed here: its MD5, SHA-1 and SHA-256 are sent), an
+    /// MD5/SHA-1/SHA-256 hash, a URL, a domain, an IP address, or `-` to read them from
+    /// standard input, one per line. `domain:`, `url:`, `ip:`, `hash:`, `file:` and
+    /// `certificate:` before an argument say what it is.
+    #[arg(required = true, value_name = "FILE|HASH|URL|DOMAIN|IP|-")]
     targets: Vec<String>,
+    /// Take every argument as this kind, whatever it looks like.
+    #[arg(long = "type", value_enum, value_name = "KIND")]
+    kind: Option<Kind>,
     /// The repnet server to ask [default: the client configuration's, else
     /// http://127.0.0.1:8080].
     #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
@@ -30,14 +36,17 @@ pub(crate) struct LookupArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
-    /// Include every contributing source record (JSON output).
+    /// Show every contributing source record and why the verdict won.
     #[arg(long)]
     explain: bool,
     /// Privacy mode: send only 4-byte prefixes of the hashes of the URLs' expressions and of
-    /// the files' SHA-256, and decide here from the full hashes that come back. The server
+    /// the files' hashes, and decide here from the full hashes that come back. The server
     /// never sees what was looked up.
     #[arg(long)]
     private: bool,
+    /// Exit 1 when anything is at least this bad.
+    #[arg(long, value_enum, default_value = "untrusted", value_name = "VERDICT")]
+    fail_on: FailOn,
     /// The organisation's licence key, for servers that require one (a private network).
     #[arg(long, env = "REPNET_KEY", value_name = "KEY", hide_env_values = true)]
     key: Option<String>,
@@ -50,6 +59,34 @@ pub(crate) struct LookupArgs {
 enum Format {
     Table,
     Json,
+    Ndjson,
+    Csv,
+}
+
+/// What an argument is, when the user says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// A path to a file, hashed here.
+    File,
+    /// An MD5, SHA-1 or SHA-256.
+    Hash,
+    Url,
+    Domain,
+    Ip,
+    /// The SHA-256 thumbprint of a code-signing certificate.
+    Certificate,
+}
+
+impl Kind {
+    const PREFIXES: [(&'static str, Kind); 7] = [
+        ("file:", Kind::File),
+        ("hash:", Kind::Hash),
+        ("url:", Kind::Url),
+        ("domain:", Kind::Domain),
+        ("ip:", Kind::Ip),
+        ("certificate:", Kind::Certificate),
+        ("cert:", Kind::Certificate),
+    ];
 }
 
 /// How one argument is looked up.
@@ -57,158 +94,322 @@ enum Format {
 struct Target {
     input: String,
     kind: ObjectKind,
+    /// The canonical text (for a local file: its SHA-256).
     value: String,
+    /// For a local file: every hash of it.
+    hashes: Option<FileHashes>,
     /// For a local file: its path and size (a first sighting, in extended participation).
     file: Option<(String, u64)>,
 }
 
-/// Classifies `argument` by shape. An existing file wins over everything (a file may well be
-/// named like a hash), then hashes, IP addresses, URLs (a scheme, or a `/`), and domains.
-fn classify(argument: &str) -> anyhow::Result<Target> {
-    let target = |kind, value: String| Target {
-        input: argument.to_owned(),
-        kind,
-        value,
-        file: None,
-    };
-    let path = Path::new(argument);
-    if path.is_dir() {
-        anyhow::bail!("{argument} is a directory: pass the files in it (e.g. {argument}/*)");
+impl Target {
+    fn new(input: &str, kind: ObjectKind, value: String) -> Target {
+        Target {
+            input: input.to_owned(),
+            kind,
+            value,
+            hashes: None,
+            file: None,
+        }
     }
-    if path.is_file() {
+
+    fn local_file(input: &str, path: &Path) -> Result<Target, String> {
+        let hashes = hashing::hash_file(path, Which::All)
+            .map_err(|error| format!("cannot read it: {error}"))?;
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
         let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        return Ok(Target {
+        let sha256 = hashes.sha256.map(|h| h.to_string()).unwrap_or_default();
+        Ok(Target {
+            hashes: Some(hashes),
             file: Some((full.display().to_string(), size)),
-            ..target(ObjectKind::File, hash_file(path)?.to_string())
-        });
+            ..Target::new(input, ObjectKind::File, sha256)
+        })
     }
-    let looks_like_hash =
-        matches!(argument.len(), 32 | 40 | 64) && argument.bytes().all(|b| b.is_ascii_hexdigit());
-    if looks_like_hash {
-        let hash = FileHash::from_hex(argument)?;
-        return Ok(target(ObjectKind::File, hash.to_string()));
+
+    /// What the server is asked.
+    fn item(&self) -> LookupItem<'_> {
+        match &self.hashes {
+            Some(hashes) => LookupItem::file(hashes),
+            None => LookupItem::new(self.kind, self.value.as_str()),
+        }
     }
-    if let Ok(ip) = canonical_ip(argument) {
-        return Ok(target(ObjectKind::Ip, ip.to_string()));
+
+    /// What privacy mode asks.
+    fn private(&self) -> Result<PrivateTarget, String> {
+        let invalid = |error: repnet_model::ParseError| error.to_string();
+        match self.kind {
+            ObjectKind::File => {
+                let hashes = match self.hashes {
+                    Some(hashes) => hashes,
+                    None => {
+                        let mut hashes = FileHashes::default();
+                        hashes.insert(FileHash::from_hex(&self.value).map_err(invalid)?);
+                        hashes
+                    }
+                };
+                PrivateTarget::file(hashes).ok_or_else(|| "no hash".to_owned())
+            }
+            ObjectKind::Url => Ok(PrivateTarget::url(
+                CanonicalUrl::parse(self.value.as_bytes()).map_err(invalid)?,
+            )),
+            ObjectKind::Domain => {
+                PrivateTarget::domain(Domain::new(&self.value).map_err(invalid)?).map_err(invalid)
+            }
+            ObjectKind::Ip => Ok(PrivateTarget::ip(
+                canonical_ip(&self.value).map_err(invalid)?,
+            )),
+            ObjectKind::Certificate => {
+                Err("privacy mode does not look up certificates: leave out --private".to_owned())
+            }
+        }
     }
-    if argument.contains("://") || argument.contains('/') {
-        let url = CanonicalUrl::parse(argument.as_bytes())
-            .with_context(|| format!("{argument} is not a usable URL"))?;
-        return Ok(target(ObjectKind::Url, url.to_string()));
-    }
-    let domain = Domain::new(argument).with_context(|| {
-        format!("{argument} is not an existing file, a hash (32, 40 or 64 hex characters), an IP address, a URL or a domain")
-    })?;
-    Ok(target(ObjectKind::Domain, domain.to_string()))
 }
 
-/// The SHA-256 of a file, read in large blocks so that big files stream.
-fn hash_file(path: &Path) -> anyhow::Result<Sha256> {
-    use sha2::Digest as _;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(Sha256(hasher.finalize().into()))
+/// Whether `argument` reads like a path: it names a folder or starts like one. A path that
+/// does not exist is "no such file", never a domain or a URL.
+fn looks_like_path(argument: &str) -> bool {
+    argument.starts_with(['/', '~', '\\'])
+        || argument.starts_with("./")
+        || argument.starts_with("../")
+        || argument.contains('\\')
+        || argument.len() > 2
+            && argument.as_bytes()[1] == b':'
+            && argument.as_bytes()[0].is_ascii_alphabetic()
 }
 
-/// What privacy mode can look up for a target: files by SHA-256 only.
-fn private_target(target: &Target) -> anyhow::Result<PrivateTarget> {
-    let url = |text: String| CanonicalUrl::parse(text.as_bytes()).map_err(anyhow::Error::from);
-    Ok(match target.kind {
-        ObjectKind::File => match FileHash::from_hex(&target.value)? {
-            FileHash::Sha256(hash) => PrivateTarget::File(hash),
-            _ => anyhow::bail!(
-                "{}: privacy mode looks files up by SHA-256 only: give the file itself or its SHA-256",
-                target.input
-            ),
-        },
-        ObjectKind::Url => PrivateTarget::Url(url(target.value.clone())?),
-        ObjectKind::Domain => PrivateTarget::Host(url(format!("http://{}/", target.value))?),
-        ObjectKind::Ip => {
-            PrivateTarget::Host(url(match target.value.parse::<std::net::IpAddr>()? {
-                std::net::IpAddr::V6(ip) => format!("http://[{ip}]/"),
-                ip => format!("http://{ip}/"),
-            })?)
+/// Classifies `argument` strictly, or says what it is not. An existing file wins over
+/// everything (a file may well be named like a hash or a domain); then hashes, IP addresses,
+/// URLs (a scheme, or a host with a known suffix before a `/`) and domains (a known public
+/// suffix). Anything else is an error that says what to write instead.
+fn classify(argument: &str, forced: Option<Kind>) -> Result<Target, String> {
+    let (forced, text) = match Kind::PREFIXES.iter().find(|(prefix, _)| {
+        argument.len() > prefix.len() && argument[..prefix.len()].eq_ignore_ascii_case(prefix)
+    }) {
+        Some((prefix, kind)) => (Some(*kind), &argument[prefix.len()..]),
+        None => (forced, argument),
+    };
+    let invalid = |error: repnet_model::ParseError| error.to_string();
+    let path = Path::new(text);
+    match forced {
+        Some(Kind::File) => {
+            return if path.is_file() {
+                Target::local_file(argument, path)
+            } else if path.is_dir() {
+                Err(format!(
+                    "is a folder: pass the files in it, or use `repnet scan {text}`"
+                ))
+            } else {
+                Err("no such file".to_owned())
+            };
         }
-        ObjectKind::Certificate => anyhow::bail!(
-            "{}: privacy mode does not look up certificates",
-            target.input
+        Some(Kind::Hash) => {
+            return FileHash::from_hex(text)
+                .map(|hash| Target::new(argument, ObjectKind::File, hash.to_string()))
+                .map_err(invalid);
+        }
+        Some(Kind::Certificate) => {
+            return repnet_model::Object::parse(ObjectKind::Certificate, text)
+                .map(|object| Target::new(argument, ObjectKind::Certificate, object.to_string()))
+                .map_err(invalid);
+        }
+        Some(Kind::Ip) => {
+            return canonical_ip(text)
+                .map(|ip| Target::new(argument, ObjectKind::Ip, ip.to_string()))
+                .map_err(invalid);
+        }
+        Some(Kind::Domain) => {
+            return Domain::new(text)
+                .map(|domain| Target::new(argument, ObjectKind::Domain, domain.to_string()))
+                .map_err(invalid);
+        }
+        Some(Kind::Url) => {
+            return CanonicalUrl::parse(text.as_bytes())
+                .map(|url| Target::new(argument, ObjectKind::Url, url.to_string()))
+                .map_err(invalid);
+        }
+        None => {}
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "is a folder: pass the files in it, or use `repnet scan {text}`"
+        ));
+    }
+    if path.is_file() {
+        return Target::local_file(argument, path);
+    }
+    if looks_like_path(text) {
+        return Err("no such file".to_owned());
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return match text.len() {
+            32 | 40 | 64 => FileHash::from_hex(text)
+                .map(|hash| Target::new(argument, ObjectKind::File, hash.to_string()))
+                .map_err(invalid),
+            length => Err(format!(
+                "not a hash ({length} hexadecimal characters; an MD5 has 32, a SHA-1 40, a SHA-256 64)"
+            )),
+        };
+    }
+    if let Ok(ip) = canonical_ip(text) {
+        return Ok(Target::new(argument, ObjectKind::Ip, ip.to_string()));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') && text.contains('.') {
+        return Err("not an IP address (each of the four numbers is 0 to 255)".to_owned());
+    }
+    if text.contains("://") {
+        return CanonicalUrl::parse(text.as_bytes())
+            .map(|url| Target::new(argument, ObjectKind::Url, url.to_string()))
+            .map_err(|error| format!("not a usable URL: {error}"));
+    }
+    if let Some((host, _)) = text.split_once('/') {
+        // `evil.example/login/` is a URL; `reports/q3.pdf` is a file that is not here.
+        let host_is_known = canonical_ip(host).is_ok()
+            || Domain::new(host).is_ok_and(|domain| domain.has_known_suffix());
+        if !host_is_known {
+            return Err(format!(
+                "no such file (and {host:?} is not a host name with a known suffix, so it is not a URL either: write url:{text} to look it up as one)"
+            ));
+        }
+        return CanonicalUrl::parse(text.as_bytes())
+            .map(|url| Target::new(argument, ObjectKind::Url, url.to_string()))
+            .map_err(|error| format!("not a usable URL: {error}"));
+    }
+    match Domain::new(text) {
+        Ok(domain) if domain.has_known_suffix() => Ok(Target::new(
+            argument,
+            ObjectKind::Domain,
+            domain.to_string(),
+        )),
+        Ok(_) => Err(format!(
+            "no such file, and not a domain: {:?} is not a public suffix (to look it up as a domain anyway, write domain:{text})",
+            text.rsplit('.').next().unwrap_or(text)
+        )),
+        Err(_) => Err(
+            "no such file, and not a hash, IP address, URL or domain name (say which with --type or a prefix such as domain:)"
+                .to_owned(),
         ),
-    })
+    }
 }
 
-/// One row of the table.
-struct Row {
-    input: String,
-    kind: ObjectKind,
-    verdict: Verdict,
-    threat: Option<String>,
-    source: Option<String>,
-    confidence: u8,
-    matched: Option<String>,
+/// The arguments with `-` replaced by the lines of standard input (blank lines and lines
+/// starting with `#` skipped).
+fn arguments(targets: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut arguments = Vec::with_capacity(targets.len());
+    let mut stdin_read = false;
+    for target in targets {
+        if target != "-" {
+            arguments.push(target.clone());
+            continue;
+        }
+        if std::mem::replace(&mut stdin_read, true) {
+            continue;
+        }
+        for line in std::io::stdin().lock().lines() {
+            let line =
+                line.map_err(|error| anyhow::anyhow!("cannot read standard input: {error}"))?;
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                arguments.push(line.to_owned());
+            }
+        }
+    }
+    Ok(arguments)
+}
+
+/// One answered argument.
+struct Answered {
+    target: Target,
+    reputation: Reputation,
 }
 
 pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result<Outcome> {
-    let targets = args
-        .targets
-        .iter()
-        .map(|argument| classify(argument))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut config = files.load()?;
-    if config.participation == Mode::Off {
-        return from_cache(files, &targets, args.format);
-    }
-    let server = participation::server_url(&config, args.server.clone());
-    let mut client = Client::with_ca(&server, args.ca.as_deref())?;
-    if let Some(key) = args.key.as_ref().or(config.key.as_ref()) {
-        client = client.with_licence_key(key.trim());
-    }
-    let rows = if args.private {
-        private_lookup(&client, &targets, args.format).await?
-    } else {
-        let (rows, reputations) = lookup(&client, &targets, args.format, args.explain).await?;
-        // For `off` mode later. A cache that cannot be written costs nothing but that.
-        if let Ok(mut cache) = files.cache() {
-            for (target, reputation) in targets.iter().zip(&reputations) {
-                cache.put(target.kind.as_str(), &target.value, reputation);
-            }
-            let _ = files.save_cache(&cache);
+    let mut targets = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    for argument in arguments(&args.targets)? {
+        match classify(&argument, args.kind) {
+            Ok(target) => targets.push(target),
+            Err(reason) => refused.push((argument, reason)),
         }
-        rows
-    };
-    let events = statistics(&targets, &rows);
-    participation::queue_and_send(files, &mut config, &client, events).await?;
-    if args.format == Format::Table {
-        print!("{}", table(&rows));
     }
-    let untrusted = rows.iter().any(|row| row.verdict == Verdict::Untrusted);
-    Ok(if untrusted {
-        Outcome::UntrustedFound
+    let mut config = files.load()?;
+    let answered = if targets.is_empty() {
+        Vec::new()
+    } else if config.participation == Mode::Off {
+        eprintln!(
+            "repnet: participation is off: answers come from the local cache only, nothing is sent (`repnet participation basic` asks the server again)"
+        );
+        from_cache(files, targets)?
     } else {
-        Outcome::Clean
-    })
+        let server = participation::server_url(&config, args.server.clone());
+        let mut client = Client::with_ca(&server, args.ca.as_deref())?;
+        if let Some(key) = args.key.as_ref().or(config.key.as_ref()) {
+            client = client.with_licence_key(key.trim());
+        }
+        let answered: Vec<Answered> = if args.private {
+            let mut private = Vec::new();
+            let mut asked = Vec::new();
+            for target in targets {
+                match target.private() {
+                    Ok(query) => {
+                        private.push(query);
+                        asked.push(target);
+                    }
+                    Err(reason) => refused.push((target.input, reason)),
+                }
+            }
+            let answers = client.lookup_private(&private).await?;
+            asked
+                .into_iter()
+                .zip(answers)
+                .map(|(target, answer)| Answered {
+                    target,
+                    reputation: Reputation::from_model(&answer, args.explain),
+                })
+                .collect()
+        } else {
+            let items: Vec<LookupItem<'_>> = targets.iter().map(Target::item).collect();
+            let results = client.lookup(&items, args.explain).await?;
+            drop(items);
+            // For `off` mode later. A cache that cannot be written costs nothing but that.
+            if let Ok(mut cache) = files.cache() {
+                for (target, reputation) in targets.iter().zip(&results) {
+                    cache.put(target.kind.as_str(), &target.value, reputation);
+                }
+                let _ = files.save_cache(&cache);
+            }
+            targets
+                .into_iter()
+                .zip(results)
+                .map(|(target, reputation)| Answered { target, reputation })
+                .collect()
+        };
+        let events = statistics(&answered);
+        participation::queue_and_send(files, &mut config, &client, events).await?;
+        answered
+    };
+    print(&args, &answered, &refused);
+    for (input, reason) in &refused {
+        eprintln!("repnet: {input}: {reason}");
+    }
+    let failing = answered
+        .iter()
+        .any(|a| args.fail_on.fails(a.reputation.verdict));
+    Ok(Outcome::of(failing, !refused.is_empty()))
 }
 
 /// What extended participation reports about a lookup: first sightings of local files, and
 /// detections (untrusted answers).
-fn statistics(targets: &[Target], rows: &[Row]) -> Vec<StatisticsEvent> {
+fn statistics(answered: &[Answered]) -> Vec<StatisticsEvent> {
     let mut events = Vec::new();
-    for (target, row) in targets.iter().zip(rows) {
+    for Answered { target, reputation } in answered {
+        let sha256 = match &target.hashes {
+            Some(hashes) => hashes.sha256.map(|h| h.to_string()),
+            None => (target.kind == ObjectKind::File && target.value.len() == 64)
+                .then(|| target.value.clone()),
+        };
         let event = |kind: &str| StatisticsEvent {
             kind: kind.to_owned(),
-            file: (target.kind == ObjectKind::File && target.value.len() == 64)
-                .then(|| target.value.clone()),
+            file: sha256.clone(),
             url: (target.kind == ObjectKind::Url).then(|| target.value.clone()),
             size: target.file.as_ref().map(|(_, size)| *size),
             signer: None,
@@ -219,11 +420,10 @@ fn statistics(targets: &[Target], rows: &[Row]) -> Vec<StatisticsEvent> {
         if target.file.is_some() {
             events.push(event("sighting"));
         }
-        let reportable = (target.kind == ObjectKind::File && target.value.len() == 64)
-            || target.kind == ObjectKind::Url;
-        if row.verdict == Verdict::Untrusted && reportable {
+        let reportable = sha256.is_some() || target.kind == ObjectKind::Url;
+        if reputation.verdict == Verdict::Untrusted && reportable {
             events.push(StatisticsEvent {
-                threat: row.threat.clone(),
+                threat: reputation.threat.clone(),
                 ..event("detection")
             });
         }
@@ -232,17 +432,13 @@ fn statistics(targets: &[Target], rows: &[Row]) -> Vec<StatisticsEvent> {
 }
 
 /// `off` mode: answers from the local cache, `unknown` for the rest; nothing is sent.
-fn from_cache(files: &ClientFiles, targets: &[Target], format: Format) -> anyhow::Result<Outcome> {
-    eprintln!(
-        "repnet: participation is off: answers come from the local cache only, nothing is sent (`repnet participation basic` asks the server again)"
-    );
+fn from_cache(files: &ClientFiles, targets: Vec<Target>) -> anyhow::Result<Vec<Answered>> {
     let cache = files.cache()?;
     let ttl = repnet_model::TtlPolicy {
         known: 3600,
         unknown: 300,
     };
-    let mut rows = Vec::new();
-    let mut output = Vec::new();
+    let mut answered = Vec::with_capacity(targets.len());
     for target in targets {
         let reputation = match cache.get(target.kind.as_str(), &target.value) {
             Some(reputation) => reputation.clone(),
@@ -251,149 +447,126 @@ fn from_cache(files: &ClientFiles, targets: &[Target], format: Format) -> anyhow
                 Reputation::from_model(&repnet_model::Reputation::unknown(object, &ttl), false)
             }
         };
-        rows.push(Row {
-            input: target.input.clone(),
-            kind: target.kind,
-            verdict: reputation.verdict,
-            threat: reputation.threat.clone(),
-            source: reputation.source.clone(),
-            confidence: reputation.confidence,
-            matched: reputation.matched.clone().flatten(),
-        });
-        output.push(LookupOutput {
-            input: target.input.clone(),
-            reputation,
-        });
+        answered.push(Answered { target, reputation });
     }
-    match format {
-        Format::Json => println!("{}", repnet_protocol::to_pretty_json(&output)),
-        Format::Table => print!("{}", table(&rows)),
+    Ok(answered)
+}
+
+fn print(args: &LookupArgs, answered: &[Answered], refused: &[(String, String)]) {
+    let outputs = || {
+        answered
+            .iter()
+            .map(|a| LookupOutput {
+                input: a.target.input.clone(),
+                reputation: Some(a.reputation.clone()),
+                error: None,
+            })
+            .chain(refused.iter().map(|(input, reason)| LookupOutput {
+                input: input.clone(),
+                reputation: None,
+                error: Some(reason.clone()),
+            }))
+    };
+    match args.format {
+        Format::Json => {
+            let all: Vec<LookupOutput> = outputs().collect();
+            println!("{}", repnet_protocol::to_pretty_json(&all));
+        }
+        Format::Ndjson => {
+            for output in outputs() {
+                println!(
+                    "{}",
+                    String::from_utf8_lossy(&repnet_protocol::to_json(&output))
+                );
+            }
+        }
+        Format::Csv => print!("{}", csv(answered, refused)),
+        Format::Table => print!("{}", table(answered, args.explain)),
     }
-    Ok(
-        if rows.iter().any(|row| row.verdict == Verdict::Untrusted) {
-            Outcome::UntrustedFound
+}
+
+/// `repnet lookup --format csv`: a header and one row per argument.
+fn csv(answered: &[Answered], refused: &[(String, String)]) -> String {
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
         } else {
-            Outcome::Clean
-        },
-    )
-}
-
-async fn lookup(
-    client: &Client,
-    targets: &[Target],
-    format: Format,
-    explain: bool,
-) -> anyhow::Result<(Vec<Row>, Vec<Reputation>)> {
-    let items: Vec<LookupItem<'_>> = targets
-        .iter()
-        .map(|target| LookupItem::new(target.kind, target.value.as_str()))
-        .collect();
-    let results = client.lookup(&items, explain).await?;
-    if format == Format::Json {
-        let output: Vec<LookupOutput> = targets
-            .iter()
-            .zip(&results)
-            .map(|(target, reputation)| LookupOutput {
-                input: target.input.clone(),
-                reputation: reputation.clone(),
-            })
-            .collect();
-        println!("{}", repnet_protocol::to_pretty_json(&output));
+            text.to_owned()
+        }
+    };
+    let mut out =
+        String::from("input,type,verdict,threat,source,confidence,matched,sha256,md5,sha1,error\n");
+    for Answered { target, reputation } in answered {
+        let hashes = reputation.object.hashes.clone().unwrap_or_default();
+        let row = [
+            field(&target.input),
+            target.kind.as_str().to_owned(),
+            reputation.verdict.as_str().to_owned(),
+            field(reputation.threat.as_deref().unwrap_or("")),
+            field(reputation.source.as_deref().unwrap_or("")),
+            reputation.confidence.to_string(),
+            field(
+                reputation
+                    .matched
+                    .clone()
+                    .flatten()
+                    .as_deref()
+                    .unwrap_or(""),
+            ),
+            hashes.sha256.unwrap_or_default(),
+            hashes.md5.unwrap_or_default(),
+            hashes.sha1.unwrap_or_default(),
+            String::new(),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
     }
-    let rows = targets
-        .iter()
-        .zip(&results)
-        .map(|(target, result)| Row {
-            input: target.input.clone(),
-            kind: target.kind,
-            verdict: result.verdict,
-            threat: result.threat.clone(),
-            source: result.source.clone(),
-            confidence: result.confidence,
-            matched: result.matched.clone().flatten(),
-        })
-        .collect();
-    Ok((rows, results))
-}
-
-async fn private_lookup(
-    client: &Client,
-    targets: &[Target],
-    format: Format,
-) -> anyhow::Result<Vec<Row>> {
-    let private: Vec<PrivateTarget> = targets
-        .iter()
-        .map(private_target)
-        .collect::<anyhow::Result<_>>()?;
-    let answers = client.lookup_private(&private).await?;
-    let rows: Vec<Row> = targets
-        .iter()
-        .zip(answers)
-        .map(|(target, answer)| Row {
-            input: target.input.clone(),
-            kind: target.kind,
-            verdict: answer
-                .found
-                .as_ref()
-                .map_or(Verdict::Unknown, |f| f.verdict),
-            threat: answer.found.as_ref().and_then(|f| f.threat.clone()),
-            source: answer.found.as_ref().and_then(|f| f.source.clone()),
-            confidence: answer.found.as_ref().map_or(0, |f| f.confidence),
-            matched: answer.matched,
-        })
-        .collect();
-    if format == Format::Json {
-        let output: Vec<PrivateLookupOutput> = rows
-            .iter()
-            .map(|row| PrivateLookupOutput {
-                input: row.input.clone(),
-                kind: row.kind.as_str().to_owned(),
-                verdict: row.verdict,
-                threat: row.threat.clone(),
-                source: row.source.clone(),
-                confidence: row.confidence,
-                matched: row.matched.clone(),
-            })
-            .collect();
-        println!("{}", repnet_protocol::to_pretty_json(&output));
+    for (input, reason) in refused {
+        out.push_str(&format!("{},,,,,,,,,,{}\n", field(input), field(reason)));
     }
-    Ok(rows)
+    out
 }
 
 /// A plain-text table, columns padded to their widest cell. The verdict column reads like a
 /// sentence: `untrusted EICAR-Test-File`. A MATCHED column appears when a URL, domain or IP
-/// was looked up.
-fn table(rows: &[Row]) -> String {
-    let with_matches = rows.iter().any(|row| {
+/// was looked up. With `--explain`, each answer's records follow its row, the deciding one
+/// marked `*`.
+fn table(answered: &[Answered], explain: bool) -> String {
+    if answered.is_empty() {
+        return String::new();
+    }
+    let with_matches = answered.iter().any(|a| {
         matches!(
-            row.kind,
+            a.target.kind,
             ObjectKind::Url | ObjectKind::Domain | ObjectKind::Ip
         )
     });
-    let mut cells = vec![
-        [
-            "OBJECT",
-            "TYPE",
-            "VERDICT",
-            "SOURCE",
-            "CONFIDENCE",
-            "MATCHED",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
-    for row in rows {
-        let verdict = match &row.threat {
-            Some(threat) => format!("{} {threat}", row.verdict.as_str()),
-            None => row.verdict.as_str().to_owned(),
+    let header = [
+        "OBJECT",
+        "TYPE",
+        "VERDICT",
+        "SOURCE",
+        "CONFIDENCE",
+        "MATCHED",
+    ]
+    .map(str::to_owned);
+    let mut cells = vec![header.to_vec()];
+    for Answered { target, reputation } in answered {
+        let verdict = match &reputation.threat {
+            Some(threat) => format!("{} {threat}", reputation.verdict.as_str()),
+            None => reputation.verdict.as_str().to_owned(),
         };
         cells.push(vec![
-            row.input.clone(),
-            row.kind.as_str().to_owned(),
+            target.input.clone(),
+            target.kind.as_str().to_owned(),
             verdict,
-            row.source.clone().unwrap_or_else(|| "-".to_owned()),
-            row.confidence.to_string(),
-            row.matched.clone().unwrap_or_else(|| "-".to_owned()),
+            reputation.source.clone().unwrap_or_else(|| "-".to_owned()),
+            reputation.confidence.to_string(),
+            reputation
+                .matched
+                .clone()
+                .flatten()
+                .unwrap_or_else(|| "-".to_owned()),
         ]);
     }
     let columns = if with_matches { 6 } else { 5 };
@@ -406,15 +579,53 @@ fn table(rows: &[Row]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
-    for row in cells {
-        let line: Vec<String> = row
+    let line = |row: &[String]| {
+        let padded: Vec<String> = row
             .iter()
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(&cells[0]);
+    for (row, Answered { reputation, .. }) in cells[1..].iter().zip(answered) {
+        out.push_str(&line(row));
+        if explain && let Some(explanation) = &reputation.explain {
+            out.push_str(&explained(explanation));
+        }
+    }
+    out
+}
+
+/// The records of an explanation, indented under their row.
+fn explained(explanation: &repnet_protocol::Explanation) -> String {
+    let mut out = String::new();
+    if explanation.records.is_empty() {
+        out.push_str("    no source knows it\n");
+        return out;
+    }
+    for record in &explanation.records {
+        let verdict = match &record.threat {
+            Some(threat) => format!("{} {threat}", record.verdict.as_str()),
+            None => record.verdict.as_str().to_owned(),
+        };
+        let on = record
+            .expression
+            .as_deref()
+            .map(|e| format!(" on {e}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {} {} {verdict} (confidence {}){on}\n",
+            if record.decisive { "*" } else { " " },
+            record.source,
+            record.confidence,
+        ));
+        if let Some(reason) = &record.reason {
+            out.push_str(&format!("      why: {reason}\n"));
+        }
+    }
+    if let Some(reason) = &explanation.expression_reason {
+        out.push_str(&format!("      expression: {reason}\n"));
     }
     out
 }
@@ -424,7 +635,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arguments_are_classified_by_shape() {
+    fn arguments_are_classified_strictly() {
         let cases = [
             (
                 "44D88612FEA8A8F36DE82E1278ABB02F",
@@ -434,7 +645,13 @@ mod tests {
             ("192.0.2.1", ObjectKind::Ip, "192.0.2.1"),
             ("2001:DB8::1", ObjectKind::Ip, "2001:db8::1"),
             ("Example.COM", ObjectKind::Domain, "example.com"),
-            ("deadbeef", ObjectKind::Domain, "deadbeef"),
+            (
+                "malware.test.repnet.invalid",
+                ObjectKind::Domain,
+                "malware.test.repnet.invalid",
+            ),
+            ("domain:invoice.pdf", ObjectKind::Domain, "invoice.pdf"),
+            ("ip:10.0.0.1", ObjectKind::Ip, "10.0.0.1"),
             (
                 "http://Evil.Example/a/../b",
                 ObjectKind::Url,
@@ -447,58 +664,77 @@ mod tests {
             ),
         ];
         for (argument, kind, value) in cases {
-            let target = classify(argument).unwrap();
+            let target = classify(argument, None).unwrap();
             assert_eq!(
                 (target.kind, target.value.as_str()),
                 (kind, value),
                 "{argument}"
             );
         }
-        for bad in ["http://", "a..b", "1.2.3"] {
-            assert!(classify(bad).is_err(), "{bad}");
+        let certificate = format!("cert:{}", "AB".repeat(32));
+        assert_eq!(
+            classify(&certificate, None).unwrap().kind,
+            ObjectKind::Certificate
+        );
+        assert_eq!(
+            classify(&"ab".repeat(32), Some(Kind::Certificate))
+                .unwrap()
+                .kind,
+            ObjectKind::Certificate
+        );
+        let refused = [
+            ("invoice.pdf", "no such file, and not a domain"),
+            ("setup.exe", "not a public suffix"),
+            ("./missing.exe", "no such file"),
+            ("reports/q3.pdf", "no such file"),
+            (&"a".repeat(63), "not a hash (63 hexadecimal characters"),
+            ("deadbeef", "not a hash (8"),
+            ("999.1.1.1", "not an IP address"),
+            ("http://", "not a usable URL"),
+            ("a..b", "no such file"),
+            ("bad domain!", "no such file"),
+            ("file:nope.txt", "no such file"),
+        ];
+        for (argument, message) in refused {
+            let error = classify(argument, None).unwrap_err();
+            assert!(error.contains(message), "{argument}: {error}");
         }
     }
 
     #[test]
-    fn an_existing_file_is_hashed() {
+    fn an_existing_file_is_hashed_by_all_three() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("eicar.com");
         std::fs::write(&path, repnet_model::EICAR).unwrap();
-        let target = classify(path.to_str().unwrap()).unwrap();
+        let target = classify(path.to_str().unwrap(), None).unwrap();
         assert_eq!(target.kind, ObjectKind::File);
         assert_eq!(
             target.value,
             "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
         );
+        assert_eq!(target.hashes, Some(FileHashes::of(repnet_model::EICAR)));
         assert!(
-            classify(dir.path().to_str().unwrap())
+            classify(dir.path().to_str().unwrap(), None)
                 .unwrap_err()
-                .to_string()
-                .contains("directory")
+                .contains("folder")
         );
     }
 
     #[test]
-    fn privacy_mode_needs_a_sha256() {
-        let md5 = classify("44D88612FEA8A8F36DE82E1278ABB02F").unwrap();
-        assert!(
-            private_target(&md5)
-                .unwrap_err()
-                .to_string()
-                .contains("SHA-256")
-        );
-        let sha256 = classify(&"a".repeat(64)).unwrap();
-        assert!(matches!(
-            private_target(&sha256).unwrap(),
-            PrivateTarget::File(_)
-        ));
-        assert!(matches!(
-            private_target(&classify("example.com").unwrap()).unwrap(),
-            PrivateTarget::Host(_)
-        ));
-        assert!(matches!(
-            private_target(&classify("2001:db8::1").unwrap()).unwrap(),
-            PrivateTarget::Host(_)
-        ));
+    fn privacy_mode_takes_every_kind_but_certificates() {
+        for argument in [
+            "44D88612FEA8A8F36DE82E1278ABB02F",
+            &"a".repeat(64),
+            "example.com",
+            "2001:db8::1",
+            "evil.example/x",
+        ] {
+            assert!(
+                classify(argument, None).unwrap().private().is_ok(),
+                "{argument}"
+            );
+        }
+        let certificate = classify(&format!("cert:{}", "ab".repeat(32)), None).unwrap();
+        assert!(certificate.private().unwrap_err().contains("certificates"));
     }
 }

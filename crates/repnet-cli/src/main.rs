@@ -1,10 +1,12 @@
 //! `repnet`: the reputation server, its client, and the tools around them, in one binary.
 //!
-//! Exit codes (documented in docs/cli.md): 0 success and nothing untrusted found, 1 something
-//! untrusted was found, 2 an error (with a one-line message on stderr saying what to do).
+//! Exit codes (documented in docs/cli.md): 1 something untrusted was found (whatever else
+//! happened), else 2 something could not be checked or an error (with a message on stderr
+//! saying what to do), else 0.
 
 mod admin;
 mod bundle;
+mod hashing;
 mod import;
 mod lookup;
 mod participation;
@@ -82,8 +84,42 @@ enum Command {
 /// What a command ended with, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
+    /// Everything was checked and nothing failed (exit 0).
     Clean,
+    /// Something untrusted (or, with `--fail-on riskware`, riskware) was found (exit 1).
     UntrustedFound,
+    /// Nothing failed, but something could not be checked: offline, unreadable, no such
+    /// path, refused (exit 2).
+    Incomplete,
+}
+
+impl Outcome {
+    /// Found beats incomplete: a CI gate must fail on a tree that holds malware even when
+    /// part of it could not be checked.
+    fn of(found: bool, incomplete: bool) -> Outcome {
+        match (found, incomplete) {
+            (true, _) => Outcome::UntrustedFound,
+            (false, true) => Outcome::Incomplete,
+            (false, false) => Outcome::Clean,
+        }
+    }
+}
+
+/// `--fail-on`: the least bad verdict that makes `lookup` and `scan` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    Untrusted,
+    Riskware,
+}
+
+impl FailOn {
+    fn fails(self, verdict: repnet_protocol::Verdict) -> bool {
+        use repnet_protocol::Verdict;
+        match self {
+            FailOn::Untrusted => verdict == Verdict::Untrusted,
+            FailOn::Riskware => matches!(verdict, Verdict::Untrusted | Verdict::Riskware),
+        }
+    }
 }
 
 /// An async runtime with `worker_threads` threads (0: one per CPU core).
@@ -149,9 +185,16 @@ pub(crate) fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Proxy(_)) {
+        // `repnet … | head` closes the pipe early: end quietly, as other command-line tools
+        // do, rather than panic in `println!`. The server and the proxy keep ignoring
+        // SIGPIPE: a log reader that goes away must not stop them.
+        sigpipe::reset();
+    }
     match run(cli.command, cli.client_config.as_deref()) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::UntrustedFound) => ExitCode::from(1),
+        Ok(Outcome::Incomplete) => ExitCode::from(2),
         Err(error) => {
             // The whole chain on one line: "cannot open …: data directory … is in use …".
             eprintln!("repnet: {error:#}");

@@ -5,8 +5,7 @@
 //! `repnet scan --recheck`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -14,12 +13,13 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use repnet_client::{Client, ClientError, PrivateTarget};
-use repnet_model::{FileHash, ObjectKind, Sha256};
-use repnet_protocol::{LookupItem, Reputation, StatisticsEvent, Verdict};
+use repnet_model::{FileHash, FileHashes};
+use repnet_protocol::{LookupItem, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::Outcome;
+use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
+use crate::{FailOn, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
@@ -44,12 +44,17 @@ pub(crate) struct ScanArgs {
     /// Print only untrusted files (the summary still counts everything).
     #[arg(long)]
     only_untrusted: bool,
-    /// Privacy mode: send only 4-byte prefixes of the files' SHA-256.
+    /// Privacy mode: send only 4-byte prefixes of the files' hashes.
     #[arg(long)]
     private: bool,
-    /// Also compute MD5 and SHA-1 (from the same read of each file).
-    #[arg(long)]
-    all_hashes: bool,
+    /// Which hashes to compute and look up: all (MD5, SHA-1 and SHA-256, from one read of
+    /// each file; feeds such as ClamAV's list files by MD5 only) or sha256 (faster, and
+    /// blind to what is listed by MD5 or SHA-1 only).
+    #[arg(long, value_enum, default_value = "all", value_name = "WHICH")]
+    hashes: HashChoice,
+    /// Exit 1 when any file is at least this bad.
+    #[arg(long, value_enum, default_value = "untrusted", value_name = "VERDICT")]
+    fail_on: FailOn,
     /// Only files whose path matches (a glob, e.g. '*.exe'; repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -65,6 +70,21 @@ pub(crate) struct ScanArgs {
     /// Look up again the files an offline scan could not, and report what they turned out to be.
     #[arg(long)]
     recheck: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HashChoice {
+    All,
+    Sha256,
+}
+
+impl HashChoice {
+    fn which(self) -> Which {
+        match self {
+            HashChoice::All => Which::All,
+            HashChoice::Sha256 => Which::Sha256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +120,18 @@ struct Scanned {
     reputation: Option<Reputation>,
 }
 
+impl Scanned {
+    /// The file's hashes, as hashed.
+    fn hashes(&self) -> FileHashes {
+        Hashes {
+            sha256: self.sha256.clone().unwrap_or_default(),
+            md5: self.md5.clone(),
+            sha1: self.sha1.clone(),
+        }
+        .to_model()
+    }
+}
+
 const OFFLINE: &str = "unknown (offline)";
 
 /// Most files whose hashes `hashes.json` remembers (about 150 bytes each).
@@ -133,10 +165,53 @@ struct Hashes {
     sha1: Option<String>,
 }
 
-/// `offline.json`: files an offline scan could not look up, by SHA-256.
+impl Hashes {
+    fn from_model(hashes: &FileHashes) -> Hashes {
+        Hashes {
+            sha256: hashes.sha256.map(|h| h.to_string()).unwrap_or_default(),
+            md5: hashes.md5.map(|h| h.to_string()),
+            sha1: hashes.sha1.map(|h| h.to_string()),
+        }
+    }
+
+    /// The hashes as the model's; those that do not parse (a damaged cache) are left out.
+    fn to_model(&self) -> FileHashes {
+        let mut hashes = FileHashes::default();
+        for text in [Some(&self.sha256), self.md5.as_ref(), self.sha1.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(hash) = FileHash::from_hex(text) {
+                hashes.insert(hash);
+            }
+        }
+        hashes
+    }
+}
+
+/// `offline.json`: files an offline scan could not look up, by SHA-256, with their other
+/// hashes and paths.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Pending {
-    files: BTreeMap<String, Vec<String>>,
+    files: BTreeMap<String, PendingFile>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PendingFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    md5: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha1: Option<String>,
+    paths: Vec<String>,
+}
+
+impl Pending {
+    fn add(&mut self, hashes: &Hashes, path: String) {
+        let file = self.files.entry(hashes.sha256.clone()).or_default();
+        file.md5 = file.md5.take().or_else(|| hashes.md5.clone());
+        file.sha1 = file.sha1.take().or_else(|| hashes.sha1.clone());
+        file.paths.push(path);
+    }
 }
 
 /// One file to hash.
@@ -170,6 +245,14 @@ fn identity(metadata: &std::fs::Metadata) -> Option<String> {
 fn walk(args: &ScanArgs, unreadable: &mut Vec<Scanned>) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for root in &args.paths {
+        if std::fs::symlink_metadata(root).is_err() {
+            unreadable.push(unreadable_entry(
+                root.display().to_string(),
+                0,
+                "no such file or folder".to_owned(),
+            ));
+            continue;
+        }
         let mut overrides = ignore::overrides::OverrideBuilder::new(root);
         for glob in &args.include {
             overrides
@@ -246,35 +329,6 @@ fn unreadable_entry(path: String, size: u64, error: String) -> Scanned {
     }
 }
 
-/// One read of the file feeds every hash asked for.
-fn hash(path: &Path, all: bool) -> std::io::Result<Hashes> {
-    use sha2::Digest as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut sha256 = sha2::Sha256::new();
-    let mut md5 = all.then(md5::Md5::new);
-    let mut sha1 = all.then(sha1::Sha1::new);
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        sha256.update(&buffer[..read]);
-        if let Some(md5) = &mut md5 {
-            md5.update(&buffer[..read]);
-        }
-        if let Some(sha1) = &mut sha1 {
-            sha1.update(&buffer[..read]);
-        }
-    }
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    Ok(Hashes {
-        sha256: hex(&sha256.finalize()),
-        md5: md5.map(|h| hex(&h.finalize())),
-        sha1: sha1.map(|h| hex(&h.finalize())),
-    })
-}
-
 /// Progress on a terminal (files, bytes, rate, ETA, untrusted so far); nothing otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -331,56 +385,29 @@ fn from_reputation(mut scanned: Scanned, reputation: Reputation) -> Scanned {
 async fn look_up(
     client: &Client,
     private: bool,
-    hashes: &[String],
+    files: &[FileHashes],
 ) -> anyhow::Result<Option<Vec<Reputation>>> {
     let result = if private {
-        let targets = hashes
+        let targets: Vec<PrivateTarget> = files
             .iter()
-            .map(|hex| match FileHash::from_hex(hex) {
-                Ok(FileHash::Sha256(sha256)) => Ok(PrivateTarget::File(sha256)),
-                _ => Err(anyhow::anyhow!("{hex} is not a SHA-256")),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .filter_map(|hashes| PrivateTarget::file(*hashes))
+            .collect();
         client.lookup_private(&targets).await.map(|answers| {
             answers
-                .into_iter()
-                .zip(hashes)
-                .map(|(answer, hex)| private_reputation(hex, answer))
+                .iter()
+                .map(|answer| Reputation::from_model(answer, false))
                 .collect()
         })
     } else {
-        let items: Vec<LookupItem<'_>> = hashes
-            .iter()
-            .map(|hex| LookupItem::new(ObjectKind::File, hex.as_str()))
-            .collect();
+        let items: Vec<LookupItem<'_>> = files.iter().map(LookupItem::file).collect();
         client.lookup(&items, false).await
     };
     match result {
-        Ok(answers) => Ok(Some(answers)),
+        Ok(answers) if answers.len() == files.len() => Ok(Some(answers)),
+        Ok(_) => anyhow::bail!("the server answered a different number of files than asked"),
         Err(ClientError::Unreachable { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
-}
-
-/// A privacy-mode answer in the shape of a reputation.
-fn private_reputation(hex: &str, answer: repnet_client::PrivateAnswer) -> Reputation {
-    let object = repnet_model::Object::parse(ObjectKind::File, hex).unwrap_or(
-        repnet_model::Object::File(FileHash::Sha256(Sha256([0; 32]))),
-    );
-    let ttl = repnet_model::TtlPolicy {
-        known: 3600,
-        unknown: 300,
-    };
-    let mut reputation =
-        Reputation::from_model(&repnet_model::Reputation::unknown(object, &ttl), false);
-    if let Some(found) = answer.found {
-        reputation.verdict = found.verdict;
-        reputation.threat = found.threat;
-        reputation.source = found.source;
-        reputation.confidence = found.confidence;
-        reputation.categories = found.categories;
-    }
-    reputation
 }
 
 pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<Outcome> {
@@ -414,7 +441,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let all_hashes = args.all_hashes;
+    let which = args.hashes.which();
     let mut workers = Vec::new();
     for _ in 0..threads {
         let (jobs, hash_cache, next, sender, progress, done, hashed_now) = (
@@ -434,13 +461,15 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                     .identity
                     .as_ref()
                     .and_then(|identity| hash_cache.entries.get(identity))
-                    .filter(|hashes| !all_hashes || (hashes.md5.is_some() && hashes.sha1.is_some()))
+                    .filter(|hashes| {
+                        which == Which::Sha256 || (hashes.md5.is_some() && hashes.sha1.is_some())
+                    })
                     .cloned();
                 let result = match cached {
                     Some(hashes) => Ok(hashes),
                     None => {
                         hashed_now.fetch_add(1, Ordering::Relaxed);
-                        hash(&job.path, all_hashes)
+                        hashing::hash_file(&job.path, which).map(|h| Hashes::from_model(&h))
                     }
                 };
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -493,11 +522,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                             entry
                         }
                         None if online => {
-                            pending
-                                .files
-                                .entry(hashes.sha256.clone())
-                                .or_default()
-                                .push(entry.path.clone());
+                            pending.add(&hashes, entry.path.clone());
                             Scanned {
                                 verdict: OFFLINE.to_owned(),
                                 ..entry
@@ -510,9 +535,9 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         }
         if batch.len() >= repnet_client::BATCH_LIMIT / 10 || (finished && !batch.is_empty()) {
             let indices = std::mem::take(&mut batch);
-            let hashes: Vec<String> = indices
+            let hashes: Vec<FileHashes> = indices
                 .iter()
-                .filter_map(|i| scanned[*i].as_ref().and_then(|s| s.sha256.clone()))
+                .filter_map(|i| scanned[*i].as_ref().map(Scanned::hashes))
                 .collect();
             lookups += 1;
             match look_up(&client, args.private, &hashes).await? {
@@ -524,7 +549,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                             {
                                 verdicts.put("file", sha256, &reputation);
                             }
-                            if reputation.verdict == Verdict::Untrusted {
+                            if args.fail_on.fails(reputation.verdict) {
                                 progress.untrusted.fetch_add(1, Ordering::Relaxed);
                             }
                             scanned[*index] = Some(from_reputation(entry, reputation));
@@ -535,13 +560,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                     offline = true;
                     for index in indices {
                         if let Some(entry) = scanned[index].take() {
-                            if let Some(sha256) = &entry.sha256 {
-                                pending
-                                    .files
-                                    .entry(sha256.clone())
-                                    .or_default()
-                                    .push(entry.path.clone());
-                            }
+                            pending.add(&Hashes::from_model(&entry.hashes()), entry.path.clone());
                             scanned[index] = Some(Scanned {
                                 verdict: OFFLINE.to_owned(),
                                 ..entry
@@ -574,8 +593,11 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     }
     if !pending.files.is_empty() {
         let mut kept: Pending = files.read_json("offline.json").unwrap_or_default();
-        for (sha256, paths) in pending.files {
-            kept.files.entry(sha256).or_default().extend(paths);
+        for (sha256, file) in pending.files {
+            let kept = kept.files.entry(sha256).or_default();
+            kept.md5 = kept.md5.take().or(file.md5);
+            kept.sha1 = kept.sha1.take().or(file.sha1);
+            kept.paths.extend(file.paths);
         }
         files.write_json("offline.json", &kept)?;
         eprintln!(
@@ -615,11 +637,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     );
     print(&args, &mut results)?;
     eprintln!("{}", summary.line());
-    Ok(if summary.untrusted > 0 {
-        Outcome::UntrustedFound
-    } else {
-        Outcome::Clean
-    })
+    Ok(summary.outcome(args.fail_on))
 }
 
 struct Summary {
@@ -628,6 +646,9 @@ struct Summary {
     seconds: f64,
     counts: BTreeMap<String, usize>,
     untrusted: usize,
+    riskware: usize,
+    /// Files that could not be checked: offline, unreadable, missing.
+    unchecked: usize,
     hashed: u64,
     lookups: u64,
 }
@@ -643,10 +664,21 @@ impl Summary {
             bytes: results.iter().map(|r| r.size).sum(),
             seconds: started.elapsed().as_secs_f64(),
             untrusted: counts.get("untrusted").copied().unwrap_or(0),
+            riskware: counts.get("riskware").copied().unwrap_or(0),
+            unchecked: [OFFLINE, UNREADABLE]
+                .iter()
+                .filter_map(|label| counts.get(*label))
+                .sum(),
             counts,
             hashed,
             lookups,
         }
+    }
+
+    /// 1 if anything failing was found, else 2 if anything could not be checked, else 0.
+    fn outcome(&self, fail_on: FailOn) -> Outcome {
+        let found = self.untrusted > 0 || (fail_on == FailOn::Riskware && self.riskware > 0);
+        Outcome::of(found, self.unchecked > 0)
     }
 
     fn line(&self) -> String {
@@ -685,7 +717,7 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
             }
         }
         ScanFormat::Csv => {
-            println!("path,size,sha256,verdict,threat,source,error");
+            println!("path,size,sha256,md5,sha1,verdict,threat,source,error");
             let field = |text: &str| {
                 if text.contains([',', '"', '\n']) {
                     format!("\"{}\"", text.replace('"', "\"\""))
@@ -695,10 +727,12 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
             };
             for r in results.iter() {
                 println!(
-                    "{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{}",
                     field(&r.path),
                     r.size,
                     r.sha256.as_deref().unwrap_or(""),
+                    r.md5.as_deref().unwrap_or(""),
+                    r.sha1.as_deref().unwrap_or(""),
                     field(&r.verdict),
                     field(r.threat.as_deref().unwrap_or("")),
                     field(r.source.as_deref().unwrap_or("")),
@@ -715,7 +749,7 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                 .max(4);
             println!(
                 "{:<width$}  {:<18}  {:<24}  SOURCE",
-                "PATH", "VERDICT", "THREAT"
+                "PATH", "VERDICT", "THREAT OR ERROR"
             );
             for r in results.iter() {
                 println!(
@@ -749,29 +783,41 @@ async fn recheck(
             "participation is off: `repnet participation basic` lets the recheck ask the server"
         );
     }
-    let hashes: Vec<String> = pending.files.keys().cloned().collect();
+    let pending: Vec<(Hashes, PendingFile)> = pending
+        .files
+        .into_iter()
+        .map(|(sha256, file)| {
+            let hashes = Hashes {
+                sha256,
+                md5: file.md5.clone(),
+                sha1: file.sha1.clone(),
+            };
+            (hashes, file)
+        })
+        .collect();
     let mut verdicts = files.cache()?;
     let mut results = Vec::new();
     let mut lookups = 0;
-    for chunk in hashes.chunks(repnet_client::BATCH_LIMIT) {
+    for chunk in pending.chunks(repnet_client::BATCH_LIMIT) {
         lookups += 1;
-        let Some(answers) = look_up(client, args.private, chunk).await? else {
+        let asked: Vec<FileHashes> = chunk.iter().map(|(hashes, _)| hashes.to_model()).collect();
+        let Some(answers) = look_up(client, args.private, &asked).await? else {
             anyhow::bail!(
                 "the server still cannot be reached: the files stay recorded for the next --recheck"
             );
         };
-        for (sha256, reputation) in chunk.iter().zip(answers) {
+        for ((hashes, file), reputation) in chunk.iter().zip(answers) {
             if !args.private {
-                verdicts.put("file", sha256, &reputation);
+                verdicts.put("file", &hashes.sha256, &reputation);
             }
-            for path in &pending.files[sha256] {
+            for path in &file.paths {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
                 let entry = Scanned {
                     path: path.clone(),
                     size,
-                    sha256: Some(sha256.clone()),
-                    md5: None,
-                    sha1: None,
+                    sha256: Some(hashes.sha256.clone()),
+                    md5: hashes.md5.clone(),
+                    sha1: hashes.sha1.clone(),
                     verdict: OFFLINE.to_owned(),
                     threat: None,
                     source: None,
@@ -787,9 +833,5 @@ async fn recheck(
     let summary = Summary::of(&results, started, 0, lookups);
     print(args, &mut results)?;
     eprintln!("rechecked: {}", summary.line());
-    Ok(if summary.untrusted > 0 {
-        Outcome::UntrustedFound
-    } else {
-        Outcome::Clean
-    })
+    Ok(summary.outcome(args.fail_on))
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::{
-    AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashMatch, HashSearchRequest,
-    HashSearchResponse, ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList,
-    LocalVerdictList, LookupItem, LookupRequest, LookupResponse, Reputation, ServerStatus,
-    SetLocalVerdict,
+    AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashSearchRequest, HashSearchResponse,
+    ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList, LocalVerdictList, LookupItem,
+    LookupRequest, LookupResponse, Reputation, ServerStatus, SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
@@ -23,48 +22,141 @@ pub const PRIVATE_PREFIX_BYTES: usize = 4;
 
 /// Something to look up in privacy mode.
 #[derive(Debug, Clone)]
-pub enum PrivateTarget {
-    /// A file, by its SHA-256.
-    File(repnet_model::Sha256),
-    /// A URL: every expression of it is a candidate.
-    Url(repnet_model::CanonicalUrl),
-    /// A domain or an IP address: the expressions of its host suffixes.
-    Host(repnet_model::CanonicalUrl),
+pub struct PrivateTarget {
+    /// What the answer is about.
+    object: repnet_model::Object,
+    /// For URLs: the canonical URL, which the answer reports.
+    url: Option<repnet_model::CanonicalUrl>,
+    candidates: Candidates,
+}
+
+#[derive(Debug, Clone)]
+enum Candidates {
+    /// A file by every hash known of it.
+    File(repnet_model::FileHashes),
+    /// The expressions of a URL, a domain or an IP address, most specific first.
+    Expressions(Vec<repnet_model::Expression>),
 }
 
 impl PrivateTarget {
-    /// The candidate hashes, most specific first, each with its expression (URLs).
-    fn candidates(&self) -> Vec<(Option<String>, repnet_model::Sha256)> {
-        let expressions = match self {
-            PrivateTarget::File(hash) => return vec![(None, *hash)],
-            PrivateTarget::Url(url) => url.expressions(),
-            PrivateTarget::Host(url) => url.host_expressions(),
-        };
-        expressions
-            .into_iter()
-            .map(|expression| {
-                let hash = expression.sha256();
-                (Some(expression.to_string()), hash)
-            })
-            .collect()
+    /// A file by every hash known of it (at least one).
+    pub fn file(hashes: repnet_model::FileHashes) -> Option<PrivateTarget> {
+        Some(PrivateTarget {
+            object: repnet_model::Object::File(hashes.primary()?),
+            url: None,
+            candidates: Candidates::File(hashes),
+        })
     }
 
-    fn match_kind(&self) -> &'static str {
-        match self {
-            PrivateTarget::File(_) => "file",
-            PrivateTarget::Url(_) | PrivateTarget::Host(_) => "url",
+    /// A URL: every expression of it is a candidate.
+    pub fn url(url: repnet_model::CanonicalUrl) -> PrivateTarget {
+        PrivateTarget {
+            object: repnet_model::Object::Url(url.exact_expression()),
+            candidates: Candidates::Expressions(url.expressions()),
+            url: Some(url),
+        }
+    }
+
+    /// A domain: the expressions of its host suffixes, as the server looks it up.
+    pub fn domain(domain: repnet_model::Domain) -> Result<PrivateTarget, repnet_model::ParseError> {
+        let expressions =
+            repnet_model::CanonicalUrl::parse(format!("http://{domain}/").as_bytes())?
+                .host_expressions();
+        Ok(PrivateTarget {
+            object: repnet_model::Object::Domain(domain),
+            url: None,
+            candidates: Candidates::Expressions(expressions),
+        })
+    }
+
+    /// An IP address.
+    pub fn ip(ip: std::net::IpAddr) -> PrivateTarget {
+        PrivateTarget {
+            object: repnet_model::Object::Ip(ip),
+            url: None,
+            candidates: Candidates::Expressions(vec![repnet_model::Expression::for_ip(ip)]),
+        }
+    }
+
+    /// The prefixes this target asks for, by kind.
+    fn prefixes(&self, request: &mut PrefixRequest) {
+        let mut add = |kind: repnet_model::HashKind, bytes: &[u8]| {
+            request.insert((kind, bytes[..PRIVATE_PREFIX_BYTES].to_vec()));
+        };
+        match &self.candidates {
+            Candidates::File(hashes) => {
+                for hash in hashes.iter() {
+                    add(hash.kind(), hash.as_bytes());
+                }
+            }
+            Candidates::Expressions(expressions) => {
+                for expression in expressions {
+                    add(
+                        repnet_model::HashKind::Sha256,
+                        expression.sha256().as_bytes(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Decides from the full hashes that came back, by the model's rules as the server
+    /// applies them: a file from the records under all of its hashes, a URL, domain or IP
+    /// from those of every matched expression.
+    fn decide(&self, found: &HashSearchResponse) -> repnet_model::Reputation {
+        let ttl = repnet_model::TtlPolicy {
+            known: found.cache_seconds,
+            unknown: found.cache_seconds,
+        };
+        let lookup = |kind: &str, hash: String| {
+            found
+                .matches
+                .iter()
+                .find(|m| m.kind == kind && m.hash == hash)
+        };
+        match &self.candidates {
+            Candidates::File(hashes) => {
+                let mut records: Vec<repnet_model::SourceRecord> = Vec::new();
+                // The strongest hash first: its records win a source's disagreement, as on
+                // the server.
+                for hash in hashes.iter() {
+                    let Some(found) = lookup("file", hash.to_string()) else {
+                        continue;
+                    };
+                    for record in found.source_records() {
+                        if !records.iter().any(|r| r.source == record.source) {
+                            records.push(record);
+                        }
+                    }
+                }
+                repnet_model::Reputation::assess(self.object.clone(), *hashes, records, 0, &ttl)
+            }
+            Candidates::Expressions(expressions) => {
+                let matches = expressions
+                    .iter()
+                    .filter_map(|expression| {
+                        let found = lookup("url", expression.sha256().to_string())?;
+                        Some(repnet_model::MatchedExpression {
+                            expression: expression.clone(),
+                            records: found.source_records(),
+                            prevalence: 0,
+                        })
+                    })
+                    .collect();
+                let mut reputation = repnet_model::Reputation::assess_expressions(
+                    self.object.clone(),
+                    matches,
+                    &ttl,
+                );
+                reputation.url = self.url.clone();
+                reputation
+            }
         }
     }
 }
 
-/// What a privacy-mode lookup decided for one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrivateAnswer {
-    /// For URLs, domains and IPs: the expression that matched.
-    pub matched: Option<String>,
-    /// The matching hash and its verdict; `None` when the network knows nothing.
-    pub found: Option<HashMatch>,
-}
+/// The distinct prefixes of a privacy-mode lookup, by kind.
+type PrefixRequest = std::collections::BTreeSet<(repnet_model::HashKind, Vec<u8>)>;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -293,15 +385,34 @@ impl Client {
         &self,
         digests: &[repnet_model::Sha256],
     ) -> Result<Vec<repnet_protocol::binary::BinaryAnswer>, ClientError> {
-        let mut answers = Vec::with_capacity(digests.len());
-        for chunk in digests.chunks(BATCH_LIMIT) {
-            let body: Vec<u8> = chunk
-                .iter()
-                .flat_map(|d| d.as_bytes().iter().copied())
-                .collect();
+        let files: Vec<repnet_model::FileHashes> = digests
+            .iter()
+            .map(|digest| repnet_model::FileHashes {
+                sha256: Some(*digest),
+                ..repnet_model::FileHashes::default()
+            })
+            .collect();
+        self.lookup_binary(&repnet_protocol::binary::Layout::sha256(), &files)
+            .await
+    }
+
+    /// Looks up files by the hashes `layout` names, with the compact binary form of
+    /// `POST /v1/lookup`, in batches the server accepts; answers in order.
+    pub async fn lookup_binary(
+        &self,
+        layout: &repnet_protocol::binary::Layout,
+        files: &[repnet_model::FileHashes],
+    ) -> Result<Vec<repnet_protocol::binary::BinaryAnswer>, ClientError> {
+        let mut answers = Vec::with_capacity(files.len());
+        for chunk in files.chunks(BATCH_LIMIT) {
+            let mut body = Vec::with_capacity(chunk.len() * layout.record_size());
+            for file in chunk {
+                layout.write(file, &mut body);
+            }
             let request = self
                 .http
                 .post(format!("{}/v1/lookup", self.base))
+                .query(&[("hash", layout.query_value())])
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     repnet_protocol::binary::MEDIA_TYPE,
@@ -336,11 +447,7 @@ impl Client {
             if chunk_answers.len() != chunk.len() {
                 return Err(ClientError::Unexpected {
                     url: self.base.clone(),
-                    reason: format!(
-                        "{} answers for {} digests",
-                        chunk_answers.len(),
-                        chunk.len()
-                    ),
+                    reason: format!("{} answers for {} files", chunk_answers.len(), chunk.len()),
                 });
             }
             answers.extend(chunk_answers);
@@ -379,20 +486,26 @@ impl Client {
         self.send(request).await
     }
 
-    /// `POST /v1/hashes:search`: the full hashes that start with `prefixes`, in batches the
-    /// server accepts.
+    /// `POST /v1/hashes:search`: the full hashes that start with `prefixes` (each of a hash
+    /// kind), in batches the server accepts.
     pub async fn search_prefixes(
         &self,
-        prefixes: &[Vec<u8>],
+        prefixes: &[(repnet_model::HashKind, Vec<u8>)],
     ) -> Result<HashSearchResponse, ClientError> {
         let mut all = HashSearchResponse {
             matches: Vec::new(),
             cache_seconds: u32::MAX,
         };
         for chunk in prefixes.chunks(repnet_protocol::MAX_PREFIXES) {
-            let body = HashSearchRequest {
-                prefixes: chunk.iter().map(hex::encode).collect(),
-            };
+            let mut body = HashSearchRequest::default();
+            for (kind, bytes) in chunk {
+                let list = match kind {
+                    repnet_model::HashKind::Sha256 => &mut body.prefixes,
+                    repnet_model::HashKind::Sha1 => &mut body.sha1_prefixes,
+                    repnet_model::HashKind::Md5 => &mut body.md5_prefixes,
+                };
+                list.push(hex::encode(bytes));
+            }
             let request = self
                 .http
                 .post(format!("{}/v1/hashes:search", self.base))
@@ -408,45 +521,21 @@ impl Client {
     }
 
     /// Looks targets up in privacy mode: only 4-byte prefixes of their hashes leave this
-    /// machine; the full hashes that come back are compared here.
+    /// machine; the full hashes and records that come back are weighed here, by the same
+    /// rules as the server's (`repnet_model`).
     pub async fn lookup_private(
         &self,
         targets: &[PrivateTarget],
-    ) -> Result<Vec<PrivateAnswer>, ClientError> {
-        let candidates: Vec<Vec<(Option<String>, repnet_model::Sha256)>> =
-            targets.iter().map(PrivateTarget::candidates).collect();
-        let mut prefixes: Vec<Vec<u8>> = candidates
-            .iter()
-            .flatten()
-            .map(|(_, hash)| hash.as_bytes()[..PRIVATE_PREFIX_BYTES].to_vec())
-            .collect();
-        prefixes.sort();
-        prefixes.dedup();
+    ) -> Result<Vec<repnet_model::Reputation>, ClientError> {
+        let mut prefixes = PrefixRequest::new();
+        for target in targets {
+            target.prefixes(&mut prefixes);
+        }
+        let prefixes: Vec<_> = prefixes.into_iter().collect();
         let response = self.search_prefixes(&prefixes).await?;
-        Ok(candidates
+        Ok(targets
             .iter()
-            .zip(targets)
-            .map(|(candidates, target)| {
-                let kind = target.match_kind();
-                // The most specific candidate that the network knows decides.
-                candidates
-                    .iter()
-                    .find_map(|(expression, hash)| {
-                        let hex = hash.to_string();
-                        response
-                            .matches
-                            .iter()
-                            .find(|found| found.kind == kind && found.hash == hex)
-                            .map(|found| PrivateAnswer {
-                                matched: expression.clone(),
-                                found: Some(found.clone()),
-                            })
-                    })
-                    .unwrap_or(PrivateAnswer {
-                        matched: None,
-                        found: None,
-                    })
-            })
+            .map(|target| target.decide(&response))
             .collect())
     }
 

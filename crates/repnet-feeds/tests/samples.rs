@@ -401,3 +401,30 @@ fn tranco_takes_the_top_n() {
         Verdict::Unknown
     );
 }
+
+/// Legacy NSRL gives a SHA-1 and an MD5 per row, no SHA-256: a lookup by either finds the
+/// file and names the other hash, as the RDSv3 import's rows are linked by their SHA-256.
+#[test]
+fn legacy_nsrl_rows_link_their_sha1_and_md5() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), &StoreOptions::default()).unwrap();
+    import(
+        &store,
+        dir.path(),
+        &[samples().join("NSRLFile.txt")],
+        Format::Nsrl,
+        options(dir.path()),
+    );
+    let sha1 = "5539462166174ff6a175d504bd0885323186845d";
+    let md5 = "2eba9b5884d48cd0c84c8c6e96db7cf0";
+    let objects = [
+        Object::parse(ObjectKind::File, sha1).unwrap(),
+        Object::parse(ObjectKind::File, md5).unwrap(),
+    ];
+    let found = runtime().block_on(store.lookup(&objects)).unwrap();
+    for knowledge in &found {
+        assert_eq!(knowledge.records.len(), 1, "{knowledge:?}");
+        assert_eq!(knowledge.hashes.sha1.unwrap().to_string(), sha1);
+        assert_eq!(knowledge.hashes.md5.unwrap().to_string(), md5);
+    }
+}

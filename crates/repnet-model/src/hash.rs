@@ -281,6 +281,22 @@ impl FileHashes {
         self.sha1 = self.sha1.or(other.sha1);
         self.sha256 = self.sha256.or(other.sha256);
     }
+
+    /// Every hash held, the strongest first: SHA-256, SHA-1, MD5.
+    pub fn iter(&self) -> impl Iterator<Item = FileHash> + use<> {
+        [
+            self.sha256.map(FileHash::Sha256),
+            self.sha1.map(FileHash::Sha1),
+            self.md5.map(FileHash::Md5),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The strongest hash held, which names the file in answers.
+    pub fn primary(&self) -> Option<FileHash> {
+        self.iter().next()
+    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,11 @@ pub use builtin::{BuiltinEntry, EICAR, EICAR_THREAT, TEST_DOMAIN_SUFFIX, builtin
 pub use hash::{FileHash, FileHashes, HashKind, Md5, Sha1, Sha256};
 pub use name::{FeedName, ThreatName};
 pub use object::{CertificateThumbprint, Domain, Object, ObjectKind, canonical_ip};
-pub use precedence::{Decision, PRECEDENCE_RULE, Reason, Tier, decide};
-pub use reputation::{Reputation, TtlPolicy};
+pub use precedence::{
+    Decision, EXPRESSION_RULE, ExpressionAnswer, ExpressionReason, PRECEDENCE_RULE, Reason, Tier,
+    decide, decide_expressions,
+};
+pub use reputation::{MatchedExpression, Reputation, TtlPolicy};
 pub use url::{CanonicalUrl, Expression, MAX_URL_LEN, UrlHost};
 pub use verdict::{Categories, Category, Confidence, Source, SourceRecord, Timestamp, Verdict};
 

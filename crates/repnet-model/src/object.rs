@@ -131,6 +131,22 @@ impl Domain {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name ends in a public suffix of the Public Suffix List (`com`, `co.uk`, …) or in
+    /// a special-use name of RFC 6761 (`test`, `example`, `invalid`, `localhost`), with at
+    /// least one label before it. What a person types as a domain does; `invoice.pdf` and
+    /// `setup.exe` do not, and are far more likely file names.
+    pub fn has_known_suffix(&self) -> bool {
+        const SPECIAL_USE: [&str; 4] = ["test", "example", "invalid", "localhost"];
+        let last = self.0.rsplit('.').next().unwrap_or("");
+        if SPECIAL_USE.contains(&last) {
+            return self.0.contains('.');
+        }
+        match psl::suffix(self.0.as_bytes()) {
+            Some(suffix) => suffix.is_known() && suffix.as_bytes().len() < self.0.len(),
+            None => false,
+        }
+    }
 }
 
 impl fmt::Display for Domain {
@@ -258,6 +274,35 @@ impl From<FileHash> for Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_with_and_without_a_known_suffix() {
+        for known in [
+            "example.com",
+            "www.bbc.co.uk",
+            "malware.test.repnet.invalid",
+            "evil.example",
+            "xn--bcher-kva.de",
+            "corp.localhost",
+            "files.zip",
+        ] {
+            assert!(Domain::new(known).unwrap().has_known_suffix(), "{known}");
+        }
+        for unknown in [
+            "invoice.pdf",
+            "setup.exe",
+            "deadbeef",
+            "com",
+            "co.uk",
+            "example",
+            "a.b",
+        ] {
+            assert!(
+                !Domain::new(unknown).unwrap().has_known_suffix(),
+                "{unknown}"
+            );
+        }
+    }
 
     #[test]
     fn canonical_domains() {

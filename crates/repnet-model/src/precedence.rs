@@ -11,6 +11,20 @@
 //!    positive with a local verdict.
 //! 4. **Source name.** Finally the source whose name sorts first (`feed:a` before `feed:b`),
 //!    so the answer never depends on the order in which records were stored.
+//!
+//! A URL, domain or IP address matches several **expressions** (its host suffixes and path
+//! prefixes, `url.rs`), each with its own records. Each matched expression is first reduced
+//! to one answer by the rule above; then [`decide_expressions`] picks the expression whose
+//! answer is the answer (the first difference decides):
+//!
+//! 1. **Local verdicts.** An expression decided by a local verdict beats every other; among
+//!    several, the most specific wins, so an administrator can block a domain and exempt one
+//!    URL under it.
+//! 2. **Severity.** Otherwise the most severe answer wins (`untrusted` > `riskware` >
+//!    `trusted`), whatever its specificity: a phishing feed's entry for `evil.example/` is not
+//!    undone by a popularity list's `www.evil.example/`, and a more specific `untrusted` beats
+//!    a broader `trusted`.
+//! 3. **Specificity.** Among equally severe answers, the most specific expression.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -99,6 +113,80 @@ impl fmt::Display for Reason {
             ),
         }
     }
+}
+
+/// The rule over matched expressions in one sentence, as `?explain=true` states it.
+pub const EXPRESSION_RULE: &str = "among the expressions that matched, one decided by a local verdict wins (the most specific such one); otherwise the most severe answer wins, then the most specific expression";
+
+/// What one matched expression answered, as [`decide_expressions`] weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpressionAnswer {
+    pub verdict: Verdict,
+    /// The answer is a local verdict.
+    pub local: bool,
+}
+
+/// Why one matched expression decided a URL, domain or IP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpressionReason {
+    /// It was the only expression with records.
+    OnlyMatch,
+    /// It holds a local verdict and the others do not.
+    LocalVerdict,
+    /// It is the most specific of several expressions with local verdicts.
+    MostSpecificLocal,
+    /// Its answer is more severe than the runner-up's, which was more specific.
+    MoreSevere { runner_up: Verdict },
+    /// It is the most specific of the expressions with the most severe answer.
+    MostSpecific,
+}
+
+impl fmt::Display for ExpressionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpressionReason::OnlyMatch => f.write_str("the only expression with information"),
+            ExpressionReason::LocalVerdict => f.write_str(
+                "a local verdict on a matched expression wins over every other source on any other",
+            ),
+            ExpressionReason::MostSpecificLocal => {
+                f.write_str("the most specific of the expressions with a local verdict")
+            }
+            ExpressionReason::MoreSevere { runner_up } => write!(
+                f,
+                "the most severe answer among the matched expressions wins over a more specific {runner_up}"
+            ),
+            ExpressionReason::MostSpecific => {
+                f.write_str("the most specific of the expressions with the most severe answer")
+            }
+        }
+    }
+}
+
+/// Picks the matched expression whose answer decides, by the rule in this module's
+/// documentation. `answers` are the expressions with records, the most specific first.
+/// Returns the index of the winner and why; `None` when nothing matched.
+pub fn decide_expressions(answers: &[ExpressionAnswer]) -> Option<(usize, ExpressionReason)> {
+    if answers.len() <= 1 {
+        return answers.first().map(|_| (0, ExpressionReason::OnlyMatch));
+    }
+    if let Some(index) = answers.iter().position(|answer| answer.local) {
+        let reason = if answers.iter().filter(|answer| answer.local).count() > 1 {
+            ExpressionReason::MostSpecificLocal
+        } else {
+            ExpressionReason::LocalVerdict
+        };
+        return Some((index, reason));
+    }
+    let worst = answers.iter().map(|a| a.verdict.severity()).max()?;
+    let index = answers
+        .iter()
+        .position(|answer| answer.verdict.severity() == worst)?;
+    // Any more specific expression said something milder.
+    let reason = match answers[..index].iter().map(|a| a.verdict).next() {
+        Some(runner_up) => ExpressionReason::MoreSevere { runner_up },
+        None => ExpressionReason::MostSpecific,
+    };
+    Some((index, reason))
 }
 
 fn compare(a: &SourceRecord, b: &SourceRecord) -> Ordering {
@@ -263,6 +351,87 @@ mod tests {
             assert_eq!(again.reason, expected_reason);
         }
         assert_eq!(decide(&[]), None);
+    }
+
+    /// The rule over matched expressions, one row per case the issue tracker named: the
+    /// answers of the matched expressions (most specific first), the winner and why.
+    #[test]
+    fn expression_table() {
+        use Verdict::*;
+        let feed = |verdict| ExpressionAnswer {
+            verdict,
+            local: false,
+        };
+        let local = |verdict| ExpressionAnswer {
+            verdict,
+            local: true,
+        };
+        let cases: Vec<(&str, Vec<ExpressionAnswer>, usize, ExpressionReason)> = vec![
+            (
+                "one match",
+                vec![feed(Trusted)],
+                0,
+                ExpressionReason::OnlyMatch,
+            ),
+            (
+                "a local block on the domain beats a popularity entry for www",
+                vec![feed(Trusted), local(Untrusted)],
+                1,
+                ExpressionReason::LocalVerdict,
+            ),
+            (
+                "a local allow on the domain beats a feed's block of one URL under it",
+                vec![feed(Untrusted), local(Trusted)],
+                1,
+                ExpressionReason::LocalVerdict,
+            ),
+            (
+                "an administrator exempts one URL under a blocked domain",
+                vec![local(Trusted), feed(Trusted), local(Untrusted)],
+                0,
+                ExpressionReason::MostSpecificLocal,
+            ),
+            (
+                "a feed's block of the domain beats an allow list's entry for the host",
+                vec![feed(Trusted), feed(Untrusted)],
+                1,
+                ExpressionReason::MoreSevere { runner_up: Trusted },
+            ),
+            (
+                "riskware on the domain beats trusted on the URL",
+                vec![feed(Trusted), feed(Riskware)],
+                1,
+                ExpressionReason::MoreSevere { runner_up: Trusted },
+            ),
+            (
+                "a more specific untrusted beats a broader trusted",
+                vec![feed(Untrusted), feed(Trusted)],
+                0,
+                ExpressionReason::MostSpecific,
+            ),
+            (
+                "untrusted on the domain beats riskware on the URL",
+                vec![feed(Riskware), feed(Untrusted)],
+                1,
+                ExpressionReason::MoreSevere {
+                    runner_up: Riskware,
+                },
+            ),
+            (
+                "equally severe: the most specific",
+                vec![feed(Trusted), feed(Trusted)],
+                0,
+                ExpressionReason::MostSpecific,
+            ),
+        ];
+        for (case, answers, winner, reason) in cases {
+            assert_eq!(
+                decide_expressions(&answers),
+                Some((winner, reason)),
+                "{case}"
+            );
+        }
+        assert_eq!(decide_expressions(&[]), None);
     }
 
     proptest::proptest! {

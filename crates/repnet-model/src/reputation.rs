@@ -3,7 +3,7 @@
 use crate::hash::FileHashes;
 use crate::name::ThreatName;
 use crate::object::Object;
-use crate::precedence::{Decision, decide};
+use crate::precedence::{Decision, ExpressionAnswer, ExpressionReason, decide, decide_expressions};
 use crate::url::{CanonicalUrl, Expression};
 use crate::verdict::{Categories, Confidence, Source, SourceRecord, Timestamp, Verdict};
 
@@ -53,6 +53,20 @@ pub struct Reputation {
     pub matched: Option<Expression>,
     /// For URL lookups: the URL as canonicalised.
     pub url: Option<CanonicalUrl>,
+    /// For URL, domain and IP lookups: why `matched` decided among the expressions with
+    /// records.
+    pub expression_reason: Option<ExpressionReason>,
+    /// For URL, domain and IP lookups: the other expressions that had records, most specific
+    /// first (`?explain=true` shows them).
+    pub also_matched: Vec<MatchedExpression>,
+}
+
+/// One expression of a URL, domain or IP lookup and its records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedExpression {
+    pub expression: Expression,
+    pub records: Vec<SourceRecord>,
+    pub prevalence: u64,
 }
 
 impl Reputation {
@@ -83,6 +97,8 @@ impl Reputation {
             decision,
             matched: None,
             url: None,
+            expression_reason: None,
+            also_matched: Vec::new(),
         };
         if let Some(decision) = decision {
             let winner = &records[decision.winner];
@@ -99,6 +115,46 @@ impl Reputation {
         reputation
     }
 
+    /// The answer for a URL, domain or IP address from what each of its expressions holds
+    /// (most specific first; expressions without records may be left out), by the rule over
+    /// expressions (`precedence.rs`).
+    pub fn assess_expressions(
+        object: Object,
+        matches: Vec<MatchedExpression>,
+        ttl: &TtlPolicy,
+    ) -> Reputation {
+        let mut matches: Vec<MatchedExpression> = matches
+            .into_iter()
+            .filter(|m| !m.records.is_empty())
+            .collect();
+        let answers: Vec<ExpressionAnswer> = matches
+            .iter()
+            .map(|m| {
+                // Not empty: filtered above.
+                let winner = decide(&m.records).map(|d| &m.records[d.winner]);
+                ExpressionAnswer {
+                    verdict: winner.map_or(Verdict::Unknown, |r| r.verdict),
+                    local: winner.is_some_and(|r| r.source == Source::Local),
+                }
+            })
+            .collect();
+        let Some((index, reason)) = decide_expressions(&answers) else {
+            return Reputation::unknown(object, ttl);
+        };
+        let decisive = matches.remove(index);
+        let mut reputation = Reputation::assess(
+            object,
+            FileHashes::default(),
+            decisive.records,
+            decisive.prevalence,
+            ttl,
+        );
+        reputation.matched = Some(decisive.expression);
+        reputation.expression_reason = Some(reason);
+        reputation.also_matched = matches;
+        reputation
+    }
+
     /// The answer for an object nothing is known about.
     pub fn unknown(object: Object, ttl: &TtlPolicy) -> Reputation {
         Reputation::assess(object, FileHashes::default(), Vec::new(), 0, ttl)
@@ -109,6 +165,55 @@ impl Reputation {
 mod tests {
     use super::*;
     use crate::hash::{FileHash, Sha256};
+
+    fn record(source: &str, verdict: Verdict, confidence: i64) -> SourceRecord {
+        SourceRecord::new(
+            source.parse().unwrap(),
+            verdict,
+            Confidence::new(confidence).unwrap(),
+            Timestamp(1),
+        )
+    }
+
+    /// The walkthrough's case: a local block on `corpblock.example`, Tranco's entry for
+    /// `www.corpblock.example`.
+    #[test]
+    fn a_broad_local_block_is_not_undone_by_a_narrow_popularity_entry() {
+        let url = CanonicalUrl::parse(b"http://www.corpblock.example/payload.exe").unwrap();
+        let expressions = url.expressions();
+        let find = |text: &str| {
+            expressions
+                .iter()
+                .find(|e| e.as_str() == text)
+                .cloned()
+                .unwrap()
+        };
+        let matches = vec![
+            MatchedExpression {
+                expression: find("www.corpblock.example/"),
+                records: vec![record("feed:tranco", Verdict::Trusted, 20)],
+                prevalence: 0,
+            },
+            MatchedExpression {
+                expression: find("corpblock.example/"),
+                records: vec![record("local", Verdict::Untrusted, 100)],
+                prevalence: 0,
+            },
+        ];
+        let object = Object::Url(url.exact_expression());
+        let reputation = Reputation::assess_expressions(object, matches, &TtlPolicy::default());
+        assert_eq!(reputation.verdict, Verdict::Untrusted);
+        assert_eq!(reputation.source, Some(Source::Local));
+        assert_eq!(
+            reputation.matched.as_ref().map(Expression::as_str),
+            Some("corpblock.example/")
+        );
+        assert_eq!(
+            reputation.expression_reason,
+            Some(ExpressionReason::LocalVerdict)
+        );
+        assert_eq!(reputation.also_matched.len(), 1);
+    }
 
     #[test]
     fn unknown_objects_get_the_short_ttl() {

@@ -1,8 +1,14 @@
 //! The compact binary form of a batch file lookup, offered beside JSON for clients that look
-//! up many files: raw SHA-256 digests in, fixed-size records out.
+//! up many files: raw digests in, fixed-size records out.
 //!
-//! Request: `POST /v1/lookup` with `Content-Type: application/octet-stream`; the body is the
-//! concatenation of 32-byte SHA-256 digests (at most 10,000).
+//! Request: `POST /v1/lookup?hash=<kinds>` with `Content-Type: application/octet-stream`.
+//! `hash` names what each file carries, in order: `sha256` (32-byte digests), `sha1` (20),
+//! `md5` (16), or several such as `sha256,sha1,md5`, when each file is those digests one
+//! after the other (68 bytes) and is answered as one file from the records under all of them.
+//! A digest of all zero bytes in a file of several stands for a hash not given. The body is
+//! the files one after the other (at most 10,000); a body that is not a whole number of files
+//! of the declared size is refused, so that 1,000 SHA-1 digests cannot be read as 625
+//! SHA-256 ones.
 //!
 //! Response (`application/octet-stream`), little-endian:
 //!
@@ -40,22 +46,116 @@ const RECORD_SIZE: usize = 20;
 const HEADER_SIZE: usize = 16;
 const NONE: u32 = u32::MAX;
 
-/// Splits a request body into digests, or says why it is not one.
-pub fn parse_request(body: &[u8]) -> Result<Vec<model::Sha256>, String> {
-    if !body.len().is_multiple_of(model::Sha256::LEN) {
+/// What each file of a binary request carries: one or more digests, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout(Vec<model::HashKind>);
+
+impl Layout {
+    /// SHA-256 digests only.
+    pub fn sha256() -> Layout {
+        Layout(vec![model::HashKind::Sha256])
+    }
+
+    /// The layout of `hash=<kinds>`: `md5`, `sha1`, `sha256`, or several separated by commas.
+    pub fn parse(text: &str) -> Result<Layout, String> {
+        let mut kinds = Vec::new();
+        for name in text.split(',').map(str::trim) {
+            let kind = match name.to_ascii_lowercase().as_str() {
+                "md5" => model::HashKind::Md5,
+                "sha1" => model::HashKind::Sha1,
+                "sha256" => model::HashKind::Sha256,
+                _ => {
+                    return Err(format!(
+                        "hash={text:?}: {name:?} is not a hash kind; give md5, sha1 or sha256, or several such as hash=sha256,sha1,md5"
+                    ));
+                }
+            };
+            if kinds.contains(&kind) {
+                return Err(format!("hash={text:?} names {kind} twice"));
+            }
+            kinds.push(kind);
+        }
+        Ok(Layout(kinds))
+    }
+
+    /// The bytes of one file.
+    pub fn record_size(&self) -> usize {
+        self.0.iter().map(|kind| digest_len(*kind)).sum()
+    }
+
+    /// The value of `hash=` for this layout.
+    pub fn query_value(&self) -> String {
+        self.0
+            .iter()
+            .map(|kind| kind.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// One file's digests, in this layout.
+    pub fn write(&self, hashes: &model::FileHashes, out: &mut Vec<u8>) {
+        for kind in &self.0 {
+            let zeros = [0u8; 32];
+            let digest: &[u8] = match kind {
+                model::HashKind::Md5 => hashes.md5.as_ref().map_or(&zeros[..16], |h| h.as_bytes()),
+                model::HashKind::Sha1 => {
+                    hashes.sha1.as_ref().map_or(&zeros[..20], |h| h.as_bytes())
+                }
+                model::HashKind::Sha256 => {
+                    hashes.sha256.as_ref().map_or(&zeros[..], |h| h.as_bytes())
+                }
+            };
+            out.extend_from_slice(digest);
+        }
+    }
+}
+
+fn digest_len(kind: model::HashKind) -> usize {
+    match kind {
+        model::HashKind::Md5 => model::Md5::LEN,
+        model::HashKind::Sha1 => model::Sha1::LEN,
+        model::HashKind::Sha256 => model::Sha256::LEN,
+    }
+}
+
+/// Splits a request body into files of `layout`, or says why it is not made of them.
+pub fn parse_request(body: &[u8], layout: &Layout) -> Result<Vec<model::FileHashes>, String> {
+    let size = layout.record_size();
+    if !body.len().is_multiple_of(size) {
         return Err(format!(
-            "a binary lookup body is a sequence of 32-byte SHA-256 digests; {} bytes is not a multiple of 32",
+            "hash={} declares files of {size} bytes, and {} bytes is not a multiple of {size}: check that the body holds the hashes that hash= names",
+            layout.query_value(),
             body.len()
         ));
     }
-    Ok(body
-        .chunks_exact(model::Sha256::LEN)
-        .map(|chunk| {
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(chunk);
-            model::Sha256(digest)
-        })
-        .collect())
+    let mut files = Vec::with_capacity(body.len() / size);
+    for (index, record) in body.chunks_exact(size).enumerate() {
+        let mut hashes = model::FileHashes::default();
+        let mut at = 0;
+        for kind in &layout.0 {
+            let digest = &record[at..at + digest_len(*kind)];
+            at += digest.len();
+            // A file of several digests may leave some out (all zeros); a lone digest is
+            // always what was asked for.
+            if layout.0.len() > 1 && digest.iter().all(|b| *b == 0) {
+                continue;
+            }
+            match kind {
+                model::HashKind::Md5 => hashes.md5 = digest.try_into().ok().map(model::Md5),
+                model::HashKind::Sha1 => hashes.sha1 = digest.try_into().ok().map(model::Sha1),
+                model::HashKind::Sha256 => {
+                    hashes.sha256 = digest.try_into().ok().map(model::Sha256)
+                }
+            }
+        }
+        if hashes.is_empty() {
+            return Err(format!(
+                "file {index} of the body gives no hash (every digest is zero)"
+            ));
+        }
+        files.push(hashes);
+    }
+    Ok(files)
 }
 
 /// One answer, as the binary form carries it.
@@ -315,17 +415,52 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_whole_digests() {
-        assert_eq!(
-            parse_request(&[7; 64]).unwrap(),
-            vec![model::Sha256([7; 32]); 2]
-        );
-        assert!(parse_request(&[]).unwrap().is_empty());
+    fn requests_are_whole_files_of_the_declared_layout() {
+        let sha256 = Layout::sha256();
+        let file = |byte: u8| model::FileHashes {
+            sha256: Some(model::Sha256([byte; 32])),
+            ..model::FileHashes::default()
+        };
+        assert_eq!(parse_request(&[7; 64], &sha256).unwrap(), vec![file(7); 2]);
+        assert!(parse_request(&[], &sha256).unwrap().is_empty());
         assert!(
-            parse_request(&[0; 33])
+            parse_request(&[0; 33], &sha256)
                 .unwrap_err()
                 .contains("not a multiple of 32")
         );
+        // 1,000 SHA-1 digests are 20,000 bytes: a multiple of 32 too, so only the declared
+        // kind tells them apart.
+        let sha1 = Layout::parse("sha1").unwrap();
+        let files = parse_request(&[9; 20_000], &sha1).unwrap();
+        assert_eq!(files.len(), 1000);
+        assert_eq!(files[0].sha1, Some(model::Sha1([9; 20])));
+        assert!(
+            parse_request(&[9; 20_000], &Layout::parse("md5,sha1,sha256").unwrap())
+                .unwrap_err()
+                .contains("not a multiple of 68")
+        );
+
+        // Several digests per file, some left out.
+        let all = Layout::parse("sha256, SHA1,md5").unwrap();
+        assert_eq!(all.record_size(), 68);
+        assert_eq!(all.query_value(), "sha256,sha1,md5");
+        let mut body = Vec::new();
+        let both = model::FileHashes {
+            md5: Some(model::Md5([1; 16])),
+            ..file(2)
+        };
+        all.write(&both, &mut body);
+        all.write(&file(3), &mut body);
+        assert_eq!(parse_request(&body, &all).unwrap(), vec![both, file(3)]);
+        assert!(
+            parse_request(&[0; 68], &all)
+                .unwrap_err()
+                .contains("no hash")
+        );
+
+        for bad in ["", "sha512", "md5,md5", "sha256;md5"] {
+            assert!(Layout::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -21,10 +21,13 @@ pub use licence::{
     AddLicenceKey, LicenceKeyEntry, LicenceKeyList, check_licence_key, licence_key_id, parse_time,
 };
 pub use lookup::{
-    ExplainedRecord, Explanation, Hashes, LookupItem, LookupOutput, LookupRequest, LookupResponse,
-    ObjectRef, PrivateLookupOutput, Reputation, Verdict, parse_lookup_request, rfc3339,
+    ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,
+    LookupOutput, LookupRequest, LookupResponse, ObjectRef, Reputation, Verdict,
+    parse_lookup_request, rfc3339,
 };
-pub use search::{HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, parse_prefix};
+pub use search::{
+    HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, parse_prefix, parse_prefix_of,
+};
 pub use view::{LookupResponseJson, ReputationJson};
 
 use serde::{Deserialize, Serialize};

@@ -14,10 +14,11 @@ use crate::{BodyError, parse_body};
 /// implementation would also take an array, and `["…"]` must not quietly mean a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LookupItem<'a> {
-    /// An MD5, SHA-1 or SHA-256 file hash, hexadecimal in any case.
+    /// A file: one MD5, SHA-1 or SHA-256 hash (hexadecimal in any case), or an object with
+    /// several hashes of the same file (`{"sha256": "…", "md5": "…", "sha1": "…"}`), which is
+    /// answered as one file from the records under all of them.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub file: Option<Cow<'a, str>>,
+    pub file: Option<FileRef<'a>>,
     /// A domain name; internationalised names are accepted and converted to punycode.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -36,12 +37,82 @@ pub struct LookupItem<'a> {
     pub url: Option<Cow<'a, str>>,
 }
 
+/// A file in a lookup item: one hash, or several hashes of the same file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FileRef<'a> {
+    /// An MD5, SHA-1 or SHA-256, told apart by length.
+    #[schema(value_type = String)]
+    Hash(#[serde(borrow)] Cow<'a, str>),
+    /// Several hashes of one file: at least one.
+    Hashes(#[serde(borrow)] FileHashesText<'a>),
+}
+
+/// Several hashes of one file, as text. Each is checked against its own kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FileHashesText<'a> {
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub md5: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub sha1: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub sha256: Option<Cow<'a, str>>,
+}
+
+impl FileHashesText<'_> {
+    /// The hashes, each checked against its kind; the error names the field at fault
+    /// (`sha1`) and what is wrong with it.
+    pub fn parse(&self) -> Result<model::FileHashes, (&'static str, model::ParseError)> {
+        let mut hashes = model::FileHashes::default();
+        if let Some(text) = &self.md5 {
+            hashes.md5 = Some(model::Md5::from_hex(text).map_err(|e| ("md5", e))?);
+        }
+        if let Some(text) = &self.sha1 {
+            hashes.sha1 = Some(model::Sha1::from_hex(text).map_err(|e| ("sha1", e))?);
+        }
+        if let Some(text) = &self.sha256 {
+            hashes.sha256 = Some(model::Sha256::from_hex(text).map_err(|e| ("sha256", e))?);
+        }
+        if hashes.is_empty() {
+            return Err((
+                "",
+                model::ParseError::Hash(
+                    "names no hash: give at least one of md5, sha1 and sha256".to_owned(),
+                ),
+            ));
+        }
+        Ok(hashes)
+    }
+}
+
+impl FileHashesText<'static> {
+    pub fn from_model(hashes: &model::FileHashes) -> FileHashesText<'static> {
+        FileHashesText {
+            md5: hashes.md5.map(|h| Cow::Owned(h.to_string())),
+            sha1: hashes.sha1.map(|h| Cow::Owned(h.to_string())),
+            sha256: hashes.sha256.map(|h| Cow::Owned(h.to_string())),
+        }
+    }
+}
+
+/// What a [`LookupItem`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemTarget<'t> {
+    /// One object of a kind, as text.
+    Object(model::ObjectKind, &'t str),
+    /// One file by several of its hashes.
+    File(&'t FileHashesText<'t>),
+}
+
 impl<'a> LookupItem<'a> {
     pub fn new(kind: model::ObjectKind, value: impl Into<Cow<'a, str>>) -> LookupItem<'a> {
         let value = Some(value.into());
         match kind {
             model::ObjectKind::File => LookupItem {
-                file: value,
+                file: value.map(FileRef::Hash),
                 ..LookupItem::default()
             },
             model::ObjectKind::Domain => LookupItem {
@@ -63,18 +134,37 @@ impl<'a> LookupItem<'a> {
         }
     }
 
-    /// The kind and text of the one object named, or what is wrong with the item.
-    pub fn target(&self) -> Result<(model::ObjectKind, &str), String> {
-        let fields = [
-            (model::ObjectKind::File, &self.file),
+    /// A file by every hash of it that is known (one hash is sent as a plain string).
+    pub fn file(hashes: &model::FileHashes) -> LookupItem<'static> {
+        let file = match (hashes.md5, hashes.sha1, hashes.sha256) {
+            (Some(hash), None, None) => FileRef::Hash(Cow::Owned(hash.to_string())),
+            (None, Some(hash), None) => FileRef::Hash(Cow::Owned(hash.to_string())),
+            (None, None, Some(hash)) => FileRef::Hash(Cow::Owned(hash.to_string())),
+            _ => FileRef::Hashes(FileHashesText::from_model(hashes)),
+        };
+        LookupItem {
+            file: Some(file),
+            ..LookupItem::default()
+        }
+    }
+
+    /// The one object named, or what is wrong with the item.
+    pub fn target(&self) -> Result<ItemTarget<'_>, String> {
+        let file = self.file.as_ref().map(|file| match file {
+            FileRef::Hash(text) => ItemTarget::Object(model::ObjectKind::File, text),
+            FileRef::Hashes(hashes) => ItemTarget::File(hashes),
+        });
+        let others = [
             (model::ObjectKind::Domain, &self.domain),
             (model::ObjectKind::Ip, &self.ip),
             (model::ObjectKind::Certificate, &self.certificate),
             (model::ObjectKind::Url, &self.url),
         ];
-        let mut set = fields
-            .iter()
-            .filter_map(|(kind, value)| Some((*kind, value.as_deref()?)));
+        let mut set = file.into_iter().chain(
+            others
+                .iter()
+                .filter_map(|(kind, value)| Some(ItemTarget::Object(*kind, value.as_deref()?))),
+        );
         match (set.next(), set.next()) {
             (Some(target), None) => Ok(target),
             (None, _) => Err(
@@ -89,6 +179,7 @@ impl<'a> LookupItem<'a> {
 }
 
 const ITEM_FIELDS: &[&str] = &["file", "domain", "ip", "certificate", "url"];
+const HASH_FIELDS: &[&str] = &["md5", "sha1", "sha256"];
 
 impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -107,8 +198,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
             ) -> Result<Self::Value, M::Error> {
                 let mut item = LookupItem::default();
                 while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                    let duplicate =
+                        || serde::de::Error::custom(format_args!("duplicate field `{field}`"));
+                    if field == "file" {
+                        if item.file.is_some() {
+                            return Err(duplicate());
+                        }
+                        item.file = Some(map.next_value::<FileRef<'de>>()?);
+                        continue;
+                    }
                     let slot = match &*field {
-                        "file" => &mut item.file,
                         "domain" => &mut item.domain,
                         "ip" => &mut item.ip,
                         "certificate" => &mut item.certificate,
@@ -116,9 +215,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
                         other => return Err(serde::de::Error::unknown_field(other, ITEM_FIELDS)),
                     };
                     if slot.is_some() {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate field `{field}`"
-                        )));
+                        return Err(duplicate());
                     }
                     *slot = Some(map.next_value::<Cow<'de, str>>()?);
                 }
@@ -127,6 +224,62 @@ impl<'de: 'a, 'a> Deserialize<'de> for LookupItem<'a> {
         }
 
         deserializer.deserialize_map(ItemVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A string is one hash; an object is several hashes of one file. Hand-written rather than
+/// `#[serde(untagged)]`, whose error for a bad value ("did not match any variant") does not
+/// say what was expected.
+impl<'de: 'a, 'a> Deserialize<'de> for FileRef<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FileVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for FileVisitor<'a> {
+            type Value = FileRef<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a hash, or an object such as {"sha256": "…", "md5": "…"}"#)
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(FileRef::Hash(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(FileRef::Hash(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(FileRef::Hash(Cow::Owned(text)))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut hashes = FileHashesText::default();
+                while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match &*field {
+                        "md5" => &mut hashes.md5,
+                        "sha1" => &mut hashes.sha1,
+                        "sha256" => &mut hashes.sha256,
+                        other => return Err(serde::de::Error::unknown_field(other, HASH_FIELDS)),
+                    };
+                    if slot.is_some() {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate field `{field}`"
+                        )));
+                    }
+                    *slot = Some(map.next_value::<Cow<'de, str>>()?);
+                }
+                Ok(FileRef::Hashes(hashes))
+            }
+        }
+
+        deserializer.deserialize_any(FileVisitor(std::marker::PhantomData))
     }
 }
 
@@ -150,28 +303,17 @@ pub struct LookupResponse {
     pub results: Vec<Reputation>,
 }
 
-/// One line of `repnet lookup --format json`: the argument as the user gave it, and the answer.
+/// One line of `repnet lookup --format json`: the argument as the user gave it, and the
+/// answer, or why there is none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LookupOutput {
     /// The command-line argument (a file path, a hash, a domain, an IP address).
     pub input: String,
-    #[serde(flatten)]
-    pub reputation: Reputation,
-}
-
-/// One line of `repnet lookup --private --format json`: what privacy mode can tell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PrivateLookupOutput {
-    pub input: String,
-    /// `file`, `url`, `domain` or `ip`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub verdict: Verdict,
-    pub threat: Option<String>,
-    pub source: Option<String>,
-    pub confidence: u8,
-    /// For URLs, domains and IPs: the expression that matched.
-    pub matched: Option<String>,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<Reputation>,
+    /// Why the argument could not be looked up (no such file, not a hash, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A verdict on the wire.
@@ -191,6 +333,17 @@ impl From<model::Verdict> for Verdict {
             model::Verdict::Riskware => Verdict::Riskware,
             model::Verdict::Untrusted => Verdict::Untrusted,
             model::Verdict::Unknown => Verdict::Unknown,
+        }
+    }
+}
+
+impl From<Verdict> for model::Verdict {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Trusted => model::Verdict::Trusted,
+            Verdict::Riskware => model::Verdict::Riskware,
+            Verdict::Untrusted => model::Verdict::Untrusted,
+            Verdict::Unknown => model::Verdict::Unknown,
         }
     }
 }
@@ -292,13 +445,23 @@ pub struct Reputation {
 pub struct Explanation {
     /// The precedence rule, in one sentence.
     pub rule: String,
-    /// Every source record, the deciding one first.
+    /// URL, domain and IP answers: the rule over the matched expressions, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression_rule: Option<String>,
+    /// URL, domain and IP answers: why the `matched` expression decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression_reason: Option<String>,
+    /// Every source record, the deciding one first (for URLs, domains and IPs: those of
+    /// every matched expression, the deciding expression's first).
     pub records: Vec<ExplainedRecord>,
 }
 
 /// One source record, as `?explain=true` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExplainedRecord {
+    /// URL, domain and IP answers: the expression the record is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
     pub source: String,
     pub verdict: Verdict,
     pub threat: Option<String>,
@@ -366,26 +529,29 @@ impl Reputation {
 
 pub(crate) fn explain_records(reputation: &model::Reputation) -> Explanation {
     let winner = reputation.decision.map(|d| d.winner);
+    let explained = |record: &model::SourceRecord,
+                     expression: Option<&model::Expression>,
+                     decisive: bool| ExplainedRecord {
+        expression: expression.map(|e| e.as_str().to_owned()),
+        source: record.source.to_string(),
+        verdict: record.verdict.into(),
+        threat: record.threat.as_ref().map(|t| t.as_str().to_owned()),
+        categories: categories(record.categories),
+        confidence: record.confidence.get(),
+        first_seen: rfc3339(record.first_seen),
+        last_seen: rfc3339(record.last_seen),
+        decisive,
+        reason: reputation
+            .decision
+            .filter(|_| decisive)
+            .map(|d| d.reason.to_string()),
+    };
     let mut records: Vec<ExplainedRecord> = reputation
         .records
         .iter()
         .enumerate()
         .map(|(index, record)| {
-            let decisive = Some(index) == winner;
-            ExplainedRecord {
-                source: record.source.to_string(),
-                verdict: record.verdict.into(),
-                threat: record.threat.as_ref().map(|t| t.as_str().to_owned()),
-                categories: categories(record.categories),
-                confidence: record.confidence.get(),
-                first_seen: rfc3339(record.first_seen),
-                last_seen: rfc3339(record.last_seen),
-                decisive,
-                reason: reputation
-                    .decision
-                    .filter(|_| decisive)
-                    .map(|d| d.reason.to_string()),
-            }
+            explained(record, reputation.matched.as_ref(), Some(index) == winner)
         })
         .collect();
     // The deciding record first, the rest in a stable order.
@@ -394,8 +560,21 @@ pub(crate) fn explain_records(reputation: &model::Reputation) -> Explanation {
             .cmp(&a.decisive)
             .then_with(|| a.source.cmp(&b.source))
     });
+    // Then what the other matched expressions said, most specific first.
+    for other in &reputation.also_matched {
+        let mut theirs: Vec<ExplainedRecord> = other
+            .records
+            .iter()
+            .map(|record| explained(record, Some(&other.expression), false))
+            .collect();
+        theirs.sort_by(|a, b| a.source.cmp(&b.source));
+        records.extend(theirs);
+    }
+    let by_expression = reports_match(reputation.object.kind());
     Explanation {
         rule: model::PRECEDENCE_RULE.to_owned(),
+        expression_rule: by_expression.then(|| model::EXPRESSION_RULE.to_owned()),
+        expression_reason: reputation.expression_reason.map(|r| r.to_string()),
         records,
     }
 }
@@ -413,10 +592,13 @@ mod tests {
             br#"{"items":[{"file":"ab"},{"domain":"x.example"},{},{"ip":"1.2.3.4","domain":"y"}]}"#,
         )
         .unwrap();
-        assert_eq!(request.items[0].target().unwrap(), (ObjectKind::File, "ab"));
+        assert_eq!(
+            request.items[0].target().unwrap(),
+            ItemTarget::Object(ObjectKind::File, "ab")
+        );
         assert_eq!(
             request.items[1].target().unwrap(),
-            (ObjectKind::Domain, "x.example")
+            ItemTarget::Object(ObjectKind::Domain, "x.example")
         );
         assert!(
             request.items[2]
@@ -430,6 +612,68 @@ mod tests {
                 .unwrap_err()
                 .contains("more than one")
         );
+    }
+
+    #[test]
+    fn a_file_item_carries_one_hash_or_several() {
+        let sha256 = "ab".repeat(32);
+        let md5 = "cd".repeat(16);
+        let body = format!(
+            r#"{{"items":[{{"file":{{"sha256":"{sha256}","md5":"{md5}"}}}},{{"file":"{md5}"}}]}}"#
+        );
+        let request = parse_lookup_request(body.as_bytes()).unwrap();
+        let ItemTarget::File(hashes) = request.items[0].target().unwrap() else {
+            panic!("not a file by several hashes");
+        };
+        let parsed = hashes.parse().unwrap();
+        assert_eq!(parsed.sha256.unwrap().to_string(), sha256);
+        assert_eq!(parsed.md5.unwrap().to_string(), md5);
+        assert_eq!(parsed.sha1, None);
+        assert_eq!(
+            request.items[1].target().unwrap(),
+            ItemTarget::Object(ObjectKind::File, &md5)
+        );
+        // What the client sends reads back the same.
+        let item = LookupItem::file(&parsed);
+        let again = LookupRequest { items: vec![item] };
+        let json = serde_json::to_string(&again).unwrap();
+        assert_eq!(parse_lookup_request(json.as_bytes()).unwrap(), again);
+
+        // Each hash is checked against its own kind, and the field is named.
+        let wrong = format!(r#"{{"items":[{{"file":{{"sha1":"{md5}"}}}}]}}"#);
+        let request = parse_lookup_request(wrong.as_bytes()).unwrap();
+        let ItemTarget::File(hashes) = request.items[0].target().unwrap() else {
+            panic!("not a file by several hashes");
+        };
+        let (field, error) = hashes.parse().unwrap_err();
+        assert_eq!(field, "sha1");
+        assert!(error.to_string().contains("40 hexadecimal"), "{error}");
+        let empty = parse_lookup_request(br#"{"items":[{"file":{}}]}"#).unwrap();
+        let ItemTarget::File(hashes) = empty.items[0].target().unwrap() else {
+            panic!("not a file by several hashes");
+        };
+        assert!(
+            hashes
+                .parse()
+                .unwrap_err()
+                .1
+                .to_string()
+                .contains("at least one")
+        );
+        for (body, message) in [
+            (
+                &br#"{"items":[{"file":{"crc32":"00"}}]}"#[..],
+                "unknown field `crc32`",
+            ),
+            (br#"{"items":[{"file":5}]}"#, "items[0].file: invalid type"),
+            (
+                br#"{"items":[{"file":["ab"]}]}"#,
+                "items[0].file: invalid type",
+            ),
+        ] {
+            let error = parse_lookup_request(body).unwrap_err();
+            assert!(error.message.contains(message), "{}", error.message);
+        }
     }
 
     #[test]
@@ -475,7 +719,10 @@ mod tests {
     fn escaped_strings_are_accepted() {
         let request =
             parse_lookup_request(br#"{"items":[{"domain":"b\u00fccher.example"}]}"#).unwrap();
-        assert_eq!(request.items[0].target().unwrap().1, "bücher.example");
+        assert_eq!(
+            request.items[0].target().unwrap(),
+            ItemTarget::Object(ObjectKind::Domain, "bücher.example")
+        );
     }
 
     #[test]

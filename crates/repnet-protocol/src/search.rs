@@ -1,28 +1,48 @@
 //! Privacy-mode lookups (`POST /v1/hashes:search`): the client sends only short prefixes of
-//! SHA-256 hashes (of its URL expressions, or of its files) and decides locally from the full
-//! hashes that share them.
+//! hashes (SHA-256 of its URL expressions; SHA-256, SHA-1 and MD5 of its files) and decides
+//! locally, by the same precedence rule as the server, from the full hashes that share them
+//! and their records.
 
 use repnet_model as model;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::lookup::Verdict;
+use crate::lookup::{ExplainedRecord, Verdict, explain_records};
 
-/// The most prefixes in one search.
+/// The most prefixes in one search (of all kinds together).
 pub const MAX_PREFIXES: usize = 1_000;
 
 /// `POST /v1/hashes:search`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HashSearchRequest {
-    /// Hexadecimal prefixes of SHA-256 hashes: 8 to 64 characters, an even number.
+    /// Hexadecimal prefixes of SHA-256 hashes (of files, and of URL expressions' text): 8 to
+    /// 64 characters, an even number.
     pub prefixes: Vec<String>,
+    /// Hexadecimal prefixes of files' SHA-1 hashes: 8 to 40 characters, an even number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sha1_prefixes: Vec<String>,
+    /// Hexadecimal prefixes of files' MD5 hashes: 8 to 32 characters, an even number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub md5_prefixes: Vec<String>,
+}
+
+impl HashSearchRequest {
+    /// Prefixes of every kind.
+    pub fn len(&self) -> usize {
+        self.prefixes.len() + self.sha1_prefixes.len() + self.md5_prefixes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One full hash that starts with a requested prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HashMatch {
-    /// The full SHA-256, in lower-case hex: of the file, or of the URL expression's text.
+    /// The full hash, in lower-case hex: of the file (SHA-256, SHA-1 or MD5, as the prefix
+    /// was), or the SHA-256 of the URL expression's text.
     pub hash: String,
     /// `file` or `url`.
     #[serde(rename = "type")]
@@ -32,16 +52,16 @@ pub struct HashMatch {
     pub categories: Vec<String>,
     pub confidence: u8,
     pub source: Option<String>,
+    /// Every source record under the hash (for a file, under all of its hashes), so that a
+    /// client weighs what several hashes or expressions hold by the server's rule.
+    #[serde(default)]
+    pub records: Vec<ExplainedRecord>,
 }
 
 impl HashMatch {
-    pub fn from_model(
-        kind: &str,
-        hash: &model::Sha256,
-        reputation: &model::Reputation,
-    ) -> HashMatch {
+    pub fn from_model(kind: &str, hash: &str, reputation: &model::Reputation) -> HashMatch {
         HashMatch {
-            hash: hash.to_string(),
+            hash: hash.to_owned(),
             kind: kind.to_owned(),
             verdict: reputation.verdict.into(),
             threat: reputation.threat.as_ref().map(|t| t.as_str().to_owned()),
@@ -52,7 +72,39 @@ impl HashMatch {
                 .collect(),
             confidence: reputation.confidence.get(),
             source: reputation.source.as_ref().map(ToString::to_string),
+            records: explain_records(reputation).records,
         }
+    }
+
+    /// The match's records as the model's, for the client to weigh; records this client
+    /// cannot read (a newer server's source or category) are left out.
+    pub fn source_records(&self) -> Vec<model::SourceRecord> {
+        self.records
+            .iter()
+            .filter_map(|record| {
+                let mut parsed = model::SourceRecord::new(
+                    record.source.parse().ok()?,
+                    record.verdict.into(),
+                    model::Confidence::new(i64::from(record.confidence)).ok()?,
+                    model::Timestamp(0),
+                );
+                parsed.threat = match &record.threat {
+                    Some(threat) => Some(model::ThreatName::new(threat).ok()?),
+                    None => None,
+                };
+                for category in &record.categories {
+                    parsed.categories = parsed.categories.with(category.parse().ok()?);
+                }
+                let time = |text: &Option<String>| {
+                    text.as_deref()
+                        .and_then(|t| crate::parse_time(t).ok())
+                        .unwrap_or(model::Timestamp(0))
+                };
+                parsed.first_seen = time(&record.first_seen);
+                parsed.last_seen = time(&record.last_seen);
+                Some(parsed)
+            })
+            .collect()
     }
 }
 
@@ -65,12 +117,30 @@ pub struct HashSearchResponse {
     pub cache_seconds: u32,
 }
 
-/// Parses a hexadecimal prefix: 8 to 64 characters (4 to 32 bytes), an even number.
+/// Parses a hexadecimal prefix of a SHA-256: 8 to 64 characters (4 to 32 bytes), an even
+/// number.
 pub fn parse_prefix(text: &str) -> Result<Vec<u8>, model::ParseError> {
+    parse_prefix_of(model::HashKind::Sha256, text)
+}
+
+/// Parses a hexadecimal prefix of a hash of `kind`: from 8 characters (4 bytes) to the whole
+/// hash, an even number.
+pub fn parse_prefix_of(kind: model::HashKind, text: &str) -> Result<Vec<u8>, model::ParseError> {
     let invalid = |message: String| model::ParseError::Prefix(message);
-    if text.len() < 8 || text.len() > 64 {
+    let max = match kind {
+        model::HashKind::Md5 => 32,
+        model::HashKind::Sha1 => 40,
+        model::HashKind::Sha256 => 64,
+    };
+    if text.len() < 8 || text.len() > max {
         return Err(invalid(format!(
-            "a prefix is 8 to 64 hexadecimal characters (4 to 32 bytes of a SHA-256); got {}",
+            "a prefix is 8 to {max} hexadecimal characters (4 to {} bytes of a {}); got {}",
+            max / 2,
+            match kind {
+                model::HashKind::Md5 => "MD5",
+                model::HashKind::Sha1 => "SHA-1",
+                model::HashKind::Sha256 => "SHA-256",
+            },
             text.len()
         )));
     }

@@ -12,8 +12,31 @@ use tokio::time::Instant;
 use repnet_model::ObjectKind;
 use repnet_protocol::Reputation;
 
-/// What was asked: the object's type and canonical text.
+/// What was asked: the object's type and canonical text. A file asked for by several hashes
+/// is their canonical texts joined by commas, the strongest first ([`file_key`]).
 pub(crate) type Key = (ObjectKind, String);
+
+/// The key of a file asked for by several hashes.
+pub(crate) fn file_key(hashes: &repnet_model::FileHashes) -> Key {
+    let text: Vec<String> = hashes.iter().map(|hash| hash.to_string()).collect();
+    (ObjectKind::File, text.join(","))
+}
+
+/// The lookup item that asks upstream what `key` asks.
+pub(crate) fn item(key: &Key) -> repnet_protocol::LookupItem<'_> {
+    let (kind, value) = key;
+    if *kind == ObjectKind::File && value.contains(',') {
+        let mut hashes = repnet_model::FileHashes::default();
+        for text in value.split(',') {
+            // Made by `file_key` from parsed hashes: each parses again.
+            if let Ok(hash) = repnet_model::FileHash::from_hex(text) {
+                hashes.insert(hash);
+            }
+        }
+        return repnet_protocol::LookupItem::file(&hashes);
+    }
+    repnet_protocol::LookupItem::new(*kind, value.as_str())
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {

@@ -232,10 +232,12 @@ fn dependencies(key: &Key, reputation: &Reputation) -> Vec<u64> {
     let mut objects = Vec::new();
     match key.0 {
         ObjectKind::File => {
+            // The key names one hash, or several (`cache::file_key`).
             let hashes = reputation.object.hashes.clone().unwrap_or_default();
-            for hash in [hashes.md5, hashes.sha1, hashes.sha256, Some(key.1.clone())]
+            for hash in [hashes.md5, hashes.sha1, hashes.sha256]
                 .into_iter()
                 .flatten()
+                .chain(key.1.split(',').map(str::to_owned))
             {
                 if let Ok(hash) = FileHash::from_hex(&hash) {
                     objects.push(Object::File(hash));
@@ -470,7 +472,20 @@ async fn lookup_batch(
     let mut keys = Vec::with_capacity(request.items.len());
     for (index, item) in request.items.iter().enumerate() {
         let (kind, value) = match item.target() {
-            Ok(target) => target,
+            Ok(repnet_protocol::ItemTarget::Object(kind, value)) => (kind, value),
+            Ok(repnet_protocol::ItemTarget::File(hashes)) => match hashes.parse() {
+                Ok(hashes) => {
+                    keys.push(crate::cache::file_key(&hashes));
+                    continue;
+                }
+                Err((field, error)) => {
+                    let path = match field {
+                        "" => format!("items[{index}].file"),
+                        field => format!("items[{index}].file.{field}"),
+                    };
+                    return Failure::bad(error.code(), format!("{path}: {error}")).into_response();
+                }
+            },
             Err(problem) => {
                 return Failure::bad("invalid_request", format!("items[{index}] {problem}"))
                     .into_response();

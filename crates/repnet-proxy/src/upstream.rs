@@ -285,10 +285,7 @@ async fn batcher(
             metrics.clone(),
         );
         tokio::spawn(async move {
-            let items: Vec<LookupItem<'_>> = keys
-                .iter()
-                .map(|(kind, value)| LookupItem::new(*kind, value))
-                .collect();
+            let items: Vec<LookupItem<'_>> = keys.iter().map(crate::cache::item).collect();
             let started = Instant::now();
             let result = client.lookup(&items, false).await;
             let outcome = match &result {

@@ -1,10 +1,13 @@
-//! From what a client asks to the answers: files and certificates are looked up as they
-//! are; URLs, domains and IP addresses by their expressions (model `url.rs`), and the most
-//! specific expression that has any record decides (`matched` in the answer).
+//! From what a client asks to the answers: files by every hash given, certificates as they
+//! are; URLs, domains and IP addresses by their expressions (model `url.rs`), every matched
+//! expression weighed by the rule over expressions (model `precedence.rs`; `matched` in the
+//! answer).
 
 use repnet_model::{
-    CanonicalUrl, Domain, Expression, Object, ObjectKind, ParseError, Reputation, canonical_ip,
+    CanonicalUrl, Domain, Expression, FileHash, FileHashes, MatchedExpression, Object, ObjectKind,
+    ParseError, Reputation, canonical_ip,
 };
+use repnet_store::Knowledge;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -16,8 +19,18 @@ pub(crate) struct Lookup {
     object: Object,
     /// For URLs: the canonical URL, which the answer reports.
     url: Option<CanonicalUrl>,
-    /// The expressions to look up, most specific first; empty to look `object` up itself.
-    expressions: Vec<Expression>,
+    /// What to read to answer it.
+    keys: Keys,
+}
+
+#[derive(Debug, Clone)]
+enum Keys {
+    /// The object itself.
+    Direct,
+    /// A file by several of its hashes, the strongest first: their knowledge is merged.
+    File(Vec<FileHash>),
+    /// The expressions of a URL, domain or IP address, most specific first.
+    Expressions(Vec<Expression>),
 }
 
 impl Lookup {
@@ -36,7 +49,7 @@ impl Lookup {
                 Ok(Lookup {
                     object: Object::Domain(domain),
                     url: None,
-                    expressions,
+                    keys: Keys::Expressions(expressions),
                 })
             }
             ObjectKind::Ip => {
@@ -44,7 +57,7 @@ impl Lookup {
                 Ok(Lookup {
                     object: Object::Ip(ip),
                     url: None,
-                    expressions: vec![Expression::for_ip(ip)],
+                    keys: Keys::Expressions(vec![Expression::for_ip(ip)]),
                 })
             }
             ObjectKind::Url => Lookup::url(text.as_bytes()),
@@ -56,7 +69,7 @@ impl Lookup {
         let url = CanonicalUrl::parse(bytes)?;
         Ok(Lookup {
             object: Object::Url(url.exact_expression()),
-            expressions: url.expressions(),
+            keys: Keys::Expressions(url.expressions()),
             url: Some(url),
         })
     }
@@ -65,7 +78,31 @@ impl Lookup {
         Lookup {
             object,
             url: None,
-            expressions: Vec::new(),
+            keys: Keys::Direct,
+        }
+    }
+
+    /// One file by every hash given (at least one): answered from the records under all of
+    /// them, and named by the strongest.
+    pub(crate) fn file(hashes: &FileHashes) -> Option<Lookup> {
+        let all: Vec<FileHash> = hashes.iter().collect();
+        let object = Object::File(*all.first()?);
+        Some(match all.len() {
+            1 => Lookup::direct(object),
+            _ => Lookup {
+                object,
+                url: None,
+                keys: Keys::File(all),
+            },
+        })
+    }
+
+    /// How many objects the store reads for this query.
+    fn reads(&self) -> usize {
+        match &self.keys {
+            Keys::Direct => 1,
+            Keys::File(hashes) => hashes.len(),
+            Keys::Expressions(expressions) => expressions.len(),
         }
     }
 }
@@ -75,12 +112,14 @@ pub(crate) async fn assess(
     state: &AppState,
     lookups: Vec<Lookup>,
 ) -> Result<Vec<Reputation>, ApiError> {
-    let mut objects = Vec::with_capacity(lookups.len());
+    let mut objects = Vec::with_capacity(lookups.iter().map(Lookup::reads).sum());
     for query in &lookups {
-        if query.expressions.is_empty() {
-            objects.push(query.object.clone());
-        } else {
-            objects.extend(query.expressions.iter().cloned().map(Object::Url));
+        match &query.keys {
+            Keys::Direct => objects.push(query.object.clone()),
+            Keys::File(hashes) => objects.extend(hashes.iter().copied().map(Object::File)),
+            Keys::Expressions(expressions) => {
+                objects.extend(expressions.iter().cloned().map(Object::Url))
+            }
         }
     }
     let knowledge = state
@@ -91,37 +130,33 @@ pub(crate) async fn assess(
     let mut knowledge = knowledge.into_iter();
     let mut answers = Vec::with_capacity(lookups.len());
     for query in lookups {
-        let reputation = if query.expressions.is_empty() {
-            let known = knowledge.next().unwrap_or_default();
-            Reputation::assess(
-                query.object,
-                known.hashes,
-                known.records,
-                known.prevalence,
-                &state.ttl,
-            )
-        } else {
-            let found: Vec<_> = knowledge.by_ref().take(query.expressions.len()).collect();
-            let decisive = found
-                .into_iter()
-                .zip(query.expressions)
-                .find(|(known, _)| !known.records.is_empty());
-            let mut reputation = match decisive {
-                Some((known, expression)) => {
-                    let mut reputation = Reputation::assess(
-                        query.object,
-                        known.hashes,
-                        known.records,
-                        known.prevalence,
-                        &state.ttl,
-                    );
-                    reputation.matched = Some(expression);
-                    reputation
-                }
-                None => Reputation::unknown(query.object, &state.ttl),
-            };
-            reputation.url = query.url;
-            reputation
+        let found: Vec<Knowledge> = knowledge.by_ref().take(query.reads()).collect();
+        let reputation = match query.keys {
+            Keys::Direct | Keys::File(_) => {
+                let known = Knowledge::merge(found);
+                Reputation::assess(
+                    query.object,
+                    known.hashes,
+                    known.records,
+                    known.prevalence,
+                    &state.ttl,
+                )
+            }
+            Keys::Expressions(expressions) => {
+                let matches = found
+                    .into_iter()
+                    .zip(expressions)
+                    .map(|(known, expression)| MatchedExpression {
+                        expression,
+                        records: known.records,
+                        prevalence: known.prevalence,
+                    })
+                    .collect();
+                let mut reputation =
+                    Reputation::assess_expressions(query.object, matches, &state.ttl);
+                reputation.url = query.url;
+                reputation
+            }
         };
         state
             .metrics

@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use repnet_model::{
-    Category, Confidence, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
+    Category, Confidence, HashKind, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
 };
-use repnet_protocol::{LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict};
+use repnet_protocol::{
+    ItemTarget, LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict,
+};
 use repnet_store::{Change, Outcome};
 use serde::Deserialize;
 
@@ -134,6 +136,16 @@ fn explain_flag(params: Result<Query<LookupParams>, QueryRejection>) -> Result<b
     explain_value(params.explain.as_deref())
 }
 
+/// `POST /v1/lookup`'s parameters: `explain`, and for the binary form `hash`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchParams {
+    #[serde(default)]
+    explain: Option<String>,
+    #[serde(default)]
+    hash: Option<String>,
+}
+
 fn explain_value(value: Option<&str>) -> Result<bool, ApiError> {
     match value {
         None | Some("false") | Some("0") => Ok(false),
@@ -214,20 +226,59 @@ pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, A
     })
 }
 
-/// Parses the object an item names; `field` is where it was (`items[3]`, `object`).
-/// Parses the query an item names; `field` is where it was (`items[3]`).
-fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
-    let (kind, text) = item.target().map_err(|problem| {
-        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
-    })?;
-    Lookup::parse(kind, text).map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error))
+/// The hashes of a file given by several, or the error naming the field at fault
+/// (`items[3].file.sha1`).
+fn item_file_hashes(
+    hashes: &repnet_protocol::FileHashesText<'_>,
+    field: &str,
+) -> Result<repnet_model::FileHashes, ApiError> {
+    hashes.parse().map_err(|(name, error)| {
+        let path = match name {
+            "" => format!("{field}.file"),
+            name => format!("{field}.file.{name}"),
+        };
+        ApiError::invalid(&path, &error)
+    })
 }
 
-fn item_object(item: &LookupItem<'_>, field: &str) -> Result<Object, ApiError> {
-    let (kind, text) = item.target().map_err(|problem| {
+/// Parses the query an item names; `field` is where it was (`items[3]`).
+fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
+    let target = item.target().map_err(|problem| {
         ApiError::bad_request("invalid_request", format!("{field} {problem}"))
     })?;
-    Object::parse(kind, text).map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error))
+    match target {
+        ItemTarget::Object(kind, text) => Lookup::parse(kind, text)
+            .map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error)),
+        ItemTarget::File(hashes) => {
+            let hashes = item_file_hashes(hashes, field)?;
+            Lookup::file(&hashes).ok_or_else(|| {
+                ApiError::bad_request("invalid_hash", format!("{field}.file names no hash"))
+            })
+        }
+    }
+}
+
+/// Parses the object an item names, with the file's other hashes when it gives several;
+/// `field` is where it was (`object`).
+fn item_object(
+    item: &LookupItem<'_>,
+    field: &str,
+) -> Result<(Object, repnet_model::FileHashes), ApiError> {
+    let target = item.target().map_err(|problem| {
+        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
+    })?;
+    match target {
+        ItemTarget::Object(kind, text) => Object::parse(kind, text)
+            .map(|object| (object, repnet_model::FileHashes::default()))
+            .map_err(|error| ApiError::invalid(&format!("{field}.{kind}"), &error)),
+        ItemTarget::File(hashes) => {
+            let hashes = item_file_hashes(hashes, field)?;
+            let primary = hashes.primary().ok_or_else(|| {
+                ApiError::bad_request("invalid_hash", format!("{field}.file names no hash"))
+            })?;
+            Ok((Object::File(primary), hashes))
+        }
+    }
 }
 
 async fn single(state: &AppState, query: Lookup, explain: bool) -> Result<Response, ApiError> {
@@ -405,26 +456,29 @@ pub(crate) async fn search_hashes(
     let body = body_bytes(body)?;
     let request: repnet_protocol::HashSearchRequest =
         repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
-    if request.prefixes.len() > repnet_protocol::MAX_PREFIXES {
+    if request.len() > repnet_protocol::MAX_PREFIXES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
             format!(
                 "the search has {} prefixes; the limit is {}: split it into several requests",
-                request.prefixes.len(),
+                request.len(),
                 repnet_protocol::MAX_PREFIXES
             ),
         ));
     }
-    let prefixes = request
-        .prefixes
-        .iter()
-        .enumerate()
-        .map(|(index, text)| {
-            repnet_protocol::parse_prefix(text)
-                .map_err(|e| ApiError::invalid(&format!("prefixes[{index}]"), &e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut prefixes = Vec::with_capacity(request.len());
+    for (field, kind, texts) in [
+        ("prefixes", HashKind::Sha256, &request.prefixes),
+        ("sha1_prefixes", HashKind::Sha1, &request.sha1_prefixes),
+        ("md5_prefixes", HashKind::Md5, &request.md5_prefixes),
+    ] {
+        for (index, text) in texts.iter().enumerate() {
+            let bytes = repnet_protocol::parse_prefix_of(kind, text)
+                .map_err(|e| ApiError::invalid(&format!("{field}[{index}]"), &e))?;
+            prefixes.push(repnet_store::SearchPrefix { kind, bytes });
+        }
+    }
     let (found, truncated) = state
         .store
         .search_prefixes(&prefixes, MAX_SEARCH_MATCHES)
@@ -441,11 +495,14 @@ pub(crate) async fn search_hashes(
     let matches = found
         .into_iter()
         .map(|found| {
-            let kind = match found.kind {
-                repnet_store::MatchKind::File => "file",
-                repnet_store::MatchKind::Url => "url",
+            let (kind, object, hash) = match found.matched {
+                repnet_store::Matched::File(hash) => ("file", Object::File(hash), hash.to_string()),
+                repnet_store::Matched::Url(hash) => (
+                    "url",
+                    Object::File(repnet_model::FileHash::Sha256(hash)),
+                    hash.to_string(),
+                ),
             };
-            let object = Object::File(repnet_model::FileHash::Sha256(found.hash));
             let known = found.knowledge;
             let reputation = repnet_model::Reputation::assess(
                 object,
@@ -454,7 +511,7 @@ pub(crate) async fn search_hashes(
                 known.prevalence,
                 &state.ttl,
             );
-            repnet_protocol::HashMatch::from_model(kind, &found.hash, &reputation)
+            repnet_protocol::HashMatch::from_model(kind, &hash, &reputation)
         })
         .collect();
     let response = repnet_protocol::HashSearchResponse {
@@ -472,10 +529,12 @@ const MAX_SEARCH_MATCHES: usize = 10_000;
 
 /// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails
 /// the whole request with 400, naming the item. With `Content-Type: application/octet-stream`
-/// the body is raw SHA-256 digests and the answer fixed-size records (docs/http-api.md).
+/// the body is raw digests of the kinds `hash=` names and the answer fixed-size records
+/// (docs/http-api.md).
 #[utoipa::path(post, path = "/v1/lookup", tag = "lookup",
-    params(("explain" = Option<bool>, Query)),
-    request_body(description = "JSON items, or (application/octet-stream) concatenated 32-byte SHA-256 digests",
+    params(("explain" = Option<bool>, Query),
+           ("hash" = Option<String>, Query, description = "binary bodies only, and required for them: what each file carries, in order: sha256, sha1, md5, or several such as sha256,sha1,md5")),
+    request_body(description = "JSON items, or (application/octet-stream) files of the digests that hash= names, one after the other",
         content(
             (repnet_protocol::LookupRequest = "application/json"),
             (Vec<u8> = "application/octet-stream"),
@@ -490,24 +549,47 @@ const MAX_SEARCH_MATCHES: usize = 10_000;
               (status = 415, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn lookup_batch(
     State(state): State<Arc<AppState>>,
-    params: Result<Query<LookupParams>, QueryRejection>,
+    params: Result<Query<BatchParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let explain = explain_flag(params)?;
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "{}: the query parameters here are explain=true|false and, for a binary body, hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let explain = explain_value(params.explain.as_deref())?;
     let binary = match media_type(&headers) {
         Some(media) if media.eq_ignore_ascii_case("application/json") => false,
         Some(media) if media.eq_ignore_ascii_case(repnet_protocol::binary::MEDIA_TYPE) => true,
         _ => {
             return Err(unsupported_media_type(
                 &headers,
-                "send JSON with Content-Type: application/json, or SHA-256 digests with Content-Type: application/octet-stream",
+                "send JSON with Content-Type: application/json, or digests with Content-Type: application/octet-stream and ?hash=sha256",
             ));
         }
     };
     let body = body_bytes(body)?;
     if binary {
-        return lookup_binary(&state, &body).await;
+        let layout = params.hash.as_deref().ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "a binary lookup names the hashes it carries: add ?hash=sha256 (or md5, or sha1, or several such as hash=sha256,sha1,md5 when each file is those digests one after the other)",
+            )
+        })?;
+        let layout = repnet_protocol::binary::Layout::parse(layout)
+            .map_err(|message| ApiError::bad_request("invalid_query", message))?;
+        return lookup_binary(&state, &body, &layout).await;
+    }
+    if params.hash.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "hash= describes a binary body (Content-Type: application/octet-stream); a JSON body names each hash in its items",
+        ));
     }
     let request = repnet_protocol::parse_lookup_request(&body).map_err(ApiError::from_body)?;
     check_batch_size(&state, request.items.len())?;
@@ -541,15 +623,17 @@ fn check_batch_size(state: &AppState, items: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The binary form of a batch lookup: SHA-256 digests in, fixed-size records out.
-async fn lookup_binary(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
-    let digests = repnet_protocol::binary::parse_request(body)
+/// The binary form of a batch lookup: digests in, fixed-size records out.
+async fn lookup_binary(
+    state: &AppState,
+    body: &[u8],
+    layout: &repnet_protocol::binary::Layout,
+) -> Result<Response, ApiError> {
+    let files = repnet_protocol::binary::parse_request(body, layout)
         .map_err(|message| ApiError::bad_request("invalid_body", message))?;
-    check_batch_size(state, digests.len())?;
-    let queries = digests
-        .into_iter()
-        .map(|digest| Lookup::direct(Object::File(repnet_model::FileHash::Sha256(digest))))
-        .collect();
+    check_batch_size(state, files.len())?;
+    // Every file has a hash: `parse_request` refuses a file without one.
+    let queries = files.iter().filter_map(Lookup::file).collect();
     let reputations = assess(state, queries).await?;
     let mut writer = repnet_protocol::binary::ResponseWriter::with_capacity(reputations.len());
     for reputation in &reputations {
@@ -629,7 +713,7 @@ pub(crate) async fn set_local_verdict(
     let body = body_bytes(body)?;
     let request: SetLocalVerdict<'_> =
         repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
-    let object = item_object(&request.object, "object")?;
+    let (object, hashes) = item_object(&request.object, "object")?;
     let verdict: Verdict = request
         .verdict
         .parse()
@@ -668,7 +752,7 @@ pub(crate) async fn set_local_verdict(
         .store
         .apply(vec![Change::Put {
             object: object.clone(),
-            hashes: repnet_model::FileHashes::default(),
+            hashes,
             record,
             comment: request.comment.clone(),
         }])
@@ -717,13 +801,16 @@ pub(crate) async fn remove_local_verdict(
         )
     })?;
     let item = LookupItem {
-        file: params.file.as_deref().map(Into::into),
+        file: params
+            .file
+            .as_deref()
+            .map(|hash| repnet_protocol::FileRef::Hash(hash.into())),
         domain: params.domain.as_deref().map(Into::into),
         ip: params.ip.as_deref().map(Into::into),
         certificate: params.certificate.as_deref().map(Into::into),
         url: params.url.as_deref().map(Into::into),
     };
-    let object = item_object(&item, "query")?;
+    let (object, _) = item_object(&item, "query")?;
     let outcome = state
         .store
         .apply(vec![Change::Remove {

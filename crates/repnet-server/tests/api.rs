@@ -783,7 +783,7 @@ async fn binary_batch_lookups() {
     let post = |body: Vec<u8>| {
         server
             .http
-            .post(server.url("/v1/lookup"))
+            .post(server.url("/v1/lookup?hash=sha256"))
             .header("content-type", "application/octet-stream")
             .body(body)
             .send()
@@ -1083,35 +1083,352 @@ async fn privacy_mode_finds_files_and_urls_by_prefix() {
 
     // The client library does the whole dance: only prefixes go out.
     let client = repnet_client::Client::new(&server.base).unwrap();
+    let eicar = repnet_model::FileHashes {
+        sha256: Some(repnet_model::Sha256::from_hex(EICAR_SHA256).unwrap()),
+        ..FileHashes::default()
+    };
+    let by_md5 = repnet_model::FileHashes {
+        md5: Some(repnet_model::Md5::from_hex(EICAR_MD5).unwrap()),
+        ..FileHashes::default()
+    };
     let targets = [
-        repnet_client::PrivateTarget::Url(
+        repnet_client::PrivateTarget::url(
             repnet_model::CanonicalUrl::parse(b"http://www.phishing.test.repnet.invalid/login?x=1")
                 .unwrap(),
         ),
-        repnet_client::PrivateTarget::File(repnet_model::Sha256::from_hex(EICAR_SHA256).unwrap()),
-        repnet_client::PrivateTarget::Host(
-            repnet_model::CanonicalUrl::parse(b"http://clean.example/").unwrap(),
-        ),
+        repnet_client::PrivateTarget::file(eicar).unwrap(),
+        repnet_client::PrivateTarget::domain(repnet_model::Domain::new("clean.example").unwrap())
+            .unwrap(),
+        repnet_client::PrivateTarget::file(by_md5).unwrap(),
     ];
     let answers = client.lookup_private(&targets).await.unwrap();
     assert_eq!(
-        answers[0].matched.as_deref(),
+        answers[0].matched.as_ref().map(|m| m.as_str()),
         Some("phishing.test.repnet.invalid/")
     );
+    assert_eq!(answers[0].verdict, Verdict::Untrusted);
     assert_eq!(
-        answers[0].found.as_ref().unwrap().verdict,
-        repnet_protocol::Verdict::Untrusted
-    );
-    assert_eq!(
-        answers[1].found.as_ref().unwrap().threat.as_deref(),
+        answers[1].threat.as_ref().map(|t| t.as_str()),
         Some("EICAR-Test-File")
     );
+    assert_eq!(answers[2].verdict, Verdict::Unknown);
+    assert_eq!(answers[2].matched, None);
     assert_eq!(
-        answers[2],
-        repnet_client::PrivateAnswer {
-            matched: None,
-            found: None
-        }
+        answers[3].verdict,
+        Verdict::Untrusted,
+        "found by an MD5 prefix"
     );
+    // The same answers as a direct lookup of the same knowledge base.
+    let direct = client
+        .lookup(
+            &[
+                repnet_protocol::LookupItem::new(
+                    ObjectKind::Url,
+                    "http://www.phishing.test.repnet.invalid/login?x=1",
+                ),
+                repnet_protocol::LookupItem::new(ObjectKind::File, EICAR_SHA256),
+                repnet_protocol::LookupItem::new(ObjectKind::Domain, "clean.example"),
+                repnet_protocol::LookupItem::new(ObjectKind::File, EICAR_MD5),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    for (private, direct) in answers.iter().zip(&direct) {
+        let private = repnet_protocol::Reputation::from_model(private, false);
+        assert_eq!(
+            (
+                &private.verdict,
+                &private.threat,
+                &private.source,
+                &private.matched
+            ),
+            (
+                &direct.verdict,
+                &direct.threat,
+                &direct.source,
+                &direct.matched
+            ),
+        );
+    }
+    server.stop().await;
+}
+
+/// Stores `(object, record)` pairs before a server starts, as imports would.
+async fn store_records(dir: &Path, entries: Vec<(Object, SourceRecord)>) {
+    let store = Store::open(dir, &StoreOptions::default()).unwrap();
+    let changes = entries
+        .into_iter()
+        .map(|(object, record)| Change::Put {
+            object,
+            hashes: FileHashes::default(),
+            record,
+            comment: None,
+        })
+        .collect();
+    store.apply(changes).await.unwrap();
+}
+
+/// A file that a feed lists by MD5 only, and another by SHA-1 only (ClamAV `.hdb`, MD5
+/// lists): asked for by all three hashes of the file, each is found, in JSON and binary.
+#[tokio::test]
+async fn a_file_is_found_by_every_hash_it_is_asked_by() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FileHashes::of(b"a file that a feed lists by MD5 only");
+    let second = FileHashes::of(b"a file that a feed lists by SHA-1 only");
+    let md5 = Object::File(repnet_model::FileHash::Md5(first.md5.unwrap()));
+    let sha1 = Object::File(repnet_model::FileHash::Sha1(second.sha1.unwrap()));
+    store_records(
+        dir.path(),
+        vec![
+            (
+                md5,
+                feed_record("clamav", Verdict::Untrusted, 80, "Win.Trojan.Md5Only"),
+            ),
+            (
+                sha1,
+                feed_record("sha1list", Verdict::Untrusted, 70, "Sha1.Only"),
+            ),
+        ],
+    )
+    .await;
+    let server = TestServer::start(dir.path(), None).await;
+    let hex = |hashes: &FileHashes| {
+        json!({
+            "sha256": hashes.sha256.unwrap().to_string(),
+            "sha1": hashes.sha1.unwrap().to_string(),
+            "md5": hashes.md5.unwrap().to_string(),
+        })
+    };
+
+    // By SHA-256 alone the network cannot know: that was the false "clean".
+    let (_, body) = server
+        .get(&format!("/v1/files/{}", first.sha256.unwrap()))
+        .await;
+    assert_eq!(body["verdict"], "unknown");
+
+    let (status, body) = server
+        .post_json(
+            "/v1/lookup",
+            &json!({"items": [{"file": hex(&first)}, {"file": hex(&second)}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["verdict"], "untrusted", "{body}");
+    assert_eq!(results[0]["threat"], "Win.Trojan.Md5Only");
+    assert_eq!(results[0]["source"], "feed:clamav");
+    // The answer names the file by its SHA-256 and lists every hash.
+    assert_eq!(
+        results[0]["object"]["value"],
+        first.sha256.unwrap().to_string()
+    );
+    assert_eq!(results[0]["object"]["hashes"], hex(&first));
+    assert_eq!(results[1]["threat"], "Sha1.Only");
+
+    // The binary form, declaring what each file carries.
+    let client = repnet_client::Client::new(&server.base).unwrap();
+    let layout = repnet_protocol::binary::Layout::parse("sha256,sha1,md5").unwrap();
+    let unknown = FileHashes::of(b"nobody lists this one");
+    let answers = client
+        .lookup_binary(&layout, &[first, unknown, second])
+        .await
+        .unwrap();
+    let verdicts: Vec<Verdict> = answers.iter().map(|a| a.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::Untrusted, Verdict::Unknown, Verdict::Untrusted]
+    );
+    assert_eq!(answers[0].threat.as_deref(), Some("Win.Trojan.Md5Only"));
+
+    // 1,000 raw SHA-1 digests (20,000 bytes, a multiple of 32) declared as SHA-1 are 1,000
+    // files; the flagged one is found.
+    let mut sha1s: Vec<FileHashes> = (0..1000u32)
+        .map(|i| FileHashes {
+            sha1: FileHashes::of(&i.to_le_bytes()).sha1,
+            ..FileHashes::default()
+        })
+        .collect();
+    sha1s[500].sha1 = second.sha1;
+    let layout = repnet_protocol::binary::Layout::parse("sha1").unwrap();
+    let answers = client.lookup_binary(&layout, &sha1s).await.unwrap();
+    assert_eq!(answers.len(), 1000);
+    assert_eq!(answers[500].verdict, Verdict::Untrusted);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.verdict == Verdict::Untrusted)
+            .count(),
+        1
+    );
+
+    // A body that does not say what it carries, or does not match what it says, is refused.
+    let post = |query: &str, body: Vec<u8>| {
+        server
+            .http
+            .post(server.url(&format!("/v1/lookup{query}")))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    for (query, body, code, message) in [
+        ("", vec![0u8; 20_000], "invalid_query", "?hash=sha256"),
+        (
+            "?hash=sha256",
+            vec![0u8; 20_001],
+            "invalid_body",
+            "not a multiple of 32",
+        ),
+        (
+            "?hash=sha512",
+            vec![0u8; 64],
+            "invalid_query",
+            "not a hash kind",
+        ),
+        (
+            "?hash=md5,sha1",
+            vec![0u8; 36],
+            "invalid_body",
+            "gives no hash",
+        ),
+    ] {
+        let response = post(query, body).await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), code, "{query}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(message),
+            "{query}: {body}"
+        );
+    }
+    // A hash of the wrong kind in a file of several is named.
+    let (status, body) = server
+        .post_json(
+            "/v1/lookup",
+            &json!({"items": [{"file": {"sha1": first.md5.unwrap().to_string()}}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "invalid_hash");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("items[0].file.sha1"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post_json("/v1/lookup?hash=sha1", &json!({"items": []}))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_query"));
+    server.stop().await;
+}
+
+/// A broad block is not undone by a narrow allow: the rule over matched expressions.
+#[tokio::test]
+async fn a_broad_block_is_not_undone_by_a_narrow_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let domain = |name: &str| Object::parse(ObjectKind::Domain, name).unwrap();
+    let url = |text: &str| {
+        Object::Url(
+            repnet_model::CanonicalUrl::parse(text.as_bytes())
+                .unwrap()
+                .exact_expression(),
+        )
+    };
+    let popular = |name: &str| {
+        (
+            domain(name),
+            feed_record("tranco", Verdict::Trusted, 20, "-"),
+        )
+    };
+    store_records(
+        dir.path(),
+        vec![
+            popular("www.corpblock.example"),
+            popular("www.phish.example"),
+            (
+                domain("phish.example"),
+                feed_record("phishtank", Verdict::Untrusted, 90, "Phishing.Kit"),
+            ),
+            popular("safe.example"),
+            (
+                url("http://safe.example/bad/"),
+                feed_record("urlhaus", Verdict::Untrusted, 90, "Mozi"),
+            ),
+        ],
+    )
+    .await;
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    for (object, verdict) in [
+        (json!({"domain": "corpblock.example"}), "untrusted"),
+        // The administrator exempts one page under the blocked domain.
+        (
+            json!({"url": "http://www.corpblock.example/help.html"}),
+            "trusted",
+        ),
+    ] {
+        let body = json!({"object": object, "verdict": verdict});
+        let (status, answer) = server
+            .admin(
+                reqwest::Method::PUT,
+                "/v1/admin/verdicts",
+                Some(&body),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    let items = json!([
+        {"domain": "corpblock.example"},
+        {"domain": "www.corpblock.example"},
+        {"url": "http://www.corpblock.example/payload.exe"},
+        {"url": "http://www.corpblock.example/help.html"},
+        {"url": "https://www.phish.example/login"},
+        {"url": "http://safe.example/bad/x.sh"},
+        {"url": "http://safe.example/good"},
+    ]);
+    let (status, body) = server
+        .post_json("/v1/lookup?explain=true", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let expected = [
+        ("untrusted", "local", "corpblock.example/"),
+        ("untrusted", "local", "corpblock.example/"),
+        ("untrusted", "local", "corpblock.example/"),
+        ("trusted", "local", "www.corpblock.example/help.html"),
+        ("untrusted", "feed:phishtank", "phish.example/"),
+        ("untrusted", "feed:urlhaus", "safe.example/bad/"),
+        ("trusted", "feed:tranco", "safe.example/"),
+    ];
+    for (result, (verdict, source, matched)) in results.iter().zip(expected) {
+        let input = &result["object"]["value"];
+        assert_eq!(result["verdict"], verdict, "{input}: {result}");
+        assert_eq!(result["source"], source, "{input}");
+        assert_eq!(result["matched"], matched, "{input}");
+    }
+    // The explanation shows every matched expression and why one decided.
+    let explain = &results[1]["explain"];
+    assert!(
+        explain["expression_reason"]
+            .as_str()
+            .unwrap()
+            .contains("local verdict"),
+        "{explain}"
+    );
+    let records = explain["records"].as_array().unwrap();
+    assert_eq!(records[0]["expression"], "corpblock.example/");
+    assert_eq!(records[0]["decisive"], true);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["expression"] == "www.corpblock.example/" && r["source"] == "feed:tranco"),
+        "{explain}"
+    );
+    // Single lookups follow the same rule.
+    let (_, body) = server.get("/v1/domains/www.corpblock.example").await;
+    assert_eq!(body["verdict"], "untrusted");
     server.stop().await;
 }

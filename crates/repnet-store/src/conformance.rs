@@ -496,12 +496,16 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
         unreachable!()
     };
     let url_hash = expression.sha256();
+    let sha256 = |bytes: Vec<u8>| crate::SearchPrefix {
+        kind: repnet_model::HashKind::Sha256,
+        bytes,
+    };
     let (matches, truncated) = store
         .search_prefixes(
             &[
-                url_hash.as_bytes()[..4].to_vec(),
-                vec![0xee, 0xee, 0xee, 0xee],
-                vec![1, 2, 3, 4],
+                sha256(url_hash.as_bytes()[..4].to_vec()),
+                sha256(vec![0xee, 0xee, 0xee, 0xee]),
+                sha256(vec![1, 2, 3, 4]),
             ],
             100,
         )
@@ -510,23 +514,44 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
     assert!(!truncated);
     let url_match = matches
         .iter()
-        .find(|m| m.hash == url_hash)
+        .find(|m| m.matched == crate::Matched::Url(url_hash))
         .expect("the URL matched");
-    assert_eq!(url_match.kind, crate::MatchKind::Url);
     assert_eq!(
         url_match.knowledge.records[0].source.to_string(),
         "feed:urls"
     );
     let file_match = matches
         .iter()
-        .find(|m| m.hash == Sha256([0xee; 32]))
+        .find(|m| m.matched == crate::Matched::File(FileHash::Sha256(Sha256([0xee; 32]))))
         .expect("the file matched");
-    assert_eq!(file_match.kind, crate::MatchKind::File);
     assert_eq!(file_match.knowledge.hashes.md5, Some(Md5([0xed; 16])));
     assert_eq!(matches.len(), 2, "nothing else starts with those prefixes");
+    // An MD5 prefix finds the file by its MD5 (an alias), with the whole file's knowledge.
+    let (matches, _) = store
+        .search_prefixes(
+            &[crate::SearchPrefix {
+                kind: repnet_model::HashKind::Md5,
+                bytes: vec![0xed; 4],
+            }],
+            100,
+        )
+        .await
+        .expect("search");
+    assert_eq!(matches.len(), 1);
+    assert_eq!(
+        matches[0].matched,
+        crate::Matched::File(FileHash::Md5(Md5([0xed; 16])))
+    );
+    assert_eq!(
+        matches[0].knowledge.records[0].source.to_string(),
+        "feed:files"
+    );
     // A full hash is a prefix too; the limit is respected.
     let (matches, truncated) = store
-        .search_prefixes(&[url_hash.as_bytes().to_vec(), vec![0xee; 32]], 1)
+        .search_prefixes(
+            &[sha256(url_hash.as_bytes().to_vec()), sha256(vec![0xee; 32])],
+            1,
+        )
         .await
         .expect("search");
     assert_eq!(matches.len(), 1);

@@ -23,7 +23,9 @@ pub mod conformance;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use repnet_model::{FileHashes, Object, Sha256, Source, SourceRecord, Timestamp};
+use repnet_model::{
+    FileHash, FileHashes, HashKind, Object, Sha256, Source, SourceRecord, Timestamp,
+};
 
 use crate::lmdb::LmdbStore;
 
@@ -42,6 +44,29 @@ pub struct Knowledge {
     pub records: Vec<SourceRecord>,
     /// Approximate number of distinct devices that reported the object.
     pub prevalence: u64,
+}
+
+impl Knowledge {
+    /// What is known about one file asked for by several of its hashes, from what each of
+    /// them gave: every hash, one record per source (the first given wins: give the
+    /// SHA-256's knowledge first), the highest prevalence. Feeds list a file by whatever hash
+    /// they have, so a file whose MD5 is flagged is flagged whichever hash it is asked by.
+    pub fn merge(parts: impl IntoIterator<Item = Knowledge>) -> Knowledge {
+        let mut parts = parts.into_iter();
+        let Some(mut merged) = parts.next() else {
+            return Knowledge::default();
+        };
+        for part in parts {
+            merged.hashes.fill_from(&part.hashes);
+            merged.prevalence = merged.prevalence.max(part.prevalence);
+            for record in part.records {
+                if !merged.records.iter().any(|r| r.source == record.source) {
+                    merged.records.push(record);
+                }
+            }
+        }
+        merged
+    }
 }
 
 /// One change to the knowledge base. A batch of changes is applied atomically.
@@ -73,17 +98,24 @@ pub enum Outcome {
 /// What a privacy-mode search found under one full hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrefixMatch {
-    pub kind: MatchKind,
-    /// The file's SHA-256, or the SHA-256 of the URL expression.
-    pub hash: Sha256,
+    pub matched: Matched,
     pub knowledge: Knowledge,
 }
 
-/// Whether a [`PrefixMatch`] is a file or a URL expression.
+/// The full hash a [`PrefixMatch`] is under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchKind {
-    File,
-    Url,
+pub enum Matched {
+    /// A file, by the hash of the kind the prefix was of.
+    File(FileHash),
+    /// A URL expression (and so a domain or an IP address), by the SHA-256 of its text.
+    Url(Sha256),
+}
+
+/// A privacy-mode prefix: the first bytes of a hash of some kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPrefix {
+    pub kind: HashKind,
+    pub bytes: Vec<u8>,
 }
 
 /// A local verdict, as listed for the administrator.
@@ -347,12 +379,13 @@ impl Store {
         BulkImport::new(Arc::clone(&self.backend), Some(buffer_bytes.max(1)))
     }
 
-    /// Every file (by SHA-256) and URL expression (by the SHA-256 of its text) whose hash
-    /// starts with one of `prefixes`, with what is known about it, in one snapshot. Stops
-    /// after `limit` matches and then says so (`true`).
+    /// Every file and URL expression whose hash starts with one of `prefixes`, with what is
+    /// known about it, in one snapshot: SHA-256 prefixes match files by SHA-256 and URL
+    /// expressions by the SHA-256 of their text; MD5 and SHA-1 prefixes match files by those
+    /// hashes. Stops after `limit` matches and then says so (`true`).
     pub async fn search_prefixes(
         &self,
-        prefixes: &[Vec<u8>],
+        prefixes: &[SearchPrefix],
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
         self.backend.search_prefixes(prefixes, limit)

@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use repnet_model::{
-    Categories, Confidence, FeedName, FileHash, FileHashes, Object, ObjectKind, Sha256, Source,
-    SourceRecord, ThreatName, Timestamp, builtin_entries,
+    Categories, Confidence, FeedName, FileHash, FileHashes, HashKind, Md5, Object, ObjectKind,
+    Sha1, Sha256, Source, SourceRecord, ThreatName, Timestamp, builtin_entries,
 };
 
 use crate::filter::{FilterGuard, KeyFilter, key_hash};
@@ -53,8 +53,8 @@ use crate::record::{
     self, Mutation, Reader, StoredRecord, StoredSource, put_mutations, put_varint, source_id,
 };
 use crate::{
-    Change, Knowledge, LocalVerdict, MatchKind, Outcome, PrefixMatch, StoreError, StoreOptions,
-    StoreStats,
+    Change, Knowledge, LocalVerdict, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError,
+    StoreOptions, StoreStats,
 };
 
 /// The store-wide format version. Bump it only with a migration in [`MIGRATIONS`].
@@ -387,33 +387,49 @@ impl LmdbStore {
 
     pub(crate) fn search_prefixes(
         &self,
-        prefixes: &[Vec<u8>],
+        prefixes: &[SearchPrefix],
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
         self.read(|reader| {
             let mut matches = Vec::new();
             for prefix in prefixes {
-                for (tag, kind) in [
-                    (key::tag::SHA256, MatchKind::File),
-                    (key::tag::URL, MatchKind::Url),
-                ] {
-                    let mut key_prefix = Vec::with_capacity(1 + prefix.len());
+                let tags: &[u8] = match prefix.kind {
+                    HashKind::Sha256 => &[key::tag::SHA256, key::tag::URL],
+                    HashKind::Sha1 => &[key::tag::SHA1],
+                    HashKind::Md5 => &[key::tag::MD5],
+                };
+                for &tag in tags {
+                    let mut key_prefix = Vec::with_capacity(1 + prefix.bytes.len());
                     key_prefix.push(tag);
-                    key_prefix.extend_from_slice(prefix);
+                    key_prefix.extend_from_slice(&prefix.bytes);
                     let found = self
                         .objects()
                         .prefix_iter(reader.txn, &key_prefix)
                         .map_err(|e| self.error(e))?;
                     for entry in found {
                         let (key, _) = entry.map_err(|e| self.error(e))?;
-                        let Ok(hash) = <[u8; 32]>::try_from(&key[1..]) else {
+                        let body = &key[1..];
+                        let matched = match tag {
+                            key::tag::URL => body.try_into().ok().map(|h| Matched::Url(Sha256(h))),
+                            key::tag::SHA256 => body
+                                .try_into()
+                                .ok()
+                                .map(|h| Matched::File(FileHash::Sha256(Sha256(h)))),
+                            key::tag::SHA1 => body
+                                .try_into()
+                                .ok()
+                                .map(|h| Matched::File(FileHash::Sha1(Sha1(h)))),
+                            _ => body
+                                .try_into()
+                                .ok()
+                                .map(|h| Matched::File(FileHash::Md5(Md5(h)))),
+                        };
+                        let Some(matched) = matched else {
                             continue;
                         };
-                        let knowledge = match kind {
-                            MatchKind::File => {
-                                reader.knowledge(&Object::File(FileHash::Sha256(Sha256(hash))))?
-                            }
-                            MatchKind::Url => reader.knowledge_at(key)?,
+                        let knowledge = match matched {
+                            Matched::File(hash) => reader.knowledge(&Object::File(hash))?,
+                            Matched::Url(_) => reader.knowledge_at(key)?,
                         };
                         if knowledge.records.is_empty() {
                             continue;
@@ -421,11 +437,7 @@ impl LmdbStore {
                         if matches.len() == limit {
                             return Ok((matches, true));
                         }
-                        matches.push(PrefixMatch {
-                            kind,
-                            hash: Sha256(hash),
-                            knowledge,
-                        });
+                        matches.push(PrefixMatch { matched, knowledge });
                     }
                 }
             }

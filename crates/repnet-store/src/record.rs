@@ -55,7 +55,8 @@ pub(crate) struct StoredSource {
 pub(crate) struct StoredRecord {
     /// For MD5 and SHA-1 keys: the SHA-256 of the same file, whose record holds the rest.
     pub(crate) alias_of: Option<Sha256>,
-    /// For SHA-256 keys: the file's other hashes, whose keys may hold records of their own.
+    /// The file's other hashes, whose keys may hold records of their own: for SHA-256 keys,
+    /// its MD5 and SHA-1; for a file known without a SHA-256, the one it is not stored under.
     pub(crate) md5: Option<Md5>,
     pub(crate) sha1: Option<Sha1>,
     pub(crate) prevalence: u64,
@@ -425,12 +426,15 @@ pub(crate) fn put_mutations(
     };
     all.insert(*hash);
     let Some(sha256) = all.sha256 else {
+        // No SHA-256 to point at (legacy NSRL gives SHA-1 and MD5): the record stays under
+        // the hash given and names the file's other hash, so that a lookup by either gathers
+        // what is stored under both (the source stores its record under each).
         return vec![(
             ObjectKey::file(hash),
             Mutation::Upsert {
                 source,
-                md5: None,
-                sha1: None,
+                md5: all.md5.filter(|_| !matches!(hash, FileHash::Md5(_))),
+                sha1: all.sha1.filter(|_| !matches!(hash, FileHash::Sha1(_))),
             },
         )];
     };

@@ -74,7 +74,7 @@ pub(crate) fn sqlite(opened: &mut Opened, sink: &mut Sink<'_>) -> Result<(), Fee
 }
 
 /// `NSRLFile.txt`: `"SHA-1","MD5","CRC32","FileName",…` with a header line. No SHA-256, so
-/// the file is stored under its SHA-1 and its MD5 both (each finds it).
+/// the file is stored under its SHA-1 and its MD5 both, each naming the other.
 #[derive(Default)]
 pub(crate) struct Legacy {
     columns: Option<Columns>,
@@ -108,15 +108,16 @@ impl LineFormat for Legacy {
         let md5 = row.get("md5").and_then(|v| Md5::from_hex(v).ok());
         match sha1 {
             Some((_, Ok(sha1))) => {
-                sink.entry(known(
-                    Object::File(FileHash::Sha1(sha1)),
-                    FileHashes::default(),
-                ))?;
+                // Each record names the other hash: a lookup by either finds both (and shows
+                // both hashes), as the RDSv3 import's SHA-256 links its three.
+                let hashes = FileHashes {
+                    md5,
+                    sha1: Some(sha1),
+                    sha256: None,
+                };
+                sink.entry(known(Object::File(FileHash::Sha1(sha1)), hashes))?;
                 if let Some(md5) = md5 {
-                    sink.also(known(
-                        Object::File(FileHash::Md5(md5)),
-                        FileHashes::default(),
-                    ))?;
+                    sink.also(known(Object::File(FileHash::Md5(md5)), hashes))?;
                 }
             }
             Some((value, Err(error))) => {

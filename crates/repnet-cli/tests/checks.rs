@@ -1,0 +1,276 @@
+//! No false "clean": the real `repnet` binary finds files by every hash, never turns a
+//! mistake into "unknown", and says in its exit code whether everything was checked.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+/// A data directory where a feed lists `md5_only.txt` by its MD5 and `sha1_only.txt` by its
+/// SHA-1, and nothing else: the two files written in `dir`.
+fn server_with_md5_and_sha1_listings(dir: &Path) -> ServerProcess {
+    let data = dir.join("data");
+    let md5_file = dir.join("files/md5_only.txt");
+    let sha1_file = dir.join("files/sha1_only.txt");
+    std::fs::create_dir_all(md5_file.parent().unwrap()).unwrap();
+    std::fs::write(&md5_file, b"listed by its MD5 only, as ClamAV .hdb does").unwrap();
+    std::fs::write(&sha1_file, b"listed by its SHA-1 only").unwrap();
+    let hashes = |path: &Path| repnet_model::FileHashes::of(&std::fs::read(path).unwrap());
+    let list = dir.join("list.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n{}\n",
+            hashes(&md5_file).md5.unwrap(),
+            hashes(&sha1_file).sha1.unwrap()
+        ),
+    )
+    .unwrap();
+    let output = run(repnet()
+        .args([
+            "import",
+            "--format",
+            "hashlist",
+            "--threat",
+            "Md5.Listed",
+            "--data",
+        ])
+        .arg(&data)
+        .arg(&list));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    ServerProcess::start(&data)
+}
+
+#[test]
+fn files_listed_by_md5_or_sha1_only_are_found_by_lookup_and_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_md5_and_sha1_listings(dir.path());
+    let files = dir.path().join("files");
+    let md5_file = files.join("md5_only.txt");
+
+    let output = lookup(&server, &[md5_file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("untrusted Md5.Listed"),
+        "{}",
+        stdout(&output)
+    );
+
+    let config = dir.path().join("client/client.toml");
+    let output = run(client(&config)
+        .args(["scan", "--server", &server.url, "--format", "json"])
+        .arg(&files));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for result in results {
+        assert_eq!(result["verdict"], "untrusted", "{result}");
+        assert!(result["md5"].is_string() && result["sha1"].is_string());
+    }
+
+    // Privacy mode finds them too, by prefixes of their MD5 and SHA-1.
+    let private = dir.path().join("private/client.toml");
+    let output = run(client(&private)
+        .args(["scan", "--private", "--server", &server.url])
+        .arg(&files));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&output).matches("untrusted").count(), 2);
+
+    // `--hashes sha256` is the fast path, and blind to such listings, as documented.
+    let fast = dir.path().join("fast/client.toml");
+    let output = run(client(&fast)
+        .args(["scan", "--hashes", "sha256", "--server", &server.url])
+        .arg(&files));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn a_mistake_is_reported_never_answered_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let eicar = dir.path().join("eicar.com");
+    std::fs::write(&eicar, repnet_model::EICAR).unwrap();
+
+    // Each mistake alone: exit 2 and a message that says what the argument is not.
+    let missing_hash = &EICAR_SHA256[..63];
+    for (argument, message) in [
+        ("invoice.pdf", "no such file"),
+        ("setup.exe", "no such file"),
+        ("./missing.exe", "no such file"),
+        (missing_hash, "not a hash (63 hexadecimal characters"),
+        ("999.1.1.1", "not an IP address"),
+    ] {
+        let output = lookup(&server, &[argument]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{argument}: {}",
+            stdout(&output)
+        );
+        assert!(
+            stderr(&output).contains(&format!("{argument}: {message}")),
+            "{argument}: {}",
+            stderr(&output)
+        );
+        assert!(!stdout(&output).contains("unknown"), "{argument}");
+    }
+
+    // One bad argument among good ones: the good ones are answered and printed.
+    let output = lookup(&server, &["example.com", "invoice.pdf", "192.0.2.1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    assert!(
+        text.contains("example.com") && text.contains("192.0.2.1"),
+        "{text}"
+    );
+    assert!(!text.contains("invoice.pdf"), "{text}");
+    // ... and something untrusted still makes it 1.
+    let output = lookup(&server, &["invoice.pdf", eicar.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    // JSON keeps every argument, the bad ones with their error.
+    let output = lookup(&server, &["--format", "json", "example.com", "invoice.pdf"]);
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["verdict"], "unknown");
+    assert_eq!(results[1]["input"], "invoice.pdf");
+    assert!(
+        results[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such file")
+    );
+
+    // Said explicitly, a name without a public suffix is a domain.
+    let output = lookup(&server, &["domain:invoice.pdf"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = lookup(&server, &["--type", "domain", "setup.exe"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // `-` reads one item per line from standard input.
+    let mut child = repnet()
+        .args(["lookup", "--server", &server.url, "--format", "ndjson", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("# a list\n{EICAR_MD5}\n\nexample.com\n{missing_hash}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&output));
+    assert_eq!(lines[0]["verdict"], "untrusted");
+    assert_eq!(lines[1]["input"], "example.com");
+    assert!(lines[2]["error"].as_str().unwrap().contains("not a hash"));
+
+    // `--explain` works with the table: the records under each row, the decisive marked.
+    let output = lookup(&server, &["--explain", EICAR_SHA256]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("* builtin untrusted EICAR-Test-File"),
+        "{text}"
+    );
+    assert!(text.contains("why: "), "{text}");
+
+    // CSV, one row per argument.
+    let output = lookup(&server, &["--format", "csv", EICAR_MD5, "invoice.pdf"]);
+    let csv = stdout(&output);
+    assert!(csv.starts_with("input,type,verdict"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
+
+#[test]
+fn exit_codes_say_whether_everything_was_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let config = dir.path().join("client/client.toml");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("clean.txt"), b"nothing to see").unwrap();
+
+    // A path that does not exist is not a clean scan.
+    let missing = dir.path().join("no-such-folder");
+    let output = run(client(&config)
+        .args(["scan", "--server", &server.url])
+        .arg(&tree)
+        .arg(&missing));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("no such file or folder"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("clean.txt"));
+
+    // Riskware passes by default and fails with --fail-on riskware.
+    let riskware = "x.remote-admin.test.repnet.invalid";
+    let output = lookup(&server, &[riskware]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("riskware"));
+    let output = lookup(&server, &["--fail-on", "riskware", riskware]);
+    assert_eq!(output.status.code(), Some(1));
+
+    // An unreachable server: nothing was checked.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let offline = dir.path().join("offline/client.toml");
+    let output = run(client(&offline)
+        .args(["scan", "--server", &dead])
+        .arg(&tree));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stdout(&output).contains("unknown (offline)"));
+}
+
+/// `repnet … | head -1`: a closed standard output ends the command quietly.
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let config = dir.path().join("client/client.toml");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("eicar.com"), repnet_model::EICAR).unwrap();
+    let commands: Vec<Vec<String>> = vec![
+        vec!["url", "expressions", "http://a.b.c.example/1/2/3?q"],
+        vec!["url", "canonicalize", "http://A.example/"],
+        vec!["participation", "show"],
+        vec!["lookup", "--server", &server.url, EICAR_MD5, "example.com"],
+        vec!["scan", "--server", &server.url, tree.to_str().unwrap()],
+        vec!["admin", "keys", "list", "--server", &server.url],
+        vec!["--help"],
+    ]
+    .into_iter()
+    .map(|args| args.into_iter().map(str::to_owned).collect())
+    .collect();
+    for args in commands {
+        // A pipe whose reading end is already closed: every write to it fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = client(&config)
+            .args(&args)
+            .env("REPNET_ADMIN_TOKEN", TOKEN)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let errors = stderr(&output);
+        assert!(!errors.contains("panicked"), "{args:?}: {errors}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {errors}");
+    }
+}

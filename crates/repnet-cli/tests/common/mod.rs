@@ -1,0 +1,201 @@
+//! What the tests that run the real `repnet` binary share: the binary without a developer's
+//! settings, a server process on a port the OS chose, and small helpers.
+// Each test binary uses a part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub(crate) const EICAR_SHA256: &str =
+    "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+pub(crate) const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+pub(crate) const TOKEN: &str = "cli-test-admin-token-123456";
+
+pub(crate) fn repnet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_repnet"));
+    // Tests must not pick up a developer's settings.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REPNET_") {
+            command.env_remove(key);
+        }
+    }
+    // Nor their client configuration, queue and cache: one of this run's own (tests that are
+    // about participation give --client-config).
+    let client = std::env::temp_dir().join(format!("repnet-cli-tests-{}", std::process::id()));
+    command.env("REPNET_CLIENT_CONFIG", client.join("client.toml"));
+    command
+}
+
+pub(crate) fn run(command: &mut Command) -> Output {
+    command.output().unwrap()
+}
+
+pub(crate) fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub(crate) fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `repnet serve` process on a port the OS chose, found from its JSON log.
+/// A server's log, line by line.
+pub(crate) type Log = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl ServerProcess {
+    pub(crate) fn start(data: &Path) -> ServerProcess {
+        let (server, log) = ServerProcess::start_with(data, &[]);
+        ServerProcess::drain(log, None);
+        server
+    }
+
+    /// Starts a server with `extra` arguments; answers it and the rest of its log, which the
+    /// caller must read or [`drain`](ServerProcess::drain).
+    pub(crate) fn start_with(data: &Path, extra: &[&str]) -> (ServerProcess, Log) {
+        let mut child = repnet()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .env("REPNET_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                break address.to_owned();
+            }
+        };
+        (ServerProcess { child, url }, lines)
+    }
+
+    /// Reads the log until a line contains `text`, then keeps draining it so the server
+    /// never blocks on a full pipe.
+    pub(crate) fn drain(mut lines: Log, until: Option<&str>) -> bool {
+        let mut found = until.is_none();
+        if let Some(text) = until {
+            for line in lines.by_ref() {
+                if line.is_ok_and(|line| line.contains(text)) {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        found
+    }
+
+    pub(crate) fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn lookup(server: &ServerProcess, args: &[&str]) -> Output {
+    run(repnet()
+        .arg("lookup")
+        .args(["--server", &server.url])
+        .args(args))
+}
+
+pub(crate) fn admin(server: &ServerProcess, args: &[&str]) -> Output {
+    run(repnet()
+        .args(["admin"])
+        .args(args)
+        .args(["--server", &server.url])
+        .env("REPNET_ADMIN_TOKEN", TOKEN))
+}
+
+pub(crate) fn status(server: &ServerProcess) -> Value {
+    let output = admin(server, &["status", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// `repnet` with its own client configuration.
+pub(crate) fn client(config: &Path) -> Command {
+    let mut command = repnet();
+    command.arg("--client-config").arg(config);
+    command
+}
+
+/// A loopback listener that only counts the connections made to it.
+pub(crate) fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (url, count)
+}
+
+/// The server's `/v1/lookup` requests answered 200 so far.
+pub(crate) fn lookup_requests(server_url: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = runtime.block_on(async {
+        repnet_client::http_client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{server_url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    text.lines()
+        .find(|line| {
+            line.starts_with(r#"repnet_http_requests_total{route="/v1/lookup",status="200"}"#)
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
