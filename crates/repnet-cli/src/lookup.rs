@@ -12,7 +12,9 @@ use std::path::Path;
 use clap::{Args, ValueEnum};
 use repnet_client::{Client, PrivateTarget};
 use repnet_model::{CanonicalUrl, Domain, FileHash, FileHashes, ObjectKind, canonical_ip};
-use repnet_protocol::{LookupItem, LookupOutput, Reputation, StatisticsEvent, Verdict};
+use repnet_protocol::{
+    LookupItem, LookupOutput, LookupResult, Reputation, StatisticsEvent, Verdict,
+};
 
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
@@ -368,20 +370,33 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
                 .collect()
         } else {
             let items: Vec<LookupItem<'_>> = targets.iter().map(Target::item).collect();
-            let results = client.lookup(&items, args.explain).await?;
+            let results = client.lookup_items(&items, args.explain).await?;
             drop(items);
+            let mut answered = Vec::with_capacity(targets.len());
+            for (target, result) in targets.into_iter().zip(results) {
+                match result {
+                    LookupResult::Reputation(reputation) => {
+                        answered.push(Answered { target, reputation })
+                    }
+                    // A proxy whose upstream is down answers what it has cached; the rest
+                    // could not be checked.
+                    LookupResult::Unavailable(error) => refused.push((
+                        target.input,
+                        format!(
+                            "not checked: {} ({})",
+                            error.error.message, error.error.code
+                        ),
+                    )),
+                }
+            }
             // For `off` mode later. A cache that cannot be written costs nothing but that.
             if let Ok(mut cache) = files.cache() {
-                for (target, reputation) in targets.iter().zip(&results) {
-                    cache.put(target.kind.as_str(), &target.value, reputation);
+                for a in answered.iter().filter(|a| !a.reputation.stale) {
+                    cache.put(a.target.kind.as_str(), &a.target.value, &a.reputation);
                 }
                 let _ = files.save_cache(&cache);
             }
-            targets
-                .into_iter()
-                .zip(results)
-                .map(|(target, reputation)| Answered { target, reputation })
-                .collect()
+            answered
         };
         let events = statistics(&answered);
         participation::queue_and_send(files, &mut config, &client, events).await?;
@@ -494,8 +509,9 @@ fn csv(answered: &[Answered], refused: &[(String, String)]) -> String {
             text.to_owned()
         }
     };
-    let mut out =
-        String::from("input,type,verdict,threat,source,confidence,matched,sha256,md5,sha1,error\n");
+    let mut out = String::from(
+        "input,type,verdict,threat,source,confidence,matched,sha256,md5,sha1,stale,error\n",
+    );
     for Answered { target, reputation } in answered {
         let hashes = reputation.object.hashes.clone().unwrap_or_default();
         let row = [
@@ -516,13 +532,14 @@ fn csv(answered: &[Answered], refused: &[(String, String)]) -> String {
             hashes.sha256.unwrap_or_default(),
             hashes.md5.unwrap_or_default(),
             hashes.sha1.unwrap_or_default(),
+            if reputation.stale { "true" } else { "" }.to_owned(),
             String::new(),
         ];
         out.push_str(&row.join(","));
         out.push('\n');
     }
     for (input, reason) in refused {
-        out.push_str(&format!("{},,,,,,,,,,{}\n", field(input), field(reason)));
+        out.push_str(&format!("{},,,,,,,,,,,{}\n", field(input), field(reason)));
     }
     out
 }
@@ -552,10 +569,13 @@ fn table(answered: &[Answered], explain: bool) -> String {
     .map(str::to_owned);
     let mut cells = vec![header.to_vec()];
     for Answered { target, reputation } in answered {
-        let verdict = match &reputation.threat {
+        let mut verdict = match &reputation.threat {
             Some(threat) => format!("{} {threat}", reputation.verdict.as_str()),
             None => reputation.verdict.as_str().to_owned(),
         };
+        if reputation.stale {
+            verdict.push_str(" (stale)");
+        }
         cells.push(vec![
             target.input.clone(),
             target.kind.as_str().to_owned(),

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use repnet_client::{Client, ClientError, PrivateTarget};
 use repnet_model::{FileHash, FileHashes};
-use repnet_protocol::{LookupItem, Reputation, StatisticsEvent};
+use repnet_protocol::{LookupItem, LookupResult, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::{self, Which};
@@ -115,6 +115,9 @@ struct Scanned {
     /// Why a file could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The answer was served past its lifetime by a proxy whose upstream is down.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stale: bool,
     /// The whole answer, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     reputation: Option<Reputation>,
@@ -325,6 +328,7 @@ fn unreadable_entry(path: String, size: u64, error: String) -> Scanned {
         threat: None,
         source: None,
         error: Some(error),
+        stale: false,
         reputation: None,
     }
 }
@@ -376,17 +380,19 @@ fn from_reputation(mut scanned: Scanned, reputation: Reputation) -> Scanned {
     scanned.verdict = reputation.verdict.as_str().to_owned();
     scanned.threat = reputation.threat.clone();
     scanned.source = reputation.source.clone();
+    scanned.stale = reputation.stale;
     scanned.reputation = Some(reputation);
     scanned
 }
 
-/// Looks up one batch: answers in order, or `None` for every file when the server cannot be
-/// reached (the scan goes on offline).
+/// Looks up one batch: answers in order, each `None` when it could not be checked (a proxy
+/// whose upstream is down answers what it has cached); `None` for the whole batch when the
+/// server cannot be reached or cannot answer any of it (the scan goes on offline).
 async fn look_up(
     client: &Client,
     private: bool,
     files: &[FileHashes],
-) -> anyhow::Result<Option<Vec<Reputation>>> {
+) -> anyhow::Result<Option<Vec<Option<Reputation>>>> {
     let result = if private {
         let targets: Vec<PrivateTarget> = files
             .iter()
@@ -395,17 +401,34 @@ async fn look_up(
         client.lookup_private(&targets).await.map(|answers| {
             answers
                 .iter()
-                .map(|answer| Reputation::from_model(answer, false))
+                .map(|answer| Some(Reputation::from_model(answer, false)))
                 .collect()
         })
     } else {
         let items: Vec<LookupItem<'_>> = files.iter().map(LookupItem::file).collect();
-        client.lookup(&items, false).await
+        client
+            .lookup_items(&items, false)
+            .await
+            .map(|results| -> Vec<Option<Reputation>> {
+                results
+                    .into_iter()
+                    .map(|result| match result {
+                        LookupResult::Reputation(reputation) => Some(reputation),
+                        LookupResult::Unavailable(_) => None,
+                    })
+                    .collect()
+            })
     };
     match result {
         Ok(answers) if answers.len() == files.len() => Ok(Some(answers)),
         Ok(_) => anyhow::bail!("the server answered a different number of files than asked"),
         Err(ClientError::Unreachable { .. }) => Ok(None),
+        // A proxy that cannot ask its upstream about any of them.
+        Err(ClientError::Api { code, .. })
+            if code == "upstream_unavailable" || code == "upstream_refused" =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -513,6 +536,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                         threat: None,
                         source: None,
                         error: None,
+                        stale: false,
                         reputation: None,
                     };
                     scanned[index] = Some(match verdicts.get("file", &hashes.sha256) {
@@ -540,34 +564,39 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 .filter_map(|i| scanned[*i].as_ref().map(Scanned::hashes))
                 .collect();
             lookups += 1;
-            match look_up(&client, args.private, &hashes).await? {
-                Some(answers) => {
-                    for (index, reputation) in indices.iter().zip(answers) {
-                        if let Some(entry) = scanned[*index].take() {
-                            if !args.private
-                                && let Some(sha256) = &entry.sha256
-                            {
-                                verdicts.put("file", sha256, &reputation);
-                            }
-                            if args.fail_on.fails(reputation.verdict) {
-                                progress.untrusted.fetch_add(1, Ordering::Relaxed);
-                            }
-                            scanned[*index] = Some(from_reputation(entry, reputation));
-                        }
-                    }
-                }
+            let answers = match look_up(&client, args.private, &hashes).await? {
+                Some(answers) => answers,
                 None => {
                     offline = true;
-                    for index in indices {
-                        if let Some(entry) = scanned[index].take() {
-                            pending.add(&Hashes::from_model(&entry.hashes()), entry.path.clone());
-                            scanned[index] = Some(Scanned {
-                                verdict: OFFLINE.to_owned(),
-                                ..entry
-                            });
+                    vec![None; indices.len()]
+                }
+            };
+            for (index, answer) in indices.iter().zip(answers) {
+                let Some(entry) = scanned[*index].take() else {
+                    continue;
+                };
+                scanned[*index] = Some(match answer {
+                    Some(reputation) => {
+                        if !args.private
+                            && !reputation.stale
+                            && let Some(sha256) = &entry.sha256
+                        {
+                            verdicts.put("file", sha256, &reputation);
+                        }
+                        if args.fail_on.fails(reputation.verdict) {
+                            progress.untrusted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        from_reputation(entry, reputation)
+                    }
+                    // Not checked: recorded for `--recheck`.
+                    None => {
+                        pending.add(&Hashes::from_model(&entry.hashes()), entry.path.clone());
+                        Scanned {
+                            verdict: OFFLINE.to_owned(),
+                            ..entry
                         }
                     }
-                }
+                });
             }
         }
         if finished {
@@ -601,7 +630,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         }
         files.write_json("offline.json", &kept)?;
         eprintln!(
-            "repnet: {} could not be reached: {} file(s) are marked unknown (offline); `repnet scan --recheck` looks them up later",
+            "repnet: {} could not answer for {} file(s) (unreachable, or a proxy whose upstream is down): they are marked unknown (offline); `repnet scan --recheck` looks them up later",
             server,
             kept.files.len()
         );
@@ -752,10 +781,15 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                 "PATH", "VERDICT", "THREAT OR ERROR"
             );
             for r in results.iter() {
+                let verdict = if r.stale {
+                    format!("{} (stale)", r.verdict)
+                } else {
+                    r.verdict.clone()
+                };
                 println!(
                     "{:<width$}  {:<18}  {:<24}  {}",
                     r.path,
-                    r.verdict,
+                    verdict,
                     r.threat.as_deref().or(r.error.as_deref()).unwrap_or("-"),
                     r.source.as_deref().unwrap_or("-")
                 );
@@ -798,6 +832,7 @@ async fn recheck(
     let mut verdicts = files.cache()?;
     let mut results = Vec::new();
     let mut lookups = 0;
+    let mut still = Pending::default();
     for chunk in pending.chunks(repnet_client::BATCH_LIMIT) {
         lookups += 1;
         let asked: Vec<FileHashes> = chunk.iter().map(|(hashes, _)| hashes.to_model()).collect();
@@ -806,8 +841,15 @@ async fn recheck(
                 "the server still cannot be reached: the files stay recorded for the next --recheck"
             );
         };
-        for ((hashes, file), reputation) in chunk.iter().zip(answers) {
-            if !args.private {
+        for ((hashes, file), answer) in chunk.iter().zip(answers) {
+            let Some(reputation) = answer else {
+                // Still not checked: kept for the next --recheck.
+                for path in &file.paths {
+                    still.add(hashes, path.clone());
+                }
+                continue;
+            };
+            if !args.private && !reputation.stale {
                 verdicts.put("file", &hashes.sha256, &reputation);
             }
             for path in &file.paths {
@@ -822,6 +864,7 @@ async fn recheck(
                     threat: None,
                     source: None,
                     error: None,
+                    stale: false,
                     reputation: None,
                 };
                 results.push(from_reputation(entry, reputation.clone()));
@@ -829,9 +872,16 @@ async fn recheck(
         }
     }
     let _ = files.save_cache(&verdicts);
-    files.write_json("offline.json", &Pending::default())?;
-    let summary = Summary::of(&results, started, 0, lookups);
+    let unchecked = still.files.len();
+    files.write_json("offline.json", &still)?;
+    let mut summary = Summary::of(&results, started, 0, lookups);
+    summary.unchecked += unchecked;
     print(args, &mut results)?;
     eprintln!("rechecked: {}", summary.line());
+    if unchecked > 0 {
+        eprintln!(
+            "repnet: {unchecked} file(s) could still not be checked: they stay recorded for the next --recheck"
+        );
+    }
     Ok(summary.outcome(args.fail_on))
 }

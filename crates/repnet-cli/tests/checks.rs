@@ -274,3 +274,114 @@ fn a_closed_pipe_ends_every_command_quietly() {
         assert_ne!(output.status.code(), Some(101), "{args:?}: {errors}");
     }
 }
+
+/// With its upstream down, a proxy answers what it has cached, item by item, and the client
+/// records the rest for `--recheck` and says that not everything was checked.
+#[test]
+fn through_a_proxy_whose_upstream_is_down_what_is_cached_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let proxy = ProxyProcess::start(&server.url, &dir.path().join("proxy"));
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("eicar.com"), repnet_model::EICAR).unwrap();
+    std::fs::write(tree.join("clean.txt"), b"asked once through the proxy").unwrap();
+    let first = dir.path().join("first/client.toml");
+    let output = run(client(&first)
+        .args(["scan", "--server", &proxy.url])
+        .arg(&tree));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = run(repnet().args(["lookup", "--server", &proxy.url, EICAR_SHA256]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+
+    // The upstream goes away; a new file appears; another device (empty caches) scans.
+    drop(server);
+    std::fs::write(tree.join("new.txt"), b"never asked before").unwrap();
+    let second = dir.path().join("second/client.toml");
+    let output = run(client(&second)
+        .args(["scan", "--server", &proxy.url, "--format", "json"])
+        .arg(&tree));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let verdict = |name: &str| {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(name))
+            .map(|r| r["verdict"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(verdict("eicar.com"), "untrusted");
+    assert_eq!(verdict("clean.txt"), "unknown");
+    assert_eq!(verdict("new.txt"), "unknown (offline)");
+    assert!(stderr(&output).contains("--recheck"), "{}", stderr(&output));
+    let offline = std::fs::read_to_string(dir.path().join("second/offline.json")).unwrap();
+    assert_eq!(offline.matches("new.txt").count(), 1, "{offline}");
+
+    // Without the untrusted file, the scan says that not everything was checked.
+    std::fs::remove_file(tree.join("eicar.com")).unwrap();
+    let output = run(client(&second)
+        .args(["scan", "--server", &proxy.url])
+        .arg(&tree));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    // A lookup: the cached item answered, the other reported as not checked.
+    let output = run(repnet().args([
+        "lookup",
+        "--server",
+        &proxy.url,
+        EICAR_SHA256,
+        "never-asked.example",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stdout(&output).contains("untrusted EICAR-Test-File"));
+    assert!(
+        stderr(&output).contains("never-asked.example: not checked"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// An answer a proxy serves past its lifetime says so in the CLI's output, not only in a
+/// header.
+#[test]
+fn a_stale_answer_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log) = ServerProcess::start_with(
+        &dir.path().join("data"),
+        &["--ttl-seconds", "1", "--unknown-ttl-seconds", "1"],
+    );
+    ServerProcess::drain(log, None);
+    let proxy = ProxyProcess::start(&server.url, &dir.path().join("proxy"));
+    let output = run(repnet().args(["lookup", "--server", &proxy.url, EICAR_SHA256]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    drop(server);
+    // Poll until the cached answer has passed its second of lifetime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let output = run(repnet().args([
+            "lookup",
+            "--server",
+            &proxy.url,
+            "--format",
+            "json",
+            EICAR_SHA256,
+        ]));
+        let results: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if results[0]["stale"] == true {
+            assert_eq!(results[0]["verdict"], "untrusted");
+            assert_eq!(output.status.code(), Some(1));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stale: {results}"
+        );
+    }
+    let output = run(repnet().args(["lookup", "--server", &proxy.url, EICAR_SHA256]));
+    assert!(
+        stdout(&output).contains("untrusted EICAR-Test-File (stale)"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -1155,37 +1155,8 @@ fn an_acknowledged_statistics_batch_survives_kill_9_and_nothing_personal_is_logg
 fn the_proxy_command_serves_devices_and_takes_settings() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"));
-    let mut child = repnet()
-        .args([
-            "proxy",
-            "--upstream",
-            &server.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data",
-        ])
-        .arg(dir.path().join("proxy"))
-        .env("REPNET_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the proxy exited before listening")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if let Some(address) = entry["fields"]["address"].as_str() {
-            break address.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let proxy = ProxyProcess::start(&server.url, &dir.path().join("proxy"));
+    let url = proxy.url.clone();
     let output = run(repnet().args(["lookup", "--server", &url, EICAR_SHA256]));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let output = run(repnet()
@@ -1222,8 +1193,6 @@ fn the_proxy_command_serves_devices_and_takes_settings() {
         "{}",
         stderr(&output)
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

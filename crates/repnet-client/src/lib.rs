@@ -10,7 +10,7 @@ use repnet_model::ObjectKind;
 use repnet_protocol::{
     AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashSearchRequest, HashSearchResponse,
     ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList, LocalVerdictList, LookupItem,
-    LookupRequest, LookupResponse, Reputation, ServerStatus, SetLocalVerdict,
+    LookupRequest, LookupResponse, LookupResult, Reputation, ServerStatus, SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
@@ -345,12 +345,35 @@ impl Client {
         }
     }
 
-    /// Looks up any number of objects, in batches the server accepts; answers in order.
+    /// Looks up any number of objects, in batches the server accepts; answers in order. An
+    /// item a proxy could not answer (its upstream down, the item not cached) fails the whole
+    /// call with that item's error: [`lookup_items`](Client::lookup_items) answers the others.
     pub async fn lookup(
         &self,
         items: &[LookupItem<'_>],
         explain: bool,
     ) -> Result<Vec<Reputation>, ClientError> {
+        self.lookup_items(items, explain)
+            .await?
+            .into_iter()
+            .map(|result| match result {
+                LookupResult::Reputation(reputation) => Ok(reputation),
+                LookupResult::Unavailable(error) => Err(ClientError::Api {
+                    status: 503,
+                    code: error.error.code,
+                    message: error.error.message,
+                }),
+            })
+            .collect()
+    }
+
+    /// Looks up any number of objects, in batches the server accepts; answers in order, each
+    /// a reputation or, from a proxy that could not answer that item, its error.
+    pub async fn lookup_items(
+        &self,
+        items: &[LookupItem<'_>],
+        explain: bool,
+    ) -> Result<Vec<LookupResult>, ClientError> {
         let mut results = Vec::with_capacity(items.len());
         for chunk in items.chunks(BATCH_LIMIT) {
             let body = LookupRequest {

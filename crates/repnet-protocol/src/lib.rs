@@ -22,7 +22,7 @@ pub use licence::{
 };
 pub use lookup::{
     ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,
-    LookupOutput, LookupRequest, LookupResponse, ObjectRef, Reputation, Verdict,
+    LookupOutput, LookupRequest, LookupResponse, LookupResult, ObjectRef, Reputation, Verdict,
     parse_lookup_request, rfc3339,
 };
 pub use search::{

@@ -299,8 +299,31 @@ pub fn parse_lookup_request(body: &[u8]) -> Result<LookupRequest<'_>, BodyError>
 /// The answer to `POST /v1/lookup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LookupResponse {
-    /// One result per item, in the order of the request.
-    pub results: Vec<Reputation>,
+    /// One result per item, in the order of the request: a reputation, or (from a proxy whose
+    /// upstream cannot answer an item it has not cached) an error for that item alone.
+    pub results: Vec<LookupResult>,
+}
+
+/// One item's result in a batch answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+// Nearly every result is a reputation: boxing it would cost an allocation per item to save
+// room in the rare error.
+#[allow(clippy::large_enum_variant)]
+pub enum LookupResult {
+    Reputation(Reputation),
+    /// The item could not be answered now (`upstream_unavailable`, `upstream_refused`); the
+    /// others in the batch were. A client treats it as not checked (offline).
+    Unavailable(crate::ErrorBody),
+}
+
+impl LookupResult {
+    pub fn reputation(&self) -> Option<&Reputation> {
+        match self {
+            LookupResult::Reputation(reputation) => Some(reputation),
+            LookupResult::Unavailable(_) => None,
+        }
+    }
 }
 
 /// One line of `repnet lookup --format json`: the argument as the user gave it, and the
@@ -424,8 +447,13 @@ pub struct Reputation {
     pub last_seen: Option<String>,
     /// Approximate number of distinct devices that reported the object.
     pub prevalence: u64,
-    /// Seconds a client or proxy may cache this answer.
+    /// Seconds a client or proxy may cache this answer (from a proxy's cache: what is left
+    /// of it).
     pub ttl: u32,
+    /// True for an answer a proxy served past its lifetime because its upstream could not be
+    /// asked: it may be out of date. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
     /// URL, domain and IP answers: the expression whose records decided (the most specific
     /// one with any), or null when none matched. Absent for files and certificates.
     #[serde(
@@ -520,6 +548,7 @@ impl Reputation {
             last_seen: reputation.last_seen.and_then(rfc3339),
             prevalence: reputation.prevalence,
             ttl: reputation.ttl,
+            stale: false,
             matched: reports_match(reputation.object.kind())
                 .then(|| reputation.matched.as_ref().map(|m| m.as_str().to_owned())),
             explain,

@@ -263,7 +263,9 @@ mod tests {
             let owned = serde_json::to_string(&crate::LookupResponse {
                 results: reputations
                     .iter()
-                    .map(|r| crate::Reputation::from_model(r, explain))
+                    .map(|r| {
+                        crate::LookupResult::Reputation(crate::Reputation::from_model(r, explain))
+                    })
                     .collect(),
             })
             .unwrap();

@@ -60,7 +60,8 @@ pub(crate) fn short_key(key: &[u8]) -> u64 {
 
 /// What the cache has for a question.
 pub(crate) enum Cached {
-    Fresh(Arc<Reputation>),
+    /// Within its TTL, with what is left of it.
+    Fresh(Arc<Reputation>, Duration),
     /// Past its TTL: served only when the upstream cannot answer.
     Expired(Arc<Reputation>),
     Missing,
@@ -87,7 +88,9 @@ impl Cache {
 
     pub(crate) fn get(&self, key: &Key, now: Instant) -> Cached {
         match self.entries.get(key) {
-            Some(entry) if entry.expires > now => Cached::Fresh(entry.reputation),
+            Some(entry) if entry.expires > now => {
+                Cached::Fresh(entry.reputation, entry.expires - now)
+            }
             Some(entry) => Cached::Expired(entry.reputation),
             None => Cached::Missing,
         }
@@ -145,9 +148,9 @@ mod tests {
             vec![short_key(&[0x40, 1, 2])],
             Instant::now(),
         );
-        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(_)));
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(..)));
         tokio::time::advance(Duration::from_secs(299)).await;
-        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(_)));
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(..)));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(matches!(
             cache.get(&key, Instant::now()),
@@ -166,7 +169,7 @@ mod tests {
         assert!(matches!(cache.get(&key, Instant::now()), Cached::Missing));
         assert!(matches!(
             cache.get(&other, Instant::now()),
-            Cached::Fresh(_)
+            Cached::Fresh(..)
         ));
     }
 

@@ -13,12 +13,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use repnet_model::{CanonicalUrl, FileHash, Object, ObjectKind};
-use repnet_protocol::{LookupResponse, Reputation};
+use repnet_protocol::{LookupResponse, LookupResult, Reputation};
 use serde::Deserialize;
 
 use crate::State;
 use crate::cache::{Cached, Key};
-use crate::upstream::UpstreamError;
+use crate::upstream::{Outcome, UpstreamError};
 
 type Shared = Arc<State>;
 
@@ -307,15 +307,22 @@ fn unavailable(error: &UpstreamError) -> Failure {
     }
 }
 
-/// One answer: fresh from the cache, or from upstream (coalesced), or stale when the
-/// upstream cannot answer.
-async fn answer(state: &State, key: Key) -> Result<(Arc<Reputation>, Source), Failure> {
+/// One answer: fresh from the cache (with what is left of its lifetime as its `ttl`), or from
+/// upstream (coalesced), or stale (marked so, `ttl` 0) when the upstream cannot answer.
+async fn answer(state: &State, key: Key) -> Result<Answer, Failure> {
     let now = tokio::time::Instant::now();
     let cache = state.cache();
     let expired = match cache.get(&key, now) {
-        Cached::Fresh(reputation) => {
+        Cached::Fresh(reputation, left) => {
             state.metrics.hits.inc();
-            return Ok((reputation, Source::Hit));
+            let original_ttl = reputation.ttl;
+            let mut reputation = (*reputation).clone();
+            reputation.ttl = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+            return Ok(Answer {
+                reputation,
+                source: Source::Hit,
+                original_ttl,
+            });
         }
         Cached::Expired(reputation) => Some(reputation),
         Cached::Missing => None,
@@ -326,24 +333,57 @@ async fn answer(state: &State, key: Key) -> Result<(Arc<Reputation>, Source), Fa
             let keys = dependencies(&key, &reputation);
             cache.insert(key, reputation.clone(), keys, tokio::time::Instant::now());
             state.metrics.cache_entries.set(cache.len() as i64);
-            Ok((Arc::new(reputation), Source::Miss))
+            Ok(Answer {
+                original_ttl: reputation.ttl,
+                reputation,
+                source: Source::Miss,
+            })
         }
         Err(error) => match expired {
             Some(reputation) if !matches!(error, UpstreamError::Refused { .. }) => {
                 state.metrics.stale.inc();
-                Ok((reputation, Source::Stale))
+                let original_ttl = reputation.ttl;
+                let mut reputation = (*reputation).clone();
+                reputation.stale = true;
+                reputation.ttl = 0;
+                Ok(Answer {
+                    reputation,
+                    source: Source::Stale,
+                    original_ttl,
+                })
             }
             _ => Err(unavailable(&error)),
         },
     }
 }
 
-fn reputation_response(reputation: &Reputation, source: Source) -> Response {
+/// An answer as a device gets it.
+#[derive(Debug)]
+struct Answer {
+    reputation: Reputation,
+    source: Source,
+    /// The lifetime the upstream gave it (for `Age`).
+    original_ttl: u32,
+}
+
+fn reputation_response(answer: &Answer) -> Response {
+    let Answer {
+        reputation,
+        source,
+        original_ttl,
+    } = answer;
+    let (source, original_ttl) = (*source, *original_ttl);
     let mut response = json(StatusCode::OK, repnet_protocol::to_json(reputation));
     let headers = response.headers_mut();
     headers.insert("x-repnet-cache", source.header());
     if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl)) {
         headers.insert(header::CACHE_CONTROL, value);
+    }
+    // How long the answer has been in the cache (RFC 9111): the device's own cache counts
+    // from when the proxy got it, not from now.
+    if source != Source::Miss {
+        let age = original_ttl.saturating_sub(reputation.ttl);
+        headers.insert(header::AGE, HeaderValue::from(age));
     }
     response
 }
@@ -372,7 +412,7 @@ async fn single(
         Err(failure) => return failure.into_response(),
     };
     match answer(&state, key).await {
-        Ok((reputation, source)) => reputation_response(&reputation, source),
+        Ok(answer) => reputation_response(&answer),
         Err(failure) => failure.into_response(),
     }
 }
@@ -502,21 +542,38 @@ async fn lookup_batch(
             }
         }
     }
-    let answers =
+    let mut answers =
         futures_util::future::join_all(keys.into_iter().map(|key| answer(&state, key))).await;
-    let mut results = Vec::with_capacity(answers.len());
+    // What could be answered is; an item that could not (the upstream down and the item not
+    // cached) gets its error in its place. Only when nothing could be answered is the whole
+    // batch refused, as a single lookup would be.
+    if !answers.is_empty()
+        && answers.iter().all(Result::is_err)
+        && let Err(failure) = answers.swap_remove(0)
+    {
+        return failure.into_response();
+    }
+    let mut results = Vec::with_capacity(request.items.len());
     let mut overall = Source::Hit;
     for answer in answers {
         match answer {
-            Ok((reputation, source)) => {
+            Ok(Answer {
+                reputation, source, ..
+            }) => {
                 overall = match (overall, source) {
                     (Source::Stale, _) | (_, Source::Stale) => Source::Stale,
                     (Source::Miss, _) | (_, Source::Miss) => Source::Miss,
                     _ => Source::Hit,
                 };
-                results.push((*reputation).clone());
+                results.push(LookupResult::Reputation(reputation));
             }
-            Err(failure) => return failure.into_response(),
+            Err(failure) => {
+                overall = Source::Stale;
+                results.push(LookupResult::Unavailable(repnet_protocol::ErrorBody::new(
+                    failure.code,
+                    failure.message,
+                )));
+            }
         }
     }
     let mut response = json(
@@ -551,14 +608,6 @@ async fn forward(
         .await
     {
         Ok(response) => {
-            upstream.record(
-                started,
-                if response.status().is_server_error() {
-                    Err(format!("status {}", response.status()))
-                } else {
-                    Ok(())
-                },
-            );
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let content_type = response
@@ -566,6 +615,26 @@ async fn forward(
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
             let bytes = response.bytes().await.unwrap_or_default();
+            let (code, message) =
+                match repnet_protocol::from_json::<repnet_protocol::ErrorBody>(&bytes) {
+                    Ok(error) => (error.error.code, error.error.message),
+                    Err(_) => ("-".to_owned(), format!("status {status}")),
+                };
+            let outcome = Outcome::of_status(status.as_u16(), || {
+                format!("{} {code}: {message}", status.as_u16())
+            });
+            let refused = matches!(outcome, Outcome::Refused(_));
+            upstream.record(started, outcome);
+            // The upstream refusing the proxy's key is the gateway's failure, not the device's
+            // (which would otherwise read a 401 as its own key being wrong).
+            if refused {
+                return unavailable(&UpstreamError::Refused {
+                    status: status.as_u16(),
+                    code,
+                    message,
+                })
+                .into_response();
+            }
             let mut answer = (status, Body::from(bytes)).into_response();
             if let Some(content_type) = content_type {
                 answer
@@ -578,7 +647,7 @@ async fn forward(
             answer
         }
         Err(error) => {
-            upstream.record(started, Err(error.to_string()));
+            upstream.record(started, Outcome::Failed(error.to_string()));
             unavailable(&UpstreamError::Unavailable(error.to_string())).into_response()
         }
     }
@@ -676,6 +745,7 @@ async fn status(Extract(state): Extract<Shared>) -> Response {
         "hit_rate": if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
         "upstream": {
             "healthy": health.healthy,
+            "refused": health.refused,
             "consecutive_failures": health.consecutive_failures,
             "last_error": health.last_error,
             "requests": state.metrics.upstream_requests.get(),

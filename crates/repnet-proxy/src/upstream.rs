@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use repnet_client::{Client, ClientError};
-use repnet_protocol::{LookupItem, Reputation};
+use repnet_protocol::{LookupItem, LookupResult, Reputation};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{Cache, Key};
@@ -114,6 +114,31 @@ struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
     last_error: Option<String>,
+    /// Why the upstream refuses the proxy itself (its key revoked, expired, unknown, or rate
+    /// limited), until a request is accepted again. Not a failure of the upstream: the
+    /// breaker stays closed, but the proxy is not healthy.
+    refused: Option<String>,
+}
+
+/// How one upstream request went, for the breaker and the health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Answered,
+    /// The upstream could not be reached or failed (5xx).
+    Failed(String),
+    /// The upstream refused the proxy (401, 403, 429).
+    Refused(String),
+}
+
+impl Outcome {
+    /// The outcome of an answer with `status` (and the error's text when it is one).
+    pub(crate) fn of_status(status: u16, error: impl FnOnce() -> String) -> Outcome {
+        match status {
+            401 | 403 | 429 => Outcome::Refused(error()),
+            500.. => Outcome::Failed(error()),
+            _ => Outcome::Answered,
+        }
+    }
 }
 
 /// The upstream, as the proxy uses it.
@@ -131,6 +156,8 @@ pub(crate) struct Health {
     pub(crate) healthy: bool,
     pub(crate) consecutive_failures: u32,
     pub(crate) last_error: Option<String>,
+    /// Why the upstream refuses the proxy, while it does.
+    pub(crate) refused: Option<String>,
 }
 
 impl Upstream {
@@ -184,35 +211,62 @@ impl Upstream {
     pub(crate) fn health(&self) -> Health {
         let breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
         Health {
-            healthy: breaker.failures == 0,
+            healthy: breaker.failures == 0 && breaker.refused.is_none(),
             consecutive_failures: breaker.failures,
             last_error: breaker.last_error.clone(),
+            refused: breaker.refused.clone(),
         }
     }
 
     /// Counts a request made outside the batcher (pass-through routes), for the breaker.
-    pub(crate) fn record(&self, started: Instant, outcome: Result<(), String>) {
-        record(&self.breaker, &self.metrics, started, outcome);
+    pub(crate) fn record(&self, started: Instant, outcome: Outcome) {
+        self.metrics.upstream_requests.inc();
+        self.metrics
+            .upstream_latency
+            .observe(started.elapsed().as_secs_f64());
+        note(&self.breaker, &self.metrics, outcome);
+    }
+
+    /// Notes how a request that is not timed went (the change-log follower's).
+    pub(crate) fn note(&self, outcome: Outcome) {
+        note(&self.breaker, &self.metrics, outcome);
     }
 }
 
-fn record(
-    breaker: &Mutex<Breaker>,
-    metrics: &Metrics,
-    started: Instant,
-    outcome: Result<(), String>,
-) {
+fn record(breaker: &Mutex<Breaker>, metrics: &Metrics, started: Instant, outcome: Outcome) {
     metrics.upstream_requests.inc();
     metrics
         .upstream_latency
         .observe(started.elapsed().as_secs_f64());
+    note(breaker, metrics, outcome);
+}
+
+fn note(breaker: &Mutex<Breaker>, metrics: &Metrics, outcome: Outcome) {
     let mut breaker = breaker.lock().unwrap_or_else(PoisonError::into_inner);
     match outcome {
-        Ok(()) => {
+        Outcome::Answered => {
             breaker.failures = 0;
             breaker.open_until = None;
+            if breaker.refused.take().is_some() {
+                tracing::info!("the upstream server accepts the proxy again");
+            }
         }
-        Err(error) => {
+        Outcome::Refused(reason) => {
+            metrics.upstream_errors.inc();
+            // The upstream answers: it is not failing, it refuses the proxy. Logged when it
+            // starts (or its reason changes), not for every device's question.
+            if breaker.refused.as_ref() != Some(&reason) {
+                tracing::warn!(
+                    %reason,
+                    "the upstream server refuses the proxy: devices get 502 upstream_refused for what is not cached; register the proxy's key upstream, or give it a valid one (upstream_key_file)"
+                );
+            }
+            breaker.failures = 0;
+            breaker.open_until = None;
+            breaker.last_error = Some(reason.clone());
+            breaker.refused = Some(reason);
+        }
+        Outcome::Failed(error) => {
             metrics.upstream_errors.inc();
             breaker.failures = breaker.failures.saturating_add(1);
             if breaker.failures >= 3 {
@@ -287,11 +341,15 @@ async fn batcher(
         tokio::spawn(async move {
             let items: Vec<LookupItem<'_>> = keys.iter().map(crate::cache::item).collect();
             let started = Instant::now();
-            let result = client.lookup(&items, false).await;
+            let result = client.lookup_items(&items, false).await;
             let outcome = match &result {
-                Ok(_) => Ok(()),
-                Err(ClientError::Api { status, .. }) if *status < 500 => Ok(()),
-                Err(error) => Err(error.to_string()),
+                Ok(_) => Outcome::Answered,
+                Err(ClientError::Api {
+                    status,
+                    code,
+                    message,
+                }) => Outcome::of_status(*status, || format!("{status} {code}: {message}")),
+                Err(error) => Outcome::Failed(error.to_string()),
             };
             record(&breaker, &metrics, started, outcome);
             let replies: Vec<(Key, Vec<Reply>)> = {
@@ -303,8 +361,15 @@ async fn batcher(
             match result {
                 Ok(answers) => {
                     for ((_, replies), answer) in replies.into_iter().zip(answers) {
+                        // An upstream that is itself a proxy may not answer every item.
+                        let answer = match answer {
+                            LookupResult::Reputation(reputation) => Ok(reputation),
+                            LookupResult::Unavailable(error) => Err(UpstreamError::Unavailable(
+                                format!("{}: {}", error.error.code, error.error.message),
+                            )),
+                        };
                         for reply in replies {
-                            let _ = reply.send(Ok(answer.clone()));
+                            let _ = reply.send(answer.clone());
                         }
                     }
                 }
@@ -355,6 +420,22 @@ pub(crate) async fn follow(
     }
 }
 
+/// Notes a refusal of the proxy (the follower asks with the proxy's key too); answers the
+/// error's text.
+fn refusal(upstream: &Upstream, error: ClientError) -> String {
+    if let ClientError::Api {
+        status,
+        code,
+        message,
+    } = &error
+        && let outcome @ Outcome::Refused(_) =
+            Outcome::of_status(*status, || format!("{status} {code}: {message}"))
+    {
+        upstream.note(outcome);
+    }
+    error.to_string()
+}
+
 async fn follow_once(
     upstream: &Upstream,
     cache: &Cache,
@@ -369,7 +450,7 @@ async fn follow_once(
             .client
             .log_position()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| refusal(upstream, e))?;
         *position.lock().unwrap_or_else(PoisonError::into_inner) = Some((log_id, sequence));
         return Ok(());
     };
@@ -387,8 +468,9 @@ async fn follow_once(
             *position.lock().unwrap_or_else(PoisonError::into_inner) = None;
             return Ok(());
         }
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(refusal(upstream, error)),
     };
+    upstream.note(Outcome::Answered);
     let header = |name: &str| {
         response
             .headers()

@@ -185,9 +185,29 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     let path = format!("/v1/files/{EICAR_SHA256}");
     let (status, cache, first) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
     assert_eq!((status, cache.as_str()), (200, "miss"));
-    let (_, cache, again) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
+    let (_, cache, mut again) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
     assert_eq!(cache, "hit");
+    // A cached answer carries what is left of its lifetime, never the whole of it again.
+    let left = again["ttl"].as_u64().unwrap();
+    assert!(left < first["ttl"].as_u64().unwrap(), "{again}");
+    again["ttl"] = first["ttl"].clone();
     assert_eq!(first, again);
+    let response = reqwest::get(format!("{}{path}", proxy.base)).await.unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let max_age: u64 = header("cache-control")
+        .trim_start_matches("private, max-age=")
+        .parse()
+        .unwrap();
+    let age: u64 = header("age").parse().unwrap();
+    assert!(max_age <= left && age >= 1, "max-age {max_age}, age {age}");
+    assert_eq!(max_age + age, first["ttl"].as_u64().unwrap());
     let (_, direct) = call(&server, reqwest::Method::GET, &path, None, None).await;
     assert_eq!(
         first, direct,
@@ -342,8 +362,60 @@ async fn an_upstream_that_goes_away_gets_stale_answers_and_503_and_nothing_cache
         status == 200 && cache == "stale" && body["verdict"] == "untrusted"
     })
     .await;
+    // The body says it is stale too, and that it must not be kept.
+    let (_, body) = call(&proxy, reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(
+        (body["stale"].as_bool(), body["ttl"].as_u64()),
+        (Some(true), Some(0))
+    );
     let uncached = format!("/v1/files/{}", "cd".repeat(32));
     let (status, body) = call(&proxy, reqwest::Method::GET, &uncached, None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("upstream_unavailable"))
+    );
+    // A batch answers what is cached and marks, item by item, what is not.
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/lookup",
+        Some(json!({"items": [{"file": EICAR_SHA256}, {"file": "cd".repeat(32)}]})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["verdict"], "untrusted");
+    assert_eq!(body["results"][0]["stale"], true);
+    assert_eq!(
+        body["results"][1]["error"]["code"], "upstream_unavailable",
+        "{body}"
+    );
+    // The client library reads both.
+    let client = Client::new(&proxy.base).unwrap();
+    let results = client
+        .lookup_items(
+            &[
+                repnet_protocol::LookupItem::new(repnet_model::ObjectKind::File, EICAR_SHA256),
+                repnet_protocol::LookupItem::new(
+                    repnet_model::ObjectKind::Domain,
+                    "never-asked.example",
+                ),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(results[0].reputation().is_some_and(|r| r.stale));
+    assert!(results[1].reputation().is_none());
+    // Nothing answerable: the whole batch is refused, as a single lookup is.
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/lookup",
+        Some(json!({"items": [{"file": "cd".repeat(32)}]})),
+        None,
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("upstream_unavailable"))
@@ -726,6 +798,71 @@ async fn the_rest_of_the_client_api_passes_through() {
             "{path}"
         );
     }
+
+    // The upstream revokes the proxy's key: devices get 502 (the gateway's failure, not their
+    // key's), and the proxy's status says why it is not healthy.
+    let (status, _) = call(
+        &server,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"require_key": true})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id =
+        repnet_protocol::licence_key_id(&repnet_model::Sha256::digest(UPSTREAM_KEY.as_bytes()));
+    let (status, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/v1/admin/keys/{id}"),
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        &format!("/v1/files/{}", "9a".repeat(32)),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("upstream_refused")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(json!({"prefixes": ["00000000"]})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("upstream_refused")),
+        "{body}"
+    );
+    let (_, status_body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/status",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status_body["upstream"]["healthy"], false, "{status_body}");
+    assert!(
+        status_body["upstream"]["refused"]
+            .as_str()
+            .unwrap_or("")
+            .contains("licence_revoked"),
+        "{status_body}"
+    );
     proxy.stop().await;
     server.stop().await;
 }

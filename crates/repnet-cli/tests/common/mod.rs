@@ -199,3 +199,53 @@ pub(crate) fn lookup_requests(server_url: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// A `repnet proxy` process in front of `upstream`, on a port the OS chose.
+pub(crate) struct ProxyProcess {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl ProxyProcess {
+    pub(crate) fn start(upstream: &str, data: &Path) -> ProxyProcess {
+        let mut child = repnet()
+            .args([
+                "proxy",
+                "--upstream",
+                upstream,
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data",
+            ])
+            .arg(data)
+            .env("REPNET_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the proxy exited before listening")
+                .unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                break address.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        ProxyProcess { child, url }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
