@@ -177,6 +177,34 @@ impl Report {
         );
     }
 
+    pub(crate) fn rescan(&mut self, rescan: &crate::scanning::RescanResults) {
+        let seconds = |elapsed: Duration| elapsed.as_secs_f64();
+        self.row(
+            "rescan",
+            &format!(
+                "seconds: repnet scan of {} unchanged files, caches warm (redis column: find -printf of their sizes)",
+                rescan.files
+            ),
+            Some(seconds(rescan.rescan)),
+            Some(seconds(rescan.walk)),
+            false,
+        );
+        self.row(
+            "rescan",
+            "seconds: the first scan of them (hashing and lookups)",
+            Some(seconds(rescan.first)),
+            None,
+            false,
+        );
+        self.row(
+            "rescan",
+            "client cache MiB after both",
+            Some(rescan.cache_bytes as f64 / (1 << 20) as f64),
+            None,
+            false,
+        );
+    }
+
     pub(crate) fn proxy(&mut self, proxy: &crate::proxying::ProxyResults) {
         let ms = |m: &Measurement, q: f64| m.latency.value_at_quantile(q) as f64 / 1000.0;
         self.row(

@@ -128,3 +128,88 @@ pub(crate) fn run(
         scan: scan_time,
     })
 }
+
+/// What the rescan scenario measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RescanResults {
+    pub(crate) files: usize,
+    /// `find -printf` of every file's size: the walk and a `stat` of each, nothing more.
+    pub(crate) walk: Duration,
+    /// The first scan: every file hashed and looked up.
+    pub(crate) first: Duration,
+    /// The second: nothing read, nothing asked.
+    pub(crate) rescan: Duration,
+    /// The client's cache directory afterwards.
+    pub(crate) cache_bytes: u64,
+}
+
+const RESCAN_FILES: usize = 1_000_000;
+
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => disk_usage(&entry.path()),
+            Ok(metadata) => {
+                use std::os::unix::fs::MetadataExt as _;
+                metadata.blocks() * 512
+            }
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A second `repnet scan` of a million unchanged files, the caches warm from a first.
+pub(crate) fn rescan(
+    repnet: &Path,
+    work_dir: &Path,
+    server: std::net::SocketAddr,
+) -> anyhow::Result<RescanResults> {
+    let dir = work_dir.join("rescan");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let tree = dir.join("tree");
+    for index in 0..RESCAN_FILES {
+        let folder = tree.join(format!("d{:04}", index / 1000));
+        if index % 1000 == 0 {
+            std::fs::create_dir_all(&folder)?;
+        }
+        std::fs::write(folder.join(format!("f{index:07}")), index.to_le_bytes())?;
+    }
+    let tree_text = tree.display().to_string();
+    let walk = timed(&mut shell(&format!(
+        "find {tree_text} -type f -printf '%s\\n' > /dev/null"
+    )))?;
+    let home = dir.join("home");
+    let scan = || -> anyhow::Result<Duration> {
+        timed(
+            Command::new(repnet)
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .env("XDG_CACHE_HOME", home.join("cache"))
+                .env("XDG_STATE_HOME", home.join("state"))
+                .args([
+                    "scan",
+                    &tree_text,
+                    "--server",
+                    &format!("http://{server}"),
+                    "--format",
+                    "csv",
+                ]),
+        )
+    };
+    let first = scan()?;
+    let rescan = scan()?;
+    let cache_bytes = disk_usage(&home.join("cache"));
+    std::fs::remove_dir_all(&dir)?;
+    Ok(RescanResults {
+        files: RESCAN_FILES,
+        walk,
+        first,
+        rescan,
+        cache_bytes,
+    })
+}

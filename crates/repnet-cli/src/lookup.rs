@@ -16,6 +16,7 @@ use repnet_protocol::{
     LookupItem, LookupOutput, LookupResult, Reputation, StatisticsEvent, Verdict,
 };
 
+use crate::caches::ServerId;
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -126,6 +127,14 @@ impl Target {
             file: Some((full.display().to_string(), size)),
             ..Target::new(input, ObjectKind::File, sha256)
         })
+    }
+
+    /// What its answer is cached under: for a local file, every hash it was asked by.
+    fn cache_value(&self) -> String {
+        match &self.hashes {
+            Some(hashes) => hashing::cache_key(hashes),
+            None => self.value.clone(),
+        }
     }
 
     /// What the server is asked.
@@ -334,17 +343,20 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
         }
     }
     let mut config = files.load()?;
+    let server = participation::server_url(&config, args.server.clone());
+    let key = args.key.clone().or_else(|| config.key.clone());
+    // Answers are cached by the server and key that gave them.
+    let server_id = ServerId::new(&server, key.as_deref());
     let answered = if targets.is_empty() {
         Vec::new()
     } else if config.participation == Mode::Off {
         eprintln!(
             "repnet: participation is off: answers come from the local cache only, nothing is sent (`repnet participation basic` asks the server again)"
         );
-        from_cache(files, targets)?
+        from_cache(files, server_id, targets)?
     } else {
-        let server = participation::server_url(&config, args.server.clone());
         let mut client = Client::with_ca(&server, args.ca.as_deref())?;
-        if let Some(key) = args.key.as_ref().or(config.key.as_ref()) {
+        if let Some(key) = &key {
             client = client.with_licence_key(key.trim());
         }
         let answered: Vec<Answered> = if args.private {
@@ -390,11 +402,14 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
                 }
             }
             // For `off` mode later. A cache that cannot be written costs nothing but that.
-            if let Ok(mut cache) = files.cache() {
-                for a in answered.iter().filter(|a| !a.reputation.stale) {
-                    cache.put(a.target.kind.as_str(), &a.target.value, &a.reputation);
-                }
-                let _ = files.save_cache(&cache);
+            if let Ok(caches) = files.caches() {
+                let values: Vec<String> = answered.iter().map(|a| a.target.cache_value()).collect();
+                let kept: Vec<(&str, &str, &Reputation)> = answered
+                    .iter()
+                    .zip(&values)
+                    .map(|(a, value)| (a.target.kind.as_str(), value.as_str(), &a.reputation))
+                    .collect();
+                let _ = caches.save(&[], server_id, &kept);
             }
             answered
         };
@@ -446,17 +461,22 @@ fn statistics(answered: &[Answered]) -> Vec<StatisticsEvent> {
     events
 }
 
-/// `off` mode: answers from the local cache, `unknown` for the rest; nothing is sent.
-fn from_cache(files: &ClientFiles, targets: Vec<Target>) -> anyhow::Result<Vec<Answered>> {
-    let cache = files.cache()?;
+/// `off` mode: answers from the local cache (what this server gave), `unknown` for the rest;
+/// nothing is sent.
+fn from_cache(
+    files: &ClientFiles,
+    server: ServerId,
+    targets: Vec<Target>,
+) -> anyhow::Result<Vec<Answered>> {
+    let cache = files.caches()?;
     let ttl = repnet_model::TtlPolicy {
         known: 3600,
         unknown: 300,
     };
     let mut answered = Vec::with_capacity(targets.len());
     for target in targets {
-        let reputation = match cache.get(target.kind.as_str(), &target.value) {
-            Some(reputation) => reputation.clone(),
+        let reputation = match cache.answer(server, target.kind.as_str(), &target.cache_value()) {
+            Some(reputation) => reputation,
             None => {
                 let object = repnet_model::Object::parse(target.kind, &target.value)?;
                 Reputation::from_model(&repnet_model::Reputation::unknown(object, &ttl), false)

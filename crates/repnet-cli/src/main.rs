@@ -6,6 +6,7 @@
 
 mod admin;
 mod bundle;
+mod caches;
 mod hashing;
 mod import;
 mod lookup;

@@ -2,20 +2,19 @@
 //! statement, install id), the local answer cache that `off` mode answers from, and the queue
 //! of statistics that `extended` mode sends (docs/privacy.md).
 //!
-//! Everything lives in one directory: `$XDG_CONFIG_HOME/repnet` (or `~/.config/repnet`), or
-//! the directory of `--client-config FILE`: `client.toml`, `queue.json`, `cache.json`.
+//! Files follow the XDG base directory specification ([`ClientFiles`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use repnet_client::{Client, ClientError};
 use repnet_model::privacy;
-use repnet_protocol::{Reputation, StatisticsBatch, StatisticsEvent};
+use repnet_protocol::{StatisticsBatch, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
+use crate::caches::Caches;
 
 /// What the client shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -58,36 +57,84 @@ pub(crate) struct ClientConfig {
     pub(crate) install_id: String,
 }
 
-/// Where the client keeps its files.
+/// Where the client keeps its files, by the XDG base directory specification: the
+/// configuration in `$XDG_CONFIG_HOME/repnet/client.toml` (or `--client-config FILE`), caches
+/// in `$XDG_CACHE_HOME/repnet` (`~/.cache/repnet`), state that must not be lost — the
+/// statistics queue and the files an offline scan could not check — in `$XDG_STATE_HOME/repnet`
+/// (`~/.local/state/repnet`).
 #[derive(Debug, Clone)]
 pub(crate) struct ClientFiles {
     config: PathBuf,
+    cache_dir: PathBuf,
+    state_dir: PathBuf,
+}
+
+/// `$name/repnet`, or `$HOME/fallback/repnet`; `None` when neither is set. Relative paths in
+/// the variables are ignored, as the specification says.
+fn xdg_dir(name: &str, fallback: &str) -> Option<PathBuf> {
+    let absolute = |value: std::ffi::OsString| {
+        let path = PathBuf::from(value);
+        path.is_absolute().then_some(path)
+    };
+    std::env::var_os(name)
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|home| home.join(fallback))
+        })
+        .map(|dir| dir.join("repnet"))
 }
 
 impl ClientFiles {
     pub(crate) fn new(client_config: Option<&Path>) -> anyhow::Result<ClientFiles> {
-        if let Some(path) = client_config {
-            return Ok(ClientFiles {
-                config: path.to_path_buf(),
-            });
-        }
-        let base =
-            match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-                Some(dir) => PathBuf::from(dir),
-                None => PathBuf::from(std::env::var_os("HOME").context(
-                    "neither XDG_CONFIG_HOME nor HOME is set: give --client-config FILE",
-                )?)
-                .join(".config"),
-            };
-        Ok(ClientFiles {
-            config: base.join("repnet").join("client.toml"),
-        })
+        let config = match client_config {
+            Some(path) => path.to_path_buf(),
+            None => xdg_dir("XDG_CONFIG_HOME", ".config")
+                .context("neither XDG_CONFIG_HOME nor HOME is set: give --client-config FILE")?
+                .join("client.toml"),
+        };
+        // Without a home, caches and state go beside the configuration.
+        let beside = config
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let files = ClientFiles {
+            cache_dir: xdg_dir("XDG_CACHE_HOME", ".cache").unwrap_or_else(|| beside.clone()),
+            state_dir: xdg_dir("XDG_STATE_HOME", ".local/state").unwrap_or(beside),
+            config,
+        };
+        files.move_legacy_files();
+        Ok(files)
     }
 
-    fn sibling(&self, name: &str) -> PathBuf {
-        self.config
-            .parent()
-            .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+    /// Before the XDG layout everything lived beside `client.toml`: the queue and the offline
+    /// list move to the state directory (nothing queued is lost); the old JSON caches, which
+    /// could be hundreds of megabytes, are deleted.
+    fn move_legacy_files(&self) {
+        let Some(old) = self.config.parent() else {
+            return;
+        };
+        for name in ["queue.json", "offline.json"] {
+            let (from, to) = (old.join(name), self.state_dir.join(name));
+            if from != to && from.is_file() && !to.exists() {
+                let moved = std::fs::create_dir_all(&self.state_dir)
+                    .and_then(|()| std::fs::copy(&from, &to).map(|_| ()))
+                    .and_then(|()| std::fs::remove_file(&from));
+                if let Err(error) = moved {
+                    eprintln!(
+                        "repnet: cannot move {} to {}: {error}",
+                        from.display(),
+                        to.display()
+                    );
+                }
+            }
+        }
+        for name in ["cache.json", "hashes.json"] {
+            let legacy = old.join(name);
+            if legacy.is_file() && legacy != self.cache_dir.join(name) {
+                let _ = std::fs::remove_file(legacy);
+            }
+        }
     }
 
     /// The configuration; the defaults (basic, nothing accepted) when there is no file yet.
@@ -120,11 +167,12 @@ impl ClientFiles {
         write_atomically(&self.config, text.as_bytes())
     }
 
-    pub(crate) fn read_json<T: for<'de> Deserialize<'de> + Default>(
+    /// A JSON file of the state directory; its default when there is none.
+    pub(crate) fn read_state<T: for<'de> Deserialize<'de> + Default>(
         &self,
         name: &str,
     ) -> anyhow::Result<T> {
-        let path = self.sibling(name);
+        let path = self.state_dir.join(name);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is damaged: delete it", path.display())),
@@ -133,79 +181,29 @@ impl ClientFiles {
         }
     }
 
-    pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
+    /// Writes a JSON file of the state directory, atomically.
+    pub(crate) fn write_state<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(value).context("cannot encode")?;
-        write_atomically(&self.sibling(name), &bytes)
+        write_atomically(&self.state_dir.join(name), &bytes)
     }
 
     pub(crate) fn queue(&self) -> anyhow::Result<Vec<StatisticsEvent>> {
-        self.read_json("queue.json")
+        self.read_state("queue.json")
     }
 
     fn save_queue(&self, queue: &[StatisticsEvent]) -> anyhow::Result<()> {
-        self.write_json("queue.json", &queue)
+        self.write_state("queue.json", &queue)
     }
 
-    pub(crate) fn cache(&self) -> anyhow::Result<Cache> {
-        self.read_json("cache.json")
-    }
-
-    /// Keeps the cache, without the answers past their TTL.
-    pub(crate) fn save_cache(&self, cache: &Cache) -> anyhow::Result<()> {
-        let now = now();
-        let fresh = Cache {
-            entries: cache
-                .entries
-                .iter()
-                .filter(|(_, cached)| cached.expires > now)
-                .map(|(key, cached)| (key.clone(), cached.clone()))
-                .collect(),
-        };
-        self.write_json("cache.json", &fresh)
+    /// The caches of hashes and answers.
+    pub(crate) fn caches(&self) -> anyhow::Result<Caches> {
+        Caches::open(&self.cache_dir)
     }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     repnet_server::files::write_atomically(path, bytes)
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Answers kept for `off` mode: `kind:value` → the answer and when it expires.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Cache {
-    entries: BTreeMap<String, Cached>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cached {
-    expires: u64,
-    reputation: Reputation,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-impl Cache {
-    pub(crate) fn get(&self, kind: &str, value: &str) -> Option<&Reputation> {
-        self.entries
-            .get(&format!("{kind}:{value}"))
-            .filter(|cached| cached.expires > now())
-            .map(|cached| &cached.reputation)
-    }
-
-    pub(crate) fn put(&mut self, kind: &str, value: &str, reputation: &Reputation) {
-        let now = now();
-        self.entries.insert(
-            format!("{kind}:{value}"),
-            Cached {
-                expires: now + u64::from(reputation.ttl),
-                reputation: reputation.clone(),
-            },
-        );
-    }
 }
 
 /// The batch that would be sent now.

@@ -4,7 +4,7 @@
 //! unreachable the scan finishes with what the cache knows and records the rest for
 //! `repnet scan --recheck`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,6 +17,7 @@ use repnet_model::{FileHash, FileHashes};
 use repnet_protocol::{LookupItem, LookupResult, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::caches::{Caches, ServerId};
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -121,24 +122,32 @@ struct Scanned {
     /// The whole answer, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     reputation: Option<Reputation>,
+    /// The hashes, for lookups (printed above as text).
+    #[serde(skip)]
+    hashes: FileHashes,
 }
 
 impl Scanned {
-    /// The file's hashes, as hashed.
-    fn hashes(&self) -> FileHashes {
-        Hashes {
-            sha256: self.sha256.clone().unwrap_or_default(),
-            md5: self.md5.clone(),
-            sha1: self.sha1.clone(),
+    /// An entry for a file just hashed, not yet looked up.
+    fn hashed(path: String, size: u64, hashes: &FileHashes) -> Scanned {
+        Scanned {
+            path,
+            size,
+            sha256: hashes.sha256.map(|h| h.to_string()),
+            md5: hashes.md5.map(|h| h.to_string()),
+            sha1: hashes.sha1.map(|h| h.to_string()),
+            verdict: "unknown".to_owned(),
+            threat: None,
+            source: None,
+            error: None,
+            stale: false,
+            reputation: None,
+            hashes: *hashes,
         }
-        .to_model()
     }
 }
 
 const OFFLINE: &str = "unknown (offline)";
-
-/// Most files whose hashes `hashes.json` remembers (about 150 bytes each).
-const MAX_HASH_CACHE: usize = 1_000_000;
 const UNREADABLE: &str = "unreadable";
 
 fn rank(verdict: &str) -> u8 {
@@ -152,54 +161,18 @@ fn rank(verdict: &str) -> u8 {
     }
 }
 
-/// `hashes.json`: `device:inode:size:mtime` → the file's hashes, so unchanged files are not
-/// read again.
+/// `offline.json` in the state directory: files that could not be checked, by the server
+/// that was asked (its URL), then by SHA-256, with their other hashes and paths.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct HashCache {
-    entries: HashMap<String, Hashes>,
+struct Offline {
+    #[serde(default)]
+    servers: BTreeMap<String, BTreeMap<String, PendingFile>>,
+    /// Before files were kept by server: SHA-256 → paths. Rechecked against any server.
+    #[serde(default, skip_serializing)]
+    files: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Hashes {
-    sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    md5: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sha1: Option<String>,
-}
-
-impl Hashes {
-    fn from_model(hashes: &FileHashes) -> Hashes {
-        Hashes {
-            sha256: hashes.sha256.map(|h| h.to_string()).unwrap_or_default(),
-            md5: hashes.md5.map(|h| h.to_string()),
-            sha1: hashes.sha1.map(|h| h.to_string()),
-        }
-    }
-
-    /// The hashes as the model's; those that do not parse (a damaged cache) are left out.
-    fn to_model(&self) -> FileHashes {
-        let mut hashes = FileHashes::default();
-        for text in [Some(&self.sha256), self.md5.as_ref(), self.sha1.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(hash) = FileHash::from_hex(text) {
-                hashes.insert(hash);
-            }
-        }
-        hashes
-    }
-}
-
-/// `offline.json`: files an offline scan could not look up, by SHA-256, with their other
-/// hashes and paths.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Pending {
-    files: BTreeMap<String, PendingFile>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
 struct PendingFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     md5: Option<String>,
@@ -208,12 +181,74 @@ struct PendingFile {
     paths: Vec<String>,
 }
 
-impl Pending {
-    fn add(&mut self, hashes: &Hashes, path: String) {
-        let file = self.files.entry(hashes.sha256.clone()).or_default();
-        file.md5 = file.md5.take().or_else(|| hashes.md5.clone());
-        file.sha1 = file.sha1.take().or_else(|| hashes.sha1.clone());
-        file.paths.push(path);
+impl PendingFile {
+    fn hashes(&self, sha256: &str) -> FileHashes {
+        let mut hashes = FileHashes::default();
+        for text in [Some(sha256), self.md5.as_deref(), self.sha1.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            // Written by this program from parsed hashes; a damaged one is left out.
+            if let Ok(hash) = FileHash::from_hex(text) {
+                hashes.insert(hash);
+            }
+        }
+        hashes
+    }
+}
+
+impl Offline {
+    fn add(&mut self, server: &str, hashes: &FileHashes, path: String) {
+        let Some(sha256) = hashes.sha256 else {
+            return;
+        };
+        let file = self
+            .servers
+            .entry(server.to_owned())
+            .or_default()
+            .entry(sha256.to_string())
+            .or_default();
+        file.md5 = file
+            .md5
+            .take()
+            .or_else(|| hashes.md5.map(|h| h.to_string()));
+        file.sha1 = file
+            .sha1
+            .take()
+            .or_else(|| hashes.sha1.map(|h| h.to_string()));
+        if !file.paths.contains(&path) {
+            file.paths.push(path);
+        }
+    }
+
+    fn merge(&mut self, other: Offline) {
+        for (server, files) in other.servers {
+            let kept = self.servers.entry(server).or_default();
+            for (sha256, file) in files {
+                let entry = kept.entry(sha256).or_default();
+                entry.md5 = entry.md5.take().or(file.md5);
+                entry.sha1 = entry.sha1.take().or(file.sha1);
+                for path in file.paths {
+                    if !entry.paths.contains(&path) {
+                        entry.paths.push(path);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes what waits for `server`, and what was recorded before files were kept by
+    /// server.
+    fn take(&mut self, server: &str) -> BTreeMap<String, PendingFile> {
+        let mut taken = self.servers.remove(server).unwrap_or_default();
+        for (sha256, paths) in std::mem::take(&mut self.files) {
+            taken.entry(sha256).or_default().paths.extend(paths);
+        }
+        taken
+    }
+
+    fn count(&self) -> usize {
+        self.servers.values().map(BTreeMap::len).sum::<usize>() + self.files.len()
     }
 }
 
@@ -330,6 +365,7 @@ fn unreadable_entry(path: String, size: u64, error: String) -> Scanned {
         error: Some(error),
         stale: false,
         reputation: None,
+        hashes: FileHashes::default(),
     }
 }
 
@@ -437,29 +473,39 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     let started = Instant::now();
     let mut config = files.load()?;
     let server = participation::server_url(&config, args.server.clone());
+    let key = args.key.clone().or_else(|| config.key.clone());
     let mut client = Client::with_ca(&server, args.ca.as_deref())?;
-    if let Some(key) = args.key.as_ref().or(config.key.as_ref()) {
+    if let Some(key) = &key {
         client = client.with_licence_key(key.trim());
     }
+    // Answers are cached by the server and key that gave them.
+    let server_id = ServerId::new(&server, key.as_deref());
+    let caches = Arc::new(files.caches()?);
     if args.recheck {
-        return recheck(&args, files, &client, config.participation).await;
+        return recheck(
+            &args,
+            files,
+            &client,
+            &caches,
+            server_id,
+            config.participation,
+        )
+        .await;
     }
     let mut results: Vec<Scanned> = Vec::new();
     let jobs = walk(&args, &mut results)?;
     let total_bytes: u64 = jobs.iter().map(|job| job.size).sum();
-    let hash_cache: HashCache = files.read_json("hashes.json")?;
-    let mut verdicts = files.cache()?;
     let progress = Arc::new(Progress::new(total_bytes));
     let online = config.participation != Mode::Off;
 
     // Hashing threads take jobs by index and hand each file to the lookup side at once.
     let jobs = Arc::new(jobs);
-    let hash_cache = Arc::new(hash_cache);
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let hashed_now = Arc::new(AtomicU64::new(0));
-    let (sender, mut receiver) =
-        tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<Hashes>)>();
+    // Each file's hashes, and whether they were computed now (rather than cached).
+    type Hashed = std::io::Result<(FileHashes, bool)>;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, Hashed)>();
     let threads = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -467,9 +513,9 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     let which = args.hashes.which();
     let mut workers = Vec::new();
     for _ in 0..threads {
-        let (jobs, hash_cache, next, sender, progress, done, hashed_now) = (
+        let (jobs, caches, next, sender, progress, done, hashed_now) = (
             Arc::clone(&jobs),
-            Arc::clone(&hash_cache),
+            Arc::clone(&caches),
             Arc::clone(&next),
             sender.clone(),
             Arc::clone(&progress),
@@ -483,16 +529,12 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 let cached = job
                     .identity
                     .as_ref()
-                    .and_then(|identity| hash_cache.entries.get(identity))
-                    .filter(|hashes| {
-                        which == Which::Sha256 || (hashes.md5.is_some() && hashes.sha1.is_some())
-                    })
-                    .cloned();
+                    .and_then(|identity| caches.hashes(identity, which == Which::All));
                 let result = match cached {
-                    Some(hashes) => Ok(hashes),
+                    Some(hashes) => Ok((hashes, false)),
                     None => {
                         hashed_now.fetch_add(1, Ordering::Relaxed);
-                        hashing::hash_file(&job.path, which).map(|h| Hashes::from_model(&h))
+                        hashing::hash_file(&job.path, which).map(|hashes| (hashes, true))
                     }
                 };
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -507,11 +549,12 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
 
     // Lookups, a batch of 1,000 at a time, while hashing goes on.
     let mut scanned: Vec<Option<Scanned>> = vec![None; jobs.len()];
-    let mut new_hashes: Vec<(String, Hashes)> = Vec::new();
+    let mut new_hashes: Vec<(String, FileHashes)> = Vec::new();
+    let mut new_answers: Vec<(String, Reputation)> = Vec::new();
     let mut batch: Vec<usize> = Vec::new();
     let mut offline = false;
     let mut lookups = 0u64;
-    let mut pending = Pending::default();
+    let mut pending = Offline::default();
     loop {
         let item = receiver.recv().await;
         let finished = item.is_none();
@@ -522,31 +565,20 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 Err(error) => {
                     scanned[index] = Some(unreadable_entry(path, job.size, error.to_string()))
                 }
-                Ok(hashes) => {
-                    if let Some(identity) = &job.identity {
-                        new_hashes.push((identity.clone(), hashes.clone()));
+                Ok((hashes, computed)) => {
+                    if computed && let Some(identity) = &job.identity {
+                        new_hashes.push((identity.clone(), hashes));
                     }
-                    let entry = Scanned {
-                        path,
-                        size: job.size,
-                        sha256: Some(hashes.sha256.clone()),
-                        md5: hashes.md5.clone(),
-                        sha1: hashes.sha1.clone(),
-                        verdict: "unknown".to_owned(),
-                        threat: None,
-                        source: None,
-                        error: None,
-                        stale: false,
-                        reputation: None,
-                    };
-                    scanned[index] = Some(match verdicts.get("file", &hashes.sha256) {
-                        Some(reputation) => from_reputation(entry, reputation.clone()),
+                    let entry = Scanned::hashed(path, job.size, &hashes);
+                    let cached = caches.answer(server_id, "file", &hashing::cache_key(&hashes));
+                    scanned[index] = Some(match cached {
+                        Some(reputation) => from_reputation(entry, reputation),
                         None if online && !offline => {
                             batch.push(index);
                             entry
                         }
                         None if online => {
-                            pending.add(&hashes, entry.path.clone());
+                            pending.add(&server, &hashes, entry.path.clone());
                             Scanned {
                                 verdict: OFFLINE.to_owned(),
                                 ..entry
@@ -561,7 +593,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
             let indices = std::mem::take(&mut batch);
             let hashes: Vec<FileHashes> = indices
                 .iter()
-                .filter_map(|i| scanned[*i].as_ref().map(Scanned::hashes))
+                .filter_map(|i| scanned[*i].as_ref().map(|s| s.hashes))
                 .collect();
             lookups += 1;
             let answers = match look_up(&client, args.private, &hashes).await? {
@@ -577,11 +609,9 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 };
                 scanned[*index] = Some(match answer {
                     Some(reputation) => {
-                        if !args.private
-                            && !reputation.stale
-                            && let Some(sha256) = &entry.sha256
-                        {
-                            verdicts.put("file", sha256, &reputation);
+                        if !args.private {
+                            new_answers
+                                .push((hashing::cache_key(&entry.hashes), reputation.clone()));
                         }
                         if args.fail_on.fails(reputation.verdict) {
                             progress.untrusted.fetch_add(1, Ordering::Relaxed);
@@ -590,7 +620,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                     }
                     // Not checked: recorded for `--recheck`.
                     None => {
-                        pending.add(&Hashes::from_model(&entry.hashes()), entry.path.clone());
+                        pending.add(&server, &entry.hashes, entry.path.clone());
                         Scanned {
                             verdict: OFFLINE.to_owned(),
                             ..entry
@@ -609,30 +639,22 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     progress.finish();
     results.extend(scanned.into_iter().flatten());
 
-    // Keep what was learnt: hashes of unchanged files, answers, what to recheck.
-    let mut hash_cache = Arc::try_unwrap(hash_cache).unwrap_or_default();
-    if hash_cache.entries.len() + new_hashes.len() > MAX_HASH_CACHE {
-        // Bounded: past the limit, only the files of this scan are remembered.
-        hash_cache.entries.clear();
+    // Keep what was learnt: hashes of unchanged files, answers, what to recheck. A cache
+    // that cannot be written costs the next scan time, nothing else.
+    let answers: Vec<(&str, &str, &Reputation)> = new_answers
+        .iter()
+        .map(|(key, reputation)| ("file", key.as_str(), reputation))
+        .collect();
+    if let Err(error) = caches.save(&new_hashes, server_id, &answers) {
+        eprintln!("repnet: the caches could not be updated: {error:#}");
     }
-    hash_cache.entries.extend(new_hashes);
-    let _ = files.write_json("hashes.json", &hash_cache);
-    if !args.private {
-        let _ = files.save_cache(&verdicts);
-    }
-    if !pending.files.is_empty() {
-        let mut kept: Pending = files.read_json("offline.json").unwrap_or_default();
-        for (sha256, file) in pending.files {
-            let kept = kept.files.entry(sha256).or_default();
-            kept.md5 = kept.md5.take().or(file.md5);
-            kept.sha1 = kept.sha1.take().or(file.sha1);
-            kept.paths.extend(file.paths);
-        }
-        files.write_json("offline.json", &kept)?;
+    if pending.count() > 0 {
+        let unchecked = pending.count();
+        let mut kept: Offline = files.read_state("offline.json").unwrap_or_default();
+        kept.merge(pending);
+        files.write_state("offline.json", &kept)?;
         eprintln!(
-            "repnet: {} could not answer for {} file(s) (unreachable, or a proxy whose upstream is down): they are marked unknown (offline); `repnet scan --recheck` looks them up later",
-            server,
-            kept.files.len()
+            "repnet: {server} could not answer for {unchecked} file(s) (unreachable, or a proxy whose upstream is down): they are marked unknown (offline); `repnet scan --recheck` looks them up later"
         );
     }
     if config.participation == Mode::Off {
@@ -799,17 +821,30 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--recheck`: the files an offline scan could not look up, looked up now.
+/// `--recheck`: the files an offline scan could not look up from this server, looked up now.
 async fn recheck(
     args: &ScanArgs,
     files: &ClientFiles,
     client: &Client,
+    caches: &Caches,
+    server_id: ServerId,
     mode: Mode,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let pending: Pending = files.read_json("offline.json")?;
-    if pending.files.is_empty() {
-        eprintln!("repnet: nothing to recheck: no offline scan left files unknown");
+    let server = client.base_url().to_owned();
+    let mut offline: Offline = files.read_state("offline.json")?;
+    let pending = offline.take(&server);
+    if pending.is_empty() {
+        match offline.count() {
+            0 => eprintln!("repnet: nothing to recheck: no offline scan left files unknown"),
+            waiting => {
+                let servers: Vec<&str> = offline.servers.keys().map(String::as_str).collect();
+                eprintln!(
+                    "repnet: nothing to recheck with {server}; {waiting} file(s) wait for {}: pass --server",
+                    servers.join(", ")
+                );
+            }
+        }
         return Ok(Outcome::Clean);
     }
     if mode == Mode::Off {
@@ -817,25 +852,17 @@ async fn recheck(
             "participation is off: `repnet participation basic` lets the recheck ask the server"
         );
     }
-    let pending: Vec<(Hashes, PendingFile)> = pending
-        .files
+    let pending: Vec<(FileHashes, PendingFile)> = pending
         .into_iter()
-        .map(|(sha256, file)| {
-            let hashes = Hashes {
-                sha256,
-                md5: file.md5.clone(),
-                sha1: file.sha1.clone(),
-            };
-            (hashes, file)
-        })
+        .map(|(sha256, file)| (file.hashes(&sha256), file))
         .collect();
-    let mut verdicts = files.cache()?;
     let mut results = Vec::new();
+    let mut answers_kept: Vec<(String, Reputation)> = Vec::new();
     let mut lookups = 0;
-    let mut still = Pending::default();
+    let mut still = Offline::default();
     for chunk in pending.chunks(repnet_client::BATCH_LIMIT) {
         lookups += 1;
-        let asked: Vec<FileHashes> = chunk.iter().map(|(hashes, _)| hashes.to_model()).collect();
+        let asked: Vec<FileHashes> = chunk.iter().map(|(hashes, _)| *hashes).collect();
         let Some(answers) = look_up(client, args.private, &asked).await? else {
             anyhow::bail!(
                 "the server still cannot be reached: the files stay recorded for the next --recheck"
@@ -845,35 +872,28 @@ async fn recheck(
             let Some(reputation) = answer else {
                 // Still not checked: kept for the next --recheck.
                 for path in &file.paths {
-                    still.add(hashes, path.clone());
+                    still.add(&server, hashes, path.clone());
                 }
                 continue;
             };
-            if !args.private && !reputation.stale {
-                verdicts.put("file", &hashes.sha256, &reputation);
+            if !args.private {
+                answers_kept.push((hashing::cache_key(hashes), reputation.clone()));
             }
             for path in &file.paths {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
-                let entry = Scanned {
-                    path: path.clone(),
-                    size,
-                    sha256: Some(hashes.sha256.clone()),
-                    md5: hashes.md5.clone(),
-                    sha1: hashes.sha1.clone(),
-                    verdict: OFFLINE.to_owned(),
-                    threat: None,
-                    source: None,
-                    error: None,
-                    stale: false,
-                    reputation: None,
-                };
+                let entry = Scanned::hashed(path.clone(), size, hashes);
                 results.push(from_reputation(entry, reputation.clone()));
             }
         }
     }
-    let _ = files.save_cache(&verdicts);
-    let unchecked = still.files.len();
-    files.write_json("offline.json", &still)?;
+    let kept: Vec<(&str, &str, &Reputation)> = answers_kept
+        .iter()
+        .map(|(key, reputation)| ("file", key.as_str(), reputation))
+        .collect();
+    let _ = caches.save(&[], server_id, &kept);
+    let unchecked = still.count();
+    offline.merge(still);
+    files.write_state("offline.json", &offline)?;
     let mut summary = Summary::of(&results, started, 0, lookups);
     summary.unchecked += unchecked;
     print(args, &mut results)?;

@@ -316,7 +316,7 @@ fn through_a_proxy_whose_upstream_is_down_what_is_cached_is_answered() {
     assert_eq!(verdict("clean.txt"), "unknown");
     assert_eq!(verdict("new.txt"), "unknown (offline)");
     assert!(stderr(&output).contains("--recheck"), "{}", stderr(&output));
-    let offline = std::fs::read_to_string(dir.path().join("second/offline.json")).unwrap();
+    let offline = std::fs::read_to_string(client_state(&second, "offline.json")).unwrap();
     assert_eq!(offline.matches("new.txt").count(), 1, "{offline}");
 
     // Without the untrusted file, the scan says that not everything was checked.
@@ -384,4 +384,97 @@ fn a_stale_answer_says_so() {
         "{}",
         stdout(&output)
     );
+}
+
+/// An answer cached from one server is never shown as another's, and the client's files are
+/// where the XDG base directory specification puts them.
+#[test]
+fn client_caches_belong_to_one_server_and_live_in_the_xdg_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let global = ServerProcess::start(&dir.path().join("global"));
+    let private = ServerProcess::start(&dir.path().join("private"));
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let sample = tree.join("tool.exe");
+    std::fs::write(&sample, b"a tool the global network flags").unwrap();
+    let sha256 = repnet_model::FileHashes::of(&std::fs::read(&sample).unwrap())
+        .sha256
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        put_local_verdict(
+            &global.url,
+            &format!(
+                r#"{{"object":{{"file":"{sha256}"}},"verdict":"untrusted","threat":"Global.Says.Bad"}}"#
+            )
+        ),
+        200
+    );
+
+    let home = dir.path().join("home");
+    let config = home.join(".config/repnet/client.toml");
+    let user = |args: &[&str]| {
+        let mut command = repnet();
+        command
+            .env_remove("REPNET_CLIENT_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("HOME", &home)
+            .args(args);
+        run(&mut command)
+    };
+    let scan = |server: &str| {
+        user(&[
+            "scan",
+            "--server",
+            server,
+            "--format",
+            "json",
+            tree.to_str().unwrap(),
+        ])
+    };
+    let output = scan(&global.url);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // The private server knows nothing of it: its answer, not the global one's from the cache.
+    let output = scan(&private.url);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results[0]["verdict"], "unknown");
+    // And the global answer is still cached for the global server: no lookup request.
+    let before = lookup_requests(&global.url);
+    let output = scan(&global.url);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(lookup_requests(&global.url), before);
+    // A licence key is part of whom an answer came from.
+    let keyed = user(&[
+        "scan",
+        "--server",
+        &global.url,
+        "--key",
+        "SOME-KEY-12345",
+        tree.to_str().unwrap(),
+    ]);
+    assert_eq!(keyed.status.code(), Some(1));
+    assert_eq!(lookup_requests(&global.url), before + 1);
+
+    // The files: configuration, caches and state each in their XDG place, nothing else.
+    let output = user(&["participation", "basic"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(config.is_file());
+    assert!(home.join(".cache/repnet/caches/data.mdb").is_file());
+    drop(private);
+    let output = user(&[
+        "scan",
+        "--server",
+        "http://127.0.0.1:9",
+        tree.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(home.join(".local/state/repnet/offline.json").is_file());
+    let beside: Vec<String> = std::fs::read_dir(config.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, ["client.toml"]);
 }

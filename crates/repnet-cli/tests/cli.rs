@@ -250,26 +250,6 @@ fn a_second_server_on_the_same_data_fails_at_start() {
 
 /// `PUT /v1/admin/verdicts`, answered with the status; on a private runtime because the
 /// tests themselves are synchronous.
-fn put_local_verdict(url: &str, body: &str) -> u16 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        repnet_client::http_client_builder()
-            .build()
-            .unwrap()
-            .put(format!("{url}/v1/admin/verdicts"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
-}
 
 #[test]
 fn an_acknowledged_local_verdict_survives_kill_9() {
@@ -949,7 +929,11 @@ fn participation_off_sends_nothing_and_answers_from_the_cache() {
 
     let output = run(client(&config).args(["participation", "off"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let (silent, connections) = counting_listener();
+    // Answers are cached by the server that gave them: listen where the server was, and
+    // count.
+    let address = server.url.trim_start_matches("http://").to_owned();
+    drop(server);
+    let (silent, connections) = counting_listener_at(&address);
     // Answered from the cache: still untrusted, and not a single connection.
     let output = run(client(&config).args(["lookup", "--server", &silent, EICAR_SHA256]));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -1303,8 +1287,9 @@ fn scan_finds_untrusted_files_reuses_its_caches_and_rechecks_after_offline() {
 
     // Offline: a new client (empty caches), the server away.
     let fresh = dir.path().join("fresh").join("client.toml");
+    let address = server.url.trim_start_matches("http://").to_owned();
     drop(server);
-    let dead = "http://127.0.0.1:9".to_owned();
+    let dead = format!("http://{address}");
     let output = run(client(&fresh)
         .arg("scan")
         .arg(&tree)
@@ -1320,7 +1305,17 @@ fn scan_finds_untrusted_files_reuses_its_caches_and_rechecks_after_offline() {
             .iter()
             .all(|r| r["verdict"] == "unknown (offline)")
     );
-    let server = ServerProcess::start(&dir.path().join("data"));
+    // The server is back where it was: the recheck asks it.
+    let (server, log) =
+        ServerProcess::start_with(&dir.path().join("data"), &["--listen", &address]);
+    ServerProcess::drain(log, None);
+    let output = run(client(&fresh).args(["scan", "--recheck", "--server", "http://127.0.0.1:9"]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("pass --server"),
+        "{}",
+        stderr(&output)
+    );
     let output = run(client(&fresh).args(["scan", "--recheck", "--server", &server.url]));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stdout(&output).contains("eicar.com"));

@@ -22,10 +22,12 @@ pub(crate) fn repnet() -> Command {
             command.env_remove(key);
         }
     }
-    // Nor their client configuration, queue and cache: one of this run's own (tests that are
-    // about participation give --client-config).
+    // Nor their client configuration, queue and caches: this run's own (tests that are about
+    // the client's files use `client`).
     let client = std::env::temp_dir().join(format!("repnet-cli-tests-{}", std::process::id()));
     command.env("REPNET_CLIENT_CONFIG", client.join("client.toml"));
+    command.env("XDG_CACHE_HOME", client.join("cache"));
+    command.env("XDG_STATE_HOME", client.join("state"));
     command
 }
 
@@ -60,15 +62,14 @@ impl ServerProcess {
     /// Starts a server with `extra` arguments; answers it and the rest of its log, which the
     /// caller must read or [`drain`](ServerProcess::drain).
     pub(crate) fn start_with(data: &Path, extra: &[&str]) -> (ServerProcess, Log) {
-        let mut child = repnet()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data",
-            ])
+        let mut command = repnet();
+        command.arg("serve");
+        // Any free port, unless the caller names one.
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(["--log-format", "json", "--data"])
             .arg(data)
             .args(extra)
             .env("REPNET_ADMIN_TOKEN", TOKEN)
@@ -152,15 +153,32 @@ pub(crate) fn status(server: &ServerProcess) -> Value {
 }
 
 /// `repnet` with its own client configuration.
+/// Its caches are in `cache/` and its state (the statistics queue, `offline.json`) in `state/`
+/// beside the configuration (through `XDG_CACHE_HOME` and `XDG_STATE_HOME`).
 pub(crate) fn client(config: &Path) -> Command {
     let mut command = repnet();
     command.arg("--client-config").arg(config);
+    let dir = config.parent().unwrap();
+    command.env("XDG_CACHE_HOME", dir.join("cache"));
+    command.env("XDG_STATE_HOME", dir.join("state"));
     command
+}
+
+/// A state file of the client whose configuration is `config` (see [`client`]).
+pub(crate) fn client_state(config: &Path, name: &str) -> std::path::PathBuf {
+    config.parent().unwrap().join("state/repnet").join(name)
 }
 
 /// A loopback listener that only counts the connections made to it.
 pub(crate) fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    counting_listener_at("127.0.0.1:0")
+}
+
+/// [`counting_listener`] on `address` (say, where a stopped server listened).
+pub(crate) fn counting_listener_at(
+    address: &str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind(address).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&count);
@@ -248,4 +266,26 @@ impl Drop for ProxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `PUT /v1/admin/verdicts` with `body`; answers the status.
+pub(crate) fn put_local_verdict(url: &str, body: &str) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        repnet_client::http_client_builder()
+            .build()
+            .unwrap()
+            .put(format!("{url}/v1/admin/verdicts"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
 }
