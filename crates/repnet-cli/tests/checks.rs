@@ -478,3 +478,107 @@ fn client_caches_belong_to_one_server_and_live_in_the_xdg_directories() {
         .collect();
     assert_eq!(beside, ["client.toml"]);
 }
+
+/// A feed read with the wrong format never wipes its source, whatever the flags.
+#[test]
+fn a_wrong_feed_format_never_wipes_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let samples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../repnet-feeds/tests/samples");
+    let list = dir.path().join("corp.txt");
+    let hashes = ["aa".repeat(32), "bb".repeat(32), "cc".repeat(32)];
+    std::fs::write(&list, hashes.join("\n")).unwrap();
+    let import = |args: &[&str], file: &Path| {
+        run(repnet()
+            .args(["import", "--source", "corp", "--data"])
+            .arg(&data)
+            .args(args)
+            .arg(file))
+    };
+    let output = import(&["--format", "hashlist"], &list);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let urlhaus = samples.join("urlhaus.csv");
+    for flags in [
+        vec!["--format", "malwarebazaar"],
+        vec!["--format", "malwarebazaar", "--allow-empty"],
+        vec!["--format", "hashlist", "--allow-empty"],
+        vec!["--format", "malwarebazaar", "--dry-run"],
+    ] {
+        let output = import(&flags, &urlhaus);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            stdout(&output)
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains("not one was a valid entry"),
+            "{flags:?}: {message}"
+        );
+        assert!(message.contains("rows read as"), "{message}");
+        assert!(
+            message.contains("urlhaus.csv:"),
+            "the first bad rows by line: {message}"
+        );
+        assert!(message.contains("try --format urlhaus"), "{message}");
+        assert!(message.contains("records are kept"), "{message}");
+    }
+    // The source still has its three records.
+    let store = repnet_store::Store::open(&data, &repnet_store::StoreOptions::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let objects: Vec<repnet_model::Object> = hashes
+        .iter()
+        .map(|h| repnet_model::Object::parse(repnet_model::ObjectKind::File, h).unwrap())
+        .collect();
+    let found = runtime.block_on(store.lookup(&objects)).unwrap();
+    assert!(found.iter().all(|k| k.records.len() == 1), "{found:?}");
+    drop(store);
+
+    // An empty feed: refused with the flag named, accepted with it (and then retracted).
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "# nothing today\n").unwrap();
+    let output = import(&["--format", "hashlist"], &empty);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--allow-empty"),
+        "{}",
+        stderr(&output)
+    );
+    let output = import(&["--format", "hashlist", "--allow-empty"], &empty);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("3 records retracted"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Auto-detection takes a hash list with a bad line, and reports the line.
+    let sums = dir.path().join("sums.txt");
+    std::fs::write(
+        &sums,
+        format!(
+            "{}  a.exe\n{}  b.exe\noops\n{}  c.exe\n",
+            "dd".repeat(32),
+            "ee".repeat(32),
+            "ff".repeat(32)
+        ),
+    )
+    .unwrap();
+    let output = import(&[], &sums);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("stored 3, skipped 1"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("sums.txt:3"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -76,7 +76,13 @@ pub(crate) fn recognise(head: &str) -> Option<Format> {
     if first.starts_with("\"SHA-1\",\"MD5\"") {
         return Some(Format::Nsrl);
     }
-    let all = |test: &dyn Fn(&str) -> bool| complete.iter().all(|line| test(line));
+    // Lists are recognised when at least two lines in three of the first complete ones are of
+    // the kind: a few bad lines (a stray header, a typo) do not hide a hash list; the import
+    // then reports them as bad rows.
+    let all = |test: &dyn Fn(&str) -> bool| {
+        let valid = complete.iter().filter(|line| test(line)).count();
+        valid > 0 && valid >= 2 * (complete.len() - valid)
+    };
     let clamav = |line: &str| {
         let mut parts = line.split(':');
         let hash = parts.next().unwrap_or("");
@@ -154,6 +160,18 @@ mod tests {
         assert_eq!(
             recognise("http://a.example/x\nhttps://b.example/\n"),
             Some(Format::Urllist)
+        );
+        // A few bad lines do not hide a list; a majority of them does.
+        let sums = format!(
+            "# sha256sum output\n{}  a.exe\n{}  b.dll\nnot-a-hash\n{}  c.sys\n",
+            "a".repeat(64),
+            "b".repeat(64),
+            "c".repeat(64)
+        );
+        assert_eq!(recognise(&sums), Some(Format::Hashlist));
+        assert_eq!(
+            recognise("not-a-hash\nnor this\nbut-this-is-not-either\n"),
+            None
         );
         assert_eq!(recognise("this is, not a feed!\n"), None);
         assert_eq!(recognise("{\"hello\": 1}"), None);

@@ -290,9 +290,13 @@ pub enum FeedError {
     #[error("{path}: {message}")]
     Format { path: String, message: String },
     #[error(
-        "no entries in the feed: nothing was changed, {feed}'s records are kept (if the feed really is empty now, import it again allowing an empty feed)"
+        "the feed has no rows: nothing was changed, {feed}'s records are kept (an empty file is more often a failed download; if the feed really is empty now, import it again with --allow-empty, allow_empty=true in the admin API, or allow_empty = true in its [[feeds]] table)"
     )]
     Empty { feed: String },
+    /// Rows were read and not one was an entry: most likely the wrong `--format`. Never an
+    /// empty feed: that would retract everything the source had.
+    #[error("{0}")]
+    NothingValid(Box<NothingValid>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -376,6 +380,71 @@ impl Sink<'_> {
                 .push(format!("{}:{line}: {detail}", self.path));
         }
     }
+}
+
+/// What [`FeedError::NothingValid`] says.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{rows} read as {format} and not one was a valid entry ({reasons}){examples}{hint}: nothing was changed, {feed}'s records are kept"
+)]
+pub struct NothingValid {
+    pub feed: String,
+    pub format: Format,
+    /// `1 row`, `4 rows`.
+    pub rows: String,
+    /// `invalid hash: 4, …`.
+    pub reasons: String,
+    /// `; the first: FILE:LINE: reason; …`.
+    pub examples: String,
+    /// `; the file looks like urlhaus: try --format urlhaus`, or `; check --format`.
+    pub hint: String,
+}
+
+/// The error for a feed of which no row was valid, with the counts, the first reasons, and,
+/// when the format was given and the first file looks like another, that one.
+fn nothing_valid(
+    report: &Report,
+    read_as: Format,
+    source: &Source,
+    asked: Format,
+    inputs: &[Input],
+    options: &FeedOptions,
+) -> FeedError {
+    let reasons: Vec<String> = report
+        .reasons
+        .iter()
+        .map(|(reason, count)| format!("{reason}: {count}"))
+        .collect();
+    let examples = match report.examples.as_slice() {
+        [] => String::new(),
+        first => format!(
+            "; the first: {}",
+            first.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ),
+    };
+    let detected = match (asked, inputs.first()) {
+        (Format::Auto, _) | (_, None | Some(Input::Stdin)) => None,
+        (_, Some(input)) => input::open(input, &options.temp_dir)
+            .ok()
+            .and_then(|mut opened| detect::detect(&mut opened).ok()),
+    };
+    let hint = match detected {
+        Some(other) if other != read_as => {
+            format!("; the file looks like {other}: try --format {other} (or --format auto)")
+        }
+        _ => "; check --format".to_owned(),
+    };
+    FeedError::NothingValid(Box::new(NothingValid {
+        feed: source.to_string(),
+        format: read_as,
+        rows: match report.read {
+            1 => "1 row".to_owned(),
+            read => format!("{read} rows"),
+        },
+        reasons: reasons.join(", "),
+        examples,
+        hint,
+    }))
 }
 
 /// Where an import reports its progress.
@@ -479,14 +548,22 @@ fn read(
         formats::parse(format, &mut opened, &mut sink)?;
     }
     progress.rows(report.read);
-    if let Some((_, source)) = &chosen
-        && report.stored == 0
-        && !options.incremental
-        && !options.allow_empty
-    {
-        return Err(FeedError::Empty {
-            feed: source.to_string(),
-        });
+    if let Some((chosen_format, source)) = &chosen {
+        if report.read > 0 && report.stored == 0 {
+            return Err(nothing_valid(
+                &report,
+                *chosen_format,
+                source,
+                format,
+                inputs,
+                options,
+            ));
+        }
+        if report.read == 0 && !options.incremental && !options.allow_empty {
+            return Err(FeedError::Empty {
+                feed: source.to_string(),
+            });
+        }
     }
     if let Some(bulk) = bulk {
         progress.writing();

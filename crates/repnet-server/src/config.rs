@@ -234,6 +234,10 @@ pub struct FeedConfig {
     /// Only add; never retract what the feed stops listing.
     #[serde(default)]
     pub incremental: bool,
+    /// Let a download without a single row retract everything the feed had (refused by
+    /// default: an empty file is more often a failed download).
+    #[serde(default)]
+    pub allow_empty: bool,
     /// HTTP headers sent with every download (`Auth-Key`, `Authorization`, …), for feeds
     /// that need a key.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -280,6 +284,7 @@ impl FeedConfig {
             options.top = top;
         }
         options.incremental = self.incremental;
+        options.allow_empty = self.allow_empty;
         Ok((format, options))
     }
 

@@ -158,6 +158,7 @@ fn feed_config(name: &str, url: Option<String>, path: Option<PathBuf>) -> FeedCo
         confidence: None,
         top: None,
         incremental: false,
+        allow_empty: false,
         headers: Default::default(),
     }
 }
@@ -250,7 +251,11 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     assert_eq!(status.state, "failed");
     assert_eq!(status.consecutive_failures, 2);
     assert!(
-        status.error.as_deref().unwrap().contains("no entries"),
+        status
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not one was a valid entry"),
         "{status:?}"
     );
     assert_eq!(server.url_verdict(A).await, "untrusted");
