@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, WithoutTls};
-use repnet_model::{FileHashes, Md5, Sha1, Sha256};
-use repnet_protocol::Reputation;
+use repnet_model::{FileHashes, Md5, ObjectKind, Sha1, Sha256};
+use repnet_protocol::{ObjectRef, Reputation};
 use sha2::Digest as _;
 
 /// Most files whose hashes are kept. Past it, the cache starts over with the files of the
@@ -105,18 +105,20 @@ impl Caches {
         (!all || (hashes.md5.is_some() && hashes.sha1.is_some())).then_some(hashes)
     }
 
-    /// A fresh answer from `server` about `kind:value`.
-    pub(crate) fn answer(&self, server: ServerId, kind: &str, value: &str) -> Option<Reputation> {
+    /// A fresh answer from `server` to what was `asked`.
+    pub(crate) fn answer(&self, server: ServerId, asked: Asked<'_>) -> Option<Reputation> {
         let txn = self.env.read_txn().ok()?;
-        let stored = self
-            .answers
-            .get(&txn, &answer_key(server, kind, value))
-            .ok()??;
-        let (expires, json) = stored.split_first_chunk::<8>()?;
+        let stored = self.answers.get(&txn, &answer_key(server, asked)).ok()??;
+        let (expires, rest) = stored.split_first_chunk::<8>()?;
         if u64::from_be_bytes(*expires) <= now() {
             return None;
         }
-        repnet_protocol::from_json(json).ok()
+        let (form, json) = rest.split_first()?;
+        let mut reputation: Reputation = repnet_protocol::from_json(json).ok()?;
+        if let (FORM_FILE_IMPLIED, Asked::File(hashes)) = (*form, asked) {
+            reputation.object = file_object(hashes)?;
+        }
+        Some(reputation)
     }
 
     /// Keeps what a command learnt, in one transaction: files' hashes, and answers until
@@ -125,7 +127,7 @@ impl Caches {
         &self,
         hashes: &[(String, FileHashes)],
         server: ServerId,
-        answers: &[(&str, &str, &Reputation)],
+        answers: &[(Asked<'_>, &Reputation)],
     ) -> anyhow::Result<()> {
         let mut txn = self.env.write_txn()?;
         if !hashes.is_empty() {
@@ -139,15 +141,28 @@ impl Caches {
             }
         }
         let now = now();
-        for (kind, value, reputation) in answers {
+        let mut stored = Vec::new();
+        for (asked, reputation) in answers {
             if reputation.stale || reputation.ttl == 0 {
                 continue;
             }
-            let key = answer_key(server, kind, value);
+            let key = answer_key(server, *asked);
             let expires = now + u64::from(reputation.ttl);
             let mut kept = (*reputation).clone();
             kept.explain = None;
-            let mut stored = expires.to_be_bytes().to_vec();
+            // A file's answer names the file by the hashes it was asked by: those are in the
+            // key already, and a third of the answer's size.
+            let form = match asked {
+                Asked::File(hashes) if file_object(hashes).as_ref() == Some(&kept.object) => {
+                    kept.object.value.clear();
+                    kept.object.hashes = None;
+                    FORM_FILE_IMPLIED
+                }
+                _ => FORM_WHOLE,
+            };
+            stored.clear();
+            stored.extend_from_slice(&expires.to_be_bytes());
+            stored.push(form);
             stored.extend_from_slice(&repnet_protocol::to_json(&kept));
             self.answers.put(&mut txn, &key, &stored)?;
             let mut index = expires.to_be_bytes().to_vec();
@@ -187,13 +202,60 @@ impl Caches {
     }
 }
 
-fn answer_key(server: ServerId, kind: &str, value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9 + kind.len() + value.len());
+/// What an answer answers: a file by the hashes it was asked by, or an object by its kind
+/// and canonical text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Asked<'a> {
+    File(&'a FileHashes),
+    Object(ObjectKind, &'a str),
+}
+
+/// The stored answer is the JSON as received.
+const FORM_WHOLE: u8 = 0;
+/// The stored answer's object is the file the key names (see [`file_object`]).
+const FORM_FILE_IMPLIED: u8 = 1;
+
+/// The key of an answer: the server, then the file's digests (the key stays short and says
+/// what was asked), or a hash of the object's kind and text (URLs can be longer than LMDB's
+/// keys).
+fn answer_key(server: ServerId, asked: Asked<'_>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + 2 + 68);
     key.extend_from_slice(&server.0);
-    key.extend_from_slice(kind.as_bytes());
-    key.push(b':');
-    key.extend_from_slice(value.as_bytes());
+    match asked {
+        Asked::File(hashes) => {
+            key.push(b'f');
+            let flags = u8::from(hashes.sha256.is_some())
+                | u8::from(hashes.sha1.is_some()) << 1
+                | u8::from(hashes.md5.is_some()) << 2;
+            key.push(flags);
+            for hash in hashes.iter() {
+                key.extend_from_slice(hash.as_bytes());
+            }
+        }
+        Asked::Object(kind, value) => {
+            key.push(b'o');
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(kind.as_str());
+            hasher.update(b":");
+            hasher.update(value);
+            key.extend_from_slice(&hasher.finalize()[..16]);
+        }
+    }
     key
+}
+
+/// How a server names a file asked for by `hashes`: by the strongest, with all of them.
+fn file_object(hashes: &FileHashes) -> Option<ObjectRef> {
+    let primary = hashes.primary()?;
+    Some(ObjectRef {
+        kind: ObjectKind::File.as_str().to_owned(),
+        value: primary.to_string(),
+        hashes: Some(repnet_protocol::Hashes {
+            md5: hashes.md5.map(|h| h.to_string()),
+            sha1: hashes.sha1.map(|h| h.to_string()),
+            sha256: hashes.sha256.map(|h| h.to_string()),
+        }),
+    })
 }
 
 fn encode_hashes(hashes: &FileHashes) -> Vec<u8> {
@@ -267,16 +329,11 @@ mod tests {
         );
         let bad = answer(3600, repnet_model::Verdict::Untrusted);
         let good = answer(3600, repnet_model::Verdict::Trusted);
+        let domain = Asked::Object(ObjectKind::Domain, "a.example");
         caches
-            .save(
-                &[("1:2:3:4.5".to_owned(), file)],
-                global,
-                &[("domain", "a.example", &bad)],
-            )
+            .save(&[("1:2:3:4.5".to_owned(), file)], global, &[(domain, &bad)])
             .unwrap();
-        caches
-            .save(&[], private, &[("domain", "a.example", &good)])
-            .unwrap();
+        caches.save(&[], private, &[(domain, &good)]).unwrap();
         assert_eq!(caches.hashes("1:2:3:4.5", true), Some(file));
         assert_eq!(caches.hashes("1:2:3:4.6", false), None);
         let sha256_only = FileHashes {
@@ -293,20 +350,31 @@ mod tests {
             "MD5 and SHA-1 are needed"
         );
         assert_eq!(
-            caches
-                .answer(global, "domain", "a.example")
-                .unwrap()
-                .verdict,
+            caches.answer(global, domain).unwrap().verdict,
             repnet_protocol::Verdict::Untrusted
         );
         assert_eq!(
-            caches
-                .answer(private, "domain", "a.example")
-                .unwrap()
-                .verdict,
+            caches.answer(private, domain).unwrap().verdict,
             repnet_protocol::Verdict::Trusted
         );
-        assert!(caches.answer(global, "domain", "b.example").is_none());
+        assert!(
+            caches
+                .answer(global, Asked::Object(ObjectKind::Domain, "b.example"))
+                .is_none()
+        );
+        // A file's answer comes back whole, though stored without its object; by the hashes
+        // it was asked by only.
+        let object = repnet_model::Object::File(file.primary().unwrap());
+        let policy = repnet_model::TtlPolicy::default();
+        let answer = Reputation::from_model(
+            &repnet_model::Reputation::assess(object, file, Vec::new(), 0, &policy),
+            false,
+        );
+        caches
+            .save(&[], global, &[(Asked::File(&file), &answer)])
+            .unwrap();
+        assert_eq!(caches.answer(global, Asked::File(&file)), Some(answer));
+        assert_eq!(caches.answer(global, Asked::File(&sha256_only)), None);
     }
 
     #[test]
@@ -316,13 +384,13 @@ mod tests {
         let server = ServerId::new("http://s.example", None);
         let mut stale = answer(3600, repnet_model::Verdict::Untrusted);
         stale.stale = true;
-        caches
-            .save(&[], server, &[("domain", "stale.example", &stale)])
-            .unwrap();
-        assert!(caches.answer(server, "domain", "stale.example").is_none());
+        let asked = Asked::Object(ObjectKind::Domain, "stale.example");
+        caches.save(&[], server, &[(asked, &stale)]).unwrap();
+        assert!(caches.answer(server, asked).is_none());
         // An answer already past its expiry is swept at the next save.
         let mut txn = caches.env.write_txn().unwrap();
-        let key = answer_key(server, "domain", "old.example");
+        let old = Asked::Object(ObjectKind::Domain, "old.example");
+        let key = answer_key(server, old);
         let mut stored = 5u64.to_be_bytes().to_vec();
         stored.extend_from_slice(b"{}");
         caches.answers.put(&mut txn, &key, &stored).unwrap();
@@ -330,7 +398,7 @@ mod tests {
         index.extend_from_slice(&key);
         caches.expiry.put(&mut txn, &index, &[]).unwrap();
         txn.commit().unwrap();
-        assert!(caches.answer(server, "domain", "old.example").is_none());
+        assert!(caches.answer(server, old).is_none());
         caches.save(&[], server, &[]).unwrap();
         let txn = caches.env.read_txn().unwrap();
         assert_eq!(caches.answers.len(&txn).unwrap(), 0);

@@ -55,13 +55,6 @@ pub(crate) fn hash_file(path: &Path, which: Which) -> std::io::Result<FileHashes
     })
 }
 
-/// How answers about a file asked for by `hashes` are cached: what was asked decides what the
-/// answer can know, so a SHA-256-only answer never stands in for one asked by all three.
-pub(crate) fn cache_key(hashes: &FileHashes) -> String {
-    let text: Vec<String> = hashes.iter().map(|hash| hash.to_string()).collect();
-    text.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

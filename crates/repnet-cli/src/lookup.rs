@@ -16,7 +16,7 @@ use repnet_protocol::{
     LookupItem, LookupOutput, LookupResult, Reputation, StatisticsEvent, Verdict,
 };
 
-use crate::caches::ServerId;
+use crate::caches::{Asked, ServerId};
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -130,10 +130,10 @@ impl Target {
     }
 
     /// What its answer is cached under: for a local file, every hash it was asked by.
-    fn cache_value(&self) -> String {
+    fn asked(&self) -> Asked<'_> {
         match &self.hashes {
-            Some(hashes) => hashing::cache_key(hashes),
-            None => self.value.clone(),
+            Some(hashes) => Asked::File(hashes),
+            None => Asked::Object(self.kind, &self.value),
         }
     }
 
@@ -403,11 +403,9 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
             }
             // For `off` mode later. A cache that cannot be written costs nothing but that.
             if let Ok(caches) = files.caches() {
-                let values: Vec<String> = answered.iter().map(|a| a.target.cache_value()).collect();
-                let kept: Vec<(&str, &str, &Reputation)> = answered
+                let kept: Vec<(Asked<'_>, &Reputation)> = answered
                     .iter()
-                    .zip(&values)
-                    .map(|(a, value)| (a.target.kind.as_str(), value.as_str(), &a.reputation))
+                    .map(|a| (a.target.asked(), &a.reputation))
                     .collect();
                 let _ = caches.save(&[], server_id, &kept);
             }
@@ -475,7 +473,7 @@ fn from_cache(
     };
     let mut answered = Vec::with_capacity(targets.len());
     for target in targets {
-        let reputation = match cache.answer(server, target.kind.as_str(), &target.cache_value()) {
+        let reputation = match cache.answer(server, target.asked()) {
             Some(reputation) => reputation,
             None => {
                 let object = repnet_model::Object::parse(target.kind, &target.value)?;

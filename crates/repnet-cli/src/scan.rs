@@ -17,7 +17,7 @@ use repnet_model::{FileHash, FileHashes};
 use repnet_protocol::{LookupItem, LookupResult, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::caches::{Caches, ServerId};
+use crate::caches::{Asked, Caches, ServerId};
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -503,8 +503,10 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let hashed_now = Arc::new(AtomicU64::new(0));
-    // Each file's hashes, and whether they were computed now (rather than cached).
-    type Hashed = std::io::Result<(FileHashes, bool)>;
+    // Each file's hashes, whether they were computed now (rather than cached), and the
+    // cached answer about it, if any: the workers read the caches too, so that a rescan of an
+    // unchanged tree uses every core.
+    type Hashed = std::io::Result<(FileHashes, bool, Option<Reputation>)>;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, Hashed)>();
     let threads = args
         .jobs
@@ -536,7 +538,11 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                         hashed_now.fetch_add(1, Ordering::Relaxed);
                         hashing::hash_file(&job.path, which).map(|hashes| (hashes, true))
                     }
-                };
+                }
+                .map(|(hashes, computed)| {
+                    let answer = caches.answer(server_id, Asked::File(&hashes));
+                    (hashes, computed, answer)
+                });
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress.file_done(finished, job.size);
                 if sender.send((index, result)).is_err() {
@@ -550,7 +556,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     // Lookups, a batch of 1,000 at a time, while hashing goes on.
     let mut scanned: Vec<Option<Scanned>> = vec![None; jobs.len()];
     let mut new_hashes: Vec<(String, FileHashes)> = Vec::new();
-    let mut new_answers: Vec<(String, Reputation)> = Vec::new();
+    let mut new_answers: Vec<(FileHashes, Reputation)> = Vec::new();
     let mut batch: Vec<usize> = Vec::new();
     let mut offline = false;
     let mut lookups = 0u64;
@@ -565,12 +571,11 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 Err(error) => {
                     scanned[index] = Some(unreadable_entry(path, job.size, error.to_string()))
                 }
-                Ok((hashes, computed)) => {
+                Ok((hashes, computed, cached)) => {
                     if computed && let Some(identity) = &job.identity {
                         new_hashes.push((identity.clone(), hashes));
                     }
                     let entry = Scanned::hashed(path, job.size, &hashes);
-                    let cached = caches.answer(server_id, "file", &hashing::cache_key(&hashes));
                     scanned[index] = Some(match cached {
                         Some(reputation) => from_reputation(entry, reputation),
                         None if online && !offline => {
@@ -610,8 +615,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 scanned[*index] = Some(match answer {
                     Some(reputation) => {
                         if !args.private {
-                            new_answers
-                                .push((hashing::cache_key(&entry.hashes), reputation.clone()));
+                            new_answers.push((entry.hashes, reputation.clone()));
                         }
                         if args.fail_on.fails(reputation.verdict) {
                             progress.untrusted.fetch_add(1, Ordering::Relaxed);
@@ -641,9 +645,9 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
 
     // Keep what was learnt: hashes of unchanged files, answers, what to recheck. A cache
     // that cannot be written costs the next scan time, nothing else.
-    let answers: Vec<(&str, &str, &Reputation)> = new_answers
+    let answers: Vec<(Asked<'_>, &Reputation)> = new_answers
         .iter()
-        .map(|(key, reputation)| ("file", key.as_str(), reputation))
+        .map(|(hashes, reputation)| (Asked::File(hashes), reputation))
         .collect();
     if let Err(error) = caches.save(&new_hashes, server_id, &answers) {
         eprintln!("repnet: the caches could not be updated: {error:#}");
@@ -752,6 +756,7 @@ impl Summary {
 }
 
 fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
+    use std::io::Write as _;
     results.sort_by(|a, b| {
         rank(&a.verdict)
             .cmp(&rank(&b.verdict))
@@ -760,25 +765,35 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
     if args.only_untrusted {
         results.retain(|r| r.verdict == "untrusted");
     }
+    // Buffered: standard output is line-buffered, a write per line for a million files.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
-        ScanFormat::Json => println!("{}", serde_json::to_string_pretty(results)?),
+        ScanFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, results)?;
+            writeln!(out)?;
+        }
         ScanFormat::Ndjson => {
             for result in results.iter() {
-                println!("{}", serde_json::to_string(result)?);
+                serde_json::to_writer(&mut out, result)?;
+                writeln!(out)?;
             }
         }
         ScanFormat::Csv => {
-            println!("path,size,sha256,md5,sha1,verdict,threat,source,error");
+            writeln!(
+                out,
+                "path,size,sha256,md5,sha1,verdict,threat,source,stale,error"
+            )?;
             let field = |text: &str| {
-                if text.contains([',', '"', '\n']) {
+                if text.contains([',', '"', '\n', '\r']) {
                     format!("\"{}\"", text.replace('"', "\"\""))
                 } else {
                     text.to_owned()
                 }
             };
             for r in results.iter() {
-                println!(
-                    "{},{},{},{},{},{},{},{},{}",
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{}",
                     field(&r.path),
                     r.size,
                     r.sha256.as_deref().unwrap_or(""),
@@ -787,8 +802,9 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                     field(&r.verdict),
                     field(r.threat.as_deref().unwrap_or("")),
                     field(r.source.as_deref().unwrap_or("")),
+                    if r.stale { "true" } else { "" },
                     field(r.error.as_deref().unwrap_or(""))
-                );
+                )?;
             }
         }
         ScanFormat::Table => {
@@ -798,26 +814,29 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                 .max()
                 .unwrap_or(4)
                 .max(4);
-            println!(
+            writeln!(
+                out,
                 "{:<width$}  {:<18}  {:<24}  SOURCE",
                 "PATH", "VERDICT", "THREAT OR ERROR"
-            );
+            )?;
             for r in results.iter() {
                 let verdict = if r.stale {
                     format!("{} (stale)", r.verdict)
                 } else {
                     r.verdict.clone()
                 };
-                println!(
+                writeln!(
+                    out,
                     "{:<width$}  {:<18}  {:<24}  {}",
                     r.path,
                     verdict,
                     r.threat.as_deref().or(r.error.as_deref()).unwrap_or("-"),
                     r.source.as_deref().unwrap_or("-")
-                );
+                )?;
             }
         }
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -857,7 +876,7 @@ async fn recheck(
         .map(|(sha256, file)| (file.hashes(&sha256), file))
         .collect();
     let mut results = Vec::new();
-    let mut answers_kept: Vec<(String, Reputation)> = Vec::new();
+    let mut answers_kept: Vec<(FileHashes, Reputation)> = Vec::new();
     let mut lookups = 0;
     let mut still = Offline::default();
     for chunk in pending.chunks(repnet_client::BATCH_LIMIT) {
@@ -877,7 +896,7 @@ async fn recheck(
                 continue;
             };
             if !args.private {
-                answers_kept.push((hashing::cache_key(hashes), reputation.clone()));
+                answers_kept.push((*hashes, reputation.clone()));
             }
             for path in &file.paths {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -886,9 +905,9 @@ async fn recheck(
             }
         }
     }
-    let kept: Vec<(&str, &str, &Reputation)> = answers_kept
+    let kept: Vec<(Asked<'_>, &Reputation)> = answers_kept
         .iter()
-        .map(|(key, reputation)| ("file", key.as_str(), reputation))
+        .map(|(hashes, reputation)| (Asked::File(hashes), reputation))
         .collect();
     let _ = caches.save(&[], server_id, &kept);
     let unchecked = still.count();
