@@ -96,19 +96,24 @@ enum ScanFormat {
     Csv,
 }
 
-/// What the scan found about one file.
+impl ScanFormat {
+    /// Whether the output has each file's whole answer.
+    fn shows_answers(self) -> bool {
+        matches!(self, ScanFormat::Json | ScanFormat::Ndjson)
+    }
+}
+
+/// What the scan found about one file. Kept small: a scan holds one per file until it
+/// prints them, untrusted first.
 #[derive(Debug, Clone, Serialize)]
 struct Scanned {
     path: String,
     size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    md5: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha1: Option<String>,
+    /// `sha256`, `md5` and `sha1`, as hexadecimal text.
+    #[serde(flatten)]
+    hashes: HexHashes,
     /// `untrusted`, `riskware`, `trusted`, `unknown`, `unknown (offline)` or `unreadable`.
-    verdict: String,
+    verdict: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,12 +124,30 @@ struct Scanned {
     /// The answer was served past its lifetime by a proxy whose upstream is down.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stale: bool,
-    /// The whole answer, when there is one.
+    /// The whole answer, when there is one and the output shows it (JSON, NDJSON).
     #[serde(skip_serializing_if = "Option::is_none")]
-    reputation: Option<Reputation>,
-    /// The hashes, for lookups (printed above as text).
-    #[serde(skip)]
-    hashes: FileHashes,
+    reputation: Option<Box<Reputation>>,
+}
+
+/// A file's hashes, written as the fields `sha256`, `md5` and `sha1` (those known).
+#[derive(Debug, Clone, Copy, Default)]
+struct HexHashes(FileHashes);
+
+impl Serialize for HexHashes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(sha256) = &self.0.sha256 {
+            map.serialize_entry("sha256", &sha256.to_string())?;
+        }
+        if let Some(md5) = &self.0.md5 {
+            map.serialize_entry("md5", &md5.to_string())?;
+        }
+        if let Some(sha1) = &self.0.sha1 {
+            map.serialize_entry("sha1", &sha1.to_string())?;
+        }
+        map.end()
+    }
 }
 
 impl Scanned {
@@ -133,16 +156,13 @@ impl Scanned {
         Scanned {
             path,
             size,
-            sha256: hashes.sha256.map(|h| h.to_string()),
-            md5: hashes.md5.map(|h| h.to_string()),
-            sha1: hashes.sha1.map(|h| h.to_string()),
-            verdict: "unknown".to_owned(),
+            hashes: HexHashes(*hashes),
+            verdict: "unknown",
             threat: None,
             source: None,
             error: None,
             stale: false,
             reputation: None,
-            hashes: *hashes,
         }
     }
 }
@@ -356,16 +376,13 @@ fn unreadable_entry(path: String, size: u64, error: String) -> Scanned {
     Scanned {
         path,
         size,
-        sha256: None,
-        md5: None,
-        sha1: None,
-        verdict: UNREADABLE.to_owned(),
+        hashes: HexHashes::default(),
+        verdict: UNREADABLE,
         threat: None,
         source: None,
         error: Some(error),
         stale: false,
         reputation: None,
-        hashes: FileHashes::default(),
     }
 }
 
@@ -412,12 +429,18 @@ impl Progress {
     }
 }
 
-fn from_reputation(mut scanned: Scanned, reputation: Reputation) -> Scanned {
-    scanned.verdict = reputation.verdict.as_str().to_owned();
-    scanned.threat = reputation.threat.clone();
-    scanned.source = reputation.source.clone();
+/// `scanned` with its answer; the whole answer is kept only when the output shows it.
+fn from_reputation(mut scanned: Scanned, reputation: Reputation, keep: bool) -> Scanned {
+    scanned.verdict = reputation.verdict.as_str();
     scanned.stale = reputation.stale;
-    scanned.reputation = Some(reputation);
+    if keep {
+        scanned.threat = reputation.threat.clone();
+        scanned.source = reputation.source.clone();
+        scanned.reputation = Some(Box::new(reputation));
+    } else {
+        scanned.threat = reputation.threat;
+        scanned.source = reputation.source;
+    }
     scanned
 }
 
@@ -497,6 +520,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     let total_bytes: u64 = jobs.iter().map(|job| job.size).sum();
     let progress = Arc::new(Progress::new(total_bytes));
     let online = config.participation != Mode::Off;
+    let keep_answers = args.format.shows_answers();
 
     // Hashing threads take jobs by index and hand each file to the lookup side at once.
     let jobs = Arc::new(jobs);
@@ -577,7 +601,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                     }
                     let entry = Scanned::hashed(path, job.size, &hashes);
                     scanned[index] = Some(match cached {
-                        Some(reputation) => from_reputation(entry, reputation),
+                        Some(reputation) => from_reputation(entry, reputation, keep_answers),
                         None if online && !offline => {
                             batch.push(index);
                             entry
@@ -585,7 +609,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                         None if online => {
                             pending.add(&server, &hashes, entry.path.clone());
                             Scanned {
-                                verdict: OFFLINE.to_owned(),
+                                verdict: OFFLINE,
                                 ..entry
                             }
                         }
@@ -598,7 +622,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
             let indices = std::mem::take(&mut batch);
             let hashes: Vec<FileHashes> = indices
                 .iter()
-                .filter_map(|i| scanned[*i].as_ref().map(|s| s.hashes))
+                .filter_map(|i| scanned[*i].as_ref().map(|s| s.hashes.0))
                 .collect();
             lookups += 1;
             let answers = match look_up(&client, args.private, &hashes).await? {
@@ -615,18 +639,18 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 scanned[*index] = Some(match answer {
                     Some(reputation) => {
                         if !args.private {
-                            new_answers.push((entry.hashes, reputation.clone()));
+                            new_answers.push((entry.hashes.0, reputation.clone()));
                         }
                         if args.fail_on.fails(reputation.verdict) {
                             progress.untrusted.fetch_add(1, Ordering::Relaxed);
                         }
-                        from_reputation(entry, reputation)
+                        from_reputation(entry, reputation, keep_answers)
                     }
                     // Not checked: recorded for `--recheck`.
                     None => {
-                        pending.add(&server, &entry.hashes, entry.path.clone());
+                        pending.add(&server, &entry.hashes.0, entry.path.clone());
                         Scanned {
-                            verdict: OFFLINE.to_owned(),
+                            verdict: OFFLINE,
                             ..entry
                         }
                     }
@@ -640,6 +664,8 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     for worker in workers {
         let _ = worker.join();
     }
+    // The walk's list is not needed any more: free it before the results are sorted.
+    drop(jobs);
     progress.finish();
     results.extend(scanned.into_iter().flatten());
 
@@ -671,7 +697,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         .filter(|r| r.verdict == "untrusted")
         .map(|r| StatisticsEvent {
             kind: "detection".to_owned(),
-            file: r.sha256.clone(),
+            file: r.hashes.0.sha256.map(|h| h.to_string()),
             url: None,
             size: Some(r.size),
             signer: None,
@@ -712,7 +738,7 @@ impl Summary {
     fn of(results: &[Scanned], started: Instant, hashed: u64, lookups: u64) -> Summary {
         let mut counts = BTreeMap::new();
         for result in results {
-            *counts.entry(result.verdict.clone()).or_insert(0) += 1;
+            *counts.entry(result.verdict.to_owned()).or_insert(0) += 1;
         }
         Summary {
             files: results.len(),
@@ -755,11 +781,16 @@ impl Summary {
     }
 }
 
+/// A hash as hexadecimal text, or nothing.
+fn hex(hash: Option<FileHash>) -> String {
+    hash.map(|h| h.to_string()).unwrap_or_default()
+}
+
 fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
     use std::io::Write as _;
     results.sort_by(|a, b| {
-        rank(&a.verdict)
-            .cmp(&rank(&b.verdict))
+        rank(a.verdict)
+            .cmp(&rank(b.verdict))
             .then_with(|| a.path.cmp(&b.path))
     });
     if args.only_untrusted {
@@ -796,10 +827,10 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                     "{},{},{},{},{},{},{},{},{},{}",
                     field(&r.path),
                     r.size,
-                    r.sha256.as_deref().unwrap_or(""),
-                    r.md5.as_deref().unwrap_or(""),
-                    r.sha1.as_deref().unwrap_or(""),
-                    field(&r.verdict),
+                    hex(r.hashes.0.sha256.map(FileHash::Sha256)),
+                    hex(r.hashes.0.md5.map(FileHash::Md5)),
+                    hex(r.hashes.0.sha1.map(FileHash::Sha1)),
+                    field(r.verdict),
                     field(r.threat.as_deref().unwrap_or("")),
                     field(r.source.as_deref().unwrap_or("")),
                     if r.stale { "true" } else { "" },
@@ -823,7 +854,7 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                 let verdict = if r.stale {
                     format!("{} (stale)", r.verdict)
                 } else {
-                    r.verdict.clone()
+                    r.verdict.to_owned()
                 };
                 writeln!(
                     out,
@@ -875,6 +906,7 @@ async fn recheck(
         .into_iter()
         .map(|(sha256, file)| (file.hashes(&sha256), file))
         .collect();
+    let keep_answers = args.format.shows_answers();
     let mut results = Vec::new();
     let mut answers_kept: Vec<(FileHashes, Reputation)> = Vec::new();
     let mut lookups = 0;
@@ -901,7 +933,7 @@ async fn recheck(
             for path in &file.paths {
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
                 let entry = Scanned::hashed(path.clone(), size, hashes);
-                results.push(from_reputation(entry, reputation.clone()));
+                results.push(from_reputation(entry, reputation.clone(), keep_answers));
             }
         }
     }
