@@ -10,13 +10,14 @@ use std::io::BufRead as _;
 use std::path::Path;
 
 use clap::{Args, ValueEnum};
-use repnet_client::{Client, PrivateTarget};
+use repnet_client::PrivateTarget;
 use repnet_model::{CanonicalUrl, Domain, FileHash, FileHashes, ObjectKind, canonical_ip};
 use repnet_protocol::{
     LookupItem, LookupOutput, LookupResult, Reputation, StatisticsEvent, Verdict,
 };
 
 use crate::caches::{Asked, ServerId};
+use crate::connect::ServerArgs;
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -32,10 +33,8 @@ pub(crate) struct LookupArgs {
     /// Take every argument as this kind, whatever it looks like.
     #[arg(long = "type", value_enum, value_name = "KIND")]
     kind: Option<Kind>,
-    /// The repnet server to ask [default: the client configuration's, else
-    /// http://127.0.0.1:8080].
-    #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
-    server: Option<String>,
+    #[command(flatten)]
+    connection: ServerArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -50,12 +49,6 @@ pub(crate) struct LookupArgs {
     /// Exit 1 when anything is at least this bad.
     #[arg(long, value_enum, default_value = "untrusted", value_name = "VERDICT")]
     fail_on: FailOn,
-    /// The organisation's licence key, for servers that require one (a private network).
-    #[arg(long, env = "REPNET_KEY", value_name = "KEY", hide_env_values = true)]
-    key: Option<String>,
-    /// CA certificates (PEM) to trust for an https:// server, besides the system's.
-    #[arg(long, env = "REPNET_CA", value_name = "FILE")]
-    ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,6 +295,46 @@ fn classify(argument: &str, forced: Option<Kind>) -> Result<Target, String> {
     }
 }
 
+/// What a false-positive report names: a file by SHA-256, or a URL.
+pub(crate) struct Reported {
+    pub(crate) file: Option<String>,
+    pub(crate) url: Option<String>,
+}
+
+/// The object `argument` names, for `repnet report-false-positive`: classified as `lookup`
+/// classifies (a file here is hashed; a mistake is an error, not a URL).
+pub(crate) fn reported_object(argument: &str) -> anyhow::Result<Reported> {
+    let target =
+        classify(argument, None).map_err(|reason| anyhow::anyhow!("{argument}: {reason}"))?;
+    let (file, url) = match target.kind {
+        ObjectKind::File => {
+            let sha256 = match &target.hashes {
+                Some(hashes) => hashes.sha256.map(|h| h.to_string()),
+                None => (target.value.len() == 64).then(|| target.value.clone()),
+            };
+            match sha256 {
+                Some(sha256) => (Some(sha256), None),
+                None => anyhow::bail!(
+                    "{argument}: reports name a file by its SHA-256: give the file itself or its SHA-256"
+                ),
+            }
+        }
+        ObjectKind::Url => (None, Some(target.value)),
+        ObjectKind::Domain => (None, Some(format!("http://{}/", target.value))),
+        ObjectKind::Ip => (
+            None,
+            Some(match target.value.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(ip)) => format!("http://[{ip}]/"),
+                _ => format!("http://{}/", target.value),
+            }),
+        ),
+        ObjectKind::Certificate => {
+            anyhow::bail!("{argument}: certificates cannot be reported; report the file they sign")
+        }
+    };
+    Ok(Reported { file, url })
+}
+
 /// The arguments with `-` replaced by the lines of standard input (blank lines and lines
 /// starting with `#` skipped).
 fn arguments(targets: &[String]) -> anyhow::Result<Vec<String>> {
@@ -343,10 +376,9 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
         }
     }
     let mut config = files.load()?;
-    let server = participation::server_url(&config, args.server.clone());
-    let key = args.key.clone().or_else(|| config.key.clone());
+    let server = args.connection.url(&config);
     // Answers are cached by the server and key that gave them.
-    let server_id = ServerId::new(&server, key.as_deref());
+    let server_id = ServerId::new(&server, args.connection.key(&config).as_deref());
     let answered = if targets.is_empty() {
         Vec::new()
     } else if config.participation == Mode::Off {
@@ -355,10 +387,7 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
         );
         from_cache(files, server_id, targets)?
     } else {
-        let mut client = Client::with_ca(&server, args.ca.as_deref())?;
-        if let Some(key) = &key {
-            client = client.with_licence_key(key.trim());
-        }
+        let client = args.connection.client(&config)?;
         let answered: Vec<Answered> = if args.private {
             let mut private = Vec::new();
             let mut asked = Vec::new();

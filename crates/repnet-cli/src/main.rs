@@ -7,6 +7,7 @@
 mod admin;
 mod bundle;
 mod caches;
+mod connect;
 mod hashing;
 mod import;
 mod lookup;
@@ -64,22 +65,26 @@ enum Command {
     Participation(participation::ParticipationCommand),
     /// Print the server's participation statement; --accept records that you accept it.
     Statement {
-        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
-        server: Option<String>,
+        #[command(flatten)]
+        connection: connect::ServerArgs,
         /// Accept this version of the statement.
         #[arg(long)]
         accept: bool,
     },
-    /// Report a wrong verdict on a file (SHA-256) or URL (extended participation).
+    /// Report a wrong verdict on a file (hashed here), a SHA-256, a URL, a domain or an IP
+    /// address (extended participation).
     ReportFalsePositive {
-        #[arg(value_name = "SHA256|URL")]
+        #[arg(value_name = "FILE|SHA256|URL|DOMAIN|IP")]
         target: String,
         /// Why the verdict is wrong (e-mail and IP addresses are removed before sending).
         #[arg(long, value_name = "TEXT")]
         comment: Option<String>,
-        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
-        server: Option<String>,
+        #[command(flatten)]
+        connection: connect::ServerArgs,
     },
+    /// The client configuration: the server, licence key and CA every client command uses.
+    #[command(subcommand)]
+    Config(participation::ConfigCommand),
 }
 
 /// What a command ended with, when it did not fail.
@@ -150,19 +155,20 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
         Command::Participation(command) => {
             runtime(0)?.block_on(participation::participation(&files()?, command))
         }
-        Command::Statement { server, accept } => {
-            runtime(0)?.block_on(participation::statement(&files()?, server, accept))
+        Command::Statement { connection, accept } => {
+            runtime(0)?.block_on(participation::statement(&files()?, &connection, accept))
         }
         Command::ReportFalsePositive {
             target,
             comment,
-            server,
+            connection,
         } => runtime(0)?.block_on(participation::report_false_positive(
             &files()?,
-            server,
+            &connection,
             &target,
             comment,
         )),
+        Command::Config(command) => participation::config(&files()?, command),
     }
 }
 

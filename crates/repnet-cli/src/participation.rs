@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
 use crate::caches::Caches;
+use crate::connect::ServerArgs;
 
 /// What the client shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
@@ -49,6 +50,9 @@ pub(crate) struct ClientConfig {
     /// The licence key (flags and `REPNET_KEY` win).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) key: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// server (flags and `REPNET_CA` win).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca: Option<PathBuf>,
     pub(crate) participation: Mode,
     /// The statement version the user accepted; 0 for none.
     pub(crate) statement_version: u32,
@@ -272,8 +276,8 @@ pub(crate) async fn queue_and_send(
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ParticipationCommand {
-    /// The mode, the accepted statement, and exactly the JSON the next statistics batch
-    /// would contain.
+    /// The mode, the accepted statement, the server, what lookups send, and exactly the JSON
+    /// the next statistics batch would contain.
     Show,
     /// No network traffic at all: lookups answer from the local cache only.
     Off,
@@ -281,23 +285,9 @@ pub(crate) enum ParticipationCommand {
     Basic,
     /// Lookups and anonymous statistics; needs the server's statement accepted.
     Extended {
-        #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
-        server: Option<String>,
+        #[command(flatten)]
+        connection: ServerArgs,
     },
-}
-
-pub(crate) fn server_url(config: &ClientConfig, flag: Option<String>) -> String {
-    flag.or_else(|| config.server.clone())
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
-}
-
-/// A client for `url` with the configured licence key.
-fn client(config: &ClientConfig, url: &str) -> anyhow::Result<Client> {
-    let client = Client::new(url)?;
-    Ok(match &config.key {
-        Some(key) => client.with_licence_key(key.trim()),
-        None => client,
-    })
 }
 
 pub(crate) async fn participation(
@@ -308,16 +298,23 @@ pub(crate) async fn participation(
     match command {
         ParticipationCommand::Show => {
             println!("participation: {}", config.participation.as_str());
+            println!("server: {}", ServerArgs::default().url(&config));
             match config.statement_version {
                 0 => println!("statement accepted: none"),
                 version => println!("statement accepted: version {version}"),
             }
+            match config.participation {
+                Mode::Off => println!("lookups: none are sent; answers come from the local cache"),
+                Mode::Basic | Mode::Extended => println!(
+                    "lookups: each lookup sends what it asks about: files' hashes (never the files), and URLs, domains and IP addresses as given (`--private` sends 4-byte hash prefixes instead)"
+                ),
+            }
             let queue = files.queue()?;
             if config.participation == Mode::Extended {
-                println!("the next statistics batch, exactly as it would be sent:");
+                println!("statistics: the next batch, exactly as it would be sent:");
             } else {
                 println!(
-                    "nothing is sent in {} mode; in extended mode the next statistics batch would be:",
+                    "statistics: none are sent in {} mode; in extended mode the next batch would be:",
                     config.participation.as_str()
                 );
             }
@@ -335,9 +332,8 @@ pub(crate) async fn participation(
             files.save(&mut config)?;
             println!("participation: {}", config.participation.as_str());
         }
-        ParticipationCommand::Extended { server } => {
-            let url = server_url(&config, server);
-            let statement = client(&config, &url)?.statement().await?;
+        ParticipationCommand::Extended { connection } => {
+            let statement = connection.client(&config)?.statement().await?;
             if config.statement_version != statement.version {
                 anyhow::bail!(
                     "extended participation needs the server's statement (version {}) accepted: read it with `repnet statement`, then accept it with `repnet statement --accept`",
@@ -358,13 +354,11 @@ pub(crate) async fn participation(
 /// `repnet statement [--accept]`.
 pub(crate) async fn statement(
     files: &ClientFiles,
-    server: Option<String>,
+    connection: &ServerArgs,
     accept: bool,
 ) -> anyhow::Result<Outcome> {
     let mut config = files.load()?;
-    let statement = client(&config, &server_url(&config, server))?
-        .statement()
-        .await?;
+    let statement = connection.client(&config)?.statement().await?;
     println!(
         "statement version {}\n\n{}\n\nWhat is collected:",
         statement.version, statement.text
@@ -385,10 +379,10 @@ pub(crate) async fn statement(
     Ok(Outcome::Clean)
 }
 
-/// `repnet report-false-positive HASH|URL [--comment TEXT]`.
+/// `repnet report-false-positive FILE|SHA256|URL|DOMAIN|IP [--comment TEXT]`.
 pub(crate) async fn report_false_positive(
     files: &ClientFiles,
-    server: Option<String>,
+    connection: &ServerArgs,
     target: &str,
     comment: Option<String>,
 ) -> anyhow::Result<Outcome> {
@@ -399,18 +393,18 @@ pub(crate) async fn report_false_positive(
             config.participation.as_str()
         );
     }
-    let is_hash = target.len() == 64 && target.bytes().all(|b| b.is_ascii_hexdigit());
+    let reported = crate::lookup::reported_object(target)?;
     let event = StatisticsEvent {
         kind: "false_positive".to_owned(),
-        file: is_hash.then(|| target.to_ascii_lowercase()),
-        url: (!is_hash).then(|| target.to_owned()),
+        file: reported.file,
+        url: reported.url,
         size: None,
         signer: None,
         name: None,
         threat: None,
         comment,
     };
-    let client = client(&config, &server_url(&config, server))?;
+    let client = connection.client(&config)?;
     queue_and_send(files, &mut config, &client, vec![event]).await?;
     if files.queue()?.is_empty() {
         println!("reported: the network's administrator will review it");
@@ -418,4 +412,117 @@ pub(crate) async fn report_false_positive(
         println!("queued: it will be sent with the next statistics");
     }
     Ok(Outcome::Clean)
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// The configuration file, its settings (the key partly hidden), and where the caches and
+    /// the state are.
+    Show,
+    /// Sets `server` (a URL), `key` (the licence key) or `ca` (a PEM file).
+    Set {
+        #[arg(value_enum)]
+        name: Setting,
+        value: String,
+    },
+    /// Removes `server`, `key` or `ca`.
+    Unset {
+        #[arg(value_enum)]
+        name: Setting,
+    },
+}
+
+/// What `repnet config set` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Setting {
+    Server,
+    Key,
+    Ca,
+}
+
+/// `repnet config show|set|unset`.
+pub(crate) fn config(files: &ClientFiles, command: ConfigCommand) -> anyhow::Result<Outcome> {
+    let mut config = files.load()?;
+    match command {
+        ConfigCommand::Show => {
+            println!("configuration: {}", files.config.display());
+            println!(
+                "server: {}",
+                match &config.server {
+                    Some(server) => server.clone(),
+                    None => format!("{} (the default)", crate::connect::DEFAULT_SERVER),
+                }
+            );
+            println!(
+                "key: {}",
+                match &config.key {
+                    Some(key) => hidden(key),
+                    None => "none".to_owned(),
+                }
+            );
+            println!(
+                "ca: {}",
+                config.ca.as_ref().map_or_else(
+                    || "none (the system's certificates)".to_owned(),
+                    |ca| ca.display().to_string()
+                )
+            );
+            println!("participation: {}", config.participation.as_str());
+            println!("caches: {}", files.cache_dir.display());
+            println!("state: {}", files.state_dir.display());
+            println!(
+                "(REPNET_SERVER, REPNET_KEY, REPNET_CA and the flags --server, --key, --ca win over these)"
+            );
+        }
+        ConfigCommand::Set { name, value } => {
+            let value = value.trim().to_owned();
+            match name {
+                Setting::Server => {
+                    // Checked as a client would use it.
+                    Client::new(&value)?;
+                    config.server = Some(value);
+                }
+                Setting::Key => {
+                    if value.is_empty() {
+                        anyhow::bail!("the key is empty: to remove it, `repnet config unset key`");
+                    }
+                    config.key = Some(value);
+                }
+                Setting::Ca => {
+                    let path = std::path::absolute(&value)
+                        .with_context(|| format!("{value} is not a usable path"))?;
+                    Client::with_ca(crate::connect::DEFAULT_SERVER, Some(&path))?;
+                    config.ca = Some(path);
+                }
+            }
+            files.save(&mut config)?;
+            println!("{} set in {}", name.as_str(), files.config.display());
+        }
+        ConfigCommand::Unset { name } => {
+            match name {
+                Setting::Server => config.server = None,
+                Setting::Key => config.key = None,
+                Setting::Ca => config.ca = None,
+            }
+            files.save(&mut config)?;
+            println!("{} removed from {}", name.as_str(), files.config.display());
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+impl Setting {
+    fn as_str(self) -> &'static str {
+        match self {
+            Setting::Server => "server",
+            Setting::Key => "key",
+            Setting::Ca => "ca",
+        }
+    }
+}
+
+/// A secret as `ABCD…` with its length, enough to tell two keys apart.
+fn hidden(secret: &str) -> String {
+    let shown: String = secret.chars().take(4).collect();
+    format!("{shown}… ({} characters)", secret.chars().count())
 }

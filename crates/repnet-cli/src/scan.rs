@@ -18,6 +18,7 @@ use repnet_protocol::{LookupItem, LookupResult, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::caches::{Asked, Caches, ServerId};
+use crate::connect::ServerArgs;
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
 use crate::{FailOn, Outcome};
@@ -27,15 +28,8 @@ pub(crate) struct ScanArgs {
     /// Files and folders to scan.
     #[arg(value_name = "PATH", required_unless_present = "recheck")]
     paths: Vec<PathBuf>,
-    /// The repnet server [default: the client configuration's, else http://127.0.0.1:8080].
-    #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
-    server: Option<String>,
-    /// The organisation's licence key, for servers that require one.
-    #[arg(long, env = "REPNET_KEY", value_name = "KEY", hide_env_values = true)]
-    key: Option<String>,
-    /// CA certificates (PEM) to trust for an https:// server.
-    #[arg(long, env = "REPNET_CA", value_name = "FILE")]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    connection: ServerArgs,
     /// Hashing threads [default: one per core].
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
@@ -444,6 +438,29 @@ fn from_reputation(mut scanned: Scanned, reputation: Reputation, keep: bool) -> 
     scanned
 }
 
+/// Hashes and answers kept in memory before they are written to the caches.
+const FLUSH_EVERY: usize = 20_000;
+
+/// Writes what a scan learnt to the caches, and forgets it. A cache that cannot be written
+/// costs the next scan time, nothing else.
+fn flush(
+    caches: &Caches,
+    hashes: &mut Vec<(String, FileHashes)>,
+    server: ServerId,
+    answers: &mut Vec<(FileHashes, Reputation)>,
+) {
+    let asked: Vec<(Asked<'_>, &Reputation)> = answers
+        .iter()
+        .map(|(hashes, reputation)| (Asked::File(hashes), reputation))
+        .collect();
+    if let Err(error) = caches.save(hashes, server, &asked) {
+        eprintln!("repnet: the caches could not be updated: {error:#}");
+    }
+    drop(asked);
+    hashes.clear();
+    answers.clear();
+}
+
 /// Looks up one batch: answers in order, each `None` when it could not be checked (a proxy
 /// whose upstream is down answers what it has cached); `None` for the whole batch when the
 /// server cannot be reached or cannot answer any of it (the scan goes on offline).
@@ -495,14 +512,10 @@ async fn look_up(
 pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut config = files.load()?;
-    let server = participation::server_url(&config, args.server.clone());
-    let key = args.key.clone().or_else(|| config.key.clone());
-    let mut client = Client::with_ca(&server, args.ca.as_deref())?;
-    if let Some(key) = &key {
-        client = client.with_licence_key(key.trim());
-    }
+    let server = args.connection.url(&config);
+    let client = args.connection.client(&config)?;
     // Answers are cached by the server and key that gave them.
-    let server_id = ServerId::new(&server, key.as_deref());
+    let server_id = ServerId::new(&server, args.connection.key(&config).as_deref());
     let caches = Arc::new(files.caches()?);
     if args.recheck {
         return recheck(
@@ -657,6 +670,11 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                 });
             }
         }
+        // What was learnt goes to the caches as the scan goes, so that a scan of millions of
+        // files holds a bounded amount of it.
+        if new_hashes.len() + new_answers.len() >= FLUSH_EVERY {
+            flush(&caches, &mut new_hashes, server_id, &mut new_answers);
+        }
         if finished {
             break;
         }
@@ -669,15 +687,8 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     progress.finish();
     results.extend(scanned.into_iter().flatten());
 
-    // Keep what was learnt: hashes of unchanged files, answers, what to recheck. A cache
-    // that cannot be written costs the next scan time, nothing else.
-    let answers: Vec<(Asked<'_>, &Reputation)> = new_answers
-        .iter()
-        .map(|(hashes, reputation)| (Asked::File(hashes), reputation))
-        .collect();
-    if let Err(error) = caches.save(&new_hashes, server_id, &answers) {
-        eprintln!("repnet: the caches could not be updated: {error:#}");
-    }
+    // Keep what was learnt: hashes of unchanged files, answers, what to recheck.
+    flush(&caches, &mut new_hashes, server_id, &mut new_answers);
     if pending.count() > 0 {
         let unchecked = pending.count();
         let mut kept: Offline = files.read_state("offline.json").unwrap_or_default();

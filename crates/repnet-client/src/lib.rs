@@ -165,6 +165,10 @@ pub enum ClientError {
     InvalidUrl(String),
     #[error("cannot reach {url}: is `repnet serve` running there? ({reason})")]
     Unreachable { url: String, reason: String },
+    /// The connection was made, but TLS failed in a way the user fixes with a flag: an
+    /// untrusted certificate, or the wrong scheme for the port.
+    #[error("{message}")]
+    Tls { url: String, message: String },
     #[error("the server refused the request ({status}, {code}): {message}")]
     Api {
         status: u16,
@@ -302,18 +306,12 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: error_chain(&error),
-            })?;
+            .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: error_chain(&error),
-            })?;
+            .map_err(|error| self.connection_error(&error))?;
         if status.is_success() {
             return repnet_protocol::from_json(&body).map_err(|reason| ClientError::Unexpected {
                 url: self.base.clone(),
@@ -441,22 +439,16 @@ impl Client {
                     repnet_protocol::binary::MEDIA_TYPE,
                 )
                 .body(body);
-            let response =
-                self.keyed(request)
-                    .send()
-                    .await
-                    .map_err(|error| ClientError::Unreachable {
-                        url: self.base.clone(),
-                        reason: error_chain(&error),
-                    })?;
+            let response = self
+                .keyed(request)
+                .send()
+                .await
+                .map_err(|error| self.connection_error(&error))?;
             let status = response.status();
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|error| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    reason: error_chain(&error),
-                })?;
+                .map_err(|error| self.connection_error(&error))?;
             if !status.is_success() {
                 return Err(self.refusal(status, &bytes));
             }
@@ -724,14 +716,11 @@ impl Client {
             .get(format!("{}{path_and_query}", self.base))
             // A snapshot of a large knowledge base takes a while to download.
             .timeout(Duration::from_secs(24 * 3600));
-        let response =
-            self.keyed(request)
-                .send()
-                .await
-                .map_err(|error| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    reason: error_chain(&error),
-                })?;
+        let response = self
+            .keyed(request)
+            .send()
+            .await
+            .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -776,10 +765,7 @@ impl Client {
         self.keyed(request)
             .send()
             .await
-            .map_err(|error| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: error_chain(&error),
-            })
+            .map_err(|error| self.connection_error(&error))
     }
 
     /// Where the server's change log is now: its id and last sequence number (from the
@@ -788,14 +774,11 @@ impl Client {
         let request = self
             .http
             .get(format!("{}/v1/changes?after=0&limit=1", self.base));
-        let response =
-            self.keyed(request)
-                .send()
-                .await
-                .map_err(|error| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    reason: error_chain(&error),
-                })?;
+        let response = self
+            .keyed(request)
+            .send()
+            .await
+            .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
         let header = |name: &str| {
             response
@@ -832,6 +815,59 @@ impl Client {
             .post(format!("{}/v1/admin/feeds/{name}/refresh", self.base))
             .timeout(Duration::from_secs(24 * 3600));
         self.send(self.admin(request)).await
+    }
+}
+
+impl Client {
+    /// The error for a request that got no answer: TLS problems say what to do; anything else
+    /// is the server being unreachable.
+    fn connection_error(&self, error: &reqwest::Error) -> ClientError {
+        connection_error(&self.base, error)
+    }
+}
+
+/// [`Client::connection_error`] for a client of `url`.
+fn connection_error(url: &str, error: &reqwest::Error) -> ClientError {
+    let reason = error_chain(error);
+    let tls = |message: String| ClientError::Tls {
+        url: url.to_owned(),
+        message,
+    };
+    let certificate = reason.contains("invalid peer certificate") || reason.contains("certificate");
+    if certificate && reason.contains("NotValidForName") {
+        return tls(format!(
+            "the certificate of {url} is not issued for that name ({reason}): use the name it was issued for"
+        ));
+    }
+    if certificate && reason.contains("Expired") {
+        return tls(format!(
+            "the certificate of {url} has expired ({reason}): the server needs a new one"
+        ));
+    }
+    if certificate {
+        return tls(format!(
+            "the server's certificate is not trusted ({reason}): pass --ca FILE with the certificate of the CA that issued it (or set REPNET_CA, or `repnet config set ca FILE`)"
+        ));
+    }
+    if url.starts_with("http://")
+        && (reason.contains("invalid HTTP version") || reason.contains("HTTP/0.9"))
+    {
+        return tls(format!(
+            "{url} answered in TLS: this port speaks HTTPS: use https://{}",
+            url.trim_start_matches("http://")
+        ));
+    }
+    if url.starts_with("https://")
+        && (reason.contains("InvalidContentType") || reason.contains("corrupt message"))
+    {
+        return tls(format!(
+            "{url} does not speak HTTPS ({reason}): use http://{}",
+            url.trim_start_matches("https://")
+        ));
+    }
+    ClientError::Unreachable {
+        url: url.to_owned(),
+        reason,
     }
 }
 

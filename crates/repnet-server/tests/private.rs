@@ -771,7 +771,25 @@ async fn tls_with_a_private_ca() {
         .get(ObjectKind::File, EICAR_SHA256, false)
         .await
         .unwrap_err();
-    assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+    assert!(matches!(error, ClientError::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("pass --ca FILE"), "{error}");
+    // The wrong scheme for the port says which one to use.
+    let plain = server.base.replace("https://", "http://");
+    let error = Client::new(&plain)
+        .unwrap()
+        .get(ObjectKind::File, EICAR_SHA256, false)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("use https://"), "{error}");
+    let other_dir = tempfile::tempdir().unwrap();
+    let cleartext = TestServer::start(other_dir.path(), ServerConfig::default()).await;
+    let error = Client::new(&cleartext.base.replace("http://", "https://"))
+        .unwrap()
+        .get(ObjectKind::File, EICAR_SHA256, false)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("use http://"), "{error}");
+    cleartext.stop().await;
     // A mismatched pair is refused at startup, naming the files.
     let config = ServerConfig {
         tls_cert: Some(cert),
