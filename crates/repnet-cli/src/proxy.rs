@@ -96,6 +96,8 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
         let shutdown = crate::serve::shutdown_signal()?;
         let upstream = config.settings.upstream.clone();
         let proxy = Proxy::new(config, admin_token)?;
+        let reloader = proxy.reloader();
+        crate::serve::on_hangup(move || reloader.reload())?;
         tracing::info!(address = %format!("http://{address}"), %upstream, "repnet proxy is listening");
         proxy.run(listener, shutdown).await.context("the proxy stopped with an error")?;
         tracing::info!("repnet proxy stopped");

@@ -291,6 +291,8 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
     // Ready to handle SIGTERM before anyone can know the address to send it after.
     let shutdown = shutdown_signal()?;
     let server = Server::new(store, &config, admin_token)?;
+    let reloader = server.reloader();
+    on_hangup(move || reloader.reload())?;
     tracing::info!(
         address = %format!("{}://{address}", server.scheme()),
         upstream = config.upstream.as_ref().map(|upstream| upstream.url.as_str()),
@@ -308,6 +310,25 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
         .context("the server stopped with an error")?;
     tracing::info!("repnet serve stopped");
     Ok(Outcome::Clean)
+}
+
+/// Calls `reload` on every SIGHUP, from now on: reading key files and certificates again,
+/// rather than stopping (the default action, exit 129).
+pub(crate) fn on_hangup(reload: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("received SIGHUP: reading key files and TLS certificates again");
+                reload();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called,

@@ -582,3 +582,115 @@ fn a_wrong_feed_format_never_wipes_a_source() {
         stderr(&output)
     );
 }
+
+/// Polls `check` (each round runs commands, which paces it) for up to `seconds`.
+fn poll(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+    }
+}
+
+/// After a licence change, a private server and a proxy take the new key from their key
+/// files without a restart; SIGHUP reads them again at once and stops nothing.
+#[test]
+fn a_new_upstream_key_file_is_used_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let global = ServerProcess::start(&dir.path().join("global"));
+    let (old, new) = ("ORG-KEY-OLD-000001", "ORG-KEY-NEW-000002");
+    assert_eq!(admin(&global, &["keys", "add", old]).status.code(), Some(0));
+    let key_file = dir.path().join("upstream-key");
+    std::fs::write(&key_file, format!("{old}\n")).unwrap();
+    let (private, log) = ServerProcess::start_with(
+        &dir.path().join("private"),
+        &[
+            "--role",
+            "private",
+            "--upstream",
+            &global.url,
+            "--upstream-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    ServerProcess::drain(log, None);
+    poll(30, "a first pull", || {
+        !status(&private)["upstream"]["last_success"].is_null()
+    });
+    let proxy_key = dir.path().join("proxy-key");
+    std::fs::write(&proxy_key, old).unwrap();
+    let proxy = ProxyProcess::start_with(
+        &global.url,
+        &dir.path().join("proxy"),
+        &["--upstream-key-file", proxy_key.to_str().unwrap()],
+    );
+    let output = admin(&global, &["settings", "set", "require_key", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // The licence changes: the old key is revoked.
+    assert_eq!(
+        admin(&global, &["keys", "revoke", old]).status.code(),
+        Some(0)
+    );
+    let hangup = |pid: u32| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // SIGHUP pulls at once (and stops nothing).
+    hangup(private.child.id());
+    poll(30, "the revoked key refused", || {
+        status(&private)["upstream"]["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("licence_revoked"))
+    });
+    // Refused is not unreachable.
+    assert_eq!(status(&private)["upstream"]["reachable"], true);
+    let output = run(repnet().args(["lookup", "--server", &proxy.url, &"ab".repeat(32)]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("upstream_refused"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The new key is registered upstream and written to the files: no restart.
+    assert_eq!(admin(&global, &["keys", "add", new]).status.code(), Some(0));
+    let body = r#"{"object":{"domain":"after-the-licence-change.example"},"verdict":"untrusted"}"#;
+    assert_eq!(put_local_verdict(&global.url, body), 200);
+    std::fs::write(&key_file, format!("{new}\n")).unwrap();
+    std::fs::write(&proxy_key, new).unwrap();
+    poll(30, "the private server pulling with the new key", || {
+        status(&private)["upstream"]["last_error"].is_null()
+    });
+    poll(30, "the proxy asking with the new key", || {
+        run(repnet().args([
+            "lookup",
+            "--server",
+            &proxy.url,
+            "after-the-licence-change.example",
+        ]))
+        .status
+        .code()
+            == Some(1)
+    });
+    hangup(proxy.child.id());
+    let output = run(repnet().args([
+        "lookup",
+        "--server",
+        &proxy.url,
+        "after-the-licence-change.example",
+    ]));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the proxy survives SIGHUP: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        status(&private)["role"],
+        "private",
+        "the private server survives SIGHUP"
+    );
+}

@@ -282,6 +282,11 @@ impl Client {
         self
     }
 
+    /// The licence key this client sends, if any.
+    pub fn licence_key(&self) -> Option<&str> {
+        self.licence_key.as_deref()
+    }
+
     fn keyed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.licence_key {
             Some(key) => request.bearer_auth(key),

@@ -209,7 +209,8 @@ pub struct ServerStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UpstreamStatus {
     pub url: String,
-    /// Whether the last attempt reached it and was let in.
+    /// Whether the last attempt got an answer from it. A refusal (a revoked key) is an
+    /// answer: `last_error` says why.
     pub reachable: bool,
     /// The upstream's log id and sequence, as of the last answer.
     pub upstream_log_id: Option<String>,

@@ -46,7 +46,11 @@ pub(crate) struct State {
     cache: Arc<RwLock<Arc<Cache>>>,
     /// Where the change-log follower is: the upstream log's id and sequence.
     position: Arc<Mutex<Option<(String, u64)>>>,
-    upstream_key: Option<String>,
+    /// The licence key sent upstream: replaced when its file changes (or on SIGHUP).
+    upstream_key: RwLock<Option<String>>,
+    upstream_key_file: Option<repnet_server::files::WatchedFile>,
+    /// Wakes the key file's watcher (SIGHUP).
+    reload: tokio::sync::Notify,
     admin_token: Option<AdminToken>,
     /// Device keys (`require_device_key`).
     devices: Arc<repnet_server::licences::Licences>,
@@ -73,9 +77,14 @@ impl State {
     }
 
     fn start_upstream(&self, settings: &Settings) -> Result<Upstream, repnet_client::ClientError> {
+        let key = self
+            .upstream_key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         Upstream::start(
             &settings.upstream,
-            self.upstream_key.as_deref(),
+            key.as_deref(),
             self.config.upstream_ca_file.as_deref(),
             Duration::from_millis(self.config.upstream_timeout_ms),
             Duration::from_millis(settings.coalescing_window_ms),
@@ -103,6 +112,12 @@ impl Proxy {
         };
         settings.validate()?;
         let upstream_key = config.upstream_key()?;
+        // A key given in full is fixed; one in a file follows the file.
+        let upstream_key_file = config
+            .upstream_key_file
+            .as_deref()
+            .filter(|_| config.upstream_key.is_none())
+            .map(repnet_server::files::WatchedFile::new);
         let (metrics, registry) = Metrics::new();
         let upstream = Upstream::start(
             &settings.upstream,
@@ -126,7 +141,9 @@ impl Proxy {
                 upstream: Arc::new(RwLock::new(Arc::new(upstream))),
                 cache: Arc::new(RwLock::new(Arc::new(cache))),
                 position: Arc::new(Mutex::new(None)),
-                upstream_key,
+                upstream_key_file,
+                upstream_key: RwLock::new(upstream_key),
+                reload: tokio::sync::Notify::new(),
                 admin_token,
                 devices: Arc::new(devices),
                 metrics,
@@ -153,6 +170,7 @@ impl Proxy {
             ))
         });
         let recording = tokio::spawn(Arc::clone(&self.state.devices).record_uses(stop.subscribe()));
+        let watching = tokio::spawn(watch_key_file(Arc::clone(&self.state), stop.subscribe()));
         let router = routes::router(Arc::clone(&self.state));
         let result = axum::serve(
             listener,
@@ -165,6 +183,73 @@ impl Proxy {
             let _ = follower.await;
         }
         let _ = recording.await;
+        let _ = watching.await;
         result
+    }
+
+    /// Reads the upstream key file again now (SIGHUP); it is also read whenever it changes.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// Reads a proxy's upstream key file again. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    state: Arc<State>,
+}
+
+impl Reloader {
+    pub fn reload(&self) {
+        self.state.reload.notify_one();
+    }
+}
+
+/// How often the upstream key file is looked at.
+const KEY_FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Watches the upstream key file: a new key (after a licence change) starts a new upstream
+/// client with it, without a restart.
+async fn watch_key_file(state: Arc<State>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(file) = &state.upstream_key_file else {
+        return;
+    };
+    loop {
+        let force = tokio::select! {
+            () = tokio::time::sleep(KEY_FILE_POLL) => false,
+            () = state.reload.notified() => true,
+            _ = stop.changed() => return,
+        };
+        let Some(key) = file.read_if_changed(force) else {
+            continue;
+        };
+        let _one_at_a_time = state.changing.lock().await;
+        let same = state
+            .upstream_key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(key.as_str());
+        if same {
+            continue;
+        }
+        *state
+            .upstream_key
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(key);
+        match state.start_upstream(&state.settings()) {
+            Ok(upstream) => {
+                *state
+                    .upstream
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream);
+                tracing::info!(file = %file.path().display(), "the upstream key file changed: asking upstream with the new key");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the upstream client with the new key")
+            }
+        }
     }
 }

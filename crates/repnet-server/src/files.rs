@@ -17,3 +17,64 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.as_file().sync_all()?;
     file.persist(path).map(|_| ()).map_err(|error| error.error)
 }
+
+/// A small secret file read again when it changes (its modification time or size): a licence
+/// key that an administrator replaces after a licence change is picked up without a restart.
+#[derive(Debug)]
+pub struct WatchedFile {
+    path: std::path::PathBuf,
+    /// The modification time and size when last read.
+    stamp: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
+}
+
+impl WatchedFile {
+    /// Watches `path` as it is now: its current content is the one in use.
+    pub fn new(path: &Path) -> WatchedFile {
+        let watched = WatchedFile {
+            path: path.to_path_buf(),
+            stamp: std::sync::Mutex::new(None),
+        };
+        *watched.lock() = watched.stamp_now();
+        watched
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::time::SystemTime, u64)>> {
+        self.stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stamp_now(&self) -> Option<(std::time::SystemTime, u64)> {
+        let metadata = std::fs::metadata(&self.path).ok()?;
+        Some((metadata.modified().ok()?, metadata.len()))
+    }
+
+    /// The file's content, trimmed, if it changed since it was last read (or always, with
+    /// `force`); `None` when it did not, or is empty or unreadable (the caller keeps what it
+    /// has, and the error is logged).
+    pub fn read_if_changed(&self, force: bool) -> Option<String> {
+        let now = self.stamp_now();
+        {
+            let mut stamp = self.lock();
+            if !force && now == *stamp {
+                return None;
+            }
+            *stamp = now;
+        }
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+            Ok(_) => {
+                tracing::warn!(file = %self.path.display(), "the key file is empty: keeping the key in use");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(file = %self.path.display(), %error, "cannot read the key file: keeping the key in use");
+                None
+            }
+        }
+    }
+}

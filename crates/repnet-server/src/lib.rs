@@ -93,6 +93,26 @@ impl CacheControl {
     }
 }
 
+/// Reloads what a running server read from files at start: the upstream's licence key file
+/// (which is also read again whenever it changes) and the TLS certificate and key. Cheap to
+/// clone; `repnet serve` calls it on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    upstream: Option<Arc<upstream::Upstream>>,
+    tls: Option<tls::Certificates>,
+}
+
+impl Reloader {
+    pub fn reload(&self) {
+        if let Some(upstream) = &self.upstream {
+            upstream.reload();
+        }
+        if let Some(tls) = &self.tls {
+            tls.reload();
+        }
+    }
+}
+
 /// A configured server, ready to run on a listener.
 #[derive(Debug)]
 pub struct Server {
@@ -101,7 +121,7 @@ pub struct Server {
     feeds: Arc<feeds::Feeds>,
     licences: Arc<licences::Licences>,
     upstream: Option<Arc<upstream::Upstream>>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<tls::Certificates>,
     /// Taken by `run`, which starts the statistics writer on it.
     statistics: std::sync::Mutex<Option<statistics::Batches>>,
     retention: Duration,
@@ -171,16 +191,17 @@ impl Server {
             }
             None => None,
         };
-        let tls =
-            match (&config.tls_cert, &config.tls_key) {
-                (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(
-                    |message| ConfigError::Invalid {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::Certificates::load(cert, key).map_err(|message| {
+                    ConfigError::Invalid {
                         key: "tls_cert",
                         message,
-                    },
-                )?),
-                _ => None,
-            };
+                    }
+                })?)
+            }
+            _ => None,
+        };
         let statement_text = match &config.statement_file {
             Some(path) => {
                 Some(
@@ -242,6 +263,15 @@ impl Server {
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
+    }
+
+    /// What reloads the files the server reads at start (SIGHUP): the upstream's key file and
+    /// the TLS certificate and key.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            upstream: self.upstream.clone(),
+            tls: self.tls.clone(),
+        }
     }
 
     /// `https` when the server serves TLS, else `http`.

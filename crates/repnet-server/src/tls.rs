@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
@@ -44,18 +44,56 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::Serve
     Ok(Arc::new(config))
 }
 
+/// The certificate and key in use, read again from their files on SIGHUP (a renewed
+/// certificate is served without a restart).
+#[derive(Debug, Clone)]
+pub(crate) struct Certificates {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+}
+
+impl Certificates {
+    pub(crate) fn load(cert: &Path, key: &Path) -> Result<Certificates, String> {
+        Ok(Certificates {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: Arc::new(RwLock::new(server_config(cert, key)?)),
+        })
+    }
+
+    /// Reads the files again; a pair that is not usable is logged and the one in use kept.
+    pub(crate) fn reload(&self) {
+        match server_config(&self.cert, &self.key) {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = config;
+                tracing::info!(cert = %self.cert.display(), "TLS certificate and key read again");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the TLS certificate or key cannot be used: keeping the ones in use")
+            }
+        }
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(
+            &self.current.read().unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+}
+
 /// Accepts TCP connections and hands out those whose TLS handshake succeeded.
 pub(crate) struct TlsListener {
     tcp: TcpListener,
-    acceptor: TlsAcceptor,
+    certificates: Certificates,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+    pub(crate) fn new(tcp: TcpListener, certificates: Certificates) -> TlsListener {
         TlsListener {
             tcp,
-            acceptor: TlsAcceptor::from(config),
+            certificates,
             handshakes: JoinSet::new(),
         }
     }
@@ -73,7 +111,7 @@ impl axum::serve::Listener for TlsListener {
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
                         }
-                        let acceptor = self.acceptor.clone();
+                        let acceptor = self.certificates.acceptor();
                         self.handshakes.spawn(async move {
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => Some((tls, address)),

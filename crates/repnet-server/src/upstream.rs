@@ -11,7 +11,7 @@
 //! requests ever go upstream: never a lookup, never statistics.
 
 use std::io::Read;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use repnet_client::{Client, ClientError};
@@ -27,11 +27,21 @@ use crate::config::UpstreamConfig;
 pub(crate) struct Upstream {
     metrics: crate::metrics::Metrics,
     url: String,
-    client: Client,
+    /// With the licence key in use: replaced when the key file changes.
+    client: RwLock<Client>,
+    /// Without a key, to make `client` from.
+    base: Client,
+    /// The key file, read again when it changes (and on SIGHUP).
+    key_file: Option<crate::files::WatchedFile>,
+    /// Wakes the loop to read the key file and pull now (SIGHUP).
+    wake: tokio::sync::Notify,
     interval: Duration,
     page: usize,
     status: Mutex<Progress>,
 }
+
+/// How often the key file is looked at while waiting for the next pull.
+const KEY_FILE_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Clone)]
 struct Progress {
@@ -62,13 +72,18 @@ impl Upstream {
         key: String,
         metrics: crate::metrics::Metrics,
     ) -> Result<Upstream, String> {
-        let client = Client::with_ca(&config.url, config.ca_file.as_deref())
-            .map_err(|error| format!("upstream: {error}"))?
-            .with_licence_key(key);
+        let base = Client::with_ca(&config.url, config.ca_file.as_deref())
+            .map_err(|error| format!("upstream: {error}"))?;
         Ok(Upstream {
             metrics,
             url: config.url.clone(),
-            client,
+            client: RwLock::new(base.clone().with_licence_key(key)),
+            base,
+            key_file: config
+                .key_file
+                .as_deref()
+                .map(crate::files::WatchedFile::new),
+            wake: tokio::sync::Notify::new(),
             interval: Duration::from_secs(config.interval_seconds),
             page: config.page_size,
             status: Mutex::new(Progress::default()),
@@ -111,6 +126,36 @@ impl Upstream {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn client(&self) -> Client {
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the key file again and pulls at once (SIGHUP).
+    pub(crate) fn reload(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Takes a new key from the key file if it changed (or, with `force`, whatever it holds
+    /// differs from the key in use); answers whether the key changed.
+    fn refresh_key(&self, force: bool) -> bool {
+        let Some(file) = &self.key_file else {
+            return false;
+        };
+        let Some(key) = file.read_if_changed(force) else {
+            return false;
+        };
+        let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
+        if client.licence_key() == Some(key.as_str()) {
+            return false;
+        }
+        *client = self.base.clone().with_licence_key(key);
+        tracing::info!(upstream = %self.url, file = %file.path().display(), "the upstream key file changed: pulling with the new key");
+        true
+    }
+
     /// Pulls until `stop` resolves. A pull under way is finished first (its transaction, and
     /// the store it holds, are let go of before this returns), so shutdown can wait for a
     /// snapshot being applied.
@@ -121,6 +166,9 @@ impl Upstream {
     ) {
         let mut failures = 0u32;
         loop {
+            if self.refresh_key(false) {
+                failures = 0;
+            }
             let outcome = self.pull(&store).await;
             let wait = match outcome {
                 Ok(true) => {
@@ -142,13 +190,32 @@ impl Upstream {
                     self.metrics.upstream_failed();
                     let mut progress = self.progress();
                     progress.last_error = Some(error.to_string());
-                    progress.reachable = false;
+                    // A refusal (a revoked key, say) is an answer: the upstream is reachable.
+                    progress.reachable =
+                        matches!(error, PullError::Client(ClientError::Api { .. }));
                     backoff
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return,
+            // Wait, unless SIGHUP or a new key file says to pull now.
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => break,
+                    () = tokio::time::sleep(KEY_FILE_POLL) => {
+                        if self.refresh_key(false) {
+                            failures = 0;
+                            break;
+                        }
+                    }
+                    () = self.wake.notified() => {
+                        tracing::info!(upstream = %self.url, "reloading: the upstream key file is read again, and a pull starts");
+                        if self.refresh_key(true) {
+                            failures = 0;
+                        }
+                        break;
+                    }
+                    _ = stop.changed() => return,
+                }
             }
             if *stop.borrow() {
                 return;
@@ -163,21 +230,21 @@ impl Upstream {
         let response = match cursor {
             None => {
                 tracing::info!(upstream = %self.url, "fetching a snapshot from upstream (first pull)");
-                self.client.replication_stream("/v1/snapshot").await?
+                self.client().replication_stream("/v1/snapshot").await?
             }
             Some(cursor) => {
                 let path = format!("/v1/changes?after={}&limit={}", cursor.sequence, self.page);
-                match self.client.replication_stream(&path).await {
+                match self.client().replication_stream(&path).await {
                     Ok(response)
                         if log_id(&response).is_some_and(|id| id != cursor.log_id.to_string()) =>
                     {
                         tracing::warn!(upstream = %self.url, "the upstream's change log changed (its data was replaced): fetching a snapshot");
-                        self.client.replication_stream("/v1/snapshot").await?
+                        self.client().replication_stream("/v1/snapshot").await?
                     }
                     Ok(response) => response,
                     Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
                         tracing::info!(upstream = %self.url, after = cursor.sequence, "too far behind the upstream's change log: fetching a snapshot");
-                        self.client.replication_stream("/v1/snapshot").await?
+                        self.client().replication_stream("/v1/snapshot").await?
                     }
                     Err(error) => return Err(error.into()),
                 }

@@ -226,6 +226,11 @@ pub(crate) struct ProxyProcess {
 
 impl ProxyProcess {
     pub(crate) fn start(upstream: &str, data: &Path) -> ProxyProcess {
+        ProxyProcess::start_with(upstream, data, &[])
+    }
+
+    /// Starts a proxy with `extra` arguments.
+    pub(crate) fn start_with(upstream: &str, data: &Path, extra: &[&str]) -> ProxyProcess {
         let mut child = repnet()
             .args([
                 "proxy",
@@ -238,6 +243,7 @@ impl ProxyProcess {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .env("REPNET_ADMIN_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
