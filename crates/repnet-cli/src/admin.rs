@@ -24,7 +24,15 @@ pub(crate) enum AdminCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// The server's role, change log, and how pulling from its upstream goes.
+    /// Local verdicts: list them, set one (any object, with a comment and an expiry), delete
+    /// one.
+    #[command(subcommand)]
+    Verdicts(VerdictsCommand),
+    /// Scheduled feeds: their state, last success, last error and counts; refresh one now.
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+    /// A server's role, knowledge base, licence keys, change log and upstream; or a proxy's
+    /// cache and upstream.
     Status {
         #[command(flatten)]
         server: ServerArgs,
@@ -64,6 +72,155 @@ pub(crate) enum KeysCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VerdictsCommand {
+    /// Every local verdict: object, verdict, threat, expiry, comment.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set (or replace) the local verdict on an object: a file (hashed here: all three
+    /// hashes), a hash, a URL, a domain, an IP address, or a certificate (`certificate:`).
+    Set {
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        /// trusted, riskware or untrusted.
+        #[arg(long, value_name = "VERDICT")]
+        verdict: String,
+        /// A threat name.
+        #[arg(long, value_name = "NAME")]
+        threat: Option<String>,
+        /// Categories, comma-separated (malware, phishing, c2, …).
+        #[arg(long, value_name = "C,…", value_delimiter = ',')]
+        category: Vec<String>,
+        /// Why (a ticket number, a note).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// When it lapses (within seconds of it): a date (2027-01-01), a time (RFC 3339) or a
+        /// duration from now (90s, 90m, 12h, 30d).
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove the local verdict on an object.
+    Delete {
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FeedsCommand {
+    /// The scheduled feeds: state, last success, last error, rows stored.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh a feed now and print how it went.
+    Refresh {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// `WHEN` of `--expires`: a duration from now (`90m`, `12h`, `30d`), or a date or time as the
+/// API takes it.
+fn expiry(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    let duration = text
+        .strip_suffix('s')
+        .map(|n| (n, 1))
+        .or_else(|| text.strip_suffix('m').map(|n| (n, 60)))
+        .or_else(|| text.strip_suffix('h').map(|n| (n, 3600)))
+        .or_else(|| text.strip_suffix('d').map(|n| (n, 86_400)))
+        .and_then(|(number, unit)| number.parse::<u64>().ok().map(|n| n.saturating_mul(unit)));
+    match duration {
+        Some(0) => anyhow::bail!("--expires {text}: a duration of zero has already passed"),
+        Some(seconds) => {
+            let when = repnet_model::Timestamp(repnet_store::now().0.saturating_add(seconds));
+            repnet_protocol::rfc3339(when)
+                .ok_or_else(|| anyhow::anyhow!("--expires {text}: too far in the future"))
+        }
+        None => {
+            repnet_protocol::parse_time(text).map_err(|error| {
+                anyhow::anyhow!("--expires: {error}, or a duration such as 90s, 90m, 12h or 30d")
+            })?;
+            Ok(text.to_owned())
+        }
+    }
+}
+
+fn print_verdicts(list: &repnet_protocol::LocalVerdictList) {
+    if list.verdicts.is_empty() {
+        println!("no local verdicts");
+        return;
+    }
+    println!(
+        "{:<11}  {:<9}  {:<24}  {:<20}  {:<40}  COMMENT",
+        "TYPE", "VERDICT", "THREAT", "EXPIRES", "OBJECT"
+    );
+    for entry in &list.verdicts {
+        println!(
+            "{:<11}  {:<9}  {:<24}  {:<20}  {:<40}  {}",
+            entry.object.kind,
+            entry.verdict.as_str(),
+            or_dash(entry.threat.as_deref()),
+            or_dash(entry.expires.as_deref()),
+            entry.object.value,
+            or_dash(entry.comment.as_deref())
+        );
+    }
+}
+
+fn print_feeds(feeds: &[repnet_protocol::FeedStatus]) {
+    if feeds.is_empty() {
+        println!("no scheduled feeds ([[feeds]] in the server's configuration)");
+        return;
+    }
+    for feed in feeds {
+        let stored = feed.last_import.as_ref().map_or("-".to_owned(), |report| {
+            format!(
+                "read {}, stored {}, skipped {}",
+                report.read, report.stored, report.skipped
+            )
+        });
+        println!(
+            "{} ({}, every {} s): {}",
+            feed.name, feed.format, feed.interval_seconds, feed.state
+        );
+        println!("    location:      {}", feed.location);
+        println!(
+            "    last success:  {}",
+            or_dash(feed.last_success.as_deref())
+        );
+        println!(
+            "    last attempt:  {}",
+            or_dash(feed.last_attempt.as_deref())
+        );
+        println!(
+            "    next refresh:  {}",
+            or_dash(feed.next_refresh.as_deref())
+        );
+        println!("    last import:   {stored}");
+        if let Some(error) = &feed.error {
+            println!(
+                "    last error:    {error} ({} failure(s) in a row)",
+                feed.consecutive_failures
+            );
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +309,90 @@ impl ServerArgs {
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let token = crate::admin_token(self.admin_token_file.as_deref())?;
         Ok(Client::with_ca(&self.server, self.ca.as_deref())?.with_admin_token(token))
+    }
+}
+
+fn print_server_status(status: &repnet_protocol::ServerStatus) {
+    println!("role:                    {}", status.role);
+    println!("licence key required:    {}", status.key_required);
+    println!("licence keys (active):   {}", status.licence_keys);
+    println!("knowledge base entries:  {}", status.knowledge_base_entries);
+    println!(
+        "own change log:          {} at {}",
+        status.log_id, status.sequence
+    );
+    if let Some(fed) = &status.fed_from {
+        println!(
+            "fed from:                {} up to {} (the next bundle: repnet bundle export --after {})",
+            fed.log_id, fed.sequence, fed.sequence
+        );
+    }
+    match &status.upstream {
+        None => println!("upstream:                none"),
+        Some(upstream) => {
+            println!("upstream:                {}", upstream.url);
+            println!("reachable:               {}", upstream.reachable);
+            let number = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+            println!(
+                "upstream seq:            {}",
+                number(upstream.upstream_sequence)
+            );
+            println!(
+                "local seq:               {}",
+                number(upstream.local_sequence)
+            );
+            println!("lag:                     {}", number(upstream.lag));
+            println!(
+                "last success:            {}",
+                or_dash(upstream.last_success.as_deref())
+            );
+            println!(
+                "last error:              {}",
+                or_dash(upstream.last_error.as_deref())
+            );
+        }
+    }
+}
+
+fn print_proxy_status(status: &serde_json::Value) {
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let upstream = &status["upstream"];
+    println!("role:                    proxy");
+    println!(
+        "upstream:                {}",
+        text(&status["settings"]["upstream"])
+    );
+    println!("healthy:                 {}", text(&upstream["healthy"]));
+    if !upstream["refused"].is_null() {
+        println!("refused:                 {}", text(&upstream["refused"]));
+    }
+    println!(
+        "failures in a row:       {}",
+        text(&upstream["consecutive_failures"])
+    );
+    println!("last error:              {}", text(&upstream["last_error"]));
+    println!(
+        "cache entries:           {}",
+        text(&status["cache_entries"])
+    );
+    println!(
+        "hits, misses, stale:     {}, {}, {} (hit rate {})",
+        text(&status["hits"]),
+        text(&status["misses"]),
+        text(&status["stale"]),
+        text(&status["hit_rate"])
+    );
+    let log = &status["change_log"];
+    if !log.is_null() {
+        println!(
+            "upstream change log:     {} at {}",
+            text(&log["log_id"]),
+            text(&log["sequence"])
+        );
     }
 }
 
@@ -276,34 +517,91 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             let engine = server.client()?.engine().await?;
             println!("{}", repnet_protocol::to_pretty_json(&engine));
         }
-        AdminCommand::Status { server, json } => {
-            let status = server.client()?.server_status().await?;
+        AdminCommand::Verdicts(VerdictsCommand::List { server, json }) => {
+            let list = server.client()?.local_verdicts().await?;
             if json {
-                println!("{}", repnet_protocol::to_pretty_json(&status));
+                println!("{}", repnet_protocol::to_pretty_json(&list));
             } else {
-                println!("role:            {}", status.role);
-                println!("key required:    {}", status.key_required);
-                println!("keys:            {}", status.keys);
-                println!("change log:      {} at {}", status.log_id, status.sequence);
-                match &status.upstream {
-                    None => println!("upstream:        none"),
-                    Some(upstream) => {
-                        println!("upstream:        {}", upstream.url);
-                        println!("reachable:       {}", upstream.reachable);
-                        let number = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
-                        println!("upstream seq:    {}", number(upstream.upstream_sequence));
-                        println!("local seq:       {}", number(upstream.local_sequence));
-                        println!("lag:             {}", number(upstream.lag));
-                        println!(
-                            "last success:    {}",
-                            or_dash(upstream.last_success.as_deref())
-                        );
-                        println!(
-                            "last error:      {}",
-                            or_dash(upstream.last_error.as_deref())
-                        );
-                    }
+                print_verdicts(&list);
+            }
+        }
+        AdminCommand::Verdicts(VerdictsCommand::Set {
+            object,
+            verdict,
+            threat,
+            category,
+            comment,
+            expires,
+            server,
+        }) => {
+            let item = crate::lookup::admin_item(&object)?;
+            let expires = expires.as_deref().map(expiry).transpose()?;
+            let reputation = server
+                .client()?
+                .set_local_verdict(&repnet_protocol::SetLocalVerdict {
+                    object: item,
+                    verdict,
+                    threat,
+                    categories: category,
+                    comment,
+                    expires: expires.clone(),
+                })
+                .await?;
+            println!(
+                "{} {}: local verdict {}{}",
+                reputation.object.kind,
+                reputation.object.value,
+                reputation.verdict.as_str(),
+                expires.map(|e| format!(" until {e}")).unwrap_or_default()
+            );
+        }
+        AdminCommand::Verdicts(VerdictsCommand::Delete { object, server }) => {
+            let item = crate::lookup::admin_item(&object)?;
+            let (kind, value) = match item.target().map_err(anyhow::Error::msg)? {
+                repnet_protocol::ItemTarget::Object(kind, value) => (kind, value.to_owned()),
+                repnet_protocol::ItemTarget::File(hashes) => {
+                    let hashes = hashes
+                        .parse()
+                        .map_err(|(_, error)| anyhow::Error::from(error))?;
+                    let primary = hashes
+                        .primary()
+                        .ok_or_else(|| anyhow::anyhow!("{object}: no hash"))?;
+                    (repnet_model::ObjectKind::File, primary.to_string())
                 }
+            };
+            let reputation = server.client()?.remove_local_verdict(kind, &value).await?;
+            println!(
+                "{} {}: local verdict removed; now {}",
+                reputation.object.kind,
+                reputation.object.value,
+                reputation.verdict.as_str()
+            );
+        }
+        AdminCommand::Feeds(FeedsCommand::List { server, json }) => {
+            let list = server.client()?.feeds().await?;
+            if json {
+                println!("{}", repnet_protocol::to_pretty_json(&list));
+            } else {
+                print_feeds(&list.feeds);
+            }
+        }
+        AdminCommand::Feeds(FeedsCommand::Refresh { name, server }) => {
+            let status = server.client()?.refresh_feed(&name).await?;
+            print_feeds(std::slice::from_ref(&status));
+            if status.state == "failed" {
+                return Ok(Outcome::Incomplete);
+            }
+        }
+        AdminCommand::Status { server, json } => {
+            let status = server.client()?.status_json().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else if status["role"] == "proxy" {
+                print_proxy_status(&status);
+            } else {
+                let status: repnet_protocol::ServerStatus = serde_json::from_value(status)
+                    .map_err(|error| anyhow::anyhow!("the server's status is not understood ({error}): is it a repnet server of a compatible version?"))?;
+                print_server_status(&status);
             }
         }
     }

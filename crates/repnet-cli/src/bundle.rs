@@ -28,7 +28,7 @@ pub(crate) enum BundleCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Export the changes after this sequence number (the importing side's: `repnet admin
-        /// status` shows it as local seq) instead of a snapshot.
+        /// status` there shows it as `fed from`) instead of a snapshot.
         #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
         /// Read the knowledge base from this data directory (the server must not be running
@@ -164,7 +164,7 @@ fn export_local(
                 {
                     return Err(bundle::BundleError::Invalid(if after > log.sequence {
                         format!(
-                            "this knowledge base is at {}, before the --after {after} asked for: give the sequence the importing side is at (`repnet admin status` there)",
+                            "this knowledge base is at {}, before the --after {after} asked for: give the position the importing server was fed to (`repnet admin status` there, line `fed from`, not its own change log), or export a whole bundle (without --after)",
                             log.sequence
                         )
                     } else {

@@ -295,6 +295,17 @@ fn classify(argument: &str, forced: Option<Kind>) -> Result<Target, String> {
     }
 }
 
+/// What `repnet admin verdicts set|delete OBJECT` names, classified as `lookup` classifies (a
+/// file here is named by all three hashes).
+pub(crate) fn admin_item(argument: &str) -> anyhow::Result<LookupItem<'static>> {
+    let target =
+        classify(argument, None).map_err(|reason| anyhow::anyhow!("{argument}: {reason}"))?;
+    Ok(match &target.hashes {
+        Some(hashes) => LookupItem::file(hashes),
+        None => LookupItem::new(target.kind, target.value),
+    })
+}
+
 /// What a false-positive report names: a file by SHA-256, or a URL.
 pub(crate) struct Reported {
     pub(crate) file: Option<String>,

@@ -694,3 +694,196 @@ fn a_new_upstream_key_file_is_used_without_a_restart() {
         "the private server survives SIGHUP"
     );
 }
+
+/// The administrator's daily work from the command line: local verdicts on every kind of
+/// object (with comments and expiries), feeds, and the status of a server, a proxy and a
+/// bundle-fed server.
+#[test]
+fn the_administrators_daily_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("corp.txt");
+    std::fs::write(&list, format!("{}\n", "ab".repeat(32))).unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[feeds]]\nname = \"corp\"\nformat = \"hashlist\"\npath = {:?}\ninterval_seconds = 3600\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (server, log) = ServerProcess::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    ServerProcess::drain(log, None);
+    let tool = dir.path().join("tool.exe");
+    std::fs::write(&tool, b"a tool the administrator trusts").unwrap();
+    let certificate = format!("certificate:{}", "c0".repeat(32));
+    let verdicts = |args: &[&str]| admin(&server, &[&["verdicts"], args].concat());
+
+    for (object, verdict) in [
+        ("corpblock.example", "untrusted"),
+        (tool.to_str().unwrap(), "trusted"),
+        ("http://phish.example/login", "untrusted"),
+        ("192.0.2.7", "riskware"),
+        (certificate.as_str(), "untrusted"),
+    ] {
+        let output = verdicts(&["set", object, "--verdict", verdict, "--comment", "ticket 7"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{object}: {}",
+            stderr(&output)
+        );
+    }
+    let output = verdicts(&[
+        "set",
+        "expiring.example",
+        "--verdict",
+        "untrusted",
+        "--expires",
+        "2s",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains(" until "), "{}", stdout(&output));
+    let output = verdicts(&["list"]);
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1 + 6, "{text}");
+    assert!(
+        text.contains("ticket 7") && text.contains("expiring.example"),
+        "{text}"
+    );
+    let output = lookup(&server, &[tool.to_str().unwrap(), "www.corpblock.example"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("trusted") && text.contains("untrusted"),
+        "{text}"
+    );
+    // A mistake is refused; an expiry in the past too.
+    let output = verdicts(&["set", "invoice.pdf", "--verdict", "untrusted"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no such file"),
+        "{}",
+        stderr(&output)
+    );
+    let output = verdicts(&[
+        "set",
+        "x.example",
+        "--verdict",
+        "untrusted",
+        "--expires",
+        "2020-01-01",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("not in the future"),
+        "{}",
+        stderr(&output)
+    );
+    // Delete; and the expiring one lapses by itself.
+    let output = verdicts(&["delete", "corpblock.example"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    poll(30, "the verdict to lapse", || {
+        !stdout(&verdicts(&["list"])).contains("expiring.example")
+    });
+    let output = lookup(&server, &["expiring.example", "corpblock.example"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+
+    // Feeds.
+    let output = admin(&server, &["feeds", "list"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("corp (hashlist"),
+        "{}",
+        stdout(&output)
+    );
+    let output = admin(&server, &["feeds", "refresh", "corp"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("last success:"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Status: unambiguous for a server, and it works against a proxy.
+    let text = stdout(&admin(&server, &["status"]));
+    assert!(
+        text.contains("knowledge base entries:") && text.contains("licence keys (active):"),
+        "{text}"
+    );
+    let proxy = ProxyProcess::start(&server.url, &dir.path().join("proxy"));
+    let output = run(repnet()
+        .args(["admin", "status", "--server", &proxy.url])
+        .env("REPNET_ADMIN_TOKEN", TOKEN));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("role:                    proxy"),
+        "{}",
+        stdout(&output)
+    );
+
+    // A bundle-fed server says what to export after.
+    let stem = dir.path().join("provider");
+    assert_eq!(
+        run(repnet().args(["bundle", "keygen", "--out"]).arg(&stem))
+            .status
+            .code(),
+        Some(0)
+    );
+    let key = "ORG-BUNDLE-KEY-0001";
+    assert_eq!(admin(&server, &["keys", "add", key]).status.code(), Some(0));
+    let bundle = dir.path().join("full.bundle");
+    let output = run(repnet()
+        .args([
+            "bundle",
+            "export",
+            "--server",
+            &server.url,
+            "--key",
+            key,
+            "--signing-key",
+        ])
+        .arg(stem.with_extension("key"))
+        .arg("--out")
+        .arg(&bundle));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let (inside, log) = ServerProcess::start_with(
+        &dir.path().join("inside"),
+        &[
+            "--bundle-public-key",
+            stem.with_extension("pub").to_str().unwrap(),
+        ],
+    );
+    ServerProcess::drain(log, None);
+    let output = run(repnet()
+        .args(["bundle", "import"])
+        .arg(&bundle)
+        .args(["--server", &inside.url])
+        .env("REPNET_ADMIN_TOKEN", TOKEN));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let inside_status = status(&inside);
+    let global_status = status(&server);
+    assert_eq!(
+        inside_status["fed_from"]["sequence"],
+        global_status["sequence"]
+    );
+    let text = stdout(&admin(&inside, &["status"]));
+    let advice = format!("repnet bundle export --after {}", global_status["sequence"]);
+    assert!(text.contains(&advice), "{text}");
+    // A position that is not in the exporting server's log says where to find the right one.
+    let output = run(repnet()
+        .args(["bundle", "export", "--server", &server.url, "--key", key])
+        .args(["--after", "999999", "--signing-key"])
+        .arg(stem.with_extension("key"))
+        .arg("--out")
+        .arg(dir.path().join("wrong.bundle")));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("fed from"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("repnet bundle export"),
+        "{}",
+        stderr(&output)
+    );
+}

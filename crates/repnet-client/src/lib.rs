@@ -704,6 +704,13 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
+    /// `GET /v1/admin/status` as JSON: a server's ([`ServerStatus`]) or a proxy's (role
+    /// `proxy`), which differ.
+    pub async fn status_json(&self) -> Result<serde_json::Value, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/status", self.base));
+        self.send(self.admin(request)).await
+    }
+
     /// The server's role, sequence and upstream (`GET /v1/admin/status`).
     pub async fn server_status(&self) -> Result<ServerStatus, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/status", self.base));

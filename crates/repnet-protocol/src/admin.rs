@@ -24,6 +24,9 @@ pub struct SetLocalVerdict<'a> {
     /// Why the administrator set it (a ticket number, a note); at most 1,000 characters.
     #[serde(default)]
     pub comment: Option<String>,
+    /// When it lapses, in the future: `2027-01-01` (midnight UTC) or RFC 3339. None: never.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 /// One local verdict, as `GET /v1/admin/verdicts` lists it.
@@ -38,6 +41,9 @@ pub struct LocalVerdictEntry {
     pub created: Option<String>,
     /// When it was last set.
     pub updated: Option<String>,
+    /// When it lapses; absent when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 impl LocalVerdictEntry {
@@ -45,6 +51,7 @@ impl LocalVerdictEntry {
         object: &model::Object,
         record: &model::SourceRecord,
         comment: Option<&str>,
+        expires: Option<model::Timestamp>,
     ) -> LocalVerdictEntry {
         LocalVerdictEntry {
             object: ObjectRef::from_model(object, &model::FileHashes::default()),
@@ -58,6 +65,7 @@ impl LocalVerdictEntry {
             comment: comment.map(str::to_owned),
             created: rfc3339(record.first_seen),
             updated: rfc3339(record.last_seen),
+            expires: expires.and_then(rfc3339),
         }
     }
 }
@@ -188,8 +196,10 @@ pub struct ServerStatus {
     pub role: String,
     /// Whether lookups need a licence key.
     pub key_required: bool,
-    /// Keys (objects and hash aliases) in the knowledge base.
-    pub keys: u64,
+    /// Licence keys registered and neither revoked nor expired.
+    pub licence_keys: u64,
+    /// Entries (objects and hash aliases) in the knowledge base.
+    pub knowledge_base_entries: u64,
     /// This server's change log: its id (32 hex digits) and last sequence number.
     pub log_id: String,
     pub sequence: u64,
@@ -197,12 +207,25 @@ pub struct ServerStatus {
     pub oldest_continuable: u64,
     /// The server this one pulls from, if any.
     pub upstream: Option<UpstreamStatus>,
+    /// Where this server is in the change log of the network it is fed from (by pulls or by
+    /// bundles): what to export the next bundle after (`repnet bundle export --after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fed_from: Option<FedFrom>,
     /// Statistics: objects tracked and their aggregates' bytes on disk; raw events kept and
     /// theirs.
     pub tracked_objects: u64,
     pub aggregate_bytes: u64,
     pub raw_events: u64,
     pub raw_event_bytes: u64,
+}
+
+/// A position in another server's change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FedFrom {
+    /// The other server's log id.
+    pub log_id: String,
+    /// The last of its changes applied here.
+    pub sequence: u64,
 }
 
 /// How pulling from the upstream server goes.

@@ -13,7 +13,7 @@ mod search;
 mod view;
 
 pub use admin::{
-    BundleApplied, EngineStatus, FeedStatus, FeedStatusList, ImportParams, ImportReport,
+    BundleApplied, EngineStatus, FedFrom, FeedStatus, FeedStatusList, ImportParams, ImportReport,
     LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus, SetLocalVerdict,
     SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
 };

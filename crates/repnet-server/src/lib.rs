@@ -113,6 +113,44 @@ impl Reloader {
     }
 }
 
+/// How often local verdicts past their expiry are removed.
+const LAPSE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Removes local verdicts past their expiry, every [`LAPSE_INTERVAL`]: as a `DELETE` would,
+/// so the change reaches private servers and proxies through the change log.
+async fn lapse_local_verdicts(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(LAPSE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        let now = repnet_store::now();
+        let verdicts = match store.local_verdicts().await {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the local verdicts to remove the lapsed ones");
+                continue;
+            }
+        };
+        let lapsed: Vec<repnet_store::Change> = verdicts
+            .into_iter()
+            .filter(|verdict| verdict.expires.is_some_and(|expires| expires <= now))
+            .map(|verdict| repnet_store::Change::Remove {
+                object: verdict.object,
+                source: repnet_model::Source::Local,
+            })
+            .collect();
+        if lapsed.is_empty() {
+            continue;
+        }
+        let count = lapsed.len();
+        match store.apply(lapsed).await {
+            Ok(_) => tracing::info!(count, "local verdicts past their expiry removed"),
+            Err(error) => tracing::warn!(%error, "cannot remove lapsed local verdicts"),
+        }
+    }
+}
+
 /// A configured server, ready to run on a listener.
 #[derive(Debug)]
 pub struct Server {
@@ -351,6 +389,10 @@ impl Server {
         });
         let recording =
             tokio::spawn(Arc::clone(&self.licences).record_uses(stop_tasks.subscribe()));
+        let lapsing = tokio::spawn(lapse_local_verdicts(
+            self.store.clone(),
+            stop_tasks.subscribe(),
+        ));
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {
@@ -375,6 +417,7 @@ impl Server {
         }
         let _ = engine.await;
         let _ = recording.await;
+        let _ = lapsing.await;
         expiring.abort();
         let _ = expiring.await;
         // The router (and with it the queue's sender) is gone: the writer finishes what is

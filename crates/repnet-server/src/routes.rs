@@ -745,16 +745,34 @@ pub(crate) async fn set_local_verdict(
         }
     }
     let now = repnet_store::now();
+    let expires = match request.expires.as_deref() {
+        None => None,
+        Some(text) => {
+            let expires = repnet_protocol::parse_time(text).map_err(|message| {
+                ApiError::bad_request("invalid_expires", format!("expires: {message}"))
+            })?;
+            if expires <= now {
+                return Err(ApiError::bad_request(
+                    "invalid_expires",
+                    format!(
+                        "expires: {text} is not in the future: give a later time, or none for a verdict that does not lapse"
+                    ),
+                ));
+            }
+            Some(expires)
+        }
+    };
     let mut record = SourceRecord::new(Source::Local, verdict, Confidence::MAX, now);
     record.threat = threat;
     record.categories = categories;
     state
         .store
-        .apply(vec![Change::Put {
+        .apply(vec![Change::Local {
             object: object.clone(),
             hashes,
             record,
             comment: request.comment.clone(),
+            expires,
         }])
         .await
         .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
@@ -850,7 +868,9 @@ pub(crate) async fn list_local_verdicts(
     let list = LocalVerdictList {
         verdicts: verdicts
             .iter()
-            .map(|v| LocalVerdictEntry::from_model(&v.object, &v.record, v.comment.as_deref()))
+            .map(|v| {
+                LocalVerdictEntry::from_model(&v.object, &v.record, v.comment.as_deref(), v.expires)
+            })
             .collect(),
     };
     Ok(json_response(

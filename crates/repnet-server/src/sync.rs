@@ -100,12 +100,12 @@ pub(crate) async fn get_changes(
         (ChangesAnswer::SnapshotNeeded(log), _) => {
             let message = if after > log.sequence {
                 format!(
-                    "this server's change log ({}) is at {}, before the {after} asked for: its knowledge base was replaced; fetch GET /v1/snapshot",
+                    "this server's change log ({}) is at {}, before the {after} asked for: {after} is not a position in this log. For a bundle, export after the position the importing server was fed to (its `repnet admin status`, line `fed from`, not its own change log), or export a whole bundle (`repnet bundle export` without --after); a server that pulls fetches a snapshot (GET /v1/snapshot)",
                     log.log_id, log.sequence
                 )
             } else {
                 format!(
-                    "the changes after {after} are no longer kept (the log holds {} to {}): fetch GET /v1/snapshot",
+                    "the changes after {after} are no longer kept (the log holds {} to {}): export a whole bundle (`repnet bundle export` without --after); a server that pulls fetches a snapshot (GET /v1/snapshot)",
                     log.floor + 1,
                     log.sequence
                 )
@@ -210,7 +210,19 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
         raw_event_bytes: statistics.event_bytes,
         role: state.role.as_str().to_owned(),
         key_required: state.licences.required(),
-        keys,
+        licence_keys: state
+            .licences
+            .list()
+            .iter()
+            .filter(|licence| {
+                licence.revoked.is_none() && licence.expires.is_none_or(|e| e > repnet_store::now())
+            })
+            .count() as u64,
+        knowledge_base_entries: keys,
+        fed_from: log.upstream.map(|cursor| repnet_protocol::FedFrom {
+            log_id: cursor.log_id.to_string(),
+            sequence: cursor.sequence,
+        }),
         log_id: log.log_id.to_string(),
         sequence: log.sequence,
         oldest_continuable: log.floor,

@@ -362,6 +362,7 @@ async fn a_private_server_converges_to_the_global_one_and_keeps_its_own_verdicts
             threat: Some("Global.Admin".to_owned()),
             categories: vec![],
             comment: None,
+            expires: None,
         }
     }
     global
@@ -524,6 +525,7 @@ async fn a_private_server_with_a_revoked_upstream_key_reports_it_and_keeps_its_d
             threat: None,
             categories: vec![],
             comment: None,
+            expires: None,
         })
         .await
         .unwrap();
@@ -654,6 +656,7 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
             threat: None,
             categories: vec![],
             comment: None,
+            expires: None,
         })
         .await
         .unwrap();

@@ -84,6 +84,15 @@ pub enum Change {
     },
     /// Removes what `source` said about `object` (and, for files, under its aliases).
     Remove { object: Object, source: Source },
+    /// The administrator's local verdict (`record.source` is `Local`), as `Put`, with an
+    /// optional time after which it lapses (the server removes it then).
+    Local {
+        object: Object,
+        hashes: FileHashes,
+        record: SourceRecord,
+        comment: Option<String>,
+        expires: Option<Timestamp>,
+    },
 }
 
 /// What applying one [`Change`] did.
@@ -124,6 +133,8 @@ pub struct LocalVerdict {
     pub object: Object,
     pub record: SourceRecord,
     pub comment: Option<String>,
+    /// When it lapses, if it does.
+    pub expires: Option<Timestamp>,
 }
 
 /// What a participant reported.

@@ -474,6 +474,7 @@ impl LmdbStore {
                 object,
                 record: reader.source_record(local_source)?,
                 comment: local.comment,
+                expires: local.expires,
             });
         }
         Ok(verdicts)
@@ -1546,7 +1547,17 @@ impl TxnWriter<'_, '_> {
                 record,
                 comment,
             } => {
-                self.put_record(object, hashes, record, comment.as_deref())?;
+                self.put_record(object, hashes, record, comment.as_deref(), None)?;
+                Ok(Outcome::Stored)
+            }
+            Change::Local {
+                object,
+                hashes,
+                record,
+                comment,
+                expires,
+            } => {
+                self.put_record(object, hashes, record, comment.as_deref(), *expires)?;
                 Ok(Outcome::Stored)
             }
             Change::Remove { object, source } => self.remove(object, source),
@@ -1559,6 +1570,7 @@ impl TxnWriter<'_, '_> {
         hashes: &FileHashes,
         record: &SourceRecord,
         comment: Option<&str>,
+        expires: Option<Timestamp>,
     ) -> Result<(), WriteError> {
         let source = StoredSource {
             source_id: self
@@ -1589,7 +1601,7 @@ impl TxnWriter<'_, '_> {
         if record.source == Source::Local {
             // The first mutation is the one that holds the record.
             if let Some((key, _)) = mutations.first() {
-                let value = encode_local(object, comment);
+                let value = encode_local_expiring(object, comment, expires);
                 self.store
                     .dbs
                     .local
@@ -1669,6 +1681,8 @@ pub(super) struct LocalEntry {
     /// `None` only in format-1 values, which the migration rewrites.
     pub(super) object: Option<Object>,
     pub(super) comment: Option<String>,
+    /// When the local verdict lapses (version 3).
+    pub(super) expires: Option<Timestamp>,
 }
 
 fn put_text(out: &mut Vec<u8>, text: &str) {
@@ -1679,12 +1693,25 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 /// Version 2: `u8 2, u8 kind, varint length + object text, [varint length + comment]`.
 /// (Version 1, of format-1 stores: `u8 1, [varint length + comment]`.)
 pub(super) fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
+    encode_local_expiring(object, comment, None)
+}
+
+/// A `local` entry, version 2 (object, comment) or, with an expiry, 3 (object, the expiry as
+/// a varint of Unix seconds, comment).
+pub(super) fn encode_local_expiring(
+    object: &Object,
+    comment: Option<&str>,
+    expires: Option<Timestamp>,
+) -> Vec<u8> {
     let kind = LOCAL_KINDS
         .iter()
         .find(|(_, kind)| *kind == object.kind())
         .map_or(0, |(code, _)| *code);
-    let mut out = vec![2, kind];
+    let mut out = vec![if expires.is_some() { 3 } else { 2 }, kind];
     put_text(&mut out, &object.to_string());
+    if let Some(expires) = expires {
+        put_varint(&mut out, expires.0);
+    }
     if let Some(comment) = comment {
         put_text(&mut out, comment);
     }
@@ -1703,9 +1730,10 @@ pub(super) fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
             .map(str::to_owned)
             .map_err(|_| corrupt("is not UTF-8"))
     };
-    let object = match reader.u8().map_err(|_| corrupt("is empty"))? {
+    let version = reader.u8().map_err(|_| corrupt("is empty"))?;
+    let object = match version {
         1 => None,
-        2 => {
+        2 | 3 => {
             let code = reader.u8().map_err(|_| corrupt("is truncated"))?;
             let kind = LOCAL_KINDS
                 .iter()
@@ -1720,12 +1748,22 @@ pub(super) fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
         }
         _ => return Err(corrupt("has an unknown version")),
     };
+    let expires = match version {
+        3 => Some(Timestamp(
+            reader.varint().map_err(|_| corrupt("is truncated"))?,
+        )),
+        _ => None,
+    };
     let comment = if reader.is_empty() {
         None
     } else {
         Some(text(&mut reader)?)
     };
-    Ok(LocalEntry { object, comment })
+    Ok(LocalEntry {
+        object,
+        comment,
+        expires,
+    })
 }
 
 /// Format 1 → 2: domains and IP addresses move from keys of their own bytes to the keys of
@@ -2159,10 +2197,13 @@ mod tests {
         ];
         for object in objects {
             for comment in [None, Some(""), Some("ticket #1 — ünïcode")] {
-                let bytes = encode_local(&object, comment);
-                let entry = decode_local(&bytes).expect("decode");
-                assert_eq!(entry.object.as_ref(), Some(&object));
-                assert_eq!(entry.comment.as_deref(), comment);
+                for expires in [None, Some(Timestamp(1_900_000_000))] {
+                    let bytes = encode_local_expiring(&object, comment, expires);
+                    let entry = decode_local(&bytes).expect("decode");
+                    assert_eq!(entry.object.as_ref(), Some(&object));
+                    assert_eq!(entry.comment.as_deref(), comment);
+                    assert_eq!(entry.expires, expires);
+                }
             }
         }
         assert!(decode_local(&[]).is_err());
@@ -2173,7 +2214,8 @@ mod tests {
             decode_local(&[1, 2, b'h', b'i']).expect("decode"),
             LocalEntry {
                 object: None,
-                comment: Some("hi".to_owned())
+                comment: Some("hi".to_owned()),
+                expires: None,
             }
         );
     }
