@@ -706,6 +706,22 @@ async fn operations_endpoints() {
         );
     }
     assert!(openapi["components"]["schemas"].get("Reputation").is_some());
+    // A batch's result is a reputation or, from a proxy, an item's error; an answer may be
+    // stale; a file may be given by several hashes.
+    let schemas = &openapi["components"]["schemas"];
+    assert!(
+        schemas["LookupResult"]["oneOf"]
+            .as_array()
+            .is_some_and(|v| v.len() == 2),
+        "{}",
+        schemas["LookupResult"]
+    );
+    assert!(schemas["Reputation"]["properties"].get("stale").is_some());
+    assert!(
+        schemas["FileRef"]["oneOf"].is_array(),
+        "{}",
+        schemas["FileRef"]
+    );
     server.stop().await;
 }
 
