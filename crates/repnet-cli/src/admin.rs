@@ -7,6 +7,7 @@ use repnet_client::Client;
 use repnet_protocol::{AddLicenceKey, LicenceKeyEntry};
 
 use crate::Outcome;
+use crate::participation::{ClientConfig, ClientFiles};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {
@@ -289,26 +290,30 @@ fn print_review(list: &repnet_protocol::ReviewList) {
 /// Which server, and how to reach its admin API.
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
-    /// The repnet server.
-    #[arg(
-        long,
-        env = "REPNET_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        value_name = "URL"
-    )]
-    server: String,
+    /// The repnet server or proxy [default: the client configuration's `server`, else
+    /// http://127.0.0.1:8080].
+    #[arg(long, env = "REPNET_SERVER", value_name = "URL")]
+    server: Option<String>,
     /// File holding the server's admin token (or set REPNET_ADMIN_TOKEN).
     #[arg(long, env = "REPNET_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
-    /// CA certificates (PEM) to trust for an https:// server, besides the system's.
+    /// CA certificates (PEM) to trust for an https:// server, besides the system's [default:
+    /// the client configuration's `ca`].
     #[arg(long, env = "REPNET_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
-    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+    /// A client of the admin API, with the client configuration's server and CA as defaults.
+    pub(crate) fn client(&self, config: &ClientConfig) -> anyhow::Result<Client> {
         let token = crate::admin_token(self.admin_token_file.as_deref())?;
-        Ok(Client::with_ca(&self.server, self.ca.as_deref())?.with_admin_token(token))
+        let connection = crate::connect::ServerArgs {
+            server: self.server.clone(),
+            key: None,
+            ca: self.ca.clone(),
+        };
+        let ca = self.ca.clone().or(config.ca.clone());
+        Ok(Client::with_ca(&connection.url(config), ca.as_deref())?.with_admin_token(token))
     }
 }
 
@@ -418,7 +423,9 @@ fn print_keys(keys: &[LicenceKeyEntry]) {
     }
 }
 
-pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
+pub(crate) async fn run(command: AdminCommand, files: &ClientFiles) -> anyhow::Result<Outcome> {
+    // A configuration that cannot be read gives no defaults; the commands still run.
+    let config = files.load().unwrap_or_default();
     match command {
         AdminCommand::Keys(KeysCommand::Add {
             key,
@@ -433,7 +440,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
                     .map_err(|error| anyhow::anyhow!("--expires: {error}"))?;
             }
             let entry = server
-                .client()?
+                .client(&config)?
                 .add_licence_key(&AddLicenceKey {
                     key,
                     label,
@@ -444,7 +451,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             print_keys(&[entry]);
         }
         AdminCommand::Keys(KeysCommand::List { server, json }) => {
-            let list = server.client()?.licence_keys().await?;
+            let list = server.client(&config)?.licence_keys().await?;
             if json {
                 println!("{}", repnet_protocol::to_pretty_json(&list));
             } else {
@@ -452,7 +459,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             }
         }
         AdminCommand::Keys(KeysCommand::Revoke { key, server }) => {
-            let client = server.client()?;
+            let client = server.client(&config)?;
             let list = client.licence_keys().await?;
             let key = key.trim();
             // An id as listed, or the key itself (whose id is derived from it).
@@ -472,7 +479,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             print_keys(&[entry]);
         }
         AdminCommand::Review(ReviewCommand::List { server, json }) => {
-            let list = server.client()?.review().await?;
+            let list = server.client(&config)?.review().await?;
             if json {
                 println!("{}", repnet_protocol::to_pretty_json(&list));
             } else {
@@ -486,7 +493,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             server,
         }) => {
             let list = server
-                .client()?
+                .client(&config)?
                 .settle_review(
                     &id,
                     &repnet_protocol::SettleReview {
@@ -499,7 +506,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             print_review(&list);
         }
         AdminCommand::Settings(SettingsCommand::Show { server }) => {
-            let settings = server.client()?.settings().await?;
+            let settings = server.client(&config)?.settings().await?;
             println!("{}", serde_json::to_string_pretty(&settings)?);
         }
         AdminCommand::Settings(SettingsCommand::Set { key, value, server }) => {
@@ -508,17 +515,17 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             let mut patch = serde_json::Map::new();
             patch.insert(key, value);
             let settings = server
-                .client()?
+                .client(&config)?
                 .patch_settings(&serde_json::Value::Object(patch))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&settings)?);
         }
         AdminCommand::Engine { server } => {
-            let engine = server.client()?.engine().await?;
+            let engine = server.client(&config)?.engine().await?;
             println!("{}", repnet_protocol::to_pretty_json(&engine));
         }
         AdminCommand::Verdicts(VerdictsCommand::List { server, json }) => {
-            let list = server.client()?.local_verdicts().await?;
+            let list = server.client(&config)?.local_verdicts().await?;
             if json {
                 println!("{}", repnet_protocol::to_pretty_json(&list));
             } else {
@@ -537,7 +544,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             let item = crate::lookup::admin_item(&object)?;
             let expires = expires.as_deref().map(expiry).transpose()?;
             let reputation = server
-                .client()?
+                .client(&config)?
                 .set_local_verdict(&repnet_protocol::SetLocalVerdict {
                     object: item,
                     verdict,
@@ -569,7 +576,10 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
                     (repnet_model::ObjectKind::File, primary.to_string())
                 }
             };
-            let reputation = server.client()?.remove_local_verdict(kind, &value).await?;
+            let reputation = server
+                .client(&config)?
+                .remove_local_verdict(kind, &value)
+                .await?;
             println!(
                 "{} {}: local verdict removed; now {}",
                 reputation.object.kind,
@@ -578,7 +588,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             );
         }
         AdminCommand::Feeds(FeedsCommand::List { server, json }) => {
-            let list = server.client()?.feeds().await?;
+            let list = server.client(&config)?.feeds().await?;
             if json {
                 println!("{}", repnet_protocol::to_pretty_json(&list));
             } else {
@@ -586,14 +596,14 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<Outcome> {
             }
         }
         AdminCommand::Feeds(FeedsCommand::Refresh { name, server }) => {
-            let status = server.client()?.refresh_feed(&name).await?;
+            let status = server.client(&config)?.refresh_feed(&name).await?;
             print_feeds(std::slice::from_ref(&status));
             if status.state == "failed" {
                 return Ok(Outcome::Incomplete);
             }
         }
         AdminCommand::Status { server, json } => {
-            let status = server.client()?.status_json().await?;
+            let status = server.client(&config)?.status_json().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else if status["role"] == "proxy" {

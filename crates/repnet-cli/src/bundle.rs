@@ -120,7 +120,12 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
                     .context("the import stopped unexpectedly")??;
                     bundle::applied_view(&applied)
                 }
-                (None, _) => server.client()?.import_bundle(&file).await?,
+                (None, _) => {
+                    server
+                        .client(&Default::default())?
+                        .import_bundle(&file)
+                        .await?
+                }
                 (Some(_), None) => anyhow::bail!("--data needs --public-key FILE"),
             };
             println!(

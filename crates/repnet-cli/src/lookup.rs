@@ -702,7 +702,18 @@ fn explained(explanation: &repnet_protocol::Explanation) -> String {
             out.push_str(&format!("      why: {reason}\n"));
         }
     }
-    if let Some(reason) = &explanation.expression_reason {
+    // Between several matched expressions, why the decisive one decided.
+    let mut expressions: Vec<&str> = explanation
+        .records
+        .iter()
+        .filter_map(|record| record.expression.as_deref())
+        .collect();
+    expressions.dedup();
+    if let Some(reason) = explanation
+        .expression_reason
+        .as_ref()
+        .filter(|_| expressions.len() > 1)
+    {
         out.push_str(&format!("      expression: {reason}\n"));
     }
     out

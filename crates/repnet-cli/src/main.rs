@@ -150,7 +150,7 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
         Command::Scan(args) => runtime(0)?.block_on(scan::run(args, &files()?)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
         Command::Url(command) => url::run(command),
-        Command::Admin(command) => runtime(0)?.block_on(admin::run(command)),
+        Command::Admin(command) => runtime(0)?.block_on(admin::run(command, &files()?)),
         Command::Bundle(command) => runtime(0)?.block_on(bundle::run(command)),
         Command::Participation(command) => {
             runtime(0)?.block_on(participation::participation(&files()?, command))
