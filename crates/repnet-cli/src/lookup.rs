@@ -176,9 +176,7 @@ fn looks_like_path(argument: &str) -> bool {
         || argument.starts_with("./")
         || argument.starts_with("../")
         || argument.contains('\\')
-        || argument.len() > 2
-            && argument.as_bytes()[1] == b':'
-            && argument.as_bytes()[0].is_ascii_alphabetic()
+        || matches!(argument.as_bytes(), [drive, b':', b'\\' | b'/', ..] if drive.is_ascii_alphabetic())
 }
 
 /// Classifies `argument` strictly, or says what it is not. An existing file wins over
@@ -186,10 +184,14 @@ fn looks_like_path(argument: &str) -> bool {
 /// URLs (a scheme, or a host with a known suffix before a `/`) and domains (a known public
 /// suffix). Anything else is an error that says what to write instead.
 fn classify(argument: &str, forced: Option<Kind>) -> Result<Target, String> {
+    // `get`, not slicing: the prefix's end may fall inside a character of the argument.
     let (forced, text) = match Kind::PREFIXES.iter().find(|(prefix, _)| {
-        argument.len() > prefix.len() && argument[..prefix.len()].eq_ignore_ascii_case(prefix)
+        argument.len() > prefix.len()
+            && argument
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
     }) {
-        Some((prefix, kind)) => (Some(*kind), &argument[prefix.len()..]),
+        Some((prefix, kind)) => (Some(*kind), argument.get(prefix.len()..).unwrap_or("")),
         None => (forced, argument),
     };
     let invalid = |error: repnet_model::ParseError| error.to_string();
@@ -741,6 +743,7 @@ mod tests {
             ),
             ("domain:invoice.pdf", ObjectKind::Domain, "invoice.pdf"),
             ("ip:10.0.0.1", ObjectKind::Ip, "10.0.0.1"),
+            ("a::1", ObjectKind::Ip, "a::1"),
             (
                 "http://Evil.Example/a/../b",
                 ObjectKind::Url,
@@ -783,6 +786,10 @@ mod tests {
             ("a..b", "no such file"),
             ("bad domain!", "no such file"),
             ("file:nope.txt", "no such file"),
+            // Not a prefix, and no panic on a character that is not ASCII where one would end.
+            ("domäin:x", "no such file"),
+            ("ceäü", "no such file"),
+            ("C:\\Users\\x\\setup.exe", "no such file"),
         ];
         for (argument, message) in refused {
             let error = classify(argument, None).unwrap_err();
