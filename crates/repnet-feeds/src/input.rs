@@ -4,10 +4,10 @@
 //! handed back in front of the rest of the stream.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Cursor, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::FeedError;
 
@@ -225,23 +225,77 @@ fn zip_entry(
         .map(|(_, index)| index)
         .ok_or_else(|| format_error("is a zip archive with no file in it".to_owned()))?;
     let (reader, mut writer) = std::io::pipe().map_err(read_error(name))?;
+    let failure: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    let failed = Arc::clone(&failure);
     std::thread::Builder::new()
         .name("repnet-unzip".to_owned())
         .spawn(move || {
             let _keep = keep;
-            if let Ok(mut entry) = archive.by_index(largest) {
-                // A write error means the reader stopped (an error on its side): stop too.
-                let _ = std::io::copy(&mut entry, &mut writer);
+            let mut entry = match archive.by_index(largest) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    *failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(std::io::Error::other(error));
+                    return;
+                }
+            };
+            // Read and write separately: a read error (damaged data, a checksum that does
+            // not match) must reach the importer, which would otherwise take the end of the
+            // pipe for the end of the feed and retract everything after the damage. A write
+            // error means the reader stopped (an error, or enough rows, on its side).
+            let mut buffer = vec![0u8; 1 << 16];
+            loop {
+                match entry.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => {
+                        if writer.write_all(&buffer[..read]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        // Recorded before the pipe closes (when `writer` drops), so the
+                        // reader sees it at the end of the data.
+                        *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                        break;
+                    }
+                }
             }
         })
         .map_err(read_error(name))?;
-    Ok(Box::new(reader))
+    Ok(Box::new(Unzipped { reader, failure }))
+}
+
+/// The decompressed entry, as the thread writes it, ending in the thread's error if it had
+/// one rather than in a clean end of data.
+struct Unzipped {
+    reader: std::io::PipeReader,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl Read for Unzipped {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.reader.read(buffer)?;
+        if read == 0
+            && !buffer.is_empty()
+            && let Some(error) = self
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        {
+            return Err(std::io::Error::new(
+                error.kind(),
+                format!("the zip archive is damaged: {error}"),
+            ));
+        }
+        Ok(read)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
 
     fn content(opened: &mut Opened) -> String {
         let mut text = String::new();

@@ -428,3 +428,66 @@ fn legacy_nsrl_rows_link_their_sha1_and_md5() {
         assert_eq!(knowledge.hashes.md5.unwrap().to_string(), md5);
     }
 }
+
+/// A damaged archive is an error that changes nothing, never a shorter feed whose missing
+/// rows are retracted.
+#[test]
+fn a_damaged_archive_fails_the_import_and_retracts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), &StoreOptions::default()).unwrap();
+    // Hashes that do not compress much, so that damage in the middle of the data is in the
+    // middle of the feed.
+    let lines: String = (0..20_000u32)
+        .map(|i| format!("{}\n", repnet_model::Sha256::digest(&i.to_le_bytes())))
+        .collect();
+    let zipped = dir.path().join("list.zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    writer.start_file("list.txt", deflated).unwrap();
+    writer.write_all(lines.as_bytes()).unwrap();
+    writer.finish().unwrap();
+    let gzipped = dir.path().join("list.txt.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gzipped).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(lines.as_bytes()).unwrap();
+    encoder.finish().unwrap();
+    let import_as = |file: &Path| {
+        let inputs = [Input::Path(file.to_path_buf())];
+        let mut options = options(dir.path());
+        options.source = Some(FeedName::new("corp").unwrap());
+        repnet_feeds::import(&store, &inputs, Format::Hashlist, &options, &NoProgress)
+    };
+    assert_eq!(import_as(&zipped).unwrap().stored, 20_000);
+    let records = |store: &Store| store.stats().unwrap().keys;
+    let before = records(&store);
+
+    let damage = |file: &Path, name: &str, change: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = std::fs::read(file).unwrap();
+        change(&mut bytes);
+        let damaged = dir.path().join(name);
+        std::fs::write(&damaged, bytes).unwrap();
+        damaged
+    };
+    let flip = |bytes: &mut Vec<u8>| {
+        let middle = bytes.len() / 2;
+        for byte in &mut bytes[middle..middle + 64] {
+            *byte ^= 0x5a;
+        }
+    };
+    let cut = |bytes: &mut Vec<u8>| bytes.truncate(bytes.len() * 2 / 3);
+    for damaged in [
+        damage(&zipped, "flipped.zip", &flip),
+        damage(&gzipped, "flipped.txt.gz", &flip),
+        damage(&gzipped, "cut.txt.gz", &cut),
+    ] {
+        let error = match import_as(&damaged) {
+            Err(error) => error,
+            Ok(report) => panic!("{} imported: {report:?}", damaged.display()),
+        };
+        assert!(error.is_feed_error(), "{error}");
+        assert_eq!(records(&store), before, "{}: {error}", damaged.display());
+    }
+}
