@@ -110,6 +110,9 @@ impl Domain {
                 )));
             }
         }
+        if let Some(problem) = crate::url::label_problem(&ascii) {
+            return Err(ParseError::Domain(problem));
+        }
         if ascii.parse::<std::net::Ipv4Addr>().is_ok()
             || ascii
                 .split('.')
@@ -332,6 +335,11 @@ mod tests {
             ("user@evil.example", "not"),
             ("192.0.2.1", "IP address"),
             ("1.2.3", "IP address"),
+            // As in URLs: labels do not start or end with `-`, and `xn--` is punycode.
+            ("-.com", "starts or ends with `-`"),
+            ("a-.example", "starts or ends with `-`"),
+            ("xn--", "not a valid domain name"),
+            ("xn--zz9.example", "not a valid domain name"),
         ];
         for (input, expected) in cases {
             let error = Domain::new(input).unwrap_err();

@@ -6,16 +6,24 @@
 //!
 //! 1. Remove tab, CR and LF; trim surrounding whitespace; drop the fragment (from the first
 //!    `#`, before unescaping, so that an escaped `%23` is not a fragment).
-//! 2. Percent-unescape repeatedly until nothing changes.
-//! 3. Split off the scheme (`scheme://`, lower-cased; `http` when absent), then the query
-//!    (from the first `?`), then the host (up to the first `/`).
-//! 4. Host: drop credentials (up to the last `@`) and the port; strip leading and trailing
-//!    dots and collapse repeated dots; lower-case; an IPv4 address written in decimal, octal,
+//! 2. Split the URL into its parts as browsers do (the WHATWG URL standard), before anything
+//!    is unescaped: the scheme (`scheme:` followed by slashes or backslashes, any number of
+//!    them; `http` when absent), then the authority, which ends at the first `/`, `\` or
+//!    `?`; the credentials in it end at its last `@`; then the path (backslashes are
+//!    slashes), then the query (from the first `?`). So `http://good.example%2F@evil.example/`
+//!    and `http://evil.example\@good.example/` are on `evil.example`, as a browser goes.
+//! 3. Percent-unescape each part repeatedly until nothing changes (within the part only).
+//! 4. Host: drop the port (a number up to 65535); strip leading and trailing dots and
+//!    collapse repeated dots; lower-case; an IPv4 address written in decimal, octal,
 //!    hexadecimal or with fewer than four parts becomes dotted decimal; a non-ASCII name
-//!    becomes punycode. An IPv6 address in brackets becomes its standard form in brackets.
+//!    becomes punycode, and a name's labels may not start or end with `-` nor be `xn--`
+//!    labels that are not punycode. An IPv6 address in brackets becomes its standard form in
+//!    brackets. A host that holds `/`, `\`, `?` or `@` once unescaped is refused, as browsers
+//!    refuse it.
 //! 5. Path: resolve `.` and `..` segments, collapse repeated slashes, `/` when empty. The
 //!    query is left as it is.
-//! 6. Percent-escape every byte ≤ 0x20 or ≥ 0x7F, `#` and `%`, with upper-case hex.
+//! 6. Percent-escape every byte ≤ 0x20 or ≥ 0x7F, `#` and `%` (and in the path `?` and `\`),
+//!    with upper-case hex.
 //!
 //! Expressions are `host` + `path` [+ `?query`], without the scheme: the exact host and up to
 //! four suffixes formed from its last five components (never the top-level domain alone,
@@ -145,11 +153,27 @@ fn unescape_once(input: &[u8], out: &mut Vec<u8>) -> bool {
     changed
 }
 
+/// Unescapes `part` until nothing changes; each pass shortens the text, so this ends.
+fn unescape_fully(part: &[u8]) -> Vec<u8> {
+    let mut text = part.to_vec();
+    let mut scratch = Vec::with_capacity(text.len());
+    while unescape_once(&text, &mut scratch) {
+        std::mem::swap(&mut text, &mut scratch);
+    }
+    text
+}
+
 /// Percent-escapes the bytes Safe Browsing escapes, with upper-case hex.
 fn escape(input: &[u8], out: &mut String) {
+    escape_with(input, b"", out);
+}
+
+/// [`escape`], and the bytes of `also` too (`?` and `\\` in a path, which would otherwise
+/// start a query, or become a slash, when the canonical URL is read again).
+fn escape_with(input: &[u8], also: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &byte in input {
-        if byte <= 0x20 || byte >= 0x7f || byte == b'#' || byte == b'%' {
+        if byte <= 0x20 || byte >= 0x7f || byte == b'#' || byte == b'%' || also.contains(&byte) {
             out.push('%');
             out.push(HEX[(byte >> 4) as usize] as char);
             out.push(HEX[(byte & 0xf) as usize] as char);
@@ -159,7 +183,10 @@ fn escape(input: &[u8], out: &mut String) {
     }
 }
 
-/// Splits off `scheme://`: the scheme is a letter followed by letters, digits, `+`, `-`, `.`.
+/// Splits off the scheme: a letter followed by letters, digits, `+`, `-`, `.`, then `:` and
+/// at least one slash or backslash, all of which are skipped, as browsers skip them
+/// (`http:\\evil.example` is `http://evil.example`). Without them there is no scheme
+/// (`example.com:8080/x` is a host and port).
 fn split_scheme(input: &[u8]) -> (Option<&[u8]>, &[u8]) {
     let Some(first) = input.first() else {
         return (None, input);
@@ -171,11 +198,40 @@ fn split_scheme(input: &[u8]) -> (Option<&[u8]>, &[u8]) {
         .iter()
         .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
         .unwrap_or(input.len());
-    if input[end..].starts_with(b"://") {
-        (Some(&input[..end]), &input[end + 3..])
+    let after = &input[end..];
+    if after.first() == Some(&b':') && matches!(after.get(1), Some(b'/' | b'\\')) {
+        let rest = &after[1..];
+        let skipped = rest
+            .iter()
+            .position(|b| !matches!(b, b'/' | b'\\'))
+            .unwrap_or(rest.len());
+        (Some(&input[..end]), &rest[skipped..])
     } else {
         (None, input)
     }
+}
+
+/// What is wrong with a host name's labels (after IDNA), for URLs and domains alike: none may
+/// start or end with `-`, and an `xn--` label must be punycode.
+pub(crate) fn label_problem(name: &str) -> Option<String> {
+    for label in name.split('.') {
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!(
+                "{name:?} has the label {label:?}, which starts or ends with `-`"
+            ));
+        }
+        if let Some(encoded) = label
+            .get(..4)
+            .filter(|start| start.eq_ignore_ascii_case("xn--"))
+            .and_then(|_| label.get(4..))
+            && (encoded.is_empty() || idna::punycode::decode_to_string(encoded).is_none())
+        {
+            return Some(format!(
+                "{name:?} has the label {label:?}, which is not valid punycode"
+            ));
+        }
+    }
+    None
 }
 
 /// Parses an IPv4 address the way resolvers do: 1 to 4 parts, each decimal, octal (leading
@@ -235,12 +291,9 @@ fn parse_ipv4_part(part: &[u8]) -> Option<u64> {
     Some(value)
 }
 
+/// The canonical form of a host, unescaped and without credentials (`CanonicalUrl::parse`
+/// took them off at the authority's last `@`, before unescaping).
 fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
-    // Credentials: up to the last `@`.
-    let raw = match raw.iter().rposition(|b| *b == b'@') {
-        Some(at) => &raw[at + 1..],
-        None => raw,
-    };
     if raw.first() == Some(&b'[') {
         let Some(close) = raw.iter().position(|b| *b == b']') else {
             return Err(invalid("the IPv6 address in the host has no closing `]`"));
@@ -268,13 +321,28 @@ fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
     // The port: after the last `:`.
     let raw = match raw.iter().rposition(|b| *b == b':') {
         Some(colon) => {
-            if !raw[colon + 1..].iter().all(u8::is_ascii_digit) {
+            let port = &raw[colon + 1..];
+            if !port.iter().all(u8::is_ascii_digit) {
                 return Err(invalid("the port after `:` in the host is not a number"));
+            }
+            let value = port.iter().try_fold(0u32, |n, d| {
+                n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+            });
+            if value.is_none_or(|value| value > 65_535) {
+                return Err(invalid("the port after `:` in the host is above 65535"));
             }
             &raw[..colon]
         }
         None => raw,
     };
+    // Unescaped, these would end the host or start credentials when the canonical URL is
+    // read again; browsers refuse such a host.
+    if let Some(bad) = raw.iter().find(|b| matches!(b, b'/' | b'\\' | b'?' | b'@')) {
+        return Err(invalid(format!(
+            "the host holds `{}` once percent-decoded: browsers refuse such a host",
+            *bad as char
+        )));
+    }
     // Only an IPv6 address, in brackets, has colons and brackets; one left here would be
     // read as a port or an address when the canonical URL is read again.
     if raw.contains(&b':') {
@@ -304,6 +372,12 @@ fn canonical_host(raw: &[u8]) -> Result<UrlHost, ParseError> {
     }
     if let Some(ip) = parse_ipv4(&host) {
         return Ok(UrlHost::Ipv4(ip));
+    }
+    if host.is_ascii()
+        && let Ok(text) = std::str::from_utf8(&host)
+        && let Some(problem) = label_problem(text)
+    {
+        return Err(invalid(problem));
     }
     let mut name = String::with_capacity(host.len());
     escape(&host, &mut name);
@@ -384,24 +458,25 @@ impl CanonicalUrl {
         if cleaned.is_empty() {
             return Err(invalid("the URL is empty"));
         }
-        // Unescape until nothing changes; each pass shortens the text, so this ends.
-        let mut scratch = Vec::with_capacity(cleaned.len());
-        while unescape_once(&cleaned, &mut scratch) {
-            std::mem::swap(&mut cleaned, &mut scratch);
-        }
-
+        // The parts first, as a browser splits them; each is unescaped on its own.
         let (scheme, rest) = split_scheme(&cleaned);
         let scheme = match scheme {
             Some(scheme) => String::from_utf8_lossy(scheme).to_ascii_lowercase(),
             None => "http".to_owned(),
         };
-        let (rest, query) = match rest.iter().position(|b| *b == b'?') {
-            Some(mark) => (&rest[..mark], Some(&rest[mark + 1..])),
-            None => (rest, None),
+        let authority_end = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'\\' | b'?'))
+            .unwrap_or(rest.len());
+        let (authority, rest_after) = rest.split_at(authority_end);
+        let (raw_path, query) = match rest_after.iter().position(|b| *b == b'?') {
+            Some(mark) => (&rest_after[..mark], Some(&rest_after[mark + 1..])),
+            None => (rest_after, None),
         };
-        let (raw_host, raw_path) = match rest.iter().position(|b| *b == b'/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, &b""[..]),
+        // Credentials: up to the last `@` of the authority.
+        let raw_host = match authority.iter().rposition(|b| *b == b'@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
         };
         if raw_host.is_empty() {
             return Err(invalid(if rest.is_empty() {
@@ -410,12 +485,21 @@ impl CanonicalUrl {
                 "the URL has no host"
             }));
         }
-        let host = canonical_host(raw_host)?;
+        let host = canonical_host(&unescape_fully(raw_host))?;
+        // Backslashes in the path are slashes, as browsers read them.
+        let raw_path: Vec<u8> = raw_path
+            .iter()
+            .map(|b| if *b == b'\\' { b'/' } else { *b })
+            .collect();
         let mut path = String::with_capacity(raw_path.len() + 1);
-        escape(&canonical_path(raw_path), &mut path);
+        escape_with(
+            &canonical_path(&unescape_fully(&raw_path)),
+            b"?\\",
+            &mut path,
+        );
         let query = query.map(|query| {
             let mut escaped = String::with_capacity(query.len());
-            escape(query, &mut escaped);
+            escape(&unescape_fully(query), &mut escaped);
             escaped
         });
         let url = CanonicalUrl {
@@ -668,8 +752,29 @@ mod tests {
             ("http://example.com/a/b/.", "http://example.com/a/b/"),
             ("http://example.com/../../x", "http://example.com/x"),
             ("example.com:80", "http://example.com/"),
-            // Found by the fuzzer: a soft hyphen maps to nothing and left two dots.
-            ("A..-..\u{ad}..A-.", "http://a.-.a-/"),
+            // As browsers read them: slashes and backslashes after the scheme, the
+            // authority ending at a backslash, credentials ending at the last `@`, and
+            // unescaping within each part.
+            ("http:///path", "http://path/"),
+            ("http:\\\\evil.example\\x\\y", "http://evil.example/x/y"),
+            (
+                "http://evil-idn.example\\login",
+                "http://evil-idn.example/login",
+            ),
+            (
+                "http://evil-idn.example\\@good.example/",
+                "http://evil-idn.example/@good.example/",
+            ),
+            (
+                "http://good.example%2F@evil-idn.example/",
+                "http://evil-idn.example/",
+            ),
+            ("http://a@b@evil.example/", "http://evil.example/"),
+            (
+                "http://evil.example/a%3Fb?c%3Fd",
+                "http://evil.example/a%3Fb?c?d",
+            ),
+            ("http://example.com:65535/", "http://example.com/"),
             // Full-width digits map to an IPv4 address.
             (
                 "http://\u{ff11}\u{ff12}\u{ff17}\u{ff0e}0.0.1/",
@@ -686,6 +791,48 @@ mod tests {
         }
     }
 
+    /// Host vectors from the WHATWG URL standard's tests (web-platform-tests
+    /// `url/resources/urltestdata.json`): the host a browser goes to, or a failure, for
+    /// special URLs whose host canonicalisation agrees with Safe Browsing's.
+    #[test]
+    fn whatwg_host_vectors() {
+        let hosts: &[(&str, &str)] = &[
+            ("http://example\t.\norg", "example.org"),
+            ("http://user:pass@foo:21/bar;par?b#c", "foo"),
+            ("https://test:@test", "test"),
+            ("https://:@test", "test"),
+            ("http://f:/c", "f"),
+            ("http://f:0/c", "f"),
+            ("http://f:00000000000000/c", "f"),
+            ("http://f:00000000000000000000080/c", "f"),
+            ("http://f:\n/c", "f"),
+            ("http://a:b@c:29/d", "c"),
+            ("http://&a:foo(b]c@d:2/", "d"),
+            ("http://::@c@d:2", "d"),
+            ("http://foo.com:b@d/", "d"),
+            ("http://foo.com/\\@", "foo.com"),
+            ("http:\\\\foo.com\\", "foo.com"),
+            ("http:\\\\a\\b:c\\d@foo.com\\", "a"),
+        ];
+        for (input, host) in hosts {
+            let url = CanonicalUrl::parse(input.as_bytes())
+                .unwrap_or_else(|error| panic!("{input:?}: {error}"));
+            assert_eq!(url.host().to_string(), *host, "{input:?}");
+        }
+        for failure in [
+            "http://f:b/c",
+            "http://f: /c",
+            "http://f:fifty-two/c",
+            "http://f:999999/c",
+            "http://f: 21 / b ? d # e ",
+        ] {
+            assert!(
+                CanonicalUrl::parse(failure.as_bytes()).is_err(),
+                "{failure:?}"
+            );
+        }
+    }
+
     #[test]
     fn unusable_urls_are_errors_with_reasons() {
         let cases: &[(&[u8], &str)] = &[
@@ -693,7 +840,16 @@ mod tests {
             (b"   ", "empty"),
             (b"#only-fragment", "empty"),
             (b"http://", "nothing after the scheme"),
-            (b"http:///path", "no host"),
+            (b"http://?x", "no host"),
+            (b"http://example.com:65536/", "above 65535"),
+            (b"http://example.com:99999999999999999999/", "above 65535"),
+            (b"http://-.com/", "starts or ends with `-`"),
+            (b"http://xn--zz9.example/", "not valid punycode"),
+            (b"http://xn--/", "starts or ends with `-`"),
+            (b"http://evil.example%2Fpath/", "browsers refuse"),
+            (b"http://evil%40good.example/", "browsers refuse"),
+            // Found by the fuzzer: a soft hyphen maps to nothing and left two dots.
+            ("A..-..\u{ad}..A-.".as_bytes(), "starts or ends with `-`"),
             (b"http://.../", "no host"),
             (b"http://user@/", "no host"),
             (b"http://example.com:abc/", "port"),

@@ -1008,11 +1008,7 @@ async fn bad_urls_and_prefixes_are_400() {
             "invalid_url",
             "nothing after the scheme",
         ),
-        (
-            "/v1/urls?url=http%3A%2F%2F%2Fpath",
-            "invalid_url",
-            "no host",
-        ),
+        ("/v1/urls?url=http%3A%2F%2F%3Fx", "invalid_url", "no host"),
         (
             "/v1/urls?url=http%3A%2F%2Fexample.com%3Aport%2F",
             "invalid_url",
@@ -1446,5 +1442,51 @@ async fn a_broad_block_is_not_undone_by_a_narrow_allow() {
     // Single lookups follow the same rule.
     let (_, body) = server.get("/v1/domains/www.corpblock.example").await;
     assert_eq!(body["verdict"], "untrusted");
+    server.stop().await;
+}
+
+/// A URL is on the host a browser goes to, whatever backslashes, `@` and escapes say.
+#[tokio::test]
+async fn urls_are_on_the_host_a_browser_goes_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let body = json!({"object": {"domain": "evil-idn.example"}, "verdict": "untrusted"});
+    let (status, _) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&body),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let items = json!([
+        {"url": "http://evil-idn.example\\login"},
+        {"url": "http://evil-idn.example\\@good.example/"},
+        {"url": "http://good.example%2F@evil-idn.example/"},
+        {"url": "http:\\\\evil-idn.example\\x"},
+    ]);
+    let (status, body) = server
+        .post_json("/v1/lookup", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for result in body["results"].as_array().unwrap() {
+        assert_eq!(result["verdict"], "untrusted", "{result}");
+        assert_eq!(result["matched"], "evil-idn.example/", "{result}");
+    }
+    // What a browser refuses is refused.
+    for (url, reason) in [
+        ("http://evil-idn.example:70000/", "above 65535"),
+        ("http://-.com/", "starts or ends with `-`"),
+    ] {
+        let (status, body) = server
+            .post_json("/v1/lookup", &json!({"items": [{"url": url}]}))
+            .await;
+        assert_eq!((status, error_code(&body)), (400, "invalid_url"), "{url}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(reason),
+            "{body}"
+        );
+    }
     server.stop().await;
 }
