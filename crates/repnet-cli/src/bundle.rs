@@ -56,6 +56,10 @@ pub(crate) enum BundleCommand {
         /// server checks against its own `bundle_public_key`.
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
+        /// Apply it even if it is older than what the server has: a deliberate rollback
+        /// (refused otherwise, so that a replayed old bundle cannot undo newer knowledge).
+        #[arg(long)]
+        force: bool,
         /// …or upload it to a running server (the default when --data is not given).
         #[command(flatten)]
         server: ServerArgs,
@@ -106,6 +110,7 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
             file,
             data,
             public_key,
+            force,
             server,
         } => {
             let applied = match (data, public_key) {
@@ -114,7 +119,7 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
                         bundle::read_public_key(&public_key).map_err(anyhow::Error::msg)?;
                     let store = open(&data)?;
                     let applied = tokio::task::spawn_blocking(move || {
-                        bundle::import(&store, &file, &trusted)
+                        bundle::import(&store, &file, &trusted, force)
                     })
                     .await
                     .context("the import stopped unexpectedly")??;
@@ -123,7 +128,7 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
                 (None, _) => {
                     server
                         .client(&Default::default())?
-                        .import_bundle(&file)
+                        .import_bundle(&file, force)
                         .await?
                 }
                 (Some(_), None) => anyhow::bail!("--data needs --public-key FILE"),

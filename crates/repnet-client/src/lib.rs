@@ -741,10 +741,12 @@ impl Client {
         Err(self.refusal(status, &body))
     }
 
-    /// Uploads an offline bundle for the server to check and apply (`POST /v1/admin/bundles`).
+    /// Uploads an offline bundle for the server to check and apply (`POST /v1/admin/bundles`);
+    /// `force` applies one older than what the server has.
     pub async fn import_bundle(
         &self,
         path: &std::path::Path,
+        force: bool,
     ) -> Result<repnet_protocol::BundleApplied, ClientError> {
         let file = tokio::fs::File::open(path).await.map_err(|error| {
             ClientError::Input(format!("cannot open {}: {error}", path.display()))
@@ -752,6 +754,7 @@ impl Client {
         let request = self
             .http
             .post(format!("{}/v1/admin/bundles", self.base))
+            .query(&[("force", if force { "true" } else { "false" })])
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .timeout(Duration::from_secs(24 * 3600))
             .body(reqwest::Body::from(file));

@@ -42,6 +42,10 @@ pub enum BundleError {
         path: String,
         source: std::io::Error,
     },
+    /// The bundle is older than what the server has from the same log: applying it would roll
+    /// the knowledge base back.
+    #[error("{0}")]
+    Older(String),
     #[error(transparent)]
     Store(#[from] repnet_store::StoreError),
 }
@@ -210,6 +214,7 @@ pub fn import(
     store: &Store,
     path: &Path,
     trusted: &VerifyingKey,
+    force: bool,
 ) -> Result<StreamApplied, BundleError> {
     let mut file = File::open(path).map_err(io("open the bundle", path))?;
     let mut header = [0u8; HEADER_LEN];
@@ -260,6 +265,19 @@ pub fn import(
     let decoder = zstd::stream::Decoder::new(file).map_err(io("decompress the bundle", path))?;
     let stream = StreamReader::new(BufReader::with_capacity(1 << 20, decoder))
         .map_err(repnet_store::StoreError::from)?;
+    // A signed bundle stays valid forever: an old snapshot replayed would roll the knowledge
+    // base back to it. Refused unless the administrator says so.
+    let header = *stream.header();
+    if let Some(cursor) = store.sync_state()?.upstream
+        && cursor.log_id == header.log_id
+        && header.to < cursor.sequence
+        && !force
+    {
+        return Err(BundleError::Older(format!(
+            "the bundle ends at {} of log {}, and this server already has up to {}: applying it would roll the knowledge base back. Import a newer bundle, or force it (repnet bundle import --force; force=true)",
+            header.to, header.log_id, cursor.sequence
+        )));
+    }
     Ok(store.apply_stream(stream)?)
 }
 

@@ -240,17 +240,42 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
 /// Applies an offline bundle (`repnet bundle export`), checked against the configured
 /// `bundle_public_key`.
 #[utoipa::path(post, path = "/v1/admin/bundles", tag = "admin",
+    params(("force" = Option<bool>, Query, description = "apply a bundle older than what the server has (a deliberate rollback)")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a bundle file"),
     responses((status = 200, body = repnet_protocol::BundleApplied),
               (status = 401, body = repnet_protocol::ErrorBody),
               (status = 403, description = "no bundle_public_key configured", body = repnet_protocol::ErrorBody),
-              (status = 409, description = "the bundle does not continue this server's sequence", body = repnet_protocol::ErrorBody),
+              (status = 409, description = "the bundle does not continue this server's sequence, or is older than what it has", body = repnet_protocol::ErrorBody),
               (status = 422, description = "not a bundle, a bad signature, or a damaged stream", body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn post_bundle(
     State(state): State<Arc<AppState>>,
+    params: Result<Query<BundleParams>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let force = match params {
+        Ok(Query(params)) => match params.force.as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") | Some("") => true,
+            Some(other) => {
+                let error = ApiError::bad_request(
+                    "invalid_query",
+                    format!("force must be true or false; got {other:?}"),
+                );
+                return Err(crate::feeds::discard_body(body, error).await);
+            }
+        },
+        Err(rejection) => {
+            let error = ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{}: the only parameter here is force=true",
+                    rejection.body_text()
+                ),
+            );
+            return Err(crate::feeds::discard_body(body, error).await);
+        }
+    };
     let Some(trusted) = state.bundle_key else {
         let error = ApiError::new(
             StatusCode::FORBIDDEN,
@@ -268,7 +293,7 @@ pub(crate) async fn post_bundle(
     .await?;
     let store = state.store.clone();
     let applied = tokio::task::spawn_blocking(move || {
-        let result = bundle::import(&store, &path, &trusted);
+        let result = bundle::import(&store, &path, &trusted, force);
         drop(path);
         result
     })
@@ -287,8 +312,18 @@ pub(crate) async fn post_bundle(
     ))
 }
 
+/// `POST /v1/admin/bundles`'s parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BundleParams {
+    /// Apply a bundle older than what the server has (a deliberate rollback).
+    #[serde(default)]
+    force: Option<String>,
+}
+
 fn bundle_error(error: BundleError) -> ApiError {
     match error {
+        BundleError::Older(message) => ApiError::new(StatusCode::CONFLICT, "bundle_older", message),
         BundleError::Store(repnet_store::StoreError::OutOfOrder(message)) => {
             ApiError::new(StatusCode::CONFLICT, "bundle_out_of_order", message)
         }

@@ -628,7 +628,7 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
         &signing,
         &download(&global, "EXPORTER-KEY-0001", "/v1/snapshot").await,
     );
-    let applied = private.admin.import_bundle(&snapshot).await.unwrap();
+    let applied = private.admin.import_bundle(&snapshot, false).await.unwrap();
     assert_eq!(applied.kind, "snapshot");
     let targets: Vec<(ObjectKind, String)> = String::from_utf8(hash_list(30, 3))
         .unwrap()
@@ -689,7 +689,7 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
         }) => (status, code, message),
         other => panic!("{other:?}"),
     };
-    let (status, code, _) = refusal(private.admin.import_bundle(&tampered).await);
+    let (status, code, _) = refusal(private.admin.import_bundle(&tampered, false).await);
     assert_eq!((status, code.as_str()), (422, "bundle_signature"));
     // Signed by a key this server does not trust.
     let foreign = bundle(
@@ -698,7 +698,7 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
         &other,
         &std::fs::read(&changes).unwrap()[105..],
     );
-    let (status, code, message) = refusal(private.admin.import_bundle(&foreign).await);
+    let (status, code, message) = refusal(private.admin.import_bundle(&foreign, false).await);
     assert_eq!(
         (status, code.as_str()),
         (422, "bundle_signature"),
@@ -709,22 +709,34 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
         repnet_protocol::Verdict::Untrusted
     );
 
-    let applied = private.admin.import_bundle(&changes).await.unwrap();
+    let applied = private.admin.import_bundle(&changes, false).await.unwrap();
     assert_eq!((applied.kind.as_str(), applied.after), ("changes", after));
     assert_eq!(
         answers(&device, &targets).await,
         answers(&anyone, &targets).await
     );
     // The same changes again do not continue the private server's sequence.
-    let (status, code, message) = refusal(private.admin.import_bundle(&changes).await);
+    let (status, code, message) = refusal(private.admin.import_bundle(&changes, false).await);
     assert_eq!((status, code.as_str()), (409, "bundle_out_of_order"));
     assert!(
         message.contains(&format!("export with --after {}", applied.to)),
         "{message}"
     );
 
+    // The old snapshot replayed would roll the knowledge base back: refused, unless forced.
+    let (status, code, message) = refusal(private.admin.import_bundle(&snapshot, false).await);
+    assert_eq!((status, code.as_str()), (409, "bundle_older"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(
+        answers(&device, &targets).await,
+        answers(&anyone, &targets).await,
+        "nothing was rolled back"
+    );
+    let forced = private.admin.import_bundle(&snapshot, true).await.unwrap();
+    assert_eq!(forced.kind, "snapshot");
+
     // A server without a bundle key takes none.
-    let (status, code, _) = refusal(global.admin.import_bundle(&changes).await);
+    let (status, code, _) = refusal(global.admin.import_bundle(&changes, false).await);
     assert_eq!((status, code.as_str()), (403, "bundles_disabled"));
     private.stop().await;
     global.stop().await;
