@@ -18,7 +18,8 @@ pub use admin::{
     SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
 };
 pub use licence::{
-    AddLicenceKey, LicenceKeyEntry, LicenceKeyList, check_licence_key, licence_key_id, parse_time,
+    AddLicenceKey, LicenceKeyEntry, LicenceKeyList, bearer_token, check_licence_key,
+    licence_key_id, parse_time,
 };
 pub use lookup::{
     ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,

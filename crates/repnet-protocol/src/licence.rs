@@ -94,6 +94,17 @@ pub fn check_licence_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header value. The scheme's name is matched
+/// in any case (`bearer` is the same scheme, RFC 9110 §11.1), and surrounding spaces are not
+/// part of the token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// Parses an RFC 3339 time (`2027-01-01T00:00:00Z`, `2027-01-01T02:00:00+02:00`, fractions
 /// of a second ignored) or a date (`2027-01-01`, midnight UTC) into Unix seconds.
 pub fn parse_time(text: &str) -> Result<model::Timestamp, String> {
@@ -157,7 +168,12 @@ pub fn parse_time(text: &str) -> Result<model::Timestamp, String> {
                         Err(fail())
                     }
                 };
-                let minutes = (digit(h1)? * 10 + digit(h2)?) * 60 + digit(m1)? * 10 + digit(m2)?;
+                let (hours, minutes) = (digit(h1)? * 10 + digit(h2)?, digit(m1)? * 10 + digit(m2)?);
+                // An offset is at most 23:59 (RFC 3339); `+99:99` is not a time.
+                if hours > 23 || minutes > 59 {
+                    return Err(fail());
+                }
+                let minutes = hours * 60 + minutes;
                 if *sign == b'+' {
                     minutes * 60
                 } else {
@@ -204,6 +220,16 @@ mod tests {
     }
 
     #[test]
+    fn bearer_tokens_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
     fn bad_times_are_refused_with_an_example() {
         for text in [
             "",
@@ -216,6 +242,9 @@ mod tests {
             "tomorrow",
             "2027-01-01T00:00:00.Z",
             "1969-12-31",
+            "2027-01-01T00:00:00+99:99",
+            "2027-01-01T00:00:00+24:00",
+            "2027-01-01T00:00:00-00:60",
         ] {
             let error = parse_time(text).unwrap_err();
             assert!(error.contains("2027-01-01T00:00:00Z"), "{text}: {error}");

@@ -203,7 +203,7 @@ async fn require_admin(Extract(state): Extract<Shared>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(repnet_protocol::bearer_token);
     if !presented.is_some_and(|presented| token.matches(presented.trim())) {
         return Failure::new(
             StatusCode::UNAUTHORIZED,

@@ -213,7 +213,7 @@ impl Licences {
         let Some(key) = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(repnet_protocol::bearer_token)
             .map(str::trim)
             .filter(|key| !key.is_empty())
         else {

@@ -666,7 +666,7 @@ async fn require_admin(
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "));
+                .and_then(repnet_protocol::bearer_token);
             match presented {
                 None => Some(ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -741,6 +741,19 @@ pub(crate) async fn set_local_verdict(
             return Err(ApiError::bad_request(
                 "invalid_comment",
                 format!("comment: at most {MAX_COMMENT_CHARS} characters; got {chars}"),
+            ));
+        }
+        // NUL and other control characters (line breaks aside) end up in logs and listings.
+        if let Some(bad) = comment
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_comment",
+                format!(
+                    "comment: control characters are not allowed (found U+{:04X})",
+                    u32::from(bad)
+                ),
             ));
         }
     }

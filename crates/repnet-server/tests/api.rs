@@ -1490,3 +1490,49 @@ async fn urls_are_on_the_host_a_browser_goes_to() {
     }
     server.stop().await;
 }
+
+/// `Authorization: bearer` in lower case is the same scheme; NUL in a comment and an offset of
+/// `+99:99` are refused.
+#[tokio::test]
+async fn small_things_of_the_adversarial_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let response = server
+        .http
+        .get(server.url("/v1/admin/verdicts"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    for (body, code, message) in [
+        (
+            json!({"object": {"domain": "x.example"}, "verdict": "untrusted", "comment": "a\u{0}b"}),
+            "invalid_comment",
+            "control characters",
+        ),
+        (
+            json!({"object": {"domain": "x.example"}, "verdict": "untrusted", "expires": "2099-01-01T00:00:00+99:99"}),
+            "invalid_expires",
+            "not a date or time",
+        ),
+    ] {
+        let (status, answer) = server
+            .admin(
+                reqwest::Method::PUT,
+                "/v1/admin/verdicts",
+                Some(&body),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!((status, error_code(&answer)), (400, code), "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{answer}"
+        );
+    }
+    server.stop().await;
+}
