@@ -77,6 +77,27 @@ pub(crate) struct ImportArgs {
     /// the data directory.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     buffer_mib: usize,
+    /// Refuse a compressed feed (gzip, zip) that expands to more than N times its size once
+    /// past 64 MiB — a decompression bomb; real feeds compress 2 to 20 times. Through
+    /// --server, the server's max_expansion_ratio applies.
+    #[arg(
+        long,
+        default_value_t = 200,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(2..=1_000_000),
+        conflicts_with = "server"
+    )]
+    max_expansion_ratio: u64,
+    /// Refuse a compressed feed that expands to more than this many GiB. Through --server,
+    /// the server's max_decompressed_bytes applies.
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_name = "GIB",
+        value_parser = clap::value_parser!(u64).range(1..=1_048_576),
+        conflicts_with = "server"
+    )]
+    max_decompressed_gib: u64,
 }
 
 fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
@@ -109,6 +130,8 @@ impl ImportArgs {
         options.incremental = self.incremental;
         options.allow_empty = self.allow_empty;
         options.buffer_bytes = self.buffer_mib.saturating_mul(1 << 20);
+        options.max_expansion_ratio = self.max_expansion_ratio;
+        options.max_decompressed_bytes = self.max_decompressed_gib.saturating_mul(1 << 30);
         Ok(options)
     }
 

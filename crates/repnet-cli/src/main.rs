@@ -190,6 +190,20 @@ pub(crate) fn admin_token(file: Option<&Path>) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// The error's whole chain on one line — "cannot open …: data directory … is in use …" —
+/// leaving out a cause its message already says (errors that show their source too).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_) | Command::Proxy(_)) {
@@ -203,8 +217,7 @@ fn main() -> ExitCode {
         Ok(Outcome::UntrustedFound) => ExitCode::from(1),
         Ok(Outcome::Incomplete) => ExitCode::from(2),
         Err(error) => {
-            // The whole chain on one line: "cannot open …: data directory … is in use …".
-            eprintln!("repnet: {error:#}");
+            eprintln!("repnet: {}", one_line(&error));
             ExitCode::from(2)
         }
     }

@@ -75,6 +75,58 @@ impl Opened {
     }
 }
 
+/// How far a compressed feed may expand.
+#[derive(Debug, Clone, Copy)]
+struct Expansion {
+    max_bytes: u64,
+    max_ratio: u64,
+}
+
+/// Below this, the ratio is not checked: a small file's headers compress oddly.
+const RATIO_GRACE: u64 = 64 << 20;
+
+/// The decompressed stream of an archive, failing once it expands beyond its limits (a
+/// decompression bomb) rather than reading on.
+struct Bounded<R> {
+    inner: R,
+    limits: Expansion,
+    /// Compressed bytes read so far (the file's).
+    compressed: Arc<AtomicU64>,
+    produced: u64,
+}
+
+impl<R> Bounded<R> {
+    fn new(inner: R, limits: Expansion, compressed: Arc<AtomicU64>) -> Bounded<R> {
+        Bounded {
+            inner,
+            limits,
+            compressed,
+            produced: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.produced = self.produced.saturating_add(read as u64);
+        if self.produced > self.limits.max_bytes {
+            return Err(std::io::Error::other(format!(
+                "it expands to more than {} bytes: raise max_decompressed_bytes (repnet import --max-decompressed-gib) if the feed is that large",
+                self.limits.max_bytes
+            )));
+        }
+        let compressed = self.compressed.load(Ordering::Relaxed).max(1);
+        if self.produced > RATIO_GRACE && self.produced / compressed > self.limits.max_ratio {
+            return Err(std::io::Error::other(format!(
+                "it expands to more than {} times its compressed size ({} bytes from {compressed}): a decompression bomb, or a feed that needs a higher max_expansion_ratio (repnet import --max-expansion-ratio)",
+                self.limits.max_ratio, self.produced
+            )));
+        }
+        Ok(read)
+    }
+}
+
 /// Counts the bytes read through it.
 struct Counting<R> {
     inner: R,
@@ -127,7 +179,12 @@ fn spill(
     Ok(file)
 }
 
-pub(crate) fn open(input: &Input, temp_dir: &Path) -> Result<Opened, FeedError> {
+pub(crate) fn open(input: &Input, options: &crate::FeedOptions) -> Result<Opened, FeedError> {
+    let temp_dir = options.temp_dir.as_path();
+    let limits = Expansion {
+        max_bytes: options.max_decompressed_bytes,
+        max_ratio: options.max_expansion_ratio,
+    };
     let name = input.to_string();
     let consumed = Arc::new(AtomicU64::new(0));
     let (raw, size, path): (Box<dyn Read + Send>, Option<u64>, Option<PathBuf>) = match input {
@@ -146,10 +203,11 @@ pub(crate) fn open(input: &Input, temp_dir: &Path) -> Result<Opened, FeedError> 
     let mut rest: Box<dyn Read + Send> = Box::new(Cursor::new(magic.clone()).chain(counted));
 
     if magic.starts_with(&[0x1f, 0x8b]) {
-        rest = Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            rest,
-        )));
+        rest = Box::new(Bounded::new(
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, rest)),
+            limits,
+            Arc::clone(&consumed),
+        ));
     } else if magic.starts_with(b"PK\x03\x04") {
         // A zip archive needs seeking: read it from its file, or spill standard input.
         let (file, keep) = match &path {
@@ -162,7 +220,11 @@ pub(crate) fn open(input: &Input, temp_dir: &Path) -> Result<Opened, FeedError> 
                 )
             }
         };
-        rest = zip_entry(file, keep, &name, Arc::clone(&consumed))?;
+        rest = Box::new(Bounded::new(
+            zip_entry(file, keep, &name, Arc::clone(&consumed))?,
+            limits,
+            Arc::clone(&consumed),
+        ));
     }
 
     let mut head = read_head(&mut rest, &name)?;
@@ -326,17 +388,17 @@ mod tests {
         writer.write_all(text.as_bytes()).unwrap();
         writer.finish().unwrap();
         for path in [plain, gzip, zipped] {
-            let mut opened = open(&Input::Path(path.clone()), dir.path()).unwrap();
+            let options =
+                crate::FeedOptions::new(repnet_model::Timestamp(0), dir.path().to_path_buf());
+            let mut opened = open(&Input::Path(path.clone()), &options).unwrap();
             assert_eq!(content(&mut opened), text, "{}", path.display());
         }
     }
 
     #[test]
     fn a_missing_file_is_an_error_naming_it() {
-        let error = match open(
-            &Input::Path("/nonexistent/feed.csv".into()),
-            Path::new("/tmp"),
-        ) {
+        let options = crate::FeedOptions::new(repnet_model::Timestamp(0), "/tmp".into());
+        let error = match open(&Input::Path("/nonexistent/feed.csv".into()), &options) {
             Err(error) => error,
             Ok(_) => panic!("opened a missing file"),
         };

@@ -123,6 +123,12 @@ pub struct FeedOptions {
     pub now: Timestamp,
     /// Where temporary files go (extracted archives): the data directory.
     pub temp_dir: PathBuf,
+    /// The most bytes a compressed feed (gzip, zip) may expand to.
+    pub max_decompressed_bytes: u64,
+    /// The most a compressed feed may expand, as a multiple of its compressed size (checked
+    /// once it has expanded past 64 MiB): feeds compress 2 to 20 times; a file of zeros a
+    /// thousand.
+    pub max_expansion_ratio: u64,
 }
 
 impl FeedOptions {
@@ -139,6 +145,8 @@ impl FeedOptions {
             buffer_bytes: 64 << 20,
             now,
             temp_dir,
+            max_decompressed_bytes: 256 << 30,
+            max_expansion_ratio: 200,
         }
     }
 }
@@ -281,7 +289,7 @@ impl Report {
 /// Why an import failed as a whole (bad rows do not fail it).
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}; nothing was changed")]
     Read {
         path: String,
         #[source]
@@ -424,7 +432,7 @@ fn nothing_valid(
     };
     let detected = match (asked, inputs.first()) {
         (Format::Auto, _) | (_, None | Some(Input::Stdin)) => None,
-        (_, Some(input)) => input::open(input, &options.temp_dir)
+        (_, Some(input)) => input::open(input, options)
             .ok()
             .and_then(|mut opened| detect::detect(&mut opened).ok()),
     };
@@ -498,7 +506,7 @@ fn read(
     let mut chosen: Option<(Format, Source)> = None;
     let mut bulk: Option<BulkImport> = None;
     for input in inputs {
-        let mut opened = input::open(input, &options.temp_dir)?;
+        let mut opened = input::open(input, options)?;
         let detected = match format {
             Format::Auto => detect::detect(&mut opened)?,
             concrete => concrete,

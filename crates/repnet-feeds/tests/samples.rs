@@ -491,3 +491,99 @@ fn a_damaged_archive_fails_the_import_and_retracts_nothing() {
         assert_eq!(records(&store), before, "{}: {error}", damaged.display());
     }
 }
+
+/// A line longer than a row can be is a bad row with its number, not a line held whole in
+/// memory; the rows after it are read.
+#[test]
+fn a_huge_line_is_a_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), &StoreOptions::default()).unwrap();
+    let list = dir.path().join("list.txt");
+    let mut text = "a".repeat(3 << 20);
+    text.push('\n');
+    text.push_str(&format!("{}\n{}", "ab".repeat(32), "cd".repeat(32)));
+    std::fs::write(&list, text).unwrap();
+    let report = import(
+        &store,
+        dir.path(),
+        &[list],
+        Format::Hashlist,
+        options(dir.path()),
+    );
+    assert_eq!(
+        (report.read, report.stored, report.skipped),
+        (3, 2, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.reasons.get("line too long"), Some(&1));
+    assert!(report.examples[0].contains(":1: "), "{:?}", report.examples);
+}
+
+/// A compressed feed that expands far beyond what feeds do — a decompression bomb — fails
+/// its import, names the limit, and changes nothing; so does one beyond the byte limit.
+#[test]
+fn a_decompression_bomb_fails_the_import_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), &StoreOptions::default()).unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("{}\n{}\n", "ab".repeat(32), "cd".repeat(32))).unwrap();
+    let import_as = |file: &Path, change: &dyn Fn(&mut FeedOptions)| {
+        let inputs = [Input::Path(file.to_path_buf())];
+        let mut options = options(dir.path());
+        options.source = Some(FeedName::new("corp").unwrap());
+        change(&mut options);
+        repnet_feeds::import(&store, &inputs, Format::Hashlist, &options, &NoProgress)
+    };
+    assert_eq!(import_as(&list, &|_| ()).unwrap().stored, 2);
+    let before = store.stats().unwrap().keys;
+
+    // 96 MiB of zeros: about 100 KB gzipped, a thousand times smaller. (Gzip members
+    // concatenate: one is compressed and repeated, which is quick in a debug build.)
+    let zeros = vec![b'0'; 1 << 20];
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&zeros).unwrap();
+    let member = encoder.finish().unwrap();
+    let gzipped = dir.path().join("bomb.txt.gz");
+    std::fs::write(&gzipped, member.repeat(96)).unwrap();
+    let zipped = dir.path().join("bomb.zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+    writer
+        .start_file(
+            "bomb.txt",
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .compression_level(Some(9)),
+        )
+        .unwrap();
+    for _ in 0..96 {
+        writer.write_all(&zeros).unwrap();
+    }
+    writer.finish().unwrap();
+    for bomb in [&gzipped, &zipped] {
+        let error = match import_as(bomb, &|_| ()) {
+            Err(error) => error,
+            Ok(report) => panic!("{} imported: {report:?}", bomb.display()),
+        };
+        let message = error.to_string();
+        eprintln!("{message}");
+        assert!(error.is_feed_error(), "{message}");
+        assert!(
+            message.contains("bomb") && message.contains("max_expansion_ratio"),
+            "{message}"
+        );
+        assert_eq!(store.stats().unwrap().keys, before, "{message}");
+    }
+
+    // A feed within the ratio but beyond the byte limit.
+    let error = match import_as(&gzipped, &|options| {
+        options.max_decompressed_bytes = 8 << 20
+    }) {
+        Err(error) => error,
+        Ok(report) => panic!("imported: {report:?}"),
+    };
+    assert!(
+        error.to_string().contains("max_decompressed_bytes"),
+        "{error}"
+    );
+    assert_eq!(store.stats().unwrap().keys, before);
+}

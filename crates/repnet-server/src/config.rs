@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// Largest feed accepted by `POST /v1/admin/imports` or downloaded for a scheduled feed,
     /// in bytes (it is spooled to the data directory, not held in memory).
     pub max_import_bytes: u64,
+    /// The most bytes a compressed feed (gzip, zip) may expand to when imported.
+    pub max_decompressed_bytes: u64,
+    /// The most a compressed feed may expand, as a multiple of its compressed size, once past
+    /// 64 MiB: real feeds compress 2 to 20 times, a decompression bomb a thousand.
+    pub max_expansion_ratio: u64,
     /// Feeds to refresh on a schedule (`[[feeds]]` tables).
     pub feeds: Vec<FeedConfig>,
     /// `global` (the default) or `private`: a private server requires a licence key on every
@@ -338,6 +343,8 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 10,
             worker_threads: 0,
             max_import_bytes: 16 << 30,
+            max_decompressed_bytes: 256 << 30,
+            max_expansion_ratio: 200,
             feeds: Vec::new(),
             role: Role::Global,
             require_key: false,
@@ -407,6 +414,24 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        if self.max_expansion_ratio < 2 {
+            return Err(ConfigError::Invalid {
+                key: "max_expansion_ratio",
+                message: format!(
+                    "must be at least 2 (feeds compress 2 to 20 times); got {}",
+                    self.max_expansion_ratio
+                ),
+            });
+        }
+        if self.max_decompressed_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid {
+                key: "max_decompressed_bytes",
+                message: format!(
+                    "must be at least 1048576 (1 MiB); got {}",
+                    self.max_decompressed_bytes
+                ),
             });
         }
         if self.worker_threads > 1024 {

@@ -37,6 +37,8 @@ pub(crate) struct Feeds {
     import_lock: tokio::sync::Mutex<()>,
     data_dir: PathBuf,
     max_import_bytes: u64,
+    /// How far a compressed feed may expand (`max_decompressed_bytes`, `max_expansion_ratio`).
+    expansion: (u64, u64),
     http: reqwest::Client,
     /// Serialises writes of the state file.
     state_lock: Mutex<()>,
@@ -158,11 +160,11 @@ fn rfc3339(time: Option<Timestamp>) -> Option<String> {
 
 impl Feeds {
     pub(crate) fn new(
-        configs: &[FeedConfig],
+        server: &crate::config::ServerConfig,
         data_dir: &Path,
-        max_import_bytes: u64,
         metrics: Metrics,
     ) -> Feeds {
+        let configs = &server.feeds;
         let saved = load_state(data_dir);
         let scheduled = configs
             .iter()
@@ -201,7 +203,8 @@ impl Feeds {
             scheduled,
             import_lock: tokio::sync::Mutex::new(()),
             data_dir: data_dir.to_path_buf(),
-            max_import_bytes,
+            max_import_bytes: server.max_import_bytes,
+            expansion: (server.max_decompressed_bytes, server.max_expansion_ratio),
             http,
             state_lock: Mutex::new(()),
             metrics,
@@ -446,6 +449,7 @@ impl Feeds {
     ) -> Result<ImportReport, Failure> {
         let _importing = self.import_lock.lock().await;
         options.now = timestamp_now();
+        (options.max_decompressed_bytes, options.max_expansion_ratio) = self.expansion;
         let store = store.clone();
         let started = Instant::now();
         let report = tokio::task::spawn_blocking(move || {

@@ -254,12 +254,7 @@ impl Server {
         let (statistics_queue, statistics_batches) = tokio::sync::mpsc::channel(1024);
         let engine = Arc::new(engine::Engine::new(config.engine.clone()));
         let ready = Arc::new(AtomicBool::new(false));
-        let feeds = Arc::new(feeds::Feeds::new(
-            &config.feeds,
-            store.dir(),
-            config.max_import_bytes,
-            metrics.clone(),
-        ));
+        let feeds = Arc::new(feeds::Feeds::new(config, store.dir(), metrics.clone()));
         let state = AppState {
             store: store.clone(),
             ttl: config.ttl_policy(),

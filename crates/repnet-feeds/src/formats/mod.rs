@@ -53,7 +53,44 @@ pub(crate) fn parse(
     }
 }
 
-/// Reads `opened` line by line into `format`. A line that is not UTF-8 is a bad row.
+/// The longest line read: no feed's row is anywhere near it, and a longer one (a file of
+/// zeros, a line that never ends) would otherwise be held whole in memory.
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Reads one line (up to and including `\n`) into `buffer`, keeping at most
+/// [`MAX_LINE_BYTES`] of it; answers the bytes read (0 at the end) and whether the line was
+/// longer (its rest is read and dropped).
+fn read_line(reader: &mut dyn BufRead, buffer: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    let (mut read, mut too_long) = (0, false);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok((read, too_long));
+        }
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(buffer.len());
+        if chunk.len() > room {
+            too_long = true;
+        }
+        buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        reader.consume(used);
+        read += used;
+        if done {
+            return Ok((read, too_long));
+        }
+    }
+}
+
+/// Reads `opened` line by line into `format`. A line that is not UTF-8, or longer than
+/// [`MAX_LINE_BYTES`], is a bad row.
 fn lines(
     opened: &mut Opened,
     sink: &mut Sink<'_>,
@@ -67,9 +104,8 @@ fn lines(
     let mut number = 0u64;
     loop {
         buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|source| FeedError::Read {
+        let (read, too_long) =
+            read_line(&mut reader, &mut buffer).map_err(|source| FeedError::Read {
                 path: name.clone(),
                 source,
             })?;
@@ -79,6 +115,15 @@ fn lines(
         number += 1;
         if number.is_multiple_of(16_384) {
             sink.progress.bytes(consumed.load(Ordering::Relaxed), size);
+        }
+        if too_long {
+            sink.row();
+            sink.bad(
+                number,
+                "line too long",
+                format!("the line is {read} bytes; a row is at most {MAX_LINE_BYTES} bytes"),
+            );
+            continue;
         }
         let Ok(line) = std::str::from_utf8(&buffer) else {
             sink.row();
