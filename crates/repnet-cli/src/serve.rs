@@ -261,7 +261,12 @@ pub(crate) fn main(args: ServeArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     init_logging(&args)?;
-    crate::runtime(config.worker_threads)?.block_on(run(config, admin_token))
+    let runtime = crate::runtime(config.worker_threads)?;
+    let result = runtime.block_on(run(config, admin_token));
+    // The server has stopped and cancelled its imports; work that has not noticed yet (an
+    // import between two reads) does not hold the exit: its transaction is never committed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::Result<Outcome> {

@@ -80,3 +80,116 @@ fn a_decompression_bomb_is_refused_locally_and_by_the_server() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stdout(&output).contains("untrusted"), "{}", stdout(&output));
 }
+
+/// A SQLite database whose `FILE` view never ends (nor gives a row), padded to `pad_bytes`:
+/// the bigger the database, the more work SQLite may do on it.
+fn endless_sqlite(path: &Path, pad_bytes: i64) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE VIEW FILE AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+             SELECT 'x' AS sha256, 'y' AS sha1, 'z' AS md5 FROM c WHERE x < 0;
+         CREATE TABLE pad (b BLOB);",
+    )
+    .unwrap();
+    db.execute("INSERT INTO pad VALUES (zeroblob(?1))", [pad_bytes])
+        .unwrap();
+}
+
+#[test]
+fn a_hostile_sqlite_feed_ends_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = dir.path().join("endless.db");
+    endless_sqlite(&endless, 0);
+    let huge_value = dir.path().join("huge.db");
+    rusqlite::Connection::open(&huge_value)
+        .unwrap()
+        .execute_batch(
+            "CREATE VIEW FILE AS SELECT hex(zeroblob(400000000)) AS sha256, 'y' AS sha1, 'z' AS md5;",
+        )
+        .unwrap();
+    for (file, message) in [
+        (&endless, "SQLite steps"),
+        (&huge_value, "longer than 1048576 bytes"),
+    ] {
+        let output = run(repnet()
+            .args(["import", "--dry-run", "--format", "nsrl"])
+            .arg(file));
+        assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+        assert!(
+            stderr(&output).contains(message) && stderr(&output).contains("not an NSRL database"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+/// Sends `file` to the server's import endpoint on a connection of its own, without waiting
+/// for the answer: the caller keeps the connection open, or drops it to go away.
+fn start_upload(server: &ServerProcess, file: &Path) -> std::net::TcpStream {
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = std::fs::read(file).unwrap();
+    write!(
+        stream,
+        "POST /v1/admin/imports?format=nsrl&source=hostile HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    stream
+}
+
+/// Reads the server's log until a line contains `text`.
+fn wait_for(log: &mut Log, text: &str) -> String {
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        if line.contains(text) {
+            return line;
+        }
+    }
+    panic!("the server's log ended before {text:?}");
+}
+
+/// A hostile feed that SQLite would be busy with for many seconds is cancelled at once when
+/// its client goes away, and the next import is not held up behind it.
+#[test]
+fn an_import_stops_when_its_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB: a budget of about 250 million steps, many seconds of SQLite.
+    let endless = dir.path().join("endless.db");
+    endless_sqlite(&endless, 64 << 20);
+    let (server, mut log) = ServerProcess::start_with(&dir.path().join("data"), &[]);
+    let upload = start_upload(&server, &endless);
+    wait_for(&mut log, "import started");
+    drop(upload);
+    let line = wait_for(&mut log, "import");
+    assert!(line.contains("import cancelled"), "{line}");
+    ServerProcess::drain(log, None);
+
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("{EICAR_MD5}\n")).unwrap();
+    let output = run(repnet()
+        .args(["import", "--format", "hashlist", "--server", &server.url])
+        .arg(&list)
+        .env("REPNET_ADMIN_TOKEN", TOKEN));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// SIGTERM stops a server that is importing a hostile feed within its grace period.
+#[test]
+fn stopping_the_server_cancels_its_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = dir.path().join("endless.db");
+    endless_sqlite(&endless, 64 << 20);
+    let (server, mut log) =
+        ServerProcess::start_with(&dir.path().join("data"), &["--shutdown-grace-seconds", "1"]);
+    let _upload = start_upload(&server, &endless);
+    wait_for(&mut log, "import started");
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|line| line.contains("import cancelled")),
+        "{rest:#?}"
+    );
+}

@@ -127,10 +127,11 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
-/// Counts the bytes read through it.
+/// Counts the bytes read through it, and stops reading once the import is cancelled.
 struct Counting<R> {
     inner: R,
     consumed: Arc<AtomicU64>,
+    cancel: crate::Cancel,
 }
 
 impl<R: std::io::Seek> std::io::Seek for Counting<R> {
@@ -141,6 +142,9 @@ impl<R: std::io::Seek> std::io::Seek for Counting<R> {
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other("the import was cancelled"));
+        }
         let read = self.inner.read(buffer)?;
         self.consumed.fetch_add(read as u64, Ordering::Relaxed);
         Ok(read)
@@ -198,6 +202,7 @@ pub(crate) fn open(input: &Input, options: &crate::FeedOptions) -> Result<Opened
     let mut counted: Box<dyn Read + Send> = Box::new(Counting {
         inner: raw,
         consumed: Arc::clone(&consumed),
+        cancel: options.cancel.clone(),
     });
     let magic = read_head(&mut (&mut counted).take(4), &name)?;
     let mut rest: Box<dyn Read + Send> = Box::new(Cursor::new(magic.clone()).chain(counted));
@@ -220,8 +225,13 @@ pub(crate) fn open(input: &Input, options: &crate::FeedOptions) -> Result<Opened
                 )
             }
         };
+        let file = Counting {
+            inner: file,
+            consumed: Arc::clone(&consumed),
+            cancel: options.cancel.clone(),
+        };
         rest = Box::new(Bounded::new(
-            zip_entry(file, keep, &name, Arc::clone(&consumed))?,
+            zip_entry(file, keep, &name)?,
             limits,
             Arc::clone(&consumed),
         ));
@@ -264,20 +274,16 @@ pub(crate) fn open(input: &Input, options: &crate::FeedOptions) -> Result<Opened
 /// The largest file of a zip archive, decompressed on a thread into a pipe (the archive's
 /// reader borrows the archive, which a stream handed out cannot).
 fn zip_entry(
-    file: File,
+    file: Counting<File>,
     keep: Option<tempfile::TempPath>,
     name: &str,
-    consumed: Arc<AtomicU64>,
 ) -> Result<Box<dyn Read + Send>, FeedError> {
     let format_error = |message: String| FeedError::Format {
         path: name.to_owned(),
         message,
     };
-    let mut archive = zip::ZipArchive::new(Counting {
-        inner: file,
-        consumed,
-    })
-    .map_err(|e| format_error(format!("is not a readable zip archive: {e}")))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| format_error(format!("is not a readable zip archive: {e}")))?;
     let largest = (0..archive.len())
         .filter_map(|index| {
             let entry = archive.by_index(index).ok()?;

@@ -16,6 +16,8 @@ mod text;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use repnet_model::{
     Categories, Confidence, FeedName, FileHashes, Object, Source, SourceRecord, ThreatName,
@@ -129,6 +131,43 @@ pub struct FeedOptions {
     /// once it has expanded past 64 MiB): feeds compress 2 to 20 times; a file of zeros a
     /// thousand.
     pub max_expansion_ratio: u64,
+    /// Stops the import from another thread.
+    pub cancel: Cancel,
+}
+
+/// Stops an import from another thread — the server's shutdown, a client that went away —
+/// at its next read (or, in SQLite, within a fraction of a second). Clones share the flag; a
+/// [`child`](Cancel::child) is cancelled with its parent or on its own.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    own: Arc<AtomicBool>,
+    parent: Option<Arc<AtomicBool>>,
+}
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// A flag of its own that also reads this one.
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            own: Arc::default(),
+            parent: Some(Arc::clone(&self.own)),
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.own.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.own.load(Ordering::Relaxed)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|parent| parent.load(Ordering::Relaxed))
+    }
 }
 
 impl FeedOptions {
@@ -147,6 +186,7 @@ impl FeedOptions {
             temp_dir,
             max_decompressed_bytes: 256 << 30,
             max_expansion_ratio: 200,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -307,13 +347,18 @@ pub enum FeedError {
     NothingValid(Box<NothingValid>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// [`Cancel::cancel`] was called.
+    #[error(
+        "the import was cancelled (the server is stopping, or its client went away): nothing was changed"
+    )]
+    Cancelled,
 }
 
 impl FeedError {
     /// Whether the feed itself is at fault (unreadable, unrecognised, empty) rather than the
-    /// knowledge base.
+    /// knowledge base or a cancellation.
     pub fn is_feed_error(&self) -> bool {
-        !matches!(self, FeedError::Store(_))
+        !matches!(self, FeedError::Store(_) | FeedError::Cancelled)
     }
 }
 
@@ -501,14 +546,19 @@ fn read(
     options: &FeedOptions,
     progress: &dyn Progress,
 ) -> Result<Report, FeedError> {
+    // Whatever failed once the import was cancelled (a read, SQLite) failed for that.
+    let cancelled = |error: FeedError| match options.cancel.is_cancelled() {
+        true => FeedError::Cancelled,
+        false => error,
+    };
     let mut report = Report::default();
     // The format and source, fixed by the first input; the bulk import, with a store.
     let mut chosen: Option<(Format, Source)> = None;
     let mut bulk: Option<BulkImport> = None;
     for input in inputs {
-        let mut opened = input::open(input, options)?;
+        let mut opened = input::open(input, options).map_err(cancelled)?;
         let detected = match format {
-            Format::Auto => detect::detect(&mut opened)?,
+            Format::Auto => detect::detect(&mut opened).map_err(cancelled)?,
             concrete => concrete,
         };
         let (format, source) = match &chosen {
@@ -553,7 +603,10 @@ fn read(
             path: input.to_string(),
             progress,
         };
-        formats::parse(format, &mut opened, &mut sink)?;
+        formats::parse(format, &mut opened, &mut sink).map_err(cancelled)?;
+    }
+    if options.cancel.is_cancelled() {
+        return Err(FeedError::Cancelled);
     }
     progress.rows(report.read);
     if let Some((chosen_format, source)) = &chosen {

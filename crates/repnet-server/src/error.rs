@@ -53,14 +53,32 @@ impl ApiError {
 
     /// A failure of the server itself. The details are logged; the client gets a message
     /// that points at the log.
+    /// A full disk is no fault of the server's code: `507 insufficient_storage`, which tells
+    /// the client that trying again later may work.
     pub(crate) fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "{context}");
+        if is_disk_full(&error.to_string()) {
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!(
+                    "{context}: the server's disk is full; nothing was changed, try again once its operator has freed space"
+                ),
+            );
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("{context}; the server's log has the details"),
         )
     }
+}
+
+/// Whether an error's text says the disk is full (ENOSPC). Errors reach the API through
+/// several layers (the store, LMDB, the feed readers, the spooling of uploads), each keeping
+/// the operating system's error only as text; ENOSPC reads the same in all of them.
+fn is_disk_full(text: &str) -> bool {
+    text.contains("No space left on device") || text.contains("os error 28")
 }
 
 impl IntoResponse for ApiError {
@@ -75,5 +93,24 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_other_failures_500() {
+        let full = std::io::Error::from_raw_os_error(28).to_string();
+        let error = ApiError::internal(
+            "the import failed",
+            &format!("cannot read the upload: {full}"),
+        );
+        assert_eq!(error.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(error.code, "insufficient_storage");
+        assert!(!error.message.contains("os error"), "{}", error.message);
+        let error = ApiError::internal("the import failed", &"permission denied");
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

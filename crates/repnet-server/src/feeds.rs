@@ -39,10 +39,21 @@ pub(crate) struct Feeds {
     max_import_bytes: u64,
     /// How far a compressed feed may expand (`max_decompressed_bytes`, `max_expansion_ratio`).
     expansion: (u64, u64),
+    /// Cancelled when the server stops: every import stops at its next read.
+    stopping: repnet_feeds::Cancel,
     http: reqwest::Client,
     /// Serialises writes of the state file.
     state_lock: Mutex<()>,
     metrics: Metrics,
+}
+
+/// Cancels an import when dropped.
+struct CancelOnDrop(repnet_feeds::Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A scheduled feed and how it went.
@@ -116,14 +127,17 @@ enum Failure {
     Feed(String),
     /// It is larger than `max_import_bytes`.
     TooLarge(u64),
-    /// The knowledge base could not take it.
+    /// The knowledge base could not take it, or the disk is full.
     Store(String),
+    /// The server is stopping.
+    Cancelled,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Feed(message) | Failure::Store(message) => f.write_str(message),
+            Failure::Cancelled => f.write_str(&FeedError::Cancelled.to_string()),
             Failure::TooLarge(limit) => write!(
                 f,
                 "the feed is larger than max_import_bytes ({limit} bytes): raise it, or import the file locally with `repnet import`"
@@ -134,10 +148,17 @@ impl std::fmt::Display for Failure {
 
 impl From<FeedError> for Failure {
     fn from(error: FeedError) -> Failure {
-        if error.is_feed_error() {
-            Failure::Feed(error.to_string())
-        } else {
-            Failure::Store(error.to_string())
+        match error {
+            FeedError::Cancelled => Failure::Cancelled,
+            // A disk that fills up while a feed is spilled is the server's trouble, not the
+            // feed's.
+            FeedError::Read { ref source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                Failure::Store(error.to_string())
+            }
+            error if error.is_feed_error() => Failure::Feed(error.to_string()),
+            error => Failure::Store(error.to_string()),
         }
     }
 }
@@ -205,6 +226,7 @@ impl Feeds {
             data_dir: data_dir.to_path_buf(),
             max_import_bytes: server.max_import_bytes,
             expansion: (server.max_decompressed_bytes, server.max_expansion_ratio),
+            stopping: repnet_feeds::Cancel::new(),
             http,
             state_lock: Mutex::new(()),
             metrics,
@@ -450,20 +472,39 @@ impl Feeds {
         let _importing = self.import_lock.lock().await;
         options.now = timestamp_now();
         (options.max_decompressed_bytes, options.max_expansion_ratio) = self.expansion;
+        // Stopped with the server, or when this future is dropped: the client that uploaded
+        // the feed went away, or the feed's schedule was stopped.
+        options.cancel = self.stopping.child();
+        let _cancel_when_dropped = CancelOnDrop(options.cancel.clone());
         let store = store.clone();
         let started = Instant::now();
+        tracing::info!(feed = %input, %format, "import started");
         let report = tokio::task::spawn_blocking(move || {
-            repnet_feeds::import(
+            let result = repnet_feeds::import(
                 &store,
-                &[input],
+                std::slice::from_ref(&input),
                 format,
                 &options,
                 &repnet_feeds::NoProgress,
-            )
+            );
+            // Logged here: when the client went away, nobody awaits this task any more.
+            match &result {
+                Ok(_) => {}
+                Err(FeedError::Cancelled) => {
+                    tracing::warn!(feed = %input, "import cancelled: nothing was changed")
+                }
+                Err(error) => tracing::warn!(feed = %input, %error, "import failed"),
+            }
+            result
         })
         .await
         .map_err(|error| Failure::Store(format!("the import stopped unexpectedly: {error}")))??;
         Ok(report.to_wire(started.elapsed().as_secs_f64()))
+    }
+
+    /// Cancels every import, running or to come: the server is stopping.
+    pub(crate) fn stop_imports(&self) {
+        self.stopping.cancel();
     }
 
     /// `POST /v1/admin/imports`: spools the body, then imports it.
@@ -495,6 +536,11 @@ impl Feeds {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_feed",
                 message,
+            )),
+            Err(Failure::Cancelled) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the server is stopping: the import was cancelled and nothing was changed; send it again once the server is back",
             )),
             Err(failure) => Err(ApiError::internal("the import failed", &failure)),
         }

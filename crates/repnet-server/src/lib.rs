@@ -404,7 +404,9 @@ impl Server {
                 Ok(())
             }
         };
-        // Stop the schedule, and wait until its tasks have let go of the store.
+        // Imports still running stop at their next read (a long SQLite query within a
+        // fraction of a second); then the schedule stops, and its tasks let go of the store.
+        self.feeds.stop_imports();
         scheduled_feeds.shutdown().await;
         let _ = stop_tasks.send(true);
         if let Some(pulling) = pulling {
