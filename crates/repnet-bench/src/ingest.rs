@@ -32,10 +32,11 @@ pub(crate) struct IngestResults {
     pub(crate) rss: Option<u64>,
 }
 
-fn requests(seed: u64) -> Vec<Request> {
+fn requests(seed: u64, installations: &[String]) -> Vec<Request> {
     let mut rng = crate::keys::Rng::new(seed.wrapping_add(7));
-    (0..VARIANTS)
-        .map(|variant| {
+    installations
+        .iter()
+        .map(|installation| {
             let events: Vec<String> = (0..EVENTS)
                 .map(|index| {
                     let file = repnet_model::Sha256::digest(&(rng.next_u64() % POOL).to_le_bytes());
@@ -44,7 +45,7 @@ fn requests(seed: u64) -> Vec<Request> {
                 })
                 .collect();
             let body = format!(
-                r#"{{"statement_version":1,"install_id":"bench-install-{variant:06}","product":"repnet-bench/1","events":[{}]}}"#,
+                r#"{{"statement_version":1,"installation":"{installation}","product":"repnet-bench/1","events":[{}]}}"#,
                 events.join(",")
             );
             Request::http("POST", "/v1/statistics", Some("application/json"), body.as_bytes())
@@ -62,13 +63,25 @@ pub(crate) async fn run(
     if data.exists() {
         std::fs::remove_dir_all(&data)?;
     }
+    // Installations enrol with a light proof of work, all from this one address, and count
+    // at once: the steady state of a network whose devices are established.
+    let config = work_dir.join("statistics.toml");
+    std::fs::write(
+        &config,
+        "installation_difficulty = 8\nenrolments_per_address_per_hour = 100000\n[engine]\nestablished_after_hours = 0\n",
+    )?;
     let server = start_repnet_with(
         repnet,
         &data,
-        &[],
+        &["--config", config.to_str().unwrap_or_default()],
         &[("REPNET_ADMIN_TOKEN", "bench-admin-token-0123456789")],
     )?;
-    let requests = Arc::new(requests(seed));
+    let client = repnet_client::Client::new(&format!("http://{}", server.address))?;
+    let mut installations = Vec::with_capacity(VARIANTS);
+    for _ in 0..VARIANTS {
+        installations.push(client.enrol_installation().await?.installation);
+    }
+    let requests = Arc::new(requests(seed, &installations));
     let measured = load::closed_loop(
         server.address,
         false,

@@ -268,19 +268,30 @@ pub(crate) enum ReviewCommand {
 
 fn print_review(list: &repnet_protocol::ReviewList) {
     if list.items.is_empty() {
-        println!("no open false-positive reports");
+        println!("nothing to review: no false-positive reports, no new verdicts of the engine");
         return;
     }
     for item in &list.items {
-        println!(
-            "{}  {} {}  {} report(s), now {}, last {}",
-            item.id,
-            item.object.kind,
-            item.object.value,
-            item.reports,
-            item.verdict.as_str(),
-            or_dash(item.last_reported.as_deref())
-        );
+        match item.engine_verdict {
+            Some(verdict) => println!(
+                "{}  {} {}  engine verdict {}, now {}, set {}",
+                item.id,
+                item.object.kind,
+                item.object.value,
+                verdict.as_str(),
+                item.verdict.as_str(),
+                or_dash(item.first_reported.as_deref())
+            ),
+            None => println!(
+                "{}  {} {}  {} report(s), now {}, last {}",
+                item.id,
+                item.object.kind,
+                item.object.value,
+                item.reports,
+                item.verdict.as_str(),
+                or_dash(item.last_reported.as_deref())
+            ),
+        }
         if let Some(comment) = &item.comment {
             println!("    {comment}");
         }

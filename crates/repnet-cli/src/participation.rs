@@ -56,8 +56,12 @@ pub(crate) struct ClientConfig {
     pub(crate) participation: Mode,
     /// The statement version the user accepted; 0 for none.
     pub(crate) statement_version: u32,
-    /// A random id made once, sent only with statistics.
+    /// This installation's token from the server (`POST /v1/installations`), made at the
+    /// first statistics sent; sent only with statistics.
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) installation: String,
+    /// The random id of earlier versions: read, and dropped at the next save.
+    #[serde(skip_serializing)]
     pub(crate) install_id: String,
 }
 
@@ -159,14 +163,8 @@ impl ClientFiles {
         }
     }
 
-    /// Writes the configuration (atomically), making the install id on first save.
+    /// Writes the configuration (atomically).
     pub(crate) fn save(&self, config: &mut ClientConfig) -> anyhow::Result<()> {
-        if config.install_id.is_empty() {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes)
-                .map_err(|error| anyhow::anyhow!("no randomness for an install id: {error}"))?;
-            config.install_id = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        }
         let text = toml::to_string(config).context("cannot write the client configuration")?;
         write_atomically(&self.config, text.as_bytes())
     }
@@ -214,7 +212,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub(crate) fn next_batch(config: &ClientConfig, events: Vec<StatisticsEvent>) -> StatisticsBatch {
     StatisticsBatch {
         statement_version: config.statement_version,
-        install_id: config.install_id.clone(),
+        installation: match config.installation.as_str() {
+            "" => "<a token from the server, made when statistics are first sent>".to_owned(),
+            token => token.to_owned(),
+        },
         product: concat!("repnet/", env!("CARGO_PKG_VERSION")).to_owned(),
         events,
     }
@@ -247,11 +248,55 @@ pub(crate) async fn queue_and_send(
     if queue.is_empty() {
         return Ok(());
     }
+    let mut enrolled_now = false;
     for chunk in queue.clone().chunks(1000) {
-        match client
+        if config.installation.is_empty() {
+            match client.enrol_installation().await {
+                Ok(token) => {
+                    config.installation = token.installation;
+                    files.save(config)?;
+                    enrolled_now = true;
+                }
+                Err(error) => {
+                    eprintln!(
+                        "repnet: statistics not sent, kept for the next time: cannot enrol this installation: {error}"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let mut sent = client
             .send_statistics(&next_batch(config, chunk.to_vec()))
-            .await
+            .await;
+        // A token of another server (the configured server changed), or one bound to another
+        // licence key: enrol again, once.
+        if let Err(ClientError::Api { code, .. }) = &sent
+            && matches!(
+                code.as_str(),
+                "invalid_installation" | "installation_key_mismatch"
+            )
+            && !enrolled_now
         {
+            config.installation.clear();
+            match client.enrol_installation().await {
+                Ok(token) => {
+                    config.installation = token.installation;
+                    files.save(config)?;
+                    enrolled_now = true;
+                    sent = client
+                        .send_statistics(&next_batch(config, chunk.to_vec()))
+                        .await;
+                }
+                Err(error) => {
+                    files.save(config)?;
+                    eprintln!(
+                        "repnet: statistics not sent, kept for the next time: cannot enrol this installation: {error}"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        match sent {
             Ok(_) => {
                 let rest: Vec<StatisticsEvent> =
                     files.queue()?.into_iter().skip(chunk.len()).collect();

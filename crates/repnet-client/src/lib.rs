@@ -623,6 +623,48 @@ impl Client {
         self.send(self.keyed(request)).await
     }
 
+    /// Enrols this installation (`GET /v1/installations/challenge`, the proof of work on a
+    /// blocking thread, `POST /v1/installations`): the token that statistics batches carry.
+    pub async fn enrol_installation(
+        &self,
+    ) -> Result<repnet_protocol::InstallationToken, ClientError> {
+        let request = self
+            .http
+            .get(format!("{}/v1/installations/challenge", self.base));
+        let challenge: repnet_protocol::InstallationChallenge =
+            self.send(self.keyed(request)).await?;
+        let unexpected = |reason: String| ClientError::Unexpected {
+            url: self.base.clone(),
+            reason,
+        };
+        let bytes = hex::decode(&challenge.challenge)
+            .map_err(|_| unexpected("its enrolment challenge is not hex".to_owned()))?;
+        if challenge.difficulty > repnet_protocol::installation::MAX_DIFFICULTY {
+            return Err(unexpected(format!(
+                "it asks for a proof of work of {} bits, more than the {} a client makes",
+                challenge.difficulty,
+                repnet_protocol::installation::MAX_DIFFICULTY
+            )));
+        }
+        let difficulty = challenge.difficulty;
+        let proof = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                repnet_protocol::installation::prove(&bytes, difficulty)
+            })
+            .await
+            .map_err(|error| unexpected(format!("the proof of work stopped: {error}")))?
+        };
+        let request = self
+            .http
+            .post(format!("{}/v1/installations", self.base))
+            .json(&repnet_protocol::EnrolInstallation {
+                challenge: challenge.challenge,
+                nonce: hex::encode(proof),
+            });
+        self.send(self.keyed(request)).await
+    }
+
     /// Sends statistics (`POST /v1/statistics`); answers once the server has stored them.
     pub async fn send_statistics(
         &self,

@@ -282,9 +282,9 @@ pub struct Statement {
 pub struct StatisticsBatch {
     /// The statement version the user accepted.
     pub statement_version: u32,
-    /// A random id made once per installation (8 to 128 letters, digits, `-` or `_`); the
-    /// server hashes it with a secret on arrival and uses it only to count distinct devices.
-    pub install_id: String,
+    /// The installation's token, from `POST /v1/installations`; the server hashes its id
+    /// with a secret on arrival and uses it only to count distinct devices.
+    pub installation: String,
     /// The product and version that sends (`repnet/0.1.0`).
     pub product: String,
     pub events: Vec<StatisticsEvent>,
@@ -332,10 +332,18 @@ pub struct EngineStatus {
     pub enabled: bool,
     pub interval_seconds: u64,
     pub max_objects_per_tick: u64,
-    /// Distinct detecting devices that make a file `untrusted`.
+    /// Established installations detecting a file that make it `untrusted`.
     pub detecting_devices: u64,
-    /// Distinct devices (with a trusted signer and no detection) that make a file `trusted`.
+    /// Established installations reporting a file signed by a trusted certificate (and none
+    /// detecting it, none naming another signer) that make it `trusted`.
     pub trusted_devices: u64,
+    /// Hours an installation must have been enrolled before the engine counts it.
+    pub established_after_hours: u64,
+    /// Most verdicts set in an hour (0: no limit), and those set this hour.
+    pub max_verdicts_per_hour: u64,
+    pub verdicts_this_hour: u64,
+    /// Verdicts wait for the next hour's budget.
+    pub deferred: bool,
     /// RFC 3339 time of the last tick.
     pub last_tick: Option<String>,
     /// Objects examined, verdicts set and removed since the server started.
@@ -346,16 +354,25 @@ pub struct EngineStatus {
     pub pending: u64,
 }
 
-/// One false-positive report awaiting the administrator.
+/// One item awaiting the administrator: a false-positive report, or a verdict the
+/// reputation engine set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewEntry {
     pub id: String,
+    /// `false_positive` or `engine`.
+    pub kind: String,
     pub object: ObjectRef,
+    /// Reports received (0 for the engine's verdicts).
     pub reports: u64,
+    /// For a verdict of the engine: when it was set.
     pub first_reported: Option<String>,
     pub last_reported: Option<String>,
-    /// The latest reporter's comment, scrubbed of personal data.
+    /// The latest reporter's comment, scrubbed of personal data; for the engine, its
+    /// evidence.
     pub comment: Option<String>,
+    /// The verdict the engine set, for an item of the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_verdict: Option<Verdict>,
     /// The verdict the network gives the object now.
     pub verdict: Verdict,
 }
@@ -366,7 +383,8 @@ pub struct ReviewList {
     pub items: Vec<ReviewEntry>,
 }
 
-/// `POST /v1/admin/review/{id}`: settle a report with a local verdict, or dismiss it.
+/// `POST /v1/admin/review/{id}`: settle an item with a local verdict, or dismiss it (for an
+/// engine verdict: confirm it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettleReview {

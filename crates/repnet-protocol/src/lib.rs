@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod binary;
+pub mod installation;
 mod licence;
 mod lookup;
 mod search;
@@ -17,6 +18,7 @@ pub use admin::{
     LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus, SetLocalVerdict,
     SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
 };
+pub use installation::{EnrolInstallation, InstallationChallenge, InstallationToken};
 pub use licence::{
     AddLicenceKey, LicenceKeyEntry, LicenceKeyList, bearer_token, check_licence_key,
     licence_key_id, parse_time,

@@ -76,6 +76,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/lookup", post(lookup_batch))
         .route("/v1/hashes:search", post(pass_through))
         .route("/v1/statement", get(pass_through))
+        // Enrolment goes to the server with the proxy's licence key: the fleet's
+        // installations are bound to it.
+        .route("/v1/installations/challenge", get(pass_through))
+        .route("/v1/installations", post(pass_through))
         .route("/v1/statistics", post(statistics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), admit));
     let admin = Router::new()

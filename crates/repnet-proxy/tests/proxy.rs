@@ -449,7 +449,11 @@ async fn admission_statistics_and_settings_that_survive_a_restart() {
     let server = upstream(
         server_dir.path(),
         "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
+        // A light proof of work for the enrolment below.
+        ServerConfig {
+            installation_difficulty: 8,
+            ..ServerConfig::default()
+        },
     )
     .await;
     let settings = Settings {
@@ -506,7 +510,14 @@ async fn admission_statistics_and_settings_that_survive_a_restart() {
 
     // Statistics: dropped (202) by default, forwarded when the policy allows.
     let file = "ef".repeat(32);
-    let batch = json!({"statement_version": 1, "install_id": "device-install-01", "product": "p/1", "events": [{"type": "sighting", "file": file}]});
+    // A device enrols through the proxy, which forwards with its own licence key.
+    let installation = repnet_client::Client::new(&proxy.base)
+        .unwrap()
+        .enrol_installation()
+        .await
+        .unwrap()
+        .installation;
+    let batch = json!({"statement_version": 1, "installation": installation, "product": "p/1", "events": [{"type": "sighting", "file": file}]});
     let (status, body) = call(
         &proxy,
         reqwest::Method::POST,

@@ -79,6 +79,13 @@ pub struct ServerConfig {
     /// Statistics batches one installation may send per minute (poisoning resistance); 0
     /// for no limit.
     pub install_batches_per_minute: u32,
+    /// Leading zero bits of the proof of work an installation's enrolment needs (2^N
+    /// SHA-256 hashes on average; 0 to 32).
+    pub installation_difficulty: u8,
+    /// Installations one address (an IPv6 /64) may enrol in an hour without a licence key.
+    pub enrolments_per_address_per_hour: u32,
+    /// Installations one licence key may enrol in an hour.
+    pub enrolments_per_key_per_hour: u32,
     /// The reputation engine (`[engine]`).
     pub engine: crate::engine::EngineConfig,
 }
@@ -361,6 +368,9 @@ impl Default for ServerConfig {
             device_secret_rotation_days: 30,
             max_statistics_events: 1000,
             install_batches_per_minute: 60,
+            installation_difficulty: 24,
+            enrolments_per_address_per_hour: 10,
+            enrolments_per_key_per_hour: 1000,
             engine: crate::engine::EngineConfig::default(),
         }
     }
@@ -414,6 +424,16 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        if self.installation_difficulty > repnet_protocol::installation::MAX_DIFFICULTY {
+            return Err(ConfigError::Invalid {
+                key: "installation_difficulty",
+                message: format!(
+                    "must be from 0 to {}; got {}",
+                    repnet_protocol::installation::MAX_DIFFICULTY,
+                    self.installation_difficulty
+                ),
             });
         }
         if self.max_expansion_ratio < 2 {

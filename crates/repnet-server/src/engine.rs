@@ -6,17 +6,27 @@
 //! engine is the lowest tier of the precedence rule: every feed, the built-in set, upstream
 //! and local verdicts win over it.
 //!
+//! It counts only **established installations**: installations enrolled through
+//! `POST /v1/installations` (a proof of work, or a licence key) at least
+//! `established_after_hours` before their report. A participant therefore cannot invent
+//! devices: each costs an enrolment, and days of waiting before it counts.
+//!
 //! Rules (thresholds in `[engine]`, docs/configuration.md), first match wins:
-//! 1. detected on at least `detecting_devices` distinct devices → `untrusted`;
-//! 2. signed by a certificate the network says is untrusted, and no other source has a
-//!    record on the file → `untrusted`;
-//! 3. seen on at least `trusted_devices` distinct devices, never detected, signed by a
-//!    certificate the network says is trusted → `trusted`;
+//! 1. detected on at least `detecting_devices` established installations → `untrusted`;
+//! 2. signed by a certificate that a feed, the upstream, the built-in set or the administrator
+//!    says is untrusted, and no other source has a record on the file → `untrusted`;
+//! 3. signed by a certificate that a feed, the upstream, the built-in set or the administrator
+//!    says is trusted, the claim corroborated — reported with that signer by at least
+//!    `trusted_devices` established installations, never with another signer — and never
+//!    detected by anyone → `trusted`. Participants' claims alone never make a file trusted:
+//!    the certificate's trust comes from elsewhere, and a single report naming another
+//!    signer voids the rule for good;
 //! 4. otherwise no engine verdict (one set before is removed).
 //!
-//! Poisoning: counts are of distinct devices (one install counts once per object, however
-//! many events it sends), statistics need a statement-accepting install and, where required,
-//! a licence key with its rate limit; every flip is logged with its evidence.
+//! The engine sets at most `max_verdicts_per_hour` verdicts an hour (removals are not
+//! limited); what it would set beyond waits for the next hour. Every verdict it sets goes to
+//! the review queue with its evidence, where the administrator confirms it (dismiss) or
+//! overrules it with a local verdict; every flip is logged with its evidence.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -27,7 +37,7 @@ use repnet_model::{
     SourceRecord, Timestamp, Verdict,
 };
 use repnet_protocol::EngineStatus;
-use repnet_store::{Aggregate, Change, Store};
+use repnet_store::{Aggregate, Change, EngineReview, Store};
 use serde::{Deserialize, Serialize};
 
 /// The engine's settings (`[engine]`).
@@ -47,6 +57,10 @@ pub struct EngineConfig {
     /// Confidence of the engine's `untrusted` and `trusted` records (0-100).
     pub untrusted_confidence: u8,
     pub trusted_confidence: u8,
+    /// Hours an installation must have been enrolled before the engine counts its reports.
+    pub established_after_hours: u64,
+    /// Most verdicts the engine sets in an hour; 0 for no limit.
+    pub max_verdicts_per_hour: u64,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +73,8 @@ impl Default for EngineConfig {
             trusted_devices: 100,
             untrusted_confidence: 60,
             trusted_confidence: 50,
+            established_after_hours: 72,
+            max_verdicts_per_hour: 1000,
         }
     }
 }
@@ -92,6 +108,12 @@ struct Progress {
     examined: u64,
     set: u64,
     removed: u64,
+    /// The hour the verdict budget counts in (its start, in seconds), and the verdicts set
+    /// in it.
+    hour: u64,
+    set_this_hour: u64,
+    /// Verdicts waiting for the next hour's budget at the last tick.
+    deferred: bool,
 }
 
 /// What the rules say about one file, and why.
@@ -116,6 +138,14 @@ impl Engine {
             .clone()
     }
 
+    /// Hours an installation must have been enrolled before its reports count.
+    pub(crate) fn established_after_hours(&self) -> u64 {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .established_after_hours
+    }
+
     /// Changes the thresholds; the next tick uses them.
     pub(crate) fn set_thresholds(&self, detecting_devices: u64, trusted_devices: u64) {
         let mut config = self
@@ -138,6 +168,10 @@ impl Engine {
             max_objects_per_tick: config.max_objects_per_tick as u64,
             detecting_devices: config.detecting_devices,
             trusted_devices: config.trusted_devices,
+            established_after_hours: config.established_after_hours,
+            max_verdicts_per_hour: config.max_verdicts_per_hour,
+            verdicts_this_hour: progress.set_this_hour,
+            deferred: progress.deferred,
             last_tick: progress.last_tick.and_then(repnet_protocol::rfc3339),
             examined: progress.examined,
             verdicts_set: progress.set,
@@ -175,29 +209,40 @@ impl Engine {
 
     /// Examines up to `max_objects_per_tick` objects; answers how many.
     pub(crate) async fn tick(&self, store: &Store) -> Result<usize, repnet_store::StoreError> {
-        let repnet_store::Dirty { files, keys } =
-            store.dirty_aggregates(self.config().max_objects_per_tick)?;
-        let objects: Vec<Object> = files.iter().map(|(object, _)| object.clone()).collect();
+        let config = self.config();
+        let repnet_store::Dirty { files, mut keys } =
+            store.dirty_aggregates(config.max_objects_per_tick)?;
+        let objects: Vec<Object> = files.iter().map(|file| file.object.clone()).collect();
         let knowledge = store.lookup(&objects).await?;
         let signers: Vec<Object> = files
             .iter()
-            .filter_map(|(_, aggregate)| aggregate.signer)
+            .filter_map(|file| file.aggregate.signer)
             .map(|signer| Object::Certificate(CertificateThumbprint(signer)))
             .collect();
         let signer_knowledge = store.lookup(&signers).await?;
+        // What the network says of a certificate: never what the engine says (it decides
+        // files only, but a pulled engine answer could name a certificate).
         let signer_verdict = |aggregate: &Aggregate| -> Option<Verdict> {
             let signer = aggregate.signer?;
             let at = signers
                 .iter()
                 .position(|o| *o == Object::Certificate(CertificateThumbprint(signer)))?;
-            let records = &signer_knowledge[at].records;
-            repnet_model::decide(records).map(|decision| records[decision.winner].verdict)
+            let records: Vec<SourceRecord> = signer_knowledge[at]
+                .records
+                .iter()
+                .filter(|record| !is_engine(&record.source))
+                .cloned()
+                .collect();
+            repnet_model::decide(&records).map(|decision| records[decision.winner].verdict)
         };
         let now = repnet_store::now();
-        let config = self.config();
+        let mut budget = self.budget(&config, now);
         let mut changes = Vec::new();
+        let (mut reviews, mut unreviewed) = (Vec::new(), Vec::new());
         let (mut set, mut removed) = (0, 0);
-        for ((object, aggregate), knowledge) in files.iter().zip(&knowledge) {
+        let mut deferred = None;
+        for (file, knowledge) in files.iter().zip(&knowledge) {
+            let (object, aggregate) = (&file.object, &file.aggregate);
             let current = knowledge
                 .records
                 .iter()
@@ -206,11 +251,17 @@ impl Engine {
             let others = knowledge
                 .records
                 .iter()
-                .any(|record| record.source != Source::Engine);
+                .any(|record| !is_engine(&record.source));
             let decision = decide(&config, aggregate, signer_verdict(aggregate), others);
             match (&decision, current) {
                 (Some(decision), Some(current)) if decision.verdict == current => {}
                 (Some(decision), _) => {
+                    if budget == Some(0) {
+                        // This file and every one after it wait for the next hour.
+                        deferred = Some(file.key.clone());
+                        break;
+                    }
+                    budget = budget.map(|left| left - 1);
                     tracing::info!(
                         object = %object,
                         from = current.map_or("none", Verdict::as_str),
@@ -237,6 +288,12 @@ impl Engine {
                         record,
                         comment: None,
                     });
+                    reviews.push(EngineReview {
+                        object: object.clone(),
+                        verdict: decision.verdict,
+                        evidence: decision.evidence.clone(),
+                        time: now,
+                    });
                     set += 1;
                 }
                 (None, Some(current)) => {
@@ -252,10 +309,23 @@ impl Engine {
                         object: object.clone(),
                         source: Source::Engine,
                     });
+                    unreviewed.push(object.clone());
                     removed += 1;
                 }
                 (None, None) => {}
             }
+        }
+        if let Some(first_deferred) = &deferred {
+            // Keys are in order: those from the first deferred file on stay dirty.
+            keys.retain(|key| key < first_deferred);
+            tracing::warn!(
+                max_verdicts_per_hour = config.max_verdicts_per_hour,
+                "the reputation engine reached its hourly budget of verdicts; the rest wait for the next hour"
+            );
+        }
+        // The review queue first: a verdict is never set without its review item.
+        if !reviews.is_empty() || !unreviewed.is_empty() {
+            store.engine_reviews(reviews, unreviewed).await?;
         }
         if !changes.is_empty() {
             store.apply(changes).await?;
@@ -269,9 +339,37 @@ impl Engine {
         progress.last_tick = Some(now);
         progress.examined += examined as u64;
         progress.set += set;
+        progress.set_this_hour += set;
         progress.removed += removed;
+        progress.deferred = deferred.is_some();
         Ok(examined)
     }
+
+    /// Verdicts the engine may still set this hour; `None` for no limit.
+    fn budget(&self, config: &EngineConfig, now: Timestamp) -> Option<u64> {
+        if config.max_verdicts_per_hour == 0 {
+            return None;
+        }
+        let hour = now.0 - now.0 % 3600;
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if progress.hour != hour {
+            progress.hour = hour;
+            progress.set_this_hour = 0;
+        }
+        Some(
+            config
+                .max_verdicts_per_hour
+                .saturating_sub(progress.set_this_hour),
+        )
+    }
+}
+
+/// The engine's own records, and those a server pulled from its upstream's engine.
+fn is_engine(source: &Source) -> bool {
+    repnet_model::Tier::of(source) == repnet_model::Tier::Engine
 }
 
 /// The rules, first match wins.
@@ -285,7 +383,7 @@ fn decide(
         return Some(Decision {
             verdict: Verdict::Untrusted,
             evidence: format!(
-                "detected on {} distinct devices (threshold {}), seen on {}",
+                "detected on {} established installations (threshold {}), seen on {}",
                 aggregate.detecting_devices, config.detecting_devices, aggregate.devices
             ),
         });
@@ -296,15 +394,16 @@ fn decide(
             evidence: "signed by a certificate the network says is untrusted".to_owned(),
         });
     }
-    if aggregate.devices >= config.trusted_devices
-        && aggregate.detecting_devices == 0
-        && signer == Some(Verdict::Trusted)
+    if signer == Some(Verdict::Trusted)
+        && aggregate.vouching_devices >= config.trusted_devices
+        && !aggregate.signer_conflict
+        && aggregate.detections == 0
     {
         return Some(Decision {
             verdict: Verdict::Trusted,
             evidence: format!(
-                "seen on {} distinct devices (threshold {}), never detected, signed by a trusted certificate",
-                aggregate.devices, config.trusted_devices
+                "reported signed by a trusted certificate by {} established installations (threshold {}), never with another signer, never detected",
+                aggregate.vouching_devices, config.trusted_devices
             ),
         });
     }
@@ -326,6 +425,8 @@ mod tests {
             detecting_devices: detecting,
             size: None,
             signer: signed.then_some(repnet_model::Sha256([1; 32])),
+            signer_conflict: false,
+            vouching_devices: if signed { devices } else { 0 },
         }
     }
 
@@ -365,5 +466,35 @@ mod tests {
             verdict(aggregate(1000, 6, true), Some(Verdict::Trusted), true),
             Some(Verdict::Untrusted)
         );
+    }
+
+    #[test]
+    fn a_trusted_verdict_needs_the_claim_corroborated() {
+        let config = EngineConfig::default();
+        let trusted = |aggregate: &Aggregate, signer: Option<Verdict>| {
+            decide(&config, aggregate, signer, false).map(|d| d.verdict) == Some(Verdict::Trusted)
+        };
+        let corroborated = aggregate(100, 0, true);
+        assert!(trusted(&corroborated, Some(Verdict::Trusted)));
+        // A certificate nobody but the participants vouches for.
+        assert!(!trusted(&corroborated, None));
+        // Seen often, but the claim made by too few established installations.
+        let few = Aggregate {
+            vouching_devices: 99,
+            ..corroborated
+        };
+        assert!(!trusted(&few, Some(Verdict::Trusted)));
+        // One report named another signer.
+        let conflicting = Aggregate {
+            signer_conflict: true,
+            ..corroborated
+        };
+        assert!(!trusted(&conflicting, Some(Verdict::Trusted)));
+        // One detection, even from a new installation.
+        let detected = Aggregate {
+            detections: 1,
+            ..corroborated
+        };
+        assert!(!trusted(&detected, Some(Verdict::Trusted)));
     }
 }

@@ -10,7 +10,9 @@ pub mod engine;
 mod error;
 mod feeds;
 pub mod files;
+mod installations;
 pub mod licences;
+mod limits;
 mod lookup;
 mod metrics;
 mod openapi;
@@ -69,6 +71,8 @@ pub(crate) struct AppState {
     engine: Arc<engine::Engine>,
     /// Statistics batches per installation.
     install_limit: Arc<statistics::InstallLimit>,
+    /// Enrolment of installations, and their tokens.
+    installations: Arc<installations::Installations>,
     /// The settings that change at run time, as they are now.
     runtime: Arc<std::sync::Mutex<settings::RuntimeSettings>>,
     changing_settings: Arc<tokio::sync::Mutex<()>>,
@@ -148,6 +152,49 @@ async fn lapse_local_verdicts(store: Store, mut stop: tokio::sync::watch::Receiv
             Ok(_) => tracing::info!(count, "local verdicts past their expiry removed"),
             Err(error) => tracing::warn!(%error, "cannot remove lapsed local verdicts"),
         }
+    }
+}
+
+/// The address a connection comes from, for the limits that count per address (in memory
+/// only: never stored, never logged).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener whose connections send each answer at once: answers are small and latency
+/// matters, so Nagle's algorithm must not wait for the acknowledgement of the previous one.
+pub(crate) struct NoDelayListener(TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // axum's own accept loop, which waits out errors such as running out of descriptors.
+        let (stream, address) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+        (stream, address)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }
 
@@ -280,6 +327,14 @@ impl Server {
             install_limit: Arc::new(statistics::InstallLimit::new(
                 config.install_batches_per_minute,
             )),
+            installations: Arc::new(installations::Installations::new(
+                store.permanent_secret("installations")?,
+                installations::EnrolmentLimits {
+                    difficulty: config.installation_difficulty,
+                    per_address: config.enrolments_per_address_per_hour,
+                    per_key: config.enrolments_per_key_per_hour,
+                },
+            )),
             runtime: Arc::new(std::sync::Mutex::new(settings::RuntimeSettings::of(config))),
             changing_settings: Arc::new(tokio::sync::Mutex::new(())),
         };
@@ -328,25 +383,25 @@ impl Server {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(());
         };
-        // Answers are small and latency matters: send each at once rather than let Nagle's
-        // algorithm wait for the client's acknowledgement of the previous one.
-        use axum::serve::ListenerExt as _;
         let serve = async move {
             match self.tls {
                 Some(acceptor) => {
-                    axum::serve(tls::TlsListener::new(listener, acceptor), self.router)
-                        .with_graceful_shutdown(graceful)
-                        .await
+                    axum::serve(
+                        tls::TlsListener::new(listener, acceptor),
+                        self.router
+                            .into_make_service_with_connect_info::<ClientAddr>(),
+                    )
+                    .with_graceful_shutdown(graceful)
+                    .await
                 }
                 None => {
-                    let listener = listener.tap_io(|stream| {
-                        if let Err(error) = stream.set_nodelay(true) {
-                            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-                        }
-                    });
-                    axum::serve(listener, self.router)
-                        .with_graceful_shutdown(graceful)
-                        .await
+                    axum::serve(
+                        NoDelayListener(listener),
+                        self.router
+                            .into_make_service_with_connect_info::<ClientAddr>(),
+                    )
+                    .with_graceful_shutdown(graceful)
+                    .await
                 }
             }
         };

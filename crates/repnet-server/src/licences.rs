@@ -280,6 +280,27 @@ impl Licences {
         Ok(())
     }
 
+    /// The id of the licence key a request carries, when it is registered, unrevoked and
+    /// unexpired; `None` otherwise. Counts no request against the key's rate.
+    pub fn key_id(&self, headers: &HeaderMap, now: Timestamp) -> Option<String> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(repnet_protocol::bearer_token)
+            .map(str::trim)
+            .filter(|key| !key.is_empty())?;
+        let digest = Sha256::digest(key.as_bytes());
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.get(&digest).cloned()
+        }?;
+        let licence = &state.licence;
+        (constant_time_eq(&licence.key_sha256, &digest)
+            && licence.revoked.is_none()
+            && licence.expires.is_none_or(|expires| expires > now))
+        .then(|| licence.id.clone())
+    }
+
     /// Every key, by creation time.
     pub fn list(&self) -> Vec<Licence> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);

@@ -78,6 +78,14 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/hashes:search", axum::routing::post(search_hashes))
         .route("/v1/statement", get(crate::statistics::get_statement))
         .route(
+            "/v1/installations/challenge",
+            get(crate::installations::get_challenge),
+        )
+        .route(
+            "/v1/installations",
+            axum::routing::post(crate::installations::enrol),
+        )
+        .route(
             "/v1/statistics",
             axum::routing::post(crate::statistics::post_statistics),
         )

@@ -109,24 +109,21 @@ pub(crate) async fn writer(store: Store, mut batches: Batches) {
     }
 }
 
-/// Batches per installation per minute: a fixed window per device hash, in memory. The map
-/// is emptied of expired windows when it grows large, so a flood of made-up ids costs at most
-/// its size.
+/// Batches per installation per minute, in memory ([`crate::limits::Windowed`]).
 #[derive(Debug)]
 pub(crate) struct InstallLimit {
     per_minute: std::sync::atomic::AtomicU32,
-    windows: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u32)>>,
+    windows: crate::limits::Windowed,
 }
 
 impl InstallLimit {
     pub(crate) fn new(per_minute: u32) -> InstallLimit {
         InstallLimit {
             per_minute: std::sync::atomic::AtomicU32::new(per_minute),
-            windows: std::sync::Mutex::new(std::collections::HashMap::new()),
+            windows: crate::limits::Windowed::new(std::time::Duration::from_secs(60), 1_000_000),
         }
     }
 
-    /// Counts a batch from `device`; on refusal, the seconds until its window ends.
     pub(crate) fn set(&self, per_minute: u32) {
         self.per_minute
             .store(per_minute, std::sync::atomic::Ordering::Relaxed);
@@ -136,39 +133,22 @@ impl InstallLimit {
         self.per_minute.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Counts a batch from `device`; on refusal, the seconds until its window ends.
     fn take(&self, device: u64) -> Result<(), u64> {
-        let per_minute = self.per_minute();
-        if per_minute == 0 {
-            return Ok(());
+        match self.per_minute() {
+            0 => Ok(()),
+            per_minute => self
+                .windows
+                .take(device, per_minute, std::time::Instant::now()),
         }
-        let now = std::time::Instant::now();
-        let minute = std::time::Duration::from_secs(60);
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < minute);
-        }
-        let (start, count) = windows.entry(device).or_insert((now, 0));
-        if now.duration_since(*start) >= minute {
-            *start = now;
-            *count = 0;
-        }
-        if *count >= per_minute {
-            let left = minute.saturating_sub(now.duration_since(*start));
-            return Err(left.as_secs().max(1));
-        }
-        *count += 1;
-        Ok(())
     }
 }
 
-/// The keyed hash of an install id: the only form in which it is used.
-fn device(secret: &[u8; 32], install_id: &str) -> u64 {
-    let mut input = Vec::with_capacity(32 + install_id.len());
+/// The keyed hash of an installation's id: the only form in which it is used.
+fn device(secret: &[u8; 32], installation: &[u8; 16]) -> u64 {
+    let mut input = Vec::with_capacity(32 + installation.len());
     input.extend_from_slice(secret);
-    input.extend_from_slice(install_id.as_bytes());
+    input.extend_from_slice(installation);
     let digest = Sha256::digest(&input);
     u64::from_le_bytes(digest.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
@@ -182,6 +162,7 @@ fn event(
     index: usize,
     event: &StatisticsEvent,
     device: u64,
+    established: bool,
     now: Timestamp,
 ) -> Result<StatEvent, ApiError> {
     let field = |name: &str| format!("events[{index}].{name}");
@@ -265,6 +246,7 @@ fn event(
         kind,
         object,
         device,
+        established,
         time: now,
         size: event.size,
         signer,
@@ -305,16 +287,24 @@ pub(crate) async fn post_statistics(
             ),
         ));
     }
-    let id = &batch.install_id;
-    if !(8..=128).contains(&id.len())
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ApiError::bad_request(
-            "invalid_install_id",
-            "install_id: 8 to 128 letters, digits, '-' or '_' (a random id made once per installation)",
-        ));
+    let installation = state
+        .installations
+        .verify(&batch.installation)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_installation",
+                "installation: not a token this server issued: enrol with GET /v1/installations/challenge and POST /v1/installations, and send the token you get",
+            )
+        })?;
+    if let Some(bound) = installation.key {
+        let sent = state.licences.key_id(&headers, repnet_store::now());
+        if sent.map(|id| state.installations.key_binding(&id)) != Some(bound) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "installation_key_mismatch",
+                "installation: this installation was enrolled with a licence key; send its statistics with the same key (Authorization: Bearer KEY)",
+            ));
+        }
     }
     if batch.product.is_empty()
         || batch.product.len() > 100
@@ -341,7 +331,12 @@ pub(crate) async fn post_statistics(
         .store
         .device_secret(now, state.device_secret_rotation_seconds)
         .map_err(|error| ApiError::internal("the statistics could not be stored", &error))?;
-    let device = device(&secret, id);
+    let device = device(&secret, &installation.id);
+    let established = now.0
+        >= installation
+            .enrolled
+            .0
+            .saturating_add(state.engine.established_after_hours().saturating_mul(3600));
     if let Err(wait) = state.install_limit.take(device) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -361,7 +356,7 @@ pub(crate) async fn post_statistics(
         .events
         .iter()
         .enumerate()
-        .map(|(index, e)| event(index, e, device, now))
+        .map(|(index, e)| event(index, e, device, established, now))
         .collect::<Result<Vec<_>, _>>()?;
     let accepted = events.len() as u64;
     let (done, stored) = oneshot::channel();
@@ -400,7 +395,8 @@ pub(crate) async fn get_engine(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// False-positive reports awaiting the administrator, oldest first.
+/// False-positive reports and the engine's verdicts awaiting the administrator, oldest
+/// first.
 #[utoipa::path(get, path = "/v1/admin/review", tag = "admin",
     responses((status = 200, body = repnet_protocol::ReviewList),
               (status = 401, body = repnet_protocol::ErrorBody)),
@@ -421,6 +417,12 @@ pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Re
             .zip(reputations)
             .map(|(item, reputation)| ReviewEntry {
                 id: item.id.clone(),
+                kind: match item.engine {
+                    Some(_) => "engine",
+                    None => "false_positive",
+                }
+                .to_owned(),
+                engine_verdict: item.engine.map(Into::into),
                 object: ObjectRef::from_model(&item.object, &repnet_model::FileHashes::default()),
                 reports: item.reports,
                 first_reported: repnet_protocol::rfc3339(item.first_reported),
@@ -511,6 +513,6 @@ pub(crate) async fn settle_review(
         .remove_review(id)
         .await
         .map_err(|error| ApiError::internal("the review item could not be closed", &error))?;
-    tracing::info!(kind = %item.object.kind(), settled = %request.verdict, "false-positive report settled");
+    tracing::info!(kind = %item.object.kind(), settled = %request.verdict, engine = item.engine.is_some(), "review item settled");
     list_review(State(state)).await
 }

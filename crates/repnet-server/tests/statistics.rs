@@ -23,8 +23,41 @@ async fn post(server: &TestServer, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn batch(install: &str, events: Value) -> Value {
-    json!({"statement_version": 1, "install_id": install, "product": "repnet-test/1.0", "events": events})
+fn batch(installation: &str, events: Value) -> Value {
+    json!({"statement_version": 1, "installation": installation, "product": "repnet-test/1.0", "events": events})
+}
+
+/// A configuration whose enrolments are quick (a light proof of work, every test client on
+/// one address) and whose installations count at once.
+fn quick_enrolment() -> ServerConfig {
+    let mut config = ServerConfig {
+        installation_difficulty: 8,
+        enrolments_per_address_per_hour: 100_000,
+        ..ServerConfig::default()
+    };
+    config.engine.established_after_hours = 0;
+    config
+}
+
+/// Enrols an installation, as a client does: its token.
+async fn enrol(server: &TestServer) -> String {
+    repnet_client::Client::new(&server.base)
+        .unwrap()
+        .enrol_installation()
+        .await
+        .unwrap()
+        .installation
+}
+
+/// `count` installations, enrolled concurrently.
+async fn enrol_many(server: &TestServer, count: usize) -> Vec<String> {
+    let mut enrolling = tokio::task::JoinSet::new();
+    let client = repnet_client::Client::new(&server.base).unwrap();
+    for _ in 0..count {
+        let client = client.clone();
+        enrolling.spawn(async move { client.enrol_installation().await.unwrap().installation });
+    }
+    enrolling.join_all().await
 }
 
 async fn prevalence(server: &TestServer, sha256: &str) -> u64 {
@@ -44,9 +77,10 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         install_batches_per_minute: 0,
-        ..ServerConfig::default()
+        ..quick_enrolment()
     };
     let server = TestServer::start(dir.path(), config.clone()).await;
+    let install = enrol(&server).await;
     let statement: Value = repnet_client::http_client_builder()
         .build()
         .unwrap()
@@ -69,7 +103,7 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let file = "ab".repeat(32);
     let sighting = json!([{"type": "sighting", "file": file, "size": 1234, "name": "C:\\Program Files\\App\\app.exe"}]);
     // Refusals name what was wrong and store nothing.
-    let (status, body) = post(&server, &json!({"statement_version": 2, "install_id": "install-0001", "product": "p", "events": sighting})).await;
+    let (status, body) = post(&server, &json!({"statement_version": 2, "installation": install, "product": "p", "events": sighting})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("statement_not_accepted"))
@@ -83,7 +117,7 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let (status, body) = post(
         &server,
         &batch(
-            "install-0001",
+            &install,
             json!([{"type": "sighting", "file": file}, {"type": "detection", "file": "xyz"}]),
         ),
     )
@@ -99,7 +133,7 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let (status, body) = post(
         &server,
         &batch(
-            "install-0001",
+            &install,
             json!([{"type": "sighting", "file": file, "email": "a@b.example"}]),
         ),
     )
@@ -109,14 +143,31 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
         body["error"]["message"].as_str().unwrap().contains("email"),
         "{body}"
     );
-    for (install, code) in [
-        ("short", "invalid_install_id"),
-        ("has spaces in it", "invalid_install_id"),
+    // Only installations the server enrolled count: an invented id, another server's token or
+    // an altered one are refused.
+    let mut altered = install.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == '0' { '1' } else { '0' });
+    for invented in [
+        "short",
+        "sybil-device-1-abcdef",
+        "has spaces in it",
+        &altered,
     ] {
-        let (status, body) = post(&server, &batch(install, sighting.clone())).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)));
+        let (status, body) = post(&server, &batch(invented, sighting.clone())).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_installation")),
+            "{invented}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("POST /v1/installations")
+        );
     }
-    let (status, body) = post(&server, &batch("install-0001", json!([]))).await;
+    let (status, body) = post(&server, &batch(&install, json!([]))).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_events"))
@@ -125,7 +176,7 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
 
     // The same install a hundred times counts once.
     for _ in 0..100 {
-        let (status, body) = post(&server, &batch("install-0001", sighting.clone())).await;
+        let (status, body) = post(&server, &batch(&install, sighting.clone())).await;
         assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)));
     }
     assert_eq!(prevalence(&server, &file).await, 1);
@@ -133,9 +184,9 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
     let mut sends = tokio::task::JoinSet::new();
     let client = repnet_client::http_client_builder().build().unwrap();
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
-    for install in 0..1000 {
+    for install in enrol_many(&server, 1000).await {
         let base = server.base.clone();
-        let body = batch(&format!("install-{install:06}"), sighting.clone());
+        let body = batch(&install, sighting.clone());
         let (client, in_flight) = (client.clone(), in_flight.clone());
         sends.spawn(async move {
             let _permit = in_flight.acquire_owned().await.unwrap();
@@ -165,17 +216,19 @@ async fn statistics_are_checked_counted_by_distinct_device_and_durable() {
 #[tokio::test]
 async fn no_personal_data_reaches_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
-    let install = "install-id-PERSONAL-4f1c9e";
+    let server = TestServer::start(dir.path(), quick_enrolment()).await;
+    let install = enrol(&server).await;
     let events = json!([
         {"type": "detection", "file": "cd".repeat(32), "name": "C:\\Users\\jsmith-secret\\Downloads\\invoice.exe", "threat": "Trojan.Win32.Test"},
         {"type": "sighting", "file": "ef".repeat(32), "name": "/home/jsmith-secret/bin/tool"},
         {"type": "detection", "url": "http://jsmith-secret:hunter2-password@evil.example/login.php?token=SECRET-QUERY-123#frag-secret"},
         {"type": "false_positive", "file": "cd".repeat(32), "comment": "I am jsmith@corp-secret.example, my IP is 198.51.100.77 and https://intranet.example/x?session=SECRET-SESSION"}
     ]);
-    let (status, body) = post(&server, &batch(install, events)).await;
+    let (status, body) = post(&server, &batch(&install, events)).await;
     assert_eq!(status, 202, "{body}");
     server.stop().await;
+    // The token is never stored, nor the installation's id in it.
+    let id = install[2..34].to_owned();
 
     let forbidden = [
         "jsmith-secret",
@@ -185,13 +238,15 @@ async fn no_personal_data_reaches_the_disk() {
         "jsmith@corp-secret.example",
         "198.51.100.77",
         "SECRET-SESSION",
-        install,
+        &install,
+        &id,
     ];
     let mut files = 0;
     for entry in walk(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
         files += 1;
         for needle in forbidden {
+            let needle: &str = needle;
             assert!(
                 !bytes
                     .windows(needle.len())
@@ -239,7 +294,7 @@ async fn a_private_server_takes_statistics_only_from_its_own_clients() {
     };
     let server = TestServer::start(dir.path(), config).await;
     let sighting = json!([{"type": "sighting", "file": "ab".repeat(32)}]);
-    let (status, body) = post(&server, &batch("install-0001", sighting)).await;
+    let (status, body) = post(&server, &batch("an-invented-token", sighting)).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("licence_not_registered"))
@@ -282,11 +337,12 @@ async fn admin(
 #[tokio::test]
 async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::default();
+    let mut config = quick_enrolment();
     config.engine.interval_seconds = 1;
     config.engine.detecting_devices = 5;
     config.engine.trusted_devices = 20;
     let server = TestServer::start(dir.path(), config).await;
+    let devices = enrol_many(&server, 20).await;
     let (malware, popular, badly_signed) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
     let (good_signer, bad_signer) = ("d4".repeat(32), "e5".repeat(32));
     for (signer, verdict) in [(&good_signer, "trusted"), (&bad_signer, "untrusted")] {
@@ -300,23 +356,10 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
         assert_eq!(status, 200);
     }
     // Four devices detecting it are not enough; the same device again does not count.
-    for install in 0..4 {
+    for device in &devices[..4] {
         let events = json!([{"type": "detection", "file": malware, "threat": "Trojan.Test"}]);
-        assert_eq!(
-            post(
-                &server,
-                &batch(&format!("device-{install:04}"), events.clone())
-            )
-            .await
-            .0,
-            202
-        );
-        assert_eq!(
-            post(&server, &batch(&format!("device-{install:04}"), events))
-                .await
-                .0,
-            202
-        );
+        assert_eq!(post(&server, &batch(device, events.clone())).await.0, 202);
+        assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
     common::eventually(10, "the engine's first tick", || async {
         admin(&server, reqwest::Method::GET, "/v1/admin/engine", None)
@@ -327,18 +370,13 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
     .await;
     assert_eq!(reputation(&server, &malware).await["verdict"], "unknown");
     let events = json!([{"type": "detection", "file": malware}]);
-    assert_eq!(post(&server, &batch("device-0004", events)).await.0, 202);
-    for install in 0..20 {
+    assert_eq!(post(&server, &batch(&devices[4], events)).await.0, 202);
+    for device in &devices {
         let events = json!([
             {"type": "sighting", "file": popular, "signer": good_signer, "size": 5000},
             {"type": "sighting", "file": badly_signed, "signer": bad_signer},
         ]);
-        assert_eq!(
-            post(&server, &batch(&format!("device-{install:04}"), events))
-                .await
-                .0,
-            202
-        );
+        assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
     common::eventually(15, "the engine's verdicts", || async {
         reputation(&server, &malware).await["verdict"] == "untrusted"
@@ -356,10 +394,33 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
 
     // A false-positive report goes to the review queue; the administrator settles it.
     let report = json!([{"type": "false_positive", "file": malware, "comment": "our own tool, ask admin@corp.example"}]);
-    assert_eq!(post(&server, &batch("device-0001", report)).await.0, 202);
+    assert_eq!(post(&server, &batch(&devices[1], report)).await.0, 202);
     let (status, queue) = admin(&server, reqwest::Method::GET, "/v1/admin/review", None).await;
     assert_eq!(status, 200);
-    let item = &queue["items"][0];
+    // The engine's three verdicts are there to review, with their evidence…
+    let items = queue["items"].as_array().unwrap();
+    let engine: Vec<&Value> = items
+        .iter()
+        .filter(|item| item["kind"] == "engine")
+        .collect();
+    assert_eq!(engine.len(), 3, "{queue}");
+    let on_malware = engine
+        .iter()
+        .find(|item| item["object"]["value"] == malware.as_str())
+        .unwrap();
+    assert_eq!(on_malware["engine_verdict"], "untrusted");
+    assert!(
+        on_malware["comment"]
+            .as_str()
+            .unwrap()
+            .contains("detected on 5 established installations"),
+        "{on_malware}"
+    );
+    // …and the report.
+    let item = items
+        .iter()
+        .find(|item| item["kind"] == "false_positive")
+        .unwrap();
     assert_eq!(
         (item["reports"].as_u64(), item["verdict"].as_str()),
         (Some(1), Some("untrusted"))
@@ -385,7 +446,7 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(queue["items"].as_array().unwrap().len(), 0);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 3);
     let answer = reputation(&server, &malware).await;
     assert_eq!(
         (answer["verdict"].as_str(), answer["source"].as_str()),
@@ -399,6 +460,20 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
     )
     .await;
     assert_eq!(status, 404);
+    // Confirming an engine verdict closes its item and keeps the verdict.
+    let on_popular = engine
+        .iter()
+        .find(|item| item["object"]["value"] == popular.as_str())
+        .unwrap();
+    let (status, queue) = admin(
+        &server,
+        reqwest::Method::POST,
+        &format!("/v1/admin/review/{}", on_popular["id"].as_str().unwrap()),
+        Some(json!({"verdict": "dismiss"})),
+    )
+    .await;
+    assert_eq!((status, queue["items"].as_array().unwrap().len()), (200, 2));
+    assert_eq!(reputation(&server, &popular).await["verdict"], "trusted");
     server.stop().await;
 }
 
@@ -407,27 +482,155 @@ async fn one_installation_cannot_flood_the_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         install_batches_per_minute: 3,
-        ..ServerConfig::default()
+        ..quick_enrolment()
     };
     let server = TestServer::start(dir.path(), config).await;
+    let (flood, other) = (enrol(&server).await, enrol(&server).await);
     let sighting = json!([{"type": "sighting", "file": "ab".repeat(32)}]);
     for _ in 0..3 {
-        assert_eq!(
-            post(&server, &batch("install-flood", sighting.clone()))
-                .await
-                .0,
-            202
-        );
+        assert_eq!(post(&server, &batch(&flood, sighting.clone())).await.0, 202);
     }
-    let (status, body) = post(&server, &batch("install-flood", sighting.clone())).await;
+    let (status, body) = post(&server, &batch(&flood, sighting.clone())).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (429, Some("rate_limited"))
     );
     // Another installation is not held back.
-    assert_eq!(
-        post(&server, &batch("install-other", sighting)).await.0,
-        202
+    assert_eq!(post(&server, &batch(&other, sighting)).await.0, 202);
+    server.stop().await;
+}
+
+/// The adversarial review's two attacks, replayed against the defaults (but a lighter proof
+/// of work, to keep the test quick): invented installation ids are refused, one address
+/// enrols ten installations an hour, and a hundred fresh installations claiming a trusted
+/// signer — or five detecting a file — do not move the engine: installations count only
+/// once established.
+#[tokio::test]
+async fn invented_devices_and_signer_claims_flip_no_verdict() {
+    let mut config = ServerConfig {
+        installation_difficulty: 8,
+        ..ServerConfig::default()
+    };
+    config.engine.interval_seconds = 1;
+    let engine_idle = |server: &TestServer| {
+        let server = server.base.clone();
+        async move {
+            let client = repnet_client::Client::new(&server)
+                .unwrap()
+                .with_admin_token(common::TOKEN);
+            client.engine().await.unwrap().pending == 0
+        }
+    };
+    let legit = repnet_model::Sha256::digest(b"legit-software-v1.2.3").to_string();
+    let malware = repnet_model::Sha256::digest(b"brand-new-malware-sample").to_string();
+    let vendor = repnet_model::Sha256::digest(b"Trusted Vendor Code Signing CA").to_string();
+
+    // Attack 1: five statistics batches with invented install ids.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), config.clone()).await;
+    for device in 1..=5 {
+        let events = json!([{"type": "detection", "file": legit}]);
+        let (status, body) = post(
+            &server,
+            &batch(&format!("sybil-device-{device}-abcdef"), events),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_installation"))
+        );
+    }
+    // Enrolling for real: ten installations an hour from one address.
+    let enrolled = enrol_many(&server, 10).await;
+    let refused = repnet_client::Client::new(&server.base)
+        .unwrap()
+        .enrol_installation()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, repnet_client::ClientError::Api { status: 429, code, .. } if code == "rate_limited"),
+        "{refused}"
     );
+    for installation in &enrolled {
+        let events = json!([{"type": "detection", "file": legit}]);
+        assert_eq!(post(&server, &batch(installation, events)).await.0, 202);
+    }
+    common::eventually(10, "the engine's tick", || engine_idle(&server)).await;
+    let answer = reputation(&server, &legit).await;
+    assert_eq!(
+        (answer["verdict"].as_str(), answer["prevalence"].as_u64()),
+        (Some("unknown"), Some(10))
+    );
+    server.stop().await;
+
+    // Attack 2: a hundred installations (from as many addresses) claim a trusted signer.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        ServerConfig {
+            enrolments_per_address_per_hour: 1000,
+            ..config
+        },
+    )
+    .await;
+    let (status, _) = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/admin/verdicts",
+        Some(json!({"object": {"certificate": vendor}, "verdict": "trusted"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for installation in enrol_many(&server, 100).await {
+        let events = json!([{"type": "sighting", "file": malware, "signer": vendor}]);
+        assert_eq!(post(&server, &batch(&installation, events)).await.0, 202);
+    }
+    common::eventually(10, "the engine's tick", || engine_idle(&server)).await;
+    let answer = reputation(&server, &malware).await;
+    assert_eq!(answer["verdict"], "unknown", "{answer}");
+    // Distinct devices are counted by HyperLogLog: exact to 64, within about 1 % beyond.
+    assert!(
+        (97..=103).contains(&answer["prevalence"].as_u64().unwrap()),
+        "{answer}"
+    );
+    let (_, queue) = admin(&server, reqwest::Method::GET, "/v1/admin/review", None).await;
+    assert_eq!(queue["items"].as_array().unwrap().len(), 0, "{queue}");
+    server.stop().await;
+}
+
+/// The engine sets at most `max_verdicts_per_hour`; the rest wait, and say so.
+#[tokio::test]
+async fn the_engine_sets_at_most_its_hourly_budget_of_verdicts() {
+    let mut config = quick_enrolment();
+    config.engine.interval_seconds = 1;
+    config.engine.detecting_devices = 2;
+    config.engine.max_verdicts_per_hour = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), config).await;
+    let files: Vec<String> = (1..=3u8).map(|n| format!("{n:02x}").repeat(32)).collect();
+    for installation in enrol_many(&server, 2).await {
+        let events: Vec<Value> = files
+            .iter()
+            .map(|file| json!({"type": "detection", "file": file}))
+            .collect();
+        assert_eq!(
+            post(&server, &batch(&installation, json!(events))).await.0,
+            202
+        );
+    }
+    common::eventually(10, "the engine's budget", || async {
+        let (_, engine) = admin(&server, reqwest::Method::GET, "/v1/admin/engine", None).await;
+        engine["verdicts_this_hour"] == 2 && engine["deferred"] == true
+    })
+    .await;
+    let mut untrusted = 0;
+    for file in &files {
+        if reputation(&server, file).await["verdict"] == "untrusted" {
+            untrusted += 1;
+        }
+    }
+    assert_eq!(untrusted, 2);
+    let (_, engine) = admin(&server, reqwest::Method::GET, "/v1/admin/engine", None).await;
+    assert_eq!(engine["pending"], 1, "{engine}");
     server.stop().await;
 }

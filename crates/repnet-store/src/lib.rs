@@ -157,6 +157,8 @@ pub struct StatEvent {
     /// A file by SHA-256, or a URL expression.
     pub object: Object,
     pub device: u64,
+    /// The installation was enrolled long enough ago for the engine to count it.
+    pub established: bool,
     pub time: Timestamp,
     pub size: Option<u64>,
     /// The SHA-256 thumbprint of the file's signing certificate.
@@ -178,9 +180,15 @@ pub struct Aggregate {
     /// Distinct devices that reported the object, and that detected it (HyperLogLog: exact
     /// up to 64, then within about 1 %).
     pub devices: u64,
+    /// Established installations that detected it.
     pub detecting_devices: u64,
     pub size: Option<u64>,
+    /// The signer reported first.
     pub signer: Option<Sha256>,
+    /// Reports named different signers.
+    pub signer_conflict: bool,
+    /// Established installations that reported it signed by `signer`.
+    pub vouching_devices: u64,
 }
 
 /// How much room statistics take.
@@ -194,11 +202,20 @@ pub struct StatisticsSize {
     pub event_bytes: u64,
 }
 
+/// A file whose statistics changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirtyFile {
+    /// Its key among [`Dirty::keys`].
+    pub key: Vec<u8>,
+    pub object: Object,
+    pub aggregate: Aggregate,
+}
+
 /// Objects whose statistics changed since the engine last looked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dirty {
-    /// The files among them (by SHA-256), with their aggregates.
-    pub files: Vec<(Object, Aggregate)>,
+    /// The files among them (by SHA-256), with their aggregates, in the order of `keys`.
+    pub files: Vec<DirtyFile>,
     /// Every one of them, for [`Store::clear_dirty`].
     pub keys: Vec<Vec<u8>>,
 }
@@ -206,15 +223,27 @@ pub struct Dirty {
 /// A false-positive report awaiting the administrator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewItem {
-    /// Stable: the object's storage key in hex.
+    /// Stable: the object's storage key in hex (`engine-` first for the engine's verdicts).
     pub id: String,
     pub object: Object,
-    /// Reports received (events, not devices).
+    /// Reports received (events, not devices); 0 for the engine's verdicts.
     pub reports: u64,
+    /// For a verdict of the engine: when it was set.
     pub first_reported: Timestamp,
     pub last_reported: Timestamp,
-    /// The latest reporter's comment, scrubbed.
+    /// The latest reporter's comment, scrubbed; for the engine, its evidence.
     pub comment: Option<String>,
+    /// The engine's verdict, for an item that is one.
+    pub engine: Option<repnet_model::Verdict>,
+}
+
+/// A verdict the reputation engine set, for the administrator to review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineReview {
+    pub object: Object,
+    pub verdict: repnet_model::Verdict,
+    pub evidence: String,
+    pub time: Timestamp,
 }
 
 /// What [`Store::apply_stream`] did.
@@ -449,9 +478,22 @@ impl Store {
         self.backend.dirty_count()
     }
 
-    /// False-positive reports awaiting the administrator.
+    /// False-positive reports and the engine's verdicts awaiting the administrator.
     pub fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
         self.backend.review_items()
+    }
+
+    /// Puts verdicts the engine set in the review queue, and takes out those of objects whose
+    /// engine verdict was removed.
+    pub async fn engine_reviews(
+        &self,
+        set: Vec<EngineReview>,
+        removed: Vec<Object>,
+    ) -> Result<(), StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.engine_reviews(&set, &removed))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
     /// Closes a review item; answers whether it existed.
@@ -472,8 +514,14 @@ impl Store {
         self.backend.event_count()
     }
 
-    /// The secret key of the install-id hash, made at first use and replaced once older than
-    /// `rotate_after_seconds`.
+    /// A secret made at first use and kept for good (the key of installation tokens,
+    /// `installations`).
+    pub fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.backend.permanent_secret(name)
+    }
+
+    /// The secret key of the installation-id hash, made at first use and replaced once older
+    /// than `rotate_after_seconds`.
     pub fn device_secret(
         &self,
         now: Timestamp,

@@ -83,6 +83,7 @@ struct Databases {
     stats: Database<Bytes, Bytes>,
     stats_dirty: Database<Bytes, Bytes>,
     review: Database<Bytes, Bytes>,
+    engine_review: Database<Bytes, Bytes>,
 }
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
@@ -279,6 +280,7 @@ impl LmdbStore {
             stats: create(&mut txn, "stats")?,
             stats_dirty: create(&mut txn, "stats_dirty")?,
             review: create(&mut txn, "review")?,
+            engine_review: create(&mut txn, "engine_review")?,
         };
         migrate(dir, &mut txn, &dbs)?;
         LmdbStore::ensure_log_id(&mut txn, dbs.meta).map_err(|error| backend(dir, error))?;

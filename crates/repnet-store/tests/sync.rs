@@ -371,6 +371,7 @@ async fn raw_statistics_expire_and_aggregates_stay() {
         kind: StatKind::Detection,
         object: file(7),
         device,
+        established: true,
         time: Timestamp(time),
         size: Some(10),
         signer: None,
@@ -406,4 +407,53 @@ async fn raw_statistics_expire_and_aggregates_stay() {
     drop(store);
     let store = open(dir.path(), 100);
     assert_eq!(store.lookup(&[file(7)]).await.unwrap()[0].prevalence, 2);
+}
+
+/// The engine's counts: only established installations detect and vouch for a signer; a
+/// report naming another signer marks the claims as conflicting for good, across restarts.
+#[tokio::test]
+async fn signer_claims_count_established_installations_and_keep_conflicts() {
+    use repnet_store::{StatEvent, StatKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    let signer = |byte: u8| Some(repnet_model::Sha256([byte; 32]));
+    let event = |kind, device: u64, established: bool, signer| StatEvent {
+        kind,
+        object: file(8),
+        device,
+        established,
+        time: Timestamp(1_000 + device),
+        size: None,
+        signer,
+        name: None,
+        threat: None,
+        comment: None,
+    };
+    store
+        .record_statistics(vec![
+            event(StatKind::Sighting, 1, true, signer(1)),
+            event(StatKind::Sighting, 2, true, signer(1)),
+            event(StatKind::Sighting, 3, false, signer(1)),
+            event(StatKind::Detection, 4, false, None),
+            event(StatKind::Sighting, 5, true, None),
+        ])
+        .await
+        .unwrap();
+    let aggregate = store.aggregate(&file(8)).unwrap().unwrap();
+    assert_eq!(aggregate.devices, 5);
+    assert_eq!(aggregate.vouching_devices, 2);
+    assert_eq!(aggregate.detecting_devices, 0);
+    assert_eq!(aggregate.detections, 1);
+    assert!(!aggregate.signer_conflict);
+
+    store
+        .record_statistics(vec![event(StatKind::Sighting, 6, true, signer(2))])
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(dir.path(), 100);
+    let aggregate = store.aggregate(&file(8)).unwrap().unwrap();
+    assert!(aggregate.signer_conflict);
+    assert_eq!(aggregate.signer, signer(1));
+    assert_eq!(aggregate.vouching_devices, 2);
 }

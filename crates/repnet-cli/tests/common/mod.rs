@@ -14,6 +14,9 @@ pub(crate) const EICAR_SHA256: &str =
 pub(crate) const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
 pub(crate) const TOKEN: &str = "cli-test-admin-token-123456";
 
+/// A server configuration for quick enrolments (see [`ServerProcess::start_with`]).
+pub(crate) const QUICK_ENROLMENT: &str = "installation_difficulty = 8\nenrolments_per_address_per_hour = 100000\n\n[engine]\nestablished_after_hours = 0\n";
+
 pub(crate) fn repnet() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_repnet"));
     // Tests must not pick up a developer's settings.
@@ -67,6 +70,14 @@ impl ServerProcess {
         // Any free port, unless the caller names one.
         if !extra.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
+        }
+        // Enrolments with a light proof of work (a debug build makes the default one in
+        // seconds), all the tests' clients on one address, and installations that count at
+        // once — unless the caller gives a configuration.
+        if !extra.contains(&"--config") {
+            let config = data.with_extension("test.toml");
+            std::fs::write(&config, QUICK_ENROLMENT).unwrap();
+            command.arg("--config").arg(config);
         }
         let mut child = command
             .args(["--log-format", "json", "--data"])

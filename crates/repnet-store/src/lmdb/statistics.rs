@@ -7,7 +7,9 @@
 //! `stats`: object key → the aggregate (below). `stats_dirty`: object keys whose aggregate
 //! changed since the reputation engine last looked. `review`: object key → a false-positive
 //! report awaiting the administrator (`varint reports, varint first, varint last`, then the
-//! object and the latest comment as in the `local` database). `meta.device_secret`: the key of the install-id
+//! object and the latest comment as in the `local` database). `engine_review`: object key →
+//! a verdict the engine set, for the administrator (`u8 verdict, varint time`, then the
+//! object and the engine's evidence as in the `local` database). `meta.device_secret`: the key of the install-id
 //! hash and when it was made (rotated by the server).
 //!
 //! Event, version 1: `u8 version, u8 kind, u8 key length, key, u8 flags (1 size, 2 signer,
@@ -16,10 +18,16 @@
 //!
 //! Aggregate, version 1: `u8 version, varint devices, varint detecting devices, varint
 //! first_seen, varint last_seen, varint sightings, varint detections, varint
-//! false_positives, u8 flags (1 size, 2 signer), [varint size], [32 signer], devices
-//! (Distinct), detecting devices (Distinct)`. The two counts are the sketches' estimates,
-//! kept up front so that a lookup's `prevalence` reads two numbers instead of counting a
+//! false_positives, u8 flags (1 size, 2 signer, 4 conflicting signers, 8 vouching), [varint
+//! size], [32 signer], [varint vouching devices], devices (Distinct), detecting devices
+//! (Distinct), [vouching devices (Distinct)]`. The counts are the sketches' estimates, kept
+//! up front so that a lookup's `prevalence` reads two numbers instead of counting a
 //! 16,384-register sketch.
+//!
+//! The engine counts only established installations (`StatEvent::established`): detecting
+//! devices are those that detected the object, vouching devices those that reported it
+//! signed by the aggregate's signer. A report naming another signer marks the signers as
+//! conflicting, for good.
 
 use heed::RwTxn;
 use repnet_model::{Object, Timestamp};
@@ -28,9 +36,18 @@ use super::{LmdbStore, WriteError};
 use crate::hll::Distinct;
 use crate::key::ObjectKey;
 use crate::record::{DecodeError, Reader, put_varint};
-use crate::{Aggregate, Dirty, ReviewItem, StatEvent, StatKind, StatisticsSize, StoreError};
+use crate::{
+    Aggregate, Dirty, EngineReview, ReviewItem, StatEvent, StatKind, StatisticsSize, StoreError,
+};
 
 const VERSION: u8 = 1;
+
+/// Review items of the engine's verdicts have ids that start with this.
+const ENGINE_PREFIX: &str = "engine-";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn kind_byte(kind: StatKind) -> u8 {
     match kind {
@@ -87,12 +104,16 @@ struct Stored {
     false_positives: u64,
     size: Option<u64>,
     signer: Option<[u8; 32]>,
+    /// Two reports named different signers.
+    signer_conflict: bool,
     devices: Distinct,
     detecting: Distinct,
+    vouching: Distinct,
     /// The sketches' estimates as stored; recounted (a dense sketch has 16,384 registers)
     /// only when an event changed a sketch.
     device_count: u64,
     detecting_count: u64,
+    vouching_count: u64,
 }
 
 impl Stored {
@@ -105,6 +126,12 @@ impl Stored {
     fn add_detecting(&mut self, device: u64) {
         if self.detecting.add(device) {
             self.detecting_count = self.detecting.count();
+        }
+    }
+
+    fn add_vouching(&mut self, device: u64) {
+        if self.vouching.add(device) {
+            self.vouching_count = self.vouching.count();
         }
     }
 }
@@ -122,15 +149,27 @@ fn encode_aggregate(stored: &Stored, out: &mut Vec<u8>) {
     ] {
         put_varint(out, number);
     }
-    out.push(u8::from(stored.size.is_some()) | u8::from(stored.signer.is_some()) << 1);
+    let vouching = stored.vouching_count > 0;
+    out.push(
+        u8::from(stored.size.is_some())
+            | u8::from(stored.signer.is_some()) << 1
+            | u8::from(stored.signer_conflict) << 2
+            | u8::from(vouching) << 3,
+    );
     if let Some(size) = stored.size {
         put_varint(out, size);
     }
     if let Some(signer) = &stored.signer {
         out.extend_from_slice(signer);
     }
+    if vouching {
+        put_varint(out, stored.vouching_count);
+    }
     stored.devices.encode(out);
     stored.detecting.encode(out);
+    if vouching {
+        stored.vouching.encode(out);
+    }
 }
 
 fn decode_aggregate(bytes: &[u8]) -> Result<Stored, DecodeError> {
@@ -158,12 +197,22 @@ fn decode_aggregate(bytes: &[u8]) -> Result<Stored, DecodeError> {
     if flags & 2 != 0 {
         stored.signer = Some(reader.array()?);
     }
+    stored.signer_conflict = flags & 4 != 0;
+    if flags & 8 != 0 {
+        stored.vouching_count = reader.varint()?;
+    }
     let rest = reader.rest();
     let (devices, used) = Distinct::decode(rest).ok_or(DecodeError::Malformed("device count"))?;
-    let (detecting, _) =
-        Distinct::decode(&rest[used..]).ok_or(DecodeError::Malformed("detecting device count"))?;
+    let rest = &rest[used..];
+    let (detecting, used) =
+        Distinct::decode(rest).ok_or(DecodeError::Malformed("detecting device count"))?;
     stored.devices = devices;
     stored.detecting = detecting;
+    if flags & 8 != 0 {
+        let (vouching, _) = Distinct::decode(&rest[used..])
+            .ok_or(DecodeError::Malformed("vouching device count"))?;
+        stored.vouching = vouching;
+    }
     Ok(stored)
 }
 
@@ -179,6 +228,8 @@ impl Stored {
             detecting_devices: self.detecting_count,
             size: self.size,
             signer: self.signer.map(repnet_model::Sha256),
+            signer_conflict: self.signer_conflict,
+            vouching_devices: self.vouching_count,
         }
     }
 }
@@ -242,15 +293,26 @@ impl LmdbStore {
                 StatKind::Sighting => stored.sightings += 1,
                 StatKind::Detection => {
                     stored.detections += 1;
-                    stored.add_detecting(event.device);
+                    if event.established {
+                        stored.add_detecting(event.device);
+                    }
                 }
                 StatKind::FalsePositive => stored.false_positives += 1,
             }
             if event.size.is_some() {
                 stored.size = event.size;
             }
-            if let Some(signer) = &event.signer {
-                stored.signer = Some(*signer.as_bytes());
+            if let Some(signer) = event.signer.map(|signer| *signer.as_bytes()) {
+                match stored.signer {
+                    Some(known) if known != signer => stored.signer_conflict = true,
+                    _ => stored.signer = Some(signer),
+                }
+                if event.kind != StatKind::FalsePositive
+                    && event.established
+                    && stored.signer == Some(signer)
+                {
+                    stored.add_vouching(event.device);
+                }
             }
         }
         for (key, stored) in &folded {
@@ -378,7 +440,11 @@ impl LmdbStore {
                     crate::key::decode_key(key)
                     && let Some(aggregate) = self.aggregate_at(reader.txn, key)?
                 {
-                    files.push((object, aggregate));
+                    files.push(crate::DirtyFile {
+                        key: key.to_vec(),
+                        object,
+                        aggregate,
+                    });
                 }
             }
             Ok(Dirty { files, keys })
@@ -427,12 +493,36 @@ impl LmdbStore {
                 let local = super::decode_local(reader.rest())?;
                 let Some(object) = local.object else { continue };
                 items.push(ReviewItem {
-                    id: key.iter().map(|b| format!("{b:02x}")).collect(),
+                    id: hex(key),
                     object,
                     reports,
                     first_reported: Timestamp(first),
                     last_reported: Timestamp(last),
                     comment: local.comment,
+                    engine: None,
+                });
+            }
+            for entry in self
+                .dbs
+                .engine_review
+                .iter(reader.txn)
+                .map_err(|e| self.error(e))?
+            {
+                let (key, bytes) = entry.map_err(|e| self.error(e))?;
+                let corrupt = |_| StoreError::Corrupt("an engine review item".to_owned());
+                let mut reader = Reader::new(bytes);
+                let verdict = crate::record::verdict_from_bits(reader.u8().map_err(corrupt)?);
+                let time = reader.varint().map_err(corrupt)?;
+                let local = super::decode_local(reader.rest())?;
+                let Some(object) = local.object else { continue };
+                items.push(ReviewItem {
+                    id: format!("{ENGINE_PREFIX}{}", hex(key)),
+                    object,
+                    reports: 0,
+                    first_reported: Timestamp(time),
+                    last_reported: Timestamp(time),
+                    comment: local.comment,
+                    engine: Some(verdict),
                 });
             }
             items.sort_by_key(|item| item.first_reported);
@@ -440,8 +530,46 @@ impl LmdbStore {
         })
     }
 
+    pub(crate) fn engine_reviews(
+        &self,
+        set: &[EngineReview],
+        removed: &[Object],
+    ) -> Result<(), StoreError> {
+        self.write(|writer| {
+            let mut buffer = Vec::new();
+            for review in set {
+                buffer.clear();
+                buffer.push(crate::record::verdict_bits(review.verdict));
+                put_varint(&mut buffer, review.time.0);
+                buffer.extend_from_slice(&super::encode_local(
+                    &review.object,
+                    Some(&review.evidence),
+                ));
+                self.dbs
+                    .engine_review
+                    .put(
+                        &mut writer.txn,
+                        ObjectKey::of(&review.object).as_bytes(),
+                        &buffer,
+                    )
+                    .map_err(|e| self.write_error(e))?;
+            }
+            for object in removed {
+                self.dbs
+                    .engine_review
+                    .delete(&mut writer.txn, ObjectKey::of(object).as_bytes())
+                    .map_err(|e| self.write_error(e))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Removes a review item (settled by the administrator); answers whether it existed.
     pub(crate) fn remove_review(&self, id: &str) -> Result<bool, StoreError> {
+        let (database, id) = match id.strip_prefix(ENGINE_PREFIX) {
+            Some(id) => (self.dbs.engine_review, id),
+            None => (self.dbs.review, id),
+        };
         let Some(key) = (0..id.len())
             .step_by(2)
             .map(|at| {
@@ -453,8 +581,7 @@ impl LmdbStore {
             return Ok(false);
         };
         self.write(|writer| {
-            self.dbs
-                .review
+            database
                 .delete(&mut writer.txn, &key)
                 .map_err(|e| self.write_error(e))
         })
@@ -491,6 +618,47 @@ impl LmdbStore {
 
     /// The key of the install-id hash: made at first use and again once older than
     /// `rotate_after` seconds. Answers the key.
+    /// A secret made once and kept for good under `name` in `meta`.
+    pub(crate) fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let key = format!("secret.{name}");
+        let read = |this: &Self| {
+            this.read(|reader| {
+                Ok(this
+                    .dbs
+                    .meta
+                    .get(reader.txn, key.as_bytes())
+                    .map_err(|e| this.error(e))?
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()))
+            })
+        };
+        if let Some(secret) = read(self)? {
+            return Ok(secret);
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "the system gave no randomness for a secret: {error}"
+            ))
+        })?;
+        self.write(|writer| {
+            // Another caller may have made it meanwhile: keep theirs.
+            if self
+                .dbs
+                .meta
+                .get(&writer.txn, key.as_bytes())
+                .map_err(|e| self.write_error(e))?
+                .is_none()
+            {
+                self.dbs
+                    .meta
+                    .put(&mut writer.txn, key.as_bytes(), &secret)
+                    .map_err(|e| self.write_error(e))?;
+            }
+            Ok(())
+        })?;
+        read(self)?.ok_or_else(|| StoreError::Corrupt(format!("meta {key}")))
+    }
+
     pub(crate) fn device_secret(
         &self,
         now: Timestamp,
