@@ -32,7 +32,7 @@ use std::fmt;
 use crate::verdict::{Source, SourceRecord, Verdict};
 
 /// The rule of this module in one sentence, as `?explain=true` states it.
-pub const PRECEDENCE_RULE: &str = "local verdicts win; then the built-in test set; then feed and upstream knowledge; then the reputation engine; within a tier the higher confidence, then the more severe verdict, then the first source by name";
+pub const PRECEDENCE_RULE: &str = "local verdicts win; then the built-in test set; then feed and upstream knowledge; then the reputation engine (this server's or its upstream's); within a tier the higher confidence, then the more severe verdict, then the first source by name";
 
 /// The precedence tier of a source; lower wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ impl Tier {
             Source::Local => Tier::Local,
             Source::Builtin => Tier::Builtin,
             Source::Feed(_) | Source::Upstream => Tier::Knowledge,
-            Source::Engine => Tier::Engine,
+            Source::Engine | Source::UpstreamEngine => Tier::Engine,
         }
     }
 
@@ -58,7 +58,7 @@ impl Tier {
             Tier::Local => "a local verdict",
             Tier::Builtin => "the built-in test set",
             Tier::Knowledge => "feed and upstream knowledge",
-            Tier::Engine => "the reputation engine",
+            Tier::Engine => "the reputation engine (this server's or the upstream's)",
         }
     }
 }

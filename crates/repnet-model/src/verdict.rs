@@ -245,6 +245,9 @@ pub enum Source {
     Upstream,
     /// The reputation engine, from participants' statistics.
     Engine,
+    /// The upstream network's reputation engine: what this server pulled that the upstream
+    /// decided from its participants' statistics. Ranked with the engine, below every feed.
+    UpstreamEngine,
 }
 
 impl Source {
@@ -261,6 +264,7 @@ impl fmt::Display for Source {
             Source::Feed(name) => write!(f, "feed:{name}"),
             Source::Upstream => f.write_str("upstream"),
             Source::Engine => f.write_str("engine"),
+            Source::UpstreamEngine => f.write_str("upstream-engine"),
         }
     }
 }
@@ -274,10 +278,11 @@ impl FromStr for Source {
             "builtin" => Ok(Source::Builtin),
             "upstream" => Ok(Source::Upstream),
             "engine" => Ok(Source::Engine),
+            "upstream-engine" => Ok(Source::UpstreamEngine),
             _ => match text.strip_prefix("feed:") {
                 Some(name) => Source::feed(name),
                 None => Err(ParseError::Source(format!(
-                    "unknown source {text:?}: expected local, builtin, upstream, engine or feed:<name>"
+                    "unknown source {text:?}: expected local, builtin, upstream, engine, upstream-engine or feed:<name>"
                 ))),
             },
         }

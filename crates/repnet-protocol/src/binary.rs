@@ -245,6 +245,7 @@ impl ResponseWriter {
             Some(model::Source::Feed(name)) => (3, Some(name.as_str())),
             Some(model::Source::Upstream) => (4, None),
             Some(model::Source::Engine) => (5, None),
+            Some(model::Source::UpstreamEngine) => (6, None),
         };
         let threat = match &reputation.threat {
             Some(threat) => self.string(threat.as_str()),
@@ -346,6 +347,7 @@ pub fn parse_response(body: &[u8]) -> Result<Vec<BinaryAnswer>, String> {
             (3, Some(name)) => Some(model::Source::feed(&name).map_err(|e| e.to_string())?),
             (4, _) => Some(model::Source::Upstream),
             (5, _) => Some(model::Source::Engine),
+            (6, _) => Some(model::Source::UpstreamEngine),
             (code, _) => return Err(format!("unknown source code {code}")),
         };
         answers.push(BinaryAnswer {

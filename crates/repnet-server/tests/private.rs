@@ -866,3 +866,115 @@ async fn runtime_settings_change_at_once_and_survive_a_restart() {
     assert_eq!(engine["detecting_devices"], 9);
     server.stop().await;
 }
+
+/// What the global network's engine decided reaches a private server marked as the engine's
+/// (`upstream-engine`): below the private server's own feeds, which it never overrides, and
+/// replaced when the global server decides otherwise.
+#[tokio::test]
+async fn the_upstream_engine_ranks_below_the_private_servers_feeds() {
+    let (global_dir, private_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = ServerConfig {
+        installation_difficulty: 8,
+        enrolments_per_address_per_hour: 1000,
+        ..ServerConfig::default()
+    };
+    config.engine.established_after_hours = 0;
+    config.engine.interval_seconds = 1;
+    config.engine.detecting_devices = 2;
+    let global = TestServer::start(global_dir.path(), config).await;
+    add_key(&global, "PRIVATE-ORG-UPSTREAM").await;
+    let (ours, theirs) = ("a1".repeat(32), "b2".repeat(32));
+    let anyone = Client::new(&global.base).unwrap();
+    for _ in 0..2 {
+        let installation = anyone.enrol_installation().await.unwrap().installation;
+        let batch: repnet_protocol::StatisticsBatch = serde_json::from_value(serde_json::json!({
+            "statement_version": 1,
+            "installation": installation,
+            "product": "test/1",
+            "events": [{"type": "detection", "file": ours}, {"type": "detection", "file": theirs}],
+        }))
+        .unwrap();
+        anyone.send_statistics(&batch).await.unwrap();
+    }
+    let source = |client: &Client, file: &str| {
+        let (client, file) = (client.clone(), file.to_owned());
+        async move {
+            let answer = client.get(ObjectKind::File, &file, false).await.unwrap();
+            (answer.verdict, answer.source)
+        }
+    };
+    eventually(15, "the global engine's verdicts", || async {
+        source(&anyone, &theirs).await.1.as_deref() == Some("engine")
+            && source(&anyone, &ours).await.1.as_deref() == Some("engine")
+    })
+    .await;
+
+    let mut upstream = UpstreamConfig::new(&global.base);
+    upstream.key = Some("PRIVATE-ORG-UPSTREAM".to_owned());
+    upstream.interval_seconds = 1;
+    let private = TestServer::start(
+        private_dir.path(),
+        ServerConfig {
+            upstream: Some(upstream),
+            ..private_config()
+        },
+    )
+    .await;
+    add_key(&private, "DEVICE-FLEET-KEY").await;
+    let device = private.with_key("DEVICE-FLEET-KEY");
+    // The organisation's own feed says its file is fine.
+    let params = ImportParams {
+        format: Some("hashlist".to_owned()),
+        source: Some("corp".to_owned()),
+        verdict: Some("trusted".to_owned()),
+        confidence: Some(50),
+        ..ImportParams::default()
+    };
+    private
+        .admin
+        .import_feed(
+            &params,
+            repnet_client::ImportBody::Bytes(format!("{ours}\n").into_bytes()),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the first pull", || caught_up(&global, &private)).await;
+    assert_eq!(
+        source(&device, &ours).await,
+        (
+            repnet_protocol::Verdict::Trusted,
+            Some("feed:corp".to_owned())
+        )
+    );
+    assert_eq!(
+        source(&device, &theirs).await,
+        (
+            repnet_protocol::Verdict::Untrusted,
+            Some("upstream-engine".to_owned())
+        )
+    );
+
+    // The global administrator overrules the engine: the private server follows.
+    global
+        .admin
+        .set_local_verdict(&SetLocalVerdict {
+            object: LookupItem::new(ObjectKind::File, &theirs),
+            verdict: "trusted".to_owned(),
+            threat: None,
+            categories: vec![],
+            comment: None,
+            expires: None,
+        })
+        .await
+        .unwrap();
+    eventually(30, "the pull of the local verdict", || async {
+        source(&device, &theirs).await
+            == (
+                repnet_protocol::Verdict::Trusted,
+                Some("upstream".to_owned()),
+            )
+    })
+    .await;
+    private.stop().await;
+    global.stop().await;
+}

@@ -67,8 +67,8 @@ pub struct BulkImport {
     spare: Option<Buffer>,
     runs: Vec<PathBuf>,
     run_bytes: usize,
-    /// The source this import replaces, if it does.
-    replaced: Option<Source>,
+    /// The sources this import replaces, if it does.
+    replaced: Vec<Source>,
     /// For a replication stream: its header, checked against and recorded as this store's
     /// cursor in the transaction that applies it.
     stream: Option<StreamHeader>,
@@ -111,7 +111,7 @@ impl BulkImport {
             spare: None,
             runs: Vec::new(),
             run_bytes,
-            replaced: None,
+            replaced: Vec::new(),
             stream: None,
             changes: 0,
             mutations: 0,
@@ -134,11 +134,13 @@ impl BulkImport {
     /// `source` on objects the import does not name are retracted (the other sources'
     /// records stay). A feed re-imported without an entry thus forgets it, atomically.
     pub fn replace_source(&mut self, source: Source) {
-        self.replaced = Some(source);
+        if !self.replaced.contains(&source) {
+            self.replaced.push(source);
+        }
     }
 
-    pub(crate) fn replaced_source(&self) -> Option<&Source> {
-        self.replaced.as_ref()
+    pub(crate) fn replaced_sources(&self) -> &[Source] {
+        &self.replaced
     }
 
     pub(crate) fn stream_header(&self) -> Option<&StreamHeader> {
@@ -151,6 +153,7 @@ impl BulkImport {
     pub(crate) fn set_stream(&mut self, header: StreamHeader) {
         if header.kind == StreamKind::Snapshot {
             self.replace_source(Source::Upstream);
+            self.replace_source(Source::UpstreamEngine);
         }
         self.stream = Some(header);
     }
@@ -190,22 +193,34 @@ impl BulkImport {
                 entry.key.len()
             ))));
         }
+        // What the upstream said here before is replaced: by its knowledge or by its
+        // engine's, whichever it says now.
         let upstream = self.source_name_id(&Source::Upstream);
-        let retract = Mutation::Retract {
-            source_id: upstream,
-        };
+        let upstream_engine = self.source_name_id(&Source::UpstreamEngine);
+        let retract = |source_id| Mutation::Retract { source_id };
         match &entry.value {
-            None => self.push(&entry.key, &retract),
+            None => {
+                self.push(&entry.key, &retract(upstream));
+                self.push(&entry.key, &retract(upstream_engine));
+            }
             Some(value) => {
                 if let Some(sha256) = value.alias_of {
                     self.push(&entry.key, &Mutation::Alias(sha256));
                 }
                 match &value.record {
-                    None => self.push(&entry.key, &retract),
+                    None => {
+                        self.push(&entry.key, &retract(upstream));
+                        self.push(&entry.key, &retract(upstream_engine));
+                    }
                     Some(record) => {
+                        let (source_id, other) = match record.engine {
+                            true => (upstream_engine, upstream),
+                            false => (upstream, upstream_engine),
+                        };
+                        self.push(&entry.key, &retract(other));
                         let threat_id = record.threat.as_ref().map(|t| self.threat_name_id(t));
                         let source = StoredSource {
-                            source_id: upstream,
+                            source_id,
                             verdict: record.verdict,
                             confidence: record.confidence.get(),
                             threat_id,

@@ -771,8 +771,8 @@ pub(crate) struct BulkOutcome {
 struct Rebuild {
     old_index: usize,
     new_index: usize,
-    /// The source an import replaces: its records on keys the import does not name go.
-    replaced: Option<u32>,
+    /// The sources an import replaces: their records on keys the import does not name go.
+    replaced: Vec<u32>,
     written: u64,
     retracted: u64,
 }
@@ -991,11 +991,11 @@ impl LmdbStore {
             // costs a B-tree descent and a page copy per key. Rebuild when the import is big
             // enough, and when it replaces a source that has records: finding them visits
             // every record anyway. (A source never stored before has nothing to retract.)
-            let replaced = match import.replaced_source() {
-                Some(source) => writer.source_id(source, false)?,
-                None => None,
-            };
-            let rebuild = replaced.is_some() || import.mutations().saturating_mul(8) >= existing;
+            let mut replaced = Vec::new();
+            for source in import.replaced_sources() {
+                replaced.extend(writer.source_id(source, false)?);
+            }
+            let rebuild = !replaced.is_empty() || import.mutations().saturating_mul(8) >= existing;
             let mut groups = Groups::new(import.stream().map_err(WriteError::Other)?)
                 .map_err(WriteError::Other)?;
             if rebuild {
@@ -1067,7 +1067,7 @@ impl LmdbStore {
     ) -> Result<(), WriteError> {
         let old = self.dbs.objects[rebuild.old_index];
         let new = self.dbs.objects[rebuild.new_index];
-        let replaced = rebuild.replaced;
+        let replaced = std::mem::take(&mut rebuild.replaced);
         new.clear(&mut writer.txn)
             .map_err(|e| self.write_error(e))?;
         // Read the old tree from a snapshot of the last commit, which is what this write
@@ -1106,14 +1106,16 @@ impl LmdbStore {
             };
             if take_existing {
                 if let Some((key, value)) = next_existing {
-                    match replaced {
-                        // Not in the import: what the replaced source said here is retracted.
-                        Some(id) => {
+                    match replaced.is_empty() {
+                        // Not in the import: what the replaced sources said here is retracted.
+                        false => {
                             let mut stored = record::decode(value).map_err(|error| {
                                 WriteError::Other(StoreError::Corrupt(error.to_string()))
                             })?;
                             let before = stored.sources.len();
-                            stored.sources.retain(|source| source.source_id != id);
+                            stored
+                                .sources
+                                .retain(|source| !replaced.contains(&source.source_id));
                             if stored.sources.len() == before {
                                 append(key, value)?;
                             } else {
@@ -1126,7 +1128,7 @@ impl LmdbStore {
                                 }
                             }
                         }
-                        None => append(key, value)?,
+                        true => append(key, value)?,
                     }
                 }
                 next_existing = existing
@@ -1155,8 +1157,8 @@ impl LmdbStore {
                 names.remap_resolved(mutation)?;
             }
             let mut changed = false;
-            if let Some(id) = replaced {
-                // The replaced source keeps its record here only if the import says it again
+            for &id in &replaced {
+                // A replaced source keeps its record here only if the import says it again
                 // (its upsert then keeps the first sighting).
                 let restated = mutations.iter().any(
                     |m| matches!(m, Mutation::Upsert { source, .. } if source.source_id == id),
@@ -1393,6 +1395,7 @@ impl SnapshotReader<'_> {
             source_id::BUILTIN => Source::Builtin,
             source_id::UPSTREAM => Source::Upstream,
             source_id::ENGINE => Source::Engine,
+            source_id::UPSTREAM_ENGINE => Source::UpstreamEngine,
             id if id >= source_id::FEED_BASE => {
                 let name = self.name(id - source_id::FEED_BASE)?;
                 Source::Feed(name.feed.ok_or_else(|| {
@@ -1525,6 +1528,7 @@ impl TxnWriter<'_, '_> {
             Source::Builtin => source_id::BUILTIN,
             Source::Upstream => source_id::UPSTREAM,
             Source::Engine => source_id::ENGINE,
+            Source::UpstreamEngine => source_id::UPSTREAM_ENGINE,
             Source::Feed(name) => {
                 let id = if create {
                     self.name_id(name.as_str())?

@@ -34,6 +34,7 @@ pub(crate) mod source_id {
     pub(crate) const BUILTIN: u32 = 1;
     pub(crate) const UPSTREAM: u32 = 2;
     pub(crate) const ENGINE: u32 = 3;
+    pub(crate) const UPSTREAM_ENGINE: u32 = 4;
     /// Feed `n` (a name id) is stored as `FEED_BASE + n`.
     pub(crate) const FEED_BASE: u32 = 16;
 }

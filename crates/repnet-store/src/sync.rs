@@ -6,7 +6,9 @@
 //! anything of it is applied. Each entry is what the sending server knows under one storage
 //! key: the key (opaque to the receiver; URL expressions are keys of their hash), and either
 //! nothing (the key is gone) or its file hashes and the record that wins there by the
-//! precedence rule. The receiver stores that record as source `upstream`.
+//! precedence rule. The receiver stores that record as source `upstream`, or as
+//! `upstream-engine` when the sender's reputation engine decided it (flag 16): ranked with
+//! the engine, below every feed of the receiver.
 //!
 //! Version 1, integers little-endian or LEB128 varints:
 //!
@@ -14,7 +16,8 @@
 //! header:  "RNSYNC" u8 version=1 u8 kind (1 changes, 2 snapshot)
 //!          [16] log id   u64 after   u64 to   u64 sequence (the sender's, when it wrote)
 //! entry:   u8 op (1 put, 2 delete)  u8 key length  key
-//!          put: u8 flags (1 alias, 2 md5, 4 sha1, 8 record) [32 alias] [16 md5] [20 sha1]
+//!          put: u8 flags (1 alias, 2 md5, 4 sha1, 8 record, 16 record of the engine)
+//!               [32 alias] [16 md5] [20 sha1]
 //!               record: u8 verdict  u8 confidence  varint categories  varint first_seen
 //!                       varint last_seen - first_seen  varint threat length  threat (UTF-8)
 //! trailer: u8 op=0  u64 entries  [32] SHA-256 of every byte before these 32
@@ -36,6 +39,7 @@ const FLAG_ALIAS: u8 = 1;
 const FLAG_MD5: u8 = 2;
 const FLAG_SHA1: u8 = 4;
 const FLAG_RECORD: u8 = 8;
+const FLAG_ENGINE: u8 = 16;
 
 /// Identifies one server's change log. Sequence numbers mean something only with it: a
 /// receiver whose cursor names another log (the sender's data was replaced) starts over
@@ -120,9 +124,12 @@ pub struct SyncValue {
     pub record: Option<SyncRecord>,
 }
 
-/// A record without its source: the receiver stores it as `upstream`.
+/// A record without its source: the receiver stores it as `upstream` (`upstream-engine` when
+/// `engine`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncRecord {
+    /// The sender's reputation engine decided it.
+    pub engine: bool,
     pub verdict: Verdict,
     pub confidence: Confidence,
     pub threat: Option<ThreatName>,
@@ -222,6 +229,7 @@ fn encode_entry(entry: &SyncEntry, out: &mut Vec<u8>) {
                 (value.md5.is_some(), FLAG_MD5),
                 (value.sha1.is_some(), FLAG_SHA1),
                 (value.record.is_some(), FLAG_RECORD),
+                (value.record.as_ref().is_some_and(|r| r.engine), FLAG_ENGINE),
             ]
             .into_iter()
             .filter(|(present, _)| *present)
@@ -394,7 +402,7 @@ impl<R: BufRead> StreamReader<R> {
             OP_DELETE => None,
             OP_PUT => {
                 let flags = self.u8()?;
-                if flags & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_RECORD) != 0 {
+                if flags & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_RECORD | FLAG_ENGINE) != 0 {
                     return Err(SyncError::Format(format!("unknown entry flags {flags:#x}")));
                 }
                 let alias_of = (flags & FLAG_ALIAS != 0)
@@ -407,7 +415,10 @@ impl<R: BufRead> StreamReader<R> {
                     .then(|| self.bytes::<20>().map(Sha1))
                     .transpose()?;
                 let record = if flags & FLAG_RECORD != 0 {
-                    Some(self.record()?)
+                    Some(SyncRecord {
+                        engine: flags & FLAG_ENGINE != 0,
+                        ..self.record()?
+                    })
                 } else {
                     None
                 };
@@ -449,6 +460,7 @@ impl<R: BufRead> StreamReader<R> {
             )
         };
         Ok(SyncRecord {
+            engine: false,
             verdict,
             confidence,
             threat,
@@ -479,6 +491,7 @@ mod tests {
                     md5: Some(Md5([2; 16])),
                     sha1: Some(Sha1([3; 20])),
                     record: Some(SyncRecord {
+                        engine: true,
                         verdict: Verdict::Untrusted,
                         confidence: Confidence::new(90).unwrap(),
                         threat: Some(ThreatName::new("Trojan.Win32.Example").unwrap()),

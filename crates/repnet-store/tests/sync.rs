@@ -457,3 +457,104 @@ async fn signer_claims_count_established_installations_and_keep_conflicts() {
     assert_eq!(aggregate.signer, signer(1));
     assert_eq!(aggregate.vouching_devices, 2);
 }
+
+/// The sender's engine decisions arrive as `upstream-engine`, below the receiver's feeds; a
+/// later snapshot replaces them as it replaces `upstream`, and a change from the engine to
+/// knowledge moves the record from one to the other.
+#[tokio::test]
+async fn engine_decisions_arrive_as_the_upstream_engine_and_snapshots_replace_them() {
+    let (global_dir, private_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let global = open(global_dir.path(), 1_000);
+    let private = open(private_dir.path(), 1_000);
+    global
+        .apply(vec![
+            put(
+                file(1),
+                record(Source::Engine, Verdict::Untrusted, 60, None),
+            ),
+            put(
+                file(2),
+                record(Source::Engine, Verdict::Untrusted, 60, None),
+            ),
+        ])
+        .await
+        .unwrap();
+    let corp = Source::feed("corp").unwrap();
+    private
+        .apply(vec![put(
+            file(1),
+            record(corp.clone(), Verdict::Trusted, 50, None),
+        )])
+        .await
+        .unwrap();
+    apply(&private, &snapshot(&global)).unwrap();
+    let sources = |store: &Store, object: Object| {
+        let store = store.clone();
+        async move {
+            let knowledge = store
+                .lookup(std::slice::from_ref(&object))
+                .await
+                .unwrap()
+                .remove(0);
+            let mut sources: Vec<String> = knowledge
+                .records
+                .iter()
+                .map(|record| format!("{}:{}", record.source, record.verdict))
+                .collect();
+            sources.sort();
+            (sources, decided(&store, &[object]).await[0].clone())
+        }
+    };
+    let (on_one, decided_one) = sources(&private, file(1)).await;
+    assert_eq!(on_one, ["feed:corp:trusted", "upstream-engine:untrusted"]);
+    assert_eq!(decided_one.unwrap().0, Verdict::Trusted);
+    assert_eq!(
+        sources(&private, file(2)).await.0,
+        ["upstream-engine:untrusted"]
+    );
+
+    // The sender's engine drops file 2, and its administrator decides file 1.
+    let after = private.sync_state().unwrap().upstream.unwrap().sequence;
+    global
+        .apply(vec![
+            Change::Remove {
+                object: file(2),
+                source: Source::Engine,
+            },
+            put(
+                file(1),
+                record(Source::Local, Verdict::Untrusted, 100, None),
+            ),
+        ])
+        .await
+        .unwrap();
+    apply(&private, &changes(&global, after, 100).unwrap()).unwrap();
+    assert_eq!(
+        sources(&private, file(1)).await.0,
+        ["feed:corp:trusted", "upstream:untrusted"]
+    );
+    assert!(sources(&private, file(2)).await.0.is_empty());
+
+    // A snapshot without the engine's decisions takes them away.
+    global
+        .apply(vec![put(
+            file(3),
+            record(Source::Engine, Verdict::Untrusted, 60, None),
+        )])
+        .await
+        .unwrap();
+    apply(&private, &snapshot(&global)).unwrap();
+    assert_eq!(
+        sources(&private, file(3)).await.0,
+        ["upstream-engine:untrusted"]
+    );
+    global
+        .apply(vec![Change::Remove {
+            object: file(3),
+            source: Source::Engine,
+        }])
+        .await
+        .unwrap();
+    apply(&private, &snapshot(&global)).unwrap();
+    assert!(sources(&private, file(3)).await.0.is_empty());
+}

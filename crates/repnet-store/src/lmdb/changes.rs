@@ -307,6 +307,7 @@ impl LmdbStore {
         let record = repnet_model::decide(&records).map(|decision| {
             let winner = &records[decision.winner];
             SyncRecord {
+                engine: repnet_model::Tier::of(&winner.source) == repnet_model::Tier::Engine,
                 verdict: winner.verdict,
                 confidence: winner.confidence,
                 threat: winner.threat.clone(),
