@@ -323,7 +323,10 @@ pub(crate) async fn queue_and_send(
 pub(crate) enum ParticipationCommand {
     /// The mode, the accepted statement, the server, what lookups send, and exactly the JSON
     /// the next statistics batch would contain.
-    Show,
+    Show {
+        #[command(flatten)]
+        connection: ServerArgs,
+    },
     /// No network traffic at all: lookups answer from the local cache only.
     Off,
     /// Lookups only, no statistics.
@@ -341,9 +344,9 @@ pub(crate) async fn participation(
 ) -> anyhow::Result<Outcome> {
     let mut config = files.load()?;
     match command {
-        ParticipationCommand::Show => {
+        ParticipationCommand::Show { connection } => {
             println!("participation: {}", config.participation.as_str());
-            println!("server: {}", ServerArgs::default().url(&config));
+            println!("server: {}", connection.url(&config));
             match config.statement_version {
                 0 => println!("statement accepted: none"),
                 version => println!("statement accepted: version {version}"),

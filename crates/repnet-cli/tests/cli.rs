@@ -989,6 +989,15 @@ fn statistics_need_the_statement_accepted_again_after_it_changes() {
         show.contains("participation: extended") && show.contains("\"events\": []"),
         "{show}"
     );
+    // The server it names is the one it would send to: REPNET_SERVER, or --server.
+    assert!(show.contains(&format!("server: {}", server.url)), "{show}");
+    let show = stdout(&with(&[
+        "participation",
+        "show",
+        "--server",
+        "http://127.0.0.1:9",
+    ]));
+    assert!(show.contains("server: http://127.0.0.1:9"), "{show}");
     let output = with(&["lookup", "--format", "json", EICAR_SHA256]);
     let answers: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(answers[0]["prevalence"], 1, "{answers}");

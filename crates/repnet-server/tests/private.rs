@@ -446,7 +446,18 @@ async fn a_private_server_converges_to_the_global_one_and_keeps_its_own_verdicts
     // More changes than the global log keeps: the private server falls back to a snapshot,
     // which also retracts what the feed no longer lists.
     import(&global, "feed-a", hash_list(120, 2), false).await;
-    eventually(30, "the snapshot", || caught_up(&global, &private)).await;
+    // The cursor is written with the snapshot, the counter just after: wait for both.
+    eventually(30, "the snapshot", || async {
+        caught_up(&global, &private).await
+            && private
+                .admin
+                .server_status()
+                .await
+                .unwrap()
+                .upstream
+                .is_some_and(|upstream| upstream.snapshots_applied >= 2)
+    })
+    .await;
     let status = private
         .admin
         .server_status()
