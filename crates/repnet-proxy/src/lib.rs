@@ -111,6 +111,25 @@ impl Proxy {
             None => config.settings.clone(),
         };
         settings.validate()?;
+        config
+            .connections
+            .validate()
+            .map_err(|message| SettingsError::Invalid {
+                key: "connections",
+                message,
+            })?;
+        if config.max_body_bytes < 1024
+            || config.connections.max_buffered_body_bytes < config.max_body_bytes as u64
+        {
+            return Err(SettingsError::Invalid {
+                key: "max_body_bytes",
+                message: format!(
+                    "must be at least 1024 and at most connections.max_buffered_body_bytes; got {}",
+                    config.max_body_bytes
+                ),
+            }
+            .into());
+        }
         let upstream_key = config.upstream_key()?;
         // A key given in full is fixed; one in a file follows the file.
         let upstream_key_file = config
@@ -172,11 +191,12 @@ impl Proxy {
         let recording = tokio::spawn(Arc::clone(&self.state.devices).record_uses(stop.subscribe()));
         let watching = tokio::spawn(watch_key_file(Arc::clone(&self.state), stop.subscribe()));
         let router = routes::router(Arc::clone(&self.state));
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        let result = repnet_http::serve(
+            repnet_http::TcpAccept(listener),
+            router,
+            self.state.config.connections.clone(),
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop.send(true);
         if let Some(follower) = follower {

@@ -57,6 +57,68 @@ impl IntoResponse for Failure {
     }
 }
 
+/// A request's body, read within `max_body_bytes`; a body too large or unreadable is
+/// answered in the API's error shape.
+struct Payload(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Payload {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Payload, Failure> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Payload)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Failure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is larger than the proxy accepts (max_body_bytes): split the batch into smaller requests",
+                    )
+                } else {
+                    Failure::bad(
+                        "invalid_body",
+                        format!("cannot read the request body: {}", rejection.body_text()),
+                    )
+                }
+            })
+    }
+}
+
+/// A JSON request's body: as [`Payload`], declared `application/json` (or, for settings,
+/// `application/merge-patch+json`).
+struct JsonPayload(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonPayload {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonPayload, Failure> {
+        let media = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.split(';').next().unwrap_or("").trim().to_owned());
+        let json = |media: &str| {
+            media.eq_ignore_ascii_case("application/json")
+                || media.eq_ignore_ascii_case("application/merge-patch+json")
+        };
+        if !media.as_deref().is_some_and(json) {
+            let what = match media {
+                None => "the request has no Content-Type".to_owned(),
+                Some(media) => format!("the body is {media:?}"),
+            };
+            return Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("{what}: send it as JSON with Content-Type: application/json"),
+            ));
+        }
+        Payload::from_request(request, state)
+            .await
+            .map(|Payload(body)| JsonPayload(body))
+    }
+}
+
 fn json(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
@@ -103,6 +165,16 @@ pub(crate) fn router(state: Shared) -> Router {
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint: the proxy serves the lookup API (/v1/files, /v1/urls, /v1/lookup, …)")
         })
+        .layer(middleware::from_fn_with_state(
+            Arc::new(repnet_http::RequestLimits::new(
+                &state.config.connections,
+                state.config.max_body_bytes,
+                &[],
+            )),
+            repnet_http::guard_requests,
+        ))
+        // The body extractor stops reading at the limit; `body_bytes` turns that into JSON.
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
 
@@ -170,7 +242,7 @@ async fn list_keys(Extract(state): Extract<Shared>) -> Response {
     json(StatusCode::OK, repnet_protocol::to_json(&list))
 }
 
-async fn add_key(Extract(state): Extract<Shared>, body: Bytes) -> Response {
+async fn add_key(Extract(state): Extract<Shared>, JsonPayload(body): JsonPayload) -> Response {
     let request: repnet_protocol::AddLicenceKey = match repnet_protocol::parse_body(&body) {
         Ok(request) => request,
         Err(error) => return Failure::bad(error.code, error.message).into_response(),
@@ -478,7 +550,7 @@ async fn lookup_batch(
     Extract(state): Extract<Shared>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: Bytes,
+    Payload(body): Payload,
 ) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -662,7 +734,7 @@ async fn pass_through(
     method: Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: Bytes,
+    Payload(body): Payload,
 ) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -677,7 +749,7 @@ async fn pass_through(
 async fn statistics(
     Extract(state): Extract<Shared>,
     uri: axum::http::Uri,
-    body: Bytes,
+    Payload(body): Payload,
 ) -> Response {
     let mut batch: repnet_protocol::StatisticsBatch = match repnet_protocol::parse_body(&body) {
         Ok(batch) => batch,
@@ -772,7 +844,10 @@ async fn get_settings(Extract(state): Extract<Shared>) -> Response {
 
 /// Changes runtime settings: checked, applied at once (a new upstream or window starts a new
 /// upstream client; a new size a new, empty cache), and kept for the next start.
-async fn patch_settings(Extract(state): Extract<Shared>, body: Bytes) -> Response {
+async fn patch_settings(
+    Extract(state): Extract<Shared>,
+    JsonPayload(body): JsonPayload,
+) -> Response {
     let _one_at_a_time = state.changing.lock().await;
     let current = state.settings();
     let settings = match current.patched(&body) {

@@ -31,6 +31,11 @@ pub struct ProxyConfig {
     pub follow_changes: bool,
     /// Seconds between polls of the change log.
     pub follow_interval_seconds: u64,
+    /// Largest request body accepted, in bytes: the server's limit, so that what the proxy
+    /// takes the server takes too.
+    pub max_body_bytes: usize,
+    /// What devices' connections may hold and for how long (`[connections]`).
+    pub connections: repnet_http::Limits,
     /// The settings that can also change at run time.
     #[serde(flatten)]
     pub settings: Settings,
@@ -88,6 +93,8 @@ impl Default for ProxyConfig {
             upstream_timeout_ms: 5_000,
             follow_changes: true,
             follow_interval_seconds: 2,
+            max_body_bytes: 4 << 20,
+            connections: repnet_http::Limits::default(),
             settings: Settings::default(),
         }
     }

@@ -15,6 +15,9 @@ use repnet_store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+#[path = "../../repnet-http/tests/support/crowd.rs"]
+mod crowd;
+
 const TOKEN: &str = "proxy-test-admin-token-123";
 const UPSTREAM_KEY: &str = "ORG-PROXY-KEY-0001";
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
@@ -64,7 +67,17 @@ async fn upstream(dir: &Path, address: SocketAddr, config: ServerConfig) -> Runn
 }
 
 async fn proxy(data: &Path, upstream: &str, settings: Settings) -> Running {
-    let config = ProxyConfig {
+    proxy_with(data, upstream, settings, |_| {}).await
+}
+
+/// A proxy whose configuration `configure` changes first.
+async fn proxy_with(
+    data: &Path,
+    upstream: &str,
+    settings: Settings,
+    configure: impl FnOnce(&mut ProxyConfig),
+) -> Running {
+    let mut config = ProxyConfig {
         data: data.to_path_buf(),
         upstream_key: Some(UPSTREAM_KEY.to_owned()),
         follow_interval_seconds: 1,
@@ -75,6 +88,7 @@ async fn proxy(data: &Path, upstream: &str, settings: Settings) -> Running {
         },
         ..ProxyConfig::default()
     };
+    configure(&mut config);
     let proxy = Proxy::new(config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -874,6 +888,146 @@ async fn the_rest_of_the_client_api_passes_through() {
             .contains("licence_revoked"),
         "{status_body}"
     );
+    proxy.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn more_idle_and_slow_devices_than_connections_do_not_hold_up_a_good_one() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy_with(
+        proxy_dir.path(),
+        &server.base,
+        Settings::default(),
+        |config| {
+            config.max_body_bytes = 256 << 10;
+            config.connections = repnet_http::Limits {
+                max_connections: 32,
+                max_buffered_body_bytes: 1 << 20,
+                ..repnet_http::Limits::default()
+            };
+        },
+    )
+    .await;
+    let address: SocketAddr = proxy.base.trim_start_matches("http://").parse().unwrap();
+    let crowd = crowd::gather(address, "/v1/lookup", 40, 16, 10, 200_000).await;
+    let url = format!("{}/v1/files/{EICAR_SHA256}", proxy.base);
+    let median = crowd::median_answer_time(&url).await;
+    assert!(
+        median < Duration::from_millis(100),
+        "a well-behaved device waited {median:?}"
+    );
+    let busy = crowd
+        .slow_bodies
+        .iter()
+        .filter_map(|trickle| trickle.refused.as_deref())
+        .inspect(|answer| {
+            assert!(
+                answer.starts_with("HTTP/1.1 503") && answer.contains("\"code\":\"busy\""),
+                "{answer}"
+            );
+        })
+        .count();
+    assert_eq!(busy, 6, "four bodies fit in max_buffered_body_bytes");
+    drop(crowd);
+    proxy.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_past_the_limit_and_settings_not_in_json_get_json_errors() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(proxy_dir.path(), &server.base, Settings::default()).await;
+    let http = repnet_client::http_client_builder().build().unwrap();
+    // 3 MiB: over axum's default of 2 MB, under the server's 4 MiB; accepted by both.
+    let mut items = Vec::new();
+    while items.len() * 80 < 3 << 20 {
+        items.push(json!({"domain": format!("host-{}.example.com", items.len())}));
+    }
+    items.truncate(10_000);
+    let padding =
+        " ".repeat((3 << 20) - serde_json::to_vec(&json!({"items": items})).unwrap().len());
+    let body = format!(
+        "{{\"items\":{}{padding}}}",
+        serde_json::to_string(&items).unwrap()
+    );
+    assert!(body.len() > 2_000_000 && body.len() < 4 << 20);
+    for base in [&server.base, &proxy.base] {
+        let response = http
+            .post(format!("{base}/v1/lookup"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{base}: {}",
+            response.text().await.unwrap()
+        );
+    }
+    // Past 4 MiB, announced or not: 413 in the API's shape from both.
+    let too_large = " ".repeat((4 << 20) + 1);
+    for base in [&server.base, &proxy.base] {
+        let announced = http
+            .post(format!("{base}/v1/lookup"))
+            .header("content-type", "application/json")
+            .body(too_large.clone())
+            .send()
+            .await
+            .unwrap();
+        let chunked = http
+            .post(format!("{base}/v1/lookup"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                too_large
+                    .clone()
+                    .into_bytes()
+                    .chunks(1 << 20)
+                    .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+                    .collect::<Vec<_>>(),
+            )))
+            .send()
+            .await
+            .unwrap();
+        for response in [announced, chunked] {
+            assert_eq!(response.status(), 413, "{base}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "body_too_large", "{base}: {body}");
+        }
+    }
+    // Settings and keys are JSON, said so.
+    for base in [&server.base, &proxy.base] {
+        for (method, path) in [
+            (reqwest::Method::PATCH, "/v1/admin/settings"),
+            (reqwest::Method::POST, "/v1/admin/keys"),
+        ] {
+            let response = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "text/plain")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 415, "{base}{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+        }
+    }
     proxy.stop().await;
     server.stop().await;
 }

@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub enrolments_per_key_per_hour: u32,
     /// The reputation engine (`[engine]`).
     pub engine: crate::engine::EngineConfig,
+    /// What clients' connections may hold and for how long (`[connections]`).
+    pub connections: repnet_http::Limits,
 }
 
 /// Where a server pulls its knowledge base from.
@@ -372,6 +374,7 @@ impl Default for ServerConfig {
             enrolments_per_address_per_hour: 10,
             enrolments_per_key_per_hour: 1000,
             engine: crate::engine::EngineConfig::default(),
+            connections: repnet_http::Limits::default(),
         }
     }
 }
@@ -424,6 +427,21 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        self.connections
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "connections",
+                message,
+            })?;
+        if self.connections.max_buffered_body_bytes < self.max_body_bytes as u64 {
+            return Err(ConfigError::Invalid {
+                key: "connections",
+                message: format!(
+                    "connections.max_buffered_body_bytes ({}) must be at least max_body_bytes ({})",
+                    self.connections.max_buffered_body_bytes, self.max_body_bytes
+                ),
             });
         }
         if self.installation_difficulty > repnet_protocol::installation::MAX_DIFFICULTY {

@@ -282,7 +282,7 @@ pub(crate) async fn get_challenge(
               (status = 429, description = "too many enrolments from this address or key", body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn enrol(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
-    client: Option<axum::Extension<axum::extract::ConnectInfo<crate::ClientAddr>>>,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -292,7 +292,7 @@ pub(crate) async fn enrol(
         repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
     let now = repnet_store::now();
     let key_id = state.licences.key_id(&headers, now);
-    let address = client.map(|axum::Extension(axum::extract::ConnectInfo(client))| client.0.ip());
+    let address = client.map(|axum::Extension(axum::extract::ConnectInfo(client))| client.ip());
     let installation = state
         .installations
         .enrol(&request, key_id.as_deref(), address, now)?;

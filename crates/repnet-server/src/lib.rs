@@ -155,49 +155,6 @@ async fn lapse_local_verdicts(store: Store, mut stop: tokio::sync::watch::Receiv
     }
 }
 
-/// The address a connection comes from, for the limits that count per address (in memory
-/// only: never stored, never logged).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-/// A TCP listener whose connections send each answer at once: answers are small and latency
-/// matters, so Nagle's algorithm must not wait for the acknowledgement of the previous one.
-pub(crate) struct NoDelayListener(TcpListener);
-
-impl axum::serve::Listener for NoDelayListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own accept loop, which waits out errors such as running out of descriptors.
-        let (stream, address) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-        (stream, address)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 /// A configured server, ready to run on a listener.
 #[derive(Debug)]
 pub struct Server {
@@ -213,6 +170,7 @@ pub struct Server {
     engine: Arc<engine::Engine>,
     ready: Arc<AtomicBool>,
     grace: Duration,
+    connections: repnet_http::Limits,
 }
 
 /// Why a server cannot start.
@@ -339,7 +297,7 @@ impl Server {
             changing_settings: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(Server {
-            router: routes::router(Arc::new(state), config.max_body_bytes),
+            router: routes::router(Arc::new(state), config.max_body_bytes, &config.connections),
             store,
             feeds,
             licences,
@@ -350,6 +308,7 @@ impl Server {
             engine,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
+            connections: config.connections.clone(),
         })
     }
 
@@ -385,22 +344,22 @@ impl Server {
         };
         let serve = async move {
             match self.tls {
-                Some(acceptor) => {
-                    axum::serve(
-                        tls::TlsListener::new(listener, acceptor),
-                        self.router
-                            .into_make_service_with_connect_info::<ClientAddr>(),
+                Some(certificates) => {
+                    repnet_http::serve(
+                        tls::TlsListener::new(listener, certificates),
+                        self.router,
+                        self.connections,
+                        graceful,
                     )
-                    .with_graceful_shutdown(graceful)
                     .await
                 }
                 None => {
-                    axum::serve(
-                        NoDelayListener(listener),
-                        self.router
-                            .into_make_service_with_connect_info::<ClientAddr>(),
+                    repnet_http::serve(
+                        repnet_http::TcpAccept(listener),
+                        self.router,
+                        self.connections,
+                        graceful,
                     )
-                    .with_graceful_shutdown(graceful)
                     .await
                 }
             }

@@ -25,7 +25,25 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::lookup::{Lookup, assess};
 
-pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+/// Requests whose bodies or answers are streams: they get a progress deadline, not a whole
+/// one, and are not counted as buffered bodies.
+const STREAMED: &[&str] = &[
+    "/v1/admin/imports",
+    "/v1/admin/bundles",
+    "/v1/changes",
+    "/v1/snapshot",
+];
+
+pub(crate) fn router(
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    connections: &repnet_http::Limits,
+) -> Router {
+    let requests = Arc::new(repnet_http::RequestLimits::new(
+        connections,
+        max_body_bytes,
+        STREAMED,
+    ));
     let admin = Router::new()
         .route(
             "/v1/admin/verdicts",
@@ -111,6 +129,10 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            requests,
+            repnet_http::guard_requests,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::new(state.metrics.clone()),
             crate::metrics::track,
@@ -216,6 +238,22 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         _ => Err(unsupported_media_type(
             headers,
             "send it as JSON with Content-Type: application/json",
+        )),
+    }
+}
+
+/// Refuses bodies that are not declared as JSON or as a JSON merge patch (RFC 7396).
+pub(crate) fn require_merge_patch(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        Some(media)
+            if media.eq_ignore_ascii_case("application/json")
+                || media.eq_ignore_ascii_case("application/merge-patch+json") =>
+        {
+            Ok(())
+        }
+        _ => Err(unsupported_media_type(
+            headers,
+            "send it as JSON with Content-Type: application/json (or application/merge-patch+json)",
         )),
     }
 }

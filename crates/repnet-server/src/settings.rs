@@ -114,8 +114,11 @@ pub(crate) async fn get_settings(State(state): State<Arc<AppState>>) -> Response
     security(("admin_token" = [])))]
 pub(crate) async fn patch_settings(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    crate::routes::require_merge_patch(&headers)?;
+    let body = crate::routes::body_bytes(body)?;
     let _one_at_a_time = state.changing_settings.lock().await;
     let current = state
         .runtime

@@ -1,6 +1,6 @@
 //! HTTPS: a listener that completes TLS handshakes (rustls) before handing connections to
 //! the HTTP server. Handshakes run as their own tasks, so a slow or silent client never
-//! holds up the others, and each must finish within ten seconds.
+//! holds up the others, each must finish within ten seconds, and at most 1,024 run at once.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,6 +15,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes under way at once; connections past it are closed at once.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Loads a PEM certificate chain and private key, for HTTP/2 and HTTP/1.1.
 pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -99,15 +102,19 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl repnet_http::Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, address)) => {
+                        if self.handshakes.len() >= MAX_HANDSHAKES {
+                            // Closed at once: handshakes cost CPU, and these clients retry.
+                            tracing::debug!(%address, "too many TLS handshakes under way: closing a new connection");
+                            continue;
+                        }
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
                         }
