@@ -191,6 +191,86 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("repnet/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
+        .redirect(same_origin_redirects())
+}
+
+/// Redirects are followed within the server's own origin only (scheme, host and port), at
+/// most five: a licence key or an admin token must never be sent to another host because
+/// a server, or whoever answers in its name, said so.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if attempt.previous().len() > 5 {
+            attempt.error("more than five redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// How long a replication stream's sender may take before it answers.
+pub const REPLICATION_HEADERS_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long an answer's body may go without a byte before reading it fails.
+pub const BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most of an error answer read: a repnet error body is a few hundred bytes.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The most of any other answer read into memory (replication streams are streamed).
+pub const MAX_ANSWER_BODY: usize = 256 << 20;
+
+/// Reads a response's body, at most `max` bytes: a longer one is an error (an answer with
+/// an endless body must not be read whole).
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<bytes::Bytes, String> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(format!("the answer is larger than {max} bytes"));
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        let chunk = tokio::time::timeout(BODY_PROGRESS_TIMEOUT, response.chunk())
+            .await
+            .map_err(|_| {
+                format!(
+                    "the answer stalled: nothing for {} seconds",
+                    BODY_PROGRESS_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|error| error_chain(&error))?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > max {
+            return Err(format!("the answer is larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Up to [`MAX_ERROR_BODY`] bytes of an error answer; what follows, and a body that breaks
+/// off, are left unread (the refusal is then reported without its message).
+pub async fn read_error_body(mut response: reqwest::Response) -> bytes::Bytes {
+    let mut body = bytes::BytesMut::new();
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(BODY_PROGRESS_TIMEOUT, response.chunk()).await
+    {
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    body.freeze()
 }
 
 /// What [`Client::import_feed`] uploads.
@@ -313,17 +393,25 @@ impl Client {
             .await
             .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        if !status.is_success() {
+            let body = read_error_body(response).await;
+            return Err(self.refusal(status, &body));
+        }
+        let body = self.read_answer(response).await?;
+        repnet_protocol::from_json(&body).map_err(|reason| ClientError::Unexpected {
+            url: self.base.clone(),
+            reason,
+        })
+    }
+
+    /// A successful answer's body, within [`MAX_ANSWER_BODY`].
+    async fn read_answer(&self, response: reqwest::Response) -> Result<bytes::Bytes, ClientError> {
+        read_limited(response, MAX_ANSWER_BODY)
             .await
-            .map_err(|error| self.connection_error(&error))?;
-        if status.is_success() {
-            return repnet_protocol::from_json(&body).map_err(|reason| ClientError::Unexpected {
+            .map_err(|reason| ClientError::Unexpected {
                 url: self.base.clone(),
                 reason,
-            });
-        }
-        Err(self.refusal(status, &body))
+            })
     }
 
     /// The error for a non-success answer.
@@ -333,6 +421,12 @@ impl Client {
                 status: status.as_u16(),
                 code: error.error.code,
                 message: error.error.message,
+            },
+            Err(_) if status.is_redirection() => ClientError::Unexpected {
+                url: self.base.clone(),
+                reason: format!(
+                    "status {status}: it redirects to another host, and repnet follows redirects within the same scheme, host and port only; give the address it names if you trust it"
+                ),
             },
             Err(_) => ClientError::Unexpected {
                 url: self.base.clone(),
@@ -450,13 +544,11 @@ impl Client {
                 .await
                 .map_err(|error| self.connection_error(&error))?;
             let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|error| self.connection_error(&error))?;
             if !status.is_success() {
-                return Err(self.refusal(status, &bytes));
+                let body = read_error_body(response).await;
+                return Err(self.refusal(status, &body));
             }
+            let bytes = self.read_answer(response).await?;
             let chunk_answers =
                 repnet_protocol::binary::parse_response(&bytes).map_err(|reason| {
                     ClientError::Unexpected {
@@ -768,18 +860,26 @@ impl Client {
         let request = self
             .http
             .get(format!("{}{path_and_query}", self.base))
-            // A snapshot of a large knowledge base takes a while to download.
+            // A snapshot of a large knowledge base takes a while to download; the reader
+            // bounds the time between two chunks (`upstream.progress_timeout_seconds`).
             .timeout(Duration::from_secs(24 * 3600));
-        let response = self
-            .keyed(request)
-            .send()
-            .await
-            .map_err(|error| self.connection_error(&error))?;
+        // The sender writes a snapshot before it answers: minutes for a large one, not more.
+        let response =
+            tokio::time::timeout(REPLICATION_HEADERS_TIMEOUT, self.keyed(request).send())
+                .await
+                .map_err(|_| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "no answer within {} minutes",
+                        REPLICATION_HEADERS_TIMEOUT.as_secs() / 60
+                    ),
+                })?
+                .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_error_body(response).await;
         Err(self.refusal(status, &body))
     }
 
@@ -853,7 +953,7 @@ impl Client {
                 Ok((log_id, sequence))
             }
             _ => {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = read_error_body(response).await;
                 Err(self.refusal(status, &body))
             }
         }

@@ -250,6 +250,13 @@ pub struct UpstreamStatus {
     /// Changes and snapshots applied since the server started.
     pub changes_applied: u64,
     pub snapshots_applied: u64,
+    /// When the pull under way started (RFC 3339); null between pulls.
+    #[serde(default)]
+    pub pulling_since: Option<String>,
+    /// Seconds since the pull under way last received a byte: a pull that goes
+    /// `progress_timeout_seconds` without one fails as stalled.
+    #[serde(default)]
+    pub stalled_seconds: Option<u64>,
 }
 
 /// What applying a bundle did (`POST /v1/admin/bundles`, `repnet bundle import`).

@@ -690,7 +690,17 @@ async fn forward(
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-            let bytes = response.bytes().await.unwrap_or_default();
+            let bytes = if status.is_success() {
+                match repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        upstream.record(started, Outcome::Failed(error.clone()));
+                        return unavailable(&UpstreamError::Unavailable(error)).into_response();
+                    }
+                }
+            } else {
+                repnet_client::read_error_body(response).await
+            };
             let (code, message) =
                 match repnet_protocol::from_json::<repnet_protocol::ErrorBody>(&bytes) {
                     Ok(error) => (error.error.code, error.error.message),

@@ -410,7 +410,13 @@ pub(crate) async fn follow(
     loop {
         let current = Arc::clone(&upstream.read().unwrap_or_else(PoisonError::into_inner));
         let cache_now = Arc::clone(&cache.read().unwrap_or_else(PoisonError::into_inner));
-        if let Err(error) = follow_once(&current, &cache_now, &position).await {
+        // A request under way is dropped when the proxy stops (it holds nothing but the
+        // connection): a stalled upstream does not hold up shutdown.
+        let followed = tokio::select! {
+            followed = follow_once(&current, &cache_now, &position) => followed,
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        if let Err(error) = followed {
             tracing::debug!(%error, "following the upstream's change log failed; trying again");
         }
         tokio::select! {
@@ -483,7 +489,7 @@ async fn follow_once(
         *position.lock().unwrap_or_else(PoisonError::into_inner) = None;
         return Ok(());
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let body = repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await?;
     let mut stream = repnet_store::sync::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
     let mut changed = HashSet::new();
     while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {

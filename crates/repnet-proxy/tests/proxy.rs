@@ -1031,3 +1031,33 @@ async fn bodies_past_the_limit_and_settings_not_in_json_get_json_errors() {
     proxy.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_answering_errors_without_end_gets_a_prompt_503() {
+    // Every answer: 500, and zeros for ever.
+    let app = axum::Router::new().fallback(|| async {
+        let body = axum::body::Body::from_stream(futures_util::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(&[0u8; 65536]))
+        }));
+        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = proxy(dir.path(), &upstream, Settings::default()).await;
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::GET,
+        &format!("/v1/files/{EICAR_SHA256}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_unavailable", "{body}");
+    // Stops at once although its change-log follower asks the same upstream.
+    tokio::time::timeout(Duration::from_secs(5), proxy.stop())
+        .await
+        .expect("the proxy stops");
+}

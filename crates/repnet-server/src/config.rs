@@ -113,6 +113,14 @@ pub struct UpstreamConfig {
     /// CA certificates (PEM) to trust for the upstream's HTTPS, besides the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Seconds a pull may go without receiving a byte before it fails as stalled.
+    #[serde(default = "UpstreamConfig::default_progress_timeout")]
+    pub progress_timeout_seconds: u64,
+    /// Bytes of disk a snapshot must leave free in the data directory: one that would not
+    /// (counting three times its size: the download's sorted runs and the store's growth) is
+    /// refused.
+    #[serde(default = "UpstreamConfig::default_min_free_disk")]
+    pub min_free_disk_bytes: u64,
 }
 
 impl UpstreamConfig {
@@ -125,7 +133,17 @@ impl UpstreamConfig {
             interval_seconds: UpstreamConfig::default_interval(),
             page_size: UpstreamConfig::default_page_size(),
             ca_file: None,
+            progress_timeout_seconds: UpstreamConfig::default_progress_timeout(),
+            min_free_disk_bytes: UpstreamConfig::default_min_free_disk(),
         }
+    }
+
+    fn default_progress_timeout() -> u64 {
+        60
+    }
+
+    fn default_min_free_disk() -> u64 {
+        1 << 30
     }
 
     fn default_interval() -> u64 {
@@ -186,6 +204,11 @@ impl UpstreamConfig {
                 "page_size must be from 1 to 1000000; got {}",
                 self.page_size
             )));
+        }
+        if self.progress_timeout_seconds == 0 {
+            return Err(invalid(
+                "progress_timeout_seconds must be at least 1".to_owned(),
+            ));
         }
         self.licence_key().map(|_| ())
     }

@@ -37,6 +37,9 @@ pub(crate) struct Upstream {
     wake: tokio::sync::Notify,
     interval: Duration,
     page: usize,
+    /// The longest a pull may go without a byte.
+    progress_timeout: Duration,
+    min_free_disk: u64,
     status: Mutex<Progress>,
 }
 
@@ -53,6 +56,9 @@ struct Progress {
     last_error: Option<String>,
     changes_applied: u64,
     snapshots_applied: u64,
+    /// The pull under way: when it started, and when it last received a byte.
+    pulling_since: Option<Timestamp>,
+    last_byte: Option<std::time::Instant>,
 }
 
 /// Why a pull failed.
@@ -64,6 +70,11 @@ enum PullError {
     Store(#[from] repnet_store::StoreError),
     #[error("the pull stopped unexpectedly: {0}")]
     Task(String),
+    /// The upstream's answer broke a bound (stalled, too large, without its length).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the server is stopping")]
+    Stopping,
 }
 
 impl Upstream {
@@ -86,6 +97,8 @@ impl Upstream {
             wake: tokio::sync::Notify::new(),
             interval: Duration::from_secs(config.interval_seconds),
             page: config.page_size,
+            progress_timeout: Duration::from_secs(config.progress_timeout_seconds),
+            min_free_disk: config.min_free_disk_bytes,
             status: Mutex::new(Progress::default()),
         })
     }
@@ -119,6 +132,8 @@ impl Upstream {
             last_error: progress.last_error,
             changes_applied: progress.changes_applied,
             snapshots_applied: progress.snapshots_applied,
+            pulling_since: progress.pulling_since.and_then(repnet_protocol::rfc3339),
+            stalled_seconds: progress.last_byte.map(|at| at.elapsed().as_secs()),
         }
     }
 
@@ -169,7 +184,10 @@ impl Upstream {
             if self.refresh_key(false) {
                 failures = 0;
             }
-            let outcome = self.pull(&store).await;
+            let outcome = self.pull(&store, stop.clone()).await;
+            if *stop.borrow() {
+                return;
+            }
             let wait = match outcome {
                 Ok(true) => {
                     failures = 0;
@@ -223,33 +241,37 @@ impl Upstream {
         }
     }
 
-    /// One request and its application. Answers whether this server is caught up.
-    async fn pull(&self, store: &Store) -> Result<bool, PullError> {
-        self.progress().last_attempt = Some(repnet_store::now());
-        let cursor = store.sync_state()?.upstream;
-        let response = match cursor {
-            None => {
-                tracing::info!(upstream = %self.url, "fetching a snapshot from upstream (first pull)");
-                self.client().replication_stream("/v1/snapshot").await?
-            }
-            Some(cursor) => {
-                let path = format!("/v1/changes?after={}&limit={}", cursor.sequence, self.page);
-                match self.client().replication_stream(&path).await {
-                    Ok(response)
-                        if log_id(&response).is_some_and(|id| id != cursor.log_id.to_string()) =>
-                    {
-                        tracing::warn!(upstream = %self.url, "the upstream's change log changed (its data was replaced): fetching a snapshot");
-                        self.client().replication_stream("/v1/snapshot").await?
-                    }
-                    Ok(response) => response,
-                    Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
-                        tracing::info!(upstream = %self.url, after = cursor.sequence, "too far behind the upstream's change log: fetching a snapshot");
-                        self.client().replication_stream("/v1/snapshot").await?
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
+    /// One request and its application. Answers whether this server is caught up. Ends
+    /// early, applying nothing, when `stop` turns true.
+    async fn pull(
+        &self,
+        store: &Store,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<bool, PullError> {
+        {
+            let mut progress = self.progress();
+            let now = repnet_store::now();
+            progress.last_attempt = Some(now);
+            progress.pulling_since = Some(now);
+            progress.last_byte = Some(std::time::Instant::now());
+        }
+        let result = self.pull_once(store, stop).await;
+        let mut progress = self.progress();
+        progress.pulling_since = None;
+        progress.last_byte = None;
+        result
+    }
+
+    async fn pull_once(
+        &self,
+        store: &Store,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<bool, PullError> {
+        let response = tokio::select! {
+            response = self.request(store) => response?,
+            _ = stop.wait_for(|stopping| *stopping) => return Err(PullError::Stopping),
         };
+        let (response, snapshot) = response;
         {
             let mut progress = self.progress();
             progress.reachable = true;
@@ -258,7 +280,15 @@ impl Upstream {
                 progress.upstream_sequence = Some(sequence);
             }
         }
-        let applied = apply_response(store, response).await?;
+        let max_entries = if snapshot {
+            self.check_room(store, &response)?;
+            u64::MAX
+        } else {
+            self.page as u64
+        };
+        let applied = self
+            .apply_response(store, response, max_entries, stop)
+            .await?;
         let header = applied.header;
         let caught_up = header.to >= header.sequence;
         let now = repnet_store::now();
@@ -290,6 +320,133 @@ impl Upstream {
         }
         Ok(caught_up)
     }
+
+    /// Asks for the changes after the cursor, or a snapshot when there is none, the log
+    /// changed or the cursor is too old. Answers the response and whether it is a snapshot.
+    async fn request(&self, store: &Store) -> Result<(reqwest::Response, bool), PullError> {
+        let snapshot = || async {
+            Ok::<_, PullError>((
+                self.client().replication_stream("/v1/snapshot").await?,
+                true,
+            ))
+        };
+        let Some(cursor) = store.sync_state()?.upstream else {
+            tracing::info!(upstream = %self.url, "fetching a snapshot from upstream (first pull)");
+            return snapshot().await;
+        };
+        let path = format!("/v1/changes?after={}&limit={}", cursor.sequence, self.page);
+        match self.client().replication_stream(&path).await {
+            Ok(response) if log_id(&response).is_some_and(|id| id != cursor.log_id.to_string()) => {
+                tracing::warn!(upstream = %self.url, "the upstream's change log changed (its data was replaced): fetching a snapshot");
+                snapshot().await
+            }
+            Ok(response) => Ok((response, false)),
+            Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
+                tracing::info!(upstream = %self.url, after = cursor.sequence, "too far behind the upstream's change log: fetching a snapshot");
+                snapshot().await
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A snapshot must say how large it is, and fit on the disk with room to spare: an
+    /// endless one must not fill the data directory.
+    fn check_room(&self, store: &Store, response: &reqwest::Response) -> Result<(), PullError> {
+        let Some(length) = response.content_length() else {
+            return Err(PullError::Refused(
+                "the upstream sent a snapshot without its length (Content-Length): refused, as it could be endless".to_owned(),
+            ));
+        };
+        let free = free_disk(store.dir()).map_err(|error| {
+            PullError::Refused(format!("cannot tell the free disk space: {error}"))
+        })?;
+        let needed = length.saturating_mul(3).saturating_add(self.min_free_disk);
+        if free < needed {
+            return Err(PullError::Refused(format!(
+                "the upstream's snapshot is {length} bytes: applying it needs {needed} bytes free (three times its size and min_free_disk_bytes), and the data directory has {free}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Streams a response body into `Store::apply_stream` on a blocking thread: at most
+    /// `max_entries`, each chunk within the progress deadline, and nothing applied if `stop`
+    /// turns true first.
+    async fn apply_response(
+        &self,
+        store: &Store,
+        mut response: reqwest::Response,
+        max_entries: u64,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<repnet_store::StreamApplied, PullError> {
+        // A tokio channel: the sending side awaits room without blocking a runtime thread.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+        let store = store.clone();
+        let applying = tokio::task::spawn_blocking(move || {
+            tracing::debug!("applying a stream from upstream");
+            let reader = std::io::BufReader::with_capacity(
+                1 << 20,
+                ChannelReader {
+                    receiver,
+                    current: bytes::Bytes::new(),
+                },
+            );
+            let stream = StreamReader::new(reader)?.with_max_entries(max_entries);
+            store.apply_stream(stream)
+        });
+        let mut broken = None;
+        loop {
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout(self.progress_timeout, response.chunk()) => chunk,
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    broken = Some(PullError::Stopping);
+                    break;
+                }
+            };
+            match chunk {
+                Ok(Ok(Some(chunk))) => {
+                    self.progress().last_byte = Some(std::time::Instant::now());
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        break; // The reader stopped: its error says why.
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(error)) => {
+                    broken = Some(PullError::Refused(format!(
+                        "the download from upstream broke off: {error}"
+                    )));
+                    break;
+                }
+                Err(_) => {
+                    broken = Some(PullError::Refused(format!(
+                        "the upstream stalled: nothing received for {} seconds (progress_timeout_seconds)",
+                        self.progress_timeout.as_secs()
+                    )));
+                    break;
+                }
+            }
+        }
+        if broken.is_some() {
+            // The reader sees an error, not an end: nothing is applied.
+            let _ = sender
+                .send(Err(std::io::Error::other("the download did not finish")))
+                .await;
+        }
+        drop(sender);
+        let applied = applying
+            .await
+            .map_err(|error| PullError::Task(error.to_string()))?;
+        match broken {
+            Some(error) => Err(error),
+            None => Ok(applied?),
+        }
+    }
+}
+
+/// Bytes available to this process on the filesystem holding `dir`.
+fn free_disk(dir: &std::path::Path) -> std::io::Result<u64> {
+    let stats = rustix::fs::statvfs(dir)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 fn log_id(response: &reqwest::Response) -> Option<String> {
@@ -306,50 +463,6 @@ fn header_u64(response: &reqwest::Response, name: &str) -> Option<u64> {
         .get(name)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
-}
-
-/// Streams a response body into `Store::apply_stream` on a blocking thread.
-async fn apply_response(
-    store: &Store,
-    mut response: reqwest::Response,
-) -> Result<repnet_store::StreamApplied, PullError> {
-    // A tokio channel: the sending side awaits room without blocking a runtime thread.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
-    let store = store.clone();
-    let applying = tokio::task::spawn_blocking(move || {
-        tracing::debug!("applying a stream from upstream");
-        let reader = std::io::BufReader::with_capacity(
-            1 << 20,
-            ChannelReader {
-                receiver,
-                current: bytes::Bytes::new(),
-            },
-        );
-        let stream = StreamReader::new(reader)?;
-        store.apply_stream(stream)
-    });
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if sender.send(Ok(chunk)).await.is_err() {
-                    break; // The reader stopped: its error says why.
-                }
-            }
-            Ok(None) => break,
-            Err(error) => {
-                let _ = sender
-                    .send(Err(std::io::Error::other(format!(
-                        "the download from upstream broke off: {error}"
-                    ))))
-                    .await;
-                break;
-            }
-        }
-    }
-    drop(sender);
-    Ok(applying
-        .await
-        .map_err(|error| PullError::Task(error.to_string()))??)
 }
 
 /// A `Read` over chunks sent from an async task.

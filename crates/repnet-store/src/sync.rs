@@ -267,6 +267,9 @@ pub struct StreamReader<R: BufRead> {
     hasher: sha2::Sha256,
     header: StreamHeader,
     entries: u64,
+    /// The most entries this stream may hold: for changes, one per sequence number it
+    /// covers; lowered by [`with_max_entries`](StreamReader::with_max_entries).
+    max_entries: u64,
     done: bool,
 }
 
@@ -319,13 +322,25 @@ impl<R: BufRead> StreamReader<R> {
                 header.after, header.to
             )));
         }
+        let max_entries = match kind {
+            StreamKind::Changes => header.to - header.after,
+            StreamKind::Snapshot => u64::MAX,
+        };
         Ok(StreamReader {
             input,
             hasher,
             header,
             entries: 0,
+            max_entries,
             done: false,
         })
+    }
+
+    /// Fails the stream at its `max + 1`th entry: a receiver that asked for a page of `max`
+    /// changes takes no more, however long the stream.
+    pub fn with_max_entries(mut self, max: u64) -> StreamReader<R> {
+        self.max_entries = self.max_entries.min(max);
+        self
     }
 
     pub fn header(&self) -> &StreamHeader {
@@ -392,6 +407,12 @@ impl<R: BufRead> StreamReader<R> {
             }
             self.done = true;
             return Ok(None);
+        }
+        if self.entries >= self.max_entries {
+            return Err(SyncError::Format(format!(
+                "more entries than the {} it may hold",
+                self.max_entries
+            )));
         }
         let key_len = usize::from(self.u8()?);
         if key_len == 0 {
@@ -565,5 +586,29 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(read_all(&longer).is_err());
+    }
+
+    #[test]
+    fn a_stream_holds_no_more_entries_than_it_may() {
+        // Three changes (10 to 13) hold three entries at most: a fourth is refused before
+        // it is read, as is a second when the receiver asked for a page of one.
+        let mut four = sample();
+        four.push(SyncEntry {
+            key: vec![7; 33],
+            value: None,
+        });
+        let error = read_all(&stream(&four)).unwrap_err();
+        assert!(
+            error.to_string().contains("more entries than the 3"),
+            "{error}"
+        );
+        let bytes = stream(&sample());
+        let mut reader = StreamReader::new(&bytes[..]).unwrap().with_max_entries(1);
+        assert!(reader.next_entry().unwrap().is_some());
+        let error = reader.next_entry().unwrap_err();
+        assert!(
+            error.to_string().contains("more entries than the 1"),
+            "{error}"
+        );
     }
 }
