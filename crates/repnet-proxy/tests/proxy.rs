@@ -296,7 +296,7 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     )
     .await;
     assert_eq!(status, 200);
-    eventually(10, "the invalidation", || async {
+    eventually(60, "the invalidation", || async {
         call(
             &proxy,
             reqwest::Method::GET,
@@ -370,7 +370,7 @@ async fn an_upstream_that_goes_away_gets_stale_answers_and_503_and_nothing_cache
     );
     server.stop().await;
     // Past its TTL, with the upstream gone: served, marked stale.
-    eventually(10, "a stale answer", || async {
+    eventually(60, "a stale answer", || async {
         let (status, cache, body) =
             call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
         status == 200 && cache == "stale" && body["verdict"] == "untrusted"

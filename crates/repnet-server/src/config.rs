@@ -88,6 +88,10 @@ pub struct ServerConfig {
     pub enrolments_per_key_per_hour: u32,
     /// The reputation engine (`[engine]`).
     pub engine: crate::engine::EngineConfig,
+    /// Replication streams (`/v1/changes`, `/v1/snapshot`) sent at once, in total.
+    pub max_replication_streams: usize,
+    /// Replication streams sent at once to one licence key.
+    pub max_replication_streams_per_key: usize,
     /// What clients' connections may hold and for how long (`[connections]`).
     pub connections: repnet_http::Limits,
 }
@@ -397,6 +401,8 @@ impl Default for ServerConfig {
             enrolments_per_address_per_hour: 10,
             enrolments_per_key_per_hour: 1000,
             engine: crate::engine::EngineConfig::default(),
+            max_replication_streams: 32,
+            max_replication_streams_per_key: 4,
             connections: repnet_http::Limits::default(),
         }
     }
@@ -450,6 +456,14 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 message: format!("must be at least 1024; got {}", self.max_body_bytes),
+            });
+        }
+        if self.max_replication_streams == 0 || self.max_replication_streams_per_key == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_replication_streams",
+                message:
+                    "max_replication_streams and max_replication_streams_per_key must be at least 1"
+                        .to_owned(),
             });
         }
         self.connections

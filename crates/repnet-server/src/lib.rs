@@ -76,6 +76,8 @@ pub(crate) struct AppState {
     /// The settings that change at run time, as they are now.
     runtime: Arc<std::sync::Mutex<settings::RuntimeSettings>>,
     changing_settings: Arc<tokio::sync::Mutex<()>>,
+    /// Replication streams under way.
+    streams: Arc<sync::StreamSlots>,
 }
 
 #[derive(Clone, Debug)]
@@ -295,6 +297,10 @@ impl Server {
             )),
             runtime: Arc::new(std::sync::Mutex::new(settings::RuntimeSettings::of(config))),
             changing_settings: Arc::new(tokio::sync::Mutex::new(())),
+            streams: Arc::new(sync::StreamSlots::new(
+                config.max_replication_streams,
+                config.max_replication_streams_per_key,
+            )),
         };
         Ok(Server {
             router: routes::router(Arc::new(state), config.max_body_bytes, &config.connections),

@@ -4,6 +4,8 @@
 //! (`repnet_store::sync`): a header, entries, and a trailer with a SHA-256 of it all.
 
 use std::io::{Read as _, Seek as _};
+
+use futures_util::StreamExt as _;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,16 +26,150 @@ use repnet_protocol::ServerStatus;
 /// The media type of replication streams.
 pub(crate) const STREAM_TYPE: &str = "application/vnd.repnet.sync";
 
-/// Keys in a page of changes unless the client asks for fewer or more.
+/// Changes in a page unless the client asks for fewer or more.
 const DEFAULT_LIMIT: usize = 100_000;
 const MAX_LIMIT: usize = 1_000_000;
+/// Changes actually sent in one page, whatever was asked: the page says where it ended
+/// (`X-Repnet-To`), and the client asks again from there.
+const PAGE_MAX: usize = 100_000;
+
+/// Bytes sent to the client at a time while a page is written.
+const CHUNK: usize = 64 << 10;
+
+/// Replication streams being sent, in total and per licence key: each holds a read
+/// transaction (a page) or a temporary file (a snapshot) while its client reads.
+#[derive(Debug)]
+pub(crate) struct StreamSlots {
+    max_total: usize,
+    max_per_key: usize,
+    used: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
+}
+
+impl StreamSlots {
+    pub(crate) fn new(max_total: usize, max_per_key: usize) -> StreamSlots {
+        StreamSlots {
+            max_total,
+            max_per_key,
+            used: std::sync::Mutex::new((0, std::collections::HashMap::new())),
+        }
+    }
+
+    /// A slot for one stream to `key`'s holder, released when the stream ends.
+    fn acquire(self: &Arc<Self>, key: Option<String>) -> Result<StreamSlot, ApiError> {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let retry = || {
+            (
+                axum::http::HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("5"),
+            )
+        };
+        if used.0 >= self.max_total {
+            let (name, value) = retry();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "this server sends {} replication streams at once (max_replication_streams): try again in a few seconds",
+                    self.max_total
+                ),
+            )
+            .with_header(name, value));
+        }
+        if let Some(key) = &key {
+            let mine = used.1.get(key).copied().unwrap_or(0);
+            if mine >= self.max_per_key {
+                let (name, value) = retry();
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "this licence key has {mine} replication streams under way (max_replication_streams_per_key): finish reading them first"
+                    ),
+                )
+                .with_header(name, value));
+            }
+            *used.1.entry(key.clone()).or_insert(0) += 1;
+        }
+        used.0 += 1;
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One stream under way; dropped with its answer's body.
+#[derive(Debug)]
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: Option<String>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut used = self
+            .slots
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        used.0 = used.0.saturating_sub(1);
+        if let Some(key) = &self.key
+            && let Some(count) = used.1.get_mut(key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                used.1.remove(key);
+            }
+        }
+    }
+}
+
+/// A `Write` that hands what is written to the answer's body in chunks, waiting (on its
+/// blocking thread) while the client has not read the previous ones.
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.sender
+            .blocking_send(bytes::Bytes::from(chunk))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangesParams {
     /// The last sequence number the client has applied (0 for none).
     after: u64,
-    /// Most keys in the answer (default 100,000, at most 1,000,000).
+    /// Most changes (sequence numbers) in the answer, each changed key once (default and
+    /// most sent 100,000; up to 1,000,000 accepted). The answer's `X-Repnet-To` says where
+    /// it ended.
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -63,6 +199,7 @@ fn stream_response(header: &StreamHeader, body: Body, length: Option<u64>) -> Re
     security(("licence_key" = [])))]
 pub(crate) async fn get_changes(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     params: Result<Query<ChangesParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
@@ -81,23 +218,73 @@ pub(crate) async fn get_changes(
             format!("limit: from 1 to {MAX_LIMIT}; got {limit}"),
         ));
     }
+    let limit = limit.min(PAGE_MAX);
+    let slot = state
+        .streams
+        .acquire(state.licences.key_id(&headers, repnet_store::now()))?;
     let store = state.store.clone();
     let after = params.after;
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        store
-            .write_changes(after, limit, &mut bytes)
-            .map(|answer| (answer, bytes))
-    })
-    .await
-    .map_err(|error| ApiError::internal("the changes could not be read", &error))?
-    .map_err(|error| ApiError::internal("the changes could not be read", &error))?;
-    match answer {
-        (ChangesAnswer::Written(header), bytes) => {
-            let length = bytes.len() as u64;
-            Ok(stream_response(&header, Body::from(bytes), Some(length)))
+    // Written on a blocking thread into a small channel that the body drains: memory stays
+    // at a few chunks, and a client that stops reading is closed by the connection's
+    // write_timeout_seconds, which ends the writing and its read transaction.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let writing = tokio::task::spawn_blocking(move || {
+        store.write_changes(
+            after,
+            limit,
+            ChannelWriter {
+                sender,
+                buffer: Vec::with_capacity(CHUNK),
+            },
+        )
+    });
+    let first = receiver.recv().await;
+    let answer = match first {
+        // Nothing written: the answer says why.
+        None => writing
+            .await
+            .map_err(|error| ApiError::internal("the changes could not be read", &error))?
+            .map_err(|error| ApiError::internal("the changes could not be read", &error))?,
+        Some(first) => {
+            let header = *repnet_store::sync::StreamReader::new(&first[..])
+                .map_err(|error| ApiError::internal("the changes could not be read", &error))?
+                .header();
+            let rest = futures_util::stream::unfold(
+                (receiver, Some(writing), slot),
+                |(mut receiver, writing, slot)| async move {
+                    if let Some(chunk) = receiver.recv().await {
+                        return Some((Ok(chunk), (receiver, writing, slot)));
+                    }
+                    // The writer is done: a failure must break the stream, not end it.
+                    match writing?.await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(error)) => {
+                            tracing::error!(%error, "writing a page of changes failed");
+                            Some((
+                                Err(std::io::Error::other("the page could not be written")),
+                                (receiver, None, slot),
+                            ))
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "writing a page of changes failed");
+                            Some((
+                                Err(std::io::Error::other("the page could not be written")),
+                                (receiver, None, slot),
+                            ))
+                        }
+                    }
+                },
+            );
+            let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
+            return Ok(stream_response(&header, Body::from_stream(body), None));
         }
-        (ChangesAnswer::SnapshotNeeded(log), _) => {
+    };
+    match answer {
+        ChangesAnswer::Written(_) => Err(ApiError::internal(
+            "the changes could not be read",
+            &"the page was written without a byte",
+        )),
+        ChangesAnswer::SnapshotNeeded(log) => {
             let message = if after > log.sequence {
                 format!(
                     "this server's change log ({}) is at {}, before the {after} asked for: {after} is not a position in this log. For a bundle, export after the position the importing server was fed to (its `repnet admin status`, line `fed from`, not its own change log), or export a whole bundle (`repnet bundle export` without --after); a server that pulls fetches a snapshot (GET /v1/snapshot)",
@@ -133,7 +320,13 @@ pub(crate) async fn get_changes(
     responses((status = 200, description = "a replication stream (application/vnd.repnet.sync)"),
               (status = 401, description = "no valid licence key", body = repnet_protocol::ErrorBody)),
     security(("licence_key" = [])))]
-pub(crate) async fn get_snapshot(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub(crate) async fn get_snapshot(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let slot = state
+        .streams
+        .acquire(state.licences.key_id(&headers, repnet_store::now()))?;
     let store = state.store.clone();
     // Written to an unnamed temporary file first: the snapshot's read transaction then lasts
     // as long as the local write, not as long as a slow client takes to download it.
@@ -177,9 +370,12 @@ pub(crate) async fn get_snapshot(State(state): State<Arc<AppState>>) -> Result<R
             }
         }
     });
+    // The slot, and with it the temporary file's reader, lasts as long as the body.
     let body = Body::from_stream(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|chunk| (chunk, receiver)) },
+        (receiver, slot),
+        |(mut receiver, slot)| async move {
+            receiver.recv().await.map(|chunk| (chunk, (receiver, slot)))
+        },
     ));
     Ok(stream_response(&header, body, Some(length)))
 }

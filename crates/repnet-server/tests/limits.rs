@@ -142,3 +142,107 @@ async fn idle_connections_are_closed_and_large_bodies_refused_before_they_are_se
     );
     server.stop().await;
 }
+
+async fn add_key(server: &TestServer, key: &str) {
+    server
+        .admin
+        .add_licence_key(&serde_json::from_value(serde_json::json!({ "key": key })).unwrap())
+        .await
+        .unwrap();
+}
+
+/// Sends `GET path` with `key` and reads nothing: its connection's receive buffer is a few
+/// KiB, so the server's answer waits on it. Answers the stream and the status line.
+async fn unread(server: &TestServer, path: &str, key: &str) -> (tokio::net::TcpStream, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address(server)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The status line and headers arrive before the body waits.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::io::AsyncReadExt::read(&mut stream, &mut byte)
+            .await
+            .unwrap();
+        assert_eq!(read, 1, "the server closed before answering");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    (stream, head)
+}
+
+#[tokio::test]
+async fn replication_streams_are_capped_and_readers_that_do_not_read_are_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_replication_streams: 3,
+        max_replication_streams_per_key: 2,
+        connections: repnet_http::Limits {
+            write_timeout_seconds: 1,
+            ..repnet_http::Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config).await;
+    for key in ["REPLICA-KEY-ONE", "REPLICA-KEY-TWO"] {
+        add_key(&server, key).await;
+    }
+    // About 9 MB of snapshot: more than the socket buffers hold.
+    let hashes: String = (0..150_000u32)
+        .map(|i| format!("{:064x}\n", u128::from(i) * 0x9e37_79b9_7f4a_7c15 + 1))
+        .collect();
+    server
+        .admin
+        .import_feed(
+            &repnet_protocol::ImportParams {
+                format: Some("hashlist".to_owned()),
+                source: Some("feed".to_owned()),
+                threat: Some("Test.Feed".to_owned()),
+                ..repnet_protocol::ImportParams::default()
+            },
+            repnet_client::ImportBody::Bytes(hashes.into_bytes()),
+        )
+        .await
+        .unwrap();
+
+    // Two unread streams for one key: a third is refused, for that key only.
+    let (first, head) = unread(&server, "/v1/snapshot", "REPLICA-KEY-ONE").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (second, head) = unread(
+        &server,
+        "/v1/changes?after=0&limit=1000000",
+        "REPLICA-KEY-ONE",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A page never holds more than 100,000 changes, whatever was asked; it says where it
+    // ended, and it is streamed (no length: it was not built in memory first).
+    assert!(head.contains("x-repnet-to: 100000\r\n"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let (_, head) = unread(&server, "/v1/snapshot", "REPLICA-KEY-ONE").await;
+    assert!(
+        head.starts_with("HTTP/1.1 429") && head.contains("retry-after: 5"),
+        "{head}"
+    );
+    let (third, head) = unread(&server, "/v1/snapshot", "REPLICA-KEY-TWO").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Three in all: the server is busy for everyone else.
+    let (_, head) = unread(&server, "/v1/snapshot", "REPLICA-KEY-TWO").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    // Readers that do not read are closed after write_timeout_seconds, and their slots
+    // come back without anyone hanging up.
+    let keep = (first, second, third);
+    common::eventually(60, "the unread streams to be let go", || async {
+        let (_, head) = unread(&server, "/v1/changes?after=0&limit=10", "REPLICA-KEY-ONE").await;
+        head.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    drop(keep);
+    server.stop().await;
+}

@@ -914,7 +914,7 @@ async fn the_upstream_engine_ranks_below_the_private_servers_feeds() {
             (answer.verdict, answer.source)
         }
     };
-    eventually(15, "the global engine's verdicts", || async {
+    eventually(60, "the global engine's verdicts", || async {
         source(&anyone, &theirs).await.1.as_deref() == Some("engine")
             && source(&anyone, &ours).await.1.as_deref() == Some("engine")
     })

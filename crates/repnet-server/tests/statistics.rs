@@ -361,7 +361,7 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
         assert_eq!(post(&server, &batch(device, events.clone())).await.0, 202);
         assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
-    common::eventually(10, "the engine's first tick", || async {
+    common::eventually(60, "the engine's first tick", || async {
         admin(&server, reqwest::Method::GET, "/v1/admin/engine", None)
             .await
             .1["pending"]
@@ -378,7 +378,7 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
         ]);
         assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
-    common::eventually(15, "the engine's verdicts", || async {
+    common::eventually(60, "the engine's verdicts", || async {
         reputation(&server, &malware).await["verdict"] == "untrusted"
             && reputation(&server, &popular).await["verdict"] == "trusted"
             && reputation(&server, &badly_signed).await["verdict"] == "untrusted"
@@ -555,7 +555,7 @@ async fn invented_devices_and_signer_claims_flip_no_verdict() {
         let events = json!([{"type": "detection", "file": legit}]);
         assert_eq!(post(&server, &batch(installation, events)).await.0, 202);
     }
-    common::eventually(10, "the engine's tick", || engine_idle(&server)).await;
+    common::eventually(60, "the engine's tick", || engine_idle(&server)).await;
     let answer = reputation(&server, &legit).await;
     assert_eq!(
         (answer["verdict"].as_str(), answer["prevalence"].as_u64()),
@@ -585,7 +585,7 @@ async fn invented_devices_and_signer_claims_flip_no_verdict() {
         let events = json!([{"type": "sighting", "file": malware, "signer": vendor}]);
         assert_eq!(post(&server, &batch(&installation, events)).await.0, 202);
     }
-    common::eventually(10, "the engine's tick", || engine_idle(&server)).await;
+    common::eventually(60, "the engine's tick", || engine_idle(&server)).await;
     let answer = reputation(&server, &malware).await;
     assert_eq!(answer["verdict"], "unknown", "{answer}");
     // Distinct devices are counted by HyperLogLog: exact to 64, within about 1 % beyond.
@@ -618,7 +618,7 @@ async fn the_engine_sets_at_most_its_hourly_budget_of_verdicts() {
             202
         );
     }
-    common::eventually(10, "the engine's budget", || async {
+    common::eventually(60, "the engine's budget", || async {
         let (_, engine) = admin(&server, reqwest::Method::GET, "/v1/admin/engine", None).await;
         engine["verdicts_this_hour"] == 2 && engine["deferred"] == true
     })

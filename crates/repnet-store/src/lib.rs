@@ -548,9 +548,11 @@ impl Store {
         self.backend.sync_state()
     }
 
-    /// Writes the changes after `after` (at most `limit` keys, each with its current state)
-    /// to `out` as a replication stream, or says that a snapshot is needed. Blocking; the
-    /// read transaction lasts as long as the writing, so give it a fast `out` (memory, a file).
+    /// Writes the changes after `after` (at most `limit` sequence numbers; each changed key
+    /// once, with its current state) to `out` as a replication stream, header first, or says
+    /// that a snapshot is needed. Blocking; the read transaction lasts as long as the
+    /// writing, so give it an `out` that does not wait long (memory, a file, a bounded
+    /// channel to a client that must keep reading).
     pub fn write_changes<W: std::io::Write>(
         &self,
         after: u64,

@@ -327,7 +327,10 @@ impl LmdbStore {
         }))
     }
 
-    /// Writes the changes after `after` (at most `limit` keys) as a stream.
+    /// Writes the changes after `after` (at most `limit` of them: sequence numbers, so the
+    /// page's end is known before anything is read, and the header goes out first) as a
+    /// stream: each changed key once, with its current state. Memory: the keys seen, at most
+    /// `limit` borrowed slices.
     pub(crate) fn write_changes<W: Write>(
         &self,
         after: u64,
@@ -339,39 +342,9 @@ impl LmdbStore {
             if after < state.floor || after > state.sequence {
                 return Ok(ChangesAnswer::SnapshotNeeded(state));
             }
-            let start = (after + 1).to_be_bytes();
-            let mut keys = Vec::new();
-            let mut seen = HashSet::new();
-            let mut to = after;
-            for entry in self
-                .dbs
-                .changes
-                .range(
-                    reader.txn,
-                    &(
-                        std::ops::Bound::Included(&start[..]),
-                        std::ops::Bound::Unbounded,
-                    ),
-                )
-                .map_err(|e| self.error(e))?
-            {
-                let (sequence, key) = entry.map_err(|e| self.error(e))?;
-                if keys.len() == limit {
-                    break;
-                }
-                to = <[u8; 8]>::try_from(sequence)
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| {
-                        StoreError::Corrupt("a change's number is not 8 bytes".to_owned())
-                    })?;
-                if seen.insert(key) {
-                    keys.push(key);
-                }
-            }
-            if keys.len() < limit {
-                // Everything up to the current sequence was read.
-                to = state.sequence;
-            }
+            let to = after
+                .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+                .min(state.sequence);
             let header = StreamHeader {
                 kind: StreamKind::Changes,
                 log_id: state.log_id,
@@ -385,7 +358,25 @@ impl LmdbStore {
                 source,
             };
             let mut stream = StreamWriter::new(out, &header).map_err(io)?;
-            for key in keys {
+            let start = (after + 1).to_be_bytes();
+            let end = to.to_be_bytes();
+            let mut seen = HashSet::new();
+            for entry in self
+                .dbs
+                .changes
+                .range(
+                    reader.txn,
+                    &(
+                        std::ops::Bound::Included(&start[..]),
+                        std::ops::Bound::Included(&end[..]),
+                    ),
+                )
+                .map_err(|e| self.error(e))?
+            {
+                let (_, key) = entry.map_err(|e| self.error(e))?;
+                if !seen.insert(key) {
+                    continue;
+                }
                 let value = match self
                     .objects()
                     .get(reader.txn, key)
