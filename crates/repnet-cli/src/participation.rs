@@ -228,6 +228,9 @@ pub(crate) fn scrubbed(mut event: StatisticsEvent) -> StatisticsEvent {
         .map(|url| privacy::scrub_url(&url).unwrap_or_else(|| "<url>".to_owned()));
     event.name = event.name.map(|name| privacy::scrub_path(&name));
     event.comment = event.comment.map(|comment| privacy::scrub_text(&comment));
+    event.threat = event
+        .threat
+        .and_then(|threat| privacy::scrub_threat(&threat));
     event
 }
 

@@ -193,3 +193,49 @@ fn stopping_the_server_cancels_its_imports() {
         "{rest:#?}"
     );
 }
+
+#[test]
+fn a_guessable_admin_token_is_refused_at_start_and_wrong_guesses_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    for weak in ["a", "secret", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        let output = run(repnet()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .env("REPNET_ADMIN_TOKEN", weak));
+        assert_eq!(output.status.code(), Some(2), "{weak}: {}", stderr(&output));
+        let error = stderr(&output);
+        assert!(
+            error.contains("too easy to guess") && error.contains("openssl rand -hex 32"),
+            "{error}"
+        );
+    }
+
+    let (server, log) = ServerProcess::start_with(&dir.path().join("data"), &[]);
+    // The log, read to its end on another thread (the server must never block on it).
+    let log = std::thread::spawn(move || log.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let guess = |token: &str| {
+        run(repnet()
+            .args(["admin", "status", "--server", &server.url])
+            .env("REPNET_ADMIN_TOKEN", token))
+    };
+    for _ in 0..20 {
+        let output = guess("a-wrong-guess-of-the-admin-token");
+        assert!(
+            stderr(&output).contains("unauthorized"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // From this address, even the right token now waits for the minute to end.
+    let output = guess(TOKEN);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("too many wrong admin tokens"),
+        "{}",
+        stderr(&output)
+    );
+    // Twenty refusals, one line in the log: the first of the minute.
+    server.terminate();
+    let log = log.join().unwrap();
+    assert_eq!(log.matches("wrong token refused").count(), 1, "{log}");
+}

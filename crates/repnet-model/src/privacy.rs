@@ -1,12 +1,21 @@
-//! Scrubbing personal data out of statistics, on the client before an event is queued and
-//! again on the server before anything is stored (docs/privacy.md). Pure functions: what they
-//! remove never reaches a log, a queue or the disk.
+//! Scrubbing personal data out of statistics, on the client before an event is queued, on
+//! the proxy, and again on the server before anything is stored (docs/privacy.md). Pure
+//! functions: what they remove never reaches a log, a queue or the disk.
 //!
-//! - paths: the user's folder becomes a placeholder (`C:\Users\<name>\…` → `%USERPROFILE%\…`,
-//!   `/home/<name>/…` and `/Users/<name>/…` → `~/…`), the server of a UNC path `<host>`;
+//! Every field that carries text goes through [`scrub_text`], which removes, wherever they
+//! occur:
+//! - user folders: `C:\Users\<name>\…` → `%USERPROFILE%\…` and `/home/<name>/…`,
+//!   `/Users/<name>/…` → `~/…` at the start of a path; anywhere else (`\\?\C:\Users\…`,
+//!   `/mnt/c/Users/…`, `/var/home/…`, `file:///C:/Users/…`, `D:\Profiles\…`, `/run/user/…`)
+//!   the name that follows `Users`, `home`, `Documents and Settings`, `Profiles` or `user`
+//!   becomes `<user>`, past empty and `.` segments; `~name/` → `~/`; `user=` and `server=`
+//!   values (GVFS mounts) → `<user>`, `<host>`; a UNC path's server → `<host>`;
 //! - URLs: canonical form, without credentials, port, query or fragment;
-//! - free text (file names, comments): e-mail addresses become `<e-mail>`, IP addresses
-//!   `<ip>`, and URLs are scrubbed as above.
+//! - e-mail addresses → `<e-mail>`, IP addresses (also inside a word: `Seen.At.198.51.100.23`)
+//!   → `<ip>`, telephone numbers → `<phone>`, Windows-style machine names (`DAVE-LAPTOP`,
+//!   `DESKTOP-4F2K9QX`) → `<host>`.
+//!
+//! A threat name that holds any of these is not a threat name: [`scrub_threat`] drops it.
 
 use std::net::IpAddr;
 
@@ -15,58 +24,31 @@ use crate::url::CanonicalUrl;
 /// The placeholder for a Windows user's profile folder.
 pub const USER_PROFILE: &str = "%USERPROFILE%";
 
-/// `path` with the user's folder, host names, e-mail and IP addresses replaced.
+/// The placeholder for a user's name inside a path.
+pub const USER: &str = "<user>";
+
+/// `path` with the user's folder, host names, e-mail and IP addresses replaced: the same
+/// as [`scrub_text`], which scrubs paths wherever they occur.
 pub fn scrub_path(path: &str) -> String {
-    user_folder(scrub_text(path))
+    scrub_text(path)
 }
 
-/// The user's folder and a UNC server in `text` replaced (nothing else).
-fn user_folder(text: String) -> String {
-    let lower = text.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    // `X:\Users\<name>` and `X:\Documents and Settings\<name>`, either slash.
-    if bytes.len() > 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
-        for folder in ["users", "documents and settings"] {
-            let rest = &lower[2..];
-            let separator = rest.chars().next();
-            if matches!(separator, Some('\\' | '/'))
-                && rest[1..].starts_with(folder)
-                && matches!(rest[1 + folder.len()..].chars().next(), Some('\\' | '/'))
-            {
-                let name_start = 2 + 1 + folder.len() + 1;
-                let name_end = text[name_start..]
-                    .find(['\\', '/'])
-                    .map_or(text.len(), |at| name_start + at);
-                return format!("{USER_PROFILE}{}", &text[name_end..]);
-            }
-        }
-    }
-    for home in ["/home/", "/users/"] {
-        if lower.starts_with(home) {
-            let name_end = text[home.len()..]
-                .find('/')
-                .map_or(text.len(), |at| home.len() + at);
-            return format!("~{}", &text[name_end..]);
-        }
-    }
-    // `\\server\share\…`: the server's name goes.
-    if let Some(rest) = text.strip_prefix("\\\\") {
-        let host_end = rest.find('\\').unwrap_or(rest.len());
-        return format!("\\\\<host>{}", &rest[host_end..]);
-    }
-    text
+/// A threat name as reported, or `None` when it holds personal data (an e-mail or IP
+/// address, a path with a user's name, a telephone number): a product's threat names do not.
+pub fn scrub_threat(threat: &str) -> Option<String> {
+    (scrub_text(threat) == threat).then(|| threat.to_owned())
 }
 
-/// `url` in canonical form without credentials, port, query and fragment; `None` if it is not
-/// a usable URL.
-pub fn scrub_url(url: &str) -> Option<String> {
-    CanonicalUrl::parse(url.as_bytes())
-        .ok()
-        .map(|url| url.without_query().to_string())
-}
-
-/// `text` with e-mail addresses, IP addresses and URLs' personal parts replaced.
+/// `text` with user folders, host names, e-mail and IP addresses, telephone numbers and
+/// URLs' personal parts replaced, wherever they occur.
 pub fn scrub_text(text: &str) -> String {
+    let words = scrub_words(text);
+    let phones = scrub_phones(&words);
+    user_folders(&phones)
+}
+
+/// Scrubs each word (see [`is_delimiter`]) on its own.
+fn scrub_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut token = String::new();
     let flush = |token: &mut String, out: &mut String| {
@@ -129,11 +111,279 @@ fn scrub_token(token: &str) -> String {
             return format!("<e-mail>{tail}");
         }
     }
-    // Paths inside text (`/home/bob/x`): their user folder.
-    if core.starts_with("/home/") || core.to_ascii_lowercase().starts_with("/users/") {
-        return user_folder(core.to_owned()) + tail;
+    if is_machine_name(core) {
+        return format!("<host>{tail}");
     }
-    token.to_owned()
+    // `~name/…`: another user's home.
+    if let Some(rest) = core.strip_prefix('~') {
+        let name_end = rest.find('/').unwrap_or(rest.len());
+        if name_end > 0
+            && rest[..name_end]
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return format!("~{}{tail}", &rest[name_end..]);
+        }
+    }
+    // Paths inside text (`/home/bob/x`): their user folder, as at the start of a path.
+    if core.starts_with("/home/") || core.to_ascii_lowercase().starts_with("/users/") {
+        return user_folder_at_start(core) + tail;
+    }
+    let token = mount_options(token);
+    embedded_ipv4(&token)
+}
+
+/// A Windows-style machine name: upper-case parts joined by hyphens, each with two letters
+/// or more (`DAVE-LAPTOP`, `DESKTOP-4F2K9QX`), at most 15 characters as NetBIOS allows.
+/// `SHA-256`, `UTF-8` and `CVE-2024-1234` are not.
+fn is_machine_name(word: &str) -> bool {
+    word.len() <= 15
+        && word.contains('-')
+        && word.split('-').all(|part| {
+            part.len() >= 2
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                && part.chars().filter(char::is_ascii_uppercase).count() >= 2
+        })
+}
+
+/// `user=` and `server=` values (GVFS and SMB mount names) replaced.
+fn mount_options(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    let mut rest = token;
+    while let Some(at) = rest.to_ascii_lowercase().find(['=']) {
+        let key = &rest[..at];
+        let key_lower = key.to_ascii_lowercase();
+        let placeholder = if key_lower.ends_with("user") {
+            Some(USER)
+        } else if key_lower.ends_with("server") || key_lower.ends_with("host") {
+            Some("<host>")
+        } else {
+            None
+        };
+        out.push_str(key);
+        out.push('=');
+        let value = &rest[at + 1..];
+        let value_end = value.find([',', ';', '/', '&']).unwrap_or(value.len());
+        match placeholder {
+            Some(placeholder) if value_end > 0 => out.push_str(placeholder),
+            _ => out.push_str(&value[..value_end]),
+        }
+        rest = &value[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// IPv4 addresses inside a word (`Seen.At.198.51.100.23`) → `<ip>`.
+fn embedded_ipv4(word: &str) -> String {
+    let bytes = word.as_bytes();
+    let mut out = String::with_capacity(word.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let starts = bytes[at].is_ascii_digit() && (at == 0 || !bytes[at - 1].is_ascii_digit());
+        if starts && let Some(len) = ipv4_at(&bytes[at..]) {
+            out.push_str("<ip>");
+            at += len;
+            continue;
+        }
+        let next = word[at..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&word[at..at + next]);
+        at += next;
+    }
+    out
+}
+
+/// The length of a dotted IPv4 address at the start of `bytes`, if one is there (and is not
+/// followed by more digits).
+fn ipv4_at(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for part in 0..4 {
+        if part > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let start = at;
+        while at < bytes.len() && bytes[at].is_ascii_digit() && at - start < 4 {
+            at += 1;
+        }
+        let digits = std::str::from_utf8(&bytes[start..at]).ok()?;
+        if digits.is_empty() || digits.len() > 3 || digits.parse::<u16>().ok()? > 255 {
+            return None;
+        }
+    }
+    (!bytes.get(at).is_some_and(u8::is_ascii_digit)).then_some(at)
+}
+
+/// Telephone numbers → `<phone>`: a run of digits with `-`, `.`, `/` (and, after a leading
+/// `+` or `(`, spaces and parentheses) holding 9 to 15 digits, or 7 to 15 after a `+`.
+/// Dates (8 digits) and version numbers stay.
+fn scrub_phones(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        let after_word = at > 0 && chars[at - 1].is_alphanumeric();
+        if !after_word && (c.is_ascii_digit() || c == '+' || c == '(') {
+            let international = c == '+' || c == '(';
+            let mut end = at;
+            let mut digits = 0;
+            let mut last_digit = at;
+            while end < chars.len() {
+                let d = chars[end];
+                let allowed = d.is_ascii_digit()
+                    || matches!(d, '-' | '.' | '/')
+                    || (international && matches!(d, ' ' | '(' | ')' | '+'));
+                if !allowed {
+                    break;
+                }
+                if d.is_ascii_digit() {
+                    digits += 1;
+                    last_digit = end;
+                }
+                end += 1;
+            }
+            let followed_by_word = chars
+                .get(last_digit + 1)
+                .is_some_and(|c| c.is_alphanumeric());
+            let enough = if c == '+' { 7 } else { 9 };
+            if (enough..=15).contains(&digits) && !followed_by_word {
+                out.push_str("<phone>");
+                at = last_digit + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        at += 1;
+    }
+    out
+}
+
+/// User folders replaced: the classic forms at the start of a path by their placeholders,
+/// then any name after a folder that holds users' folders, anywhere; a UNC server's name.
+fn user_folders(text: &str) -> String {
+    user_names_anywhere(&user_folder_at_start(text))
+}
+
+/// `X:\Users\<name>`, `X:\Documents and Settings\<name>` (either slash), `/home/<name>` and
+/// `/Users/<name>` at the start; `\\server\…` → `\\<host>\…`.
+fn user_folder_at_start(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    if bytes.len() > 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        for folder in ["users", "documents and settings"] {
+            let rest = &lower[2..];
+            let separator = rest.chars().next();
+            if matches!(separator, Some('\\' | '/'))
+                && rest[1..].starts_with(folder)
+                && matches!(rest[1 + folder.len()..].chars().next(), Some('\\' | '/'))
+            {
+                let name_start = 2 + 1 + folder.len() + 1;
+                let name_end = text[name_start..]
+                    .find(['\\', '/'])
+                    .map_or(text.len(), |at| name_start + at);
+                if name_end > name_start {
+                    return format!("{USER_PROFILE}{}", &text[name_end..]);
+                }
+            }
+        }
+    }
+    for home in ["/home/", "/users/"] {
+        if lower.starts_with(home) {
+            let name_end = text[home.len()..]
+                .find('/')
+                .map_or(text.len(), |at| home.len() + at);
+            if name_end > home.len() && &text[home.len()..name_end] != "." {
+                return format!("~{}", &text[name_end..]);
+            }
+        }
+    }
+    // `\\server\share\…`: the server's name goes (not `\\?\` and `\\.\`, which are not
+    // servers but Windows's long-path and device prefixes).
+    if let Some(rest) = text.strip_prefix("\\\\") {
+        let host_end = rest.find('\\').unwrap_or(rest.len());
+        if !matches!(&rest[..host_end], "?" | "." | "<host>" | "") {
+            return format!("\\\\<host>{}", &rest[host_end..]);
+        }
+    }
+    text.to_owned()
+}
+
+/// Folders whose sub-folders are named after users.
+fn holds_users(segment: &str) -> bool {
+    [
+        "users",
+        "home",
+        "documents and settings",
+        "profiles",
+        "user",
+    ]
+    .iter()
+    .any(|folder| segment.eq_ignore_ascii_case(folder))
+}
+
+/// The segment after a folder that [`holds_users`] (past empty and `.` segments) → `<user>`.
+fn user_names_anywhere(text: &str) -> String {
+    // Segments between `/` and `\`, as byte ranges.
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for (at, c) in text.char_indices() {
+        if matches!(c, '/' | '\\') {
+            segments.push((start, at));
+            start = at + 1;
+        }
+    }
+    segments.push((start, text.len()));
+    let mut names = Vec::new();
+    for (index, &(from, to)) in segments.iter().enumerate() {
+        // The folder's name is the end of its segment (`"C:\Users`, `%USERPROFILE%\..`).
+        let segment = &text[from..to];
+        let word_start = segment
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| is_delimiter(c) && c != ' ')
+            .map_or(0, |(at, c)| at + c.len_utf8());
+        if !holds_users(&segment[word_start..]) {
+            continue;
+        }
+        let name = segments[index + 1..]
+            .iter()
+            .find(|&&(from, to)| !matches!(&text[from..to], "" | "."));
+        if let Some(&(from, to)) = name {
+            let name = &text[from..to];
+            // The name ends where the word does (`bob"`, `bob)`).
+            let name_end = name
+                .find(|c: char| is_delimiter(c) && c != ' ')
+                .unwrap_or(name.len());
+            if !matches!(&name[..name_end], ".." | USER | "<host>" | "") && !name.starts_with('%') {
+                names.push((from, from + name_end));
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (from, to) in names {
+        if from < at {
+            continue;
+        }
+        out.push_str(&text[at..from]);
+        out.push_str(USER);
+        at = to;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// `url` in canonical form without credentials, port, query and fragment; `None` if it is not
+/// a usable URL.
+pub fn scrub_url(url: &str) -> Option<String> {
+    CanonicalUrl::parse(url.as_bytes())
+        .ok()
+        .map(|url| url.without_query().to_string())
 }
 
 #[cfg(test)]
@@ -198,6 +448,149 @@ mod tests {
         );
         assert_eq!(scrub_text("plain words stay"), "plain words stay");
         assert_eq!(scrub_text("a path /home/frank/x"), "a path ~/x");
+    }
+
+    #[test]
+    fn user_folders_anywhere_in_a_path_lose_their_name() {
+        // The review's forms (docs/privacy.md); each held its user's name before.
+        for path in [
+            r"\\?\C:\Users\longpathuser\x.exe",
+            "/home/./dotuser/a",
+            r" C:\Users\leadspaceuser\a.exe",
+            r#""C:\Users\quoteduser\a.exe""#,
+            "file:///C:/Users/fileurluser/a.exe",
+            r"C:\\Users\\dblbackslashuser\\a.exe",
+            r"\Users\nodriveuser\a.exe",
+            r"%USERPROFILE%\..\..\Users\percentuser\a.exe",
+            "/mnt/c/Users/wslusersecret/a.exe",
+            "/System/Volumes/Data/Users/macdatauser/a",
+            "/var/home/silverblueuser/a",
+            "/export/home/solarisuser/a",
+            r"D:\Profiles\domainuserq\ntuser.dat",
+            "~eveuser/notes.txt",
+            "/run/user/1000/gvfs/smb-share:server=nasserver,user=gvfsuser/a.exe",
+            "/home//doubleslashuser/a",
+            "copied from /mnt/c/Users/inwordsuser/x.exe by hand",
+        ] {
+            let scrubbed = scrub_path(path);
+            for secret in [
+                "longpath",
+                "dotuser",
+                "leadspace",
+                "quoted",
+                "fileurl",
+                "dblback",
+                "nodrive",
+                "percent",
+                "wsluser",
+                "macdata",
+                "silverblue",
+                "solaris",
+                "domainuser",
+                "eveuser",
+                "gvfsuser",
+                "nasserver",
+                "doubleslash",
+                "inwords",
+            ] {
+                assert!(
+                    !scrubbed.to_ascii_lowercase().contains(secret),
+                    "{path} → {scrubbed}"
+                );
+            }
+            assert_eq!(scrub_path(&scrubbed), scrubbed, "{path}");
+        }
+        assert_eq!(
+            scrub_path(r"\\?\C:\Users\bob\x.exe"),
+            r"\\?\C:\Users\<user>\x.exe"
+        );
+        assert_eq!(scrub_path("/mnt/c/Users/bob/x"), "/mnt/c/Users/<user>/x");
+        assert_eq!(scrub_path("~eve/notes.txt"), "~/notes.txt");
+    }
+
+    #[test]
+    fn comments_lose_paths_phones_and_machine_names() {
+        let scrubbed = scrub_text(
+            r"Dave at DAVE-LAPTOP (C:\Users\DaveSecret\x.exe) says call +1-202-555-0143 or (202) 555-0143, not 202.555.0143",
+        );
+        for secret in ["DaveSecret", "DAVE-LAPTOP", "555", "0143"] {
+            assert!(!scrubbed.contains(secret), "{scrubbed}");
+        }
+        assert!(
+            scrubbed.contains("<host>") && scrubbed.contains("<phone>"),
+            "{scrubbed}"
+        );
+        // What is not personal stays.
+        for text in [
+            "SHA-256 of the 2026-11-30 build 1.2.3 (UTF-8, CVE-2024-1234) is fine",
+            "version 10.0.19045 on Windows",
+        ] {
+            assert_eq!(scrub_text(text), text);
+        }
+    }
+
+    #[test]
+    fn threat_names_with_personal_data_are_dropped() {
+        assert_eq!(
+            scrub_threat("Trojan.Win32.Agent.abc").as_deref(),
+            Some("Trojan.Win32.Agent.abc")
+        );
+        assert_eq!(
+            scrub_threat("HEUR:Trojan.Script.Generic").as_deref(),
+            Some("HEUR:Trojan.Script.Generic")
+        );
+        assert_eq!(
+            scrub_threat("Trojan.Found.By.carol.secret2@example.org"),
+            None
+        );
+        assert_eq!(scrub_threat("Seen.At.198.51.100.23"), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the user's name and wherever the path is, the name does not survive.
+        #[test]
+        fn no_user_name_survives(name in "zq[a-zA-Z0-9._-]{1,16}", template in 0usize..12) {
+            let path = [
+                format!(r"C:\Users\{name}\Downloads\a.exe"),
+                format!(r"\\?\C:\Users\{name}\a.exe"),
+                format!("/home/{name}/a"),
+                format!("/home/./{name}/a"),
+                format!("/Users/{name}/a"),
+                format!("/mnt/c/Users/{name}/a"),
+                format!("/var/home/{name}/a"),
+                format!("file:///C:/Users/{name}/a"),
+                format!(r"D:\Profiles\{name}\a"),
+                format!("~{name}/a"),
+                format!("see C:/Users/{name}/x and /home/{name}/y"),
+                format!(r#"quoted "C:\Users\{name}\a.exe" path"#),
+            ][template].clone();
+            let scrubbed = scrub_text(&path);
+            proptest::prop_assert!(!scrubbed.contains(&name), "{} → {}", path, scrubbed);
+            proptest::prop_assert_eq!(scrub_text(&scrubbed), scrubbed.clone());
+        }
+
+        /// E-mail and IP addresses do not survive in any text, and scrubbing twice changes
+        /// nothing.
+        #[test]
+        fn no_address_survives(
+            local in "zq[a-z0-9]{1,10}",
+            a in 1u8..=254, b in 0u8..=255, c in 0u8..=255, d in 1u8..=254,
+            before in "[a-zA-Z .,:]{0,12}", after in "[a-zA-Z .,:]{0,12}",
+        ) {
+            let ip = format!("{a}.{b}.{c}.{d}");
+            let text = format!("{before}{local}@example.org {ip} Seen.At.{ip}{after}");
+            let scrubbed = scrub_text(&text);
+            proptest::prop_assert!(!scrubbed.contains(&local), "{}", scrubbed);
+            proptest::prop_assert!(!scrubbed.contains(&ip), "{}", scrubbed);
+            proptest::prop_assert_eq!(scrub_text(&scrubbed), scrubbed.clone());
+        }
+
+        /// Idempotent on any text at all.
+        #[test]
+        fn scrubbing_twice_changes_nothing(text in "\\PC{0,60}") {
+            let once = scrub_text(&text);
+            proptest::prop_assert_eq!(scrub_text(&once), once);
+        }
     }
 
     #[test]

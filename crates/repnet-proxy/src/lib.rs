@@ -51,7 +51,7 @@ pub(crate) struct State {
     upstream_key_file: Option<repnet_server::files::WatchedFile>,
     /// Wakes the key file's watcher (SIGHUP).
     reload: tokio::sync::Notify,
-    admin_token: Option<AdminToken>,
+    admin: repnet_server::admin::AdminGate,
     /// Device keys (`require_device_key`).
     devices: Arc<repnet_server::licences::Licences>,
     metrics: Metrics,
@@ -163,7 +163,7 @@ impl Proxy {
                 upstream_key_file,
                 upstream_key: RwLock::new(upstream_key),
                 reload: tokio::sync::Notify::new(),
-                admin_token,
+                admin: repnet_server::admin::AdminGate::new(admin_token),
                 devices: Arc::new(devices),
                 metrics,
                 registry,

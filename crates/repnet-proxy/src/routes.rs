@@ -266,27 +266,29 @@ async fn revoke_key(Extract(state): Extract<Shared>, Path(id): Path<String>) -> 
     }
 }
 
-async fn require_admin(Extract(state): Extract<Shared>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.admin_token else {
-        return Failure::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the admin API is disabled on this proxy: start it with --admin-token-file FILE or REPNET_ADMIN_TOKEN",
-        )
-        .into_response();
-    };
-    let presented = request
+async fn require_admin(
+    Extract(state): Extract<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(repnet_protocol::bearer_token);
-    if !presented.is_some_and(|presented| token.matches(presented.trim())) {
-        return Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin API needs the proxy's admin token: send Authorization: Bearer <token>",
+        .and_then(|value| value.to_str().ok());
+    if let Err(refusal) = state.admin.check(authorization, Some(peer.ip())) {
+        let mut response = Failure::new(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refusal.code(),
+            refusal.message(),
         )
         .into_response();
+        if let repnet_server::admin::AdminRefusal::Throttled(seconds) = refusal {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return response;
     }
     next.run(request).await
 }
@@ -785,6 +787,10 @@ async fn statistics(
             .comment
             .take()
             .map(|comment| repnet_model::privacy::scrub_text(&comment));
+        event.threat = event
+            .threat
+            .take()
+            .and_then(|threat| repnet_model::privacy::scrub_threat(&threat));
     }
     forward(
         &state,

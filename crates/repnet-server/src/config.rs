@@ -606,6 +606,9 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// The shortest admin token accepted: 128 bits as base64.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 22;
+
 impl AdminToken {
     /// A token from its text. Surrounding whitespace (a file's final newline) is not part of it.
     pub fn new(token: &str) -> Result<AdminToken, ConfigError> {
@@ -614,6 +617,21 @@ impl AdminToken {
             return Err(ConfigError::Invalid {
                 key: "admin token",
                 message: "the admin token is empty: put a long random string in it (e.g. `openssl rand -hex 32`)".to_owned(),
+            });
+        }
+        // 128 bits at least: 22 characters of base64, 32 of hex. Counting characters (and
+        // refusing a handful repeated) is what can be checked of a token's randomness.
+        let distinct = token
+            .chars()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS || distinct < 8 {
+            return Err(ConfigError::Invalid {
+                key: "admin token",
+                message: format!(
+                    "the admin token is too easy to guess ({} characters, {distinct} different): use at least {MIN_ADMIN_TOKEN_CHARS} random characters (128 bits), e.g. `openssl rand -hex 32`",
+                    token.chars().count()
+                ),
             });
         }
         use sha2::Digest as _;
@@ -712,11 +730,16 @@ mod tests {
 
     #[test]
     fn admin_tokens_compare_by_value_only() {
-        let token = AdminToken::new("s3cret-token\n").unwrap();
-        assert!(token.matches("s3cret-token"));
-        assert!(!token.matches("s3cret-tokem"));
+        let token = AdminToken::new("s3cret-token-0123456789\n").unwrap();
+        assert!(token.matches("s3cret-token-0123456789"));
+        assert!(!token.matches("s3cret-token-0123456788"));
         assert!(!token.matches(""));
         assert!(AdminToken::new(" \n").is_err());
+        // Under 128 bits, or a few characters repeated: refused, saying what to do.
+        for weak in ["a", "s3cret-token", "abababababababababababab"] {
+            let error = AdminToken::new(weak).unwrap_err().to_string();
+            assert!(error.contains("openssl rand -hex 32"), "{error}");
+        }
         assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
     }
 }

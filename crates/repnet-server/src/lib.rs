@@ -4,6 +4,7 @@
 //! [`Server::run`] takes a bound listener and a shutdown future, so tests start the real
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
+pub mod admin;
 pub mod bundle;
 pub mod config;
 pub mod engine;
@@ -44,7 +45,7 @@ pub(crate) struct AppState {
     max_batch_items: usize,
     metrics: metrics::Metrics,
     /// `None` disables the admin API.
-    admin_token: Option<AdminToken>,
+    admin: Arc<admin::AdminGate>,
     /// False until the server serves and again from the moment shutdown begins, so that a
     /// load balancer stops sending traffic before connections close. An atomic because
     /// `/readyz` reads it on every probe and shutdown flips it once.
@@ -267,7 +268,7 @@ impl Server {
             ttl: config.ttl_policy(),
             max_batch_items: config.max_batch_items,
             metrics,
-            admin_token,
+            admin: Arc::new(admin::AdminGate::new(admin_token)),
             ready: Arc::clone(&ready),
             cache_control: CacheControl::new(&config.ttl_policy()),
             feeds: Arc::clone(&feeds),
@@ -386,10 +387,16 @@ impl Server {
             .map(|batches| tokio::spawn(statistics::writer(self.store.clone(), batches)));
         let retention = self.retention;
         let store = self.store.clone();
+        let mut stop_expiring = stop_tasks.subscribe();
+        // Stopped between deletions, never within one: an aborted deletion would go on in
+        // the blocking pool and hold the store open after the server has stopped.
         let expiring = tokio::spawn(async move {
             let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                every_hour.tick().await;
+                tokio::select! {
+                    _ = every_hour.tick() => {}
+                    _ = stop_expiring.wait_for(|stopping| *stopping) => return,
+                }
                 let cutoff = repnet_model::Timestamp(
                     repnet_store::now().0.saturating_sub(retention.as_secs()),
                 );
@@ -435,7 +442,6 @@ impl Server {
         let _ = engine.await;
         let _ = recording.await;
         let _ = lapsing.await;
-        expiring.abort();
         let _ = expiring.await;
         // The router (and with it the queue's sender) is gone: the writer finishes what is
         // queued and stops.

@@ -69,6 +69,26 @@ impl Windowed {
     }
 }
 
+impl Windowed {
+    /// Whether `client` has had `limit` events in this window already (counting nothing);
+    /// if so, the seconds until the window ends.
+    pub(crate) fn exhausted(&self, client: u64, limit: u32, now: Instant) -> Result<(), u64> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.saturating_duration_since(state.started) >= self.window {
+            return Ok(());
+        }
+        match state.counts.get(&client) {
+            Some(count) if *count >= limit => {
+                let left = self
+                    .window
+                    .saturating_sub(now.saturating_duration_since(state.started));
+                Err((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A client address as a limiter's key: IPv6 addresses by their /64 network (one host gets
 /// a whole /64), keyed with `secret` so that the map never holds an address.
 pub(crate) fn address_key(secret: &[u8; 32], address: std::net::IpAddr) -> u64 {

@@ -698,39 +698,28 @@ async fn lookup_binary(
 /// Lets a request through to the admin API only with the admin token.
 async fn require_admin(
     State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let refusal = match &state.admin_token {
-        None => Some(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the admin API is disabled on this server: start it with --admin-token-file FILE or REPNET_ADMIN_TOKEN",
-        )),
-        Some(token) => {
-            let presented = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(repnet_protocol::bearer_token);
-            match presented {
-                None => Some(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the admin API needs the admin token: send Authorization: Bearer <token>",
-                )),
-                Some(presented) if !token.matches(presented.trim()) => {
-                    tracing::warn!("admin request with a wrong token refused");
-                    Some(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "the admin token is wrong: use the token the server was started with",
-                    ))
-                }
-                Some(_) => None,
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer.ip());
+    let refusal = state.admin.check(authorization, peer).err().map(|refusal| {
+        let error = ApiError::new(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refusal.code(),
+            refusal.message(),
+        );
+        match refusal {
+            crate::admin::AdminRefusal::Throttled(seconds) => {
+                error.with_header(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds))
             }
+            _ => error,
         }
-    };
+    });
     match refusal {
         // An upload (a feed, a bundle) is read to its end first, so that the client, still
         // sending, gets the answer rather than a reset connection.

@@ -233,13 +233,13 @@ fn event(
     let name = text(&event.name, "name", MAX_NAME_CHARS)?.map(|name| privacy::scrub_path(&name));
     let comment = text(&event.comment, "comment", MAX_COMMENT_CHARS)?
         .map(|comment| privacy::scrub_text(&comment));
+    // A threat name holding personal data (an e-mail address, say) is dropped, not stored.
     let threat = match &event.threat {
         None => None,
-        Some(threat) => Some(
+        Some(threat) => privacy::scrub_threat(
             ThreatName::new(threat)
                 .map_err(|error| invalid(field("threat"), error))?
-                .as_str()
-                .to_owned(),
+                .as_str(),
         ),
     };
     Ok(StatEvent {

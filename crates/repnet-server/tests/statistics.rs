@@ -222,7 +222,16 @@ async fn no_personal_data_reaches_the_disk() {
         {"type": "detection", "file": "cd".repeat(32), "name": "C:\\Users\\jsmith-secret\\Downloads\\invoice.exe", "threat": "Trojan.Win32.Test"},
         {"type": "sighting", "file": "ef".repeat(32), "name": "/home/jsmith-secret/bin/tool"},
         {"type": "detection", "url": "http://jsmith-secret:hunter2-password@evil.example/login.php?token=SECRET-QUERY-123#frag-secret"},
-        {"type": "false_positive", "file": "cd".repeat(32), "comment": "I am jsmith@corp-secret.example, my IP is 198.51.100.77 and https://intranet.example/x?session=SECRET-SESSION"}
+        {"type": "false_positive", "file": "cd".repeat(32), "comment": "I am jsmith@corp-secret.example, my IP is 198.51.100.77 and https://intranet.example/x?session=SECRET-SESSION"},
+        // The review's forms: user folders anywhere, personal data in threat names and
+        // comments.
+        {"type": "sighting", "file": "a1".repeat(32), "name": "\\\\?\\C:\\Users\\longpath-secret\\x.exe"},
+        {"type": "sighting", "file": "a2".repeat(32), "name": "/mnt/c/Users/wsl-secret/x.exe"},
+        {"type": "sighting", "file": "a3".repeat(32), "name": "/home/./dot-secret/a"},
+        {"type": "sighting", "file": "a4".repeat(32), "name": "file:///C:/Users/fileurl-secret/a.exe"},
+        {"type": "detection", "file": "a5".repeat(32), "threat": "Trojan.Found.By.carol.threat-secret@example.org"},
+        {"type": "detection", "file": "a6".repeat(32), "threat": "Seen.At.198.51.100.23"},
+        {"type": "false_positive", "file": "a7".repeat(32), "comment": "C:\\Users\\DaveSecret\\x.exe on DAVE-LAPTOP, call +1-202-555-0143"}
     ]);
     let (status, body) = post(&server, &batch(&install, events)).await;
     assert_eq!(status, 202, "{body}");
@@ -238,6 +247,15 @@ async fn no_personal_data_reaches_the_disk() {
         "jsmith@corp-secret.example",
         "198.51.100.77",
         "SECRET-SESSION",
+        "longpath-secret",
+        "wsl-secret",
+        "dot-secret",
+        "fileurl-secret",
+        "threat-secret",
+        "198.51.100.23",
+        "DaveSecret",
+        "DAVE-LAPTOP",
+        "202-555-0143",
         &install,
         &id,
     ];
@@ -342,7 +360,9 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
     config.engine.detecting_devices = 5;
     config.engine.trusted_devices = 20;
     let server = TestServer::start(dir.path(), config).await;
-    let devices = enrol_many(&server, 20).await;
+    // Distinct devices are counted by HyperLogLog: two of twenty can share a register (about
+    // one store in a hundred, by its random secret), so a few more than the threshold.
+    let devices = enrol_many(&server, 24).await;
     let (malware, popular, badly_signed) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
     let (good_signer, bad_signer) = ("d4".repeat(32), "e5".repeat(32));
     for (signer, verdict) in [(&good_signer, "trusted"), (&bad_signer, "untrusted")] {

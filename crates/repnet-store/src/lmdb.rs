@@ -685,6 +685,16 @@ impl LmdbStore {
         if !self.use_filter || self.filter_building.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Spawned and recorded under the lock `close` takes: a build is either joined by
+        // `close` or never started, so no thread holds the store once it has closed.
+        let mut builder = self
+            .filter_builder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.closing.load(Ordering::SeqCst) {
+            self.filter_building.store(false, Ordering::SeqCst);
+            return;
+        }
         let store = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("repnet-filter".to_owned())
@@ -696,10 +706,6 @@ impl LmdbStore {
             });
         match spawned {
             Ok(handle) => {
-                let mut builder = self
-                    .filter_builder
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
                 // The previous build has finished (`filter_building` was clear): reap it.
                 if let Some(previous) = builder.replace(handle) {
                     let _ = previous.join();
@@ -712,12 +718,14 @@ impl LmdbStore {
     /// Stops background work and waits for it, so that the store closes (and releases its
     /// directory) when the last handle is dropped.
     pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        let builder = self
-            .filter_builder
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let builder = {
+            let mut builder = self
+                .filter_builder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.closing.store(true, Ordering::SeqCst);
+            builder.take()
+        };
         if let Some(builder) = builder {
             let _ = builder.join();
         }

@@ -1,0 +1,183 @@
+//! The admin API's gate, shared by the server and the proxy: the token compared in constant
+//! time, wrong guesses throttled per address (in memory only), and refusals logged in
+//! aggregate so that a guesser cannot flood the log.
+
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::AdminToken;
+use crate::limits::{Windowed, address_key};
+
+/// Wrong tokens one address (an IPv6 /64) may send in a minute; past it every admin request
+/// from there is refused until the minute ends, even with the right token.
+pub const WRONG_TOKENS_PER_MINUTE: u32 = 20;
+
+/// Why an admin request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// The server or proxy was started without a token.
+    Disabled,
+    Missing,
+    Wrong,
+    /// Too many wrong tokens from this address: try again after so many seconds.
+    Throttled(u64),
+}
+
+impl AdminRefusal {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            AdminRefusal::Disabled => 403,
+            AdminRefusal::Missing | AdminRefusal::Wrong => 401,
+            AdminRefusal::Throttled(_) => 429,
+        }
+    }
+
+    /// The API's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminRefusal::Disabled => "admin_disabled",
+            AdminRefusal::Missing | AdminRefusal::Wrong => "unauthorized",
+            AdminRefusal::Throttled(_) => "rate_limited",
+        }
+    }
+
+    /// What happened and what to do.
+    pub fn message(&self) -> String {
+        match self {
+            AdminRefusal::Disabled => "the admin API is disabled here: start with --admin-token-file FILE or REPNET_ADMIN_TOKEN".to_owned(),
+            AdminRefusal::Missing => "the admin API needs the admin token: send Authorization: Bearer <token>".to_owned(),
+            AdminRefusal::Wrong => "the admin token is wrong: use the token the server was started with".to_owned(),
+            AdminRefusal::Throttled(seconds) => format!(
+                "too many wrong admin tokens from this address ({WRONG_TOKENS_PER_MINUTE} a minute): try again in {seconds} seconds"
+            ),
+        }
+    }
+}
+
+/// The admin token and what its wrong guesses have cost.
+#[derive(Debug)]
+pub struct AdminGate {
+    token: Option<AdminToken>,
+    failures: Windowed,
+    /// Keys addresses in the throttle's map, so that it never holds one.
+    secret: [u8; 32],
+    log: Mutex<FailureLog>,
+}
+
+/// Refusals counted per minute: the first of a minute is logged at once, the rest as one
+/// line when the next minute sees a refusal.
+#[derive(Debug)]
+struct FailureLog {
+    minute_started: Instant,
+    refused: u64,
+}
+
+impl AdminGate {
+    pub fn new(token: Option<AdminToken>) -> AdminGate {
+        let mut secret = [0u8; 32];
+        if getrandom::fill(&mut secret).is_err() {
+            // Without randomness the keys are still one-way hashes of the addresses.
+            tracing::warn!("no randomness for the admin throttle's key: using a fixed one");
+        }
+        AdminGate {
+            token,
+            failures: Windowed::new(Duration::from_secs(60), 1_000_000),
+            secret,
+            log: Mutex::new(FailureLog {
+                minute_started: Instant::now(),
+                refused: 0,
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Checks a request's `Authorization` header value, from `peer` (when known).
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<(), AdminRefusal> {
+        let Some(token) = &self.token else {
+            return Err(AdminRefusal::Disabled);
+        };
+        let now = Instant::now();
+        let client = peer.map(|peer| address_key(&self.secret, peer));
+        if let Some(client) = client {
+            self.failures
+                .exhausted(client, WRONG_TOKENS_PER_MINUTE, now)
+                .map_err(AdminRefusal::Throttled)?;
+        }
+        let presented = authorization
+            .and_then(repnet_protocol::bearer_token)
+            .ok_or(AdminRefusal::Missing)?;
+        if token.matches(presented.trim()) {
+            return Ok(());
+        }
+        if let Some(client) = client {
+            // Counted; the refusal after the limit is the next request's.
+            let _ = self.failures.take(client, WRONG_TOKENS_PER_MINUTE, now);
+        }
+        self.note_refusal(now);
+        Err(AdminRefusal::Wrong)
+    }
+
+    fn note_refusal(&self, now: Instant) {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.saturating_duration_since(log.minute_started) >= Duration::from_secs(60) {
+            if log.refused > 1 {
+                tracing::warn!(
+                    refused = log.refused,
+                    "admin requests with a wrong token refused in the minute before"
+                );
+            }
+            log.minute_started = now;
+            log.refused = 0;
+        }
+        log.refused += 1;
+        if log.refused == 1 {
+            tracing::warn!(
+                "admin request with a wrong token refused (more this minute are counted, then logged as one line)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_guesses_are_throttled_per_address() {
+        let gate = AdminGate::new(Some(
+            AdminToken::new("a-long-enough-admin-token-42").unwrap(),
+        ));
+        let guesser: IpAddr = "192.0.2.9".parse().unwrap();
+        let admin: IpAddr = "192.0.2.10".parse().unwrap();
+        for _ in 0..WRONG_TOKENS_PER_MINUTE {
+            assert_eq!(
+                gate.check(Some("Bearer guess"), Some(guesser)),
+                Err(AdminRefusal::Wrong)
+            );
+        }
+        // Past the limit, even the right token waits: guessing is not worth it.
+        assert!(matches!(
+            gate.check(Some("Bearer a-long-enough-admin-token-42"), Some(guesser)),
+            Err(AdminRefusal::Throttled(_))
+        ));
+        assert_eq!(
+            gate.check(Some("bearer a-long-enough-admin-token-42"), Some(admin)),
+            Ok(())
+        );
+        assert_eq!(gate.check(None, Some(admin)), Err(AdminRefusal::Missing));
+        assert_eq!(
+            AdminGate::new(None).check(Some("Bearer x"), None),
+            Err(AdminRefusal::Disabled)
+        );
+    }
+}
