@@ -118,11 +118,13 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
                     let trusted =
                         bundle::read_public_key(&public_key).map_err(anyhow::Error::msg)?;
                     let store = open(&data)?;
+                    let name = file.display().to_string();
                     let applied = tokio::task::spawn_blocking(move || {
                         bundle::import(&store, &file, &trusted, force)
                     })
                     .await
-                    .context("the import stopped unexpectedly")??;
+                    .context("the import stopped unexpectedly")?
+                    .with_context(|| name)?;
                     bundle::applied_view(&applied)
                 }
                 (None, _) => {

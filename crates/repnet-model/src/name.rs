@@ -30,9 +30,9 @@ impl ThreatName {
                 Self::MAX_CHARS
             )));
         }
-        if let Some(bad) = text.chars().find(|c| c.is_control()) {
+        if let Some(bad) = text.chars().find(|&c| is_control_or_bidi(c)) {
             return Err(ParseError::Name(format!(
-                "a threat name cannot contain control characters; found {bad:?}"
+                "a threat name cannot contain control or text-direction characters; found {bad:?}"
             )));
         }
         Ok(ThreatName(Arc::from(text)))
@@ -100,6 +100,17 @@ impl fmt::Debug for FeedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
+}
+
+/// Characters that text shown to people must not hold: control characters, and the
+/// bidirectional controls that make text read otherwise than it is stored (U+202E turns
+/// `exe.txt` into what looks like `txt.exe`).
+pub fn is_control_or_bidi(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]

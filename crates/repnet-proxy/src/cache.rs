@@ -45,6 +45,21 @@ pub(crate) struct Entry {
     /// Short forms ([`short_key`]) of the storage keys whose change makes this answer wrong:
     /// 8 bytes each rather than 33 (a URL depends on up to 30 expressions).
     pub(crate) keys: Arc<[u64]>,
+    /// About what the entry and its key hold in memory, in bytes.
+    bytes: u64,
+}
+
+/// Weighs entries by their bytes, and each at least `floor` (`cache_max_bytes /
+/// cache_max_entries`), so that one weight bounds both the bytes and the entries.
+#[derive(Debug, Clone)]
+struct Weight {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<Key, Entry> for Weight {
+    fn weight(&self, _key: &Key, entry: &Entry) -> u64 {
+        entry.bytes.max(self.floor)
+    }
 }
 
 /// A storage key in 8 bytes: its type tag and the first bytes of its hash. Two keys that
@@ -68,7 +83,7 @@ pub(crate) enum Cached {
 }
 
 pub(crate) struct Cache {
-    entries: quick_cache::sync::Cache<Key, Entry>,
+    entries: quick_cache::sync::Cache<Key, Entry, Weight>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -80,10 +95,22 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    pub(crate) fn new(capacity: usize) -> Cache {
+    /// A cache of at most `max_entries` answers and about `max_bytes` bytes.
+    pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Cache {
+        let max_entries = max_entries.max(1);
+        let floor = (max_bytes / max_entries as u64).max(1);
         Cache {
-            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            entries: quick_cache::sync::Cache::with_weighter(
+                max_entries,
+                floor.saturating_mul(max_entries as u64),
+                Weight { floor },
+            ),
         }
+    }
+
+    /// About the bytes the cache holds.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.entries.weight()
     }
 
     pub(crate) fn get(&self, key: &Key, now: Instant) -> Cached {
@@ -98,12 +125,18 @@ impl Cache {
 
     pub(crate) fn insert(&self, key: Key, reputation: Reputation, keys: Vec<u64>, now: Instant) {
         let ttl = Duration::from_secs(u64::from(reputation.ttl));
+        // The answer as JSON is a fair measure of its strings and lists; the rest is the
+        // key, the dependencies and the bookkeeping of an entry.
+        let bytes =
+            (repnet_protocol::to_json(&reputation).len() + key.1.len() + keys.len() * 8 + 160)
+                as u64;
         self.entries.insert(
             key,
             Entry {
                 reputation: Arc::new(reputation),
                 expires: now + ttl,
                 keys: keys.into(),
+                bytes,
             },
         );
     }
@@ -140,7 +173,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_their_ttl_and_stay_for_stale_answers() {
-        let cache = Cache::new(10);
+        let cache = Cache::new(10, 1 << 20);
         let key: Key = (ObjectKind::Domain, "example.com".to_owned());
         cache.insert(
             key.clone(),
@@ -175,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let cache = Cache::new(100);
+        let cache = Cache::new(100, 1 << 20);
         for n in 0..1_000 {
             cache.insert(
                 (ObjectKind::Domain, format!("d{n}.example")),
@@ -185,5 +218,24 @@ mod tests {
             );
         }
         assert!(cache.len() <= 110, "{}", cache.len());
+    }
+
+    #[test]
+    fn large_answers_are_bounded_by_bytes() {
+        // The review's 8 KB URLs: 100,000 entries took 1.67 GB. 1 MiB holds about 120.
+        let cache = Cache::new(100_000, 1 << 20);
+        for n in 0..2_000 {
+            cache.insert(
+                (
+                    ObjectKind::Url,
+                    format!("http://x.example/{n}/{}", "a".repeat(8000)),
+                ),
+                answer(60),
+                Vec::new(),
+                Instant::now(),
+            );
+        }
+        assert!(cache.bytes() <= 1 << 20, "{}", cache.bytes());
+        assert!((50..=140).contains(&cache.len()), "{}", cache.len());
     }
 }

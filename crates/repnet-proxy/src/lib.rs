@@ -146,7 +146,7 @@ impl Proxy {
             Duration::from_millis(settings.coalescing_window_ms),
             metrics.clone(),
         )?;
-        let cache = Cache::new(settings.cache_max_entries);
+        let cache = Cache::new(settings.cache_max_entries, settings.cache_max_bytes);
         let devices = repnet_server::licences::Licences::load(
             Arc::new(keys::FileBook::new(&config.data)),
             true,

@@ -411,6 +411,10 @@ async fn answer(state: &State, key: Key) -> Result<Answer, Failure> {
             let keys = dependencies(&key, &reputation);
             cache.insert(key, reputation.clone(), keys, tokio::time::Instant::now());
             state.metrics.cache_entries.set(cache.len() as i64);
+            state
+                .metrics
+                .cache_bytes
+                .set(i64::try_from(cache.bytes()).unwrap_or(i64::MAX));
             Ok(Answer {
                 original_ttl: reputation.ttl,
                 reputation,
@@ -831,6 +835,7 @@ async fn status(Extract(state): Extract<Shared>) -> Response {
         "role": "proxy",
         "settings": state.settings(),
         "cache_entries": state.cache().len(),
+        "cache_bytes": state.cache().bytes(),
         "hits": hits,
         "misses": misses,
         "stale": stale,
@@ -893,9 +898,12 @@ async fn patch_settings(
                 .unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
-    if settings.cache_max_entries != current.cache_max_entries {
-        *state.cache.write().unwrap_or_else(PoisonError::into_inner) =
-            Arc::new(crate::cache::Cache::new(settings.cache_max_entries));
+    if settings.cache_max_entries != current.cache_max_entries
+        || settings.cache_max_bytes != current.cache_max_bytes
+    {
+        *state.cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(
+            crate::cache::Cache::new(settings.cache_max_entries, settings.cache_max_bytes),
+        );
     }
     if let Err(error) = settings.save(&state.config.data) {
         return Failure::new(

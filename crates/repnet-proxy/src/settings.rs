@@ -49,6 +49,8 @@ pub struct Settings {
     pub upstream: String,
     /// Most answers kept in the cache.
     pub cache_max_entries: usize,
+    /// About the most bytes the cached answers hold (long URLs make large entries).
+    pub cache_max_bytes: u64,
     /// How long misses wait to be sent upstream together, in milliseconds (0: at once, still
     /// coalescing identical questions in flight).
     pub coalescing_window_ms: u64,
@@ -70,6 +72,7 @@ impl Default for Settings {
         Settings {
             upstream: String::new(),
             cache_max_entries: 100_000,
+            cache_max_bytes: 256 << 20,
             coalescing_window_ms: 2,
             forward_statistics: false,
             allowed_networks: Vec::new(),
@@ -185,6 +188,15 @@ impl Settings {
             return Err(invalid(
                 "cache_max_entries",
                 format!("from 1 to 100000000; got {}", self.cache_max_entries),
+            ));
+        }
+        if !((1 << 20)..=(1 << 40)).contains(&self.cache_max_bytes) {
+            return Err(invalid(
+                "cache_max_bytes",
+                format!(
+                    "from 1048576 (1 MiB) to 1099511627776 (1 TiB); got {}",
+                    self.cache_max_bytes
+                ),
             ));
         }
         if self.coalescing_window_ms > 1_000 {

@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     pub(crate) upstream_errors: Counter,
     pub(crate) invalidated: Counter,
     pub(crate) cache_entries: Gauge,
+    pub(crate) cache_bytes: Gauge,
     pub(crate) upstream_latency: Histogram,
 }
 
@@ -59,6 +60,7 @@ impl Metrics {
             upstream_errors: Counter::default(),
             invalidated: Counter::default(),
             cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
             upstream_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
         };
         let mut registry = Registry::default();
@@ -96,6 +98,11 @@ impl Metrics {
             "repnet_proxy_cache_entries",
             "Answers in the cache",
             metrics.cache_entries.clone(),
+        );
+        registry.register(
+            "repnet_proxy_cache_bytes",
+            "About the bytes the cached answers hold (at most cache_max_bytes)",
+            metrics.cache_bytes.clone(),
         );
         registry.register(
             "repnet_proxy_upstream_request_duration_seconds",

@@ -218,17 +218,14 @@ pub fn import(
 ) -> Result<StreamApplied, BundleError> {
     let mut file = File::open(path).map_err(io("open the bundle", path))?;
     let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header).map_err(|_| {
-        BundleError::Invalid(format!(
-            "{} is not a repnet bundle (too short)",
-            path.display()
-        ))
-    })?;
+    // The messages do not name `path`: on a server it is a temporary file of its own,
+    // which a client has no business knowing; the CLI names its file itself.
+    file.read_exact(&mut header)
+        .map_err(|_| BundleError::Invalid("not a repnet bundle (too short)".to_owned()))?;
     if &header[..8] != MAGIC {
-        return Err(BundleError::Invalid(format!(
-            "{} is not a repnet bundle (no RNBUNDLE header)",
-            path.display()
-        )));
+        return Err(BundleError::Invalid(
+            "not a repnet bundle (no RNBUNDLE header)".to_owned(),
+        ));
     }
     if header[8] != VERSION {
         return Err(BundleError::Invalid(format!(

@@ -328,11 +328,11 @@ impl Licences {
                     format!("label: at most {MAX_LABEL_CHARS} characters"),
                 ));
             }
-            Some(label) if label.chars().any(char::is_control) => {
+            Some(label) if label.chars().any(repnet_model::is_control_or_bidi) => {
                 return Err(Refusal::new(
                     400,
                     "invalid_label",
-                    "label: one line of text, without control characters",
+                    "label: one line of text, without control or text-direction characters (such as U+202E)",
                 ));
             }
             Some("") | None => None,

@@ -781,12 +781,12 @@ pub(crate) async fn set_local_verdict(
         // NUL and other control characters (line breaks aside) end up in logs and listings.
         if let Some(bad) = comment
             .chars()
-            .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+            .find(|&c| repnet_model::is_control_or_bidi(c) && !matches!(c, '\n' | '\t'))
         {
             return Err(ApiError::bad_request(
                 "invalid_comment",
                 format!(
-                    "comment: control characters are not allowed (found U+{:04X})",
+                    "comment: control and text-direction characters are not allowed (found U+{:04X})",
                     u32::from(bad)
                 ),
             ));

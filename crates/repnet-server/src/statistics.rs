@@ -224,8 +224,15 @@ fn event(
                 Some(text) if text.chars().count() > max => {
                     Err(invalid(field(name), format!("at most {max} characters")))
                 }
-                Some(text) if text.chars().any(|c| c.is_control() && c != '\t') => {
-                    Err(invalid(field(name), "control characters are not allowed"))
+                Some(text)
+                    if text
+                        .chars()
+                        .any(|c| repnet_model::is_control_or_bidi(c) && c != '\t') =>
+                {
+                    Err(invalid(
+                        field(name),
+                        "control and text-direction characters are not allowed",
+                    ))
                 }
                 Some(text) => Ok(Some(text.clone())),
             }

@@ -1491,8 +1491,8 @@ async fn urls_are_on_the_host_a_browser_goes_to() {
     server.stop().await;
 }
 
-/// `Authorization: bearer` in lower case is the same scheme; NUL in a comment and an offset of
-/// `+99:99` are refused.
+/// `Authorization: bearer` in lower case is the same scheme; NUL or a right-to-left override
+/// in a comment or a key's label and an offset of `+99:99` are refused.
 #[tokio::test]
 async fn small_things_of_the_adversarial_review() {
     let dir = tempfile::tempdir().unwrap();
@@ -1509,22 +1509,30 @@ async fn small_things_of_the_adversarial_review() {
         (
             json!({"object": {"domain": "x.example"}, "verdict": "untrusted", "comment": "a\u{0}b"}),
             "invalid_comment",
-            "control characters",
+            "control and text-direction characters",
+        ),
+        (
+            json!({"object": {"domain": "x.example"}, "verdict": "untrusted", "comment": "see gpj\u{202E}exe.txt"}),
+            "invalid_comment",
+            "text-direction characters",
         ),
         (
             json!({"object": {"domain": "x.example"}, "verdict": "untrusted", "expires": "2099-01-01T00:00:00+99:99"}),
             "invalid_expires",
             "not a date or time",
         ),
+        (
+            json!({"key": "RTL-LABEL-KEY-0001", "label": "Corp \u{202E}evil"}),
+            "invalid_label",
+            "text-direction characters",
+        ),
     ] {
-        let (status, answer) = server
-            .admin(
-                reqwest::Method::PUT,
-                "/v1/admin/verdicts",
-                Some(&body),
-                Some(TOKEN),
-            )
-            .await;
+        let (method, path) = if body.get("key").is_some() {
+            (reqwest::Method::POST, "/v1/admin/keys")
+        } else {
+            (reqwest::Method::PUT, "/v1/admin/verdicts")
+        };
+        let (status, answer) = server.admin(method, path, Some(&body), Some(TOKEN)).await;
         assert_eq!((status, error_code(&answer)), (400, code), "{answer}");
         assert!(
             answer["error"]["message"]

@@ -702,6 +702,19 @@ async fn signed_bundles_carry_the_knowledge_base_across_an_air_gap() {
     };
     let (status, code, _) = refusal(private.admin.import_bundle(&tampered, false).await);
     assert_eq!((status, code.as_str()), (422, "bundle_signature"));
+    // Fifty bytes: not a bundle, said without naming where the server spooled it.
+    let short = keys.join("short.bundle");
+    std::fs::write(&short, [7u8; 50]).unwrap();
+    let (status, code, message) = refusal(private.admin.import_bundle(&short, false).await);
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "invalid_bundle"),
+        "{message}"
+    );
+    assert!(
+        !message.contains('/') && !message.contains(repnet_store::TEMP_PREFIX),
+        "{message}"
+    );
     // Signed by a key this server does not trust.
     let foreign = bundle(
         keys,
