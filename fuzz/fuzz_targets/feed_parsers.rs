@@ -26,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
     drop(file);
     let mut options = FeedOptions::new(Timestamp(1_800_000_000), dir().path().to_path_buf());
     options.allow_empty = true;
+    // The server's bounds, smaller: a decompression bomb must end in an error, quickly.
+    options.max_decompressed_bytes = 64 << 20;
+    options.max_expansion_ratio = 200;
     if let Ok(report) = repnet_feeds::check(&[Input::Path(path)], format, &options, &NoProgress) {
         assert_eq!(report.read, report.stored + report.skipped, "{report:?}");
         assert!(report.examples.len() <= repnet_feeds::Report::EXAMPLES);

@@ -51,6 +51,11 @@ fuzz_target!(|data: &[u8]| {
             if let Some(url) = &event.url {
                 let _ = repnet_model::privacy::scrub_url(url);
             }
+            if let Some(threat) = &event.threat
+                && let Some(kept) = repnet_model::privacy::scrub_threat(threat)
+            {
+                assert_eq!(repnet_model::privacy::scrub_text(&kept), kept, "a kept threat is clean");
+            }
         }
     }
     if let Ok(key) = repnet_protocol::parse_body::<repnet_protocol::AddLicenceKey>(data) {

@@ -30,6 +30,7 @@ mod proxying;
 mod report;
 mod scanning;
 mod servers;
+mod soak;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,18 @@ struct Args {
     /// Where to put the data (a temporary directory by default, removed at the end).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// Run the soak instead of the benchmark, for this many seconds (600 for the documented
+    /// ten minutes): mixed load at 80 % of the maximum on a global and a private server while
+    /// one of them is killed and restarted, then checks memory, acknowledged writes and
+    /// answers. Fails if any check does.
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
+    /// Seconds between two kills in the soak.
+    #[arg(long, value_name = "SECONDS", default_value_t = 45)]
+    chaos_every: u64,
+    /// The most memory (RSS) each server may reach in the soak.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    memory_bound_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -399,6 +412,24 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         bail!("--entries and --rounds must be at least 1");
     }
     let repnet = repnet_binary(&args)?;
+    if let Some(seconds) = args.soak {
+        let temp = tempfile::tempdir()?;
+        let work = args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
+        std::fs::create_dir_all(&work)?;
+        soak::run(
+            &repnet,
+            &work,
+            seconds,
+            Duration::from_secs(args.chaos_every.max(5)),
+            args.memory_bound_mib << 20,
+            args.seed,
+        )
+        .await?;
+        return Ok(());
+    }
     let temp;
     let work_dir: &Path = match &args.work_dir {
         Some(dir) => {

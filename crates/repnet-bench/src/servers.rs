@@ -173,13 +173,25 @@ pub(crate) fn start_command(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<Process> {
+    start_command_on(repnet, command, data, args, env, "127.0.0.1:0")
+}
+
+/// [`start_command`] listening on `listen` (the soak starts a killed server where it was).
+pub(crate) fn start_command_on(
+    repnet: &Path,
+    command: &str,
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    listen: &str,
+) -> anyhow::Result<Process> {
     let mut child = Command::new(repnet)
         .arg(command)
         .args(args)
         .envs(env.iter().copied())
         .args([
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--log-format",
             "json",
             "--log",

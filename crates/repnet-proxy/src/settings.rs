@@ -170,7 +170,7 @@ impl Network {
 }
 
 impl Settings {
-    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, message: String| SettingsError::Invalid { key, message };
         match reqwest::Url::parse(&self.upstream) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
@@ -219,7 +219,7 @@ impl Settings {
     }
 
     /// Applies a JSON object of settings (`PATCH`): only the keys it names change.
-    pub(crate) fn patched(&self, patch: &[u8]) -> Result<Settings, SettingsError> {
+    pub fn patched(&self, patch: &[u8]) -> Result<Settings, SettingsError> {
         let settings: Settings = repnet_protocol::merge_patch(self, patch).map_err(|message| {
             SettingsError::Invalid {
                 key: "body",

@@ -55,7 +55,8 @@ impl RuntimeSettings {
         config.engine.trusted_devices = self.engine_trusted_devices;
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// What is wrong with these settings, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
         if self.engine_detecting_devices == 0 || self.engine_trusted_devices == 0 {
             return Err(
                 "engine_detecting_devices and engine_trusted_devices must be at least 1".to_owned(),
