@@ -31,17 +31,14 @@ pub struct RequestLimits {
     /// Units of [`UNIT`] bytes that bodies being received may hold, all together.
     buffered: Arc<Semaphore>,
     max_buffered_body_bytes: u64,
-    /// Paths whose bodies or answers are streams, not buffered: uploads of feeds and
-    /// bundles, replication. They get a progress deadline instead of a whole deadline.
-    streamed: &'static [&'static str],
+    /// Whether a path's body or answer is a stream, or its work long (uploads of feeds and
+    /// bundles, replication, a feed's refresh): such requests get a progress deadline for
+    /// their body instead of a deadline for the whole request.
+    long: fn(&str) -> bool,
 }
 
 impl RequestLimits {
-    pub fn new(
-        limits: &Limits,
-        max_body_bytes: usize,
-        streamed: &'static [&'static str],
-    ) -> RequestLimits {
+    pub fn new(limits: &Limits, max_body_bytes: usize, long: fn(&str) -> bool) -> RequestLimits {
         let units = usize::try_from(limits.max_buffered_body_bytes / UNIT)
             .unwrap_or(usize::MAX)
             .clamp(1, Semaphore::MAX_PERMITS);
@@ -51,7 +48,7 @@ impl RequestLimits {
             body_read_timeout: Duration::from_secs(limits.body_read_timeout_seconds),
             buffered: Arc::new(Semaphore::new(units)),
             max_buffered_body_bytes: limits.max_buffered_body_bytes,
-            streamed,
+            long,
         }
     }
 }
@@ -62,7 +59,7 @@ pub async fn guard_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    if limits.streamed.contains(&request.uri().path()) {
+    if (limits.long)(request.uri().path()) {
         let timeout = limits.body_read_timeout;
         let request = request.map(|body| Body::new(Progress::new(body, timeout)));
         return next.run(request).await;

@@ -40,7 +40,7 @@ pub struct Limits {
     /// Seconds a connection may stay open without a request in flight.
     pub idle_timeout_seconds: u64,
     /// Seconds from a request's headers to its answer (its body included), for every
-    /// request but uploads of feeds and bundles and replication streams.
+    /// request but uploads of feeds and bundles, replication streams and feed refreshes.
     pub request_timeout_seconds: u64,
     /// Seconds an upload (a feed, a bundle) may go without sending a byte.
     pub body_read_timeout_seconds: u64,

@@ -169,7 +169,7 @@ pub(crate) fn router(state: Shared) -> Router {
             Arc::new(repnet_http::RequestLimits::new(
                 &state.config.connections,
                 state.config.max_body_bytes,
-                &[],
+                |_| false,
             )),
             repnet_http::guard_requests,
         ))

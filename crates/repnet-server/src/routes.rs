@@ -25,14 +25,15 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::lookup::{Lookup, assess};
 
-/// Requests whose bodies or answers are streams: they get a progress deadline, not a whole
-/// one, and are not counted as buffered bodies.
-const STREAMED: &[&str] = &[
-    "/v1/admin/imports",
-    "/v1/admin/bundles",
-    "/v1/changes",
-    "/v1/snapshot",
-];
+/// Requests whose bodies or answers are streams, or whose work takes long (a feed's refresh
+/// downloads and imports it): they get a progress deadline, not a whole one, and are not
+/// counted as buffered bodies.
+fn long_request(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/admin/imports" | "/v1/admin/bundles" | "/v1/changes" | "/v1/snapshot"
+    ) || (path.starts_with("/v1/admin/feeds/") && path.ends_with("/refresh"))
+}
 
 pub(crate) fn router(
     state: Arc<AppState>,
@@ -42,7 +43,7 @@ pub(crate) fn router(
     let requests = Arc::new(repnet_http::RequestLimits::new(
         connections,
         max_body_bytes,
-        STREAMED,
+        long_request,
     ));
     let admin = Router::new()
         .route(
