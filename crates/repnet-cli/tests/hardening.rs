@@ -17,6 +17,41 @@ fn gzip_bomb(path: &Path) {
     std::fs::write(path, encoder.finish().unwrap().repeat(96)).unwrap();
 }
 
+/// 300 MiB of zeros in one zip entry, about 300 KB.
+fn zip_bomb(path: &Path) {
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    archive.start_file("list.txt", options).unwrap();
+    let zeros = vec![b'0'; 1 << 20];
+    for _ in 0..300 {
+        archive.write_all(&zeros).unwrap();
+    }
+    archive.finish().unwrap();
+}
+
+/// Found by the fuzzer: a zip whose reader stopped early (a bomb, or an error) killed
+/// `repnet import` with SIGPIPE, silently, exit 141.
+#[test]
+fn a_zip_bomb_ends_the_local_import_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("list.zip");
+    zip_bomb(&bomb);
+    let output = run(repnet()
+        .args([
+            "import", "--format", "hashlist", "--source", "corp", "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .arg(&bomb));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("decompression bomb"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn a_decompression_bomb_is_refused_locally_and_by_the_server() {
     let dir = tempfile::tempdir().unwrap();

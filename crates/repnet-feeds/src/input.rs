@@ -4,10 +4,10 @@
 //! handed back in front of the rest of the stream.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read, Write as _};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::FeedError;
 
@@ -271,8 +271,10 @@ pub(crate) fn open(input: &Input, options: &crate::FeedOptions) -> Result<Opened
     })
 }
 
-/// The largest file of a zip archive, decompressed on a thread into a pipe (the archive's
-/// reader borrows the archive, which a stream handed out cannot).
+/// The largest file of a zip archive, decompressed on a thread into a bounded channel (the
+/// archive's reader borrows the archive, which a stream handed out cannot). A channel, not
+/// an OS pipe: a reader that stops early (an error, a decompression bomb) must end the
+/// thread quietly, where a pipe would raise SIGPIPE, which kills a command-line process.
 fn zip_entry(
     file: Counting<File>,
     keep: Option<tempfile::TempPath>,
@@ -292,9 +294,8 @@ fn zip_entry(
         .max()
         .map(|(_, index)| index)
         .ok_or_else(|| format_error("is a zip archive with no file in it".to_owned()))?;
-    let (reader, mut writer) = std::io::pipe().map_err(read_error(name))?;
-    let failure: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
-    let failed = Arc::clone(&failure);
+    // Four chunks of 64 KiB in flight at most.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
     std::thread::Builder::new()
         .name("repnet-unzip".to_owned())
         .spawn(move || {
@@ -302,67 +303,77 @@ fn zip_entry(
             let mut entry = match archive.by_index(largest) {
                 Ok(entry) => entry,
                 Err(error) => {
-                    *failed.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(std::io::Error::other(error));
+                    let _ = sender.send(Err(std::io::Error::other(error)));
                     return;
                 }
             };
-            // Read and write separately: a read error (damaged data, a checksum that does
-            // not match) must reach the importer, which would otherwise take the end of the
-            // pipe for the end of the feed and retract everything after the damage. A write
-            // error means the reader stopped (an error, or enough rows, on its side).
-            let mut buffer = vec![0u8; 1 << 16];
+            // A read error (damaged data, a checksum that does not match) is sent as an
+            // error: the importer would otherwise take the end of the data for the end of
+            // the feed and retract everything after the damage. A send error means the
+            // reader stopped (an error, or enough rows, on its side).
             loop {
+                let mut buffer = vec![0u8; 1 << 16];
                 match entry.read(&mut buffer) {
                     Ok(0) => break,
                     Ok(read) => {
-                        if writer.write_all(&buffer[..read]).is_err() {
+                        buffer.truncate(read);
+                        if sender.send(Ok(buffer)).is_err() {
                             break;
                         }
                     }
                     Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(error) => {
-                        // Recorded before the pipe closes (when `writer` drops), so the
-                        // reader sees it at the end of the data.
-                        *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                        let _ = sender.send(Err(error));
                         break;
                     }
                 }
             }
         })
         .map_err(read_error(name))?;
-    Ok(Box::new(Unzipped { reader, failure }))
+    Ok(Box::new(Unzipped {
+        receiver,
+        current: Vec::new(),
+        at: 0,
+    }))
 }
 
-/// The decompressed entry, as the thread writes it, ending in the thread's error if it had
+/// The decompressed entry, as the thread sends it, ending in the thread's error if it had
 /// one rather than in a clean end of data.
 struct Unzipped {
-    reader: std::io::PipeReader,
-    failure: Arc<Mutex<Option<std::io::Error>>>,
+    receiver: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
 }
 
 impl Read for Unzipped {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.reader.read(buffer)?;
-        if read == 0
-            && !buffer.is_empty()
-            && let Some(error) = self
-                .failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        {
-            return Err(std::io::Error::new(
-                error.kind(),
-                format!("the zip archive is damaged: {error}"),
-            ));
+        while self.at == self.current.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(error)) => {
+                    return Err(std::io::Error::new(
+                        error.kind(),
+                        format!("the zip archive is damaged: {error}"),
+                    ));
+                }
+                // The thread is done, having sent everything.
+                Err(_) => return Ok(0),
+            }
         }
-        Ok(read)
+        let len = buffer.len().min(self.current.len() - self.at);
+        buffer[..len].copy_from_slice(&self.current[self.at..self.at + len]);
+        self.at += len;
+        Ok(len)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
     fn content(opened: &mut Opened) -> String {

@@ -42,6 +42,21 @@ pub fn scrub_threat(threat: &str) -> Option<String> {
 /// `text` with user folders, host names, e-mail and IP addresses, telephone numbers and
 /// URLs' personal parts replaced, wherever they occur.
 pub fn scrub_text(text: &str) -> String {
+    // A replacement can make a new word (`<phone>` ends at `>`, a delimiter): passes until
+    // nothing changes, so that scrubbing what was scrubbed changes nothing. Two suffice in
+    // practice; the bound is for safety.
+    let mut current = scrub_once(text);
+    for _ in 0..4 {
+        let next = scrub_once(&current);
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+fn scrub_once(text: &str) -> String {
     let words = scrub_words(text);
     let phones = scrub_phones(&words);
     user_folders(&phones)
@@ -114,16 +129,15 @@ fn scrub_token(token: &str) -> String {
     if is_machine_name(core) {
         return format!("<host>{tail}");
     }
-    // `~name/…`: another user's home.
-    if let Some(rest) = core.strip_prefix('~') {
-        let name_end = rest.find('/').unwrap_or(rest.len());
-        if name_end > 0
-            && rest[..name_end]
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return format!("~{}{tail}", &rest[name_end..]);
-        }
+    // `~name/…`: another user's home (a path: `~8` alone means "about eight").
+    if let Some(rest) = core.strip_prefix('~')
+        && let Some(name_end) = rest.find('/')
+        && name_end > 0
+        && rest[..name_end]
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return format!("~{}{tail}", &rest[name_end..]);
     }
     // Paths inside text (`/home/bob/x`): their user folder, as at the start of a path.
     if core.starts_with("/home/") || core.to_ascii_lowercase().starts_with("/users/") {
@@ -599,6 +613,8 @@ mod tests {
             // Found by the fuzzer: a URL whose canonical host holds an unescaped `"`.
             "[[]ftp://objectn:\u{0}\u{f}%22222]ftp://ob\u{7}\u{0}\u{f}%2222222[{\"file\":2",
             r"C:\Users\bob\x@y.com\a",
+            // Found by the fuzzer: `<phone>` ends at a delimiter, and `~8` became a word.
+            "444444444444444~8",
             "see http://a:b@c.example/?q=1 and 203.0.113.9",
             "/Users/x/y",
         ] {
