@@ -171,9 +171,10 @@ impl Upstream {
         true
     }
 
-    /// Pulls until `stop` resolves. A pull under way is finished first (its transaction, and
-    /// the store it holds, are let go of before this returns), so shutdown can wait for a
-    /// snapshot being applied.
+    /// Pulls until `stop` resolves. A download under way is dropped (nothing of it is
+    /// applied: a stalled upstream must not hold up shutdown); one already downloaded and
+    /// being applied is finished first (its transaction, and the store it holds, are let go
+    /// of before this returns).
     pub(crate) async fn run(
         self: Arc<Self>,
         store: Store,
