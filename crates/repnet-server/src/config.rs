@@ -111,7 +111,7 @@ pub struct UpstreamConfig {
     /// Seconds between pulls once caught up.
     #[serde(default = "UpstreamConfig::default_interval")]
     pub interval_seconds: u64,
-    /// Keys asked for per page of changes.
+    /// Changes asked for per page (a server sends at most 100,000, and says where it ended).
     #[serde(default = "UpstreamConfig::default_page_size")]
     pub page_size: usize,
     /// CA certificates (PEM) to trust for the upstream's HTTPS, besides the system's.
