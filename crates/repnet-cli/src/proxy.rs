@@ -38,6 +38,12 @@ pub(crate) struct ProxyArgs {
     /// File holding the admin token; the token can also come from REPNET_ADMIN_TOKEN.
     #[arg(long, env = "REPNET_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "REPNET_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "REPNET_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -75,6 +81,12 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
     if let Some(file) = &args.admin_token_file {
         config.admin_token_file = Some(file.clone());
     }
+    if let Some(cert) = &args.tls_cert {
+        config.tls_cert = Some(cert.clone());
+    }
+    if let Some(key) = &args.tls_key {
+        config.tls_key = Some(key.clone());
+    }
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(Outcome::Clean);
@@ -98,7 +110,8 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
         let proxy = Proxy::new(config, admin_token)?;
         let reloader = proxy.reloader();
         crate::serve::on_hangup(move || reloader.reload())?;
-        tracing::info!(address = %format!("http://{address}"), %upstream, "repnet proxy is listening");
+        let scheme = proxy.scheme();
+        tracing::info!(address = %format!("{scheme}://{address}"), %upstream, "repnet proxy is listening");
         proxy.run(listener, shutdown).await.context("the proxy stopped with an error")?;
         tracing::info!("repnet proxy stopped");
         Ok(Outcome::Clean)

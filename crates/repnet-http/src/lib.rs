@@ -19,6 +19,7 @@
 
 mod body;
 mod connections;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -97,6 +97,8 @@ impl State {
 #[derive(Debug)]
 pub struct Proxy {
     state: Arc<State>,
+    /// HTTPS, when configured.
+    tls: Option<repnet_http::tls::Certificates>,
 }
 
 impl Proxy {
@@ -118,6 +120,26 @@ impl Proxy {
                 key: "connections",
                 message,
             })?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                repnet_http::tls::Certificates::load(cert, key).map_err(|message| {
+                    SettingsError::Invalid {
+                        key: "tls_cert",
+                        message,
+                    }
+                })?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(SettingsError::Invalid {
+                    key: "tls_cert",
+                    message:
+                        "give both tls_cert and tls_key (--tls-cert and --tls-key), or neither"
+                            .to_owned(),
+                }
+                .into());
+            }
+        };
         if config.max_body_bytes < 1024
             || config.connections.max_buffered_body_bytes < config.max_body_bytes as u64
         {
@@ -169,6 +191,7 @@ impl Proxy {
                 registry,
                 changing: tokio::sync::Mutex::new(()),
             }),
+            tls,
         })
     }
 
@@ -191,13 +214,21 @@ impl Proxy {
         let recording = tokio::spawn(Arc::clone(&self.state.devices).record_uses(stop.subscribe()));
         let watching = tokio::spawn(watch_key_file(Arc::clone(&self.state), stop.subscribe()));
         let router = routes::router(Arc::clone(&self.state));
-        let result = repnet_http::serve(
-            repnet_http::TcpAccept(listener),
-            router,
-            self.state.config.connections.clone(),
-            shutdown,
-        )
-        .await;
+        let limits = self.state.config.connections.clone();
+        let result = match self.tls {
+            Some(certificates) => {
+                repnet_http::serve(
+                    repnet_http::tls::TlsListener::new(listener, certificates),
+                    router,
+                    limits,
+                    shutdown,
+                )
+                .await
+            }
+            None => {
+                repnet_http::serve(repnet_http::TcpAccept(listener), router, limits, shutdown).await
+            }
+        };
         let _ = stop.send(true);
         if let Some(follower) = follower {
             let _ = follower.await;
@@ -207,11 +238,18 @@ impl Proxy {
         result
     }
 
-    /// Reads the upstream key file again now (SIGHUP); it is also read whenever it changes.
+    /// Reads the upstream key file again now, and the TLS certificate and key (SIGHUP); the
+    /// key file is also read whenever it changes.
     pub fn reloader(&self) -> Reloader {
         Reloader {
             state: Arc::clone(&self.state),
+            tls: self.tls.clone(),
         }
+    }
+
+    /// `https` when the proxy serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -219,11 +257,15 @@ impl Proxy {
 #[derive(Debug, Clone)]
 pub struct Reloader {
     state: Arc<State>,
+    tls: Option<repnet_http::tls::Certificates>,
 }
 
 impl Reloader {
     pub fn reload(&self) {
         self.state.reload.notify_one();
+        if let Some(tls) = &self.tls {
+            tls.reload();
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct ProxyConfig {
     pub follow_changes: bool,
     /// Seconds between polls of the change log.
     pub follow_interval_seconds: u64,
+    /// PEM certificate chain and private key: serve HTTPS (HTTP/2 by ALPN) instead of HTTP
+    /// (give both). Devices send licence keys to the proxy, on every interface.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Largest request body accepted, in bytes: the server's limit, so that what the proxy
     /// takes the server takes too.
     pub max_body_bytes: usize,
@@ -96,6 +100,8 @@ impl Default for ProxyConfig {
             upstream_timeout_ms: 5_000,
             follow_changes: true,
             follow_interval_seconds: 2,
+            tls_cert: None,
+            tls_key: None,
             max_body_bytes: 4 << 20,
             connections: repnet_http::Limits::default(),
             settings: Settings::default(),

@@ -1061,3 +1061,89 @@ async fn an_upstream_answering_errors_without_end_gets_a_prompt_503() {
         .await
         .expect("the proxy stops");
 }
+
+#[tokio::test]
+async fn the_proxy_serves_https_with_a_private_ca() {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "repnet test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key, ca_file) = (
+        files.path().join("proxy.pem"),
+        files.path().join("proxy.key"),
+        files.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy_with(
+        proxy_dir.path(),
+        &server.base,
+        Settings::default(),
+        |config| {
+            config.tls_cert = Some(cert.clone());
+            config.tls_key = Some(key.clone());
+        },
+    )
+    .await;
+    let base = proxy.base.replace("http://127.0.0.1", "https://localhost");
+    // A device that trusts the CA looks up through it, over HTTP/2 (ALPN).
+    let trusting = Client::with_ca(&base, Some(&ca_file)).unwrap();
+    let answer = trusting
+        .get(repnet_model::ObjectKind::File, EICAR_SHA256, false)
+        .await
+        .unwrap();
+    assert_eq!(answer.verdict, repnet_protocol::Verdict::Untrusted);
+    let http = repnet_client::http_client_builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca_file).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let response = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    // Without the CA it is refused, and plain HTTP is not served.
+    let error = Client::new(&base)
+        .unwrap()
+        .get(repnet_model::ObjectKind::File, EICAR_SHA256, false)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("--ca"), "{error}");
+    assert!(
+        reqwest::get(format!("{}/healthz", proxy.base))
+            .await
+            .is_err(),
+        "plain HTTP must not be answered"
+    );
+    // Only one of the two files: refused at start, naming both.
+    let config = ProxyConfig {
+        data: proxy_dir.path().join("other"),
+        tls_cert: Some(cert.clone()),
+        settings: Settings {
+            upstream: server.base.clone(),
+            ..Settings::default()
+        },
+        ..ProxyConfig::default()
+    };
+    let error = Proxy::new(config, None).unwrap_err().to_string();
+    assert!(error.contains("tls_key"), "{error}");
+    proxy.stop().await;
+    server.stop().await;
+}

@@ -21,7 +21,6 @@ mod routes;
 pub mod settings;
 mod statistics;
 mod sync;
-mod tls;
 mod upstream;
 
 use std::future::Future;
@@ -106,7 +105,7 @@ impl CacheControl {
 #[derive(Debug, Clone)]
 pub struct Reloader {
     upstream: Option<Arc<upstream::Upstream>>,
-    tls: Option<tls::Certificates>,
+    tls: Option<repnet_http::tls::Certificates>,
 }
 
 impl Reloader {
@@ -166,7 +165,7 @@ pub struct Server {
     feeds: Arc<feeds::Feeds>,
     licences: Arc<licences::Licences>,
     upstream: Option<Arc<upstream::Upstream>>,
-    tls: Option<tls::Certificates>,
+    tls: Option<repnet_http::tls::Certificates>,
     /// Taken by `run`, which starts the statistics writer on it.
     statistics: std::sync::Mutex<Option<statistics::Batches>>,
     retention: Duration,
@@ -238,14 +237,14 @@ impl Server {
             None => None,
         };
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(tls::Certificates::load(cert, key).map_err(|message| {
+            (Some(cert), Some(key)) => Some(
+                repnet_http::tls::Certificates::load(cert, key).map_err(|message| {
                     ConfigError::Invalid {
                         key: "tls_cert",
                         message,
                     }
-                })?)
-            }
+                })?,
+            ),
             _ => None,
         };
         let statement_text = match &config.statement_file {
@@ -353,7 +352,7 @@ impl Server {
             match self.tls {
                 Some(certificates) => {
                     repnet_http::serve(
-                        tls::TlsListener::new(listener, certificates),
+                        repnet_http::tls::TlsListener::new(listener, certificates),
                         self.router,
                         self.connections,
                         graceful,

@@ -20,7 +20,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 1024;
 
 /// Loads a PEM certificate chain and private key, for HTTP/2 and HTTP/1.1.
-pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
@@ -50,14 +50,14 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::Serve
 /// The certificate and key in use, read again from their files on SIGHUP (a renewed
 /// certificate is served without a restart).
 #[derive(Debug, Clone)]
-pub(crate) struct Certificates {
+pub struct Certificates {
     cert: std::path::PathBuf,
     key: std::path::PathBuf,
     current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
 }
 
 impl Certificates {
-    pub(crate) fn load(cert: &Path, key: &Path) -> Result<Certificates, String> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Certificates, String> {
         Ok(Certificates {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
@@ -66,7 +66,7 @@ impl Certificates {
     }
 
     /// Reads the files again; a pair that is not usable is logged and the one in use kept.
-    pub(crate) fn reload(&self) {
+    pub fn reload(&self) {
         match server_config(&self.cert, &self.key) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = config;
@@ -86,14 +86,15 @@ impl Certificates {
 }
 
 /// Accepts TCP connections and hands out those whose TLS handshake succeeded.
-pub(crate) struct TlsListener {
+#[derive(Debug)]
+pub struct TlsListener {
     tcp: TcpListener,
     certificates: Certificates,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, certificates: Certificates) -> TlsListener {
+    pub fn new(tcp: TcpListener, certificates: Certificates) -> TlsListener {
         TlsListener {
             tcp,
             certificates,
@@ -102,7 +103,7 @@ impl TlsListener {
     }
 }
 
-impl repnet_http::Accept for TlsListener {
+impl crate::Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr) {
