@@ -221,13 +221,22 @@ pub(crate) fn next_batch(config: &ClientConfig, events: Vec<StatisticsEvent>) ->
     }
 }
 
-/// Scrubs an event the way the server will, before it is queued.
+/// Scrubs an event the way the server will, before it is queued, and more: this device's
+/// home folder and user name wherever they appear (the server cannot know them).
 pub(crate) fn scrubbed(mut event: StatisticsEvent) -> StatisticsEvent {
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    };
+    let home = env(&["HOME", "USERPROFILE"]);
+    let user = env(&["USER", "USERNAME", "LOGNAME"]);
+    let scrub = |text: &str| privacy::scrub_text_for(text, home.as_deref(), user.as_deref());
     event.url = event
         .url
         .map(|url| privacy::scrub_url(&url).unwrap_or_else(|| "<url>".to_owned()));
-    event.name = event.name.map(|name| privacy::scrub_path(&name));
-    event.comment = event.comment.map(|comment| privacy::scrub_text(&comment));
+    event.name = event.name.map(|name| scrub(&name));
+    event.comment = event.comment.map(|comment| scrub(&comment));
     event.threat = event
         .threat
         .and_then(|threat| privacy::scrub_threat(&threat));

@@ -1368,3 +1368,57 @@ fn an_unreadable_file_is_reported_and_the_scan_goes_on() {
             .any(|r| r["verdict"] == "unreadable")
     );
 }
+
+/// The client scrubs what it knows and the server cannot: its own home folder and user
+/// name, wherever they are in a path. Planted, sent in extended mode, and looked for in every
+/// file of the server's data directory.
+#[test]
+fn the_clients_own_home_and_user_name_never_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("client.toml");
+    let data = dir.path().join("data");
+    let home = dir.path().join("home-planted-secret");
+    let folder = home.join("docs").join("plantuser-notes");
+    std::fs::create_dir_all(&folder).unwrap();
+    let sample = folder.join("eicar.com");
+    std::fs::write(&sample, repnet_model::EICAR).unwrap();
+    let server = ServerProcess::start(&data);
+    let with = |args: &[&str]| {
+        run(client(&config)
+            .args(args)
+            .env("REPNET_SERVER", &server.url)
+            .env("HOME", &home)
+            .env("USER", "plantuser"))
+    };
+    assert_eq!(with(&["statement", "--accept"]).status.code(), Some(0));
+    assert_eq!(with(&["participation", "extended"]).status.code(), Some(0));
+    let output = with(&["lookup", sample.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let show = stdout(&with(&["participation", "show"]));
+    assert!(
+        show.contains("\"events\": []"),
+        "everything was sent: {show}"
+    );
+    server.terminate();
+    let mut found_scrubbed = false;
+    let mut stack = vec![data.clone()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for planted in ["plantuser", "home-planted-secret"] {
+            assert!(
+                !bytes
+                    .windows(planted.len())
+                    .any(|w| w == planted.as_bytes()),
+                "{planted} found in {}",
+                path.display()
+            );
+        }
+        let kept = "~/docs/<user>-notes/eicar.com";
+        found_scrubbed |= bytes.windows(kept.len()).any(|w| w == kept.as_bytes());
+    }
+    assert!(found_scrubbed, "the scrubbed name was stored");
+}

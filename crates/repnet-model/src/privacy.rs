@@ -120,11 +120,10 @@ fn scrub_token(token: &str) -> String {
     if core.parse::<IpAddr>().is_ok() {
         return format!("<ip>{tail}");
     }
-    if let Some(at) = core.find('@') {
-        let (local, domain) = (&core[..at], &core[at + 1..]);
-        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
-            return format!("<e-mail>{tail}");
-        }
+    if core.contains('@')
+        && let Some(scrubbed) = emails_in(core)
+    {
+        return scrubbed + tail;
     }
     if is_machine_name(core) {
         return format!("<host>{tail}");
@@ -145,6 +144,44 @@ fn scrub_token(token: &str) -> String {
     }
     let token = mount_options(token);
     embedded_ipv4(&token)
+}
+
+/// `word` with each e-mail address in it replaced, and what surrounds the address kept (a
+/// path's folders: `/home/x/bob@example.com/file.txt`); `None` if it holds none. An address
+/// runs from the characters a local part may hold before its `@` to the characters a domain
+/// may hold after it.
+fn emails_in(word: &str) -> Option<String> {
+    let local_char = |c: char| c.is_alphanumeric() || "._%+-".contains(c);
+    let domain_char = |c: char| c.is_alphanumeric() || ".-".contains(c);
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    let mut found = false;
+    while let Some(at) = rest.find('@') {
+        let local_start = rest[..at]
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| local_char(c))
+            .last()
+            .map_or(at, |(index, _)| index);
+        let after = &rest[at + 1..];
+        let domain_len = after
+            .char_indices()
+            .take_while(|&(_, c)| domain_char(c))
+            .last()
+            .map_or(0, |(index, c)| index + c.len_utf8());
+        let domain = after[..domain_len].trim_end_matches(['.', '-']);
+        if local_start < at && domain.contains('.') && !domain.starts_with('.') {
+            out.push_str(&rest[..local_start]);
+            out.push_str("<e-mail>");
+            found = true;
+            rest = &after[domain.len()..];
+        } else {
+            out.push_str(&rest[..=at]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    found.then_some(out)
 }
 
 /// A Windows-style machine name: upper-case parts joined by hyphens, each with two letters
@@ -306,7 +343,7 @@ fn user_folder_at_start(text: &str) -> String {
             }
         }
     }
-    for home in ["/home/", "/users/"] {
+    for home in ["/home/", "/users/", "/u/"] {
         if lower.starts_with(home) {
             let name_end = text[home.len()..]
                 .find('/')
@@ -329,15 +366,69 @@ fn user_folder_at_start(text: &str) -> String {
 
 /// Folders whose sub-folders are named after users.
 fn holds_users(segment: &str) -> bool {
+    // `profiles$` and `users$`: the hidden shares of roaming profiles and home folders.
+    let segment = segment.strip_suffix('$').unwrap_or(segment);
     [
         "users",
         "home",
+        "homes",
         "documents and settings",
         "profiles",
         "user",
     ]
     .iter()
     .any(|folder| segment.eq_ignore_ascii_case(folder))
+}
+
+/// [`scrub_text`], knowing who the user is: the actual home folder (`$HOME`, `%USERPROFILE%`)
+/// wherever it appears becomes `~`, and the user's name (`$USER`, `%USERNAME%`) wherever it
+/// appears as a word of its own (`bob`, `bob-files`, not `bobcat`) becomes `<user>`. What the
+/// client scrubs before anything is queued; the server, which does not know the user,
+/// scrubs by pattern only.
+pub fn scrub_text_for(text: &str, home: Option<&str>, user: Option<&str>) -> String {
+    let mut text = text.to_owned();
+    if let Some(home) = home.map(|home| home.trim_end_matches(['/', '\\']))
+        && home.len() > 1
+    {
+        text = replace_ignoring_case(&text, home, "~", |_| true);
+    }
+    if let Some(user) = user.filter(|user| user.chars().count() >= 2) {
+        text = replace_ignoring_case(&text, user, USER, |(before, after)| {
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        });
+    }
+    scrub_text(&text)
+}
+
+/// `text` with each occurrence of `needle` (in any ASCII case) that `fits` (given the characters
+/// before and after it) replaced.
+fn replace_ignoring_case(
+    text: &str,
+    needle: &str,
+    with: &str,
+    fits: impl Fn((Option<char>, Option<char>)) -> bool,
+) -> String {
+    // ASCII case only: it keeps every byte where it was, so offsets in the lower-cased
+    // copy are offsets in the text.
+    let haystack = text.to_ascii_lowercase();
+    let pattern = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = haystack[at..].find(pattern.as_str()) {
+        let start = at + found;
+        let end = start + pattern.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        out.push_str(&text[at..start]);
+        if fits((before, after)) {
+            out.push_str(with);
+        } else {
+            out.push_str(&text[start..end]);
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The segment after a folder that [`holds_users`] (past empty and `.` segments) → `<user>`.
@@ -520,6 +611,66 @@ mod tests {
         );
         assert_eq!(scrub_path("/mnt/c/Users/bob/x"), "/mnt/c/Users/<user>/x");
         assert_eq!(scrub_path("~eve/notes.txt"), "~/notes.txt");
+    }
+
+    #[test]
+    fn network_homes_roaming_profiles_and_e_mails_in_paths() {
+        for (path, scrubbed) in [
+            ("/net/home/netuser/x", "/net/home/<user>/x"),
+            ("/u/uuser/x", "~/x"),
+            (
+                r"\\fs01\users$\smbuser\x.exe",
+                r"\\<host>\users$\<user>\x.exe",
+            ),
+            (
+                r"\\fs01\profiles$\roamuser\x",
+                r"\\<host>\profiles$\<user>\x",
+            ),
+            ("/srv/homes/nasuser/x", "/srv/homes/<user>/x"),
+            // An e-mail address in a path: only the address goes.
+            ("/data/bob@example.com/file.txt", "/data/<e-mail>/file.txt"),
+            (
+                r"C:\Temp\invoice-bob@example.com.pdf.exe",
+                r"C:\Temp\<e-mail>",
+            ),
+        ] {
+            assert_eq!(scrub_path(path), scrubbed, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_client_knows_its_user() {
+        let home = Some("/opt/people/Zed.Q");
+        let user = Some("zedq");
+        assert_eq!(
+            scrub_text_for("/opt/people/Zed.Q/projects/zedq-tools/x.exe", home, user),
+            "~/projects/<user>-tools/x.exe"
+        );
+        // A word that merely contains the name stays.
+        assert_eq!(
+            scrub_text_for("/srv/zedquist/a", home, user),
+            "/srv/zedquist/a"
+        );
+        assert_eq!(
+            scrub_text_for("from ZEDQ's desk", None, user),
+            "from <user>'s desk"
+        );
+    }
+
+    proptest::proptest! {
+        /// The client's own user name and home never survive, wherever they are.
+        #[test]
+        fn the_users_own_name_never_survives(
+            name in "zq[a-z0-9]{2,10}",
+            before in "[a-zA-Z0-9/ _.-]{0,12}",
+            after in "[a-zA-Z0-9/ _.-]{0,12}",
+        ) {
+            let home = format!("/weird/place/{name}-home");
+            let text = format!("{before}/{name}/{after} {home}/x {before}");
+            let scrubbed = scrub_text_for(&text, Some(&home), Some(&name));
+            proptest::prop_assert!(!scrubbed.contains(&name), "{} → {}", text, scrubbed);
+            proptest::prop_assert_eq!(scrub_text(&scrubbed), scrubbed.clone());
+        }
     }
 
     #[test]

@@ -231,7 +231,12 @@ async fn no_personal_data_reaches_the_disk() {
         {"type": "sighting", "file": "a4".repeat(32), "name": "file:///C:/Users/fileurl-secret/a.exe"},
         {"type": "detection", "file": "a5".repeat(32), "threat": "Trojan.Found.By.carol.threat-secret@example.org"},
         {"type": "detection", "file": "a6".repeat(32), "threat": "Seen.At.198.51.100.23"},
-        {"type": "false_positive", "file": "a7".repeat(32), "comment": "C:\\Users\\DaveSecret\\x.exe on DAVE-LAPTOP, call +1-202-555-0143"}
+        {"type": "false_positive", "file": "a7".repeat(32), "comment": "C:\\Users\\DaveSecret\\x.exe on DAVE-LAPTOP, call +1-202-555-0143"},
+        // Network homes, roaming profiles, an address in a folder's name.
+        {"type": "sighting", "file": "b1".repeat(32), "name": "/net/home/nethome-secret/a.exe"},
+        {"type": "sighting", "file": "b2".repeat(32), "name": "/u/ushort-secret/a.exe"},
+        {"type": "sighting", "file": "b3".repeat(32), "name": "\\\\fs01\\profiles$\\roaming-secret\\a.exe"},
+        {"type": "sighting", "file": "b4".repeat(32), "name": "/data/mail-secret@example.org/report.pdf.exe"}
     ]);
     let (status, body) = post(&server, &batch(&install, events)).await;
     assert_eq!(status, 202, "{body}");
@@ -256,6 +261,10 @@ async fn no_personal_data_reaches_the_disk() {
         "DaveSecret",
         "DAVE-LAPTOP",
         "202-555-0143",
+        "nethome-secret",
+        "ushort-secret",
+        "roaming-secret",
+        "mail-secret",
         &install,
         &id,
     ];
@@ -282,6 +291,7 @@ async fn no_personal_data_reaches_the_disk() {
         "~/bin/tool",
         "<e-mail>",
         "<ip>",
+        "/data/<e-mail>/report.pdf.exe",
     ] {
         assert!(
             data.windows(kept.len()).any(|w| w == kept.as_bytes()),
