@@ -390,7 +390,10 @@ pub fn scrub_text_for(text: &str, home: Option<&str>, user: Option<&str>) -> Str
     if let Some(home) = home.map(|home| home.trim_end_matches(['/', '\\']))
         && home.len() > 1
     {
-        text = replace_ignoring_case(&text, home, "~", |_| true);
+        // The folder itself, not a longer name it begins (`/root` in `/rootfs`).
+        text = replace_ignoring_case(&text, home, "~", |(_, after)| {
+            !after.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
     }
     if let Some(user) = user.filter(|user| user.chars().count() >= 2) {
         text = replace_ignoring_case(&text, user, USER, |(before, after)| {
@@ -646,10 +649,15 @@ mod tests {
             scrub_text_for("/opt/people/Zed.Q/projects/zedq-tools/x.exe", home, user),
             "~/projects/<user>-tools/x.exe"
         );
-        // A word that merely contains the name stays.
+        // A word that merely contains the name stays, and so does a folder the home's path
+        // begins.
         assert_eq!(
             scrub_text_for("/srv/zedquist/a", home, user),
             "/srv/zedquist/a"
+        );
+        assert_eq!(
+            scrub_text_for("/rootfs/a /root/b", Some("/root"), None),
+            "/rootfs/a ~/b"
         );
         assert_eq!(
             scrub_text_for("from ZEDQ's desk", None, user),
