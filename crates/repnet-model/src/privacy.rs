@@ -742,8 +742,8 @@ mod tests {
             proptest::prop_assert_eq!(scrub_text(&scrubbed), scrubbed.clone());
         }
 
-        /// E-mail and IP addresses do not survive in any text, and scrubbing twice changes
-        /// nothing.
+        /// E-mail and IP addresses and URLs' query strings and fragments do not survive in
+        /// any text, and scrubbing twice changes nothing.
         #[test]
         fn no_address_survives(
             local in "zq[a-z0-9]{1,10}",
@@ -751,7 +751,10 @@ mod tests {
             before in "[a-zA-Z .,:]{0,12}", after in "[a-zA-Z .,:]{0,12}",
         ) {
             let ip = format!("{a}.{b}.{c}.{d}");
-            let text = format!("{before}{local}@example.org {ip} Seen.At.{ip}{after}");
+            let query = format!("{local}q");
+            let text = format!(
+                "{before}{local}@example.org {ip} Seen.At.{ip} https://x.example/a?token={query}#{query}{after}"
+            );
             let scrubbed = scrub_text(&text);
             proptest::prop_assert!(!scrubbed.contains(&local), "{}", scrubbed);
             proptest::prop_assert!(!scrubbed.contains(&ip), "{}", scrubbed);
