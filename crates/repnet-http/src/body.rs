@@ -74,7 +74,7 @@ pub async fn guard_requests(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!(
-                "the request body is larger than the server accepts ({} bytes, max_body_bytes): split the batch into smaller requests",
+                "the request body is larger than accepted here ({} bytes, max_body_bytes): split the batch into smaller requests",
                 limits.max_body_bytes
             ),
             None,

@@ -192,7 +192,7 @@ impl Registry {
             .values()
             .filter(|c| c.evicted.load(Ordering::SeqCst))
             .count();
-        if live.len() - leaving.min(live.len()) >= max {
+        if live.len() - leaving >= max {
             let victim = live
                 .values()
                 .filter(|c| c.idle() && !c.evicted.load(Ordering::SeqCst))

@@ -46,13 +46,7 @@ impl Windowed {
             state.started = now;
             state.counts = HashMap::new();
         }
-        // Whole seconds, rounded up: `Retry-After` must not invite a retry too early.
-        let left = || {
-            let left = self
-                .window
-                .saturating_sub(now.saturating_duration_since(state.started));
-            (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
-        };
+        let left = || self.seconds_left(state.started, now);
         let known = state.counts.len();
         match state.counts.get_mut(&client) {
             Some(count) if *count >= limit => Err(left()),
@@ -78,14 +72,18 @@ impl Windowed {
             return Ok(());
         }
         match state.counts.get(&client) {
-            Some(count) if *count >= limit => {
-                let left = self
-                    .window
-                    .saturating_sub(now.saturating_duration_since(state.started));
-                Err((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
-            }
+            Some(count) if *count >= limit => Err(self.seconds_left(state.started, now)),
             _ => Ok(()),
         }
+    }
+
+    /// The seconds until the window that began at `started` ends, rounded up:
+    /// `Retry-After` must not invite a retry too early.
+    fn seconds_left(&self, started: Instant, now: Instant) -> u64 {
+        let left = self
+            .window
+            .saturating_sub(now.saturating_duration_since(started));
+        (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
     }
 }
 

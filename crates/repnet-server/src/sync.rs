@@ -256,23 +256,16 @@ pub(crate) async fn get_changes(
                         return Some((Ok(chunk), (receiver, writing, slot)));
                     }
                     // The writer is done: a failure must break the stream, not end it.
-                    match writing?.await {
-                        Ok(Ok(_)) => None,
-                        Ok(Err(error)) => {
-                            tracing::error!(%error, "writing a page of changes failed");
-                            Some((
-                                Err(std::io::Error::other("the page could not be written")),
-                                (receiver, None, slot),
-                            ))
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "writing a page of changes failed");
-                            Some((
-                                Err(std::io::Error::other("the page could not be written")),
-                                (receiver, None, slot),
-                            ))
-                        }
-                    }
+                    let failure = match writing?.await {
+                        Ok(Ok(_)) => return None,
+                        Ok(Err(error)) => error.to_string(),
+                        Err(error) => error.to_string(),
+                    };
+                    tracing::error!(error = %failure, "writing a page of changes failed");
+                    Some((
+                        Err(std::io::Error::other("the page could not be written")),
+                        (receiver, None, slot),
+                    ))
                 },
             );
             let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
