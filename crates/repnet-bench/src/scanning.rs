@@ -89,34 +89,32 @@ pub(crate) fn run(
     let sha256sum_parallel = timed(&mut shell(&format!(
         "find {tree_text} -type f -print0 | xargs -0 -P2 -n 1000 sha256sum > /dev/null"
     )))?;
-    let scan =
-        |config: &Path, participation: Option<&str>, extra: &[&str]| -> anyhow::Result<Duration> {
-            if let Some(mode) = participation {
-                std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))?;
-                std::fs::write(config, format!("participation = \"{mode}\"\n"))?;
-            }
-            timed(
-                Command::new(repnet)
-                    .arg("--client-config")
-                    .arg(config)
-                    .args([
-                        "scan",
-                        &tree_text,
-                        "--server",
-                        &format!("http://{server}"),
-                        "--format",
-                        "csv",
-                    ])
-                    .args(extra),
-            )
-        };
+    let scan = |config: &Path, participation: &str, extra: &[&str]| -> anyhow::Result<Duration> {
+        // Chosen, as a user does on the first run (or nothing would be sent).
+        std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(config, format!("participation = \"{participation}\"\n"))?;
+        timed(
+            Command::new(repnet)
+                .arg("--client-config")
+                .arg(config)
+                .args([
+                    "scan",
+                    &tree_text,
+                    "--server",
+                    &format!("http://{server}"),
+                    "--format",
+                    "csv",
+                ])
+                .args(extra),
+        )
+    };
     let sha256_alone = scan(
         &dir.join("sha256").join("client.toml"),
-        Some("off"),
+        "off",
         &["--hashes", "sha256"],
     )?;
-    let hashing_alone = scan(&dir.join("offline").join("client.toml"), Some("off"), &[])?;
-    let scan_time = scan(&dir.join("online").join("client.toml"), None, &[])?;
+    let hashing_alone = scan(&dir.join("offline").join("client.toml"), "off", &[])?;
+    let scan_time = scan(&dir.join("online").join("client.toml"), "basic", &[])?;
     std::fs::remove_dir_all(&dir)?;
     Ok(ScanResults {
         files: FILES,
@@ -191,6 +189,7 @@ pub(crate) fn rescan(
                 .env("XDG_CONFIG_HOME", home.join("config"))
                 .env("XDG_CACHE_HOME", home.join("cache"))
                 .env("XDG_STATE_HOME", home.join("state"))
+                .env("REPNET_PARTICIPATION", "basic")
                 .args([
                     "scan",
                     &tree_text,

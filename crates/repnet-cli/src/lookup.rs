@@ -1,6 +1,7 @@
 //! `repnet lookup`: classify each argument strictly, hash the ones that are files (MD5, SHA-1
-//! and SHA-256 in one read), ask the server in batches (or, with `--private`, by hash prefix
-//! only), and print a table, JSON, NDJSON or CSV. An argument that is none of the kinds is
+//! and SHA-256 in one read), ask the server — web addresses by hash prefix only (files too
+//! with `--private`; everything as is with `--no-private`), the rest in batches — and print
+//! a table, JSON, NDJSON or CSV. An argument that is none of the kinds is
 //! reported and the others are still answered; the exit code says whether everything was
 //! checked. The client's participation decides the rest: `off` answers from the local cache
 //! without any traffic, `extended` also reports first sightings of local files and
@@ -16,7 +17,7 @@ use repnet_protocol::{
     LookupItem, LookupOutput, LookupResult, Reputation, StatisticsEvent, Verdict,
 };
 
-use crate::caches::{Asked, ServerId};
+use crate::caches::{Asked, Caches, ServerId};
 use crate::connect::ServerArgs;
 use crate::hashing::{self, Which};
 use crate::participation::{self, ClientFiles, Mode};
@@ -41,11 +42,15 @@ pub(crate) struct LookupArgs {
     /// Show every contributing source record and why the verdict won.
     #[arg(long)]
     explain: bool,
-    /// Privacy mode: send only 4-byte prefixes of the hashes of the URLs' expressions and of
-    /// the files' hashes, and decide here from the full hashes that come back. The server
-    /// never sees what was looked up.
-    #[arg(long)]
+    /// Files too by hash prefix: send only 4-byte prefixes of the files' hashes, as URLs,
+    /// domains and IP addresses always are, and decide here from the full hashes that come
+    /// back. The server then never sees what was looked up.
+    #[arg(long, conflicts_with = "no_private")]
     private: bool,
+    /// Send URLs, domains and IP addresses as they are instead of by hash prefix (for tools
+    /// and integrations on the server's side, which have nothing to hide from it).
+    #[arg(long)]
+    no_private: bool,
     /// Exit 1 when anything is at least this bad.
     #[arg(long, value_enum, default_value = "untrusted", value_name = "VERDICT")]
     fail_on: FailOn,
@@ -392,67 +397,28 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
     let server = args.connection.url(&config);
     // Answers are cached by the server and key that gave them.
     let server_id = ServerId::new(&server, args.connection.key(&config).as_deref());
+    if !targets.is_empty() {
+        participation::require_choice(files, &mut config, &args.connection).await?;
+    }
     let answered = if targets.is_empty() {
         Vec::new()
-    } else if config.participation == Mode::Off {
+    } else if config.mode() == Mode::Off {
         eprintln!(
             "repnet: participation is off: answers come from the local cache only, nothing is sent (`repnet participation basic` asks the server again)"
         );
         from_cache(files, server_id, targets)?
     } else {
         let client = args.connection.client(&config)?;
-        let answered: Vec<Answered> = if args.private {
-            let mut private = Vec::new();
-            let mut asked = Vec::new();
-            for target in targets {
-                match target.private() {
-                    Ok(query) => {
-                        private.push(query);
-                        asked.push(target);
-                    }
-                    Err(reason) => refused.push((target.input, reason)),
-                }
-            }
-            let answers = client.lookup_private(&private).await?;
-            asked
-                .into_iter()
-                .zip(answers)
-                .map(|(target, answer)| Answered {
-                    target,
-                    reputation: Reputation::from_model(&answer, args.explain),
-                })
-                .collect()
-        } else {
-            let items: Vec<LookupItem<'_>> = targets.iter().map(Target::item).collect();
-            let results = client.lookup_items(&items, args.explain).await?;
-            drop(items);
-            let mut answered = Vec::with_capacity(targets.len());
-            for (target, result) in targets.into_iter().zip(results) {
-                match result {
-                    LookupResult::Reputation(reputation) => {
-                        answered.push(Answered { target, reputation })
-                    }
-                    // A proxy whose upstream is down answers what it has cached; the rest
-                    // could not be checked.
-                    LookupResult::Unavailable(error) => refused.push((
-                        target.input,
-                        format!(
-                            "not checked: {} ({})",
-                            error.error.message, error.error.code
-                        ),
-                    )),
-                }
-            }
-            // For `off` mode later. A cache that cannot be written costs nothing but that.
-            if let Ok(caches) = files.caches() {
-                let kept: Vec<(Asked<'_>, &Reputation)> = answered
-                    .iter()
-                    .map(|a| (a.target.asked(), &a.reputation))
-                    .collect();
-                let _ = caches.save(&[], server_id, &kept);
-            }
-            answered
-        };
+        let caches = files.caches().ok();
+        let answered = ask(
+            &args,
+            &client,
+            caches.as_ref(),
+            server_id,
+            targets,
+            &mut refused,
+        )
+        .await?;
         let events = statistics(&answered);
         participation::queue_and_send(files, &mut config, &client, events).await?;
         answered
@@ -465,6 +431,111 @@ pub(crate) async fn run(args: LookupArgs, files: &ClientFiles) -> anyhow::Result
         .iter()
         .any(|a| args.fail_on.fails(a.reputation.verdict));
     Ok(Outcome::of(failing, !refused.is_empty()))
+}
+
+/// Whether `target` is asked by hash prefix: web addresses unless `--no-private`, everything
+/// with `--private`. Files are asked by their full hashes by default: a file's hash says
+/// which file, not where its user goes, and a full-hash batch is what keeps a scan of a
+/// million files fast (docs/privacy.md).
+fn by_prefix(args: &LookupArgs, target: &Target) -> bool {
+    args.private
+        || (!args.no_private
+            && matches!(
+                target.kind,
+                ObjectKind::Url | ObjectKind::Domain | ObjectKind::Ip
+            ))
+}
+
+/// Asks the server about `targets` (what it cannot answer goes to `refused`), and keeps the
+/// answers in the caches for their lifetime. Prefix answers still fresh in the caches are
+/// not asked again: their lifetime is the server's promise that they stay true that long.
+async fn ask(
+    args: &LookupArgs,
+    client: &repnet_client::Client,
+    caches: Option<&Caches>,
+    server: ServerId,
+    targets: Vec<Target>,
+    refused: &mut Vec<(String, String)>,
+) -> anyhow::Result<Vec<Answered>> {
+    // Answers are put back in the order of the arguments.
+    let mut answered: Vec<(usize, Answered)> = Vec::with_capacity(targets.len());
+    let (mut private, mut privately) = (Vec::new(), Vec::new());
+    let mut direct = Vec::new();
+    for (index, target) in targets.into_iter().enumerate() {
+        if !by_prefix(args, &target) {
+            direct.push((index, target));
+            continue;
+        }
+        let cached = (!args.explain)
+            .then(|| caches.and_then(|caches| caches.answer(server, target.asked())))
+            .flatten();
+        if let Some(reputation) = cached {
+            answered.push((index, Answered { target, reputation }));
+            continue;
+        }
+        match target.private() {
+            Ok(query) => {
+                private.push(query);
+                privately.push((index, target));
+            }
+            Err(reason) => refused.push((target.input, reason)),
+        }
+    }
+    let mut fresh = Vec::new();
+    if !private.is_empty() {
+        match client.lookup_private(&private).await {
+            Ok(answers) => {
+                for ((index, target), answer) in privately.into_iter().zip(answers) {
+                    let reputation = Reputation::from_model(&answer, args.explain);
+                    fresh.push((index, Answered { target, reputation }));
+                }
+            }
+            // A proxy whose upstream is down and that has not cached these prefixes: the
+            // other arguments are still answered.
+            Err(repnet_client::ClientError::Api {
+                status: 500..,
+                code,
+                message,
+            }) => {
+                for (_, target) in privately {
+                    refused.push((target.input, format!("not checked: {message} ({code})")));
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    if !direct.is_empty() {
+        let items: Vec<LookupItem<'_>> = direct.iter().map(|(_, target)| target.item()).collect();
+        let results = client.lookup_items(&items, args.explain).await?;
+        drop(items);
+        for ((index, target), result) in direct.into_iter().zip(results) {
+            match result {
+                LookupResult::Reputation(reputation) => {
+                    fresh.push((index, Answered { target, reputation }))
+                }
+                // A proxy whose upstream is down answers what it has cached; the rest could
+                // not be checked.
+                LookupResult::Unavailable(error) => refused.push((
+                    target.input,
+                    format!(
+                        "not checked: {} ({})",
+                        error.error.message, error.error.code
+                    ),
+                )),
+            }
+        }
+    }
+    // For later lookups and `off` mode. A cache that cannot be written costs nothing but that.
+    if let Some(caches) = caches {
+        let kept: Vec<(Asked<'_>, &Reputation)> = fresh
+            .iter()
+            .map(|(_, a)| (a.target.asked(), &a.reputation))
+            .collect();
+        let _ = caches.save(&[], server, &kept);
+    }
+    answered.extend(fresh);
+    answered.sort_by_key(|(index, _)| *index);
+    Ok(answered.into_iter().map(|(_, answered)| answered).collect())
 }
 
 /// What extended participation reports about a lookup: first sightings of local files, and

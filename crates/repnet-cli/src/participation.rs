@@ -18,13 +18,12 @@ use crate::caches::Caches;
 use crate::connect::ServerArgs;
 
 /// What the client shares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Mode {
     /// No network traffic at all: lookups answer from the local cache.
     Off,
-    /// Lookups only.
-    #[default]
+    /// Lookups only: web addresses by hash prefix, files by their hashes.
     Basic,
     /// Lookups and anonymous statistics (needs the statement accepted).
     Extended,
@@ -38,7 +37,20 @@ impl Mode {
             Mode::Extended => "extended",
         }
     }
+
+    fn parse(text: &str) -> Option<Mode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "o" => Some(Mode::Off),
+            "basic" | "b" => Some(Mode::Basic),
+            "extended" | "e" => Some(Mode::Extended),
+            _ => None,
+        }
+    }
 }
+
+/// The environment variable that chooses the mode for a run, over the configuration (for
+/// fleet installers, and scripts that must not depend on a user's choice).
+pub(crate) const MODE_VARIABLE: &str = "REPNET_PARTICIPATION";
 
 /// `client.toml`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,7 +65,12 @@ pub(crate) struct ClientConfig {
     /// CA certificates (PEM) to trust for an https:// server (flags and `REPNET_CA` win).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ca: Option<PathBuf>,
-    pub(crate) participation: Mode,
+    /// What the user chose; `None` until they choose: nothing is sent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) participation: Option<Mode>,
+    /// `REPNET_PARTICIPATION` for this run: it wins over `participation`, and is not saved.
+    #[serde(skip)]
+    from_environment: Option<Mode>,
     /// The statement version the user accepted; 0 for none.
     pub(crate) statement_version: u32,
     /// This installation's token from the server (`POST /v1/installations`), made at the
@@ -63,6 +80,133 @@ pub(crate) struct ClientConfig {
     /// The random id of earlier versions: read, and dropped at the next save.
     #[serde(skip_serializing)]
     pub(crate) install_id: String,
+}
+
+impl ClientConfig {
+    /// The mode in force: `REPNET_PARTICIPATION`, else the configuration's; `off` while none
+    /// is chosen (commands that would send something ask first: [`require_choice`]).
+    pub(crate) fn mode(&self) -> Mode {
+        self.from_environment
+            .or(self.participation)
+            .unwrap_or(Mode::Off)
+    }
+
+    /// The mode in force and where it comes from, as `participation show` says it.
+    fn mode_and_origin(&self, files: &ClientFiles) -> String {
+        match (self.from_environment, self.participation) {
+            (Some(mode), _) => format!("{} (from {MODE_VARIABLE})", mode.as_str()),
+            (None, Some(mode)) => format!("{} (chosen in {})", mode.as_str(), files.config.display()),
+            (None, None) => "not chosen yet: nothing is sent until it is (`repnet participation off|basic|extended`)".to_owned(),
+        }
+    }
+}
+
+/// Makes sure a participation mode is chosen before anything is sent: on a terminal, the
+/// invitation asks the user (and the answer is saved); elsewhere (scripts, installers) the
+/// command fails with what to run, and nothing is sent.
+pub(crate) async fn require_choice(
+    files: &ClientFiles,
+    config: &mut ClientConfig,
+    connection: &ServerArgs,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if config.from_environment == Some(Mode::Extended) && config.statement_version == 0 {
+        anyhow::bail!(
+            "{MODE_VARIABLE}=extended needs the server's statement accepted first: read it with `repnet statement`, accept it with `repnet statement --accept`; nothing was sent"
+        );
+    }
+    if config.from_environment.is_some() || config.participation.is_some() {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        anyhow::bail!(
+            "nothing was sent: choose what this device shares first, with `repnet participation basic` (lookups: hash prefixes of web addresses, full hashes of files), `repnet participation extended` (and anonymous statistics, once the statement is accepted) or `repnet participation off` (nothing leaves the device); an installer sets {MODE_VARIABLE}=basic in the environment or `participation = \"basic\"` in {} (docs/privacy.md)",
+            files.config.display()
+        );
+    }
+    invite(files, config, connection).await
+}
+
+/// What each mode sends, as the invitation and `participation show` say it (docs/privacy.md
+/// and the server's statement say the same).
+const MODES: &str = concat!(
+    "  off       nothing leaves this device: lookups answer from its local cache only.\n",
+    "  basic     lookups only: hash prefixes of web addresses, full hashes of files. A web\n",
+    "            address goes as 4 bytes of the SHA-256 of each of its expressions, never as\n",
+    "            the URL, the domain or the IP address; a file as its MD5, SHA-1 and SHA-256,\n",
+    "            never its content, name or path. No statistics.\n",
+    "  extended  basic, and anonymous statistics: hashes, sizes and scrubbed names of files\n",
+    "            detected or seen for the first time, web addresses of detections without\n",
+    "            query strings, and your false-positive reports. Only after you accept the\n",
+    "            server's statement; raw statistics are deleted after its retention period\n",
+    "            (`repnet statement` says how long), only counts remain."
+);
+
+/// The invitation: the summary of what each mode sends, then the question, on the terminal.
+async fn invite(
+    files: &ClientFiles,
+    config: &mut ClientConfig,
+    connection: &ServerArgs,
+) -> anyhow::Result<()> {
+    let server = connection.url(config);
+    eprintln!(
+        "repnet takes part in a reputation network: before anything is sent to {server}, choose what this device shares.\n\n{MODES}\n\nNo personal data is collected, processed or stored in any mode. You can change this at any time with `repnet participation off|basic|extended`."
+    );
+    for _ in 0..5 {
+        let Some(answer) = ask("Participation [off/basic/extended]: ")? else {
+            break;
+        };
+        let Some(mode) = Mode::parse(&answer) else {
+            eprintln!("Please answer off, basic or extended.");
+            continue;
+        };
+        if mode == Mode::Extended {
+            let statement = connection.client(config)?.statement().await?;
+            eprintln!(
+                "\nstatement version {}\n\n{}\n\nWhat is collected:",
+                statement.version, statement.text
+            );
+            for category in &statement.categories {
+                eprintln!("- {category}");
+            }
+            match ask("\nDo you accept this statement? [yes/no]: ")? {
+                Some(yes) if matches!(yes.trim().to_ascii_lowercase().as_str(), "yes" | "y") => {
+                    config.statement_version = statement.version;
+                }
+                _ => {
+                    eprintln!(
+                        "Not accepted: no statistics will be sent. Choose off or basic, or extended to read it again."
+                    );
+                    continue;
+                }
+            }
+        }
+        config.participation = Some(mode);
+        files.save(config)?;
+        eprintln!(
+            "participation: {} (saved in {})\n",
+            mode.as_str(),
+            files.config.display()
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no participation mode was chosen, so nothing was sent: run `repnet participation off|basic|extended`"
+    )
+}
+
+/// Asks a question on standard error and reads the answer from standard input; `None` at
+/// its end.
+fn ask(question: &str) -> anyhow::Result<Option<String>> {
+    use std::io::{BufRead as _, Write as _};
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
+    Ok((read > 0).then_some(line))
 }
 
 /// Where the client keeps its files, by the XDG base directory specification: the
@@ -145,8 +289,20 @@ impl ClientFiles {
         }
     }
 
-    /// The configuration; the defaults (basic, nothing accepted) when there is no file yet.
+    /// The configuration, with `REPNET_PARTICIPATION` applied; the defaults (no mode chosen,
+    /// nothing accepted) when there is no file yet.
     pub(crate) fn load(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = self.load_file()?;
+        if let Some(value) = std::env::var_os(MODE_VARIABLE).filter(|value| !value.is_empty()) {
+            let value = value.to_string_lossy();
+            config.from_environment = Some(Mode::parse(&value).with_context(|| {
+                format!("{MODE_VARIABLE}={value:?} is not a participation mode: set it to off, basic or extended")
+            })?);
+        }
+        Ok(config)
+    }
+
+    fn load_file(&self) -> anyhow::Result<ClientConfig> {
         match std::fs::read_to_string(&self.config) {
             Ok(text) => toml::from_str(&text).with_context(|| {
                 format!(
@@ -251,7 +407,7 @@ pub(crate) async fn queue_and_send(
     client: &Client,
     events: Vec<StatisticsEvent>,
 ) -> anyhow::Result<()> {
-    if config.participation != Mode::Extended {
+    if config.mode() != Mode::Extended {
         return Ok(());
     }
     let mut queue = files.queue()?;
@@ -315,7 +471,7 @@ pub(crate) async fn queue_and_send(
                 files.save_queue(&rest)?;
             }
             Err(ClientError::Api { code, .. }) if code == "statement_not_accepted" => {
-                config.participation = Mode::Basic;
+                config.participation = Some(Mode::Basic);
                 files.save(config)?;
                 eprintln!(
                     "repnet: the server's participation statement has changed: participation is back to basic (no statistics) until you read it (`repnet statement`) and accept it (`repnet statement --accept`)"
@@ -357,25 +513,31 @@ pub(crate) async fn participation(
     let mut config = files.load()?;
     match command {
         ParticipationCommand::Show { connection } => {
-            println!("participation: {}", config.participation.as_str());
-            println!("server: {}", connection.url(&config));
+            let server = connection.url(&config);
+            println!("participation: {}", config.mode_and_origin(files));
+            println!("server: {server}");
             match config.statement_version {
                 0 => println!("statement accepted: none"),
                 version => println!("statement accepted: version {version}"),
             }
-            match config.participation {
-                Mode::Off => println!("lookups: none are sent; answers come from the local cache"),
+            println!("what each mode sends:\n{MODES}");
+            let mode = config.mode();
+            let chosen = config.from_environment.or(config.participation).is_some();
+            match mode {
+                _ if !chosen => println!(
+                    "sent now: nothing; lookups and scans ask you to choose first (on a terminal) or stop"
+                ),
+                Mode::Off => println!("sent now: nothing; answers come from the local cache"),
                 Mode::Basic | Mode::Extended => println!(
-                    "lookups: each lookup sends what it asks about: files' hashes (never the files), and URLs, domains and IP addresses as given (`--private` sends 4-byte hash prefixes instead)"
+                    "sent now, to {server}, by each lookup or scan: hash prefixes of web addresses, full hashes of files (MD5, SHA-1, SHA-256), certificates' thumbprints, and the licence key if one is set; `repnet lookup --private` sends prefixes of files' hashes too, `--no-private` web addresses as they are"
                 ),
             }
             let queue = files.queue()?;
-            if config.participation == Mode::Extended {
-                println!("statistics: the next batch, exactly as it would be sent:");
+            if mode == Mode::Extended && chosen {
+                println!("statistics, to {server}: the next batch, exactly as it would be sent:");
             } else {
                 println!(
-                    "statistics: none are sent in {} mode; in extended mode the next batch would be:",
-                    config.participation.as_str()
+                    "statistics: none are sent in this mode; in extended mode the next batch would be:"
                 );
             }
             println!(
@@ -384,13 +546,15 @@ pub(crate) async fn participation(
             );
         }
         ParticipationCommand::Off | ParticipationCommand::Basic => {
-            config.participation = if matches!(command, ParticipationCommand::Off) {
+            let mode = if matches!(command, ParticipationCommand::Off) {
                 Mode::Off
             } else {
                 Mode::Basic
             };
+            config.participation = Some(mode);
             files.save(&mut config)?;
-            println!("participation: {}", config.participation.as_str());
+            println!("participation: {}", mode.as_str());
+            overridden(&config);
         }
         ParticipationCommand::Extended { connection } => {
             let statement = connection.client(&config)?.statement().await?;
@@ -400,15 +564,26 @@ pub(crate) async fn participation(
                     statement.version
                 );
             }
-            config.participation = Mode::Extended;
+            config.participation = Some(Mode::Extended);
             files.save(&mut config)?;
             println!(
                 "participation: extended (statement version {})",
                 statement.version
             );
+            overridden(&config);
         }
     }
     Ok(Outcome::Clean)
+}
+
+/// Says so when `REPNET_PARTICIPATION` will win over what was just saved.
+fn overridden(config: &ClientConfig) {
+    if let Some(mode) = config.from_environment {
+        eprintln!(
+            "repnet: {MODE_VARIABLE}={} is set: it wins over the configuration while it is",
+            mode.as_str()
+        );
+    }
 }
 
 /// `repnet statement [--accept]`.
@@ -447,10 +622,10 @@ pub(crate) async fn report_false_positive(
     comment: Option<String>,
 ) -> anyhow::Result<Outcome> {
     let mut config = files.load()?;
-    if config.participation != Mode::Extended {
+    if config.mode() != Mode::Extended {
         anyhow::bail!(
             "false-positive reports are statistics: they are sent in extended participation only (now: {}); see `repnet statement` and `repnet participation extended`",
-            config.participation.as_str()
+            config.mode_and_origin(files)
         );
     }
     let reported = crate::lookup::reported_object(target)?;
@@ -527,11 +702,11 @@ pub(crate) fn config(files: &ClientFiles, command: ConfigCommand) -> anyhow::Res
                     |ca| ca.display().to_string()
                 )
             );
-            println!("participation: {}", config.participation.as_str());
+            println!("participation: {}", config.mode_and_origin(files));
             println!("caches: {}", files.cache_dir.display());
             println!("state: {}", files.state_dir.display());
             println!(
-                "(REPNET_SERVER, REPNET_KEY, REPNET_CA and the flags --server, --key, --ca win over these)"
+                "(REPNET_SERVER, REPNET_KEY, REPNET_CA, REPNET_PARTICIPATION and the flags --server, --key, --ca win over these)"
             );
         }
         ConfigCommand::Set { name, value } => {

@@ -512,27 +512,20 @@ async fn look_up(
 pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut config = files.load()?;
+    participation::require_choice(files, &mut config, &args.connection).await?;
     let server = args.connection.url(&config);
     let client = args.connection.client(&config)?;
     // Answers are cached by the server and key that gave them.
     let server_id = ServerId::new(&server, args.connection.key(&config).as_deref());
     let caches = Arc::new(files.caches()?);
     if args.recheck {
-        return recheck(
-            &args,
-            files,
-            &client,
-            &caches,
-            server_id,
-            config.participation,
-        )
-        .await;
+        return recheck(&args, files, &client, &caches, server_id, config.mode()).await;
     }
     let mut results: Vec<Scanned> = Vec::new();
     let jobs = walk(&args, &mut results)?;
     let total_bytes: u64 = jobs.iter().map(|job| job.size).sum();
     let progress = Arc::new(Progress::new(total_bytes));
-    let online = config.participation != Mode::Off;
+    let online = config.mode() != Mode::Off;
     let keep_answers = args.format.shows_answers();
 
     // Hashing threads take jobs by index and hand each file to the lookup side at once.
@@ -698,7 +691,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
             "repnet: {server} could not answer for {unchecked} file(s) (unreachable, or a proxy whose upstream is down): they are marked unknown (offline); `repnet scan --recheck` looks them up later"
         );
     }
-    if config.participation == Mode::Off {
+    if config.mode() == Mode::Off {
         eprintln!("repnet: participation is off: verdicts come from the local cache only");
     }
 

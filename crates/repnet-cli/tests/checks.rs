@@ -421,6 +421,8 @@ fn client_caches_belong_to_one_server_and_live_in_the_xdg_directories() {
             .env_remove("XDG_CACHE_HOME")
             .env_remove("XDG_STATE_HOME")
             .env("HOME", &home)
+            // As a fleet's installer chooses for its users (docs/privacy.md).
+            .env("REPNET_PARTICIPATION", "basic")
             .args(args);
         run(&mut command)
     };

@@ -106,7 +106,7 @@ impl PrivateTarget {
     fn decide(&self, found: &HashSearchResponse) -> repnet_model::Reputation {
         let ttl = repnet_model::TtlPolicy {
             known: found.cache_seconds,
-            unknown: found.cache_seconds,
+            unknown: found.unknown_cache_seconds.unwrap_or(found.cache_seconds),
         };
         let lookup = |kind: &str, hash: String| {
             found
@@ -607,6 +607,7 @@ impl Client {
         let mut all = HashSearchResponse {
             matches: Vec::new(),
             cache_seconds: u32::MAX,
+            unknown_cache_seconds: None,
         };
         for chunk in prefixes.chunks(repnet_protocol::MAX_PREFIXES) {
             let mut body = HashSearchRequest::default();
@@ -625,9 +626,17 @@ impl Client {
             let response: HashSearchResponse = self.send(self.keyed(request)).await?;
             all.matches.extend(response.matches);
             all.cache_seconds = all.cache_seconds.min(response.cache_seconds);
+            let unknown = response
+                .unknown_cache_seconds
+                .unwrap_or(response.cache_seconds);
+            all.unknown_cache_seconds = Some(
+                all.unknown_cache_seconds
+                    .map_or(unknown, |u| u.min(unknown)),
+            );
         }
         if prefixes.is_empty() {
             all.cache_seconds = 0;
+            all.unknown_cache_seconds = Some(0);
         }
         Ok(all)
     }

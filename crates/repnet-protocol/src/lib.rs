@@ -29,7 +29,8 @@ pub use lookup::{
     parse_lookup_request, rfc3339,
 };
 pub use search::{
-    HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, parse_prefix, parse_prefix_of,
+    HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, SearchedPrefix, parse_prefix,
+    parse_prefix_of,
 };
 pub use view::{LookupResponseJson, ReputationJson};
 

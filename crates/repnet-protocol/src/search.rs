@@ -36,7 +36,28 @@ impl HashSearchRequest {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every prefix, parsed, with its kind; or the first bad one's field (`prefixes[3]`) and
+    /// what is wrong with it.
+    pub fn parsed(&self) -> Result<Vec<SearchedPrefix>, (String, model::ParseError)> {
+        let mut prefixes = Vec::with_capacity(self.len());
+        for (field, kind, texts) in [
+            ("prefixes", model::HashKind::Sha256, &self.prefixes),
+            ("sha1_prefixes", model::HashKind::Sha1, &self.sha1_prefixes),
+            ("md5_prefixes", model::HashKind::Md5, &self.md5_prefixes),
+        ] {
+            for (index, text) in texts.iter().enumerate() {
+                let bytes = parse_prefix_of(kind, text)
+                    .map_err(|error| (format!("{field}[{index}]"), error))?;
+                prefixes.push((kind, bytes));
+            }
+        }
+        Ok(prefixes)
+    }
 }
+
+/// A parsed prefix: its hash kind and bytes.
+pub type SearchedPrefix = (model::HashKind, Vec<u8>);
 
 /// One full hash that starts with a requested prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -113,8 +134,13 @@ impl HashMatch {
 pub struct HashSearchResponse {
     /// Every full hash that starts with one of the prefixes, with its verdict.
     pub matches: Vec<HashMatch>,
-    /// Seconds the client may keep these results for these prefixes.
+    /// Seconds the client may keep these results for these prefixes: the answers are
+    /// complete for each prefix, so a client decides from them without asking again.
     pub cache_seconds: u32,
+    /// Seconds the client may keep an `unknown` answer (one whose prefixes matched nothing
+    /// that decides it); `cache_seconds` when absent (servers before 0.10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_cache_seconds: Option<u32>,
 }
 
 /// Parses a hexadecimal prefix of a SHA-256: 8 to 64 characters (4 to 32 bytes), an even

@@ -9,8 +9,10 @@ use std::time::Duration;
 // Tokio's clock, so that tests can pause it and let entries expire without waiting.
 use tokio::time::Instant;
 
-use repnet_model::ObjectKind;
+use repnet_model::{HashKind, ObjectKind};
 use repnet_protocol::Reputation;
+
+use crate::upstream::{Prefix, PrefixAnswer};
 
 /// What was asked: the object's type and canonical text. A file asked for by several hashes
 /// is their canonical texts joined by commas, the strongest first ([`file_key`]).
@@ -84,6 +86,69 @@ pub(crate) enum Cached {
 
 pub(crate) struct Cache {
     entries: quick_cache::sync::Cache<Key, Entry, Weight>,
+    /// Privacy-mode searches' answers, by prefix: a quarter of the entries and bytes.
+    prefixes: quick_cache::sync::Cache<Prefix, PrefixEntry, Weight>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixEntry {
+    answer: Arc<PrefixAnswer>,
+    inserted: Instant,
+    expires: Instant,
+    bytes: u64,
+}
+
+impl quick_cache::Weighter<Prefix, PrefixEntry> for Weight {
+    fn weight(&self, _key: &Prefix, entry: &PrefixEntry) -> u64 {
+        entry.bytes.max(self.floor)
+    }
+}
+
+/// What the upstream's change log named since the last look, as the caches need it.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Short forms ([`short_key`]) of the changed storage keys.
+    pub(crate) short: std::collections::HashSet<u64>,
+    /// The changed keys a privacy search finds, by kind and their first four bytes.
+    searched: std::collections::HashMap<(HashKind, [u8; 4]), Vec<Vec<u8>>>,
+    /// Whether a file changed: a file's answer under one hash holds the records of all its
+    /// hashes, so a cached prefix answer with a file in it may be wrong now.
+    file: bool,
+}
+
+impl Changes {
+    /// Notes a storage key the change log named.
+    pub(crate) fn add(&mut self, key: &[u8]) {
+        self.short.insert(short_key(key));
+        if let Some((kind, hash, file)) = repnet_store::searched_as(key)
+            && let Some(first) = hash.first_chunk::<4>()
+        {
+            self.searched
+                .entry((kind, *first))
+                .or_default()
+                .push(hash.to_vec());
+            self.file |= file;
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.short.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.short.len()
+    }
+
+    /// Whether the cached answer for `prefix` may be wrong now: a changed key is under it,
+    /// or it holds a file and a file changed.
+    fn touch(&self, prefix: &Prefix, answer: &PrefixAnswer) -> bool {
+        let under = prefix.bytes.first_chunk::<4>().is_some_and(|first| {
+            self.searched
+                .get(&(prefix.kind, *first))
+                .is_some_and(|hashes| hashes.iter().any(|h| h.starts_with(&prefix.bytes)))
+        });
+        under || (self.file && answer.matches.iter().any(|m| m.kind == "file"))
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -96,13 +161,21 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     /// A cache of at most `max_entries` answers and about `max_bytes` bytes.
+    /// Three quarters of both go to answers about objects, a quarter to privacy-mode
+    /// searches' answers.
     pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Cache {
-        let max_entries = max_entries.max(1);
+        let max_entries = max_entries.max(4);
         let floor = (max_bytes / max_entries as u64).max(1);
+        let (objects, prefixes) = (max_entries - max_entries / 4, max_entries / 4);
         Cache {
             entries: quick_cache::sync::Cache::with_weighter(
-                max_entries,
-                floor.saturating_mul(max_entries as u64),
+                objects,
+                floor.saturating_mul(objects as u64),
+                Weight { floor },
+            ),
+            prefixes: quick_cache::sync::Cache::with_weighter(
+                prefixes,
+                floor.saturating_mul(prefixes as u64),
                 Weight { floor },
             ),
         }
@@ -110,7 +183,48 @@ impl Cache {
 
     /// About the bytes the cache holds.
     pub(crate) fn bytes(&self) -> u64 {
-        self.entries.weight()
+        self.entries.weight() + self.prefixes.weight()
+    }
+
+    /// The answer for one prefix, how long ago the upstream gave it, and whether it is still
+    /// fresh (an expired one is served only when the upstream cannot answer).
+    pub(crate) fn get_prefix(
+        &self,
+        prefix: &Prefix,
+        now: Instant,
+    ) -> Option<(Arc<PrefixAnswer>, Duration, bool)> {
+        let entry = self.prefixes.get(prefix)?;
+        Some((
+            entry.answer,
+            now.saturating_duration_since(entry.inserted),
+            entry.expires > now,
+        ))
+    }
+
+    /// Keeps the answer for one prefix: for the upstream's lifetime of an unknown answer
+    /// when nothing is under the prefix, of a known one otherwise.
+    pub(crate) fn insert_prefix(&self, prefix: Prefix, answer: Arc<PrefixAnswer>, now: Instant) {
+        let seconds = if answer.matches.is_empty() {
+            answer.unknown_cache_seconds
+        } else {
+            answer.cache_seconds
+        };
+        let bytes = answer
+            .matches
+            .iter()
+            .map(|found| repnet_protocol::to_json(found).len() as u64)
+            .sum::<u64>()
+            + prefix.bytes.len() as u64
+            + 120;
+        self.prefixes.insert(
+            prefix,
+            PrefixEntry {
+                answer,
+                inserted: now,
+                expires: now + Duration::from_secs(u64::from(seconds)),
+                bytes,
+            },
+        );
     }
 
     pub(crate) fn get(&self, key: &Key, now: Instant) -> Cached {
@@ -142,19 +256,22 @@ impl Cache {
     }
 
     /// Drops every answer that depends on one of `changed`; answers how many went.
-    pub(crate) fn invalidate(&self, changed: &std::collections::HashSet<u64>) -> usize {
-        let before = self.entries.len();
+    pub(crate) fn invalidate(&self, changed: &Changes) -> usize {
+        let before = self.len();
         self.entries
-            .retain(|_, entry| !entry.keys.iter().any(|key| changed.contains(key)));
-        before - self.entries.len()
+            .retain(|_, entry| !entry.keys.iter().any(|key| changed.short.contains(key)));
+        self.prefixes
+            .retain(|prefix, entry| !changed.touch(prefix, &entry.answer));
+        before - self.len()
     }
 
     pub(crate) fn clear(&self) {
         self.entries.clear();
+        self.prefixes.clear();
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.prefixes.len()
     }
 }
 
@@ -197,13 +314,88 @@ mod tests {
             vec![short_key(&[0x40, 9, 9])],
             Instant::now(),
         );
-        let changed = [short_key(&[0x40, 1, 2])].into_iter().collect();
+        let mut changed = Changes::default();
+        changed.add(&[0x40, 1, 2]);
         assert_eq!(cache.invalidate(&changed), 1);
         assert!(matches!(cache.get(&key, Instant::now()), Cached::Missing));
         assert!(matches!(
             cache.get(&other, Instant::now()),
             Cached::Fresh(..)
         ));
+    }
+
+    fn found(kind: &str, hash: &str) -> repnet_protocol::HashMatch {
+        repnet_protocol::HashMatch {
+            hash: hash.to_owned(),
+            kind: kind.to_owned(),
+            verdict: repnet_protocol::Verdict::Untrusted,
+            threat: None,
+            categories: Vec::new(),
+            confidence: 90,
+            source: None,
+            records: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefix_answers_are_dropped_by_changes_under_them_and_by_any_file_they_hold() {
+        let cache = Cache::new(100, 1 << 20);
+        let prefix = |kind, bytes: &[u8]| Prefix {
+            kind,
+            bytes: bytes.to_vec(),
+        };
+        let answer = |matches| {
+            Arc::new(PrefixAnswer {
+                matches,
+                cache_seconds: 3600,
+                unknown_cache_seconds: 300,
+            })
+        };
+        let empty_url = prefix(HashKind::Sha256, &[1, 2, 3, 4]);
+        let longer = prefix(HashKind::Sha256, &[1, 2, 3, 4, 5]);
+        let url = prefix(HashKind::Sha256, &[9, 9, 9, 9]);
+        let file = prefix(HashKind::Md5, &[7, 7, 7, 7]);
+        let now = Instant::now();
+        cache.insert_prefix(empty_url.clone(), answer(Vec::new()), now);
+        cache.insert_prefix(longer.clone(), answer(Vec::new()), now);
+        cache.insert_prefix(
+            url.clone(),
+            answer(vec![found("url", &"09".repeat(32))]),
+            now,
+        );
+        cache.insert_prefix(
+            file.clone(),
+            answer(vec![found("file", &"07".repeat(16))]),
+            now,
+        );
+        // Empty answers live for the unknown lifetime, the others for the known one.
+        tokio::time::advance(Duration::from_secs(301)).await;
+        assert!(matches!(
+            cache.get_prefix(&empty_url, Instant::now()),
+            Some((_, _, false))
+        ));
+        assert!(matches!(
+            cache.get_prefix(&url, Instant::now()),
+            Some((_, _, true))
+        ));
+
+        // A new URL expression under 01020304 (but not under 0102030405).
+        let mut changed = Changes::default();
+        let mut key = vec![0x40, 1, 2, 3, 4, 6];
+        key.resize(33, 0);
+        changed.add(&key);
+        assert_eq!(cache.invalidate(&changed), 1);
+        assert!(cache.get_prefix(&empty_url, Instant::now()).is_none());
+        assert!(cache.get_prefix(&longer, Instant::now()).is_some());
+        // A file changed under another of its hashes: the answer holding a file goes, the
+        // one holding only a URL stays.
+        let mut changed = Changes::default();
+        let mut key = vec![0x01, 0xee];
+        key.resize(33, 0);
+        changed.add(&key);
+        assert_eq!(cache.invalidate(&changed), 1);
+        assert!(cache.get_prefix(&file, Instant::now()).is_none());
+        assert!(cache.get_prefix(&url, Instant::now()).is_some());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::State;
 use crate::cache::{Cached, Key};
-use crate::upstream::{Outcome, UpstreamError};
+use crate::upstream::{Outcome, Prefix, PrefixAnswer, UpstreamError};
 
 type Shared = Arc<State>;
 
@@ -136,7 +136,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/certificates/{value}", get(get_certificate))
         .route("/v1/urls", get(get_url))
         .route("/v1/lookup", post(lookup_batch))
-        .route("/v1/hashes:search", post(pass_through))
+        .route("/v1/hashes:search", post(search_hashes))
         .route("/v1/statement", get(pass_through))
         // Enrolment goes to the server with the proxy's licence key: the fleet's
         // installations are bound to it.
@@ -344,8 +344,8 @@ fn dependencies(key: &Key, reputation: &Reputation) -> Vec<u64> {
         .collect()
 }
 
-/// How an answer was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an answer was found; a response of several answers is the worst of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Source {
     Hit,
     Miss,
@@ -666,6 +666,124 @@ async fn lookup_batch(
         .headers_mut()
         .insert("x-repnet-cache", overall.header());
     response
+}
+
+/// Privacy-mode searches: each prefix answered from the cache while fresh, the others
+/// coalesced with other devices' prefixes and asked upstream in one search. An expired
+/// answer serves when the upstream cannot answer (with `cache_seconds` 0). Like the server,
+/// the proxy learns only prefixes.
+async fn search_hashes(
+    Extract(state): Extract<Shared>,
+    JsonPayload(body): JsonPayload,
+) -> Response {
+    let request: repnet_protocol::HashSearchRequest = match repnet_protocol::parse_body(&body) {
+        Ok(request) => request,
+        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+    };
+    if request.len() > repnet_protocol::MAX_PREFIXES {
+        return Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the search has {} prefixes; the limit is {}: split it into several requests",
+                request.len(),
+                repnet_protocol::MAX_PREFIXES
+            ),
+        )
+        .into_response();
+    }
+    let mut prefixes: Vec<Prefix> = match request.parsed() {
+        Ok(parsed) => parsed
+            .into_iter()
+            .map(|(kind, bytes)| Prefix { kind, bytes })
+            .collect(),
+        Err((field, error)) => {
+            return Failure::bad(error.code(), format!("{field}: {error}")).into_response();
+        }
+    };
+    prefixes.sort_by(|a, b| (a.kind as u8, &a.bytes).cmp(&(b.kind as u8, &b.bytes)));
+    prefixes.dedup();
+    let answers = futures_util::future::join_all(
+        prefixes
+            .into_iter()
+            .map(|prefix| search_answer(&state, prefix)),
+    )
+    .await;
+    let mut response = repnet_protocol::HashSearchResponse {
+        matches: Vec::new(),
+        cache_seconds: u32::MAX,
+        unknown_cache_seconds: Some(u32::MAX),
+    };
+    let mut overall = Source::Hit;
+    let mut seen = std::collections::HashSet::new();
+    for answer in answers {
+        let (answer, age, source) = match answer {
+            Ok(answered) => answered,
+            // A search is answered whole or not at all: a client decides from all of it.
+            Err(failure) => return failure.into_response(),
+        };
+        overall = overall.max(source);
+        // The upstream's lifetimes, less the time the answer has spent here; nothing for
+        // an answer served stale.
+        let left = |seconds: u32| match source {
+            Source::Stale => 0,
+            _ => seconds.saturating_sub(age),
+        };
+        response.cache_seconds = response.cache_seconds.min(left(answer.cache_seconds));
+        response.unknown_cache_seconds = response
+            .unknown_cache_seconds
+            .map(|u| u.min(left(answer.unknown_cache_seconds)));
+        // A hash under two of the prefixes (one longer than the other) is sent once.
+        for found in &answer.matches {
+            if seen.insert((found.kind.clone(), found.hash.clone())) {
+                response.matches.push(found.clone());
+            }
+        }
+    }
+    if response.cache_seconds == u32::MAX {
+        (response.cache_seconds, response.unknown_cache_seconds) = (0, Some(0));
+    }
+    let mut reply = json(StatusCode::OK, repnet_protocol::to_json(&response));
+    reply
+        .headers_mut()
+        .insert("x-repnet-cache", overall.header());
+    reply
+}
+
+/// The answer for one prefix, how many seconds it has been cached, and how it was found.
+async fn search_answer(
+    state: &State,
+    prefix: Prefix,
+) -> Result<(Arc<PrefixAnswer>, u32, Source), Failure> {
+    let cache = state.cache();
+    let seconds = |age: std::time::Duration| u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+    let expired = match cache.get_prefix(&prefix, tokio::time::Instant::now()) {
+        Some((answer, age, true)) => {
+            state.metrics.hits.inc();
+            return Ok((answer, seconds(age), Source::Hit));
+        }
+        Some((answer, age, false)) => Some((answer, age)),
+        None => None,
+    };
+    state.metrics.misses.inc();
+    match state.upstream().search(prefix.clone()).await {
+        Ok(answer) => {
+            cache.insert_prefix(prefix, Arc::clone(&answer), tokio::time::Instant::now());
+            state.metrics.cache_entries.set(cache.len() as i64);
+            state
+                .metrics
+                .cache_bytes
+                .set(i64::try_from(cache.bytes()).unwrap_or(i64::MAX));
+            Ok((answer, 0, Source::Miss))
+        }
+        Err(error) => match expired {
+            Some((answer, age)) if !matches!(error, UpstreamError::Refused { .. }) => {
+                state.metrics.stale.inc();
+                Ok((answer, seconds(age), Source::Stale))
+            }
+            _ => Err(unavailable(&error)),
+        },
+    }
 }
 
 /// Sends a request upstream as it came, and its answer back.

@@ -7,7 +7,7 @@
 //! `POST /v1/lookup`. An upstream that fails several times in a row is left alone for a
 //! while (the breaker opens: misses fail at once), then tried again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use repnet_client::{Client, ClientError};
+use repnet_model::HashKind;
 use repnet_protocol::{LookupItem, LookupResult, Reputation};
 use tokio::sync::{mpsc, oneshot};
 
@@ -113,7 +114,7 @@ impl Metrics {
     }
 }
 
-type Reply = oneshot::Sender<Result<Reputation, UpstreamError>>;
+type Reply<A> = oneshot::Sender<Result<A, UpstreamError>>;
 
 /// The circuit breaker's state.
 #[derive(Debug, Default)]
@@ -152,7 +153,8 @@ impl Outcome {
 #[derive(Debug)]
 pub(crate) struct Upstream {
     client: Client,
-    asks: mpsc::UnboundedSender<(Key, Reply)>,
+    asks: mpsc::UnboundedSender<(Key, Reply<Reputation>)>,
+    searches: mpsc::UnboundedSender<(Prefix, Reply<Arc<PrefixAnswer>>)>,
     breaker: Arc<Mutex<Breaker>>,
     pub(crate) metrics: Metrics,
 }
@@ -183,7 +185,15 @@ impl Upstream {
         }
         let (asks, receiver) = mpsc::unbounded_channel();
         let breaker = Arc::new(Mutex::new(Breaker::default()));
-        tokio::spawn(batcher(
+        tokio::spawn(batcher::<Lookups>(
+            client.clone(),
+            receiver,
+            window,
+            Arc::clone(&breaker),
+            metrics.clone(),
+        ));
+        let (searches, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(batcher::<Searches>(
             client.clone(),
             receiver,
             window,
@@ -193,6 +203,7 @@ impl Upstream {
         Ok(Upstream {
             client,
             asks,
+            searches,
             breaker,
             metrics,
         })
@@ -204,15 +215,13 @@ impl Upstream {
 
     /// Asks the upstream about one object, coalesced and batched with other misses.
     pub(crate) async fn ask(&self, key: Key) -> Result<Reputation, UpstreamError> {
-        let (reply, answer) = oneshot::channel();
-        self.asks
-            .send((key, reply))
-            .map_err(|_| UpstreamError::Unavailable("the proxy is stopping".to_owned()))?;
-        answer.await.unwrap_or_else(|_| {
-            Err(UpstreamError::Unavailable(
-                "the proxy is stopping".to_owned(),
-            ))
-        })
+        wait_for(&self.asks, key).await
+    }
+
+    /// Asks the upstream for every full hash under one prefix, coalesced and batched with
+    /// other devices' prefixes.
+    pub(crate) async fn search(&self, prefix: Prefix) -> Result<Arc<PrefixAnswer>, UpstreamError> {
+        wait_for(&self.searches, prefix).await
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -238,6 +247,16 @@ impl Upstream {
     pub(crate) fn note(&self, outcome: Outcome) {
         note(&self.breaker, &self.metrics, outcome);
     }
+}
+
+async fn wait_for<Q, A>(
+    batcher: &mpsc::UnboundedSender<(Q, Reply<A>)>,
+    question: Q,
+) -> Result<A, UpstreamError> {
+    let stopping = || UpstreamError::Unavailable("the proxy is stopping".to_owned());
+    let (reply, answer) = oneshot::channel();
+    batcher.send((question, reply)).map_err(|_| stopping())?;
+    answer.await.unwrap_or_else(|_| Err(stopping()))
 }
 
 fn record(breaker: &Mutex<Breaker>, metrics: &Metrics, started: Instant, outcome: Outcome) {
@@ -287,31 +306,140 @@ fn note(breaker: &Mutex<Breaker>, metrics: &Metrics, outcome: Outcome) {
     }
 }
 
+/// A kind of question the proxy coalesces and batches upstream: lookups of objects, and
+/// privacy-mode searches by hash prefix.
+pub(crate) trait Questions: Send + Sync + 'static {
+    type Question: Clone + Eq + std::hash::Hash + Send + Sync + 'static;
+    type Answer: Clone + Send + 'static;
+    /// The most questions in one upstream request.
+    const LIMIT: usize;
+    /// Asks the upstream all of `questions` in one request; answers them in their order.
+    fn ask(
+        client: &Client,
+        questions: &[Self::Question],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Answer, UpstreamError>>, ClientError>> + Send;
+}
+
+/// Lookups of objects (`POST /v1/lookup`).
+pub(crate) struct Lookups;
+
+impl Questions for Lookups {
+    type Question = Key;
+    type Answer = Reputation;
+    const LIMIT: usize = repnet_client::BATCH_LIMIT;
+
+    async fn ask(
+        client: &Client,
+        keys: &[Key],
+    ) -> Result<Vec<Result<Reputation, UpstreamError>>, ClientError> {
+        let items: Vec<LookupItem<'_>> = keys.iter().map(crate::cache::item).collect();
+        let answers = client.lookup_items(&items, false).await?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                LookupResult::Reputation(reputation) => Ok(reputation),
+                // An upstream that is itself a proxy may not answer every item.
+                LookupResult::Unavailable(error) => Err(UpstreamError::Unavailable(format!(
+                    "{}: {}",
+                    error.error.code, error.error.message
+                ))),
+            })
+            .collect())
+    }
+}
+
+/// Privacy-mode searches (`POST /v1/hashes:search`), one prefix per question.
+pub(crate) struct Searches;
+
+impl Questions for Searches {
+    type Question = Prefix;
+    type Answer = Arc<PrefixAnswer>;
+    const LIMIT: usize = repnet_protocol::MAX_PREFIXES;
+
+    async fn ask(
+        client: &Client,
+        prefixes: &[Prefix],
+    ) -> Result<Vec<Result<Arc<PrefixAnswer>, UpstreamError>>, ClientError> {
+        let asked: Vec<(HashKind, Vec<u8>)> = prefixes
+            .iter()
+            .map(|prefix| (prefix.kind, prefix.bytes.clone()))
+            .collect();
+        let response = client.search_prefixes(&asked).await?;
+        let unknown_cache_seconds = response
+            .unknown_cache_seconds
+            .unwrap_or(response.cache_seconds);
+        Ok(prefixes
+            .iter()
+            .map(|prefix| {
+                Ok(Arc::new(PrefixAnswer {
+                    matches: response
+                        .matches
+                        .iter()
+                        .filter(|found| prefix.matches(&found.hash))
+                        .cloned()
+                        .collect(),
+                    cache_seconds: response.cache_seconds,
+                    unknown_cache_seconds,
+                }))
+            })
+            .collect())
+    }
+}
+
+/// A hash prefix a device searched for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Prefix {
+    pub(crate) kind: HashKind,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Prefix {
+    /// Whether the full hash `hex` (as a search answers it) starts with this prefix.
+    fn matches(&self, hex: &str) -> bool {
+        let length = match self.kind {
+            HashKind::Sha256 => 64,
+            HashKind::Sha1 => 40,
+            HashKind::Md5 => 32,
+        };
+        hex.len() == length && hex::decode(hex).is_ok_and(|full| full.starts_with(&self.bytes))
+    }
+}
+
+/// What the upstream answered for one prefix: every full hash under it, complete.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixAnswer {
+    pub(crate) matches: Vec<repnet_protocol::HashMatch>,
+    pub(crate) cache_seconds: u32,
+    pub(crate) unknown_cache_seconds: u32,
+}
+
+type Waiting<Q> = HashMap<<Q as Questions>::Question, Vec<Reply<<Q as Questions>::Answer>>>;
+
 /// Collects misses for a window, coalescing identical ones, and sends each window's as one
 /// batch. Questions whose answer is already on its way join it.
-async fn batcher(
+async fn batcher<Q: Questions>(
     client: Client,
-    mut asks: mpsc::UnboundedReceiver<(Key, Reply)>,
+    mut asks: mpsc::UnboundedReceiver<(Q::Question, Reply<Q::Answer>)>,
     window: Duration,
     breaker: Arc<Mutex<Breaker>>,
     metrics: Metrics,
 ) {
-    let in_flight: Arc<Mutex<HashMap<Key, Vec<Reply>>>> = Arc::default();
-    while let Some((key, reply)) = asks.recv().await {
-        let mut waiting: HashMap<Key, Vec<Reply>> = HashMap::new();
-        let add = |key: Key, reply: Reply, waiting: &mut HashMap<Key, Vec<Reply>>| {
+    let in_flight: Arc<Mutex<Waiting<Q>>> = Arc::default();
+    while let Some((question, reply)) = asks.recv().await {
+        let mut waiting: Waiting<Q> = HashMap::new();
+        let add = |question: Q::Question, reply: Reply<Q::Answer>, waiting: &mut Waiting<Q>| {
             let mut flying = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-            match flying.get_mut(&key) {
+            match flying.get_mut(&question) {
                 Some(replies) => replies.push(reply),
-                None => waiting.entry(key).or_default().push(reply),
+                None => waiting.entry(question).or_default().push(reply),
             }
         };
-        add(key, reply, &mut waiting);
+        add(question, reply, &mut waiting);
         let deadline = tokio::time::Instant::now() + window;
-        while waiting.len() < repnet_client::BATCH_LIMIT {
+        while waiting.len() < Q::LIMIT {
             tokio::select! {
                 next = asks.recv() => match next {
-                    Some((key, reply)) => add(key, reply, &mut waiting),
+                    Some((question, reply)) => add(question, reply, &mut waiting),
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -334,7 +462,7 @@ async fn batcher(
             }
             continue;
         }
-        let keys: Vec<Key> = waiting.keys().cloned().collect();
+        let questions: Vec<Q::Question> = waiting.keys().cloned().collect();
         in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -346,9 +474,8 @@ async fn batcher(
             metrics.clone(),
         );
         tokio::spawn(async move {
-            let items: Vec<LookupItem<'_>> = keys.iter().map(crate::cache::item).collect();
             let started = Instant::now();
-            let result = client.lookup_items(&items, false).await;
+            let result = Q::ask(&client, &questions).await;
             let outcome = match &result {
                 Ok(_) => Outcome::Answered,
                 Err(ClientError::Api {
@@ -359,22 +486,16 @@ async fn batcher(
                 Err(error) => Outcome::Failed(error.to_string()),
             };
             record(&breaker, &metrics, started, outcome);
-            let replies: Vec<(Key, Vec<Reply>)> = {
+            let replies: Vec<Vec<Reply<Q::Answer>>> = {
                 let mut flying = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-                keys.iter()
-                    .map(|key| (key.clone(), flying.remove(key).unwrap_or_default()))
+                questions
+                    .iter()
+                    .map(|question| flying.remove(question).unwrap_or_default())
                     .collect()
             };
             match result {
                 Ok(answers) => {
-                    for ((_, replies), answer) in replies.into_iter().zip(answers) {
-                        // An upstream that is itself a proxy may not answer every item.
-                        let answer = match answer {
-                            LookupResult::Reputation(reputation) => Ok(reputation),
-                            LookupResult::Unavailable(error) => Err(UpstreamError::Unavailable(
-                                format!("{}: {}", error.error.code, error.error.message),
-                            )),
-                        };
+                    for (replies, answer) in replies.into_iter().zip(answers) {
                         for reply in replies {
                             let _ = reply.send(answer.clone());
                         }
@@ -393,10 +514,8 @@ async fn batcher(
                         },
                         other => UpstreamError::Unavailable(other.to_string()),
                     };
-                    for (_, replies) in replies {
-                        for reply in replies {
-                            let _ = reply.send(Err(error.clone()));
-                        }
+                    for reply in replies.into_iter().flatten() {
+                        let _ = reply.send(Err(error.clone()));
                     }
                 }
             }
@@ -498,9 +617,9 @@ async fn follow_once(
     }
     let body = repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await?;
     let mut stream = repnet_store::sync::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
-    let mut changed = HashSet::new();
+    let mut changed = crate::cache::Changes::default();
     while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {
-        changed.insert(crate::cache::short_key(&entry.key));
+        changed.add(&entry.key);
     }
     let to = stream.header().to;
     if !changed.is_empty() {

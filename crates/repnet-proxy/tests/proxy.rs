@@ -144,6 +144,11 @@ async fn call_full(
 
 /// Upstream `POST /v1/lookup` requests answered so far (from the server's metrics).
 async fn upstream_lookups(server: &Running) -> u64 {
+    upstream_requests(server, "/v1/lookup").await
+}
+
+/// Upstream requests to `route` answered 200 so far.
+async fn upstream_requests(server: &Running, route: &str) -> u64 {
     let text = repnet_client::http_client_builder()
         .build()
         .unwrap()
@@ -156,7 +161,9 @@ async fn upstream_lookups(server: &Running) -> u64 {
         .unwrap();
     text.lines()
         .find(|line| {
-            line.starts_with(r#"repnet_http_requests_total{route="/v1/lookup",status="200"}"#)
+            line.starts_with(&format!(
+                r#"repnet_http_requests_total{{route="{route}",status="200"}}"#
+            ))
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
@@ -341,6 +348,162 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     ] {
         assert!(metrics.contains(name), "{name} missing");
     }
+    proxy.stop().await;
+    server.stop().await;
+}
+
+/// The hex prefix (4 bytes) a private lookup of `domain` sends for its own expression.
+fn domain_prefix(domain: &str) -> String {
+    let url = repnet_model::CanonicalUrl::parse(format!("http://{domain}/").as_bytes()).unwrap();
+    url.host_expressions()[0].sha256().to_string()[..8].to_owned()
+}
+
+#[tokio::test]
+async fn privacy_searches_are_cached_by_prefix_coalesced_and_invalidated() {
+    let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(
+        proxy_dir.path(),
+        &server.base,
+        Settings {
+            coalescing_window_ms: 50,
+            ..Settings::default()
+        },
+    )
+    .await;
+    let searches = || upstream_requests(&server, "/v1/hashes:search");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/admin/verdicts",
+        Some(json!({"object": {"domain": "blocked-prefix.example"}, "verdict": "untrusted"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A device decides from the proxy's answer as from the server's.
+    let device = Client::new(&proxy.base).unwrap();
+    let target = || {
+        repnet_client::PrivateTarget::domain(
+            repnet_model::Domain::new("login.blocked-prefix.example").unwrap(),
+        )
+        .unwrap()
+    };
+    let answer = device.lookup_private(&[target()]).await.unwrap();
+    assert_eq!(answer[0].verdict, repnet_model::Verdict::Untrusted);
+    let before = searches().await;
+    let answer = device.lookup_private(&[target()]).await.unwrap();
+    assert_eq!(answer[0].verdict, repnet_model::Verdict::Untrusted);
+    assert_eq!(searches().await, before, "the second search is the proxy's");
+    let search = json!({"prefixes": [domain_prefix("blocked-prefix.example")]});
+    let (status, cache, body) = call_full(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(search),
+        None,
+    )
+    .await;
+    assert_eq!((status, cache.as_str()), (200, "hit"), "{body}");
+    let left = body["cache_seconds"].as_u64().unwrap();
+    assert!((3000..=3600).contains(&left), "{body}");
+
+    // 300 devices searching one new prefix at once: one upstream search; 50 distinct new
+    // prefixes within the window: one upstream search too.
+    let client = repnet_client::http_client_builder()
+        .pool_max_idle_per_host(400)
+        .build()
+        .unwrap();
+    for prefixes in [
+        vec!["0badc0de".to_owned(); 300],
+        (0..50u8).map(|n| format!("{n:02x}a1b2c3")).collect(),
+    ] {
+        let before = searches().await;
+        let mut asks = tokio::task::JoinSet::new();
+        for prefix in prefixes {
+            let (client, url) = (client.clone(), format!("{}/v1/hashes:search", proxy.base));
+            asks.spawn(async move {
+                let response = client
+                    .post(url)
+                    .json(&json!({"prefixes": [prefix]}))
+                    .send()
+                    .await
+                    .unwrap();
+                response.status().as_u16()
+            });
+        }
+        while let Some(status) = asks.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        assert_eq!(searches().await - before, 1);
+    }
+
+    // A prefix cached as empty learns of what is added under it through the change log,
+    // long before its lifetime ends.
+    let later = json!({"prefixes": [domain_prefix("later-prefix.example")]});
+    let (_, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(later.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(body["matches"], json!([]));
+    let (_, cache, _) = call_full(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(later.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(cache, "hit");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/admin/verdicts",
+        Some(json!({"object": {"domain": "later-prefix.example"}, "verdict": "untrusted"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(60, "the prefix's invalidation", || async {
+        let (_, body) = call(
+            &proxy,
+            reqwest::Method::POST,
+            "/v1/hashes:search",
+            Some(later.clone()),
+            None,
+        )
+        .await;
+        body["matches"].as_array().is_some_and(|m| m.len() == 1)
+    })
+    .await;
+
+    // Bad prefixes are refused by the proxy itself, naming the field.
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(json!({"prefixes": ["0badc0de", "xyz"]})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("prefixes[1]"),
+        "{body}"
+    );
     proxy.stop().await;
     server.stop().await;
 }

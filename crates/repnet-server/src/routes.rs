@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use repnet_model::{
-    Category, Confidence, HashKind, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
+    Category, Confidence, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
 };
 use repnet_protocol::{
     ItemTarget, LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict,
@@ -514,18 +514,12 @@ pub(crate) async fn search_hashes(
             ),
         ));
     }
-    let mut prefixes = Vec::with_capacity(request.len());
-    for (field, kind, texts) in [
-        ("prefixes", HashKind::Sha256, &request.prefixes),
-        ("sha1_prefixes", HashKind::Sha1, &request.sha1_prefixes),
-        ("md5_prefixes", HashKind::Md5, &request.md5_prefixes),
-    ] {
-        for (index, text) in texts.iter().enumerate() {
-            let bytes = repnet_protocol::parse_prefix_of(kind, text)
-                .map_err(|e| ApiError::invalid(&format!("{field}[{index}]"), &e))?;
-            prefixes.push(repnet_store::SearchPrefix { kind, bytes });
-        }
-    }
+    let prefixes: Vec<repnet_store::SearchPrefix> = request
+        .parsed()
+        .map_err(|(field, error)| ApiError::invalid(&field, &error))?
+        .into_iter()
+        .map(|(kind, bytes)| repnet_store::SearchPrefix { kind, bytes })
+        .collect();
     let (found, truncated) = state
         .store
         .search_prefixes(&prefixes, MAX_SEARCH_MATCHES)
@@ -564,6 +558,7 @@ pub(crate) async fn search_hashes(
     let response = repnet_protocol::HashSearchResponse {
         matches,
         cache_seconds: state.ttl.known,
+        unknown_cache_seconds: Some(state.ttl.unknown),
     };
     Ok(json_response(
         StatusCode::OK,

@@ -45,6 +45,11 @@ pub(crate) fn statement(version: u32, text: Option<String>, retention_days: u32)
 }
 
 const BUILT_IN_STATEMENT: &str = "
+In basic participation mode, this product sends only what a lookup needs: hash prefixes of
+web addresses (4 bytes of the SHA-256 of each form of the address, never the URL, the domain
+or the IP address) and full hashes of files (never the files, their names or their paths).
+In off mode it sends nothing.
+
 In extended participation mode, this product sends the reputation network anonymous
 statistics about files and web addresses it detects or sees for the first time, and your
 reports of false alarms. They help everyone: a new threat seen on many devices is blocked

@@ -610,6 +610,20 @@ pub fn replication_key(object: &Object) -> Vec<u8> {
     crate::key::ObjectKey::of(object).as_bytes().to_vec()
 }
 
+/// How a privacy-mode search finds the object stored under `key` (a replication stream's
+/// key): by a prefix of this hash of this kind (URL expressions by their SHA-256), and
+/// whether it is a file. `None` for what no search finds (certificates).
+pub fn searched_as(key: &[u8]) -> Option<(HashKind, &[u8], bool)> {
+    let (&tag, hash) = key.split_first()?;
+    match tag {
+        crate::key::tag::SHA256 => Some((HashKind::Sha256, hash, true)),
+        crate::key::tag::URL => Some((HashKind::Sha256, hash, false)),
+        crate::key::tag::SHA1 => Some((HashKind::Sha1, hash, true)),
+        crate::key::tag::MD5 => Some((HashKind::Md5, hash, true)),
+        _ => None,
+    }
+}
+
 /// The current time as a model timestamp.
 pub fn now() -> Timestamp {
     let seconds = std::time::SystemTime::now()

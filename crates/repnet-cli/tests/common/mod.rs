@@ -28,6 +28,9 @@ pub(crate) fn repnet() -> Command {
     // Nor their client configuration, queue and caches: this run's own (tests that are about
     // the client's files use `client`).
     let client = std::env::temp_dir().join(format!("repnet-cli-tests-{}", std::process::id()));
+    // Basic participation chosen, as a user would have on their first run (the tests of the
+    // first run start from nothing: `unconfigured_client`).
+    chose_basic(&client.join("client.toml"));
     command.env("REPNET_CLIENT_CONFIG", client.join("client.toml"));
     command.env("XDG_CACHE_HOME", client.join("cache"));
     command.env("XDG_STATE_HOME", client.join("state"));
@@ -167,12 +170,32 @@ pub(crate) fn status(server: &ServerProcess) -> Value {
 /// Its caches are in `cache/` and its state (the statistics queue, `offline.json`) in `state/`
 /// beside the configuration (through `XDG_CACHE_HOME` and `XDG_STATE_HOME`).
 pub(crate) fn client(config: &Path) -> Command {
+    chose_basic(config);
+    unconfigured_client(config)
+}
+
+/// `repnet` with a client configuration that may not exist yet: no participation chosen.
+pub(crate) fn unconfigured_client(config: &Path) -> Command {
     let mut command = repnet();
     command.arg("--client-config").arg(config);
     let dir = config.parent().unwrap();
     command.env("XDG_CACHE_HOME", dir.join("cache"));
     command.env("XDG_STATE_HOME", dir.join("state"));
     command
+}
+
+/// Writes a client configuration with basic participation chosen, unless there is one.
+fn chose_basic(config: &Path) {
+    if !config.exists() {
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        // Another test of this process may be writing it too: whole or not at all.
+        let partial = config.with_extension(
+            format!("{:?}", std::thread::current().id())
+                .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
+        );
+        std::fs::write(&partial, "participation = \"basic\"\n").unwrap();
+        std::fs::rename(&partial, config).unwrap();
+    }
 }
 
 /// A state file of the client whose configuration is `config` (see [`client`]).
