@@ -14,6 +14,8 @@
 //!   the same keys with pipelined SETs;
 //! - **statistics**: events accepted durably per second by `POST /v1/statistics`, and the
 //!   room each tracked object's aggregate takes;
+//! - **client URLs**: the client library's lookups of 1,000 URLs by hash prefix (what
+//!   `repnet lookup` does by default) against direct lookups of the same URLs;
 //! - **proxy**: `repnet proxy` in front of the server: cached answers against the server's own
 //!   single lookups, and the miss path (coalesced, batched);
 //! - **scan**: `repnet scan` of a generated tree against `sha256sum` (one process and two);
@@ -23,6 +25,7 @@
 //! It prints a table and, with `--json FILE`, writes the same numbers as JSON.
 //! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
 
+mod client_urls;
 mod ingest;
 mod keys;
 mod load;
@@ -84,7 +87,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,imports,sync,statistics,proxy,scan"
+        default_value = "batch,single,latency,urls,privacy,client-urls,imports,sync,statistics,proxy,scan"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -124,6 +127,8 @@ enum Scenario {
     Latency,
     Urls,
     Privacy,
+    /// The client's lookups of 1,000 URLs by hash prefix (its default) against direct ones.
+    ClientUrls,
     /// Importing a MalwareBazaar CSV dump of `--entries` rows (the hash list is always
     /// imported: it is the knowledge base).
     Imports,
@@ -665,6 +670,22 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
             runs
         };
         report.privacy(&merged(&runs), BATCH);
+    }
+
+    if args.scenarios.contains(&Scenario::ClientUrls) {
+        eprintln!(
+            "client URLs: {} URLs per lookup, by prefix and directly…",
+            client_urls::URLS
+        );
+        let results = client_urls::measure(
+            &format!("http://{repnet_address}"),
+            args.seed,
+            args.urls,
+            args.rounds,
+            duration,
+        )
+        .await?;
+        report.client_urls(&results);
     }
 
     report.memory(repnet_server.rss_bytes(), redis_server.rss_bytes());

@@ -333,6 +333,42 @@ impl Report {
         );
     }
 
+    /// The private way in the repnet column, the direct way in the baseline column (the
+    /// advantage below 1 is the private way's cost).
+    pub(crate) fn client_urls(&mut self, results: &crate::client_urls::Results) {
+        let scenario = "client, 1,000 URLs";
+        let median = |times: &[std::time::Duration]| {
+            let mut sorted = times.to_vec();
+            sorted.sort();
+            sorted
+                .get(sorted.len() / 2)
+                .map(|time| time.as_secs_f64() * 1000.0)
+        };
+        let (private, direct) = (median(&results.private), median(&results.direct));
+        self.row(
+            scenario,
+            "p50 ms per lookup (repnet: by prefix; baseline: direct)",
+            private,
+            direct,
+            false,
+        );
+        let per_url = |ms: Option<f64>| ms.map(|ms| ms * 1000.0 / crate::client_urls::URLS as f64);
+        self.row(
+            scenario,
+            "p50 µs per URL (repnet: by prefix; baseline: direct)",
+            per_url(private),
+            per_url(direct),
+            false,
+        );
+        self.row(
+            scenario,
+            "distinct prefixes sent per lookup",
+            Some(results.prefixes),
+            None,
+            false,
+        );
+    }
+
     pub(crate) fn privacy(&mut self, repnet: &Measurement, prefixes: usize) {
         let scenario = "privacy search";
         self.row(

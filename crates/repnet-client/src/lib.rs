@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use repnet_model::ObjectKind;
 use repnet_protocol::{
-    AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashSearchRequest, HashSearchResponse,
-    ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList, LocalVerdictList, LookupItem,
-    LookupRequest, LookupResponse, LookupResult, Reputation, ServerStatus, SetLocalVerdict,
+    AddLicenceKey, ErrorBody, FeedStatus, FeedStatusList, HashMatch, HashSearchRequest,
+    HashSearchResponse, ImportParams, ImportReport, LicenceKeyEntry, LicenceKeyList,
+    LocalVerdictList, LookupItem, LookupRequest, LookupResponse, LookupResult, Reputation,
+    ServerStatus, SetLocalVerdict,
 };
 use reqwest::StatusCode;
 
 /// The most items the server takes in one batch; longer lists are split.
 pub const BATCH_LIMIT: usize = 10_000;
+
+/// Privacy-mode searches of one lookup in flight at once.
+const PARALLEL_SEARCHES: usize = 4;
 
 /// Bytes of each hash a privacy-mode lookup sends.
 pub const PRIVATE_PREFIX_BYTES: usize = 4;
@@ -34,8 +38,23 @@ pub struct PrivateTarget {
 enum Candidates {
     /// A file by every hash known of it.
     File(repnet_model::FileHashes),
-    /// The expressions of a URL, a domain or an IP address, most specific first.
-    Expressions(Vec<repnet_model::Expression>),
+    /// The expressions of a URL, a domain or an IP address, most specific first, with the
+    /// SHA-256 of each (asked for, then looked for in the answer).
+    Expressions(Vec<(repnet_model::Expression, repnet_model::Sha256)>),
+}
+
+impl Candidates {
+    fn expressions(expressions: Vec<repnet_model::Expression>) -> Candidates {
+        Candidates::Expressions(
+            expressions
+                .into_iter()
+                .map(|expression| {
+                    let hash = expression.sha256();
+                    (expression, hash)
+                })
+                .collect(),
+        )
+    }
 }
 
 impl PrivateTarget {
@@ -52,7 +71,7 @@ impl PrivateTarget {
     pub fn url(url: repnet_model::CanonicalUrl) -> PrivateTarget {
         PrivateTarget {
             object: repnet_model::Object::Url(url.exact_expression()),
-            candidates: Candidates::Expressions(url.expressions()),
+            candidates: Candidates::expressions(url.expressions()),
             url: Some(url),
         }
     }
@@ -65,7 +84,7 @@ impl PrivateTarget {
         Ok(PrivateTarget {
             object: repnet_model::Object::Domain(domain),
             url: None,
-            candidates: Candidates::Expressions(expressions),
+            candidates: Candidates::expressions(expressions),
         })
     }
 
@@ -74,27 +93,33 @@ impl PrivateTarget {
         PrivateTarget {
             object: repnet_model::Object::Ip(ip),
             url: None,
-            candidates: Candidates::Expressions(vec![repnet_model::Expression::for_ip(ip)]),
+            candidates: Candidates::expressions(vec![repnet_model::Expression::for_ip(ip)]),
         }
     }
 
     /// The prefixes this target asks for, by kind.
     fn prefixes(&self, request: &mut PrefixRequest) {
-        let mut add = |kind: repnet_model::HashKind, bytes: &[u8]| {
-            request.insert((kind, bytes[..PRIVATE_PREFIX_BYTES].to_vec()));
+        use repnet_model::{HashKind, PrefixOf};
+        let mut add = |of: PrefixOf, bytes: &[u8]| {
+            if let Some(prefix) = bytes.first_chunk::<PRIVATE_PREFIX_BYTES>() {
+                request.insert((of, *prefix));
+            }
         };
         match &self.candidates {
             Candidates::File(hashes) => {
                 for hash in hashes.iter() {
-                    add(hash.kind(), hash.as_bytes());
+                    let of = match hash.kind() {
+                        HashKind::Sha256 => PrefixOf::Sha256,
+                        HashKind::Sha1 => PrefixOf::Sha1,
+                        HashKind::Md5 => PrefixOf::Md5,
+                    };
+                    add(of, hash.as_bytes());
                 }
             }
+            // Among web addresses only: half the server's work, and no file is named.
             Candidates::Expressions(expressions) => {
-                for expression in expressions {
-                    add(
-                        repnet_model::HashKind::Sha256,
-                        expression.sha256().as_bytes(),
-                    );
+                for (_, hash) in expressions {
+                    add(PrefixOf::Url, hash.as_bytes());
                 }
             }
         }
@@ -103,24 +128,15 @@ impl PrivateTarget {
     /// Decides from the full hashes that came back, by the model's rules as the server
     /// applies them: a file from the records under all of its hashes, a URL, domain or IP
     /// from those of every matched expression.
-    fn decide(&self, found: &HashSearchResponse) -> repnet_model::Reputation {
-        let ttl = repnet_model::TtlPolicy {
-            known: found.cache_seconds,
-            unknown: found.unknown_cache_seconds.unwrap_or(found.cache_seconds),
-        };
-        let lookup = |kind: &str, hash: String| {
-            found
-                .matches
-                .iter()
-                .find(|m| m.kind == kind && m.hash == hash)
-        };
+    fn decide(&self, found: &Found<'_>) -> repnet_model::Reputation {
+        let ttl = found.ttl;
         match &self.candidates {
             Candidates::File(hashes) => {
                 let mut records: Vec<repnet_model::SourceRecord> = Vec::new();
                 // The strongest hash first: its records win a source's disagreement, as on
                 // the server.
                 for hash in hashes.iter() {
-                    let Some(found) = lookup("file", hash.to_string()) else {
+                    let Some(found) = found.files.get(hash.as_bytes()).copied() else {
                         continue;
                     };
                     for record in found.source_records() {
@@ -134,8 +150,8 @@ impl PrivateTarget {
             Candidates::Expressions(expressions) => {
                 let matches = expressions
                     .iter()
-                    .filter_map(|expression| {
-                        let found = lookup("url", expression.sha256().to_string())?;
+                    .filter_map(|(expression, hash)| {
+                        let found = found.urls.get(&hash.0).copied()?;
                         Some(repnet_model::MatchedExpression {
                             expression: expression.clone(),
                             records: found.source_records(),
@@ -155,8 +171,52 @@ impl PrivateTarget {
     }
 }
 
+/// A search's matches by type and full hash, and their lifetimes: what targets decide from.
+struct Found<'a> {
+    /// URL expressions by the SHA-256 of their text.
+    urls: std::collections::HashMap<[u8; 32], &'a HashMatch>,
+    /// Files by each hash the answer names them by.
+    files: std::collections::HashMap<Vec<u8>, &'a HashMatch>,
+    ttl: repnet_model::TtlPolicy,
+}
+
+impl<'a> Found<'a> {
+    fn new(response: &'a HashSearchResponse) -> Found<'a> {
+        let (mut urls, mut files) = (
+            std::collections::HashMap::new(),
+            std::collections::HashMap::new(),
+        );
+        for found in &response.matches {
+            // A hash this client cannot read cannot be one it asked about.
+            let Ok(hash) = hex::decode(&found.hash) else {
+                continue;
+            };
+            match (found.kind.as_str(), <[u8; 32]>::try_from(hash.as_slice())) {
+                ("url", Ok(hash)) => {
+                    urls.insert(hash, found);
+                }
+                ("file", _) => {
+                    files.insert(hash, found);
+                }
+                _ => {}
+            }
+        }
+        Found {
+            urls,
+            files,
+            ttl: repnet_model::TtlPolicy {
+                known: response.cache_seconds,
+                unknown: response
+                    .unknown_cache_seconds
+                    .unwrap_or(response.cache_seconds),
+            },
+        }
+    }
+}
+
 /// The distinct prefixes of a privacy-mode lookup, by kind.
-type PrefixRequest = std::collections::BTreeSet<(repnet_model::HashKind, Vec<u8>)>;
+type PrefixRequest =
+    std::collections::BTreeSet<(repnet_model::PrefixOf, [u8; PRIVATE_PREFIX_BYTES])>;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -602,28 +662,43 @@ impl Client {
     /// kind), in batches the server accepts.
     pub async fn search_prefixes(
         &self,
-        prefixes: &[(repnet_model::HashKind, Vec<u8>)],
+        prefixes: &[(repnet_model::PrefixOf, Vec<u8>)],
     ) -> Result<HashSearchResponse, ClientError> {
         let mut all = HashSearchResponse {
             matches: Vec::new(),
             cache_seconds: u32::MAX,
             unknown_cache_seconds: None,
         };
-        for chunk in prefixes.chunks(repnet_protocol::MAX_PREFIXES) {
-            let mut body = HashSearchRequest::default();
-            for (kind, bytes) in chunk {
-                let list = match kind {
-                    repnet_model::HashKind::Sha256 => &mut body.prefixes,
-                    repnet_model::HashKind::Sha1 => &mut body.sha1_prefixes,
-                    repnet_model::HashKind::Md5 => &mut body.md5_prefixes,
-                };
-                list.push(hex::encode(bytes));
-            }
+        // Several requests at once: a thousand URLs make thousands of prefixes.
+        let bodies: Vec<HashSearchRequest> = prefixes
+            .chunks(repnet_protocol::MAX_PREFIXES)
+            .map(|chunk| {
+                let mut body = HashSearchRequest::default();
+                for (kind, bytes) in chunk {
+                    let list = match kind {
+                        repnet_model::PrefixOf::Sha256 => &mut body.prefixes,
+                        repnet_model::PrefixOf::Sha1 => &mut body.sha1_prefixes,
+                        repnet_model::PrefixOf::Md5 => &mut body.md5_prefixes,
+                        repnet_model::PrefixOf::Url => &mut body.url_prefixes,
+                    };
+                    list.push(hex::encode(bytes));
+                }
+                body
+            })
+            .collect();
+        let searches = bodies.into_iter().map(|body| {
             let request = self
                 .http
                 .post(format!("{}/v1/hashes:search", self.base))
                 .json(&body);
-            let response: HashSearchResponse = self.send(self.keyed(request)).await?;
+            self.send::<HashSearchResponse>(self.keyed(request))
+        });
+        let mut responses = futures_util::StreamExt::buffered(
+            futures_util::stream::iter(searches),
+            PARALLEL_SEARCHES,
+        );
+        while let Some(response) = futures_util::StreamExt::next(&mut responses).await {
+            let response = response?;
             all.matches.extend(response.matches);
             all.cache_seconds = all.cache_seconds.min(response.cache_seconds);
             let unknown = response
@@ -652,12 +727,13 @@ impl Client {
         for target in targets {
             target.prefixes(&mut prefixes);
         }
-        let prefixes: Vec<_> = prefixes.into_iter().collect();
+        let prefixes: Vec<_> = prefixes
+            .into_iter()
+            .map(|(of, bytes)| (of, bytes.to_vec()))
+            .collect();
         let response = self.search_prefixes(&prefixes).await?;
-        Ok(targets
-            .iter()
-            .map(|target| target.decide(&response))
-            .collect())
+        let found = Found::new(&response);
+        Ok(targets.iter().map(|target| target.decide(&found)).collect())
     }
 
     /// Sets the local verdict on one object; answers the object's new reputation.

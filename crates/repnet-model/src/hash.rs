@@ -29,6 +29,28 @@ impl fmt::Display for HashKind {
     }
 }
 
+/// What a privacy-mode prefix is the start of. URL expressions (and so domains and IP
+/// addresses) are stored by the SHA-256 of their text, like files by theirs: `Url` searches
+/// only among web addresses, `Sha256` among both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrefixOf {
+    Sha256,
+    Sha1,
+    Md5,
+    Url,
+}
+
+impl PrefixOf {
+    /// The hash a prefix of this is the start of.
+    pub fn hash_kind(self) -> HashKind {
+        match self {
+            PrefixOf::Sha256 | PrefixOf::Url => HashKind::Sha256,
+            PrefixOf::Sha1 => HashKind::Sha1,
+            PrefixOf::Md5 => HashKind::Md5,
+        }
+    }
+}
+
 /// The value of each byte as a hexadecimal digit; 0xFF for bytes that are not one.
 const HEX_VALUES: [u8; 256] = {
     let mut table = [0xFF; 256];

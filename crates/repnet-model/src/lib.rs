@@ -17,7 +17,7 @@ mod url;
 mod verdict;
 
 pub use builtin::{BuiltinEntry, EICAR, EICAR_THREAT, TEST_DOMAIN_SUFFIX, builtin_entries};
-pub use hash::{FileHash, FileHashes, HashKind, Md5, Sha1, Sha256};
+pub use hash::{FileHash, FileHashes, HashKind, Md5, PrefixOf, Sha1, Sha256};
 pub use name::{FeedName, ThreatName, is_control_or_bidi};
 pub use object::{CertificateThumbprint, Domain, Object, ObjectKind, canonical_ip};
 pub use precedence::{

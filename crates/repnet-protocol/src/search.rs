@@ -18,6 +18,7 @@ pub const MAX_PREFIXES: usize = 1_000;
 pub struct HashSearchRequest {
     /// Hexadecimal prefixes of SHA-256 hashes (of files, and of URL expressions' text): 8 to
     /// 64 characters, an even number.
+    #[serde(default)]
     pub prefixes: Vec<String>,
     /// Hexadecimal prefixes of files' SHA-1 hashes: 8 to 40 characters, an even number.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -25,12 +26,19 @@ pub struct HashSearchRequest {
     /// Hexadecimal prefixes of files' MD5 hashes: 8 to 32 characters, an even number.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub md5_prefixes: Vec<String>,
+    /// Hexadecimal prefixes of the SHA-256 of URL expressions' text, searched among web
+    /// addresses only (`prefixes` also searches files): 8 to 64 characters, an even number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub url_prefixes: Vec<String>,
 }
 
 impl HashSearchRequest {
     /// Prefixes of every kind.
     pub fn len(&self) -> usize {
-        self.prefixes.len() + self.sha1_prefixes.len() + self.md5_prefixes.len()
+        self.prefixes.len()
+            + self.sha1_prefixes.len()
+            + self.md5_prefixes.len()
+            + self.url_prefixes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,23 +49,24 @@ impl HashSearchRequest {
     /// what is wrong with it.
     pub fn parsed(&self) -> Result<Vec<SearchedPrefix>, (String, model::ParseError)> {
         let mut prefixes = Vec::with_capacity(self.len());
-        for (field, kind, texts) in [
-            ("prefixes", model::HashKind::Sha256, &self.prefixes),
-            ("sha1_prefixes", model::HashKind::Sha1, &self.sha1_prefixes),
-            ("md5_prefixes", model::HashKind::Md5, &self.md5_prefixes),
+        for (field, of, texts) in [
+            ("prefixes", model::PrefixOf::Sha256, &self.prefixes),
+            ("sha1_prefixes", model::PrefixOf::Sha1, &self.sha1_prefixes),
+            ("md5_prefixes", model::PrefixOf::Md5, &self.md5_prefixes),
+            ("url_prefixes", model::PrefixOf::Url, &self.url_prefixes),
         ] {
             for (index, text) in texts.iter().enumerate() {
-                let bytes = parse_prefix_of(kind, text)
+                let bytes = parse_prefix_of(of.hash_kind(), text)
                     .map_err(|error| (format!("{field}[{index}]"), error))?;
-                prefixes.push((kind, bytes));
+                prefixes.push((of, bytes));
             }
         }
         Ok(prefixes)
     }
 }
 
-/// A parsed prefix: its hash kind and bytes.
-pub type SearchedPrefix = (model::HashKind, Vec<u8>);
+/// A parsed prefix: what it is the start of, and its bytes.
+pub type SearchedPrefix = (model::PrefixOf, Vec<u8>);
 
 /// One full hash that starts with a requested prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 // Tokio's clock, so that tests can pause it and let entries expire without waiting.
 use tokio::time::Instant;
 
-use repnet_model::{HashKind, ObjectKind};
+use repnet_model::{HashKind, ObjectKind, PrefixOf};
 use repnet_protocol::Reputation;
 
 use crate::upstream::{Prefix, PrefixAnswer};
@@ -110,7 +110,7 @@ pub(crate) struct Changes {
     /// Short forms ([`short_key`]) of the changed storage keys.
     pub(crate) short: std::collections::HashSet<u64>,
     /// The changed keys a privacy search finds, by kind and their first four bytes.
-    searched: std::collections::HashMap<(HashKind, [u8; 4]), Vec<Vec<u8>>>,
+    searched: std::collections::HashMap<(PrefixOf, [u8; 4]), Vec<Vec<u8>>>,
     /// Whether a file changed: a file's answer under one hash holds the records of all its
     /// hashes, so a cached prefix answer with a file in it may be wrong now.
     file: bool,
@@ -123,10 +123,18 @@ impl Changes {
         if let Some((kind, hash, file)) = repnet_store::searched_as(key)
             && let Some(first) = hash.first_chunk::<4>()
         {
-            self.searched
-                .entry((kind, *first))
-                .or_default()
-                .push(hash.to_vec());
+            let searched_by: &[PrefixOf] = match (kind, file) {
+                (HashKind::Sha256, false) => &[PrefixOf::Url, PrefixOf::Sha256],
+                (HashKind::Sha256, true) => &[PrefixOf::Sha256],
+                (HashKind::Sha1, _) => &[PrefixOf::Sha1],
+                (HashKind::Md5, _) => &[PrefixOf::Md5],
+            };
+            for of in searched_by {
+                self.searched
+                    .entry((*of, *first))
+                    .or_default()
+                    .push(hash.to_vec());
+            }
             self.file |= file;
         }
     }
@@ -144,7 +152,7 @@ impl Changes {
     fn touch(&self, prefix: &Prefix, answer: &PrefixAnswer) -> bool {
         let under = prefix.bytes.first_chunk::<4>().is_some_and(|first| {
             self.searched
-                .get(&(prefix.kind, *first))
+                .get(&(prefix.of, *first))
                 .is_some_and(|hashes| hashes.iter().any(|h| h.starts_with(&prefix.bytes)))
         });
         under || (self.file && answer.matches.iter().any(|m| m.kind == "file"))
@@ -340,8 +348,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn prefix_answers_are_dropped_by_changes_under_them_and_by_any_file_they_hold() {
         let cache = Cache::new(100, 1 << 20);
-        let prefix = |kind, bytes: &[u8]| Prefix {
-            kind,
+        let prefix = |of, bytes: &[u8]| Prefix {
+            of,
             bytes: bytes.to_vec(),
         };
         let answer = |matches| {
@@ -351,10 +359,10 @@ mod tests {
                 unknown_cache_seconds: 300,
             })
         };
-        let empty_url = prefix(HashKind::Sha256, &[1, 2, 3, 4]);
-        let longer = prefix(HashKind::Sha256, &[1, 2, 3, 4, 5]);
-        let url = prefix(HashKind::Sha256, &[9, 9, 9, 9]);
-        let file = prefix(HashKind::Md5, &[7, 7, 7, 7]);
+        let empty_url = prefix(PrefixOf::Url, &[1, 2, 3, 4]);
+        let longer = prefix(PrefixOf::Sha256, &[1, 2, 3, 4, 5]);
+        let url = prefix(PrefixOf::Url, &[9, 9, 9, 9]);
+        let file = prefix(PrefixOf::Md5, &[7, 7, 7, 7]);
         let now = Instant::now();
         cache.insert_prefix(empty_url.clone(), answer(Vec::new()), now);
         cache.insert_prefix(longer.clone(), answer(Vec::new()), now);

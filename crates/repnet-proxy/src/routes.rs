@@ -695,13 +695,13 @@ async fn search_hashes(
     let mut prefixes: Vec<Prefix> = match request.parsed() {
         Ok(parsed) => parsed
             .into_iter()
-            .map(|(kind, bytes)| Prefix { kind, bytes })
+            .map(|(of, bytes)| Prefix { of, bytes })
             .collect(),
         Err((field, error)) => {
             return Failure::bad(error.code(), format!("{field}: {error}")).into_response();
         }
     };
-    prefixes.sort_by(|a, b| (a.kind as u8, &a.bytes).cmp(&(b.kind as u8, &b.bytes)));
+    prefixes.sort_by(|a, b| (a.of, &a.bytes).cmp(&(b.of, &b.bytes)));
     prefixes.dedup();
     let answers = futures_util::future::join_all(
         prefixes

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use repnet_client::{Client, ClientError};
-use repnet_model::HashKind;
+use repnet_model::{HashKind, PrefixOf};
 use repnet_protocol::{LookupItem, LookupResult, Reputation};
 use tokio::sync::{mpsc, oneshot};
 
@@ -360,9 +360,9 @@ impl Questions for Searches {
         client: &Client,
         prefixes: &[Prefix],
     ) -> Result<Vec<Result<Arc<PrefixAnswer>, UpstreamError>>, ClientError> {
-        let asked: Vec<(HashKind, Vec<u8>)> = prefixes
+        let asked: Vec<(PrefixOf, Vec<u8>)> = prefixes
             .iter()
-            .map(|prefix| (prefix.kind, prefix.bytes.clone()))
+            .map(|prefix| (prefix.of, prefix.bytes.clone()))
             .collect();
         let response = client.search_prefixes(&asked).await?;
         let unknown_cache_seconds = response
@@ -375,7 +375,7 @@ impl Questions for Searches {
                     matches: response
                         .matches
                         .iter()
-                        .filter(|found| prefix.matches(&found.hash))
+                        .filter(|found| prefix.matches(found))
                         .cloned()
                         .collect(),
                     cache_seconds: response.cache_seconds,
@@ -389,19 +389,21 @@ impl Questions for Searches {
 /// A hash prefix a device searched for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Prefix {
-    pub(crate) kind: HashKind,
+    pub(crate) of: PrefixOf,
     pub(crate) bytes: Vec<u8>,
 }
 
 impl Prefix {
-    /// Whether the full hash `hex` (as a search answers it) starts with this prefix.
-    fn matches(&self, hex: &str) -> bool {
-        let length = match self.kind {
+    /// Whether a search's match falls under this prefix.
+    fn matches(&self, found: &repnet_protocol::HashMatch) -> bool {
+        let length = match self.of.hash_kind() {
             HashKind::Sha256 => 64,
             HashKind::Sha1 => 40,
             HashKind::Md5 => 32,
         };
-        hex.len() == length && hex::decode(hex).is_ok_and(|full| full.starts_with(&self.bytes))
+        (self.of != PrefixOf::Url || found.kind == "url")
+            && found.hash.len() == length
+            && hex::decode(&found.hash).is_ok_and(|full| full.starts_with(&self.bytes))
     }
 }
 

@@ -401,7 +401,7 @@ async fn privacy_searches_are_cached_by_prefix_coalesced_and_invalidated() {
     let answer = device.lookup_private(&[target()]).await.unwrap();
     assert_eq!(answer[0].verdict, repnet_model::Verdict::Untrusted);
     assert_eq!(searches().await, before, "the second search is the proxy's");
-    let search = json!({"prefixes": [domain_prefix("blocked-prefix.example")]});
+    let search = json!({"url_prefixes": [domain_prefix("blocked-prefix.example")]});
     let (status, cache, body) = call_full(
         &proxy,
         reqwest::Method::POST,

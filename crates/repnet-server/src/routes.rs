@@ -518,7 +518,7 @@ pub(crate) async fn search_hashes(
         .parsed()
         .map_err(|(field, error)| ApiError::invalid(&field, &error))?
         .into_iter()
-        .map(|(kind, bytes)| repnet_store::SearchPrefix { kind, bytes })
+        .map(|(of, bytes)| repnet_store::SearchPrefix { of, bytes })
         .collect();
     let (found, truncated) = state
         .store

@@ -1092,6 +1092,33 @@ async fn privacy_mode_finds_files_and_urls_by_prefix() {
     assert_eq!(url["type"], "url");
     assert_eq!(url["verdict"], "untrusted");
     assert_eq!(body["cache_seconds"], 3600);
+    assert_eq!(body["unknown_cache_seconds"], 300);
+    // `url_prefixes` search among web addresses only: no file is named.
+    let (status, body) = server
+        .post_json(
+            "/v1/hashes:search",
+            &json!({"url_prefixes": [eicar_prefix, &phishing[..8]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let hashes: Vec<&str> = body["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashes, [phishing.as_str()], "{body}");
+    let (status, body) = server
+        .post_json("/v1/hashes:search", &json!({"url_prefixes": ["abc"]}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("url_prefixes[0]: "),
+        "{body}"
+    );
 
     // The client library does the whole dance: only prefixes go out.
     let client = repnet_client::Client::new(&server.base).unwrap();

@@ -497,7 +497,7 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
     };
     let url_hash = expression.sha256();
     let sha256 = |bytes: Vec<u8>| crate::SearchPrefix {
-        kind: repnet_model::HashKind::Sha256,
+        of: repnet_model::PrefixOf::Sha256,
         bytes,
     };
     let (matches, truncated) = store
@@ -530,7 +530,7 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
     let (matches, _) = store
         .search_prefixes(
             &[crate::SearchPrefix {
-                kind: repnet_model::HashKind::Md5,
+                of: repnet_model::PrefixOf::Md5,
                 bytes: vec![0xed; 4],
             }],
             100,

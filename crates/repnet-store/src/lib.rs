@@ -123,7 +123,7 @@ pub enum Matched {
 /// A privacy-mode prefix: the first bytes of a hash of some kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchPrefix {
-    pub kind: HashKind,
+    pub of: repnet_model::PrefixOf,
     pub bytes: Vec<u8>,
 }
 

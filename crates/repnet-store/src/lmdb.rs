@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use repnet_model::{
-    Categories, Confidence, FeedName, FileHash, FileHashes, HashKind, Md5, Object, ObjectKind,
+    Categories, Confidence, FeedName, FileHash, FileHashes, Md5, Object, ObjectKind, PrefixOf,
     Sha1, Sha256, Source, SourceRecord, ThreatName, Timestamp, builtin_entries,
 };
 
@@ -395,10 +395,11 @@ impl LmdbStore {
         self.read(|reader| {
             let mut matches = Vec::new();
             for prefix in prefixes {
-                let tags: &[u8] = match prefix.kind {
-                    HashKind::Sha256 => &[key::tag::SHA256, key::tag::URL],
-                    HashKind::Sha1 => &[key::tag::SHA1],
-                    HashKind::Md5 => &[key::tag::MD5],
+                let tags: &[u8] = match prefix.of {
+                    PrefixOf::Sha256 => &[key::tag::SHA256, key::tag::URL],
+                    PrefixOf::Url => &[key::tag::URL],
+                    PrefixOf::Sha1 => &[key::tag::SHA1],
+                    PrefixOf::Md5 => &[key::tag::MD5],
                 };
                 for &tag in tags {
                     let mut key_prefix = Vec::with_capacity(1 + prefix.bytes.len());
