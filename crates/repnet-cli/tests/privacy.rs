@@ -175,6 +175,31 @@ fn in_basic_mode_no_web_address_or_user_name_goes_over_the_wire_to_a_server_or_a
 }
 
 #[test]
+fn prefix_answers_are_kept_for_the_lifetime_the_server_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let config = dir.path().join("client.toml");
+    let lookup = |args: &[&str]| {
+        run(client(&config)
+            .args(["lookup", "--server", &server.url])
+            .args(args))
+    };
+    let output = lookup(&["phishing.test.repnet.invalid", DOMAIN]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let searched = requests_to(&server.url, "/v1/hashes:search");
+    assert_eq!(searched, 1);
+    // Again: answered from the client's cache, within their lifetimes (an hour, five minutes).
+    let output = lookup(&["phishing.test.repnet.invalid", DOMAIN]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stdout(&output).contains("untrusted"), "{}", stdout(&output));
+    assert_eq!(requests_to(&server.url, "/v1/hashes:search"), searched);
+    // `--explain` asks, so that it can show every source.
+    let output = lookup(&["--explain", "phishing.test.repnet.invalid"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(requests_to(&server.url, "/v1/hashes:search"), searched + 1);
+}
+
+#[test]
 fn with_no_mode_chosen_and_no_terminal_nothing_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("client.toml");

@@ -227,6 +227,11 @@ pub(crate) fn counting_listener_at(
 
 /// The server's `/v1/lookup` requests answered 200 so far.
 pub(crate) fn lookup_requests(server_url: &str) -> u64 {
+    requests_to(server_url, "/v1/lookup")
+}
+
+/// The server's requests to `route` answered 200 so far.
+pub(crate) fn requests_to(server_url: &str, route: &str) -> u64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,7 +250,9 @@ pub(crate) fn lookup_requests(server_url: &str) -> u64 {
     });
     text.lines()
         .find(|line| {
-            line.starts_with(r#"repnet_http_requests_total{route="/v1/lookup",status="200"}"#)
+            line.starts_with(&format!(
+                r#"repnet_http_requests_total{{route="{route}",status="200"}}"#
+            ))
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
