@@ -993,21 +993,35 @@ async fn patch_settings(
         Ok(settings) => settings,
         Err(error) => return Failure::bad("invalid_setting", error.to_string()).into_response(),
     };
-    if settings.upstream != current.upstream
+    // Everything that can fail first, then the file, then the running state: a change that
+    // cannot be kept is not applied, so that the file and what runs never disagree.
+    let upstream = if settings.upstream != current.upstream
         || settings.coalescing_window_ms != current.coalescing_window_ms
     {
         match state.start_upstream(&settings) {
-            Ok(upstream) => {
-                *state
-                    .upstream
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream)
-            }
+            Ok(upstream) => Some(Arc::new(upstream)),
             Err(error) => {
                 return Failure::bad("invalid_setting", format!("upstream: {error}"))
                     .into_response();
             }
         }
+    } else {
+        None
+    };
+    if let Err(error) = settings.save(&state.config.data) {
+        tracing::error!(%error, "the proxy's settings could not be saved; nothing changed");
+        return Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the settings could not be kept, so nothing changed: {error}"),
+        )
+        .into_response();
+    }
+    if let Some(upstream) = upstream {
+        *state
+            .upstream
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = upstream;
         if settings.upstream != current.upstream {
             state.cache().clear();
             *state
@@ -1022,14 +1036,6 @@ async fn patch_settings(
         *state.cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(
             crate::cache::Cache::new(settings.cache_max_entries, settings.cache_max_bytes),
         );
-    }
-    if let Err(error) = settings.save(&state.config.data) {
-        return Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the settings apply but could not be kept: {error}"),
-        )
-        .into_response();
     }
     tracing::info!(settings = ?settings, "proxy settings changed");
     *state

@@ -508,6 +508,77 @@ async fn privacy_searches_are_cached_by_prefix_coalesced_and_invalidated() {
     server.stop().await;
 }
 
+/// Review: the proxy applied new settings before saving them, so a failed save left the
+/// running proxy on one upstream and its settings file (and its status) naming another.
+#[tokio::test]
+async fn settings_that_cannot_be_saved_are_not_applied() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = upstream(
+        dirs[0].path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let second = upstream(
+        dirs[1].path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    // Only the second server blocks this domain.
+    let (status, _) = call(
+        &second,
+        reqwest::Method::PUT,
+        "/v1/admin/verdicts",
+        Some(json!({"object": {"domain": "second-only.example"}, "verdict": "untrusted"})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let proxy = proxy(dirs[2].path(), &first.base, Settings::default()).await;
+    // The settings file cannot be written: a folder stands where it goes.
+    std::fs::create_dir(dirs[2].path().join("settings.json")).unwrap();
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::PATCH,
+        "/v1/admin/settings",
+        Some(json!({"upstream": second.base, "cache_max_entries": 10})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing changed"),
+        "{body}"
+    );
+    let (_, settings) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/settings",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(settings["upstream"], first.base.as_str(), "{settings}");
+    // And the proxy still asks the first server.
+    let (status, answer) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/domains/second-only.example",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["verdict"], "unknown", "{answer}");
+    proxy.stop().await;
+    first.stop().await;
+    second.stop().await;
+}
+
 #[tokio::test]
 async fn an_upstream_that_goes_away_gets_stale_answers_and_503_and_nothing_cached_from_errors() {
     let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

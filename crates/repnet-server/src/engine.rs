@@ -317,7 +317,7 @@ impl Engine {
         }
         if let Some(first_deferred) = &deferred {
             // Keys are in order: those from the first deferred file on stay dirty.
-            keys.retain(|key| key < first_deferred);
+            keys.retain(|dirty| dirty.key < *first_deferred);
             tracing::warn!(
                 max_verdicts_per_hour = config.max_verdicts_per_hour,
                 "the reputation engine reached its hourly budget of verdicts; the rest wait for the next hour"

@@ -182,6 +182,9 @@ pub enum StartError {
     Store(#[from] repnet_store::StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The licence keys could not be read: what went wrong says whether the store is at fault.
+    #[error("cannot read the licence keys: {0}")]
+    Licences(String),
 }
 
 impl Server {
@@ -208,11 +211,7 @@ impl Server {
         let limit = settings::rate_limit(config.key_requests_per_second, config.key_burst);
         let licences = Arc::new(
             licences::Licences::load(Arc::new(store.clone()), config.key_required(), limit)
-                .map_err(|message| {
-                    StartError::Store(repnet_store::StoreError::Corrupt(format!(
-                        "licence keys: {message}"
-                    )))
-                })?,
+                .map_err(StartError::Licences)?,
         );
         let metrics = metrics::Metrics::new();
         let upstream = match &config.upstream {

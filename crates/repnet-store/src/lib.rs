@@ -216,8 +216,16 @@ pub struct DirtyFile {
 pub struct Dirty {
     /// The files among them (by SHA-256), with their aggregates, in the order of `keys`.
     pub files: Vec<DirtyFile>,
-    /// Every one of them, for [`Store::clear_dirty`].
-    pub keys: Vec<Vec<u8>>,
+    /// Every one of them, for [`Store::clear_dirty`], in key order.
+    pub keys: Vec<DirtyMark>,
+}
+
+/// An object whose statistics changed, as the engine read it: its key and the mark of the
+/// last change, so that clearing it leaves a change made since.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirtyMark {
+    pub key: Vec<u8>,
+    mark: Vec<u8>,
 }
 
 /// A false-positive report awaiting the administrator.
@@ -332,6 +340,8 @@ pub enum StoreError {
     },
     #[error("the knowledge base is damaged ({0}): restore the data directory from a backup")]
     Corrupt(String),
+    #[error("the system gave no randomness for a secret ({0}): check the machine's entropy source")]
+    Randomness(String),
     #[error("storage error in {dir}: {message}")]
     Backend { dir: PathBuf, message: String },
     #[error("a storage task stopped unexpectedly: {0}")]
@@ -465,8 +475,9 @@ impl Store {
         self.backend.dirty_aggregates(limit)
     }
 
-    /// Marks objects as examined by the engine.
-    pub async fn clear_dirty(&self, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
+    /// Marks objects as examined by the engine, except those whose statistics changed since
+    /// it read them (they stay for its next look).
+    pub async fn clear_dirty(&self, keys: Vec<DirtyMark>) -> Result<(), StoreError> {
         let backend = Arc::clone(&self.backend);
         tokio::task::spawn_blocking(move || backend.clear_dirty(&keys))
             .await

@@ -13,7 +13,7 @@
 //! | `changes` | sequence number, u64 big-endian | the object key that changed (`lmdb/changes.rs`) |
 //! | `events` | arrival time and number, u64 big-endian each | a statistics event (`lmdb/statistics.rs`) |
 //! | `stats` | object key | the object's statistics: distinct devices, counts (`lmdb/statistics.rs`) |
-//! | `stats_dirty` | object key | nothing: the aggregate changed since the engine looked |
+//! | `stats_dirty` | object key | the mark of the last change (u64 big-endian; empty before 0.10): the aggregate changed since the engine looked |
 //! | `review` | object key | a false-positive report awaiting the administrator |
 //!
 //! There are two object databases and `meta.active_objects` says which one holds the

@@ -409,6 +409,83 @@ async fn raw_statistics_expire_and_aggregates_stay() {
     assert_eq!(store.lookup(&[file(7)]).await.unwrap()[0].prevalence, 2);
 }
 
+/// Review: the engine read an object, an event about it arrived, and the engine's clearing
+/// of what it read also cleared the new event's mark — the event was ignored until another
+/// came. A clear leaves a mark made after the read.
+#[tokio::test]
+async fn the_engine_clears_only_the_marks_it_read() {
+    use repnet_store::{StatEvent, StatKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    let event = |object, device: u64| StatEvent {
+        kind: StatKind::Detection,
+        object,
+        device,
+        established: true,
+        time: Timestamp(1_000 + device),
+        size: None,
+        signer: None,
+        name: None,
+        threat: None,
+        comment: None,
+    };
+    store
+        .record_statistics(vec![event(file(1), 1), event(file(2), 1)])
+        .await
+        .unwrap();
+    let read = store.dirty_aggregates(100).unwrap();
+    assert_eq!(read.keys.len(), 2);
+    // After the engine's read, before its clear: a second device detects file 1.
+    store
+        .record_statistics(vec![event(file(1), 2)])
+        .await
+        .unwrap();
+    store.clear_dirty(read.keys).await.unwrap();
+    let left = store.dirty_aggregates(100).unwrap();
+    assert_eq!(
+        left.files.len(),
+        1,
+        "file 1 waits for the engine's next look"
+    );
+    assert_eq!(left.files[0].object, file(1));
+    assert_eq!(left.files[0].aggregate.detecting_devices, 2);
+    store.clear_dirty(left.keys).await.unwrap();
+    assert_eq!(store.dirty_count().unwrap(), 0);
+}
+
+/// Review: at rotation, two requests that both found the device secret old each made one,
+/// and the first's batch was hashed with a secret that was then replaced (its devices counted
+/// again under the second). However many ask at once, one secret is made.
+#[test]
+fn a_rotated_device_secret_is_made_once_however_many_ask_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    for round in 0..50u64 {
+        // Each round comes after the last round's secret is older than the rotation period.
+        let now = Timestamp(1_000_000 + round * 100);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let askers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.device_secret(now, 50).unwrap()
+                })
+            })
+            .collect();
+        let secrets: Vec<[u8; 32]> = askers.into_iter().map(|a| a.join().unwrap()).collect();
+        assert!(
+            secrets.windows(2).all(|pair| pair[0] == pair[1]),
+            "round {round}: {} different secrets",
+            secrets
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        );
+        assert_eq!(store.device_secret(now, 50).unwrap(), secrets[0]);
+    }
+}
+
 /// The engine's counts: only established installations detect and vouch for a signer; a
 /// report naming another signer marks the claims as conflicting for good, across restarts.
 #[tokio::test]

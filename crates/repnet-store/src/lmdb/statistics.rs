@@ -5,7 +5,8 @@
 //!
 //! `events`: u64 big-endian arrival time, u64 big-endian number → the event (below).
 //! `stats`: object key → the aggregate (below). `stats_dirty`: object keys whose aggregate
-//! changed since the reputation engine last looked. `review`: object key → a false-positive
+//! changed since the reputation engine last looked → the mark of the batch that changed it
+//! last (its last event number, big-endian), so that the engine clears only what it read. `review`: object key → a false-positive
 //! report awaiting the administrator (`varint reports, varint first, varint last`, then the
 //! object and the latest comment as in the `local` database). `engine_review`: object key →
 //! a verdict the engine set, for the administrator (`u8 verdict, varint time`, then the
@@ -315,6 +316,9 @@ impl LmdbStore {
                 }
             }
         }
+        // The dirty mark is this batch's last event number: unique to the batch, so that the
+        // engine clears only the marks it read (`clear_dirty`), never one set after.
+        let mark = number.to_be_bytes();
         for (key, stored) in &folded {
             buffer.clear();
             encode_aggregate(stored, &mut buffer);
@@ -324,7 +328,7 @@ impl LmdbStore {
                 .map_err(fail)?;
             self.dbs
                 .stats_dirty
-                .put(txn, key.as_bytes(), &[])
+                .put(txn, key.as_bytes(), &mark)
                 .map_err(fail)?;
         }
         for event in events.iter().filter(|e| e.kind == StatKind::FalsePositive) {
@@ -431,11 +435,14 @@ impl LmdbStore {
                 .iter(reader.txn)
                 .map_err(|e| self.error(e))?
             {
-                let (key, _) = entry.map_err(|e| self.error(e))?;
+                let (key, mark) = entry.map_err(|e| self.error(e))?;
                 if keys.len() == limit {
                     break;
                 }
-                keys.push(key.to_vec());
+                keys.push(crate::DirtyMark {
+                    key: key.to_vec(),
+                    mark: mark.to_vec(),
+                });
                 if let Some(object @ Object::File(repnet_model::FileHash::Sha256(_))) =
                     crate::key::decode_key(key)
                     && let Some(aggregate) = self.aggregate_at(reader.txn, key)?
@@ -451,14 +458,22 @@ impl LmdbStore {
         })
     }
 
-    /// Marks objects as looked at by the engine (until their aggregate changes again).
-    pub(crate) fn clear_dirty(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+    /// Marks objects as looked at by the engine, each unless its aggregate changed again
+    /// after the engine read it (its mark is then another).
+    pub(crate) fn clear_dirty(&self, keys: &[crate::DirtyMark]) -> Result<(), StoreError> {
         self.write(|writer| {
-            for key in keys {
-                self.dbs
+            for dirty in keys {
+                let current = self
+                    .dbs
                     .stats_dirty
-                    .delete(&mut writer.txn, key)
+                    .get(&writer.txn, &dirty.key)
                     .map_err(|e| self.write_error(e))?;
+                if current == Some(dirty.mark.as_slice()) {
+                    self.dbs
+                        .stats_dirty
+                        .delete(&mut writer.txn, &dirty.key)
+                        .map_err(|e| self.write_error(e))?;
+                }
             }
             Ok(())
         })
@@ -635,11 +650,7 @@ impl LmdbStore {
             return Ok(secret);
         }
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|error| {
-            StoreError::Corrupt(format!(
-                "the system gave no randomness for a secret: {error}"
-            ))
-        })?;
+        getrandom::fill(&mut secret).map_err(|error| StoreError::Randomness(error.to_string()))?;
         self.write(|writer| {
             // Another caller may have made it meanwhile: keep theirs.
             if self
@@ -664,29 +675,41 @@ impl LmdbStore {
         now: Timestamp,
         rotate_after: u64,
     ) -> Result<[u8; 32], StoreError> {
+        // The secret if it is younger than `rotate_after`.
+        let fresh = |stored: Option<&[u8]>| {
+            let bytes = <[u8; 40]>::try_from(stored?).ok()?;
+            let made = u64::from_le_bytes(bytes[32..].try_into().ok()?);
+            (now.0.saturating_sub(made) < rotate_after)
+                .then(|| bytes[..32].try_into().ok())
+                .flatten()
+        };
         let current = self.read(|reader| {
-            Ok(self
-                .dbs
-                .meta
-                .get(reader.txn, b"device_secret")
-                .map_err(|e| self.error(e))?
-                .and_then(|bytes| <[u8; 40]>::try_from(bytes).ok()))
-        })?;
-        if let Some(bytes) = current {
-            let made = u64::from_le_bytes(bytes[32..].try_into().unwrap_or([0; 8]));
-            if now.0.saturating_sub(made) < rotate_after {
-                return Ok(bytes[..32].try_into().unwrap_or([0; 32]));
-            }
-        }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|error| {
-            StoreError::Corrupt(format!(
-                "the system gave no randomness for a secret: {error}"
+            Ok(fresh(
+                self.dbs
+                    .meta
+                    .get(reader.txn, b"device_secret")
+                    .map_err(|e| self.error(e))?,
             ))
         })?;
+        if let Some(secret) = current {
+            return Ok(secret);
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| StoreError::Randomness(error.to_string()))?;
         let mut value = secret.to_vec();
         value.extend_from_slice(&now.0.to_le_bytes());
+        // Checked again inside the write: of two requests that found the secret old at once,
+        // the second takes the one the first made, or the same device would hash two ways.
         self.write(|writer| {
+            let stored = self
+                .dbs
+                .meta
+                .get(&writer.txn, b"device_secret")
+                .map_err(|e| self.write_error(e))?;
+            if let Some(made_meanwhile) = fresh(stored) {
+                secret = made_meanwhile;
+                return Ok(());
+            }
             self.dbs
                 .meta
                 .put(&mut writer.txn, b"device_secret", &value)
