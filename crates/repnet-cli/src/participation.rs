@@ -360,7 +360,7 @@ impl ClientFiles {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    repnet_server::files::write_atomically(path, bytes)
+    repnet_runtime::files::write_atomically(path, bytes)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -17,8 +17,10 @@
 //! axum's own `serve` offers none of these hooks, hence this module; the parts (hyper's
 //! connection builders, tokio's semaphores) are the stock ones.
 
+pub mod admin;
 mod body;
 mod connections;
+pub mod limits;
 pub mod tls;
 
 use std::time::Duration;

@@ -97,7 +97,7 @@ impl KeyBook for FileBook {
                 }
             }
             let bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
-            repnet_server::files::write_atomically(&self.path, &bytes)
+            repnet_runtime::files::write_atomically(&self.path, &bytes)
                 .map_err(|error| format!("cannot write {}: {error}", self.path.display()))
         })
     }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use repnet_server::AdminToken;
+use repnet_http::admin::AdminToken;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
@@ -48,10 +48,10 @@ pub(crate) struct State {
     position: Arc<Mutex<Option<(String, u64)>>>,
     /// The licence key sent upstream: replaced when its file changes (or on SIGHUP).
     upstream_key: RwLock<Option<String>>,
-    upstream_key_file: Option<repnet_server::files::WatchedFile>,
+    upstream_key_file: Option<repnet_runtime::files::WatchedFile>,
     /// Wakes the key file's watcher (SIGHUP).
     reload: tokio::sync::Notify,
-    admin: repnet_server::admin::AdminGate,
+    admin: repnet_http::admin::AdminGate,
     /// Device keys (`require_device_key`).
     devices: Arc<repnet_server::licences::Licences>,
     metrics: Metrics,
@@ -158,7 +158,7 @@ impl Proxy {
             .upstream_key_file
             .as_deref()
             .filter(|_| config.upstream_key.is_none())
-            .map(repnet_server::files::WatchedFile::new);
+            .map(repnet_runtime::files::WatchedFile::new);
         let (metrics, registry) = Metrics::new();
         let upstream = Upstream::start(
             &settings.upstream,
@@ -185,7 +185,7 @@ impl Proxy {
                 upstream_key_file,
                 upstream_key: RwLock::new(upstream_key),
                 reload: tokio::sync::Notify::new(),
-                admin: repnet_server::admin::AdminGate::new(admin_token),
+                admin: repnet_http::admin::AdminGate::new(admin_token),
                 devices: Arc::new(devices),
                 metrics,
                 registry,

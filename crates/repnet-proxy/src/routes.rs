@@ -205,7 +205,9 @@ async fn admit(
         .into_response();
     }
     if settings.require_device_key
-        && let Err(refusal) = state.devices.check(request.headers(), repnet_store::now())
+        && let Err(refusal) = state
+            .devices
+            .check(request.headers(), repnet_runtime::now())
     {
         return refused(refusal);
     }
@@ -247,7 +249,11 @@ async fn add_key(Extract(state): Extract<Shared>, JsonPayload(body): JsonPayload
         Ok(request) => request,
         Err(error) => return Failure::bad(error.code, error.message).into_response(),
     };
-    match state.devices.register(&request, repnet_store::now()).await {
+    match state
+        .devices
+        .register(&request, repnet_runtime::now())
+        .await
+    {
         Ok(licence) => json(
             StatusCode::CREATED,
             repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
@@ -257,7 +263,7 @@ async fn add_key(Extract(state): Extract<Shared>, JsonPayload(body): JsonPayload
 }
 
 async fn revoke_key(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Response {
-    match state.devices.revoke(&id, repnet_store::now()).await {
+    match state.devices.revoke(&id, repnet_runtime::now()).await {
         Ok(licence) => json(
             StatusCode::OK,
             repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
@@ -283,7 +289,7 @@ async fn require_admin(
             refusal.message(),
         )
         .into_response();
-        if let repnet_server::admin::AdminRefusal::Throttled(seconds) = refusal {
+        if let repnet_http::admin::AdminRefusal::Throttled(seconds) = refusal {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -268,7 +268,7 @@ impl Settings {
             source,
         };
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        repnet_server::files::write_atomically(&data.join("settings.json"), &bytes)
+        repnet_runtime::files::write_atomically(&data.join("settings.json"), &bytes)
             .map_err(|e| io("write in", e))
     }
 }

@@ -566,7 +566,7 @@ impl Feeds {
             .collect();
         let result = (|| -> std::io::Result<()> {
             let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
-            crate::files::write_atomically(&self.data_dir.join(STATE_FILE), &text)
+            repnet_runtime::files::write_atomically(&self.data_dir.join(STATE_FILE), &text)
         })();
         if let Err(error) = result {
             tracing::warn!(%error, "cannot save the feeds' state; they will be downloaded again after a restart");

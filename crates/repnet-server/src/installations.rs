@@ -25,7 +25,7 @@ use hmac::{KeyInit as _, Mac as _};
 use repnet_model::Timestamp;
 
 use crate::error::ApiError;
-use crate::limits::{Windowed, address_key};
+use repnet_http::limits::{Windowed, address_key};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 

@@ -4,16 +4,14 @@
 //! [`Server::run`] takes a bound listener and a shutdown future, so tests start the real
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
-pub mod admin;
+pub use repnet_http::admin;
 pub mod bundle;
 pub mod config;
 pub mod engine;
 mod error;
 mod feeds;
-pub mod files;
 mod installations;
 pub mod licences;
-mod limits;
 mod lookup;
 mod metrics;
 mod openapi;

@@ -80,7 +80,10 @@ impl RuntimeSettings {
     }
 
     fn save(&self, data: &Path) -> std::io::Result<()> {
-        crate::files::write_atomically(&data.join("settings.json"), &repnet_protocol::to_json(self))
+        repnet_runtime::files::write_atomically(
+            &data.join("settings.json"),
+            &repnet_protocol::to_json(self),
+        )
     }
 }
 

@@ -114,18 +114,21 @@ pub(crate) async fn writer(store: Store, mut batches: Batches) {
     }
 }
 
-/// Batches per installation per minute, in memory ([`crate::limits::Windowed`]).
+/// Batches per installation per minute, in memory ([`repnet_http::limits::Windowed`]).
 #[derive(Debug)]
 pub(crate) struct InstallLimit {
     per_minute: std::sync::atomic::AtomicU32,
-    windows: crate::limits::Windowed,
+    windows: repnet_http::limits::Windowed,
 }
 
 impl InstallLimit {
     pub(crate) fn new(per_minute: u32) -> InstallLimit {
         InstallLimit {
             per_minute: std::sync::atomic::AtomicU32::new(per_minute),
-            windows: crate::limits::Windowed::new(std::time::Duration::from_secs(60), 1_000_000),
+            windows: repnet_http::limits::Windowed::new(
+                std::time::Duration::from_secs(60),
+                1_000_000,
+            ),
         }
     }
 

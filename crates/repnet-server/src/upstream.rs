@@ -32,7 +32,7 @@ pub(crate) struct Upstream {
     /// Without a key, to make `client` from.
     base: Client,
     /// The key file, read again when it changes (and on SIGHUP).
-    key_file: Option<crate::files::WatchedFile>,
+    key_file: Option<repnet_runtime::files::WatchedFile>,
     /// Wakes the loop to read the key file and pull now (SIGHUP).
     wake: tokio::sync::Notify,
     interval: Duration,
@@ -93,7 +93,7 @@ impl Upstream {
             key_file: config
                 .key_file
                 .as_deref()
-                .map(crate::files::WatchedFile::new),
+                .map(repnet_runtime::files::WatchedFile::new),
             wake: tokio::sync::Notify::new(),
             interval: Duration::from_secs(config.interval_seconds),
             page: config.page_size,

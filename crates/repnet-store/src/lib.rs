@@ -636,10 +636,4 @@ pub fn searched_as(key: &[u8]) -> Option<(HashKind, &[u8], bool)> {
 }
 
 /// The current time as a model timestamp.
-pub fn now() -> Timestamp {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0);
-    Timestamp(seconds)
-}
+pub use repnet_runtime::now;

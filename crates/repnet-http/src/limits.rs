@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
-pub(crate) struct Windowed {
+pub struct Windowed {
     window: Duration,
     max_entries: usize,
     state: Mutex<State>,
@@ -26,7 +26,7 @@ struct State {
 }
 
 impl Windowed {
-    pub(crate) fn new(window: Duration, max_entries: usize) -> Windowed {
+    pub fn new(window: Duration, max_entries: usize) -> Windowed {
         Windowed {
             window,
             max_entries,
@@ -39,7 +39,7 @@ impl Windowed {
 
     /// Counts one event of `client` if it has had fewer than `limit` in this window;
     /// otherwise answers the seconds until the window ends.
-    pub(crate) fn take(&self, client: u64, limit: u32, now: Instant) -> Result<(), u64> {
+    pub fn take(&self, client: u64, limit: u32, now: Instant) -> Result<(), u64> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
         if now.saturating_duration_since(state.started) >= self.window {
@@ -66,7 +66,7 @@ impl Windowed {
 impl Windowed {
     /// Whether `client` has had `limit` events in this window already (counting nothing);
     /// if so, the seconds until the window ends.
-    pub(crate) fn exhausted(&self, client: u64, limit: u32, now: Instant) -> Result<(), u64> {
+    pub fn exhausted(&self, client: u64, limit: u32, now: Instant) -> Result<(), u64> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if now.saturating_duration_since(state.started) >= self.window {
             return Ok(());
@@ -89,7 +89,7 @@ impl Windowed {
 
 /// A client address as a limiter's key: IPv6 addresses by their /64 network (one host gets
 /// a whole /64), keyed with `secret` so that the map never holds an address.
-pub(crate) fn address_key(secret: &[u8; 32], address: std::net::IpAddr) -> u64 {
+pub fn address_key(secret: &[u8; 32], address: std::net::IpAddr) -> u64 {
     let mut input = secret.to_vec();
     match address {
         std::net::IpAddr::V4(v4) => input.extend_from_slice(&v4.octets()),

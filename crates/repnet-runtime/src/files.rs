@@ -5,7 +5,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 /// Writes `bytes` to `path`: to a temporary file in the same folder (created if missing),
-/// flushed to disk, then renamed over `path`.
+/// flushed to disk, renamed over `path`, and the folder flushed too, so that the rename
+/// itself survives a power cut (on Unix; elsewhere the rename is as durable as the system
+/// makes it).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -15,7 +17,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
-    file.persist(path).map(|_| ()).map_err(|error| error.error)
+    file.persist(path).map_err(|error| error.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// A small secret file read again when it changes (its modification time or size): a licence

@@ -6,8 +6,79 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::config::AdminToken;
 use crate::limits::{Windowed, address_key};
+
+/// Why an admin token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error("invalid setting admin token: {0}")]
+    Weak(String),
+    #[error("cannot read the admin token file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The admin token. Kept only as its SHA-256, so that comparison is constant-time whatever
+/// the lengths, and the token itself never sits in memory longer than startup.
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// The shortest admin token accepted: 128 bits as base64.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 22;
+
+impl AdminToken {
+    /// A token from its text. Surrounding whitespace (a file's final newline) is not part of it.
+    pub fn new(token: &str) -> Result<AdminToken, AdminTokenError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AdminTokenError::Weak(
+                "the admin token is empty: put a long random string in it (e.g. `openssl rand -hex 32`)".to_owned(),
+            ));
+        }
+        // 128 bits at least: 22 characters of base64, 32 of hex. Counting characters (and
+        // refusing a handful repeated) is what can be checked of a token's randomness.
+        let distinct = token
+            .chars()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS || distinct < 8 {
+            return Err(AdminTokenError::Weak(format!(
+                "the admin token is too easy to guess ({} characters, {distinct} different): use at least {MIN_ADMIN_TOKEN_CHARS} random characters (128 bits), e.g. `openssl rand -hex 32`",
+                token.chars().count()
+            )));
+        }
+        use sha2::Digest as _;
+        Ok(AdminToken {
+            digest: sha2::Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<AdminToken, AdminTokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AdminTokenError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        AdminToken::new(&text)
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest as _;
+        use subtle::ConstantTimeEq as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        self.digest.ct_eq(&digest).into()
+    }
+}
 
 /// Wrong tokens one address (an IPv6 /64) may send in a minute; past it every admin request
 /// from there is refused until the minute ends, even with the right token.
@@ -151,6 +222,21 @@ impl AdminGate {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_tokens_compare_by_value_only() {
+        let token = AdminToken::new("s3cret-token-0123456789\n").unwrap();
+        assert!(token.matches("s3cret-token-0123456789"));
+        assert!(!token.matches("s3cret-token-0123456788"));
+        assert!(!token.matches(""));
+        assert!(AdminToken::new(" \n").is_err());
+        // Under 128 bits, or a few characters repeated: refused, saying what to do.
+        for weak in ["a", "s3cret-token", "abababababababababababab"] {
+            let error = AdminToken::new(weak).unwrap_err().to_string();
+            assert!(error.contains("openssl rand -hex 32"), "{error}");
+        }
+        assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
+    }
 
     #[test]
     fn wrong_guesses_are_throttled_per_address() {

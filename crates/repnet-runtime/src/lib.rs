@@ -1,0 +1,15 @@
+//! What every repnet process shares below HTTP and storage: small state files written so
+//! that a crash leaves the old file or the new one ([`files`]), secret files read again when
+//! they change, and the clock. No storage engine, no HTTP: the proxy and the client use it
+//! without linking the server.
+
+pub mod files;
+
+/// The current time as a model timestamp (seconds since the Unix epoch; 0 before it).
+pub fn now() -> repnet_model::Timestamp {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    repnet_model::Timestamp(seconds)
+}
