@@ -7,7 +7,9 @@
 //! rest of the system passes validated values around.
 
 mod builtin;
+pub mod encoding;
 mod hash;
+pub mod key;
 mod name;
 mod object;
 mod precedence;

@@ -10,6 +10,7 @@ pub mod binary;
 pub mod installation;
 mod licence;
 mod lookup;
+pub mod replication;
 mod search;
 mod view;
 

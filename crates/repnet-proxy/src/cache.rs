@@ -120,7 +120,7 @@ impl Changes {
     /// Notes a storage key the change log named.
     pub(crate) fn add(&mut self, key: &[u8]) {
         self.short.insert(short_key(key));
-        if let Some((kind, hash, file)) = repnet_store::searched_as(key)
+        if let Some((kind, hash, file)) = repnet_model::key::searched_as(key)
             && let Some(first) = hash.first_chunk::<4>()
         {
             let searched_by: &[PrefixOf] = match (kind, file) {

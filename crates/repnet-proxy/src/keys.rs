@@ -1,13 +1,13 @@
-//! Device licence keys on the proxy: the server's key management (`repnet_server::licences`:
+//! Device licence keys on the proxy: the key management the server uses too (`repnet_licences`:
 //! hashes only, constant-time comparison, expiry, revocation), kept in `keys.json` in the
 //! data directory since the proxy has no knowledge base.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use repnet_licences::Licence;
+use repnet_licences::{BookFuture, KeyBook};
 use repnet_model::{Sha256, Timestamp};
-use repnet_server::licences::{BookFuture, KeyBook};
-use repnet_store::Licence;
 use serde::{Deserialize, Serialize};
 
 /// `keys.json`: every key registered on this proxy, by hash.

@@ -53,7 +53,7 @@ pub(crate) struct State {
     reload: tokio::sync::Notify,
     admin: repnet_http::admin::AdminGate,
     /// Device keys (`require_device_key`).
-    devices: Arc<repnet_server::licences::Licences>,
+    devices: Arc<repnet_licences::Licences>,
     metrics: Metrics,
     registry: prometheus_client::registry::Registry,
     /// Serialises settings changes.
@@ -169,7 +169,7 @@ impl Proxy {
             metrics.clone(),
         )?;
         let cache = Cache::new(settings.cache_max_entries, settings.cache_max_bytes);
-        let devices = repnet_server::licences::Licences::load(
+        let devices = repnet_licences::Licences::load(
             Arc::new(keys::FileBook::new(&config.data)),
             true,
             None,

@@ -215,7 +215,7 @@ async fn admit(
 }
 
 /// A device key's refusal, with the server's headers.
-fn refused(refusal: repnet_server::licences::Refusal) -> Response {
+fn refused(refusal: repnet_licences::Refusal) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = Failure::new(status, refusal.code, refusal.message).into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -238,7 +238,7 @@ async fn list_keys(Extract(state): Extract<Shared>) -> Response {
             .devices
             .list()
             .iter()
-            .map(repnet_server::licences::entry)
+            .map(repnet_licences::entry)
             .collect(),
     };
     json(StatusCode::OK, repnet_protocol::to_json(&list))
@@ -256,7 +256,7 @@ async fn add_key(Extract(state): Extract<Shared>, JsonPayload(body): JsonPayload
     {
         Ok(licence) => json(
             StatusCode::CREATED,
-            repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
+            repnet_protocol::to_json(&repnet_licences::entry(&licence)),
         ),
         Err(refusal) => refused(refusal),
     }
@@ -266,7 +266,7 @@ async fn revoke_key(Extract(state): Extract<Shared>, Path(id): Path<String>) -> 
     match state.devices.revoke(&id, repnet_runtime::now()).await {
         Ok(licence) => json(
             StatusCode::OK,
-            repnet_protocol::to_json(&repnet_server::licences::entry(&licence)),
+            repnet_protocol::to_json(&repnet_licences::entry(&licence)),
         ),
         Err(refusal) => refused(refusal),
     }
@@ -346,7 +346,7 @@ fn dependencies(key: &Key, reputation: &Reputation) -> Vec<u64> {
     }
     objects
         .iter()
-        .map(|object| crate::cache::short_key(&repnet_store::replication_key(object)))
+        .map(|object| crate::cache::short_key(repnet_model::key::ObjectKey::of(object).as_bytes()))
         .collect()
 }
 

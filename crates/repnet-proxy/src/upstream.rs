@@ -618,7 +618,8 @@ async fn follow_once(
         return Ok(());
     }
     let body = repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await?;
-    let mut stream = repnet_store::sync::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
+    let mut stream =
+        repnet_protocol::replication::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
     let mut changed = crate::cache::Changes::default();
     while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {
         changed.add(&entry.key);

@@ -12,10 +12,12 @@
 mod bulk;
 mod filter;
 mod hll;
-mod key;
+/// Storage keys are the model's: the proxy and replication readers name objects by them too.
+pub(crate) use repnet_model::key;
 mod lmdb;
 mod record;
-pub mod sync;
+/// The replication stream's wire format is the protocol's; the store reads and writes it.
+pub use repnet_protocol::replication as sync;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -23,9 +25,7 @@ pub mod conformance;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use repnet_model::{
-    FileHash, FileHashes, HashKind, Object, Sha256, Source, SourceRecord, Timestamp,
-};
+use repnet_model::{FileHash, FileHashes, Object, Sha256, Source, SourceRecord, Timestamp};
 
 use crate::lmdb::LmdbStore;
 
@@ -265,18 +265,7 @@ pub struct StreamApplied {
 }
 
 /// A licence key as the store keeps it: the SHA-256 of the key, never the key itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Licence {
-    /// Shown to administrators and in logs instead of the key.
-    pub id: String,
-    pub key_sha256: Sha256,
-    pub label: Option<String>,
-    pub created: Timestamp,
-    pub expires: Option<Timestamp>,
-    pub revoked: Option<Timestamp>,
-    /// When the key was last presented (the server records it at most once a minute).
-    pub last_used: Option<Timestamp>,
-}
+pub use repnet_licences::Licence;
 
 /// Numbers about the store, for operators and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -621,19 +610,22 @@ pub fn replication_key(object: &Object) -> Vec<u8> {
     crate::key::ObjectKey::of(object).as_bytes().to_vec()
 }
 
-/// How a privacy-mode search finds the object stored under `key` (a replication stream's
-/// key): by a prefix of this hash of this kind (URL expressions by their SHA-256), and
-/// whether it is a file. `None` for what no search finds (certificates).
-pub fn searched_as(key: &[u8]) -> Option<(HashKind, &[u8], bool)> {
-    let (&tag, hash) = key.split_first()?;
-    match tag {
-        crate::key::tag::SHA256 => Some((HashKind::Sha256, hash, true)),
-        crate::key::tag::URL => Some((HashKind::Sha256, hash, false)),
-        crate::key::tag::SHA1 => Some((HashKind::Sha1, hash, true)),
-        crate::key::tag::MD5 => Some((HashKind::Md5, hash, true)),
-        _ => None,
-    }
-}
+pub use repnet_model::key::searched_as;
 
 /// The current time as a model timestamp.
 pub use repnet_runtime::now;
+
+/// A server keeps its licence keys in its store.
+impl repnet_licences::KeyBook for Store {
+    fn licences(&self) -> Result<Vec<Licence>, String> {
+        Store::licences(self).map_err(|error| error.to_string())
+    }
+
+    fn put(&self, licences: Vec<Licence>) -> repnet_licences::BookFuture<'_> {
+        Box::pin(async move {
+            self.put_licences(licences)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}

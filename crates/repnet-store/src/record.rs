@@ -170,31 +170,7 @@ const BIT_THREAT: u8 = 4;
 const BIT_CATEGORIES: u8 = 8;
 const BIT_LAST_SEEN: u8 = 16;
 
-pub(crate) fn verdict_bits(verdict: Verdict) -> u8 {
-    match verdict {
-        Verdict::Unknown => 0,
-        Verdict::Trusted => 1,
-        Verdict::Riskware => 2,
-        Verdict::Untrusted => 3,
-    }
-}
-
-pub(crate) fn verdict_from_bits(bits: u8) -> Verdict {
-    match bits & 3 {
-        1 => Verdict::Trusted,
-        2 => Verdict::Riskware,
-        3 => Verdict::Untrusted,
-        _ => Verdict::Unknown,
-    }
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
+pub(crate) use repnet_model::encoding::{put_varint, verdict_bits, verdict_from_bits};
 
 /// A cursor over bytes being decoded; every read is bounds-checked.
 pub(crate) struct Reader<'a> {

@@ -8,23 +8,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use repnet_model::{
-    CertificateThumbprint, Domain, Expression, FileHash, Md5, Object, Sha1, Sha256,
-};
+use crate::{CertificateThumbprint, Domain, Expression, FileHash, Md5, Object, Sha1, Sha256};
 
 /// Type tags. They are part of the on-disk format: never reuse or renumber one.
-pub(crate) mod tag {
-    pub(crate) const SHA256: u8 = 0x01;
-    pub(crate) const SHA1: u8 = 0x02;
-    pub(crate) const MD5: u8 = 0x03;
+pub mod tag {
+    pub const SHA256: u8 = 0x01;
+    pub const SHA1: u8 = 0x02;
+    pub const MD5: u8 = 0x03;
     /// Format 1 only: domains, IPv4 and IPv6 addresses by their own bytes. Format 2 keeps
     /// them as URL expressions; the migration moves them.
-    pub(crate) const LEGACY_DOMAIN: u8 = 0x10;
-    pub(crate) const LEGACY_IPV4: u8 = 0x20;
-    pub(crate) const LEGACY_IPV6: u8 = 0x21;
-    pub(crate) const CERTIFICATE: u8 = 0x30;
+    pub const LEGACY_DOMAIN: u8 = 0x10;
+    pub const LEGACY_IPV4: u8 = 0x20;
+    pub const LEGACY_IPV6: u8 = 0x21;
+    pub const CERTIFICATE: u8 = 0x30;
     /// The SHA-256 of a URL expression.
-    pub(crate) const URL: u8 = 0x40;
+    pub const URL: u8 = 0x40;
 }
 
 /// The longest key: a tag and a 253-byte domain name.
@@ -32,9 +30,19 @@ const MAX_KEY_LEN: usize = 1 + Domain::MAX_LEN;
 
 /// An encoded key, on the stack: lookups build one per item and must not allocate.
 #[derive(Clone, Copy)]
-pub(crate) struct ObjectKey {
+pub struct ObjectKey {
     len: usize,
     bytes: [u8; MAX_KEY_LEN],
+}
+
+impl std::fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectKey(")?;
+        for byte in self.as_bytes() {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
 }
 
 impl ObjectKey {
@@ -47,7 +55,7 @@ impl ObjectKey {
         ObjectKey { len, bytes }
     }
 
-    pub(crate) fn of(object: &Object) -> ObjectKey {
+    pub fn of(object: &Object) -> ObjectKey {
         match object {
             Object::File(hash) => ObjectKey::file(hash),
             Object::Domain(domain) => ObjectKey::expression(&Expression::for_domain(domain)),
@@ -59,13 +67,12 @@ impl ObjectKey {
         }
     }
 
-    pub(crate) fn expression(expression: &Expression) -> ObjectKey {
+    pub fn expression(expression: &Expression) -> ObjectKey {
         ObjectKey::new(tag::URL, expression.sha256().as_bytes())
     }
 
-    /// The key a format-1 store used for `object`.
-    #[cfg(test)]
-    pub(crate) fn legacy(object: &Object) -> ObjectKey {
+    /// The key a format-1 store used for `object` (for the migration's tests).
+    pub fn legacy(object: &Object) -> ObjectKey {
         match object {
             Object::Domain(domain) => {
                 ObjectKey::new(tag::LEGACY_DOMAIN, domain.as_str().as_bytes())
@@ -76,7 +83,7 @@ impl ObjectKey {
         }
     }
 
-    pub(crate) fn file(hash: &FileHash) -> ObjectKey {
+    pub fn file(hash: &FileHash) -> ObjectKey {
         match hash {
             FileHash::Md5(hash) => ObjectKey::new(tag::MD5, hash.as_bytes()),
             FileHash::Sha1(hash) => ObjectKey::new(tag::SHA1, hash.as_bytes()),
@@ -84,7 +91,7 @@ impl ObjectKey {
         }
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }
@@ -92,7 +99,7 @@ impl ObjectKey {
 /// Whether a key is one that format 2 no longer uses.
 /// Whether `bytes` is a key this format writes (a key received from another server is
 /// checked with this before it is stored).
-pub(crate) fn is_valid_key(bytes: &[u8]) -> bool {
+pub fn is_valid_key(bytes: &[u8]) -> bool {
     match bytes.first() {
         Some(&tag::URL) => bytes.len() == 33,
         Some(_) => !is_legacy(bytes) && decode_key(bytes).is_some(),
@@ -100,7 +107,7 @@ pub(crate) fn is_valid_key(bytes: &[u8]) -> bool {
     }
 }
 
-pub(crate) fn is_legacy(bytes: &[u8]) -> bool {
+pub fn is_legacy(bytes: &[u8]) -> bool {
     matches!(
         bytes.first(),
         Some(&(tag::LEGACY_DOMAIN | tag::LEGACY_IPV4 | tag::LEGACY_IPV6))
@@ -110,7 +117,7 @@ pub(crate) fn is_legacy(bytes: &[u8]) -> bool {
 /// Decodes a key back into its object, for the kinds whose key holds the object itself
 /// (files, certificates, and the format-1 domain and IP keys); `None` otherwise (a URL key
 /// holds only the hash of its expression).
-pub(crate) fn decode_key(bytes: &[u8]) -> Option<Object> {
+pub fn decode_key(bytes: &[u8]) -> Option<Object> {
     let (&tag, body) = bytes.split_first()?;
     Some(match tag {
         tag::SHA256 => Object::File(FileHash::Sha256(Sha256(body.try_into().ok()?))),
@@ -130,10 +137,24 @@ pub(crate) fn decode_key(bytes: &[u8]) -> Option<Object> {
     })
 }
 
+/// How a privacy-mode search finds the object stored under `key` (a replication stream's
+/// key): by a prefix of this hash of this kind (URL expressions by their SHA-256), and
+/// whether it is a file. `None` for what no search finds (certificates).
+pub fn searched_as(key: &[u8]) -> Option<(crate::HashKind, &[u8], bool)> {
+    let (&tag, hash) = key.split_first()?;
+    match tag {
+        tag::SHA256 => Some((crate::HashKind::Sha256, hash, true)),
+        tag::URL => Some((crate::HashKind::Sha256, hash, false)),
+        tag::SHA1 => Some((crate::HashKind::Sha1, hash, true)),
+        tag::MD5 => Some((crate::HashKind::Md5, hash, true)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repnet_model::ObjectKind;
+    use crate::ObjectKind;
 
     #[test]
     fn keys_round_trip_and_are_compact() {

@@ -28,7 +28,7 @@ use std::io::{self, BufRead, Write};
 use repnet_model::{Categories, Confidence, Md5, Sha1, Sha256, ThreatName, Timestamp, Verdict};
 use sha2::Digest as _;
 
-use crate::record::{put_varint, verdict_bits, verdict_from_bits};
+use repnet_model::encoding::{put_varint, verdict_bits, verdict_from_bits};
 
 const MAGIC: &[u8; 6] = b"RNSYNC";
 const VERSION: u8 = 1;

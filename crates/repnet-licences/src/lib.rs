@@ -1,0 +1,485 @@
+//! Licence keys: who may exchange data with this server.
+//!
+//! The keys live in a [`KeyBook`] (the store on a server, a file on a proxy; as SHA-256 hashes
+//! only, [`Licence`]) and, for the check every request makes, in a map from hash to key state
+//! held here. The server and the proxy share this crate: the proxy never links the store. The server is the
+//! only writer of its store, so the map is loaded once and updated with every admin change
+//! after the store has it. A presented key is found by its hash (a guess's hash says nothing
+//! about the stored ones, so the lookup leaks nothing useful through timing) and the final
+//! comparison is constant-time.
+//!
+//! `last_used` is kept in memory and written to the store at most once a minute (and at
+//! shutdown): writing on every request would make every lookup a disk write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
+
+use http::{HeaderMap, header};
+use repnet_model::{Sha256, Timestamp};
+use repnet_protocol::{AddLicenceKey, LicenceKeyEntry};
+
+/// A licence key as it is kept: the SHA-256 of the key, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Licence {
+    /// Shown to administrators and in logs instead of the key.
+    pub id: String,
+    pub key_sha256: Sha256,
+    pub label: Option<String>,
+    pub created: Timestamp,
+    pub expires: Option<Timestamp>,
+    pub revoked: Option<Timestamp>,
+    /// When the key was last presented (recorded at most once a minute).
+    pub last_used: Option<Timestamp>,
+}
+
+/// How a key may be used: requests per second, with bursts.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// Where licence keys are kept: the store on a server, a file on a proxy.
+pub trait KeyBook: Send + Sync + std::fmt::Debug + 'static {
+    /// Every key ever registered.
+    fn licences(&self) -> Result<Vec<Licence>, String>;
+    /// Adds or replaces keys (by key hash), durably.
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_>;
+}
+
+/// What [`KeyBook::put`] returns.
+pub type BookFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A request refused for its key, or an administrator's mistake: status, stable code and a
+/// message that says what to do (`Retry-After` seconds for a rate limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// The registered keys and their use.
+#[derive(Debug)]
+pub struct Licences {
+    book: Arc<dyn KeyBook>,
+    /// Whether lookups need a key (a private server, or `require_key`). Sync endpoints always
+    /// do.
+    required: std::sync::atomic::AtomicBool,
+    limit: RwLock<Option<RateLimit>>,
+    keys: RwLock<HashMap<Sha256, Arc<KeyState>>>,
+    /// Serialises writers (admin changes, flushes of `last_used`): they are rare, and one at
+    /// a time keeps check-then-write simple.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    licence: Licence,
+    /// Unix seconds of the last use, 0 for never.
+    last_used: AtomicU64,
+    bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl KeyState {
+    fn new(licence: Licence, limit: Option<RateLimit>) -> KeyState {
+        KeyState {
+            last_used: AtomicU64::new(licence.last_used.map_or(0, |t| t.0)),
+            licence,
+            bucket: Mutex::new(Bucket {
+                tokens: limit.map_or(0.0, |limit| limit.burst),
+                refilled: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes a token; on refusal, the whole seconds until one is there.
+    fn take(&self, limit: RateLimit) -> Result<(), u64> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        bucket.refilled = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / limit.per_second;
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+
+    /// The licence with the last use seen in memory.
+    fn current(&self) -> Licence {
+        let mut licence = self.licence.clone();
+        let used = self.last_used.load(Ordering::Relaxed);
+        if used > 0 {
+            licence.last_used = Some(Timestamp(used));
+        }
+        licence
+    }
+}
+
+const MAX_LABEL_CHARS: usize = 200;
+
+const PROVIDER_ADVICE: &str = "the organisation's current licence key must be registered with the network's provider before data can be exchanged (after a licence change, until the provider registers the new key, every request is refused)";
+
+impl Licences {
+    /// The keys kept in `book`; `required`: whether lookups need one.
+    pub fn load(
+        book: Arc<dyn KeyBook>,
+        required: bool,
+        limit: Option<RateLimit>,
+    ) -> Result<Licences, String> {
+        let keys = book
+            .licences()?
+            .into_iter()
+            .map(|licence| (licence.key_sha256, Arc::new(KeyState::new(licence, limit))))
+            .collect();
+        Ok(Licences {
+            book,
+            required: std::sync::atomic::AtomicBool::new(required),
+            limit: RwLock::new(limit),
+            keys: RwLock::new(keys),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Whether lookups need a key.
+    pub fn required(&self) -> bool {
+        self.required.load(Ordering::Relaxed)
+    }
+
+    /// Changes whether lookups need a key, and the rate each key may use, at once.
+    pub fn set_policy(&self, required: bool, limit: Option<RateLimit>) {
+        self.required.store(required, Ordering::Relaxed);
+        *self.limit.write().unwrap_or_else(PoisonError::into_inner) = limit;
+    }
+
+    fn limit(&self) -> Option<RateLimit> {
+        *self.limit.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
+    pub fn check(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), Refusal> {
+        let refuse = |code: &'static str, message: String| Refusal::new(401, code, message);
+        let Some(key) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(repnet_protocol::bearer_token)
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+        else {
+            return Err(refuse(
+                "licence_not_registered",
+                format!(
+                    "this server requires a licence key and none was sent: send Authorization: Bearer KEY (repnet lookup --key KEY, or REPNET_KEY); {PROVIDER_ADVICE}"
+                ),
+            ));
+        };
+        let digest = Sha256::digest(key.as_bytes());
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.get(&digest).cloned()
+        };
+        let state = match state {
+            Some(state) if constant_time_eq(&state.licence.key_sha256, &digest) => state,
+            _ => {
+                return Err(refuse(
+                    "licence_not_registered",
+                    format!(
+                        "the licence key sent is not registered on this network: {PROVIDER_ADVICE}"
+                    ),
+                ));
+            }
+        };
+        let licence = &state.licence;
+        if let Some(revoked) = licence.revoked {
+            return Err(refuse(
+                "licence_revoked",
+                format!(
+                    "the licence key sent (id {}) was revoked on {}: {PROVIDER_ADVICE}",
+                    licence.id,
+                    time(revoked)
+                ),
+            ));
+        }
+        if let Some(expires) = licence.expires.filter(|expires| *expires <= now) {
+            return Err(refuse(
+                "licence_expired",
+                format!(
+                    "the licence key sent (id {}) expired on {}: {PROVIDER_ADVICE}",
+                    licence.id,
+                    time(expires)
+                ),
+            ));
+        }
+        state.last_used.fetch_max(now.0, Ordering::Relaxed);
+        if let Some(limit) = self.limit()
+            && let Err(wait) = state.take(limit)
+        {
+            return Err(Refusal {
+                retry_after: Some(wait),
+                ..Refusal::new(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "licence key {} made more than {} requests per second: retry after {wait} s, or batch lookups (POST /v1/lookup takes up to 10,000 objects)",
+                        licence.id, limit.per_second
+                    ),
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// The id of the licence key a request carries, when it is registered, unrevoked and
+    /// unexpired; `None` otherwise. Counts no request against the key's rate.
+    pub fn key_id(&self, headers: &HeaderMap, now: Timestamp) -> Option<String> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(repnet_protocol::bearer_token)
+            .map(str::trim)
+            .filter(|key| !key.is_empty())?;
+        let digest = Sha256::digest(key.as_bytes());
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.get(&digest).cloned()
+        }?;
+        let licence = &state.licence;
+        (constant_time_eq(&licence.key_sha256, &digest)
+            && licence.revoked.is_none()
+            && licence.expires.is_none_or(|expires| expires > now))
+        .then(|| licence.id.clone())
+    }
+
+    /// Every key, by creation time.
+    pub fn list(&self) -> Vec<Licence> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<Licence> = keys.values().map(|state| state.current()).collect();
+        list.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        list
+    }
+
+    /// Registers a key as an administrator asked (`POST /v1/admin/keys`): checked (the key's
+    /// form, the label, the expiry), and refused if registered before, even revoked —
+    /// revocation is final for a key, and the organisation gets a new one.
+    pub async fn register(
+        &self,
+        request: &AddLicenceKey,
+        now: Timestamp,
+    ) -> Result<Licence, Refusal> {
+        let key = request.key.trim();
+        repnet_protocol::check_licence_key(key)
+            .map_err(|message| Refusal::new(400, "invalid_key", format!("key: {message}")))?;
+        let label = match request.label.as_deref().map(str::trim) {
+            Some(label) if label.chars().count() > MAX_LABEL_CHARS => {
+                return Err(Refusal::new(
+                    400,
+                    "invalid_label",
+                    format!("label: at most {MAX_LABEL_CHARS} characters"),
+                ));
+            }
+            Some(label) if label.chars().any(repnet_model::is_control_or_bidi) => {
+                return Err(Refusal::new(
+                    400,
+                    "invalid_label",
+                    "label: one line of text, without control or text-direction characters (such as U+202E)",
+                ));
+            }
+            Some("") | None => None,
+            Some(label) => Some(label.to_owned()),
+        };
+        let expires = match request.expires.as_deref() {
+            None => None,
+            Some(text) => {
+                let expires = repnet_protocol::parse_time(text).map_err(|message| {
+                    Refusal::new(400, "invalid_expires", format!("expires: {message}"))
+                })?;
+                if expires <= now {
+                    return Err(Refusal::new(
+                        400,
+                        "invalid_expires",
+                        format!("expires: {text} is in the past: give a later date"),
+                    ));
+                }
+                Some(expires)
+            }
+        };
+        let key_sha256 = Sha256::digest(key.as_bytes());
+        let licence = Licence {
+            id: repnet_protocol::licence_key_id(&key_sha256),
+            key_sha256,
+            label,
+            created: now,
+            expires,
+            revoked: None,
+            last_used: None,
+        };
+        let _one_at_a_time = self.writing.lock().await;
+        if let Some(existing) = self.get(&key_sha256) {
+            return Err(Refusal::new(
+                409,
+                "key_exists",
+                format!(
+                    "this key is registered already (id {}); a revoked key cannot be registered again: issue a new key",
+                    existing.id
+                ),
+            ));
+        }
+        self.book
+            .put(vec![licence.clone()])
+            .await
+            .map_err(|error| stored_nothing(&error))?;
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key_sha256,
+                Arc::new(KeyState::new(licence.clone(), self.limit())),
+            );
+        tracing::info!(id = %licence.id, label = ?licence.label, "licence key registered");
+        Ok(licence)
+    }
+
+    /// Revokes the key with id `id`; revoking twice keeps the first time.
+    pub async fn revoke(&self, id: &str, now: Timestamp) -> Result<Licence, Refusal> {
+        let _one_at_a_time = self.writing.lock().await;
+        let state = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.values().find(|state| state.licence.id == id).cloned()
+        }
+        .ok_or_else(|| {
+            Refusal::new(
+                404,
+                "key_not_found",
+                format!("no licence key has id {id:?}: GET /v1/admin/keys lists them"),
+            )
+        })?;
+        let mut licence = state.current();
+        if licence.revoked.is_some() {
+            return Ok(licence);
+        }
+        licence.revoked = Some(now);
+        self.book
+            .put(vec![licence.clone()])
+            .await
+            .map_err(|error| stored_nothing(&error))?;
+        tracing::info!(id = %licence.id, "licence key revoked");
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                licence.key_sha256,
+                Arc::new(KeyState::new(licence.clone(), self.limit())),
+            );
+        Ok(licence)
+    }
+
+    /// Records the keys' last uses once a minute until `stop` changes, and once more then.
+    pub async fn record_uses(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = every_minute.tick() => false,
+                _ = stop.changed() => true,
+            };
+            if let Err(error) = self.flush_last_used().await {
+                tracing::warn!(%error, "cannot record when licence keys were last used");
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Writes the last uses seen since the last flush to the store.
+    pub async fn flush_last_used(&self) -> Result<(), String> {
+        let _one_at_a_time = self.writing.lock().await;
+        let changed: Vec<(Arc<KeyState>, Licence)> = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys.values()
+                .filter(|state| {
+                    state.last_used.load(Ordering::Relaxed)
+                        > state.licence.last_used.map_or(0, |t| t.0)
+                })
+                .map(|state| (Arc::clone(state), state.current()))
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.book
+            .put(changed.iter().map(|(_, licence)| licence.clone()).collect())
+            .await?;
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        for (old, licence) in changed {
+            // Keep the state (and its rate-limit bucket); only the stored use moves on.
+            let state = KeyState {
+                last_used: AtomicU64::new(old.last_used.load(Ordering::Relaxed)),
+                bucket: Mutex::new(*old.bucket.lock().unwrap_or_else(PoisonError::into_inner)),
+                licence,
+            };
+            keys.insert(state.licence.key_sha256, Arc::new(state));
+        }
+        Ok(())
+    }
+
+    fn get(&self, key_sha256: &Sha256) -> Option<Licence> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.get(key_sha256).map(|state| state.current())
+    }
+}
+
+fn stored_nothing(error: &str) -> Refusal {
+    tracing::error!(%error, "licence keys could not be stored");
+    Refusal::new(
+        500,
+        "internal",
+        "the licence keys could not be stored; the log has the details",
+    )
+}
+
+fn constant_time_eq(a: &Sha256, b: &Sha256) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn time(timestamp: Timestamp) -> String {
+    repnet_protocol::rfc3339(timestamp).unwrap_or_else(|| timestamp.0.to_string())
+}
+
+/// A licence key as the admin API shows it.
+pub fn entry(licence: &Licence) -> LicenceKeyEntry {
+    LicenceKeyEntry::new(
+        &licence.id,
+        licence.label.as_deref(),
+        licence.created,
+        licence.expires,
+        licence.last_used,
+        licence.revoked,
+    )
+}
