@@ -630,7 +630,7 @@ use axum::response::Response;
 use repnet_protocol::{FeedStatusList, ImportParams};
 
 use crate::AppState;
-use crate::routes::json_response;
+use crate::api::json_response;
 
 /// The import's format and options from the query of `POST /v1/admin/imports`.
 fn upload_options(

@@ -268,7 +268,7 @@ pub(crate) async fn get_challenge(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
 ) -> Result<axum::response::Response, ApiError> {
     let challenge = state.installations.challenge(repnet_store::now())?;
-    Ok(crate::routes::json_response(
+    Ok(crate::api::json_response(
         axum::http::StatusCode::OK,
         repnet_protocol::to_json(&challenge),
     ))
@@ -284,12 +284,8 @@ pub(crate) async fn enrol(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
     client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    crate::api::JsonBody(request): crate::api::JsonBody<repnet_protocol::EnrolInstallation>,
 ) -> Result<axum::response::Response, ApiError> {
-    crate::routes::require_json(&headers)?;
-    let body = crate::routes::body_bytes(body)?;
-    let request: repnet_protocol::EnrolInstallation =
-        repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
     let now = repnet_store::now();
     let key_id = state.licences.key_id(&headers, now);
     let address = client.map(|axum::Extension(axum::extract::ConnectInfo(client))| client.ip());
@@ -302,7 +298,7 @@ pub(crate) async fn enrol(
         .saturating_add(state.engine.established_after_hours().saturating_mul(3600));
     // Nothing of the client is logged.
     tracing::debug!(bound_to_key = key_id.is_some(), "installation enrolled");
-    Ok(crate::routes::json_response(
+    Ok(crate::api::json_response(
         axum::http::StatusCode::CREATED,
         repnet_protocol::to_json(&repnet_protocol::InstallationToken {
             installation: state.installations.token(&installation),

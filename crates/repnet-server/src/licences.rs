@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use repnet_protocol::{AddLicenceKey, LicenceKeyList};
@@ -15,8 +14,8 @@ use repnet_protocol::{AddLicenceKey, LicenceKeyList};
 pub use repnet_licences::{BookFuture, KeyBook, Licence, Licences, RateLimit, Refusal, entry};
 
 use crate::AppState;
+use crate::api::{JsonBody, json_response};
 use crate::error::ApiError;
-use crate::routes::{body_bytes, json_response, require_json};
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
@@ -73,12 +72,8 @@ pub(crate) async fn require_licence(
     security(("admin_token" = [])))]
 pub(crate) async fn add_key(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(request): JsonBody<AddLicenceKey>,
 ) -> Result<Response, ApiError> {
-    require_json(&headers)?;
-    let body = body_bytes(body)?;
-    let request: AddLicenceKey = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
     let licence = state
         .licences
         .register(&request, repnet_store::now())

@@ -22,6 +22,10 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::AppState;
+use crate::api::{
+    JsonBody, body_bytes, json_response, media_type, path_value, require_json,
+    unsupported_media_type,
+};
 use crate::error::ApiError;
 use crate::lookup::{Lookup, assess};
 
@@ -186,91 +190,6 @@ fn explain_value(value: Option<&str>) -> Result<bool, ApiError> {
             format!("explain must be true or false; got {other:?}"),
         )),
     }
-}
-
-fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(value)| value).map_err(|rejection| {
-        ApiError::bad_request(
-            "invalid_path",
-            format!(
-                "{}: check the percent-encoding of the path",
-                rejection.body_text()
-            ),
-        )
-    })
-}
-
-/// JSON with the right content type.
-pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// The media type of the body, without parameters (`application/json; charset=utf-8` →
-/// `application/json`).
-fn media_type(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or("").trim())
-}
-
-fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> ApiError {
-    let message = match headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => format!("the request has no Content-Type: {what_to_do}"),
-        Some(content_type) => format!("the body is {content_type:?}: {what_to_do}"),
-    };
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-        message,
-    )
-}
-
-/// Refuses bodies that are not declared as JSON.
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    match media_type(headers) {
-        Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(unsupported_media_type(
-            headers,
-            "send it as JSON with Content-Type: application/json",
-        )),
-    }
-}
-
-/// Refuses bodies that are not declared as JSON or as a JSON merge patch (RFC 7396).
-pub(crate) fn require_merge_patch(headers: &HeaderMap) -> Result<(), ApiError> {
-    match media_type(headers) {
-        Some(media)
-            if media.eq_ignore_ascii_case("application/json")
-                || media.eq_ignore_ascii_case("application/merge-patch+json") =>
-        {
-            Ok(())
-        }
-        _ => Err(unsupported_media_type(
-            headers,
-            "send it as JSON with Content-Type: application/json (or application/merge-patch+json)",
-        )),
-    }
-}
-
-pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is larger than the server accepts (max_body_bytes): split the batch into smaller requests",
-            )
-        } else {
-            ApiError::bad_request("invalid_body", format!("cannot read the request body: {}", rejection.body_text()))
-        }
-    })
 }
 
 /// The hashes of a file given by several, or the error naming the field at fault
@@ -496,13 +415,8 @@ pub(crate) async fn get_url(
               (status = 413, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn search_hashes(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(request): JsonBody<repnet_protocol::HashSearchRequest>,
 ) -> Result<Response, ApiError> {
-    require_json(&headers)?;
-    let body = body_bytes(body)?;
-    let request: repnet_protocol::HashSearchRequest =
-        repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
     if request.len() > repnet_protocol::MAX_PREFIXES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

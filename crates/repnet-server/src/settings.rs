@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use crate::api::json_response;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::routes::json_response;
 use crate::{AppState, licences};
 
 /// The settings that change at run time.
@@ -121,8 +121,8 @@ pub(crate) async fn patch_settings(
     headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    crate::routes::require_merge_patch(&headers)?;
-    let body = crate::routes::body_bytes(body)?;
+    crate::api::require_merge_patch(&headers)?;
+    let body = crate::api::body_bytes(body)?;
     let _one_at_a_time = state.changing_settings.lock().await;
     let current = state
         .runtime

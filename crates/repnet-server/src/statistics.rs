@@ -25,8 +25,8 @@ use repnet_store::{StatEvent, StatKind, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
+use crate::api::{JsonBody, body_bytes, json_response, require_json};
 use crate::error::ApiError;
-use crate::routes::{body_bytes, json_response, require_json};
 
 const MAX_NAME_CHARS: usize = 1024;
 const MAX_COMMENT_CHARS: usize = 1000;
@@ -287,11 +287,8 @@ pub(crate) async fn get_statement(State(state): State<Arc<AppState>>) -> Respons
 pub(crate) async fn post_statistics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(batch): JsonBody<StatisticsBatch>,
 ) -> Result<Response, ApiError> {
-    require_json(&headers)?;
-    let body = body_bytes(body)?;
-    let batch: StatisticsBatch = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
     if batch.statement_version != state.statement.version {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

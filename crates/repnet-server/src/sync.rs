@@ -18,9 +18,9 @@ use repnet_store::{ChangesAnswer, TEMP_PREFIX};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::api::json_response;
 use crate::bundle::{self, BundleError};
 use crate::error::ApiError;
-use crate::routes::json_response;
 use repnet_protocol::ServerStatus;
 
 /// The media type of replication streams.
