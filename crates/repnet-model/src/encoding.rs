@@ -4,6 +4,7 @@
 use crate::Verdict;
 
 /// A verdict in the two low bits of a byte.
+#[inline]
 pub fn verdict_bits(verdict: Verdict) -> u8 {
     match verdict {
         Verdict::Unknown => 0,
@@ -14,6 +15,7 @@ pub fn verdict_bits(verdict: Verdict) -> u8 {
 }
 
 /// The verdict in the two low bits of `bits`.
+#[inline]
 pub fn verdict_from_bits(bits: u8) -> Verdict {
     match bits & 3 {
         1 => Verdict::Trusted,
@@ -24,6 +26,7 @@ pub fn verdict_from_bits(bits: u8) -> Verdict {
 }
 
 /// Appends `value` as an LEB128 varint.
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);

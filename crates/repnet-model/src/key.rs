@@ -46,6 +46,7 @@ impl std::fmt::Debug for ObjectKey {
 }
 
 impl ObjectKey {
+    #[inline]
     fn new(tag: u8, body: &[u8]) -> ObjectKey {
         let mut bytes = [0u8; MAX_KEY_LEN];
         bytes[0] = tag;
@@ -55,6 +56,7 @@ impl ObjectKey {
         ObjectKey { len, bytes }
     }
 
+    #[inline]
     pub fn of(object: &Object) -> ObjectKey {
         match object {
             Object::File(hash) => ObjectKey::file(hash),
@@ -67,6 +69,7 @@ impl ObjectKey {
         }
     }
 
+    #[inline]
     pub fn expression(expression: &Expression) -> ObjectKey {
         ObjectKey::new(tag::URL, expression.sha256().as_bytes())
     }
@@ -83,6 +86,7 @@ impl ObjectKey {
         }
     }
 
+    #[inline]
     pub fn file(hash: &FileHash) -> ObjectKey {
         match hash {
             FileHash::Md5(hash) => ObjectKey::new(tag::MD5, hash.as_bytes()),
@@ -91,6 +95,7 @@ impl ObjectKey {
         }
     }
 
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
