@@ -368,15 +368,25 @@ impl Questions for Searches {
         let unknown_cache_seconds = response
             .unknown_cache_seconds
             .unwrap_or(response.cache_seconds);
+        // Each match's hash decoded once and sorted, so that each prefix finds its matches by
+        // binary search: a window of 1,000 prefixes and as many matches stays cheap.
+        let mut found: Vec<(Vec<u8>, &repnet_protocol::HashMatch)> = response
+            .matches
+            .iter()
+            .filter_map(|found| Some((hex::decode(&found.hash).ok()?, found)))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(prefixes
             .iter()
             .map(|prefix| {
+                let start =
+                    found.partition_point(|(hash, _)| hash.as_slice() < prefix.bytes.as_slice());
                 Ok(Arc::new(PrefixAnswer {
-                    matches: response
-                        .matches
+                    matches: found[start..]
                         .iter()
-                        .filter(|found| prefix.matches(found))
-                        .cloned()
+                        .take_while(|(hash, _)| hash.starts_with(&prefix.bytes))
+                        .filter(|(hash, found)| prefix.matches(hash, found))
+                        .map(|(_, found)| (*found).clone())
                         .collect(),
                     cache_seconds: response.cache_seconds,
                     unknown_cache_seconds,
@@ -394,16 +404,15 @@ pub(crate) struct Prefix {
 }
 
 impl Prefix {
-    /// Whether a search's match falls under this prefix.
-    fn matches(&self, found: &repnet_protocol::HashMatch) -> bool {
+    /// Whether a search's match (its hash decoded) is of the kind this prefix searches (its
+    /// bytes are checked by the caller).
+    fn matches(&self, hash: &[u8], found: &repnet_protocol::HashMatch) -> bool {
         let length = match self.of.hash_kind() {
-            HashKind::Sha256 => 64,
-            HashKind::Sha1 => 40,
-            HashKind::Md5 => 32,
+            HashKind::Sha256 => 32,
+            HashKind::Sha1 => 20,
+            HashKind::Md5 => 16,
         };
-        (self.of != PrefixOf::Url || found.kind == "url")
-            && found.hash.len() == length
-            && hex::decode(&found.hash).is_ok_and(|full| full.starts_with(&self.bytes))
+        (self.of != PrefixOf::Url || found.kind == "url") && hash.len() == length
     }
 }
 
