@@ -44,14 +44,26 @@ pub struct RateLimit {
 /// Where licence keys are kept: the store on a server, a file on a proxy.
 pub trait KeyBook: Send + Sync + std::fmt::Debug + 'static {
     /// Every key ever registered.
-    fn licences(&self) -> Result<Vec<Licence>, String>;
+    fn licences(&self) -> Result<Vec<Licence>, BookError>;
     /// Adds or replaces keys (by key hash), durably.
     fn put(&self, licences: Vec<Licence>) -> BookFuture<'_>;
 }
 
 /// What [`KeyBook::put`] returns.
 pub type BookFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BookError>> + Send + 'a>>;
+
+/// Why a [`KeyBook`] could not read or keep the keys: the book's own error (the store's, or
+/// the proxy's file's), kept whole as the source.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BookError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl BookError {
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> BookError {
+        BookError(error.into())
+    }
+}
 
 /// A request refused for its key, or an administrator's mistake: status, stable code and a
 /// message that says what to do (`Retry-After` seconds for a rate limit).
@@ -151,7 +163,7 @@ impl Licences {
         book: Arc<dyn KeyBook>,
         required: bool,
         limit: Option<RateLimit>,
-    ) -> Result<Licences, String> {
+    ) -> Result<Licences, BookError> {
         let keys = book
             .licences()?
             .into_iter()
@@ -417,7 +429,7 @@ impl Licences {
     }
 
     /// Writes the last uses seen since the last flush to the store.
-    pub async fn flush_last_used(&self) -> Result<(), String> {
+    pub async fn flush_last_used(&self) -> Result<(), BookError> {
         let _one_at_a_time = self.writing.lock().await;
         let changed: Vec<(Arc<KeyState>, Licence)> = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -454,7 +466,7 @@ impl Licences {
     }
 }
 
-fn stored_nothing(error: &str) -> Refusal {
+fn stored_nothing(error: &BookError) -> Refusal {
     tracing::error!(%error, "licence keys could not be stored");
     Refusal::new(
         500,

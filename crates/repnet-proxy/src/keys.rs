@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use repnet_licences::Licence;
-use repnet_licences::{BookFuture, KeyBook};
+use repnet_licences::{BookError, BookFuture, KeyBook};
 use repnet_model::{Sha256, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +78,13 @@ impl FileBook {
 }
 
 impl KeyBook for FileBook {
-    fn licences(&self) -> Result<Vec<Licence>, String> {
-        self.read()?.iter().map(Stored::licence).collect()
+    fn licences(&self) -> Result<Vec<Licence>, BookError> {
+        self.read()
+            .map_err(BookError::new)?
+            .iter()
+            .map(Stored::licence)
+            .collect::<Result<_, _>>()
+            .map_err(BookError::new)
     }
 
     fn put(&self, licences: Vec<Licence>) -> BookFuture<'_> {
@@ -88,7 +93,7 @@ impl KeyBook for FileBook {
                 .writing
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut stored = self.read()?;
+            let mut stored = self.read().map_err(BookError::new)?;
             for licence in &licences {
                 let entry = Stored::from_licence(licence);
                 match stored.iter_mut().find(|s| s.key_sha256 == entry.key_sha256) {
@@ -97,8 +102,9 @@ impl KeyBook for FileBook {
                 }
             }
             let bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
-            repnet_runtime::files::write_atomically(&self.path, &bytes)
-                .map_err(|error| format!("cannot write {}: {error}", self.path.display()))
+            repnet_runtime::files::write_atomically(&self.path, &bytes).map_err(|error| {
+                BookError::new(format!("cannot write {}: {error}", self.path.display()))
+            })
         })
     }
 }

@@ -32,7 +32,7 @@ pub enum StartError {
     #[error("upstream: {0}")]
     Upstream(#[from] repnet_client::ClientError),
     #[error("device keys: {0}")]
-    Keys(String),
+    Keys(#[source] repnet_licences::BookError),
 }
 
 /// What every handler can reach.

@@ -183,7 +183,7 @@ pub enum StartError {
     Config(#[from] ConfigError),
     /// The licence keys could not be read: what went wrong says whether the store is at fault.
     #[error("cannot read the licence keys: {0}")]
-    Licences(String),
+    Licences(#[source] repnet_licences::BookError),
 }
 
 impl Server {

@@ -617,15 +617,15 @@ pub use repnet_runtime::now;
 
 /// A server keeps its licence keys in its store.
 impl repnet_licences::KeyBook for Store {
-    fn licences(&self) -> Result<Vec<Licence>, String> {
-        Store::licences(self).map_err(|error| error.to_string())
+    fn licences(&self) -> Result<Vec<Licence>, repnet_licences::BookError> {
+        Store::licences(self).map_err(repnet_licences::BookError::new)
     }
 
     fn put(&self, licences: Vec<Licence>) -> repnet_licences::BookFuture<'_> {
         Box::pin(async move {
             self.put_licences(licences)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(repnet_licences::BookError::new)
         })
     }
 }
