@@ -45,6 +45,17 @@ impl HashSearchRequest {
         self.len() == 0
     }
 
+    /// Why the search is too large to answer, if it is (more than [`MAX_PREFIXES`]), as the
+    /// message of a `413 batch_too_large`.
+    pub fn too_large(&self) -> Option<String> {
+        (self.len() > MAX_PREFIXES).then(|| {
+            format!(
+                "the search has {} prefixes; the limit is {MAX_PREFIXES}: split it into several requests",
+                self.len()
+            )
+        })
+    }
+
     /// Every prefix, parsed, with its kind; or the first bad one's field (`prefixes[3]`) and
     /// what is wrong with it.
     pub fn parsed(&self) -> Result<Vec<SearchedPrefix>, (String, model::ParseError)> {

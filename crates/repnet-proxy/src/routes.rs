@@ -686,17 +686,9 @@ async fn search_hashes(
         Ok(request) => request,
         Err(error) => return Failure::bad(error.code, error.message).into_response(),
     };
-    if request.len() > repnet_protocol::MAX_PREFIXES {
-        return Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "the search has {} prefixes; the limit is {}: split it into several requests",
-                request.len(),
-                repnet_protocol::MAX_PREFIXES
-            ),
-        )
-        .into_response();
+    if let Some(message) = request.too_large() {
+        return Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", message)
+            .into_response();
     }
     let mut prefixes: Vec<Prefix> = match request.parsed() {
         Ok(parsed) => parsed

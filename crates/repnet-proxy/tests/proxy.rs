@@ -504,6 +504,20 @@ async fn privacy_searches_are_cached_by_prefix_coalesced_and_invalidated() {
             .starts_with("prefixes[1]"),
         "{body}"
     );
+    let many: Vec<String> = (0..1001).map(|i| format!("{i:08x}")).collect();
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/v1/hashes:search",
+        Some(json!({"url_prefixes": many})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("batch_too_large")),
+        "{body}"
+    );
     proxy.stop().await;
     server.stop().await;
 }

@@ -417,15 +417,11 @@ pub(crate) async fn search_hashes(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<repnet_protocol::HashSearchRequest>,
 ) -> Result<Response, ApiError> {
-    if request.len() > repnet_protocol::MAX_PREFIXES {
+    if let Some(message) = request.too_large() {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!(
-                "the search has {} prefixes; the limit is {}: split it into several requests",
-                request.len(),
-                repnet_protocol::MAX_PREFIXES
-            ),
+            message,
         ));
     }
     let prefixes: Vec<repnet_store::SearchPrefix> = request
