@@ -604,11 +604,6 @@ impl Store {
     }
 }
 
-/// The storage key of `object`, as replication streams name it (`sync::SyncEntry::key`): a
-/// cache of answers (the proxy's) drops an answer when a change names one of its keys.
-pub fn replication_key(object: &Object) -> Vec<u8> {
-    crate::key::ObjectKey::of(object).as_bytes().to_vec()
-}
 
 pub use repnet_model::key::searched_as;
 
