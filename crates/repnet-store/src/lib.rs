@@ -604,7 +604,6 @@ impl Store {
     }
 }
 
-
 pub use repnet_model::key::searched_as;
 
 /// The current time as a model timestamp.
