@@ -368,6 +368,30 @@ fn print_server_status(status: &repnet_protocol::ServerStatus) {
             );
         }
     }
+    print_workers(&status.workers);
+}
+
+/// One line per background worker: its state, its units and failures, its progress, and
+/// its last failure.
+fn print_workers(workers: &[repnet_protocol::WorkerStatus]) {
+    if workers.is_empty() {
+        return;
+    }
+    println!("workers:");
+    let width = workers.iter().map(|w| w.name.len()).max().unwrap_or(0);
+    for worker in workers {
+        let mut line = format!(
+            "  {:width$}  {:7}  {} done, {} failed",
+            worker.name, worker.state, worker.units, worker.errors
+        );
+        if let Some(progress) = &worker.progress {
+            line.push_str(&format!("; {progress}"));
+        }
+        if let (Some(error), Some(at)) = (&worker.last_error, &worker.last_error_at) {
+            line.push_str(&format!("; last failure at {at}: {error}"));
+        }
+        println!("{line}");
+    }
 }
 
 fn print_proxy_status(status: &serde_json::Value) {
@@ -410,6 +434,9 @@ fn print_proxy_status(status: &serde_json::Value) {
             text(&log["sequence"])
         );
     }
+    let workers: Vec<repnet_protocol::WorkerStatus> =
+        serde_json::from_value(status["workers"].clone()).unwrap_or_default();
+    print_workers(&workers);
 }
 
 fn or_dash(value: Option<&str>) -> &str {

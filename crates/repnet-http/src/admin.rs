@@ -218,6 +218,25 @@ impl AdminGate {
     }
 }
 
+/// The background workers' statuses as `/v1/admin/status` shows them.
+pub fn worker_statuses(workers: &repnet_runtime::Workers) -> Vec<repnet_protocol::WorkerStatus> {
+    let time = |t: Option<repnet_model::Timestamp>| t.and_then(repnet_protocol::rfc3339);
+    workers
+        .statuses()
+        .into_iter()
+        .map(|status| repnet_protocol::WorkerStatus {
+            name: status.name,
+            state: status.state.as_str().to_owned(),
+            units: status.units,
+            errors: status.errors,
+            last_unit: time(status.last_unit),
+            last_error: status.last_error,
+            last_error_at: time(status.last_error_at),
+            progress: status.progress,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

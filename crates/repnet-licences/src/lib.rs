@@ -410,22 +410,10 @@ impl Licences {
         Ok(licence)
     }
 
-    /// Records the keys' last uses once a minute until `stop` changes, and once more then.
-    pub async fn record_uses(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
-        every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let stopping = tokio::select! {
-                _ = every_minute.tick() => false,
-                _ = stop.changed() => true,
-            };
-            if let Err(error) = self.flush_last_used().await {
-                tracing::warn!(%error, "cannot record when licence keys were last used");
-            }
-            if stopping {
-                return;
-            }
-        }
+    /// Records the keys' last uses once a minute, and once more at a stop (a background
+    /// worker, [`repnet_runtime::workers`]).
+    pub fn recorder(self: &Arc<Self>) -> Recorder {
+        Recorder(Arc::clone(self))
     }
 
     /// Writes the last uses seen since the last flush to the store.
@@ -494,4 +482,35 @@ pub fn entry(licence: &Licence) -> LicenceKeyEntry {
         licence.last_used,
         licence.revoked,
     )
+}
+
+/// Records licence keys' last uses: see [`Licences::recorder`].
+#[derive(Debug)]
+pub struct Recorder(Arc<Licences>);
+
+impl repnet_runtime::Worker for Recorder {
+    fn name(&self) -> String {
+        "licence-last-use".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        _cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        self.0
+            .flush_last_used()
+            .await
+            .map_err(|error| format!("cannot record when licence keys were last used: {error}"))?;
+        Ok(repnet_runtime::Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await
+    }
+
+    async fn finish(&mut self, _cx: &repnet_runtime::Context) {
+        if let Err(error) = self.0.flush_last_used().await {
+            tracing::warn!(%error, "cannot record when licence keys were last used");
+        }
+    }
 }

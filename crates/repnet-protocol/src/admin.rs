@@ -217,6 +217,29 @@ pub struct ServerStatus {
     pub aggregate_bytes: u64,
     pub raw_events: u64,
     pub raw_event_bytes: u64,
+    /// The server's background workers (feeds, the engine, the upstream puller…).
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// What a background worker has done since the process started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerStatus {
+    /// `engine`, `upstream`, `feed:<name>`, `statistics-writer`, …
+    pub name: String,
+    /// `busy` (in a unit of work), `idle` (waiting for work), `done` (ended on its own) or
+    /// `stopped`.
+    pub state: String,
+    /// Units of work done, failed ones included, and failed ones.
+    pub units: u64,
+    pub errors: u64,
+    /// When the last unit ended (RFC 3339).
+    pub last_unit: Option<String>,
+    /// The last failure, and when (RFC 3339); kept after later successes.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// What the worker has to say beyond its counts.
+    pub progress: Option<String>,
 }
 
 /// A position in another server's change log.

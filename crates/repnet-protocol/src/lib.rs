@@ -18,6 +18,7 @@ pub use admin::{
     BundleApplied, EngineStatus, FedFrom, FeedStatus, FeedStatusList, ImportParams, ImportReport,
     LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus, SetLocalVerdict,
     SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
+    WorkerStatus,
 };
 pub use installation::{EnrolInstallation, InstallationChallenge, InstallationToken};
 pub use licence::{

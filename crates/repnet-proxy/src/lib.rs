@@ -56,6 +56,8 @@ pub(crate) struct State {
     devices: Arc<repnet_licences::Licences>,
     metrics: Metrics,
     registry: prometheus_client::registry::Registry,
+    /// The background workers: started by `run`, in `/v1/admin/status` and the metrics.
+    workers: repnet_runtime::Workers,
     /// Serialises settings changes.
     changing: tokio::sync::Mutex<()>,
 }
@@ -159,7 +161,11 @@ impl Proxy {
             .as_deref()
             .filter(|_| config.upstream_key.is_none())
             .map(repnet_runtime::files::WatchedFile::new);
-        let (metrics, registry) = Metrics::new();
+        let (metrics, mut registry) = Metrics::new();
+        let workers = repnet_runtime::Workers::new(repnet_runtime::Clock::system());
+        registry.register_collector(Box::new(repnet_runtime::workers::WorkerMetrics(
+            workers.clone(),
+        )));
         let upstream = Upstream::start(
             &settings.upstream,
             upstream_key.as_deref(),
@@ -189,6 +195,7 @@ impl Proxy {
                 devices: Arc::new(devices),
                 metrics,
                 registry,
+                workers,
                 changing: tokio::sync::Mutex::new(()),
             }),
             tls,
@@ -201,18 +208,22 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let follower = self.state.config.follow_changes.then(|| {
-            tokio::spawn(upstream::follow(
-                Arc::clone(&self.state.upstream),
-                Arc::clone(&self.state.cache),
-                Duration::from_secs(self.state.config.follow_interval_seconds.max(1)),
-                Arc::clone(&self.state.position),
-                stopped,
-            ))
-        });
-        let recording = tokio::spawn(Arc::clone(&self.state.devices).record_uses(stop.subscribe()));
-        let watching = tokio::spawn(watch_key_file(Arc::clone(&self.state), stop.subscribe()));
+        let workers = &self.state.workers;
+        if self.state.config.follow_changes {
+            workers.spawn(upstream::Follower {
+                upstream: Arc::clone(&self.state.upstream),
+                cache: Arc::clone(&self.state.cache),
+                interval: Duration::from_secs(self.state.config.follow_interval_seconds.max(1)),
+                position: Arc::clone(&self.state.position),
+            });
+        }
+        workers.spawn(self.state.devices.recorder());
+        if self.state.upstream_key_file.is_some() {
+            workers.spawn(KeyFileWatcher {
+                state: Arc::clone(&self.state),
+                read: None,
+            });
+        }
         let router = routes::router(Arc::clone(&self.state));
         let limits = self.state.config.connections.clone();
         let result = match self.tls {
@@ -229,12 +240,7 @@ impl Proxy {
                 repnet_http::serve(repnet_http::TcpAccept(listener), router, limits, shutdown).await
             }
         };
-        let _ = stop.send(true);
-        if let Some(follower) = follower {
-            let _ = follower.await;
-        }
-        let _ = recording.await;
-        let _ = watching.await;
+        self.state.workers.stop().await;
         result
     }
 
@@ -273,20 +279,27 @@ impl Reloader {
 const KEY_FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Watches the upstream key file: a new key (after a licence change) starts a new upstream
-/// client with it, without a restart.
-async fn watch_key_file(state: Arc<State>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Some(file) = &state.upstream_key_file else {
-        return;
-    };
-    loop {
-        let force = tokio::select! {
-            () = tokio::time::sleep(KEY_FILE_POLL) => false,
-            () = state.reload.notified() => true,
-            _ = stop.changed() => return,
+/// client with it, without a restart (a background worker, [`repnet_runtime::workers`]).
+struct KeyFileWatcher {
+    state: Arc<State>,
+    /// A key read from the file, not yet in use.
+    read: Option<String>,
+}
+
+impl repnet_runtime::Worker for KeyFileWatcher {
+    fn name(&self) -> String {
+        "upstream-key-file".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        _cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        // The first unit finds nothing: the key was read at start.
+        let Some(key) = self.read.take() else {
+            return Ok(repnet_runtime::Next::Idle);
         };
-        let Some(key) = file.read_if_changed(force) else {
-            continue;
-        };
+        let state = &self.state;
         let _one_at_a_time = state.changing.lock().await;
         let same = state
             .upstream_key
@@ -295,22 +308,38 @@ async fn watch_key_file(state: Arc<State>, mut stop: tokio::sync::watch::Receive
             .as_deref()
             == Some(key.as_str());
         if same {
-            continue;
+            return Ok(repnet_runtime::Next::Idle);
         }
         *state
             .upstream_key
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(key);
-        match state.start_upstream(&state.settings()) {
-            Ok(upstream) => {
-                *state
-                    .upstream
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream);
-                tracing::info!(file = %file.path().display(), "the upstream key file changed: asking upstream with the new key");
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot start the upstream client with the new key")
+        let upstream = state.start_upstream(&state.settings()).map_err(|error| {
+            format!("cannot start the upstream client with the new key: {error}")
+        })?;
+        *state
+            .upstream
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream);
+        tracing::info!("the upstream key file changed: asking upstream with the new key");
+        Ok(repnet_runtime::Next::Idle)
+    }
+
+    /// Until the file holds another key: looked at every [`KEY_FILE_POLL`], and at once on
+    /// SIGHUP.
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        let state = &self.state;
+        let Some(file) = &state.upstream_key_file else {
+            return std::future::pending().await;
+        };
+        loop {
+            let force = tokio::select! {
+                () = tokio::time::sleep(KEY_FILE_POLL) => false,
+                () = state.reload.notified() => true,
+            };
+            if let Some(key) = file.read_if_changed(force) {
+                self.read = Some(key);
+                return;
             }
         }
     }

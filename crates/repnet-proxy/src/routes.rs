@@ -965,6 +965,7 @@ async fn status(Extract(state): Extract<Shared>) -> Response {
             "errors": state.metrics.upstream_errors.get(),
         },
         "change_log": position.map(|(log_id, sequence)| serde_json::json!({"log_id": log_id, "sequence": sequence})),
+        "workers": repnet_http::admin::worker_statuses(&state.workers),
     });
     json(
         StatusCode::OK,

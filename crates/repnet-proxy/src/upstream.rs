@@ -535,31 +535,48 @@ async fn batcher<Q: Questions>(
 }
 
 /// Follows the upstream's change log from where it is now, dropping cached answers that a
-/// change names. When the proxy falls behind what the log keeps (or the log is replaced), it
-/// cannot know what changed: it empties the cache.
-pub(crate) async fn follow(
-    upstream: Arc<std::sync::RwLock<Arc<Upstream>>>,
-    cache: Arc<std::sync::RwLock<Arc<Cache>>>,
-    interval: Duration,
-    position: Arc<Mutex<Option<(String, u64)>>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let current = Arc::clone(&upstream.read().unwrap_or_else(PoisonError::into_inner));
-        let cache_now = Arc::clone(&cache.read().unwrap_or_else(PoisonError::into_inner));
+/// change names (a background worker, [`repnet_runtime::workers`]). When the proxy falls
+/// behind what the log keeps (or the log is replaced), it cannot know what changed: it
+/// empties the cache.
+pub(crate) struct Follower {
+    pub(crate) upstream: Arc<std::sync::RwLock<Arc<Upstream>>>,
+    pub(crate) cache: Arc<std::sync::RwLock<Arc<Cache>>>,
+    pub(crate) interval: Duration,
+    pub(crate) position: Arc<Mutex<Option<(String, u64)>>>,
+}
+
+impl repnet_runtime::Worker for Follower {
+    fn name(&self) -> String {
+        "change-log-follower".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        let current = Arc::clone(&self.upstream.read().unwrap_or_else(PoisonError::into_inner));
+        let cache = Arc::clone(&self.cache.read().unwrap_or_else(PoisonError::into_inner));
         // A request under way is dropped when the proxy stops (it holds nothing but the
         // connection): a stalled upstream does not hold up shutdown.
-        let followed = tokio::select! {
-            followed = follow_once(&current, &cache_now, &position) => followed,
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        };
-        if let Err(error) = followed {
-            tracing::debug!(%error, "following the upstream's change log failed; trying again");
-        }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
+            followed = follow_once(&current, &cache, &self.position) => {
+                followed.map_err(|error| format!("following the upstream's change log: {error}"))?;
+            }
+            () = cx.stop.stopped() => {}
         }
+        Ok(repnet_runtime::Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        tokio::time::sleep(self.interval).await
+    }
+
+    fn progress(&self) -> Option<String> {
+        let position = self.position.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(match &*position {
+            Some((log_id, sequence)) => format!("at {sequence} of change log {log_id}"),
+            None => "not following yet".to_owned(),
+        })
     }
 }
 

@@ -329,6 +329,24 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
             && status_body["change_log"]["sequence"].as_u64().is_some(),
         "{status_body}"
     );
+    // The proxy's background workers, by name, with what they did.
+    let workers = status_body["workers"].as_array().unwrap();
+    let worker = |name: &str| {
+        workers
+            .iter()
+            .find(|worker| worker["name"] == name)
+            .unwrap_or_else(|| panic!("no worker {name}: {status_body}"))
+    };
+    assert!(worker("change-log-follower")["units"].as_u64().unwrap() > 0);
+    assert_eq!(worker("change-log-follower")["errors"], 0, "{status_body}");
+    assert!(
+        worker("change-log-follower")["progress"]
+            .as_str()
+            .unwrap()
+            .starts_with("at "),
+        "{status_body}"
+    );
+    assert_eq!(worker("licence-last-use")["state"], "idle");
     let metrics = repnet_client::http_client_builder()
         .build()
         .unwrap()
@@ -345,6 +363,7 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
         "repnet_proxy_upstream_requests_total",
         "repnet_proxy_upstream_errors_total",
         "repnet_proxy_upstream_request_duration_seconds_bucket",
+        "repnet_worker_units_total{worker=\"change-log-follower\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing");
     }

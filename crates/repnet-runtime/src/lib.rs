@@ -1,9 +1,12 @@
 //! What every repnet process shares below HTTP and storage: small state files written so
 //! that a crash leaves the old file or the new one ([`files`]), secret files read again when
-//! they change, and the clock. No storage engine, no HTTP: the proxy and the client use it
-//! without linking the server.
+//! they change, background work in one shape ([`workers`]) and the clock. No storage engine,
+//! no HTTP: the proxy and the client use it without linking the server.
 
 pub mod files;
+pub mod workers;
+
+pub use workers::{Clock, Context, Next, WorkError, Worker, Workers};
 
 /// The current time as a model timestamp (seconds since the Unix epoch; 0 before it).
 pub fn now() -> repnet_model::Timestamp {

@@ -180,30 +180,13 @@ impl Engine {
         }
     }
 
-    /// Ticks until `stop` changes.
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        store: Store,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let settings = self.config();
-        if !settings.enabled {
-            return;
-        }
-        loop {
-            // A full tick means more is waiting: go on at once.
-            let wait = match self.tick(&store).await {
-                Ok(examined) if examined >= settings.max_objects_per_tick => Duration::ZERO,
-                Ok(_) => Duration::from_secs(settings.interval_seconds),
-                Err(error) => {
-                    tracing::warn!(%error, "the reputation engine's tick failed; it will try again");
-                    Duration::from_secs(settings.interval_seconds)
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return,
-            }
+    /// The engine as a background worker: a tick every `interval_seconds`, at once again
+    /// after a full one (more is waiting).
+    pub(crate) fn worker(self: &Arc<Self>, store: Store) -> EngineWorker {
+        EngineWorker {
+            engine: Arc::clone(self),
+            store,
+            wait: Duration::ZERO,
         }
     }
 
@@ -408,6 +391,46 @@ fn decide(
         });
     }
     None
+}
+
+/// [`Engine`] on the background-work shape ([`repnet_runtime::workers`]).
+pub(crate) struct EngineWorker {
+    engine: Arc<Engine>,
+    store: Store,
+    wait: Duration,
+}
+
+impl repnet_runtime::Worker for EngineWorker {
+    fn name(&self) -> String {
+        "engine".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        _cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        let settings = self.engine.config();
+        if !settings.enabled {
+            return Ok(repnet_runtime::Next::Done);
+        }
+        self.wait = Duration::from_secs(settings.interval_seconds);
+        let examined = self.engine.tick(&self.store).await?;
+        // A full tick means more is waiting: go on at once.
+        Ok(if examined >= settings.max_objects_per_tick {
+            repnet_runtime::Next::Busy
+        } else {
+            repnet_runtime::Next::Idle
+        })
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        tokio::time::sleep(self.wait).await
+    }
+
+    fn progress(&self) -> Option<String> {
+        let pending = self.store.dirty_count().ok()?;
+        Some(format!("{pending} objects with new statistics pending"))
+    }
 }
 
 #[cfg(test)]

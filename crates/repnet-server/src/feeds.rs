@@ -21,6 +21,7 @@ use axum::http::{StatusCode, header};
 use repnet_feeds::{FeedError, FeedOptions, Format, Input};
 use repnet_model::Timestamp;
 use repnet_protocol::{FeedStatus, ImportReport};
+use repnet_runtime::workers::{Clock, Context, Next, WorkError, Worker};
 use repnet_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
@@ -45,6 +46,8 @@ pub(crate) struct Feeds {
     /// Serialises writes of the state file.
     state_lock: Mutex<()>,
     metrics: Metrics,
+    /// The time schedules and statuses are kept in.
+    clock: Clock,
 }
 
 /// Cancels an import when dropped.
@@ -171,10 +174,6 @@ fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile_in(dir)
 }
 
-fn timestamp_now() -> Timestamp {
-    repnet_store::now()
-}
-
 fn rfc3339(time: Option<Timestamp>) -> Option<String> {
     time.and_then(repnet_protocol::rfc3339)
 }
@@ -184,6 +183,7 @@ impl Feeds {
         server: &crate::config::ServerConfig,
         data_dir: &Path,
         metrics: Metrics,
+        clock: Clock,
     ) -> Feeds {
         let configs = &server.feeds;
         let saved = load_state(data_dir);
@@ -230,30 +230,20 @@ impl Feeds {
             http,
             state_lock: Mutex::new(()),
             metrics,
+            clock,
         }
     }
 
-    /// Runs every scheduled feed until the returned tasks are dropped.
-    pub(crate) fn schedule(self: &Arc<Self>, store: &Store) -> tokio::task::JoinSet<()> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for feed in &self.scheduled {
-            let feeds = Arc::clone(self);
-            let feed = Arc::clone(feed);
-            let store = store.clone();
-            tasks.spawn(async move {
-                loop {
-                    let due = lock(&feed.status).next_refresh;
-                    let wait = due.map_or(0, |due| due.0.saturating_sub(timestamp_now().0));
-                    if wait > 0 {
-                        // A refresh asked for meanwhile moves the due time: look again.
-                        tokio::time::sleep(Duration::from_secs(wait)).await;
-                        continue;
-                    }
-                    feeds.refresh(&feed, &store).await;
-                }
-            });
-        }
-        tasks
+    /// A background worker per scheduled feed, which refreshes it when it is due.
+    pub(crate) fn workers(self: &Arc<Self>, store: &Store) -> Vec<FeedWorker> {
+        self.scheduled
+            .iter()
+            .map(|feed| FeedWorker {
+                feeds: Arc::clone(self),
+                feed: Arc::clone(feed),
+                store: store.clone(),
+            })
+            .collect()
     }
 
     /// Every scheduled feed's status.
@@ -282,11 +272,11 @@ impl Feeds {
     /// Fetches the feed and imports it if it changed; records how it went.
     async fn refresh(&self, feed: &Scheduled, store: &Store) {
         let _refreshing = feed.refreshing.lock().await;
-        let started = timestamp_now();
+        let started = self.clock.now();
         lock(&feed.status).last_attempt = Some(started);
         let name = feed.config.name.as_str();
         let result = self.fetch_and_import(feed, store).await;
-        let now = timestamp_now();
+        let now = self.clock.now();
         let mut status = lock(&feed.status);
         let outcome = match result {
             Ok(Some((report, fetched))) => {
@@ -313,7 +303,8 @@ impl Feeds {
             }
             Err(failure) => {
                 let message = failure.to_string();
-                tracing::warn!(feed = name, error = %message, "feed refresh failed; keeping its previous data");
+                // Logged by the feed's worker, or answered to whoever asked for the refresh.
+                tracing::debug!(feed = name, error = %message, "feed refresh failed; keeping its previous data");
                 status.state = RefreshState::Failed;
                 status.error = Some(message);
                 status.consecutive_failures += 1;
@@ -470,7 +461,7 @@ impl Feeds {
         mut options: FeedOptions,
     ) -> Result<ImportReport, Failure> {
         let _importing = self.import_lock.lock().await;
-        options.now = timestamp_now();
+        options.now = self.clock.now();
         (options.max_decompressed_bytes, options.max_expansion_ratio) = self.expansion;
         // Stopped with the server, or when this future is dropped: the client that uploaded
         // the feed went away, or the feed's schedule was stopped.
@@ -655,7 +646,7 @@ fn upload_options(
             known.join(", ")
         ))
     })?;
-    let mut options = FeedOptions::new(timestamp_now(), data_dir.to_path_buf());
+    let mut options = FeedOptions::new(repnet_runtime::now(), data_dir.to_path_buf());
     options
         .apply(&repnet_feeds::Settings {
             source: params.source.as_deref(),
@@ -817,5 +808,63 @@ pub(crate) async fn refresh_feed(
                 }
             ),
         )),
+    }
+}
+
+/// Refreshes a scheduled feed when it is due (a background worker,
+/// [`repnet_runtime::workers`]); named `feed:<name>`. At a stop, a refresh under way is
+/// dropped: a download holds nothing, and an import is cancelled at its next read with
+/// nothing changed.
+pub(crate) struct FeedWorker {
+    feeds: Arc<Feeds>,
+    feed: Arc<Scheduled>,
+    store: Store,
+}
+
+impl FeedWorker {
+    /// Seconds until the feed is due; 0 when it is (or has never been fetched).
+    fn due_in(&self, now: Timestamp) -> u64 {
+        let due = lock(&self.feed.status).next_refresh;
+        due.map_or(0, |due| due.0.saturating_sub(now.0))
+    }
+}
+
+impl Worker for FeedWorker {
+    fn name(&self) -> String {
+        format!("feed:{}", self.feed.config.name)
+    }
+
+    async fn work(&mut self, cx: &Context) -> Result<Next, WorkError> {
+        if self.due_in(cx.clock.now()) > 0 {
+            return Ok(Next::Idle);
+        }
+        tokio::select! {
+            () = self.feeds.refresh(&self.feed, &self.store) => {}
+            () = cx.stop.stopped() => return Ok(Next::Idle),
+        }
+        let status = lock(&self.feed.status);
+        match status.state {
+            RefreshState::Failed => {
+                let error = status.error.as_deref().unwrap_or_default();
+                Err(format!("{error}; the feed's previous data is kept").into())
+            }
+            _ => Ok(Next::Idle),
+        }
+    }
+
+    async fn wait_for_work(&mut self, cx: &Context) {
+        // A refresh asked for meanwhile moves the due time: the next unit looks again.
+        let wait = self.due_in(cx.clock.now());
+        tokio::time::sleep(Duration::from_secs(wait)).await
+    }
+
+    fn progress(&self) -> Option<String> {
+        let status = lock(&self.feed.status);
+        Some(
+            match status.next_refresh.and_then(repnet_protocol::rfc3339) {
+                Some(next) => format!("{}; next refresh at {next}", status.state.as_str()),
+                None => status.state.as_str().to_owned(),
+            },
+        )
     }
 }

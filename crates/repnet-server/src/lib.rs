@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 mod error;
 mod feeds;
+mod housekeeping;
 mod installations;
 pub mod licences;
 mod lookup;
@@ -39,6 +40,7 @@ pub use crate::openapi::openapi_json;
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
     store: Store,
+    workers: repnet_runtime::Workers,
     ttl: TtlPolicy,
     max_batch_items: usize,
     metrics: metrics::Metrics,
@@ -118,44 +120,6 @@ impl Reloader {
     }
 }
 
-/// How often local verdicts past their expiry are removed.
-const LAPSE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Removes local verdicts past their expiry, every [`LAPSE_INTERVAL`]: as a `DELETE` would,
-/// so the change reaches private servers and proxies through the change log.
-async fn lapse_local_verdicts(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(LAPSE_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
-        let now = repnet_store::now();
-        let verdicts = match store.local_verdicts().await {
-            Ok(verdicts) => verdicts,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the local verdicts to remove the lapsed ones");
-                continue;
-            }
-        };
-        let lapsed: Vec<repnet_store::Change> = verdicts
-            .into_iter()
-            .filter(|verdict| verdict.expires.is_some_and(|expires| expires <= now))
-            .map(|verdict| repnet_store::Change::Remove {
-                object: verdict.object,
-                source: repnet_model::Source::Local,
-            })
-            .collect();
-        if lapsed.is_empty() {
-            continue;
-        }
-        let count = lapsed.len();
-        match store.apply(lapsed).await {
-            Ok(_) => tracing::info!(count, "local verdicts past their expiry removed"),
-            Err(error) => tracing::warn!(%error, "cannot remove lapsed local verdicts"),
-        }
-    }
-}
-
 /// A configured server, ready to run on a listener.
 #[derive(Debug)]
 pub struct Server {
@@ -169,6 +133,8 @@ pub struct Server {
     statistics: std::sync::Mutex<Option<statistics::Batches>>,
     retention: Duration,
     engine: Arc<engine::Engine>,
+    /// Started by `run`, stopped when it ends; their statuses are in `/v1/admin/status`.
+    workers: repnet_runtime::Workers,
     ready: Arc<AtomicBool>,
     grace: Duration,
     connections: repnet_http::Limits,
@@ -212,7 +178,8 @@ impl Server {
             licences::Licences::load(Arc::new(store.clone()), config.key_required(), limit)
                 .map_err(StartError::Licences)?,
         );
-        let metrics = metrics::Metrics::new();
+        let workers = repnet_runtime::Workers::new(repnet_runtime::Clock::system());
+        let metrics = metrics::Metrics::new(&workers);
         let upstream = match &config.upstream {
             Some(upstream) => Some(Arc::new(
                 upstream::Upstream::new(upstream, upstream.licence_key()?, metrics.clone())
@@ -259,9 +226,15 @@ impl Server {
         let (statistics_queue, statistics_batches) = tokio::sync::mpsc::channel(1024);
         let engine = Arc::new(engine::Engine::new(config.engine.clone()));
         let ready = Arc::new(AtomicBool::new(false));
-        let feeds = Arc::new(feeds::Feeds::new(config, store.dir(), metrics.clone()));
+        let feeds = Arc::new(feeds::Feeds::new(
+            config,
+            store.dir(),
+            metrics.clone(),
+            workers.clock(),
+        ));
         let state = AppState {
             store: store.clone(),
+            workers: workers.clone(),
             ttl: config.ttl_policy(),
             max_batch_items: config.max_batch_items,
             metrics,
@@ -310,6 +283,7 @@ impl Server {
             statistics: std::sync::Mutex::new(Some(statistics_batches)),
             retention: Duration::from_secs(u64::from(config.statistics_retention_days) * 86_400),
             engine,
+            workers,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
             connections: config.connections.clone(),
@@ -368,50 +342,34 @@ impl Server {
                 }
             }
         };
-        let mut scheduled_feeds = self.feeds.schedule(&self.store);
-        let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-        let engine =
-            tokio::spawn(Arc::clone(&self.engine).run(self.store.clone(), tasks_stopped.clone()));
-        let pulling = self
-            .upstream
-            .clone()
-            .map(|upstream| tokio::spawn(upstream.run(self.store.clone(), tasks_stopped)));
-        let statistics_writer = self
+        let workers = &self.workers;
+        let store = &self.store;
+        workers.spawn(housekeeping::FilterBuild {
+            store: store.clone(),
+        });
+        for feed in self.feeds.workers(store) {
+            workers.spawn(feed);
+        }
+        workers.spawn(self.engine.worker(store.clone()));
+        if let Some(upstream) = &self.upstream {
+            workers.spawn(upstream::Puller::new(Arc::clone(upstream), store.clone()));
+        }
+        let batches = self
             .statistics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .map(|batches| tokio::spawn(statistics::writer(self.store.clone(), batches)));
-        let retention = self.retention;
-        let store = self.store.clone();
-        let mut stop_expiring = stop_tasks.subscribe();
-        // Stopped between deletions, never within one: an aborted deletion would go on in
-        // the blocking pool and hold the store open after the server has stopped.
-        let expiring = tokio::spawn(async move {
-            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    _ = every_hour.tick() => {}
-                    _ = stop_expiring.wait_for(|stopping| *stopping) => return,
-                }
-                let cutoff = repnet_model::Timestamp(
-                    repnet_store::now().0.saturating_sub(retention.as_secs()),
-                );
-                match store.delete_events_before(cutoff).await {
-                    Ok(0) => {}
-                    Ok(deleted) => {
-                        tracing::info!(deleted, "raw statistics past their retention deleted")
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot delete expired statistics"),
-                }
-            }
+            .take();
+        if let Some(batches) = batches {
+            workers.spawn(statistics::Writer::new(store.clone(), batches));
+        }
+        workers.spawn(housekeeping::Retention {
+            store: store.clone(),
+            retention: self.retention,
         });
-        let recording =
-            tokio::spawn(Arc::clone(&self.licences).record_uses(stop_tasks.subscribe()));
-        let lapsing = tokio::spawn(lapse_local_verdicts(
-            self.store.clone(),
-            stop_tasks.subscribe(),
-        ));
+        workers.spawn(self.licences.recorder());
+        workers.spawn(housekeeping::LapseLocalVerdicts {
+            store: store.clone(),
+        });
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;
         let grace_expired = async move {
@@ -429,22 +387,11 @@ impl Server {
             }
         };
         // Imports still running stop at their next read (a long SQLite query within a
-        // fraction of a second); then the schedule stops, and its tasks let go of the store.
+        // fraction of a second); the workers finish their units of work (the statistics
+        // writer stores what is queued: the router, and with it the queue's sender, is gone)
+        // and let go of the store.
         self.feeds.stop_imports();
-        scheduled_feeds.shutdown().await;
-        let _ = stop_tasks.send(true);
-        if let Some(pulling) = pulling {
-            let _ = pulling.await;
-        }
-        let _ = engine.await;
-        let _ = recording.await;
-        let _ = lapsing.await;
-        let _ = expiring.await;
-        // The router (and with it the queue's sender) is gone: the writer finishes what is
-        // queued and stops.
-        if let Some(writer) = statistics_writer {
-            let _ = writer.await;
-        }
+        self.workers.stop().await;
         result
     }
 }

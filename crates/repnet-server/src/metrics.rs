@@ -91,8 +91,12 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    /// The server's metrics, with those of its background `workers`, read at each scrape.
+    pub(crate) fn new(workers: &repnet_runtime::Workers) -> Metrics {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(repnet_runtime::workers::WorkerMetrics(
+            workers.clone(),
+        )));
         let lookup_family = Family::<LookupLabels, Counter>::default();
         registry.register(
             "repnet_lookups",

@@ -66,6 +66,7 @@ use crate::routes;
         repnet_protocol::LicenceKeyList,
         repnet_protocol::ServerStatus,
         repnet_protocol::UpstreamStatus,
+        repnet_protocol::WorkerStatus,
         repnet_protocol::BundleApplied,
         repnet_protocol::Statement,
         repnet_protocol::StatisticsBatch,

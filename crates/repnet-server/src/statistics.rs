@@ -87,29 +87,90 @@ pub(crate) type Queue = mpsc::Sender<Pending>;
 /// What the writer takes batches from.
 pub(crate) type Batches = mpsc::Receiver<Pending>;
 
-/// Commits every batch that is waiting in one transaction, then answers each.
-pub(crate) async fn writer(store: Store, mut batches: Batches) {
-    while let Some(first) = batches.recv().await {
-        let mut waiting = vec![first];
-        while waiting.len() < 512 {
-            match batches.try_recv() {
-                Ok(batch) => waiting.push(batch),
+/// Stores participants' statistics: commits every batch that is waiting in one transaction,
+/// then answers each (a background worker, [`repnet_runtime::workers`]). At a stop it takes
+/// no more batches and stores those already queued: an accepted batch is never lost.
+pub(crate) struct Writer {
+    store: Store,
+    batches: Batches,
+    waiting: Vec<Pending>,
+    closed: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(store: Store, batches: Batches) -> Writer {
+        Writer {
+            store,
+            batches,
+            waiting: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Stores what is waiting, and what is queued behind it, up to 512 batches at a time.
+    async fn write(&mut self) -> Result<(), String> {
+        while self.waiting.len() < 512 {
+            match self.batches.try_recv() {
+                Ok(batch) => self.waiting.push(batch),
                 Err(_) => break,
             }
         }
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        let mut waiting = std::mem::take(&mut self.waiting);
         let events: Vec<StatEvent> = waiting
             .iter_mut()
             .flat_map(|(events, _)| std::mem::take(events))
             .collect();
-        let result = store
+        let result = self
+            .store
             .record_statistics(events)
             .await
             .map_err(|error| error.to_string());
-        if let Err(error) = &result {
-            tracing::error!(%error, "statistics could not be stored");
-        }
         for (_, done) in waiting {
             let _ = done.send(result.clone());
+        }
+        result
+    }
+}
+
+impl repnet_runtime::Worker for Writer {
+    fn name(&self) -> String {
+        "statistics-writer".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        _cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        self.write()
+            .await
+            .map_err(|error| format!("statistics could not be stored: {error}"))?;
+        Ok(if self.closed {
+            repnet_runtime::Next::Done
+        } else {
+            repnet_runtime::Next::Idle
+        })
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        match self.batches.recv().await {
+            Some(batch) => self.waiting.push(batch),
+            None => self.closed = true,
+        }
+    }
+
+    async fn finish(&mut self, _cx: &repnet_runtime::Context) {
+        self.batches.close();
+        loop {
+            if let Err(error) = self.write().await {
+                tracing::error!(%error, "statistics could not be stored");
+            }
+            match self.batches.recv().await {
+                Some(batch) => self.waiting.push(batch),
+                None => return,
+            }
         }
     }
 }

@@ -397,6 +397,7 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
         aggregate_bytes: statistics.aggregate_bytes,
         raw_events: statistics.events,
         raw_event_bytes: statistics.event_bytes,
+        workers: repnet_http::admin::worker_statuses(&state.workers),
         role: state.role.as_str().to_owned(),
         key_required: state.licences.required(),
         licence_keys: state

@@ -17,6 +17,7 @@ use std::time::Duration;
 use repnet_client::{Client, ClientError};
 use repnet_model::Timestamp;
 use repnet_protocol::UpstreamStatus;
+use repnet_runtime::workers::{Context, Next, Stop, WorkError, Worker};
 use repnet_store::Store;
 use repnet_store::sync::{StreamKind, StreamReader};
 
@@ -171,84 +172,9 @@ impl Upstream {
         true
     }
 
-    /// Pulls until `stop` resolves. A download under way is dropped (nothing of it is
-    /// applied: a stalled upstream must not hold up shutdown); one already downloaded and
-    /// being applied is finished first (its transaction, and the store it holds, are let go
-    /// of before this returns).
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        store: Store,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut failures = 0u32;
-        loop {
-            if self.refresh_key(false) {
-                failures = 0;
-            }
-            let outcome = self.pull(&store, stop.clone()).await;
-            if *stop.borrow() {
-                return;
-            }
-            let wait = match outcome {
-                Ok(true) => {
-                    failures = 0;
-                    self.interval
-                }
-                // More to fetch: at once.
-                Ok(false) => {
-                    failures = 0;
-                    Duration::ZERO
-                }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    let backoff = self
-                        .interval
-                        .saturating_mul(1 << failures.min(6).saturating_sub(1));
-                    let backoff = backoff.min(Duration::from_secs(600)).max(self.interval);
-                    tracing::warn!(upstream = %self.url, %error, retry_in_seconds = backoff.as_secs(), "pulling from upstream failed; the data applied so far is kept");
-                    self.metrics.upstream_failed();
-                    let mut progress = self.progress();
-                    progress.last_error = Some(error.to_string());
-                    // A refusal (a revoked key, say) is an answer: the upstream is reachable.
-                    progress.reachable =
-                        matches!(error, PullError::Client(ClientError::Api { .. }));
-                    backoff
-                }
-            };
-            // Wait, unless SIGHUP or a new key file says to pull now.
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => break,
-                    () = tokio::time::sleep(KEY_FILE_POLL) => {
-                        if self.refresh_key(false) {
-                            failures = 0;
-                            break;
-                        }
-                    }
-                    () = self.wake.notified() => {
-                        tracing::info!(upstream = %self.url, "reloading: the upstream key file is read again, and a pull starts");
-                        if self.refresh_key(true) {
-                            failures = 0;
-                        }
-                        break;
-                    }
-                    _ = stop.changed() => return,
-                }
-            }
-            if *stop.borrow() {
-                return;
-            }
-        }
-    }
-
     /// One request and its application. Answers whether this server is caught up. Ends
     /// early, applying nothing, when `stop` turns true.
-    async fn pull(
-        &self,
-        store: &Store,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<bool, PullError> {
+    async fn pull(&self, store: &Store, stop: &Stop) -> Result<bool, PullError> {
         {
             let mut progress = self.progress();
             let now = repnet_store::now();
@@ -263,14 +189,10 @@ impl Upstream {
         result
     }
 
-    async fn pull_once(
-        &self,
-        store: &Store,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<bool, PullError> {
+    async fn pull_once(&self, store: &Store, stop: &Stop) -> Result<bool, PullError> {
         let response = tokio::select! {
             response = self.request(store) => response?,
-            _ = stop.wait_for(|stopping| *stopping) => return Err(PullError::Stopping),
+            () = stop.stopped() => return Err(PullError::Stopping),
         };
         let (response, snapshot) = response;
         {
@@ -378,7 +300,7 @@ impl Upstream {
         store: &Store,
         mut response: reqwest::Response,
         max_entries: u64,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: &Stop,
     ) -> Result<repnet_store::StreamApplied, PullError> {
         // A tokio channel: the sending side awaits room without blocking a runtime thread.
         let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
@@ -399,7 +321,7 @@ impl Upstream {
         loop {
             let chunk = tokio::select! {
                 chunk = tokio::time::timeout(self.progress_timeout, response.chunk()) => chunk,
-                _ = stop.wait_for(|stopping| *stopping) => {
+                () = stop.stopped() => {
                     broken = Some(PullError::Stopping);
                     break;
                 }
@@ -484,5 +406,97 @@ impl Read for ChannelReader {
         buffer[..len].copy_from_slice(&self.current[..len]);
         self.current = self.current.slice(len..);
         Ok(len)
+    }
+}
+
+/// Pulls from the upstream, on the background-work shape ([`repnet_runtime::workers`]): a
+/// pull per unit; then at once while behind, after `interval_seconds` once caught up, or
+/// backing off after failures — unless SIGHUP or a new key file says to pull now. A download
+/// under way is dropped at a stop (nothing of it is applied: a stalled upstream must not
+/// hold up shutdown); one already downloaded and being applied is finished first (its
+/// transaction, and the store it holds, are let go of before the worker stops).
+pub(crate) struct Puller {
+    upstream: Arc<Upstream>,
+    store: Store,
+    failures: u32,
+    wait: Duration,
+}
+
+impl Puller {
+    pub(crate) fn new(upstream: Arc<Upstream>, store: Store) -> Puller {
+        Puller {
+            upstream,
+            store,
+            failures: 0,
+            wait: Duration::ZERO,
+        }
+    }
+}
+
+impl Worker for Puller {
+    fn name(&self) -> String {
+        "upstream".to_owned()
+    }
+
+    async fn work(&mut self, cx: &Context) -> Result<Next, WorkError> {
+        let upstream = &self.upstream;
+        if upstream.refresh_key(false) {
+            self.failures = 0;
+        }
+        match upstream.pull(&self.store, &cx.stop).await {
+            Ok(caught_up) => {
+                self.failures = 0;
+                self.wait = upstream.interval;
+                // More to fetch: at once.
+                Ok(if caught_up { Next::Idle } else { Next::Busy })
+            }
+            Err(PullError::Stopping) => Ok(Next::Idle),
+            Err(error) => {
+                self.failures = self.failures.saturating_add(1);
+                let backoff = upstream
+                    .interval
+                    .saturating_mul(1 << self.failures.min(6).saturating_sub(1));
+                self.wait = backoff.min(Duration::from_secs(600)).max(upstream.interval);
+                upstream.metrics.upstream_failed();
+                let mut progress = upstream.progress();
+                progress.last_error = Some(error.to_string());
+                // A refusal (a revoked key, say) is an answer: the upstream is reachable.
+                progress.reachable = matches!(error, PullError::Client(ClientError::Api { .. }));
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn wait_for_work(&mut self, _cx: &Context) {
+        let upstream = &self.upstream;
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                () = tokio::time::sleep(KEY_FILE_POLL) => {
+                    if upstream.refresh_key(false) {
+                        self.failures = 0;
+                        return;
+                    }
+                }
+                () = upstream.wake.notified() => {
+                    tracing::info!(upstream = %upstream.url, "reloading: the upstream key file is read again, and a pull starts");
+                    if upstream.refresh_key(true) {
+                        self.failures = 0;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn progress(&self) -> Option<String> {
+        (self.failures > 0).then(|| {
+            format!(
+                "{} failed pulls in a row (the data applied so far is kept); next in {} s",
+                self.failures,
+                self.wait.as_secs()
+            )
+        })
     }
 }

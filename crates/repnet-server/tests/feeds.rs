@@ -558,3 +558,83 @@ fn feed_settings_are_checked_with_the_configuration() {
             .contains("same name")
     );
 }
+
+/// Every background worker is in `/v1/admin/status` and the metrics, by name, with what it
+/// did and its last failure: a scheduled feed that cannot be read says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_background_worker_reports_in_the_status_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = dir.path().join("urlhaus.csv");
+    std::fs::write(&path, urlhaus(&[A])).unwrap();
+    let missing = dir.path().join("missing.csv");
+    let config = ServerConfig {
+        feeds: vec![
+            feed_config("local", None, Some(path)),
+            feed_config("broken", None, Some(missing.clone())),
+        ],
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(&data, config).await;
+    let worker = |status: &repnet_protocol::ServerStatus, name: &str| {
+        status
+            .workers
+            .iter()
+            .find(|worker| worker.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no worker {name} in {:?}", status.workers))
+    };
+    let mut status = server.client.server_status().await.unwrap();
+    for _ in 0..500 {
+        if worker(&status, "feed:local").units > 0 && worker(&status, "feed:broken").errors > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        status = server.client.server_status().await.unwrap();
+    }
+    let names: Vec<&str> = status.workers.iter().map(|w| w.name.as_str()).collect();
+    for name in [
+        "lookup-filter",
+        "feed:local",
+        "feed:broken",
+        "engine",
+        "statistics-writer",
+        "statistics-retention",
+        "licence-last-use",
+        "local-verdict-expiry",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let local = worker(&status, "feed:local");
+    assert_eq!((local.units, local.errors), (1, 0), "{local:?}");
+    assert_eq!(local.state, "idle");
+    assert!(
+        local
+            .progress
+            .unwrap()
+            .starts_with("imported; next refresh at ")
+    );
+    let broken = worker(&status, "feed:broken");
+    assert_eq!(broken.errors, 1, "{broken:?}");
+    assert!(
+        broken
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("missing.csv"),
+        "{broken:?}"
+    );
+    assert!(broken.last_error_at.is_some());
+    assert_eq!(server.url_verdict(A).await, "untrusted");
+
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("repnet_worker_errors_total{worker=\"feed:broken\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("repnet_worker_units_total{worker=\"feed:local\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

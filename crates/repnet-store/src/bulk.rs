@@ -384,9 +384,9 @@ impl BulkImport {
         }
         let store = Arc::clone(&self.store);
         let outcome = store.bulk_apply(&self)?;
-        if outcome.rebuilt || store.filter_wants_rebuild() {
-            store.spawn_filter_build();
-        }
+        // A rebuilt object database disabled the filter: a build is due, as it is when
+        // enough keys were added.
+        store.note_writes();
         Ok(BulkSummary {
             changes: self.changes,
             keys_written: outcome.written,

@@ -378,8 +378,35 @@ impl Store {
             backend,
         };
         store.backend.seed_builtin(now())?;
-        store.backend.spawn_filter_build();
         Ok(store)
+    }
+
+    /// Whether the negative-lookup filter should be built now: the store was opened with
+    /// [`StoreOptions::negative_filter`] and the filter is missing, or enough keys were added
+    /// since it was built that rebuilding pays. Whoever runs the store's background work
+    /// (`repnet serve`) builds it with [`Store::build_filter`]; until then lookups go to the
+    /// B-tree.
+    pub fn wants_filter(&self) -> bool {
+        self.backend.wants_filter()
+    }
+
+    /// Resolves when a write made a filter build due.
+    pub async fn filter_wanted(&self) {
+        self.backend.filter_wanted().await
+    }
+
+    /// Builds the negative-lookup filter on a blocking thread and installs it (seconds for
+    /// tens of millions of keys; lookups go to the B-tree meanwhile). `stop` is asked between
+    /// chunks of keys: a build told to stop installs nothing. Returns at once if a build is
+    /// already under way.
+    pub async fn build_filter(
+        &self,
+        stop: impl Fn() -> bool + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.build_filter(&stop))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
     /// Looks up `objects` in one consistent snapshot. The answer has one entry per object, in
@@ -397,9 +424,7 @@ impl Store {
         let outcomes = tokio::task::spawn_blocking(move || backend.apply(&changes))
             .await
             .map_err(|error| StoreError::Task(error.to_string()))??;
-        if self.backend.filter_wants_rebuild() {
-            self.backend.spawn_filter_build();
-        }
+        self.backend.note_writes();
         Ok(outcomes)
     }
 

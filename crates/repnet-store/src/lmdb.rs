@@ -147,10 +147,11 @@ pub(crate) struct LmdbStore {
     filter: KeyFilter,
     /// Whether `filter` is built and used (a server wants it; a one-off import does not).
     use_filter: bool,
-    /// Set while a filter build runs, so that only one does.
-    filter_building: AtomicBool,
-    /// The running filter build, joined when the store closes.
-    filter_builder: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held by the filter build for its whole run: one build at a time, and `close` waits
+    /// for the one running.
+    filter_build: Mutex<()>,
+    /// Signalled when a write made the filter worth building again.
+    filter_wanted: tokio::sync::Notify,
     /// Set when the store closes: a running filter build stops at its next chunk.
     closing: AtomicBool,
     /// Most entries the change log keeps.
@@ -308,8 +309,8 @@ impl LmdbStore {
             active: AtomicUsize::new(active),
             filter: KeyFilter::default(),
             use_filter: options.negative_filter,
-            filter_building: AtomicBool::new(false),
-            filter_builder: Mutex::new(None),
+            filter_build: Mutex::new(()),
+            filter_wanted: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             change_log_max: options.change_log_max,
             has_stats: AtomicBool::new(has_stats),
@@ -625,11 +626,16 @@ impl LmdbStore {
     /// its own short read transaction, so that it neither pins old pages for long nor delays
     /// closing the store: every key present after `begin_build` is in a later chunk's
     /// snapshot or in the filter's added set.
-    pub(crate) fn build_filter(&self) -> Result<(), StoreError> {
+    /// `stop` is asked between chunks: a build told to stop installs nothing.
+    pub(crate) fn build_filter(&self, stop: &dyn Fn() -> bool) -> Result<(), StoreError> {
         const CHUNK: usize = 1 << 16;
         if !self.use_filter {
             return Ok(());
         }
+        // One build at a time: a second caller finds the first under way and leaves it.
+        let Ok(_building) = self.filter_build.try_lock() else {
+            return Ok(());
+        };
         let started = std::time::Instant::now();
         // With writers held off, start collecting new keys; snapshots opened from now on see
         // every key committed before.
@@ -640,7 +646,7 @@ impl LmdbStore {
         let mut hashes = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            if self.closing.load(Ordering::SeqCst) {
+            if self.closing.load(Ordering::SeqCst) || stop() {
                 return Ok(());
             }
             let _map = self
@@ -681,60 +687,37 @@ impl LmdbStore {
         Ok(())
     }
 
-    /// Starts [`build_filter`](Self::build_filter) on a thread, unless one is running.
-    pub(crate) fn spawn_filter_build(self: &Arc<Self>) {
-        if !self.use_filter || self.filter_building.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Spawned and recorded under the lock `close` takes: a build is either joined by
-        // `close` or never started, so no thread holds the store once it has closed.
-        let mut builder = self
-            .filter_builder
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.closing.load(Ordering::SeqCst) {
-            self.filter_building.store(false, Ordering::SeqCst);
-            return;
-        }
-        let store = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("repnet-filter".to_owned())
-            .spawn(move || {
-                if let Err(error) = store.build_filter() {
-                    tracing::warn!(%error, "cannot build the negative-lookup filter; lookups go to the B-tree");
-                }
-                store.filter_building.store(false, Ordering::SeqCst);
-            });
-        match spawned {
-            Ok(handle) => {
-                // The previous build has finished (`filter_building` was clear): reap it.
-                if let Some(previous) = builder.replace(handle) {
-                    let _ = previous.join();
-                }
-            }
-            Err(_) => self.filter_building.store(false, Ordering::SeqCst),
-        }
-    }
-
     /// Stops background work and waits for it, so that the store closes (and releases its
-    /// directory) when the last handle is dropped.
+    /// directory) when the last handle is dropped: a filter build under way stops at its
+    /// next chunk.
     pub(crate) fn close(&self) {
-        let builder = {
-            let mut builder = self
-                .filter_builder
+        self.closing.store(true, Ordering::SeqCst);
+        drop(
+            self.filter_build
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.closing.store(true, Ordering::SeqCst);
-            builder.take()
-        };
-        if let Some(builder) = builder {
-            let _ = builder.join();
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
+    /// Whether the filter should be built: it is wanted and missing, or enough keys were
+    /// added since it was built that rebuilding pays.
+    pub(crate) fn wants_filter(&self) -> bool {
+        self.use_filter
+            && !self.closing.load(Ordering::SeqCst)
+            && (!self.filter.is_enabled() || self.filter.wants_rebuild())
+    }
+
+    /// Wakes whoever waits in [`filter_wanted`](Self::filter_wanted) if a build is due.
+    pub(crate) fn note_writes(&self) {
+        if self.wants_filter() {
+            self.filter_wanted.notify_one();
         }
     }
 
-    /// Whether enough keys were added since the filter was built that rebuilding pays.
-    pub(crate) fn filter_wants_rebuild(&self) -> bool {
-        self.use_filter && self.filter.wants_rebuild()
+    /// Resolves when a write made a filter build due (at once if one was signalled since the
+    /// last call).
+    pub(crate) async fn filter_wanted(&self) {
+        self.filter_wanted.notified().await
     }
 
     /// Makes sure every built-in test entry is stored as the model defines it, writing only
@@ -2035,16 +2018,12 @@ mod tests {
         assert_eq!(store.stats().expect("stats").keys, stats.keys + 10);
     }
 
-    /// Waits until the background build has installed the filter.
-    fn wait_for_filter(store: &crate::Store) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !store.stats().expect("stats").filter_ready {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the filter was never built"
-            );
-            std::thread::yield_now();
-        }
+    /// Builds the filter, as `repnet serve`'s worker does when the store says it is due.
+    async fn build_filter(store: &crate::Store) {
+        assert!(store.wants_filter(), "a filter build is due");
+        store.build_filter(|| false).await.expect("build");
+        assert!(store.stats().expect("stats").filter_ready);
+        assert!(!store.wants_filter());
     }
 
     #[tokio::test]
@@ -2090,7 +2069,11 @@ mod tests {
         };
         // A large import rebuilds the tree; the filter is rebuilt after it.
         assert!(bulk(0..20_000).await.expect("join").rebuilt);
-        wait_for_filter(&store);
+        // The import said so to whoever builds filters.
+        tokio::time::timeout(std::time::Duration::ZERO, store.filter_wanted())
+            .await
+            .expect("a build is signalled");
+        build_filter(&store).await;
         assert_eq!(known(&store, 0..20_000).await, 20_000);
         assert_eq!(known(&store, 20_000..40_000).await, 0);
         // Keys written after the build are found through the added set.
@@ -2112,7 +2095,7 @@ mod tests {
         // A reopened store builds its filter from what is on disk.
         drop(store);
         let store = open(dir.path());
-        wait_for_filter(&store);
+        build_filter(&store).await;
         assert_eq!(known(&store, 0..20_300).await, 20_200);
     }
 
