@@ -868,3 +868,93 @@ impl Worker for FeedWorker {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repnet_runtime::workers::Workers;
+
+    /// Lets the worker run until it has done `units` units of work: the import runs on
+    /// blocking threads, during which tokio does not advance paused time.
+    async fn settle(workers: &Workers, units: u64) {
+        while workers.statuses()[0].units < units {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn config(path: PathBuf) -> crate::config::ServerConfig {
+        crate::config::ServerConfig {
+            feeds: vec![FeedConfig {
+                name: "local".to_owned(),
+                format: "domainlist".to_owned(),
+                url: None,
+                path: Some(path),
+                interval_seconds: 3600,
+                verdict: Some("untrusted".to_owned()),
+                threat: None,
+                categories: Vec::new(),
+                confidence: None,
+                top: None,
+                incremental: false,
+                allow_empty: false,
+                headers: Default::default(),
+            }],
+            ..crate::config::ServerConfig::default()
+        }
+    }
+
+    /// The schedule on paused time: a refresh every `interval_seconds`, and after a failure
+    /// a retry after 1, then 2 minutes.
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_refreshes_at_its_interval_and_retries_sooner_after_a_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let path = dir.path().join("domains.txt");
+        std::fs::write(&path, "bad.example\n").expect("write");
+        let store = Store::open(&data, &repnet_store::StoreOptions::default()).expect("store");
+        let epoch = Timestamp(1_000_000);
+        let workers = Workers::new(Clock::following_tokio(epoch));
+        let feeds = Arc::new(Feeds::new(
+            &config(path.clone()),
+            &data,
+            Metrics::new(&workers),
+            workers.clock(),
+        ));
+        for worker in feeds.workers(&store) {
+            workers.spawn(worker);
+        }
+        settle(&workers, 1).await;
+        let status = feeds.statuses().remove(0);
+        assert_eq!(status.state, "imported");
+        assert_eq!(status.last_success, repnet_protocol::rfc3339(epoch));
+
+        // Not before the hour is up; then found unchanged.
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(workers.statuses()[0].units, 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle(&workers, 2).await;
+        assert_eq!(feeds.statuses().remove(0).state, "not_modified");
+
+        // Gone: the next refresh fails, and is retried after a minute, then two.
+        std::fs::remove_file(&path).expect("remove");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        settle(&workers, 3).await;
+        let failed = feeds.statuses().remove(0);
+        assert_eq!(failed.state, "failed");
+        assert_eq!(
+            failed.next_refresh,
+            repnet_protocol::rfc3339(Timestamp(epoch.0 + 7200 + 60))
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        settle(&workers, 4).await;
+        assert_eq!(
+            feeds.statuses().remove(0).next_refresh,
+            repnet_protocol::rfc3339(Timestamp(epoch.0 + 7260 + 120))
+        );
+        assert_eq!(workers.statuses()[0].errors, 2);
+        workers.stop().await;
+    }
+}
