@@ -4,6 +4,7 @@
 //!
 //! Files follow the XDG base directory specification ([`ClientFiles`]).
 
+use repnet_protocol::ErrorCode;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -470,7 +471,9 @@ pub(crate) async fn queue_and_send(
                     files.queue()?.into_iter().skip(chunk.len()).collect();
                 files.save_queue(&rest)?;
             }
-            Err(ClientError::Api { code, .. }) if code == "statement_not_accepted" => {
+            Err(ClientError::Api { code, .. })
+                if code == ErrorCode::StatementNotAccepted.as_str() =>
+            {
                 config.participation = Some(Mode::Basic);
                 files.save(config)?;
                 eprintln!(

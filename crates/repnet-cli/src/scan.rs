@@ -4,6 +4,7 @@
 //! unreachable the scan finishes with what the cache knows and records the rest for
 //! `repnet scan --recheck`.
 
+use repnet_protocol::ErrorCode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -501,7 +502,8 @@ async fn look_up(
         Err(ClientError::Unreachable { .. }) => Ok(None),
         // A proxy that cannot ask its upstream about any of them.
         Err(ClientError::Api { code, .. })
-            if code == "upstream_unavailable" || code == "upstream_refused" =>
+            if code == ErrorCode::UpstreamUnavailable.as_str()
+                || code == ErrorCode::UpstreamRefused.as_str() =>
         {
             Ok(None)
         }

@@ -106,11 +106,12 @@ impl AdminRefusal {
     }
 
     /// The API's error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> repnet_protocol::ErrorCode {
+        use repnet_protocol::ErrorCode;
         match self {
-            AdminRefusal::Disabled => "admin_disabled",
-            AdminRefusal::Missing | AdminRefusal::Wrong => "unauthorized",
-            AdminRefusal::Throttled(_) => "rate_limited",
+            AdminRefusal::Disabled => ErrorCode::AdminDisabled,
+            AdminRefusal::Missing | AdminRefusal::Wrong => ErrorCode::Unauthorized,
+            AdminRefusal::Throttled(_) => ErrorCode::RateLimited,
         }
     }
 
@@ -214,6 +215,32 @@ impl AdminGate {
             tracing::warn!(
                 "admin request with a wrong token refused (more this minute are counted, then logged as one line)"
             );
+        }
+    }
+}
+
+/// The admin API's middleware, the server's and the proxy's: lets a request through only
+/// with the admin token (`Authorization: Bearer`). A refused upload (a feed, a bundle) is read
+/// to its end first, so that the client, still sending, gets the answer rather than a reset
+/// connection.
+pub async fn require_admin(
+    axum::extract::State(gate): axum::extract::State<std::sync::Arc<AdminGate>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let authorization = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer.ip());
+    match gate.check(authorization, peer) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            crate::api::discard_body(request.into_body(), crate::ApiError::from(refusal))
+                .await
+                .into_response()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What a request's body may cost: an early `413`, a bound on bodies held at once, and
 //! deadlines for slow clients.
 
+use repnet_protocol::ErrorCode;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +73,7 @@ pub async fn guard_requests(
     if declared.is_some_and(|length| length > limits.max_body_bytes) {
         return crate::error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!(
                 "the request body is larger than accepted here ({} bytes, max_body_bytes): split the batch into smaller requests",
                 limits.max_body_bytes
@@ -93,7 +94,7 @@ pub async fn guard_requests(
             Err(_) => {
                 return crate::error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
+                    ErrorCode::Busy,
                     format!(
                         "the server is receiving as many request bodies as it holds at once ({} bytes, max_buffered_body_bytes); try again in a second",
                         limits.max_buffered_body_bytes
@@ -120,7 +121,7 @@ pub async fn guard_requests(
         Ok(response) => response,
         Err(_) if !received.load(Ordering::SeqCst) => crate::error_response(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {seconds} seconds (request_timeout_seconds): send it at once, or split it"
             ),
@@ -131,7 +132,7 @@ pub async fn guard_requests(
             tracing::warn!("a request took longer than request_timeout_seconds");
             crate::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                ErrorCode::Timeout,
                 format!(
                     "the server did not answer within {seconds} seconds (request_timeout_seconds); try again later"
                 ),

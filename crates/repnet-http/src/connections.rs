@@ -1,6 +1,7 @@
 //! The accept loop and each connection's life: counted, closed when idle or stalled, and
 //! evicted (idle ones only) when the count is at its limit.
 
+use repnet_protocol::ErrorCode;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -389,7 +390,7 @@ where
     let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
         let mut response = crate::error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+            ErrorCode::Busy,
             "the server is serving as many connections as it may (max_connections) and none is idle; try again in a second".to_owned(),
             Some(1),
         );

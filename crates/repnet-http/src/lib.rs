@@ -18,8 +18,11 @@
 //! connection builders, tokio's semaphores) are the stock ones.
 
 pub mod admin;
+pub mod api;
 mod body;
 mod connections;
+mod error;
+pub mod keys;
 pub mod limits;
 pub mod tls;
 
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::body::{RequestLimits, guard_requests};
 pub use crate::connections::{Accept, TcpAccept, serve};
+pub use crate::error::ApiError;
 
 /// What one server or proxy allows its clients (`[connections]` in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +116,7 @@ impl Limits {
 /// An answer in the API's error shape, for the answers this layer gives by itself.
 fn error_response(
     status: axum::http::StatusCode,
-    code: &str,
+    code: repnet_protocol::ErrorCode,
     message: String,
     retry_after: Option<u64>,
 ) -> axum::response::Response {

@@ -11,6 +11,7 @@
 //! `last_used` is kept in memory and written to the store at most once a minute (and at
 //! shutdown): writing on every request would make every lookup a disk write.
 
+use repnet_protocol::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -70,13 +71,17 @@ impl BookError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
-    pub code: &'static str,
+    pub code: repnet_protocol::ErrorCode,
     pub message: String,
     pub retry_after: Option<u64>,
 }
 
 impl Refusal {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    pub fn new(
+        status: u16,
+        code: repnet_protocol::ErrorCode,
+        message: impl Into<String>,
+    ) -> Refusal {
         Refusal {
             status,
             code,
@@ -195,7 +200,8 @@ impl Licences {
 
     /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
     pub fn check(&self, headers: &HeaderMap, now: Timestamp) -> Result<(), Refusal> {
-        let refuse = |code: &'static str, message: String| Refusal::new(401, code, message);
+        let refuse =
+            |code: repnet_protocol::ErrorCode, message: String| Refusal::new(401, code, message);
         let Some(key) = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -204,7 +210,7 @@ impl Licences {
             .filter(|key| !key.is_empty())
         else {
             return Err(refuse(
-                "licence_not_registered",
+                ErrorCode::LicenceNotRegistered,
                 format!(
                     "this server requires a licence key and none was sent: send Authorization: Bearer KEY (repnet lookup --key KEY, or REPNET_KEY); {PROVIDER_ADVICE}"
                 ),
@@ -219,7 +225,7 @@ impl Licences {
             Some(state) if constant_time_eq(&state.licence.key_sha256, &digest) => state,
             _ => {
                 return Err(refuse(
-                    "licence_not_registered",
+                    ErrorCode::LicenceNotRegistered,
                     format!(
                         "the licence key sent is not registered on this network: {PROVIDER_ADVICE}"
                     ),
@@ -229,7 +235,7 @@ impl Licences {
         let licence = &state.licence;
         if let Some(revoked) = licence.revoked {
             return Err(refuse(
-                "licence_revoked",
+                ErrorCode::LicenceRevoked,
                 format!(
                     "the licence key sent (id {}) was revoked on {}: {PROVIDER_ADVICE}",
                     licence.id,
@@ -239,7 +245,7 @@ impl Licences {
         }
         if let Some(expires) = licence.expires.filter(|expires| *expires <= now) {
             return Err(refuse(
-                "licence_expired",
+                ErrorCode::LicenceExpired,
                 format!(
                     "the licence key sent (id {}) expired on {}: {PROVIDER_ADVICE}",
                     licence.id,
@@ -255,7 +261,7 @@ impl Licences {
                 retry_after: Some(wait),
                 ..Refusal::new(
                     429,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!(
                         "licence key {} made more than {} requests per second: retry after {wait} s, or batch lookups (POST /v1/lookup takes up to 10,000 objects)",
                         licence.id, limit.per_second
@@ -304,20 +310,21 @@ impl Licences {
         now: Timestamp,
     ) -> Result<Licence, Refusal> {
         let key = request.key.trim();
-        repnet_protocol::check_licence_key(key)
-            .map_err(|message| Refusal::new(400, "invalid_key", format!("key: {message}")))?;
+        repnet_protocol::check_licence_key(key).map_err(|message| {
+            Refusal::new(400, ErrorCode::InvalidKey, format!("key: {message}"))
+        })?;
         let label = match request.label.as_deref().map(str::trim) {
             Some(label) if label.chars().count() > MAX_LABEL_CHARS => {
                 return Err(Refusal::new(
                     400,
-                    "invalid_label",
+                    ErrorCode::InvalidLabel,
                     format!("label: at most {MAX_LABEL_CHARS} characters"),
                 ));
             }
             Some(label) if label.chars().any(repnet_model::is_control_or_bidi) => {
                 return Err(Refusal::new(
                     400,
-                    "invalid_label",
+                    ErrorCode::InvalidLabel,
                     "label: one line of text, without control or text-direction characters (such as U+202E)",
                 ));
             }
@@ -328,12 +335,16 @@ impl Licences {
             None => None,
             Some(text) => {
                 let expires = repnet_protocol::parse_time(text).map_err(|message| {
-                    Refusal::new(400, "invalid_expires", format!("expires: {message}"))
+                    Refusal::new(
+                        400,
+                        ErrorCode::InvalidExpires,
+                        format!("expires: {message}"),
+                    )
                 })?;
                 if expires <= now {
                     return Err(Refusal::new(
                         400,
-                        "invalid_expires",
+                        ErrorCode::InvalidExpires,
                         format!("expires: {text} is in the past: give a later date"),
                     ));
                 }
@@ -354,7 +365,7 @@ impl Licences {
         if let Some(existing) = self.get(&key_sha256) {
             return Err(Refusal::new(
                 409,
-                "key_exists",
+                ErrorCode::KeyExists,
                 format!(
                     "this key is registered already (id {}); a revoked key cannot be registered again: issue a new key",
                     existing.id
@@ -386,7 +397,7 @@ impl Licences {
         .ok_or_else(|| {
             Refusal::new(
                 404,
-                "key_not_found",
+                ErrorCode::KeyNotFound,
                 format!("no licence key has id {id:?}: GET /v1/admin/keys lists them"),
             )
         })?;
@@ -458,7 +469,7 @@ fn stored_nothing(error: &BookError) -> Refusal {
     tracing::error!(%error, "licence keys could not be stored");
     Refusal::new(
         500,
-        "internal",
+        ErrorCode::Internal,
         "the licence keys could not be stored; the log has the details",
     )
 }

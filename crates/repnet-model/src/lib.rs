@@ -57,21 +57,3 @@ pub enum ParseError {
     #[error("{0}")]
     Prefix(String),
 }
-
-impl ParseError {
-    /// The stable machine-readable code the HTTP API reports for this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ParseError::Hash(_) => "invalid_hash",
-            ParseError::Domain(_) => "invalid_domain",
-            ParseError::Ip(_) => "invalid_ip",
-            ParseError::Verdict(_) => "invalid_verdict",
-            ParseError::Category(_) => "invalid_category",
-            ParseError::Confidence(_) => "invalid_confidence",
-            ParseError::Source(_) => "invalid_source",
-            ParseError::Name(_) => "invalid_name",
-            ParseError::Url(_) => "invalid_url",
-            ParseError::Prefix(_) => "invalid_prefix",
-        }
-    }
-}

@@ -344,7 +344,7 @@ mod tests {
         for (input, expected) in cases {
             let error = Domain::new(input).unwrap_err();
             assert!(error.to_string().contains(expected), "{input:?}: {error}");
-            assert_eq!(error.code(), "invalid_domain");
+            assert!(matches!(error, ParseError::Domain(_)), "{error:?}");
         }
         assert!(Domain::new(&format!("{}.example", "a".repeat(64))).is_err());
         assert!(Domain::new(&vec!["a".repeat(60); 5].join(".")).is_err());
@@ -375,7 +375,7 @@ mod tests {
             "01.2.3.4",
         ] {
             let error = canonical_ip(bad).unwrap_err();
-            assert_eq!(error.code(), "invalid_ip", "{bad}");
+            assert!(matches!(error, ParseError::Ip(_)), "{bad}");
         }
     }
 

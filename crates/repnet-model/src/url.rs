@@ -869,7 +869,7 @@ mod tests {
                 "{}: {error}",
                 String::from_utf8_lossy(input)
             );
-            assert_eq!(error.code(), "invalid_url");
+            assert!(matches!(error, ParseError::Url(_)), "{error:?}");
         }
         assert!(CanonicalUrl::parse(&vec![b'a'; MAX_URL_LEN + 1]).is_err());
         // Found by the fuzzer: 3,000 bytes that escape to 9,000.

@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod binary;
+mod error;
 pub mod installation;
 mod licence;
 mod lookup;
@@ -20,6 +21,7 @@ pub use admin::{
     SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
     WorkerStatus,
 };
+pub use error::{BodyError, ErrorBody, ErrorCode, ErrorDetail};
 pub use installation::{EnrolInstallation, InstallationChallenge, InstallationToken};
 pub use licence::{
     AddLicenceKey, LicenceKeyEntry, LicenceKeyList, bearer_token, check_licence_key,
@@ -37,41 +39,6 @@ pub use search::{
 pub use view::{LookupResponseJson, ReputationJson};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong, for programs (`code`) and for people (`message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, snake_case, safe to match on: `invalid_hash`, `invalid_json`, `batch_too_large`, …
-    pub code: String,
-    /// What was wrong and what to do about it.
-    pub message: String,
-}
-
-impl ErrorBody {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code: code.into(),
-                message: message.into(),
-            },
-        }
-    }
-}
-
-/// A JSON body that could not be turned into a request: which part, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyError {
-    /// `invalid_json` for bytes that are not JSON, `invalid_request` for JSON of the wrong shape.
-    pub code: &'static str,
-    pub message: String,
-}
 
 /// Parses a JSON request body, naming the path of the offending field in the error
 /// (`items[3]: unknown field "hash"`).
@@ -83,7 +50,7 @@ pub fn parse_body<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BodyE
         && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
     {
         return Err(BodyError {
-            code: "invalid_request",
+            code: ErrorCode::InvalidRequest,
             message: "the body must be a JSON object, such as {\"items\": [...]}".to_owned(),
         });
     }
@@ -92,19 +59,19 @@ pub fn parse_body<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BodyE
         let path = error.path().to_string();
         let inner = error.into_inner();
         let code = if inner.is_data() {
-            "invalid_request"
+            ErrorCode::InvalidRequest
         } else {
-            "invalid_json"
+            ErrorCode::InvalidJson
         };
         let message = match (code, path.as_str()) {
-            ("invalid_json", _) => format!("the body is not valid JSON: {inner}"),
+            (ErrorCode::InvalidJson, _) => format!("the body is not valid JSON: {inner}"),
             (_, "." | "") => format!("the body does not have the expected shape: {inner}"),
             (_, path) => format!("{path}: {inner}"),
         };
         BodyError { code, message }
     })?;
     deserializer.end().map_err(|error| BodyError {
-        code: "invalid_json",
+        code: ErrorCode::InvalidJson,
         message: format!("the body is not valid JSON: {error}"),
     })?;
     Ok(value)

@@ -734,7 +734,12 @@ mod tests {
         ];
         for (body, code, message) in cases {
             let error = parse_lookup_request(body).unwrap_err();
-            assert_eq!(error.code, code, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                error.code.as_str(),
+                code,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
             assert!(
                 error.message.contains(message),
                 "{}: {}",

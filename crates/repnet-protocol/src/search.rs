@@ -224,7 +224,10 @@ mod tests {
         ] {
             let error = parse_prefix(bad).unwrap_err();
             assert!(error.to_string().contains(reason), "{bad}: {error}");
-            assert_eq!(error.code(), "invalid_prefix");
+            assert_eq!(
+                crate::ErrorCode::of(&error),
+                crate::ErrorCode::InvalidPrefix
+            );
         }
     }
 }

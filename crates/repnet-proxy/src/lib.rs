@@ -51,7 +51,7 @@ pub(crate) struct State {
     upstream_key_file: Option<repnet_runtime::files::WatchedFile>,
     /// Wakes the key file's watcher (SIGHUP).
     reload: tokio::sync::Notify,
-    admin: repnet_http::admin::AdminGate,
+    admin: Arc<repnet_http::admin::AdminGate>,
     /// Device keys (`require_device_key`).
     devices: Arc<repnet_licences::Licences>,
     metrics: Metrics,
@@ -191,7 +191,7 @@ impl Proxy {
                 upstream_key_file,
                 upstream_key: RwLock::new(upstream_key),
                 reload: tokio::sync::Notify::new(),
-                admin: repnet_http::admin::AdminGate::new(admin_token),
+                admin: Arc::new(repnet_http::admin::AdminGate::new(admin_token)),
                 devices: Arc::new(devices),
                 metrics,
                 registry,

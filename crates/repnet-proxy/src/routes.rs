@@ -12,8 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use repnet_http::ApiError;
+use repnet_http::api::{JsonBody, json_response};
 use repnet_model::{CanonicalUrl, FileHash, Object, ObjectKind};
-use repnet_protocol::{LookupResponse, LookupResult, Reputation};
+use repnet_protocol::{ErrorCode, LookupResponse, LookupResult, Reputation};
 use serde::Deserialize;
 
 use crate::State;
@@ -22,110 +24,16 @@ use crate::upstream::{Outcome, Prefix, PrefixAnswer, UpstreamError};
 
 type Shared = Arc<State>;
 
-/// An error answer, shaped like the server's.
-#[derive(Debug)]
-struct Failure {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad(code: &'static str, message: impl Into<String>) -> Failure {
-        Failure::new(StatusCode::BAD_REQUEST, code, message)
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let body =
-            repnet_protocol::to_json(&repnet_protocol::ErrorBody::new(self.code, self.message));
-        let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    }
-}
-
 /// A request's body, read within `max_body_bytes`; a body too large or unreadable is
 /// answered in the API's error shape.
 struct Payload(Bytes);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Payload {
-    type Rejection = Failure;
+    type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Payload, Failure> {
-        Bytes::from_request(request, state)
-            .await
-            .map(Payload)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Failure::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the request body is larger than the proxy accepts (max_body_bytes): split the batch into smaller requests",
-                    )
-                } else {
-                    Failure::bad(
-                        "invalid_body",
-                        format!("cannot read the request body: {}", rejection.body_text()),
-                    )
-                }
-            })
+    async fn from_request(request: Request, state: &S) -> Result<Payload, ApiError> {
+        repnet_http::api::body_bytes(Bytes::from_request(request, state).await).map(Payload)
     }
-}
-
-/// A JSON request's body: as [`Payload`], declared `application/json` (or, for settings,
-/// `application/merge-patch+json`).
-struct JsonPayload(Bytes);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonPayload {
-    type Rejection = Failure;
-
-    async fn from_request(request: Request, state: &S) -> Result<JsonPayload, Failure> {
-        let media = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| value.split(';').next().unwrap_or("").trim().to_owned());
-        let json = |media: &str| {
-            media.eq_ignore_ascii_case("application/json")
-                || media.eq_ignore_ascii_case("application/merge-patch+json")
-        };
-        if !media.as_deref().is_some_and(json) {
-            let what = match media {
-                None => "the request has no Content-Type".to_owned(),
-                Some(media) => format!("the body is {media:?}"),
-            };
-            return Err(Failure::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("{what}: send it as JSON with Content-Type: application/json"),
-            ));
-        }
-        Payload::from_request(request, state)
-            .await
-            .map(|Payload(body)| JsonPayload(body))
-    }
-}
-
-fn json(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 pub(crate) fn router(state: Shared) -> Router {
@@ -146,24 +54,23 @@ pub(crate) fn router(state: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), admit));
     let admin = Router::new()
         .route("/v1/admin/status", get(status))
-        .route("/v1/admin/keys", get(list_keys).post(add_key))
-        .route("/v1/admin/keys/{id}", axum::routing::delete(revoke_key))
+        .merge(repnet_http::keys::routes(Arc::clone(&state.devices)))
         .route(
             "/v1/admin/settings",
             get(get_settings).patch(patch_settings),
         )
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            require_admin,
+            Arc::clone(&state.admin),
+            repnet_http::admin::require_admin,
         ));
     Router::new()
         .merge(devices)
         .merge(admin)
-        .route("/healthz", get(|| async { json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()) }))
-        .route("/readyz", get(|| async { json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()) }))
+        .route("/healthz", get(|| async { json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()) }))
+        .route("/readyz", get(|| async { json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()) }))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint: the proxy serves the lookup API (/v1/files, /v1/urls, /v1/lookup, …)")
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint: the proxy serves the lookup API (/v1/files, /v1/urls, /v1/lookup, …)")
         })
         .layer(middleware::from_fn_with_state(
             Arc::new(repnet_http::RequestLimits::new(
@@ -187,9 +94,9 @@ async fn admit(
 ) -> Response {
     let settings = state.settings();
     if !settings.enabled {
-        return Failure::new(
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "proxy_disabled",
+            ErrorCode::ProxyDisabled,
             "this proxy is disabled by its administrator: use the reputation server directly",
         )
         .into_response();
@@ -197,9 +104,9 @@ async fn admit(
     let networks = settings.networks();
     if !networks.is_empty() && !networks.iter().any(|network| network.contains(peer.ip())) {
         // The address is not logged: it is a device's.
-        return Failure::new(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
-            "network_not_allowed",
+            ErrorCode::NetworkNotAllowed,
             "this proxy serves the networks its administrator allowed, and yours is not one of them",
         )
         .into_response();
@@ -209,99 +116,16 @@ async fn admit(
             .devices
             .check(request.headers(), repnet_runtime::now())
     {
-        return refused(refusal);
-    }
-    next.run(request).await
-}
-
-/// A device key's refusal, with the server's headers.
-fn refused(refusal: repnet_licences::Refusal) -> Response {
-    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
-    let mut response = Failure::new(status, refusal.code, refusal.message).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"repnet\""),
-        );
-    }
-    if let Some(wait) = refusal.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-    }
-    response
-}
-
-async fn list_keys(Extract(state): Extract<Shared>) -> Response {
-    let list = repnet_protocol::LicenceKeyList {
-        keys: state
-            .devices
-            .list()
-            .iter()
-            .map(repnet_licences::entry)
-            .collect(),
-    };
-    json(StatusCode::OK, repnet_protocol::to_json(&list))
-}
-
-async fn add_key(Extract(state): Extract<Shared>, JsonPayload(body): JsonPayload) -> Response {
-    let request: repnet_protocol::AddLicenceKey = match repnet_protocol::parse_body(&body) {
-        Ok(request) => request,
-        Err(error) => return Failure::bad(error.code, error.message).into_response(),
-    };
-    match state
-        .devices
-        .register(&request, repnet_runtime::now())
-        .await
-    {
-        Ok(licence) => json(
-            StatusCode::CREATED,
-            repnet_protocol::to_json(&repnet_licences::entry(&licence)),
-        ),
-        Err(refusal) => refused(refusal),
-    }
-}
-
-async fn revoke_key(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Response {
-    match state.devices.revoke(&id, repnet_runtime::now()).await {
-        Ok(licence) => json(
-            StatusCode::OK,
-            repnet_protocol::to_json(&repnet_licences::entry(&licence)),
-        ),
-        Err(refusal) => refused(refusal),
-    }
-}
-
-async fn require_admin(
-    Extract(state): Extract<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    if let Err(refusal) = state.admin.check(authorization, Some(peer.ip())) {
-        let mut response = Failure::new(
-            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-            refusal.code(),
-            refusal.message(),
-        )
-        .into_response();
-        if let repnet_http::admin::AdminRefusal::Throttled(seconds) = refusal {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        return response;
+        return ApiError::from(refusal).into_response();
     }
     next.run(request).await
 }
 
 /// The question's cache key, checked like the server checks it.
-fn key(kind: ObjectKind, text: &str) -> Result<Key, Failure> {
-    let invalid = |error: repnet_model::ParseError| Failure::bad(error.code(), error.to_string());
+fn key(kind: ObjectKind, text: &str) -> Result<Key, ApiError> {
+    let invalid = |error: repnet_model::ParseError| {
+        ApiError::bad_request(repnet_protocol::ErrorCode::of(&error), error.to_string())
+    };
     let value = match kind {
         ObjectKind::Url => CanonicalUrl::parse(text.as_bytes())
             .map_err(invalid)?
@@ -368,7 +192,7 @@ impl Source {
     }
 }
 
-fn unavailable(error: &UpstreamError) -> Failure {
+fn unavailable(error: &UpstreamError) -> ApiError {
     match error {
         // The proxy's own key or request was refused upstream: a gateway's failure, not the
         // device's (its key, if any, is the proxy's business).
@@ -376,14 +200,14 @@ fn unavailable(error: &UpstreamError) -> Failure {
             status,
             code,
             message,
-        } => Failure::new(
+        } => ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "upstream_refused",
+            ErrorCode::UpstreamRefused,
             format!("the upstream server refused the proxy ({status} {code}): {message}"),
         ),
-        other => Failure::new(
+        other => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "upstream_unavailable",
+            ErrorCode::UpstreamUnavailable,
             format!(
                 "{other}; nothing is cached for this question: ask the reputation server directly"
             ),
@@ -393,7 +217,7 @@ fn unavailable(error: &UpstreamError) -> Failure {
 
 /// One answer: fresh from the cache (with what is left of its lifetime as its `ttl`), or from
 /// upstream (coalesced), or stale (marked so, `ttl` 0) when the upstream cannot answer.
-async fn answer(state: &State, key: Key) -> Result<Answer, Failure> {
+async fn answer(state: &State, key: Key) -> Result<Answer, ApiError> {
     let now = tokio::time::Instant::now();
     let cache = state.cache();
     let expired = match cache.get(&key, now) {
@@ -461,7 +285,7 @@ fn reputation_response(answer: &Answer) -> Response {
         original_ttl,
     } = answer;
     let (source, original_ttl) = (*source, *original_ttl);
-    let mut response = json(StatusCode::OK, repnet_protocol::to_json(reputation));
+    let mut response = json_response(StatusCode::OK, repnet_protocol::to_json(reputation));
     let headers = response.headers_mut();
     headers.insert("x-repnet-cache", source.header());
     if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={}", reputation.ttl)) {
@@ -547,8 +371,8 @@ async fn get_url(
     uri: axum::http::Uri,
 ) -> Response {
     let Some(url) = params.url.clone() else {
-        return Failure::bad(
-            "invalid_url",
+        return ApiError::bad_request(
+            ErrorCode::InvalidUrl,
             "give the URL to look up: /v1/urls?url=<percent-encoded URL>",
         )
         .into_response();
@@ -583,12 +407,12 @@ async fn lookup_batch(
     }
     let request = match repnet_protocol::parse_lookup_request(&body) {
         Ok(request) => request,
-        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+        Err(error) => return ApiError::bad_request(error.code, error.message).into_response(),
     };
     if request.items.len() > repnet_client::BATCH_LIMIT {
-        return Failure::new(
+        return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "at most {} items per request; got {}",
                 repnet_client::BATCH_LIMIT,
@@ -611,18 +435,25 @@ async fn lookup_batch(
                         "" => format!("items[{index}].file"),
                         field => format!("items[{index}].file.{field}"),
                     };
-                    return Failure::bad(error.code(), format!("{path}: {error}")).into_response();
+                    return ApiError::bad_request(
+                        repnet_protocol::ErrorCode::of(&error),
+                        format!("{path}: {error}"),
+                    )
+                    .into_response();
                 }
             },
             Err(problem) => {
-                return Failure::bad("invalid_request", format!("items[{index}] {problem}"))
-                    .into_response();
+                return ApiError::bad_request(
+                    ErrorCode::InvalidRequest,
+                    format!("items[{index}] {problem}"),
+                )
+                .into_response();
             }
         };
         match key(kind, value) {
             Ok(key) => keys.push(key),
             Err(failure) => {
-                return Failure::bad(
+                return ApiError::bad_request(
                     failure.code,
                     format!("items[{index}].{}: {}", kind.as_str(), failure.message),
                 )
@@ -664,7 +495,7 @@ async fn lookup_batch(
             }
         }
     }
-    let mut response = json(
+    let mut response = json_response(
         StatusCode::OK,
         repnet_protocol::to_json(&LookupResponse { results }),
     );
@@ -680,15 +511,15 @@ async fn lookup_batch(
 /// the proxy learns only prefixes.
 async fn search_hashes(
     Extract(state): Extract<Shared>,
-    JsonPayload(body): JsonPayload,
+    JsonBody(request): JsonBody<repnet_protocol::HashSearchRequest>,
 ) -> Response {
-    let request: repnet_protocol::HashSearchRequest = match repnet_protocol::parse_body(&body) {
-        Ok(request) => request,
-        Err(error) => return Failure::bad(error.code, error.message).into_response(),
-    };
     if let Some(message) = request.too_large() {
-        return Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", message)
-            .into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BatchTooLarge,
+            message,
+        )
+        .into_response();
     }
     let mut prefixes: Vec<Prefix> = match request.parsed() {
         Ok(parsed) => parsed
@@ -696,7 +527,11 @@ async fn search_hashes(
             .map(|(of, bytes)| Prefix { of, bytes })
             .collect(),
         Err((field, error)) => {
-            return Failure::bad(error.code(), format!("{field}: {error}")).into_response();
+            return ApiError::bad_request(
+                repnet_protocol::ErrorCode::of(&error),
+                format!("{field}: {error}"),
+            )
+            .into_response();
         }
     };
     prefixes.sort_by(|a, b| (a.of, &a.bytes).cmp(&(b.of, &b.bytes)));
@@ -741,7 +576,7 @@ async fn search_hashes(
     if response.cache_seconds == u32::MAX {
         (response.cache_seconds, response.unknown_cache_seconds) = (0, Some(0));
     }
-    let mut reply = json(StatusCode::OK, repnet_protocol::to_json(&response));
+    let mut reply = json_response(StatusCode::OK, repnet_protocol::to_json(&response));
     reply
         .headers_mut()
         .insert("x-repnet-cache", overall.header());
@@ -752,7 +587,7 @@ async fn search_hashes(
 async fn search_answer(
     state: &State,
     prefix: Prefix,
-) -> Result<(Arc<PrefixAnswer>, u32, Source), Failure> {
+) -> Result<(Arc<PrefixAnswer>, u32, Source), ApiError> {
     let cache = state.cache();
     let seconds = |age: std::time::Duration| u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
     let expired = match cache.get_prefix(&prefix, tokio::time::Instant::now()) {
@@ -885,11 +720,11 @@ async fn statistics(
 ) -> Response {
     let mut batch: repnet_protocol::StatisticsBatch = match repnet_protocol::parse_body(&body) {
         Ok(batch) => batch,
-        Err(error) => return Failure::bad(error.code, error.message).into_response(),
+        Err(error) => return ApiError::bad_request(error.code, error.message).into_response(),
     };
     let events = batch.events.len();
     if !state.settings().forward_statistics {
-        return json(
+        return json_response(
             StatusCode::ACCEPTED,
             format!(r#"{{"accepted":{events}}}"#).into_bytes(),
         );
@@ -967,14 +802,14 @@ async fn status(Extract(state): Extract<Shared>) -> Response {
         "change_log": position.map(|(log_id, sequence)| serde_json::json!({"log_id": log_id, "sequence": sequence})),
         "workers": repnet_http::admin::worker_statuses(&state.workers),
     });
-    json(
+    json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),
     )
 }
 
 async fn get_settings(Extract(state): Extract<Shared>) -> Response {
-    json(
+    json_response(
         StatusCode::OK,
         serde_json::to_vec(&state.settings()).unwrap_or_default(),
     )
@@ -984,13 +819,20 @@ async fn get_settings(Extract(state): Extract<Shared>) -> Response {
 /// upstream client; a new size a new, empty cache), and kept for the next start.
 async fn patch_settings(
     Extract(state): Extract<Shared>,
-    JsonPayload(body): JsonPayload,
+    headers: HeaderMap,
+    Payload(body): Payload,
 ) -> Response {
+    if let Err(error) = repnet_http::api::require_merge_patch(&headers) {
+        return error.into_response();
+    }
     let _one_at_a_time = state.changing.lock().await;
     let current = state.settings();
     let settings = match current.patched(&body) {
         Ok(settings) => settings,
-        Err(error) => return Failure::bad("invalid_setting", error.to_string()).into_response(),
+        Err(error) => {
+            return ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string())
+                .into_response();
+        }
     };
     // Everything that can fail first, then the file, then the running state: a change that
     // cannot be kept is not applied, so that the file and what runs never disagree.
@@ -1000,8 +842,11 @@ async fn patch_settings(
         match state.start_upstream(&settings) {
             Ok(upstream) => Some(Arc::new(upstream)),
             Err(error) => {
-                return Failure::bad("invalid_setting", format!("upstream: {error}"))
-                    .into_response();
+                return ApiError::bad_request(
+                    ErrorCode::InvalidSetting,
+                    format!("upstream: {error}"),
+                )
+                .into_response();
             }
         }
     } else {
@@ -1009,9 +854,9 @@ async fn patch_settings(
     };
     if let Err(error) = settings.save(&state.config.data) {
         tracing::error!(%error, "the proxy's settings could not be saved; nothing changed");
-        return Failure::new(
+        return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("the settings could not be kept, so nothing changed: {error}"),
         )
         .into_response();
@@ -1041,7 +886,7 @@ async fn patch_settings(
         .settings
         .write()
         .unwrap_or_else(PoisonError::into_inner) = settings.clone();
-    json(
+    json_response(
         StatusCode::OK,
         serde_json::to_vec(&settings).unwrap_or_default(),
     )

@@ -7,6 +7,7 @@
 //! `POST /v1/lookup`. An upstream that fails several times in a row is left alone for a
 //! while (the breaker opens: misses fail at once), then tried again.
 
+use repnet_protocol::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -617,7 +618,7 @@ async fn follow_once(
     let path = format!("/v1/changes?after={after}&limit=100000");
     let response = match upstream.client.replication_stream(&path).await {
         Ok(response) => response,
-        Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
+        Err(ClientError::Api { code, .. }) if code == ErrorCode::SnapshotRequired.as_str() => {
             let dropped = cache.len();
             cache.clear();
             upstream.metrics.invalidated.inc_by(dropped as u64);

@@ -1414,3 +1414,157 @@ async fn the_proxy_serves_https_with_a_private_ca() {
     proxy.stop().await;
     server.stop().await;
 }
+
+/// The server and the proxy answer the admin API's mistakes the same way: one implementation
+/// of the admin gate and of the licence-key endpoints. (The proxy took a key declared as
+/// `text/plain` before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_and_the_proxy_refuse_admin_mistakes_alike() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let server = upstream(
+        server_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(proxy_dir.path(), &server.base, Settings::default()).await;
+    let http = repnet_client::http_client_builder().build().unwrap();
+    let answer = |at: &Running,
+                  method: reqwest::Method,
+                  path: &str,
+                  content_type: Option<&str>,
+                  body: &str,
+                  token: Option<&str>| {
+        let mut request = http
+            .request(method, format!("{}{path}", at.base))
+            .body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let authenticate = response.headers().contains_key("www-authenticate");
+            let body: Value = response.json().await.unwrap();
+            (status, body["error"]["code"].clone(), authenticate, body)
+        }
+    };
+    let post = reqwest::Method::POST;
+    // What, how, the body and token, and the answer both give.
+    type Mistake<'a> = (&'a str, reqwest::Method, &'a str, Option<&'a str>, &'a str);
+    let cases: Vec<(Mistake, Option<&str>, u16, &str)> = vec![
+        (
+            ("no token", reqwest::Method::GET, "/v1/admin/keys", None, ""),
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            (
+                "a wrong token",
+                reqwest::Method::GET,
+                "/v1/admin/keys",
+                None,
+                "",
+            ),
+            Some("not-the-admin-token-at-all"),
+            401,
+            "unauthorized",
+        ),
+        (
+            (
+                "a key as text/plain",
+                post.clone(),
+                "/v1/admin/keys",
+                Some("text/plain"),
+                r#"{"key":"DEVICE-KEY-000000000001"}"#,
+            ),
+            Some(TOKEN),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            (
+                "a key without a content type",
+                post.clone(),
+                "/v1/admin/keys",
+                None,
+                r#"{"key":"DEVICE-KEY-000000000001"}"#,
+            ),
+            Some(TOKEN),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            (
+                "a body that is not JSON",
+                post.clone(),
+                "/v1/admin/keys",
+                Some("application/json"),
+                "{",
+            ),
+            Some(TOKEN),
+            400,
+            "invalid_json",
+        ),
+        (
+            (
+                "a misspelt field",
+                post.clone(),
+                "/v1/admin/keys",
+                Some("application/json"),
+                r#"{"kee":"x"}"#,
+            ),
+            Some(TOKEN),
+            400,
+            "invalid_request",
+        ),
+        (
+            (
+                "a key too short",
+                post.clone(),
+                "/v1/admin/keys",
+                Some("application/json"),
+                r#"{"key":"short"}"#,
+            ),
+            Some(TOKEN),
+            400,
+            "invalid_key",
+        ),
+        (
+            (
+                "an unknown id",
+                reqwest::Method::DELETE,
+                "/v1/admin/keys/0123456789abcdef",
+                None,
+                "",
+            ),
+            Some(TOKEN),
+            404,
+            "key_not_found",
+        ),
+    ];
+    for ((what, method, path, content_type, body), token, status, code) in cases {
+        let on_server = answer(&server, method.clone(), path, content_type, body, token).await;
+        let on_proxy = answer(&proxy, method, path, content_type, body, token).await;
+        assert_eq!(
+            (on_server.0, on_server.1.as_str()),
+            (status, Some(code)),
+            "server, {what}: {}",
+            on_server.3
+        );
+        assert_eq!(
+            (&on_proxy.0, &on_proxy.1, on_proxy.2),
+            (&on_server.0, &on_server.1, on_server.2),
+            "{what}: the proxy answered {}, the server {}",
+            on_proxy.3,
+            on_server.3
+        );
+    }
+    proxy.stop().await;
+    server.stop().await;
+}

@@ -11,6 +11,7 @@
 //! `feeds-state.json` in the data directory, so that a restart does not download again what
 //! has not changed.
 
+use repnet_protocol::ErrorCode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::config::FeedConfig;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
+use repnet_http::ApiError;
 
 /// The server's feeds: the scheduled ones and the lock every import takes.
 #[derive(Debug)]
@@ -525,12 +526,12 @@ impl Feeds {
             Ok(report) => Ok(report),
             Err(Failure::Feed(message)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_feed",
+                ErrorCode::InvalidFeed,
                 message,
             )),
             Err(Failure::Cancelled) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
+                ErrorCode::Stopping,
                 "the server is stopping: the import was cancelled and nothing was changed; send it again once the server is back",
             )),
             Err(failure) => Err(ApiError::internal("the import failed", &failure)),
@@ -621,14 +622,14 @@ use axum::response::Response;
 use repnet_protocol::{FeedStatusList, ImportParams};
 
 use crate::AppState;
-use crate::api::json_response;
+use repnet_http::api::json_response;
 
 /// The import's format and options from the query of `POST /v1/admin/imports`.
 fn upload_options(
     params: Result<Query<ImportParams>, QueryRejection>,
     data_dir: &Path,
 ) -> Result<(Format, FeedOptions), ApiError> {
-    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+    let invalid = |message: String| ApiError::bad_request(ErrorCode::InvalidQuery, message);
     let Query(params) = params.map_err(|rejection| {
         invalid(format!(
             "{}: the parameters are format, source, verdict, threat, category, confidence, top, incremental and allow_empty",
@@ -668,21 +669,6 @@ fn upload_options(
     Ok((format, options))
 }
 
-/// Reads and drops a request body (up to 1 GiB) before answering `error`: a client still
-/// sending when the server answers sees its connection reset instead of the answer.
-pub(crate) async fn discard_body(body: Body, error: ApiError) -> ApiError {
-    use futures_util::StreamExt as _;
-    let mut stream = body.into_data_stream();
-    let mut read = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        read += chunk.len();
-        if read > 1 << 30 {
-            break;
-        }
-    }
-    error
-}
-
 /// Writes a request body to a temporary file in `dir` (removed when the answer is dropped),
 /// refusing bodies over `max_bytes` (413) and empty ones (400, with `empty_message`).
 pub(crate) async fn spool_body(
@@ -701,7 +687,7 @@ pub(crate) async fn spool_body(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("cannot read the request body: {error}"),
             )
         })?;
@@ -709,7 +695,7 @@ pub(crate) async fn spool_body(
         if written > max_bytes {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 Failure::TooLarge(max_bytes).to_string(),
             ));
         }
@@ -721,7 +707,7 @@ pub(crate) async fn spool_body(
         .await
         .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
     if written == 0 {
-        return Err(ApiError::bad_request("empty_body", empty_message));
+        return Err(ApiError::bad_request(ErrorCode::EmptyBody, empty_message));
     }
     Ok(path)
 }
@@ -754,7 +740,7 @@ pub(crate) async fn post_import(
 ) -> Result<Response, ApiError> {
     let (format, options) = match upload_options(params, state.store.dir()) {
         Ok(settings) => settings,
-        Err(error) => return Err(discard_body(body, error).await),
+        Err(error) => return Err(repnet_http::api::discard_body(body, error).await),
     };
     let report = state
         .feeds
@@ -790,8 +776,9 @@ pub(crate) async fn refresh_feed(
     State(state): State<Arc<AppState>>,
     name: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let UrlPath(name) =
-        name.map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+    let UrlPath(name) = name.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidPath, rejection.body_text())
+    })?;
     match state.feeds.refresh_named(&name, &state.store).await {
         Some(status) => Ok(json_response(
             StatusCode::OK,
@@ -799,7 +786,7 @@ pub(crate) async fn refresh_feed(
         )),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_feed",
+            ErrorCode::UnknownFeed,
             format!(
                 "no scheduled feed is called {name:?}; the configured feeds are: {}",
                 match state.feeds.names().join(", ") {

@@ -17,6 +17,7 @@
 //! answering one challenge twice gives the same installation. Nothing of the client — its
 //! address, its key — is kept: addresses are keyed hashes in the memory of the limiter only.
 
+use repnet_protocol::ErrorCode;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use hmac::{KeyInit as _, Mac as _};
 use repnet_model::Timestamp;
 
-use crate::error::ApiError;
+use repnet_http::ApiError;
 use repnet_http::limits::{Windowed, address_key};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -130,20 +131,20 @@ impl Installations {
         address: Option<IpAddr>,
         now: Timestamp,
     ) -> Result<Installation, ApiError> {
-        let invalid = |code: &'static str, message: String| ApiError::bad_request(code, message);
+        let invalid = |code: ErrorCode, message: String| ApiError::bad_request(code, message);
         let challenge = hex::decode(&request.challenge)
             .ok()
             .filter(|bytes| bytes.len() == CHALLENGE_BYTES && bytes[0] == CHALLENGE_VERSION)
             .ok_or_else(|| {
                 invalid(
-                    "invalid_challenge",
+                    ErrorCode::InvalidChallenge,
                     "challenge: not a challenge of this server: get one from GET /v1/installations/challenge".to_owned(),
                 )
             })?;
         let (signed, mac) = challenge.split_at(CHALLENGE_BYTES - 16);
         if !constant_time_eq(&self.mac(b"challenge", &[signed]), mac) {
             return Err(invalid(
-                "invalid_challenge",
+                ErrorCode::InvalidChallenge,
                 "challenge: not a challenge of this server (or altered): get one from GET /v1/installations/challenge".to_owned(),
             ));
         }
@@ -151,7 +152,7 @@ impl Installations {
         let expires = u64::from_be_bytes(signed[2..10].try_into().unwrap_or([0; 8]));
         if expires < now.0 {
             return Err(invalid(
-                "challenge_expired",
+                ErrorCode::ChallengeExpired,
                 "challenge: expired (a challenge is answerable for ten minutes): get a new one"
                     .to_owned(),
             ));
@@ -161,7 +162,7 @@ impl Installations {
             .filter(|nonce| nonce.len() <= repnet_protocol::installation::MAX_NONCE_BYTES)
             .ok_or_else(|| {
                 invalid(
-                    "invalid_nonce",
+                    ErrorCode::InvalidNonce,
                     format!(
                         "nonce: hex of at most {} bytes",
                         repnet_protocol::installation::MAX_NONCE_BYTES
@@ -170,7 +171,7 @@ impl Installations {
             })?;
         if !repnet_protocol::installation::is_proof(&challenge, &nonce, difficulty) {
             return Err(invalid(
-                "invalid_nonce",
+                ErrorCode::InvalidNonce,
                 format!(
                     "nonce: SHA-256(challenge ‖ nonce) does not start with {difficulty} zero bits"
                 ),
@@ -194,7 +195,7 @@ impl Installations {
         if let Err(wait) = limited {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "too many installations were enrolled from this {} in the last hour: retry after {wait} s (an installation enrols once)",
                     if key.is_some() { "licence key" } else { "address" }
@@ -268,7 +269,7 @@ pub(crate) async fn get_challenge(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
 ) -> Result<axum::response::Response, ApiError> {
     let challenge = state.installations.challenge(repnet_store::now())?;
-    Ok(crate::api::json_response(
+    Ok(repnet_http::api::json_response(
         axum::http::StatusCode::OK,
         repnet_protocol::to_json(&challenge),
     ))
@@ -284,7 +285,9 @@ pub(crate) async fn enrol(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
     client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
-    crate::api::JsonBody(request): crate::api::JsonBody<repnet_protocol::EnrolInstallation>,
+    repnet_http::api::JsonBody(request): repnet_http::api::JsonBody<
+        repnet_protocol::EnrolInstallation,
+    >,
 ) -> Result<axum::response::Response, ApiError> {
     let now = repnet_store::now();
     let key_id = state.licences.key_id(&headers, now);
@@ -298,7 +301,7 @@ pub(crate) async fn enrol(
         .saturating_add(state.engine.established_after_hours().saturating_mul(3600));
     // Nothing of the client is logged.
     tracing::debug!(bound_to_key = key_id.is_some(), "installation enrolled");
-    Ok(crate::api::json_response(
+    Ok(repnet_http::api::json_response(
         axum::http::StatusCode::CREATED,
         repnet_protocol::to_json(&repnet_protocol::InstallationToken {
             installation: state.installations.token(&installation),
@@ -359,7 +362,7 @@ mod tests {
             Some(address),
             now,
         );
-        assert_eq!(third.unwrap_err().code, "rate_limited");
+        assert_eq!(third.unwrap_err().code, ErrorCode::RateLimited);
 
         // Another server's token, an altered one, an invented one.
         let other = Installations::new(
@@ -386,18 +389,18 @@ mod tests {
             &[0],
             8,
         ) {
-            assert_eq!(refused.unwrap_err().code, "invalid_nonce");
+            assert_eq!(refused.unwrap_err().code, ErrorCode::InvalidNonce);
         }
         let late = Timestamp(now.0 + CHALLENGE_SECONDS + 1);
         assert_eq!(
             server.enrol(&request, None, None, late).unwrap_err().code,
-            "challenge_expired"
+            ErrorCode::ChallengeExpired
         );
         let mut altered = request.clone();
         altered.challenge.replace_range(2..4, "00");
         assert_eq!(
             server.enrol(&altered, None, None, now).unwrap_err().code,
-            "invalid_challenge"
+            ErrorCode::InvalidChallenge
         );
     }
 

@@ -5,11 +5,9 @@
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
 pub use repnet_http::admin;
-mod api;
 pub mod bundle;
 pub mod config;
 pub mod engine;
-mod error;
 mod feeds;
 mod housekeeping;
 mod installations;

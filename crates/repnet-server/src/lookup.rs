@@ -10,7 +10,7 @@ use repnet_model::{
 use repnet_store::Knowledge;
 
 use crate::AppState;
-use crate::error::ApiError;
+use repnet_http::ApiError;
 
 /// One thing to answer.
 #[derive(Debug, Clone)]

@@ -1,12 +1,12 @@
 //! The HTTP routes: lookups, the admin API and operations.
 
+use repnet_protocol::ErrorCode;
 use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, RawQuery, Request, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
@@ -22,12 +22,12 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::AppState;
-use crate::api::{
+use crate::lookup::{Lookup, assess};
+use repnet_http::ApiError;
+use repnet_http::api::{
     JsonBody, body_bytes, json_response, media_type, path_value, require_json,
     unsupported_media_type,
 };
-use crate::error::ApiError;
-use crate::lookup::{Lookup, assess};
 
 /// Requests whose bodies or answers are streams, or whose work takes long (a feed's refresh
 /// downloads and imports it): they get a progress deadline, not a whole one, and are not
@@ -65,14 +65,7 @@ pub(crate) fn router(
             "/v1/admin/feeds/{name}/refresh",
             axum::routing::post(crate::feeds::refresh_feed),
         )
-        .route(
-            "/v1/admin/keys",
-            get(crate::licences::list_keys).post(crate::licences::add_key),
-        )
-        .route(
-            "/v1/admin/keys/{id}",
-            axum::routing::delete(crate::licences::revoke_key),
-        )
+        .merge(repnet_http::keys::routes(Arc::clone(&state.licences)))
         .route("/v1/admin/status", get(crate::sync::get_status))
         .route("/v1/admin/engine", get(crate::statistics::get_engine))
         .route(
@@ -88,7 +81,10 @@ pub(crate) fn router(
             "/v1/admin/bundles",
             axum::routing::post(crate::sync::post_bundle),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state.admin),
+            repnet_http::admin::require_admin,
+        ));
     // What devices ask: a licence key when the server requires one (a private server, or
     // `require_key`).
     let lookups = Router::new()
@@ -161,7 +157,7 @@ pub(crate) struct LookupParams {
 fn explain_flag(params: Result<Query<LookupParams>, QueryRejection>) -> Result<bool, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "{}: the only query parameter here is explain=true|false",
                 rejection.body_text()
@@ -186,7 +182,7 @@ fn explain_value(value: Option<&str>) -> Result<bool, ApiError> {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("explain must be true or false; got {other:?}"),
         )),
     }
@@ -210,7 +206,7 @@ fn item_file_hashes(
 /// Parses the query an item names; `field` is where it was (`items[3]`).
 fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
     let target = item.target().map_err(|problem| {
-        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
+        ApiError::bad_request(ErrorCode::InvalidRequest, format!("{field} {problem}"))
     })?;
     match target {
         ItemTarget::Object(kind, text) => Lookup::parse(kind, text)
@@ -218,7 +214,10 @@ fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
         ItemTarget::File(hashes) => {
             let hashes = item_file_hashes(hashes, field)?;
             Lookup::file(&hashes).ok_or_else(|| {
-                ApiError::bad_request("invalid_hash", format!("{field}.file names no hash"))
+                ApiError::bad_request(
+                    ErrorCode::InvalidHash,
+                    format!("{field}.file names no hash"),
+                )
             })
         }
     }
@@ -231,7 +230,7 @@ fn item_object(
     field: &str,
 ) -> Result<(Object, repnet_model::FileHashes), ApiError> {
     let target = item.target().map_err(|problem| {
-        ApiError::bad_request("invalid_request", format!("{field} {problem}"))
+        ApiError::bad_request(ErrorCode::InvalidRequest, format!("{field} {problem}"))
     })?;
     match target {
         ItemTarget::Object(kind, text) => Object::parse(kind, text)
@@ -240,7 +239,10 @@ fn item_object(
         ItemTarget::File(hashes) => {
             let hashes = item_file_hashes(hashes, field)?;
             let primary = hashes.primary().ok_or_else(|| {
-                ApiError::bad_request("invalid_hash", format!("{field}.file names no hash"))
+                ApiError::bad_request(
+                    ErrorCode::InvalidHash,
+                    format!("{field}.file names no hash"),
+                )
             })?;
             Ok((Object::File(primary), hashes))
         }
@@ -388,7 +390,7 @@ pub(crate) async fn get_url(
             }
             other => {
                 return Err(ApiError::bad_request(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!(
                         "unknown query parameter {other:?}: give url=<URL> and optionally explain=true"
                     ),
@@ -398,7 +400,7 @@ pub(crate) async fn get_url(
     }
     let url = url.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             "give the URL to look up as ?url=<percent-encoded URL>",
         )
     })?;
@@ -420,7 +422,7 @@ pub(crate) async fn search_hashes(
     if let Some(message) = request.too_large() {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             message,
         ));
     }
@@ -437,7 +439,7 @@ pub(crate) async fn search_hashes(
         .map_err(|error| ApiError::internal("the knowledge base could not be searched", &error))?;
     if truncated {
         return Err(ApiError::bad_request(
-            "too_many_matches",
+            ErrorCode::TooManyMatches,
             format!(
                 "the prefixes match more than {MAX_SEARCH_MATCHES} hashes: send longer prefixes"
             ),
@@ -507,7 +509,7 @@ pub(crate) async fn lookup_batch(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "{}: the query parameters here are explain=true|false and, for a binary body, hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
                 rejection.body_text()
@@ -529,17 +531,17 @@ pub(crate) async fn lookup_batch(
     if binary {
         let layout = params.hash.as_deref().ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "a binary lookup names the hashes it carries: add ?hash=sha256 (or md5, or sha1, or several such as hash=sha256,sha1,md5 when each file is those digests one after the other)",
             )
         })?;
         let layout = repnet_protocol::binary::Layout::parse(layout)
-            .map_err(|message| ApiError::bad_request("invalid_query", message))?;
+            .map_err(|message| ApiError::bad_request(ErrorCode::InvalidQuery, message))?;
         return lookup_binary(&state, &body, &layout).await;
     }
     if params.hash.is_some() {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "hash= describes a binary body (Content-Type: application/octet-stream); a JSON body names each hash in its items",
         ));
     }
@@ -565,7 +567,7 @@ fn check_batch_size(state: &AppState, items: usize) -> Result<(), ApiError> {
     if items > state.max_batch_items {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "the batch has {items} items; the limit is {}: split it into several requests",
                 state.max_batch_items
@@ -582,7 +584,7 @@ async fn lookup_binary(
     layout: &repnet_protocol::binary::Layout,
 ) -> Result<Response, ApiError> {
     let files = repnet_protocol::binary::parse_request(body, layout)
-        .map_err(|message| ApiError::bad_request("invalid_body", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidBody, message))?;
     check_batch_size(state, files.len())?;
     // Every file has a hash: `parse_request` refuses a file without one.
     let queries = files.iter().filter_map(Lookup::file).collect();
@@ -600,41 +602,6 @@ async fn lookup_binary(
 }
 
 // ----- admin ------------------------------------------------------------------------------
-
-/// Lets a request through to the admin API only with the admin token.
-async fn require_admin(
-    State(state): State<Arc<AppState>>,
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer.ip());
-    let refusal = state.admin.check(authorization, peer).err().map(|refusal| {
-        let error = ApiError::new(
-            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-            refusal.code(),
-            refusal.message(),
-        );
-        match refusal {
-            crate::admin::AdminRefusal::Throttled(seconds) => {
-                error.with_header(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds))
-            }
-            _ => error,
-        }
-    });
-    match refusal {
-        // An upload (a feed, a bundle) is read to its end first, so that the client, still
-        // sending, gets the answer rather than a reset connection.
-        Some(error) => crate::feeds::discard_body(request.into_body(), error)
-            .await
-            .into_response(),
-        None => next.run(request).await,
-    }
-}
 
 const MAX_COMMENT_CHARS: usize = 1000;
 
@@ -661,7 +628,7 @@ pub(crate) async fn set_local_verdict(
         .map_err(|e| ApiError::invalid("verdict", &e))?;
     if verdict == Verdict::Unknown {
         return Err(ApiError::bad_request(
-            "invalid_verdict",
+            ErrorCode::InvalidVerdict,
             "verdict: a local verdict is trusted, riskware or untrusted; to remove one, DELETE /v1/admin/verdicts?<type>=<value>",
         ));
     }
@@ -680,7 +647,7 @@ pub(crate) async fn set_local_verdict(
         let chars = comment.chars().count();
         if chars > MAX_COMMENT_CHARS {
             return Err(ApiError::bad_request(
-                "invalid_comment",
+                ErrorCode::InvalidComment,
                 format!("comment: at most {MAX_COMMENT_CHARS} characters; got {chars}"),
             ));
         }
@@ -690,7 +657,7 @@ pub(crate) async fn set_local_verdict(
             .find(|&c| repnet_model::is_control_or_bidi(c) && !matches!(c, '\n' | '\t'))
         {
             return Err(ApiError::bad_request(
-                "invalid_comment",
+                ErrorCode::InvalidComment,
                 format!(
                     "comment: control and text-direction characters are not allowed (found U+{:04X})",
                     u32::from(bad)
@@ -703,11 +670,11 @@ pub(crate) async fn set_local_verdict(
         None => None,
         Some(text) => {
             let expires = repnet_protocol::parse_time(text).map_err(|message| {
-                ApiError::bad_request("invalid_expires", format!("expires: {message}"))
+                ApiError::bad_request(ErrorCode::InvalidExpires, format!("expires: {message}"))
             })?;
             if expires <= now {
                 return Err(ApiError::bad_request(
-                    "invalid_expires",
+                    ErrorCode::InvalidExpires,
                     format!(
                         "expires: {text} is not in the future: give a later time, or none for a verdict that does not lapse"
                     ),
@@ -765,7 +732,7 @@ pub(crate) async fn remove_local_verdict(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "{}: name the object with exactly one of file=, domain=, ip=, certificate= or url=",
                 rejection.body_text()
@@ -794,7 +761,7 @@ pub(crate) async fn remove_local_verdict(
     if outcome.first() != Some(&Outcome::Removed) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_local_verdict",
+            ErrorCode::NoLocalVerdict,
             format!(
                 "there is no local verdict on {} {object}: GET /v1/admin/verdicts lists them",
                 object.kind()
@@ -850,7 +817,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the server is starting or shutting down: retry shortly",
         )
         .into_response()
@@ -877,7 +844,7 @@ pub(crate) async fn openapi() -> Response {
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!(
             "there is no endpoint {method} {}: /openapi.json lists the API",
             uri.path()
@@ -888,7 +855,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!(
             "{} does not accept {method}: /openapi.json lists the methods of each endpoint",
             uri.path()

@@ -3,6 +3,7 @@
 //! `settings.json` in the data directory, where they win over the configuration file at the
 //! next start.
 
+use repnet_protocol::ErrorCode;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,10 +13,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use crate::api::json_response;
 use crate::config::ServerConfig;
-use crate::error::ApiError;
 use crate::{AppState, licences};
+use repnet_http::ApiError;
+use repnet_http::api::json_response;
 
 /// The settings that change at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,8 +122,8 @@ pub(crate) async fn patch_settings(
     headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    crate::api::require_merge_patch(&headers)?;
-    let body = crate::api::body_bytes(body)?;
+    repnet_http::api::require_merge_patch(&headers)?;
+    let body = repnet_http::api::body_bytes(body)?;
     let _one_at_a_time = state.changing_settings.lock().await;
     let current = state
         .runtime
@@ -130,10 +131,10 @@ pub(crate) async fn patch_settings(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let settings: RuntimeSettings = repnet_protocol::merge_patch(&current, &body)
-        .map_err(|message| ApiError::bad_request("invalid_setting", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
     settings
         .check()
-        .map_err(|message| ApiError::bad_request("invalid_setting", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
     settings
         .save(state.store.dir())
         .map_err(|error| ApiError::internal("the settings could not be kept", &error))?;

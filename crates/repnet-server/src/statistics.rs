@@ -7,6 +7,7 @@
 //! transaction (group commit): the `202` goes out only once the batch is on disk. Nothing of
 //! the request — not the client's address, not the install id — is logged.
 
+use repnet_protocol::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -25,8 +26,8 @@ use repnet_store::{StatEvent, StatKind, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
-use crate::api::{JsonBody, body_bytes, json_response, require_json};
-use crate::error::ApiError;
+use repnet_http::ApiError;
+use repnet_http::api::{JsonBody, body_bytes, json_response, require_json};
 
 const MAX_NAME_CHARS: usize = 1024;
 const MAX_COMMENT_CHARS: usize = 1000;
@@ -223,7 +224,7 @@ fn device(secret: &[u8; 32], installation: &[u8; 16]) -> u64 {
 }
 
 fn invalid(field: String, message: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_event", format!("{field}: {message}"))
+    ApiError::bad_request(ErrorCode::InvalidEvent, format!("{field}: {message}"))
 }
 
 /// One event, checked and scrubbed.
@@ -353,7 +354,7 @@ pub(crate) async fn post_statistics(
     if batch.statement_version != state.statement.version {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "statement_not_accepted",
+            ErrorCode::StatementNotAccepted,
             format!(
                 "statement_version {} is not the statement this server publishes (version {}): read it with `repnet statement` and accept it with `repnet statement --accept`",
                 batch.statement_version, state.statement.version
@@ -365,7 +366,7 @@ pub(crate) async fn post_statistics(
         .verify(&batch.installation)
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_installation",
+                ErrorCode::InvalidInstallation,
                 "installation: not a token this server issued: enrol with GET /v1/installations/challenge and POST /v1/installations, and send the token you get",
             )
         })?;
@@ -374,7 +375,7 @@ pub(crate) async fn post_statistics(
         if sent.map(|id| state.installations.key_binding(&id)) != Some(bound) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "installation_key_mismatch",
+                ErrorCode::InstallationKeyMismatch,
                 "installation: this installation was enrolled with a licence key; send its statistics with the same key (Authorization: Bearer KEY)",
             ));
         }
@@ -384,14 +385,14 @@ pub(crate) async fn post_statistics(
         || batch.product.chars().any(|c| c.is_control())
     {
         return Err(ApiError::bad_request(
-            "invalid_product",
+            ErrorCode::InvalidProduct,
             "product: the product's name and version, 1 to 100 characters",
         ));
     }
     if batch.events.is_empty() || batch.events.len() > state.max_statistics_events {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_events",
+            ErrorCode::InvalidEvents,
             format!(
                 "events: from 1 to {} events per request; got {}",
                 state.max_statistics_events,
@@ -413,7 +414,7 @@ pub(crate) async fn post_statistics(
     if let Err(wait) = state.install_limit.take(device) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "this installation sent more than {} statistics batches in a minute: send fewer, larger batches (up to {} events each); retry after {wait} s",
                 state.install_limit.per_minute(),
@@ -528,7 +529,7 @@ pub(crate) async fn settle_review(
 ) -> Result<Response, ApiError> {
     let Ok(axum::extract::Path(id)) = id else {
         return Err(ApiError::bad_request(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             "the path is /v1/admin/review/<id>, with an id from GET /v1/admin/review",
         ));
     };
@@ -543,7 +544,7 @@ pub(crate) async fn settle_review(
                 .filter(|verdict| *verdict != repnet_model::Verdict::Unknown)
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_verdict",
+                        ErrorCode::InvalidVerdict,
                         "verdict: trusted, riskware or untrusted (a local verdict on the object), or dismiss",
                     )
                 })?,
@@ -556,7 +557,7 @@ pub(crate) async fn settle_review(
     let Some(item) = items.into_iter().find(|item| item.id == id) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "review_not_found",
+            ErrorCode::ReviewNotFound,
             format!("no open report has id {id:?}: GET /v1/admin/review lists them"),
         ));
     };

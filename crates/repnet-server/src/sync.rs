@@ -3,6 +3,7 @@
 //! licence key, whatever the server's role. The stream format is the store's
 //! (`repnet_store::sync`): a header, entries, and a trailer with a SHA-256 of it all.
 
+use repnet_protocol::ErrorCode;
 use std::io::{Read as _, Seek as _};
 
 use futures_util::StreamExt as _;
@@ -18,9 +19,9 @@ use repnet_store::{ChangesAnswer, TEMP_PREFIX};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::api::json_response;
 use crate::bundle::{self, BundleError};
-use crate::error::ApiError;
+use repnet_http::ApiError;
+use repnet_http::api::json_response;
 use repnet_protocol::ServerStatus;
 
 /// The media type of replication streams.
@@ -70,7 +71,7 @@ impl StreamSlots {
             let (name, value) = retry();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                ErrorCode::Busy,
                 format!(
                     "this server sends {} replication streams at once (max_replication_streams): try again in a few seconds",
                     self.max_total
@@ -84,7 +85,7 @@ impl StreamSlots {
                 let (name, value) = retry();
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!(
                         "this licence key has {mine} replication streams under way (max_replication_streams_per_key): finish reading them first"
                     ),
@@ -204,7 +205,7 @@ pub(crate) async fn get_changes(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "{}: ask GET /v1/changes?after=SEQ[&limit=N], SEQ the last sequence number applied",
                 rejection.body_text()
@@ -214,7 +215,7 @@ pub(crate) async fn get_changes(
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("limit: from 1 to {MAX_LIMIT}; got {limit}"),
         ));
     }
@@ -293,7 +294,7 @@ pub(crate) async fn get_changes(
             // With the current sequence, so that a follower that only needs what happens from
             // now on (the proxy's cache) can start there.
             Err(
-                ApiError::new(StatusCode::GONE, "snapshot_required", message)
+                ApiError::new(StatusCode::GONE, ErrorCode::SnapshotRequired, message)
                     .with_header(
                         axum::http::HeaderName::from_static("x-repnet-sequence"),
                         HeaderValue::from(log.sequence),
@@ -449,30 +450,30 @@ pub(crate) async fn post_bundle(
             Some("true") | Some("1") | Some("") => true,
             Some(other) => {
                 let error = ApiError::bad_request(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("force must be true or false; got {other:?}"),
                 );
-                return Err(crate::feeds::discard_body(body, error).await);
+                return Err(repnet_http::api::discard_body(body, error).await);
             }
         },
         Err(rejection) => {
             let error = ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!(
                     "{}: the only parameter here is force=true",
                     rejection.body_text()
                 ),
             );
-            return Err(crate::feeds::discard_body(body, error).await);
+            return Err(repnet_http::api::discard_body(body, error).await);
         }
     };
     let Some(trusted) = state.bundle_key else {
         let error = ApiError::new(
             StatusCode::FORBIDDEN,
-            "bundles_disabled",
+            ErrorCode::BundlesDisabled,
             "this server accepts no bundles: configure bundle_public_key (the .pub file of `repnet bundle keygen`) and restart it",
         );
-        return Err(crate::feeds::discard_body(body, error).await);
+        return Err(repnet_http::api::discard_body(body, error).await);
     };
     let path = crate::feeds::spool_body(
         state.store.dir(),
@@ -513,21 +514,25 @@ pub(crate) struct BundleParams {
 
 fn bundle_error(error: BundleError) -> ApiError {
     match error {
-        BundleError::Older(message) => ApiError::new(StatusCode::CONFLICT, "bundle_older", message),
+        BundleError::Older(message) => {
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::BundleOlder, message)
+        }
         BundleError::Store(repnet_store::StoreError::OutOfOrder(message)) => {
-            ApiError::new(StatusCode::CONFLICT, "bundle_out_of_order", message)
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::BundleOutOfOrder, message)
         }
         BundleError::Store(repnet_store::StoreError::Sync(error)) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_bundle",
+            ErrorCode::InvalidBundle,
             error.to_string(),
         ),
-        BundleError::Invalid(message) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", message)
-        }
+        BundleError::Invalid(message) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidBundle,
+            message,
+        ),
         error @ BundleError::Signature(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bundle_signature",
+            ErrorCode::BundleSignature,
             error.to_string(),
         ),
         error => ApiError::internal("the bundle could not be applied", &error),

@@ -10,6 +10,7 @@
 //! store at a consistent cursor, so nothing is missed or applied twice. Only these two
 //! requests ever go upstream: never a lookup, never statistics.
 
+use repnet_protocol::ErrorCode;
 use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -264,7 +265,7 @@ impl Upstream {
                 snapshot().await
             }
             Ok(response) => Ok((response, false)),
-            Err(ClientError::Api { code, .. }) if code == "snapshot_required" => {
+            Err(ClientError::Api { code, .. }) if code == ErrorCode::SnapshotRequired.as_str() => {
                 tracing::info!(upstream = %self.url, after = cursor.sequence, "too far behind the upstream's change log: fetching a snapshot");
                 snapshot().await
             }

@@ -1,9 +1,6 @@
-//! What every handler of the HTTP API shares, below the routes: JSON answers, the checks of a
-//! request's content type, reading its body within the limit, and [`JsonBody`], which does all
-//! of it and names the JSON path of a mistake. Handlers live in their resource's module
-//! (`routes.rs` for lookups and local verdicts, `licences.rs`, `sync.rs`, `statistics.rs`,
-//! `installations.rs`, `feeds.rs`, `settings.rs`); they all import from here, and nothing here
-//! imports a handler.
+//! What every handler of the HTTP API shares, the server's and the proxy's: JSON answers, the
+//! checks of a request's content type, reading its body within the limit, and [`JsonBody`],
+//! which does all of it and names the JSON path of a mistake.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -11,13 +8,15 @@ use axum::extract::{FromRequest, Path, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use repnet_protocol::ErrorCode;
+
+use crate::ApiError;
 
 /// A JSON request body of type `T`: declared `application/json`, read within the body limit,
 /// and parsed with the JSON path of what is wrong (`items[3].file: …`). Every mistake is the
 /// API's error shape.
 #[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub(crate) T);
+pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -31,10 +30,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     }
 }
 
-pub(crate) fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(value)| value).map_err(|rejection| {
         ApiError::bad_request(
-            "invalid_path",
+            ErrorCode::InvalidPath,
             format!(
                 "{}: check the percent-encoding of the path",
                 rejection.body_text()
@@ -44,7 +43,7 @@ pub(crate) fn path_value(path: Result<Path<String>, PathRejection>) -> Result<St
 }
 
 /// JSON with the right content type.
-pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -55,12 +54,12 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// The media type of the body, without parameters (`application/json; charset=utf-8` →
 /// `application/json`).
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+pub fn media_type(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next().unwrap_or("").trim())
 }
 
-pub(crate) fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> ApiError {
+pub fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> ApiError {
     let message = match headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -70,13 +69,13 @@ pub(crate) fn unsupported_media_type(headers: &HeaderMap, what_to_do: &str) -> A
     };
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         message,
     )
 }
 
 /// Refuses bodies that are not declared as JSON.
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers) {
         Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
         _ => Err(unsupported_media_type(
@@ -87,7 +86,7 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Refuses bodies that are not declared as JSON or as a JSON merge patch (RFC 7396).
-pub(crate) fn require_merge_patch(headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn require_merge_patch(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers) {
         Some(media)
             if media.eq_ignore_ascii_case("application/json")
@@ -102,16 +101,31 @@ pub(crate) fn require_merge_patch(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is larger than the server accepts (max_body_bytes): split the batch into smaller requests",
+                ErrorCode::BodyTooLarge,
+                "the request body is larger than accepted here (max_body_bytes): split the batch into smaller requests",
             )
         } else {
-            ApiError::bad_request("invalid_body", format!("cannot read the request body: {}", rejection.body_text()))
+            ApiError::bad_request(ErrorCode::InvalidBody, format!("cannot read the request body: {}", rejection.body_text()))
         }
     })
+}
+
+/// Reads and drops a request body (up to 1 GiB) before answering `error`: a client still
+/// sending when the server answers sees its connection reset instead of the answer.
+pub async fn discard_body(body: axum::body::Body, error: ApiError) -> ApiError {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > 1 << 30 {
+            break;
+        }
+    }
+    error
 }

@@ -1,25 +1,23 @@
-//! The one error type of the HTTP API: a status, a stable machine-readable code, and a message
-//! that says what was wrong and what to do. Internal details go to the log, never to the client.
+//! The one error type of the HTTP API, the server's and the proxy's: a status, a stable
+//! machine-readable code ([`ErrorCode`]), and a message that says what was wrong and what to
+//! do. Internal details go to the log, never to the client.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use repnet_protocol::{BodyError, ErrorBody};
+use repnet_protocol::{BodyError, ErrorBody, ErrorCode};
 
+/// An API error, answered as [`ErrorBody`] with its status and headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
     /// Extra headers (`Retry-After`, `WWW-Authenticate`).
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub(crate) fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -28,26 +26,26 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
         self.headers.push((name, value));
         self
     }
 
-    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// A client's input that the model refused, with `field` naming where it was.
-    pub(crate) fn invalid(field: &str, error: &repnet_model::ParseError) -> ApiError {
+    pub fn invalid(field: &str, error: &repnet_model::ParseError) -> ApiError {
         let message = if field.is_empty() {
             error.to_string()
         } else {
             format!("{field}: {error}")
         };
-        ApiError::bad_request(error.code(), message)
+        ApiError::bad_request(ErrorCode::of(error), message)
     }
 
-    pub(crate) fn from_body(error: BodyError) -> ApiError {
+    pub fn from_body(error: BodyError) -> ApiError {
         ApiError::bad_request(error.code, error.message)
     }
 
@@ -55,12 +53,12 @@ impl ApiError {
     /// that points at the log.
     /// A full disk is no fault of the server's code: `507 insufficient_storage`, which tells
     /// the client that trying again later may work.
-    pub(crate) fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "{context}");
         if is_disk_full(&error.to_string()) {
             return ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "insufficient_storage",
+                ErrorCode::InsufficientStorage,
                 format!(
                     "{context}: the server's disk is full; nothing was changed, try again once its operator has freed space"
                 ),
@@ -68,7 +66,7 @@ impl ApiError {
         }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("{context}; the server's log has the details"),
         )
     }
@@ -79,6 +77,42 @@ impl ApiError {
 /// the operating system's error only as text; ENOSPC reads the same in all of them.
 fn is_disk_full(text: &str) -> bool {
     text.contains("No space left on device") || text.contains("os error 28")
+}
+
+/// A refused licence key: `401` with `WWW-Authenticate`, or `429` with `Retry-After`.
+impl From<repnet_licences::Refusal> for ApiError {
+    fn from(refusal: repnet_licences::Refusal) -> ApiError {
+        let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut error = ApiError::new(status, refusal.code, refusal.message);
+        if status == StatusCode::UNAUTHORIZED {
+            error = error.with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"repnet\""),
+            );
+        }
+        if let Some(wait) = refusal.retry_after {
+            error = error.with_header(header::RETRY_AFTER, HeaderValue::from(wait));
+        }
+        error
+    }
+}
+
+/// A refused admin token: `403` when the admin API is off, `401`, or `429` with
+/// `Retry-After` after too many wrong ones.
+impl From<crate::admin::AdminRefusal> for ApiError {
+    fn from(refusal: crate::admin::AdminRefusal) -> ApiError {
+        let error = ApiError::new(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refusal.code(),
+            refusal.message(),
+        );
+        match refusal {
+            crate::admin::AdminRefusal::Throttled(seconds) => {
+                error.with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+            }
+            _ => error,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -108,7 +142,7 @@ mod tests {
             &format!("cannot read the upload: {full}"),
         );
         assert_eq!(error.status, StatusCode::INSUFFICIENT_STORAGE);
-        assert_eq!(error.code, "insufficient_storage");
+        assert_eq!(error.code, ErrorCode::InsufficientStorage);
         assert!(!error.message.contains("os error"), "{}", error.message);
         let error = ApiError::internal("the import failed", &"permission denied");
         assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
