@@ -7,7 +7,7 @@ use repnet_client::Client;
 use repnet_protocol::{AddLicenceKey, LicenceKeyEntry};
 
 use crate::Outcome;
-use crate::participation::{ClientConfig, ClientFiles};
+use crate::config::{ClientConfig, ClientFiles};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {

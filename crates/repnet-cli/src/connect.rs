@@ -1,12 +1,13 @@
 //! How every client command finds its server: `--server`/`REPNET_SERVER`, `--key`/`REPNET_KEY`
 //! and `--ca`/`REPNET_CA`, each falling back to the client configuration (`repnet config`).
 
+use crate::config::DEFAULT_SERVER;
 use std::path::PathBuf;
 
 use clap::Args;
 use repnet_client::Client;
 
-use crate::participation::ClientConfig;
+use crate::config::ClientConfig;
 
 /// The server a client command talks to. The same flags, environment variables and
 /// configuration keys for every command, so that a private network's key works everywhere.
@@ -25,9 +26,6 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "REPNET_CA", value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
 }
-
-/// Where a client command goes when nothing says otherwise.
-pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 impl ServerArgs {
     /// The server's URL: the flag or variable, else the configuration's, else the default.

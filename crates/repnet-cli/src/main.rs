@@ -7,12 +7,14 @@
 mod admin;
 mod bundle;
 mod caches;
+mod config;
 mod connect;
 mod hashing;
 mod import;
 mod lookup;
 mod participation;
 mod proxy;
+mod report;
 mod scan;
 mod serve;
 mod url;
@@ -84,7 +86,7 @@ enum Command {
     },
     /// The client configuration: the server, licence key and CA every client command uses.
     #[command(subcommand)]
-    Config(participation::ConfigCommand),
+    Config(config::ConfigCommand),
 }
 
 /// What a command ended with, when it did not fail.
@@ -141,7 +143,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome> {
-    let files = || participation::ClientFiles::new(client_config);
+    let files = || config::ClientFiles::new(client_config);
     match command {
         // The server's runtime is sized by its configuration, read first.
         Command::Serve(args) => serve::main(args),
@@ -162,13 +164,13 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
             target,
             comment,
             connection,
-        } => runtime(0)?.block_on(participation::report_false_positive(
+        } => runtime(0)?.block_on(report::report_false_positive(
             &files()?,
             &connection,
             &target,
             comment,
         )),
-        Command::Config(command) => participation::config(&files()?, command),
+        Command::Config(command) => config::config(&files()?, command),
     }
 }
 

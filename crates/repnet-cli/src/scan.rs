@@ -19,9 +19,10 @@ use repnet_protocol::{LookupItem, LookupResult, Reputation, StatisticsEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::caches::{Asked, Caches, ServerId};
+use crate::config::{ClientFiles, Mode};
 use crate::connect::ServerArgs;
 use crate::hashing::{self, Which};
-use crate::participation::{self, ClientFiles, Mode};
+use crate::participation::{self};
 use crate::{FailOn, Outcome};
 
 #[derive(Debug, Args)]

@@ -31,6 +31,26 @@ impl ApiError {
         self
     }
 
+    /// `422`: the request was understood, its content cannot be used (a feed, a bundle).
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// `503`: try again later (the server is stopping, busy).
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// `429 rate_limited` with `Retry-After: seconds`.
+    pub fn rate_limited(message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            message,
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
     pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }

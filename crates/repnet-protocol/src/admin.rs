@@ -4,7 +4,8 @@ use repnet_model as model;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::lookup::{LookupItem, ObjectRef, Verdict, rfc3339};
+use crate::lookup::{LookupItem, ObjectRef, Verdict};
+use crate::time::rfc3339;
 
 /// `PUT /v1/admin/verdicts`: set (or replace) the local verdict on one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

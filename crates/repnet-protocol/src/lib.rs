@@ -13,6 +13,7 @@ mod licence;
 mod lookup;
 pub mod replication;
 mod search;
+mod time;
 mod view;
 
 pub use admin::{
@@ -30,12 +31,13 @@ pub use licence::{
 pub use lookup::{
     ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,
     LookupOutput, LookupRequest, LookupResponse, LookupResult, ObjectRef, Reputation, Verdict,
-    parse_lookup_request, rfc3339,
+    parse_lookup_request,
 };
 pub use search::{
     HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, SearchedPrefix, parse_prefix,
     parse_prefix_of,
 };
+pub use time::rfc3339;
 pub use view::{LookupResponseJson, ReputationJson};
 
 use serde::{Deserialize, Serialize};

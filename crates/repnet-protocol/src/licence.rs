@@ -5,7 +5,7 @@ use repnet_model as model;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::lookup::rfc3339;
+use crate::time::rfc3339;
 
 /// `POST /v1/admin/keys`: register a licence key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,5 +1,6 @@
 //! Lookups: the batch request, and the reputation answer for one object.
 
+use crate::time::rfc3339;
 use std::borrow::Cow;
 
 use repnet_model as model;
@@ -502,13 +503,6 @@ pub struct ExplainedRecord {
     /// For the deciding record: why it won.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-}
-
-/// Formats a timestamp as RFC 3339 in UTC (`2026-11-29T07:01:25Z`); `None` past the year
-/// 9999.
-pub fn rfc3339(timestamp: model::Timestamp) -> Option<String> {
-    let mut buffer = [0u8; 20];
-    crate::view::write_rfc3339(timestamp, &mut buffer).map(str::to_owned)
 }
 
 fn categories(categories: model::Categories) -> Vec<String> {

@@ -12,8 +12,6 @@ use tokio::time::Instant;
 use repnet_model::{HashKind, ObjectKind, PrefixOf};
 use repnet_protocol::Reputation;
 
-use crate::upstream::{Prefix, PrefixAnswer};
-
 /// What was asked: the object's type and canonical text. A file asked for by several hashes
 /// is their canonical texts joined by commas, the strongest first ([`file_key`]).
 pub(crate) type Key = (ObjectKind, String);
@@ -281,6 +279,34 @@ impl Cache {
     pub(crate) fn len(&self) -> usize {
         self.entries.len() + self.prefixes.len()
     }
+}
+
+/// A hash prefix a device searched for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Prefix {
+    pub(crate) of: PrefixOf,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Prefix {
+    /// Whether a search's match (its hash decoded) is of the kind this prefix searches (its
+    /// bytes are checked by the caller).
+    pub(crate) fn matches(&self, hash: &[u8], found: &repnet_protocol::HashMatch) -> bool {
+        let length = match self.of.hash_kind() {
+            HashKind::Sha256 => 32,
+            HashKind::Sha1 => 20,
+            HashKind::Md5 => 16,
+        };
+        (self.of != PrefixOf::Url || found.kind == "url") && hash.len() == length
+    }
+}
+
+/// What the upstream answered for one prefix: every full hash under it, complete.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixAnswer {
+    pub(crate) matches: Vec<repnet_protocol::HashMatch>,
+    pub(crate) cache_seconds: u32,
+    pub(crate) unknown_cache_seconds: u32,
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use crate::State;
 use crate::cache::{Cached, Key};
-use crate::upstream::{Outcome, Prefix, PrefixAnswer, UpstreamError};
+use crate::cache::{Prefix, PrefixAnswer};
+use crate::upstream::{Outcome, UpstreamError};
 
 type Shared = Arc<State>;
 

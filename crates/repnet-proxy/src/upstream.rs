@@ -17,11 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use repnet_client::{Client, ClientError};
-use repnet_model::{HashKind, PrefixOf};
+use repnet_model::PrefixOf;
 use repnet_protocol::{LookupItem, LookupResult, Reputation};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{Cache, Key};
+use crate::cache::{Cache, Key, Prefix, PrefixAnswer};
 
 /// Why the upstream gave no answer. Never cached.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -395,34 +395,6 @@ impl Questions for Searches {
             })
             .collect())
     }
-}
-
-/// A hash prefix a device searched for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Prefix {
-    pub(crate) of: PrefixOf,
-    pub(crate) bytes: Vec<u8>,
-}
-
-impl Prefix {
-    /// Whether a search's match (its hash decoded) is of the kind this prefix searches (its
-    /// bytes are checked by the caller).
-    fn matches(&self, hash: &[u8], found: &repnet_protocol::HashMatch) -> bool {
-        let length = match self.of.hash_kind() {
-            HashKind::Sha256 => 32,
-            HashKind::Sha1 => 20,
-            HashKind::Md5 => 16,
-        };
-        (self.of != PrefixOf::Url || found.kind == "url") && hash.len() == length
-    }
-}
-
-/// What the upstream answered for one prefix: every full hash under it, complete.
-#[derive(Debug, Clone)]
-pub(crate) struct PrefixAnswer {
-    pub(crate) matches: Vec<repnet_protocol::HashMatch>,
-    pub(crate) cache_seconds: u32,
-    pub(crate) unknown_cache_seconds: u32,
 }
 
 type Waiting<Q> = HashMap<<Q as Questions>::Question, Vec<Reply<<Q as Questions>::Answer>>>;

@@ -193,17 +193,16 @@ impl Installations {
             (None, None) => Ok(()),
         };
         if let Err(wait) = limited {
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
+            return Err(ApiError::rate_limited(
                 format!(
                     "too many installations were enrolled from this {} in the last hour: retry after {wait} s (an installation enrols once)",
-                    if key.is_some() { "licence key" } else { "address" }
+                    if key.is_some() {
+                        "licence key"
+                    } else {
+                        "address"
+                    }
                 ),
-            )
-            .with_header(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(wait),
+                wait,
             ));
         }
         let mut id = [0u8; 16];
@@ -261,54 +260,6 @@ impl Installations {
 }
 
 // ----- the API -----------------------------------------------------------------------------
-
-/// A challenge to answer with a proof of work.
-#[utoipa::path(get, path = "/v1/installations/challenge", tag = "participation",
-    responses((status = 200, body = repnet_protocol::InstallationChallenge)))]
-pub(crate) async fn get_challenge(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
-) -> Result<axum::response::Response, ApiError> {
-    let challenge = state.installations.challenge(repnet_store::now())?;
-    Ok(repnet_http::api::json_response(
-        axum::http::StatusCode::OK,
-        repnet_protocol::to_json(&challenge),
-    ))
-}
-
-/// Enrols an installation: a challenge answered with its proof of work gives a token.
-#[utoipa::path(post, path = "/v1/installations", tag = "participation",
-    request_body = repnet_protocol::EnrolInstallation,
-    responses((status = 201, body = repnet_protocol::InstallationToken),
-              (status = 400, body = repnet_protocol::ErrorBody),
-              (status = 429, description = "too many enrolments from this address or key", body = repnet_protocol::ErrorBody)))]
-pub(crate) async fn enrol(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
-    client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    headers: axum::http::HeaderMap,
-    repnet_http::api::JsonBody(request): repnet_http::api::JsonBody<
-        repnet_protocol::EnrolInstallation,
-    >,
-) -> Result<axum::response::Response, ApiError> {
-    let now = repnet_store::now();
-    let key_id = state.licences.key_id(&headers, now);
-    let address = client.map(|axum::Extension(axum::extract::ConnectInfo(client))| client.ip());
-    let installation = state
-        .installations
-        .enrol(&request, key_id.as_deref(), address, now)?;
-    let established = installation
-        .enrolled
-        .0
-        .saturating_add(state.engine.established_after_hours().saturating_mul(3600));
-    // Nothing of the client is logged.
-    tracing::debug!(bound_to_key = key_id.is_some(), "installation enrolled");
-    Ok(repnet_http::api::json_response(
-        axum::http::StatusCode::CREATED,
-        repnet_protocol::to_json(&repnet_protocol::InstallationToken {
-            installation: state.installations.token(&installation),
-            established: repnet_protocol::rfc3339(Timestamp(established)),
-        }),
-    ))
-}
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;

@@ -5,6 +5,7 @@
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
 pub use repnet_http::admin;
+mod api;
 pub mod bundle;
 pub mod config;
 pub mod engine;
@@ -14,11 +15,9 @@ mod installations;
 pub mod licences;
 mod lookup;
 mod metrics;
-mod openapi;
-mod routes;
 pub mod settings;
 mod statistics;
-mod sync;
+
 mod upstream;
 
 use std::future::Future;
@@ -32,7 +31,10 @@ use repnet_store::Store;
 use tokio::net::TcpListener;
 
 pub use crate::config::{AdminToken, ConfigError, Role, ServerConfig, UpstreamConfig};
-pub use crate::openapi::openapi_json;
+/// This API's OpenAPI description, as JSON.
+pub fn openapi_json() -> String {
+    api::openapi_json()
+}
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -76,7 +78,7 @@ pub(crate) struct AppState {
     runtime: Arc<std::sync::Mutex<settings::RuntimeSettings>>,
     changing_settings: Arc<tokio::sync::Mutex<()>>,
     /// Replication streams under way.
-    streams: Arc<sync::StreamSlots>,
+    streams: Arc<api::replication::StreamSlots>,
 }
 
 #[derive(Clone, Debug)]
@@ -266,13 +268,13 @@ impl Server {
             )),
             runtime: Arc::new(std::sync::Mutex::new(settings::RuntimeSettings::of(config))),
             changing_settings: Arc::new(tokio::sync::Mutex::new(())),
-            streams: Arc::new(sync::StreamSlots::new(
+            streams: Arc::new(api::replication::StreamSlots::new(
                 config.max_replication_streams,
                 config.max_replication_streams_per_key,
             )),
         };
         Ok(Server {
-            router: routes::router(Arc::new(state), config.max_body_bytes, &config.connections),
+            router: api::router(Arc::new(state), config.max_body_bytes, &config.connections),
             store,
             feeds,
             licences,

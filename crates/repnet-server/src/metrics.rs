@@ -2,11 +2,7 @@
 //! request latency by route, and how the scheduled feeds' refreshes go.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -322,36 +318,26 @@ const ROUTES: &[&str] = &[
 
 const UNMATCHED: &str = "unmatched";
 
-/// The index of the request's route in [`ROUTES`], or `ROUTES.len()` when none matched.
-fn route_index(request: &Request) -> usize {
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|matched| ROUTES.iter().position(|route| *route == matched.as_str()))
+/// The index of the route `matched` (a route pattern, when one matched) in [`ROUTES`], or
+/// `ROUTES.len()` when none matched.
+pub(crate) fn route_index(matched: Option<&str>) -> usize {
+    matched
+        .and_then(|matched| ROUTES.iter().position(|route| *route == matched))
         .unwrap_or(ROUTES.len())
 }
 
-/// Middleware counting and timing every request.
-pub(crate) async fn track(
-    // In an `Arc`: axum clones the state for every request, and one atomic is cheaper than
-    // the five of `Metrics`.
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = route_index(&request);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.latency[route].observe(started.elapsed().as_secs_f64());
-    let status = response.status().as_u16();
-    if status == 200 {
-        metrics.ok_requests[route].inc();
-    } else {
-        let route = ROUTES.get(route).copied().unwrap_or(UNMATCHED);
-        metrics
-            .requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
+impl Metrics {
+    /// Counts a request to the route of index `route` ([`route_index`]): its latency, and
+    /// its status.
+    pub(crate) fn observe_request(&self, route: usize, status: u16, seconds: f64) {
+        self.latency[route].observe(seconds);
+        if status == 200 {
+            self.ok_requests[route].inc();
+        } else {
+            let route = ROUTES.get(route).copied().unwrap_or(UNMATCHED);
+            self.requests
+                .get_or_create(&RequestLabels { route, status })
+                .inc();
+        }
     }
-    response
 }

@@ -3,20 +3,12 @@
 //! `settings.json` in the data directory, where they win over the configuration file at the
 //! next start.
 
-use repnet_protocol::ErrorCode;
 use std::path::Path;
-use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ServerConfig;
-use crate::{AppState, licences};
-use repnet_http::ApiError;
-use repnet_http::api::json_response;
+use crate::licences;
 
 /// The settings that change at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +72,7 @@ impl RuntimeSettings {
         }
     }
 
-    fn save(&self, data: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, data: &Path) -> std::io::Result<()> {
         repnet_runtime::files::write_atomically(
             &data.join("settings.json"),
             &repnet_protocol::to_json(self),
@@ -94,66 +86,4 @@ pub(crate) fn rate_limit(per_second: u32, burst: u32) -> Option<licences::RateLi
         per_second: f64::from(per_second),
         burst: f64::from(burst.max(per_second)),
     })
-}
-
-/// The runtime settings.
-#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin",
-    responses((status = 200, body = Object, description = "the runtime settings"),
-              (status = 401, body = repnet_protocol::ErrorBody)),
-    security(("admin_token" = [])))]
-pub(crate) async fn get_settings(State(state): State<Arc<AppState>>) -> Response {
-    let settings = state
-        .runtime
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    json_response(StatusCode::OK, repnet_protocol::to_json(&settings))
-}
-
-/// Changes runtime settings: only those named; checked, applied at once, kept.
-#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin",
-    request_body(content = Object, description = "the settings to change, e.g. {\"require_key\":true}"),
-    responses((status = 200, body = Object, description = "the runtime settings now"),
-              (status = 400, body = repnet_protocol::ErrorBody),
-              (status = 401, body = repnet_protocol::ErrorBody)),
-    security(("admin_token" = [])))]
-pub(crate) async fn patch_settings(
-    State(state): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    repnet_http::api::require_merge_patch(&headers)?;
-    let body = repnet_http::api::body_bytes(body)?;
-    let _one_at_a_time = state.changing_settings.lock().await;
-    let current = state
-        .runtime
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let settings: RuntimeSettings = repnet_protocol::merge_patch(&current, &body)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
-    settings
-        .check()
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
-    settings
-        .save(state.store.dir())
-        .map_err(|error| ApiError::internal("the settings could not be kept", &error))?;
-    state.licences.set_policy(
-        settings.require_key || state.role == crate::config::Role::Private,
-        rate_limit(settings.key_requests_per_second, settings.key_burst),
-    );
-    state.install_limit.set(settings.install_batches_per_minute);
-    state.engine.set_thresholds(
-        settings.engine_detecting_devices,
-        settings.engine_trusted_devices,
-    );
-    tracing::info!(?settings, "runtime settings changed");
-    *state
-        .runtime
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = settings.clone();
-    Ok(json_response(
-        StatusCode::OK,
-        repnet_protocol::to_json(&settings),
-    ))
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use repnet_model::{Md5, Sha1, Sha256, Source, ThreatName};
 
-use crate::lmdb::LmdbStore;
 use crate::record::{self, Mutation, Reader, StoredSource, put_mutations, put_varint};
 use crate::sync::{StreamHeader, StreamKind, SyncEntry};
 use crate::{Change, StoreError};
@@ -27,6 +26,24 @@ const RUN_BYTES: usize = 64 << 20;
 
 /// Names of the temporary directories bulk imports spill to; removed at open.
 pub const TEMP_PREFIX: &str = "import-tmp-";
+
+/// What applies a prepared import: the storage backend (`lmdb::LmdbStore`). A trait so
+/// that this module, which the backend reads imports from, does not name the backend.
+pub(crate) trait Applier: Send + Sync {
+    /// Applies every change of `import` in one transaction.
+    fn bulk_apply(&self, import: &BulkImport) -> Result<BulkOutcome, StoreError>;
+    /// Says that writes happened (a filter build may be due).
+    fn note_writes(&self);
+    /// The store's directory, where imports spill their sorted runs.
+    fn dir(&self) -> &std::path::Path;
+}
+
+/// What a bulk import did to the store.
+pub(crate) struct BulkOutcome {
+    pub(crate) written: u64,
+    pub(crate) rebuilt: bool,
+    pub(crate) retracted: u64,
+}
 
 /// The result of a bulk import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +62,7 @@ pub struct BulkSummary {
 /// A bulk import in progress. Blocking: call it from a thread or `spawn_blocking`.
 /// Dropping it without [`finish`](BulkImport::finish) discards everything added.
 pub struct BulkImport {
-    store: Arc<LmdbStore>,
+    store: Arc<dyn Applier>,
     temp_dir: PathBuf,
     /// Names used by this import, by import-local id (sources as text, threat names).
     names: Vec<String>,
@@ -87,7 +104,7 @@ impl std::fmt::Debug for BulkImport {
 
 impl BulkImport {
     pub(crate) fn new(
-        store: Arc<LmdbStore>,
+        store: Arc<dyn Applier>,
         run_bytes: Option<usize>,
     ) -> Result<BulkImport, StoreError> {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -434,13 +434,16 @@ impl Store {
     /// which is much faster and more compact than [`Store::apply`] for many changes.
     /// Blocking: call it from a thread or `spawn_blocking`.
     pub fn bulk_import(&self) -> Result<BulkImport, StoreError> {
-        BulkImport::new(Arc::clone(&self.backend), None)
+        BulkImport::new(Arc::clone(&self.backend) as Arc<dyn bulk::Applier>, None)
     }
 
     /// A bulk import that sorts up to `buffer_bytes` of changes in memory before spilling a
     /// sorted run to a temporary file in the data directory (the default is 64 MiB).
     pub fn bulk_import_with_buffer(&self, buffer_bytes: usize) -> Result<BulkImport, StoreError> {
-        BulkImport::new(Arc::clone(&self.backend), Some(buffer_bytes.max(1)))
+        BulkImport::new(
+            Arc::clone(&self.backend) as Arc<dyn bulk::Applier>,
+            Some(buffer_bytes.max(1)),
+        )
     }
 
     /// Every file and URL expression whose hash starts with one of `prefixes`, with what is

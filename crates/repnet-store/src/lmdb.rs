@@ -752,11 +752,20 @@ impl LmdbStore {
     }
 }
 
-/// What a bulk import did to the store.
-pub(crate) struct BulkOutcome {
-    pub(crate) written: u64,
-    pub(crate) rebuilt: bool,
-    pub(crate) retracted: u64,
+use crate::bulk::BulkOutcome;
+
+impl crate::bulk::Applier for LmdbStore {
+    fn bulk_apply(&self, import: &crate::bulk::BulkImport) -> Result<BulkOutcome, StoreError> {
+        LmdbStore::bulk_apply(self, import)
+    }
+
+    fn note_writes(&self) {
+        LmdbStore::note_writes(self)
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        LmdbStore::dir(self)
+    }
 }
 
 /// The state of a rebuild of the object database.

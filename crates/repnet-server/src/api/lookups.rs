@@ -1,150 +1,22 @@
-//! The HTTP routes: lookups, the admin API and operations.
-
-use repnet_protocol::ErrorCode;
-use std::sync::atomic::Ordering;
-
+//! Lookups: one object by its path (`/v1/files/{hash}`, …), batches (JSON and binary), and
+//! privacy-mode searches by hash prefix. Parsing and answering are `crate::lookup`'s; here is
+//! what HTTP adds: parameters, bodies, headers.
+use crate::AppState;
+use crate::lookup::{Lookup, assess};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Router, middleware};
-use repnet_model::{
-    Category, Confidence, Object, ObjectKind, Source, SourceRecord, ThreatName, Verdict,
-};
-use repnet_protocol::{
-    ItemTarget, LocalVerdictEntry, LocalVerdictList, LookupItem, SetLocalVerdict,
-};
-use repnet_store::{Change, Outcome};
-use serde::Deserialize;
-
-use std::sync::Arc;
-
-use crate::AppState;
-use crate::lookup::{Lookup, assess};
 use repnet_http::ApiError;
 use repnet_http::api::{
-    JsonBody, body_bytes, json_response, media_type, path_value, require_json,
-    unsupported_media_type,
+    JsonBody, body_bytes, json_response, media_type, path_value, unsupported_media_type,
 };
-
-/// Requests whose bodies or answers are streams, or whose work takes long (a feed's refresh
-/// downloads and imports it): they get a progress deadline, not a whole one, and are not
-/// counted as buffered bodies.
-fn long_request(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/admin/imports" | "/v1/admin/bundles" | "/v1/changes" | "/v1/snapshot"
-    ) || (path.starts_with("/v1/admin/feeds/") && path.ends_with("/refresh"))
-}
-
-pub(crate) fn router(
-    state: Arc<AppState>,
-    max_body_bytes: usize,
-    connections: &repnet_http::Limits,
-) -> Router {
-    let requests = Arc::new(repnet_http::RequestLimits::new(
-        connections,
-        max_body_bytes,
-        long_request,
-    ));
-    let admin = Router::new()
-        .route(
-            "/v1/admin/verdicts",
-            get(list_local_verdicts)
-                .put(set_local_verdict)
-                .delete(remove_local_verdict),
-        )
-        .route(
-            "/v1/admin/imports",
-            axum::routing::post(crate::feeds::post_import),
-        )
-        .route("/v1/admin/feeds", get(crate::feeds::list_feeds))
-        .route(
-            "/v1/admin/feeds/{name}/refresh",
-            axum::routing::post(crate::feeds::refresh_feed),
-        )
-        .merge(repnet_http::keys::routes(Arc::clone(&state.licences)))
-        .route("/v1/admin/status", get(crate::sync::get_status))
-        .route("/v1/admin/engine", get(crate::statistics::get_engine))
-        .route(
-            "/v1/admin/settings",
-            get(crate::settings::get_settings).patch(crate::settings::patch_settings),
-        )
-        .route("/v1/admin/review", get(crate::statistics::list_review))
-        .route(
-            "/v1/admin/review/{id}",
-            axum::routing::post(crate::statistics::settle_review),
-        )
-        .route(
-            "/v1/admin/bundles",
-            axum::routing::post(crate::sync::post_bundle),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state.admin),
-            repnet_http::admin::require_admin,
-        ));
-    // What devices ask: a licence key when the server requires one (a private server, or
-    // `require_key`).
-    let lookups = Router::new()
-        .route("/v1/files/{hash}", get(get_file))
-        .route("/v1/domains/{domain}", get(get_domain))
-        .route("/v1/ips/{ip}", get(get_ip))
-        .route("/v1/certificates/{sha256}", get(get_certificate))
-        .route("/v1/urls", get(get_url))
-        .route("/v1/lookup", axum::routing::post(lookup_batch))
-        .route("/v1/hashes:search", axum::routing::post(search_hashes))
-        .route("/v1/statement", get(crate::statistics::get_statement))
-        .route(
-            "/v1/installations/challenge",
-            get(crate::installations::get_challenge),
-        )
-        .route(
-            "/v1/installations",
-            axum::routing::post(crate::installations::enrol),
-        )
-        .route(
-            "/v1/statistics",
-            axum::routing::post(crate::statistics::post_statistics),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::licences::require_licence_for_lookups,
-        ));
-    // Replication: always a licence key.
-    let sync = Router::new()
-        .route("/v1/changes", get(crate::sync::get_changes))
-        .route("/v1/snapshot", get(crate::sync::get_snapshot))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::licences::require_licence,
-        ));
-    Router::new()
-        .merge(lookups)
-        .merge(sync)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .merge(admin)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            requests,
-            repnet_http::guard_requests,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(state.metrics.clone()),
-            crate::metrics::track,
-        ))
-        // The body extractor stops reading at the limit (at once when Content-Length already
-        // says too much), and `body_bytes` turns that into our JSON 413.
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
-}
-
-// ----- helpers ----------------------------------------------------------------------------
+use repnet_model::{Object, ObjectKind};
+use repnet_protocol::ErrorCode;
+use repnet_protocol::{ItemTarget, LookupItem};
+use serde::Deserialize;
+use std::sync::Arc;
 
 /// `?explain=true`. Unknown parameters are errors: a misspelt `explain` must not be ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -225,7 +97,7 @@ fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
 
 /// Parses the object an item names, with the file's other hashes when it gives several;
 /// `field` is where it was (`object`).
-fn item_object(
+pub(super) fn item_object(
     item: &LookupItem<'_>,
     field: &str,
 ) -> Result<(Object, repnet_model::FileHashes), ApiError> {
@@ -249,7 +121,11 @@ fn item_object(
     }
 }
 
-async fn single(state: &AppState, query: Lookup, explain: bool) -> Result<Response, ApiError> {
+pub(super) async fn single(
+    state: &AppState,
+    query: Lookup,
+    explain: bool,
+) -> Result<Response, ApiError> {
     let reputation = assess(state, vec![query]).await?.remove(0);
     let body = repnet_protocol::to_json(&repnet_protocol::ReputationJson {
         reputation: &reputation,
@@ -269,8 +145,6 @@ async fn single(state: &AppState, query: Lookup, explain: bool) -> Result<Respon
         .insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }
-
-// ----- lookups ----------------------------------------------------------------------------
 
 /// `GET /v1/<kind>s/{value}`: the one object named by the path.
 async fn lookup_path(
@@ -599,266 +473,4 @@ async fn lookup_binary(
         HeaderValue::from_static(repnet_protocol::binary::MEDIA_TYPE),
     );
     Ok(response)
-}
-
-// ----- admin ------------------------------------------------------------------------------
-
-const MAX_COMMENT_CHARS: usize = 1000;
-
-/// Sets or replaces the local verdict on one object; answers the object's new reputation.
-#[utoipa::path(put, path = "/v1/admin/verdicts", tag = "admin",
-    request_body = repnet_protocol::SetLocalVerdict,
-    responses((status = 200, body = repnet_protocol::Reputation),
-              (status = 400, body = repnet_protocol::ErrorBody),
-              (status = 401, body = repnet_protocol::ErrorBody)),
-    security(("admin_token" = [])))]
-pub(crate) async fn set_local_verdict(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    require_json(&headers)?;
-    let body = body_bytes(body)?;
-    let request: SetLocalVerdict<'_> =
-        repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
-    let (object, hashes) = item_object(&request.object, "object")?;
-    let verdict: Verdict = request
-        .verdict
-        .parse()
-        .map_err(|e| ApiError::invalid("verdict", &e))?;
-    if verdict == Verdict::Unknown {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidVerdict,
-            "verdict: a local verdict is trusted, riskware or untrusted; to remove one, DELETE /v1/admin/verdicts?<type>=<value>",
-        ));
-    }
-    let threat = match request.threat.as_deref() {
-        None => None,
-        Some(text) => Some(ThreatName::new(text).map_err(|e| ApiError::invalid("threat", &e))?),
-    };
-    let mut categories = repnet_model::Categories::EMPTY;
-    for (index, text) in request.categories.iter().enumerate() {
-        let category: Category = text
-            .parse()
-            .map_err(|e| ApiError::invalid(&format!("categories[{index}]"), &e))?;
-        categories = categories.with(category);
-    }
-    if let Some(comment) = &request.comment {
-        let chars = comment.chars().count();
-        if chars > MAX_COMMENT_CHARS {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidComment,
-                format!("comment: at most {MAX_COMMENT_CHARS} characters; got {chars}"),
-            ));
-        }
-        // NUL and other control characters (line breaks aside) end up in logs and listings.
-        if let Some(bad) = comment
-            .chars()
-            .find(|&c| repnet_model::is_control_or_bidi(c) && !matches!(c, '\n' | '\t'))
-        {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidComment,
-                format!(
-                    "comment: control and text-direction characters are not allowed (found U+{:04X})",
-                    u32::from(bad)
-                ),
-            ));
-        }
-    }
-    let now = repnet_store::now();
-    let expires = match request.expires.as_deref() {
-        None => None,
-        Some(text) => {
-            let expires = repnet_protocol::parse_time(text).map_err(|message| {
-                ApiError::bad_request(ErrorCode::InvalidExpires, format!("expires: {message}"))
-            })?;
-            if expires <= now {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidExpires,
-                    format!(
-                        "expires: {text} is not in the future: give a later time, or none for a verdict that does not lapse"
-                    ),
-                ));
-            }
-            Some(expires)
-        }
-    };
-    let mut record = SourceRecord::new(Source::Local, verdict, Confidence::MAX, now);
-    record.threat = threat;
-    record.categories = categories;
-    state
-        .store
-        .apply(vec![Change::Local {
-            object: object.clone(),
-            hashes,
-            record,
-            comment: request.comment.clone(),
-            expires,
-        }])
-        .await
-        .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
-    // URLs and hashes are what users look up: never in the log at the default level.
-    tracing::debug!(object = %object, %verdict, "local verdict set");
-    tracing::info!(kind = %object.kind(), %verdict, "local verdict set");
-    single(&state, admin_query(object), true).await
-}
-
-/// The answer to an admin change is about the object changed, as it is stored.
-fn admin_query(object: Object) -> Lookup {
-    Lookup::direct(object)
-}
-
-/// Which object to remove the local verdict from: exactly one parameter.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ObjectParams {
-    file: Option<String>,
-    domain: Option<String>,
-    ip: Option<String>,
-    certificate: Option<String>,
-    url: Option<String>,
-}
-
-/// Removes the local verdict on one object (`?file=…`, `?domain=…`, `?ip=…` or `?certificate=…`).
-#[utoipa::path(delete, path = "/v1/admin/verdicts", tag = "admin",
-    params(("file" = Option<String>, Query), ("domain" = Option<String>, Query),
-           ("ip" = Option<String>, Query), ("certificate" = Option<String>, Query)),
-    responses((status = 200, body = repnet_protocol::Reputation),
-              (status = 404, body = repnet_protocol::ErrorBody)),
-    security(("admin_token" = [])))]
-pub(crate) async fn remove_local_verdict(
-    State(state): State<Arc<AppState>>,
-    params: Result<Query<ObjectParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|rejection| {
-        ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!(
-                "{}: name the object with exactly one of file=, domain=, ip=, certificate= or url=",
-                rejection.body_text()
-            ),
-        )
-    })?;
-    let item = LookupItem {
-        file: params
-            .file
-            .as_deref()
-            .map(|hash| repnet_protocol::FileRef::Hash(hash.into())),
-        domain: params.domain.as_deref().map(Into::into),
-        ip: params.ip.as_deref().map(Into::into),
-        certificate: params.certificate.as_deref().map(Into::into),
-        url: params.url.as_deref().map(Into::into),
-    };
-    let (object, _) = item_object(&item, "query")?;
-    let outcome = state
-        .store
-        .apply(vec![Change::Remove {
-            object: object.clone(),
-            source: Source::Local,
-        }])
-        .await
-        .map_err(|error| ApiError::internal("the local verdict could not be removed", &error))?;
-    if outcome.first() != Some(&Outcome::Removed) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NoLocalVerdict,
-            format!(
-                "there is no local verdict on {} {object}: GET /v1/admin/verdicts lists them",
-                object.kind()
-            ),
-        ));
-    }
-    tracing::debug!(object = %object, "local verdict removed");
-    tracing::info!(kind = %object.kind(), "local verdict removed");
-    single(&state, admin_query(object), true).await
-}
-
-/// Every local verdict.
-#[utoipa::path(get, path = "/v1/admin/verdicts", tag = "admin",
-    responses((status = 200, body = repnet_protocol::LocalVerdictList),
-              (status = 401, body = repnet_protocol::ErrorBody)),
-    security(("admin_token" = [])))]
-pub(crate) async fn list_local_verdicts(
-    State(state): State<Arc<AppState>>,
-) -> Result<Response, ApiError> {
-    let verdicts = state
-        .store
-        .local_verdicts()
-        .await
-        .map_err(|error| ApiError::internal("the local verdicts could not be read", &error))?;
-    let list = LocalVerdictList {
-        verdicts: verdicts
-            .iter()
-            .map(|v| {
-                LocalVerdictEntry::from_model(&v.object, &v.record, v.comment.as_deref(), v.expires)
-            })
-            .collect(),
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        repnet_protocol::to_json(&list),
-    ))
-}
-
-// ----- operations -------------------------------------------------------------------------
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
-pub(crate) async fn healthz() -> Response {
-    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
-}
-
-/// Readiness: 200 while serving, 503 before start and during shutdown.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200), (status = 503, body = repnet_protocol::ErrorBody)))]
-pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::NotReady,
-            "the server is starting or shutting down: retry shortly",
-        )
-        .into_response()
-    }
-}
-
-/// Prometheus metrics (OpenMetrics text format).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text")))]
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
-}
-
-/// This API's OpenAPI description.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200)))]
-pub(crate) async fn openapi() -> Response {
-    json_response(StatusCode::OK, crate::openapi::openapi_json().into_bytes())
-}
-
-async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::NotFound,
-        format!(
-            "there is no endpoint {method} {}: /openapi.json lists the API",
-            uri.path()
-        ),
-    )
-}
-
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::MethodNotAllowed,
-        format!(
-            "{} does not accept {method}: /openapi.json lists the methods of each endpoint",
-            uri.path()
-        ),
-    )
 }

@@ -3,7 +3,9 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes;
+use super::{
+    feeds, installations, lookups, operations, replication, settings, statistics, verdicts,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,39 +14,39 @@ use crate::routes;
         description = "A self-hostable reputation network for endpoint security: reputations of files, URLs, domains, IP addresses and code-signing certificates."
     ),
     paths(
-        routes::get_file,
-        routes::get_domain,
-        routes::get_ip,
-        routes::get_certificate,
-        routes::get_url,
-        routes::lookup_batch,
-        routes::search_hashes,
-        routes::set_local_verdict,
-        routes::remove_local_verdict,
-        routes::list_local_verdicts,
-        crate::feeds::post_import,
-        crate::feeds::list_feeds,
-        crate::feeds::refresh_feed,
+        lookups::get_file,
+        lookups::get_domain,
+        lookups::get_ip,
+        lookups::get_certificate,
+        lookups::get_url,
+        lookups::lookup_batch,
+        lookups::search_hashes,
+        verdicts::set_local_verdict,
+        verdicts::remove_local_verdict,
+        verdicts::list_local_verdicts,
+        feeds::post_import,
+        feeds::list_feeds,
+        feeds::refresh_feed,
         repnet_http::keys::add_key,
         repnet_http::keys::list_keys,
         repnet_http::keys::revoke_key,
-        crate::sync::get_changes,
-        crate::sync::get_snapshot,
-        crate::sync::get_status,
-        crate::statistics::get_statement,
-        crate::installations::get_challenge,
-        crate::installations::enrol,
-        crate::statistics::post_statistics,
-        crate::statistics::get_engine,
-        crate::settings::get_settings,
-        crate::settings::patch_settings,
-        crate::statistics::list_review,
-        crate::statistics::settle_review,
-        crate::sync::post_bundle,
-        routes::healthz,
-        routes::readyz,
-        routes::metrics,
-        routes::openapi,
+        replication::get_changes,
+        replication::get_snapshot,
+        replication::get_status,
+        statistics::get_statement,
+        installations::get_challenge,
+        installations::enrol,
+        statistics::post_statistics,
+        statistics::get_engine,
+        settings::get_settings,
+        settings::patch_settings,
+        statistics::list_review,
+        statistics::settle_review,
+        replication::post_bundle,
+        operations::healthz,
+        operations::readyz,
+        operations::metrics,
+        operations::openapi,
     ),
     components(schemas(
         repnet_protocol::ErrorBody,
@@ -103,7 +105,7 @@ impl utoipa::Modify for AdminTokenScheme {
 }
 
 /// The OpenAPI document as JSON.
-pub fn openapi_json() -> String {
+pub(crate) fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| {
         format!(r#"{{"error":"cannot render the OpenAPI document: {error}"}}"#)
     })

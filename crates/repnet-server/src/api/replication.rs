@@ -1,194 +1,25 @@
-//! Replication endpoints: `GET /v1/changes` and `GET /v1/snapshot`, what a private server
-//! pulls (see `upstream.rs`) and what `repnet bundle export` writes to a file. Both need a
-//! licence key, whatever the server's role. The stream format is the store's
-//! (`repnet_store::sync`): a header, entries, and a trailer with a SHA-256 of it all.
-
-use repnet_protocol::ErrorCode;
-use std::io::{Read as _, Seek as _};
-
-use futures_util::StreamExt as _;
-use std::sync::Arc;
-
+//! Replication: `GET /v1/changes` and `GET /v1/snapshot`, what a private server pulls (see
+//! `upstream.rs`) and what `repnet bundle export` writes to a file, both needing a licence
+//! key whatever the server's role; the server's status; and bundle uploads. The stream format
+//! is the protocol's (`repnet_protocol::replication`): a header, entries, and a trailer with a
+//! SHA-256 of it all; the store writes and applies it.
+use crate::AppState;
+use crate::bundle::{self, BundleError};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
+use futures_util::StreamExt as _;
+use repnet_http::ApiError;
+use repnet_http::api::json_response;
+use repnet_protocol::ErrorCode;
+use repnet_protocol::ServerStatus;
 use repnet_store::sync::StreamHeader;
 use repnet_store::{ChangesAnswer, TEMP_PREFIX};
 use serde::Deserialize;
-
-use crate::AppState;
-use crate::bundle::{self, BundleError};
-use repnet_http::ApiError;
-use repnet_http::api::json_response;
-use repnet_protocol::ServerStatus;
-
-/// The media type of replication streams.
-pub(crate) const STREAM_TYPE: &str = "application/vnd.repnet.sync";
-
-/// Changes in a page unless the client asks for fewer or more.
-const DEFAULT_LIMIT: usize = 100_000;
-const MAX_LIMIT: usize = 1_000_000;
-/// Changes actually sent in one page, whatever was asked: the page says where it ended
-/// (`X-Repnet-To`), and the client asks again from there.
-const PAGE_MAX: usize = 100_000;
-
-/// Bytes sent to the client at a time while a page is written.
-const CHUNK: usize = 64 << 10;
-
-/// Replication streams being sent, in total and per licence key: each holds a read
-/// transaction (a page) or a temporary file (a snapshot) while its client reads.
-#[derive(Debug)]
-pub(crate) struct StreamSlots {
-    max_total: usize,
-    max_per_key: usize,
-    used: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
-}
-
-impl StreamSlots {
-    pub(crate) fn new(max_total: usize, max_per_key: usize) -> StreamSlots {
-        StreamSlots {
-            max_total,
-            max_per_key,
-            used: std::sync::Mutex::new((0, std::collections::HashMap::new())),
-        }
-    }
-
-    /// A slot for one stream to `key`'s holder, released when the stream ends.
-    fn acquire(self: &Arc<Self>, key: Option<String>) -> Result<StreamSlot, ApiError> {
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let retry = || {
-            (
-                axum::http::HeaderName::from_static("retry-after"),
-                HeaderValue::from_static("5"),
-            )
-        };
-        if used.0 >= self.max_total {
-            let (name, value) = retry();
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Busy,
-                format!(
-                    "this server sends {} replication streams at once (max_replication_streams): try again in a few seconds",
-                    self.max_total
-                ),
-            )
-            .with_header(name, value));
-        }
-        if let Some(key) = &key {
-            let mine = used.1.get(key).copied().unwrap_or(0);
-            if mine >= self.max_per_key {
-                let (name, value) = retry();
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimited,
-                    format!(
-                        "this licence key has {mine} replication streams under way (max_replication_streams_per_key): finish reading them first"
-                    ),
-                )
-                .with_header(name, value));
-            }
-            *used.1.entry(key.clone()).or_insert(0) += 1;
-        }
-        used.0 += 1;
-        Ok(StreamSlot {
-            slots: Arc::clone(self),
-            key,
-        })
-    }
-}
-
-/// One stream under way; dropped with its answer's body.
-#[derive(Debug)]
-struct StreamSlot {
-    slots: Arc<StreamSlots>,
-    key: Option<String>,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut used = self
-            .slots
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        used.0 = used.0.saturating_sub(1);
-        if let Some(key) = &self.key
-            && let Some(count) = used.1.get_mut(key)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                used.1.remove(key);
-            }
-        }
-    }
-}
-
-/// A `Write` that hands what is written to the answer's body in chunks, waiting (on its
-/// blocking thread) while the client has not read the previous ones.
-struct ChannelWriter {
-    sender: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    buffer: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
-        self.sender
-            .blocking_send(bytes::Bytes::from(chunk))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChangesParams {
-    /// The last sequence number the client has applied (0 for none).
-    after: u64,
-    /// Most changes (sequence numbers) in the answer, each changed key once (default and
-    /// most sent 100,000; up to 1,000,000 accepted). The answer's `X-Repnet-To` says where
-    /// it ended.
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-fn stream_response(header: &StreamHeader, body: Body, length: Option<u64>) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(STREAM_TYPE));
-    if let Some(length) = length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    headers.insert("x-repnet-sequence", HeaderValue::from(header.sequence));
-    headers.insert("x-repnet-to", HeaderValue::from(header.to));
-    if let Ok(value) = HeaderValue::from_str(&header.log_id.to_string()) {
-        headers.insert("x-repnet-log-id", value);
-    }
-    response
-}
+use std::io::{Read as _, Seek as _};
+use std::sync::Arc;
 
 /// The changes after a sequence number: each changed key's current state.
 #[utoipa::path(get, path = "/v1/changes", tag = "sync",
@@ -475,7 +306,7 @@ pub(crate) async fn post_bundle(
         );
         return Err(repnet_http::api::discard_body(body, error).await);
     };
-    let path = crate::feeds::spool_body(
+    let path = super::feeds::spool_body(
         state.store.dir(),
         body,
         state.feeds.max_upload_bytes(),
@@ -501,6 +332,172 @@ pub(crate) async fn post_bundle(
         StatusCode::OK,
         repnet_protocol::to_json(&bundle::applied_view(&applied)),
     ))
+}
+
+/// The media type of replication streams.
+pub(crate) const STREAM_TYPE: &str = "application/vnd.repnet.sync";
+
+/// Changes in a page unless the client asks for fewer or more.
+const DEFAULT_LIMIT: usize = 100_000;
+const MAX_LIMIT: usize = 1_000_000;
+/// Changes actually sent in one page, whatever was asked: the page says where it ended
+/// (`X-Repnet-To`), and the client asks again from there.
+const PAGE_MAX: usize = 100_000;
+
+/// Bytes sent to the client at a time while a page is written.
+const CHUNK: usize = 64 << 10;
+
+/// Replication streams being sent, in total and per licence key: each holds a read
+/// transaction (a page) or a temporary file (a snapshot) while its client reads.
+#[derive(Debug)]
+pub(crate) struct StreamSlots {
+    max_total: usize,
+    max_per_key: usize,
+    used: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
+}
+
+impl StreamSlots {
+    pub(crate) fn new(max_total: usize, max_per_key: usize) -> StreamSlots {
+        StreamSlots {
+            max_total,
+            max_per_key,
+            used: std::sync::Mutex::new((0, std::collections::HashMap::new())),
+        }
+    }
+
+    /// A slot for one stream to `key`'s holder, released when the stream ends.
+    fn acquire(self: &Arc<Self>, key: Option<String>) -> Result<StreamSlot, ApiError> {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let retry = || {
+            (
+                axum::http::HeaderName::from_static("retry-after"),
+                HeaderValue::from_static("5"),
+            )
+        };
+        if used.0 >= self.max_total {
+            let (name, value) = retry();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Busy,
+                format!(
+                    "this server sends {} replication streams at once (max_replication_streams): try again in a few seconds",
+                    self.max_total
+                ),
+            )
+            .with_header(name, value));
+        }
+        if let Some(key) = &key {
+            let mine = used.1.get(key).copied().unwrap_or(0);
+            if mine >= self.max_per_key {
+                let (name, value) = retry();
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this licence key has {mine} replication streams under way (max_replication_streams_per_key): finish reading them first"
+                    ),
+                )
+                .with_header(name, value));
+            }
+            *used.1.entry(key.clone()).or_insert(0) += 1;
+        }
+        used.0 += 1;
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One stream under way; dropped with its answer's body.
+#[derive(Debug)]
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: Option<String>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut used = self
+            .slots
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        used.0 = used.0.saturating_sub(1);
+        if let Some(key) = &self.key
+            && let Some(count) = used.1.get_mut(key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                used.1.remove(key);
+            }
+        }
+    }
+}
+
+/// A `Write` that hands what is written to the answer's body in chunks, waiting (on its
+/// blocking thread) while the client has not read the previous ones.
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.sender
+            .blocking_send(bytes::Bytes::from(chunk))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangesParams {
+    /// The last sequence number the client has applied (0 for none).
+    after: u64,
+    /// Most changes (sequence numbers) in the answer, each changed key once (default and
+    /// most sent 100,000; up to 1,000,000 accepted). The answer's `X-Repnet-To` says where
+    /// it ended.
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn stream_response(header: &StreamHeader, body: Body, length: Option<u64>) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(STREAM_TYPE));
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    headers.insert("x-repnet-sequence", HeaderValue::from(header.sequence));
+    headers.insert("x-repnet-to", HeaderValue::from(header.to));
+    if let Ok(value) = HeaderValue::from_str(&header.log_id.to_string()) {
+        headers.insert("x-repnet-log-id", value);
+    }
+    response
 }
 
 /// `POST /v1/admin/bundles`'s parameters.
