@@ -285,32 +285,39 @@ pub const MAX_ERROR_BODY: usize = 64 << 10;
 /// The most of any other answer read into memory (replication streams are streamed).
 pub const MAX_ANSWER_BODY: usize = 256 << 20;
 
+/// Why an answer's body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the answer stalled: nothing for {0} seconds")]
+    Stalled(u64),
+    /// The connection broke: the error chain, as text.
+    #[error("{0}")]
+    Broken(String),
+}
+
 /// Reads a response's body, at most `max` bytes: a longer one is an error (an answer with
 /// an endless body must not be read whole).
 pub async fn read_limited(
     mut response: reqwest::Response,
     max: usize,
-) -> Result<bytes::Bytes, String> {
+) -> Result<bytes::Bytes, BodyError> {
     if response
         .content_length()
         .is_some_and(|length| length > max as u64)
     {
-        return Err(format!("the answer is larger than {max} bytes"));
+        return Err(BodyError::TooLarge(max));
     }
     let mut body = bytes::BytesMut::new();
     loop {
         let chunk = tokio::time::timeout(BODY_PROGRESS_TIMEOUT, response.chunk())
             .await
-            .map_err(|_| {
-                format!(
-                    "the answer stalled: nothing for {} seconds",
-                    BODY_PROGRESS_TIMEOUT.as_secs()
-                )
-            })?
-            .map_err(|error| error_chain(&error))?;
+            .map_err(|_| BodyError::Stalled(BODY_PROGRESS_TIMEOUT.as_secs()))?
+            .map_err(|error| BodyError::Broken(error_chain(&error)))?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > max {
-            return Err(format!("the answer is larger than {max} bytes"));
+            return Err(BodyError::TooLarge(max));
         }
         body.extend_from_slice(&chunk);
     }
@@ -460,7 +467,7 @@ impl Client {
         let body = self.read_answer(response).await?;
         repnet_protocol::from_json(&body).map_err(|reason| ClientError::Unexpected {
             url: self.base.clone(),
-            reason,
+            reason: reason.to_string(),
         })
     }
 
@@ -470,7 +477,7 @@ impl Client {
             .await
             .map_err(|reason| ClientError::Unexpected {
                 url: self.base.clone(),
-                reason,
+                reason: reason.to_string(),
             })
     }
 
@@ -613,7 +620,7 @@ impl Client {
                 repnet_protocol::binary::parse_response(&bytes).map_err(|reason| {
                     ClientError::Unexpected {
                         url: self.base.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     }
                 })?;
             if chunk_answers.len() != chunk.len() {

@@ -72,9 +72,18 @@ impl Default for Limits {
     }
 }
 
+/// A limit that cannot be used, by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("connections.{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("connections.max_buffered_body_bytes must be at least 1048576 (1 MiB); got {0}")]
+    BufferedBodyBytes(u64),
+}
+
 impl Limits {
     /// What is wrong with these limits, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LimitsError> {
         let positive = [
             ("max_connections", self.max_connections as u64),
             (
@@ -88,14 +97,11 @@ impl Limits {
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(format!("connections.{key} must be at least 1"));
+                return Err(LimitsError::Zero(key));
             }
         }
         if self.max_buffered_body_bytes < 1 << 20 {
-            return Err(format!(
-                "connections.max_buffered_body_bytes must be at least 1048576 (1 MiB); got {}",
-                self.max_buffered_body_bytes
-            ));
+            return Err(LimitsError::BufferedBodyBytes(self.max_buffered_body_bytes));
         }
         Ok(())
     }

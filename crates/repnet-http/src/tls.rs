@@ -19,29 +19,52 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes under way at once; connections past it are closed at once.
 const MAX_HANDSHAKES: usize = 1024;
 
+/// Why a certificate and key cannot serve TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls_cert {}: {source}", path.display())]
+    Certificate {
+        path: std::path::PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    #[error("tls_key {}: {source}", path.display())]
+    Key {
+        path: std::path::PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_cert {} and tls_key {} do not make a usable pair: {source}", cert.display(), key.display())]
+    Pair {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        source: rustls::Error,
+    },
+}
+
 /// Loads a PEM certificate chain and private key, for HTTP/2 and HTTP/1.1.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| format!("tls_cert {}: {error}", cert.display()))?;
+        .map_err(|source| TlsError::Certificate {
+            path: cert.to_path_buf(),
+            source,
+        })?;
     if chain.is_empty() {
-        return Err(format!(
-            "tls_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            cert.display()
-        ));
+        return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
-    let private = PrivateKeyDer::from_pem_file(key)
-        .map_err(|error| format!("tls_key {}: {error}", key.display()))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_path_buf(),
+        source,
+    })?;
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, private)
-        .map_err(|error| {
-            format!(
-                "tls_cert {} and tls_key {} do not make a usable pair: {error}",
-                cert.display(),
-                key.display()
-            )
+        .map_err(|source| TlsError::Pair {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -57,7 +80,7 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    pub fn load(cert: &Path, key: &Path) -> Result<Certificates, String> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Certificates, TlsError> {
         Ok(Certificates {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),

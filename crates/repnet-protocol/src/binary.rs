@@ -50,6 +50,20 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout(Vec<model::HashKind>);
 
+/// Why a `hash=` parameter is not a layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "hash={layout:?}: {name:?} is not a hash kind; give md5, sha1 or sha256, or several such as hash=sha256,sha1,md5"
+    )]
+    UnknownKind { layout: String, name: String },
+    #[error("hash={layout:?} names {kind} twice")]
+    Twice {
+        layout: String,
+        kind: model::HashKind,
+    },
+}
+
 impl Layout {
     /// SHA-256 digests only.
     pub fn sha256() -> Layout {
@@ -57,7 +71,7 @@ impl Layout {
     }
 
     /// The layout of `hash=<kinds>`: `md5`, `sha1`, `sha256`, or several separated by commas.
-    pub fn parse(text: &str) -> Result<Layout, String> {
+    pub fn parse(text: &str) -> Result<Layout, LayoutError> {
         let mut kinds = Vec::new();
         for name in text.split(',').map(str::trim) {
             let kind = match name.to_ascii_lowercase().as_str() {
@@ -65,13 +79,17 @@ impl Layout {
                 "sha1" => model::HashKind::Sha1,
                 "sha256" => model::HashKind::Sha256,
                 _ => {
-                    return Err(format!(
-                        "hash={text:?}: {name:?} is not a hash kind; give md5, sha1 or sha256, or several such as hash=sha256,sha1,md5"
-                    ));
+                    return Err(LayoutError::UnknownKind {
+                        layout: text.to_owned(),
+                        name: name.to_owned(),
+                    });
                 }
             };
             if kinds.contains(&kind) {
-                return Err(format!("hash={text:?} names {kind} twice"));
+                return Err(LayoutError::Twice {
+                    layout: text.to_owned(),
+                    kind,
+                });
             }
             kinds.push(kind);
         }
@@ -118,15 +136,35 @@ fn digest_len(kind: model::HashKind) -> usize {
     }
 }
 
+/// Why a binary request body is not files of its layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(
+        "hash={layout} declares files of {size} bytes, and {length} bytes is not a multiple of {size}: check that the body holds the hashes that hash= names"
+    )]
+    Length {
+        layout: String,
+        size: usize,
+        length: usize,
+    },
+    #[error("file {0} of the body gives no hash (every digest is zero)")]
+    NoHash(usize),
+}
+
+/// A binary answer that cannot be read: what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DamagedAnswer(pub String);
+
 /// Splits a request body into files of `layout`, or says why it is not made of them.
-pub fn parse_request(body: &[u8], layout: &Layout) -> Result<Vec<model::FileHashes>, String> {
+pub fn parse_request(body: &[u8], layout: &Layout) -> Result<Vec<model::FileHashes>, RequestError> {
     let size = layout.record_size();
     if !body.len().is_multiple_of(size) {
-        return Err(format!(
-            "hash={} declares files of {size} bytes, and {} bytes is not a multiple of {size}: check that the body holds the hashes that hash= names",
-            layout.query_value(),
-            body.len()
-        ));
+        return Err(RequestError::Length {
+            layout: layout.query_value(),
+            size,
+            length: body.len(),
+        });
     }
     let mut files = Vec::with_capacity(body.len() / size);
     for (index, record) in body.chunks_exact(size).enumerate() {
@@ -149,9 +187,7 @@ pub fn parse_request(body: &[u8], layout: &Layout) -> Result<Vec<model::FileHash
             }
         }
         if hashes.is_empty() {
-            return Err(format!(
-                "file {index} of the body gives no hash (every digest is zero)"
-            ));
+            return Err(RequestError::NoHash(index));
         }
         files.push(hashes);
     }
@@ -276,7 +312,12 @@ impl ResponseWriter {
 }
 
 /// Decodes a response body (for clients).
-pub fn parse_response(body: &[u8]) -> Result<Vec<BinaryAnswer>, String> {
+pub fn parse_response(body: &[u8]) -> Result<Vec<BinaryAnswer>, DamagedAnswer> {
+    read_response(body).map_err(DamagedAnswer)
+}
+
+/// [`parse_response`], with what is wrong as a message.
+fn read_response(body: &[u8]) -> Result<Vec<BinaryAnswer>, String> {
     let header = body
         .get(..HEADER_SIZE)
         .ok_or("the answer is shorter than its header")?;
@@ -428,6 +469,7 @@ mod tests {
         assert!(
             parse_request(&[0; 33], &sha256)
                 .unwrap_err()
+                .to_string()
                 .contains("not a multiple of 32")
         );
         // 1,000 SHA-1 digests are 20,000 bytes: a multiple of 32 too, so only the declared
@@ -439,6 +481,7 @@ mod tests {
         assert!(
             parse_request(&[9; 20_000], &Layout::parse("md5,sha1,sha256").unwrap())
                 .unwrap_err()
+                .to_string()
                 .contains("not a multiple of 68")
         );
 
@@ -457,6 +500,7 @@ mod tests {
         assert!(
             parse_request(&[0; 68], &all)
                 .unwrap_err()
+                .to_string()
                 .contains("no hash")
         );
 

@@ -25,8 +25,8 @@ pub use admin::{
 pub use error::{BodyError, ErrorBody, ErrorCode, ErrorDetail};
 pub use installation::{EnrolInstallation, InstallationChallenge, InstallationToken};
 pub use licence::{
-    AddLicenceKey, LicenceKeyEntry, LicenceKeyList, bearer_token, check_licence_key,
-    licence_key_id, parse_time,
+    AddLicenceKey, LicenceKeyEntry, LicenceKeyError, LicenceKeyList, TimeError, bearer_token,
+    check_licence_key, licence_key_id, parse_time,
 };
 pub use lookup::{
     ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,
@@ -81,33 +81,44 @@ pub fn parse_body<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BodyE
 
 /// Serialises a response body. Our types always serialise; the fallback keeps that a
 /// property of the types rather than a panic.
+/// Why a `PATCH` of settings cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("give a JSON object of the settings to change, e.g. {{\"require_key\":true}}")]
+    NotAnObject,
+    #[error("{key:?} is not a setting that changes at run time: {known}")]
+    UnknownSetting { key: String, known: String },
+    /// A value of the wrong type or out of range: serde's message names the setting.
+    #[error("{0}")]
+    Invalid(#[source] serde_json::Error),
+}
+
 /// Applies a JSON object of changes (`PATCH` of settings) to `current`: only the keys it names
 /// change, and every one must be a field of `T`. The message of an error names the key.
 pub fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
     current: &T,
     patch: &[u8],
-) -> Result<T, String> {
-    let patch: serde_json::Value =
-        serde_json::from_slice(patch).map_err(|error| format!("the body is not JSON: {error}"))?;
+) -> Result<T, PatchError> {
+    let patch: serde_json::Value = serde_json::from_slice(patch).map_err(PatchError::NotJson)?;
     let serde_json::Value::Object(changes) = patch else {
-        return Err(
-            "give a JSON object of the settings to change, e.g. {\"require_key\":true}".to_owned(),
-        );
+        return Err(PatchError::NotAnObject);
     };
-    let mut merged = serde_json::to_value(current).map_err(|error| error.to_string())?;
+    let mut merged = serde_json::to_value(current).map_err(PatchError::Invalid)?;
     if let serde_json::Value::Object(fields) = &mut merged {
         for (key, value) in changes {
             if !fields.contains_key(&key) {
                 let known: Vec<&str> = fields.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "{key:?} is not a setting that changes at run time: {}",
-                    known.join(", ")
-                ));
+                return Err(PatchError::UnknownSetting {
+                    key,
+                    known: known.join(", "),
+                });
             }
             fields.insert(key, value);
         }
     }
-    serde_json::from_value(merged).map_err(|error| error.to_string())
+    serde_json::from_value(merged).map_err(PatchError::Invalid)
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -125,7 +136,12 @@ pub fn to_pretty_json<T: Serialize>(value: &T) -> String {
         .unwrap_or_else(|error| format!("cannot encode the output: {error}"))
 }
 
+/// A response body that is not what was expected (for clients).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JsonError(#[from] serde_json::Error);
+
 /// Parses a response body (for clients).
-pub fn from_json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|error| error.to_string())
+pub fn from_json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, JsonError> {
+    Ok(serde_json::from_slice(bytes)?)
 }

@@ -78,21 +78,30 @@ pub fn licence_key_id(key_sha256: &model::Sha256) -> String {
         .collect()
 }
 
+/// Why a licence key's text is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenceKeyError {
+    #[error("a licence key has 8 to 512 characters; this one has {0}")]
+    Length(usize),
+    #[error("a licence key is printable ASCII without spaces; this one has {0:?}")]
+    Character(char),
+}
+
 /// Checks a licence key's text: what the server accepts and what an HTTP header can carry.
-pub fn check_licence_key(key: &str) -> Result<(), String> {
+pub fn check_licence_key(key: &str) -> Result<(), LicenceKeyError> {
     if !(8..=512).contains(&key.len()) {
-        return Err(format!(
-            "a licence key has 8 to 512 characters; this one has {}",
-            key.len()
-        ));
+        return Err(LicenceKeyError::Length(key.len()));
     }
     if let Some(bad) = key.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!(
-            "a licence key is printable ASCII without spaces; this one has {bad:?}"
-        ));
+        return Err(LicenceKeyError::Character(bad));
     }
     Ok(())
 }
+
+/// A text that is not a date or a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a date or time: write 2027-01-01 or 2027-01-01T00:00:00Z (RFC 3339)")]
+pub struct TimeError(pub String);
 
 /// The token of an `Authorization: Bearer TOKEN` header value. The scheme's name is matched
 /// in any case (`bearer` is the same scheme, RFC 9110 §11.1), and surrounding spaces are not
@@ -107,14 +116,10 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 
 /// Parses an RFC 3339 time (`2027-01-01T00:00:00Z`, `2027-01-01T02:00:00+02:00`, fractions
 /// of a second ignored) or a date (`2027-01-01`, midnight UTC) into Unix seconds.
-pub fn parse_time(text: &str) -> Result<model::Timestamp, String> {
-    let fail = || {
-        format!(
-            "{text:?} is not a date or time: write 2027-01-01 or 2027-01-01T00:00:00Z (RFC 3339)"
-        )
-    };
+pub fn parse_time(text: &str) -> Result<model::Timestamp, TimeError> {
+    let fail = || TimeError(text.to_owned());
     let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+    let number = |range: std::ops::Range<usize>| -> Result<i64, TimeError> {
         let part = bytes.get(range).ok_or_else(fail)?;
         if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
             return Err(fail());
@@ -161,7 +166,7 @@ pub fn parse_time(text: &str) -> Result<model::Timestamp, String> {
         let offset = match rest {
             b"Z" | b"z" => 0,
             [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-                let digit = |b: &u8| -> Result<i64, String> {
+                let digit = |b: &u8| -> Result<i64, TimeError> {
                     if b.is_ascii_digit() {
                         Ok(i64::from(b - b'0'))
                     } else {
@@ -247,7 +252,10 @@ mod tests {
             "2027-01-01T00:00:00-00:60",
         ] {
             let error = parse_time(text).unwrap_err();
-            assert!(error.contains("2027-01-01T00:00:00Z"), "{text}: {error}");
+            assert!(
+                error.to_string().contains("2027-01-01T00:00:00Z"),
+                "{text}: {error}"
+            );
         }
     }
 

@@ -108,6 +108,15 @@ pub enum ItemTarget<'t> {
     File(&'t FileHashesText<'t>),
 }
 
+/// Why a lookup item names no single object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("names no object: give exactly one of file, domain, ip, certificate or url")]
+    NoObject,
+    #[error("names more than one object: give exactly one of file, domain, ip, certificate or url")]
+    SeveralObjects,
+}
+
 impl<'a> LookupItem<'a> {
     pub fn new(kind: model::ObjectKind, value: impl Into<Cow<'a, str>>) -> LookupItem<'a> {
         let value = Some(value.into());
@@ -150,7 +159,7 @@ impl<'a> LookupItem<'a> {
     }
 
     /// The one object named, or what is wrong with the item.
-    pub fn target(&self) -> Result<ItemTarget<'_>, String> {
+    pub fn target(&self) -> Result<ItemTarget<'_>, TargetError> {
         let file = self.file.as_ref().map(|file| match file {
             FileRef::Hash(text) => ItemTarget::Object(model::ObjectKind::File, text),
             FileRef::Hashes(hashes) => ItemTarget::File(hashes),
@@ -168,13 +177,8 @@ impl<'a> LookupItem<'a> {
         );
         match (set.next(), set.next()) {
             (Some(target), None) => Ok(target),
-            (None, _) => Err(
-                "names no object: give exactly one of file, domain, ip, certificate or url".to_owned(),
-            ),
-            (Some(_), Some(_)) => Err(
-                "names more than one object: give exactly one of file, domain, ip, certificate or url"
-                    .to_owned(),
-            ),
+            (None, _) => Err(TargetError::NoObject),
+            (Some(_), Some(_)) => Err(TargetError::SeveralObjects),
         }
     }
 }
@@ -627,12 +631,14 @@ mod tests {
             request.items[2]
                 .target()
                 .unwrap_err()
+                .to_string()
                 .contains("names no object")
         );
         assert!(
             request.items[3]
                 .target()
                 .unwrap_err()
+                .to_string()
                 .contains("more than one")
         );
     }

@@ -62,20 +62,25 @@ impl std::fmt::Debug for LogId {
     }
 }
 
-impl std::str::FromStr for LogId {
-    type Err = String;
+/// A text that is not a log id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a log id is 32 hex digits; got {0:?}")]
+pub struct LogIdError(pub String);
 
-    fn from_str(text: &str) -> Result<LogId, String> {
+impl std::str::FromStr for LogId {
+    type Err = LogIdError;
+
+    fn from_str(text: &str) -> Result<LogId, LogIdError> {
         let bytes = text.as_bytes();
         if bytes.len() != 32 {
-            return Err(format!("a log id is 32 hex digits; got {text:?}"));
+            return Err(LogIdError(text.to_owned()));
         }
         let mut id = [0u8; 16];
         for (index, pair) in bytes.chunks(2).enumerate() {
             let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
             match (digit(pair[0]), digit(pair[1])) {
                 (Some(high), Some(low)) => id[index] = high << 4 | low,
-                _ => return Err(format!("a log id is 32 hex digits; got {text:?}")),
+                _ => return Err(LogIdError(text.to_owned())),
             }
         }
         Ok(LogId(id))

@@ -2,6 +2,7 @@
 //! hashes only, constant-time comparison, expiry, revocation), kept in `keys.json` in the
 //! data directory since the proxy has no knowledge base.
 
+use repnet_runtime::files::FileError;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -46,10 +47,10 @@ impl Stored {
         }
     }
 
-    fn licence(&self) -> Result<Licence, String> {
+    fn licence(&self) -> Result<Licence, repnet_model::ParseError> {
         Ok(Licence {
             id: self.id.clone(),
-            key_sha256: Sha256::from_hex(&self.key_sha256).map_err(|error| error.to_string())?,
+            key_sha256: Sha256::from_hex(&self.key_sha256)?,
             label: self.label.clone(),
             created: Timestamp(self.created),
             expires: self.expires.map(Timestamp),
@@ -67,13 +68,14 @@ impl FileBook {
         }
     }
 
-    fn read(&self) -> Result<Vec<Stored>, String> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|error| format!("{} is damaged: {error}", self.path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(error) => Err(format!("cannot read {}: {error}", self.path.display())),
-        }
+    fn read(&self) -> Result<Vec<Stored>, FileError> {
+        let Some(bytes) = repnet_runtime::files::read_if_present(&self.path)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_slice(&bytes).map_err(|error| FileError::Damaged {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -82,7 +84,12 @@ impl KeyBook for FileBook {
         self.read()
             .map_err(BookError::new)?
             .iter()
-            .map(Stored::licence)
+            .map(|stored| {
+                stored.licence().map_err(|error| FileError::Damaged {
+                    path: self.path.clone(),
+                    reason: format!("key {}: {error}", stored.id),
+                })
+            })
             .collect::<Result<_, _>>()
             .map_err(BookError::new)
     }
@@ -102,8 +109,11 @@ impl KeyBook for FileBook {
                 }
             }
             let bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
-            repnet_runtime::files::write_atomically(&self.path, &bytes).map_err(|error| {
-                BookError::new(format!("cannot write {}: {error}", self.path.display()))
+            repnet_runtime::files::write_atomically(&self.path, &bytes).map_err(|source| {
+                BookError::new(FileError::Write {
+                    path: self.path.clone(),
+                    source,
+                })
             })
         })
     }

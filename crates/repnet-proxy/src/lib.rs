@@ -120,14 +120,14 @@ impl Proxy {
             .validate()
             .map_err(|message| SettingsError::Invalid {
                 key: "connections",
-                message,
+                message: message.to_string(),
             })?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(
                 repnet_http::tls::Certificates::load(cert, key).map_err(|message| {
                     SettingsError::Invalid {
                         key: "tls_cert",
-                        message,
+                        message: message.to_string(),
                     }
                 })?,
             ),

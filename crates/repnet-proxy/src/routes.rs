@@ -652,8 +652,9 @@ async fn forward(
                 match repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await {
                     Ok(bytes) => bytes,
                     Err(error) => {
-                        upstream.record(started, Outcome::Failed(error.clone()));
-                        return unavailable(&UpstreamError::Unavailable(error)).into_response();
+                        upstream.record(started, Outcome::Failed(error.to_string()));
+                        return unavailable(&UpstreamError::Unavailable(error.to_string()))
+                            .into_response();
                     }
                 }
             } else {

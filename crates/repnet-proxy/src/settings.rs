@@ -122,6 +122,15 @@ pub enum SettingsError {
     },
 }
 
+/// A text that is not a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NetworkError {
+    #[error("{0:?} is not a network: write 10.0.0.0/8 or 2001:db8::/32")]
+    Address(String),
+    #[error("{network:?}: the prefix length is 0 to {max}")]
+    Prefix { network: String, max: u8 },
+}
+
 /// A network in CIDR notation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Network {
@@ -130,7 +139,7 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn parse(text: &str) -> Result<Network, String> {
+    pub(crate) fn parse(text: &str) -> Result<Network, NetworkError> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
@@ -138,7 +147,7 @@ impl Network {
         let address: IpAddr = address
             .trim()
             .parse()
-            .map_err(|_| format!("{text:?} is not a network: write 10.0.0.0/8 or 2001:db8::/32"))?;
+            .map_err(|_| NetworkError::Address(text.to_owned()))?;
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -147,7 +156,10 @@ impl Network {
                 .parse::<u8>()
                 .ok()
                 .filter(|prefix| *prefix <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length is 0 to {max}"))?,
+                .ok_or_else(|| NetworkError::Prefix {
+                    network: text.to_owned(),
+                    max,
+                })?,
         };
         Ok(Network { address, prefix })
     }
@@ -212,7 +224,8 @@ impl Settings {
             ));
         }
         for network in &self.allowed_networks {
-            Network::parse(network).map_err(|message| invalid("allowed_networks", message))?;
+            Network::parse(network)
+                .map_err(|error| invalid("allowed_networks", error.to_string()))?;
         }
         Ok(())
     }
@@ -229,7 +242,7 @@ impl Settings {
         let settings: Settings = repnet_protocol::merge_patch(self, patch).map_err(|message| {
             SettingsError::Invalid {
                 key: "body",
-                message,
+                message: message.to_string(),
             }
         })?;
         settings.validate()?;

@@ -553,9 +553,20 @@ impl repnet_runtime::Worker for Follower {
     }
 }
 
+/// Why following the change log failed this time.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FollowError {
+    #[error(transparent)]
+    Upstream(#[from] ClientError),
+    #[error("reading the change log: {0}")]
+    Body(#[from] repnet_client::BodyError),
+    #[error("the change log's stream: {0}")]
+    Stream(#[from] repnet_protocol::replication::SyncError),
+}
+
 /// Notes a refusal of the proxy (the follower asks with the proxy's key too); answers the
-/// error's text.
-fn refusal(upstream: &Upstream, error: ClientError) -> String {
+/// error.
+fn refusal(upstream: &Upstream, error: ClientError) -> FollowError {
     if let ClientError::Api {
         status,
         code,
@@ -566,14 +577,14 @@ fn refusal(upstream: &Upstream, error: ClientError) -> String {
     {
         upstream.note(outcome);
     }
-    error.to_string()
+    FollowError::Upstream(error)
 }
 
 async fn follow_once(
     upstream: &Upstream,
     cache: &Cache,
     position: &Mutex<Option<(String, u64)>>,
-) -> Result<(), String> {
+) -> Result<(), FollowError> {
     let known = position
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -617,10 +628,9 @@ async fn follow_once(
         return Ok(());
     }
     let body = repnet_client::read_limited(response, repnet_client::MAX_ANSWER_BODY).await?;
-    let mut stream =
-        repnet_protocol::replication::StreamReader::new(&body[..]).map_err(|e| e.to_string())?;
+    let mut stream = repnet_protocol::replication::StreamReader::new(&body[..])?;
     let mut changed = crate::cache::Changes::default();
-    while let Some(entry) = stream.next_entry().map_err(|e| e.to_string())? {
+    while let Some(entry) = stream.next_entry()? {
         changed.add(&entry.key);
     }
     let to = stream.header().to;

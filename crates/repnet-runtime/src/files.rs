@@ -2,7 +2,37 @@
 //! written so that a crash leaves either the old file or the new one, never half of one.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a state file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Read, but not what it should hold: `reason` says what was found wrong.
+    #[error("{} is damaged ({reason}): fix or delete it", path.display())]
+    Damaged { path: PathBuf, reason: String },
+}
+
+/// Reads a state file; `None` when there is none.
+pub fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
 
 /// Writes `bytes` to `path`: to a temporary file in the same folder (created if missing),
 /// flushed to disk, renamed over `path`, and the folder flushed too, so that the rename

@@ -48,6 +48,8 @@ pub enum BundleError {
     Older(String),
     #[error(transparent)]
     Store(#[from] repnet_store::StoreError),
+    #[error("{} is not a bundle public key: give the .pub file `repnet bundle keygen` made", .0.display())]
+    NotAPublicKey(std::path::PathBuf),
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + use<> {
@@ -133,19 +135,13 @@ pub fn read_secret_key(path: &Path) -> Result<SigningKey, BundleError> {
 }
 
 /// Reads a public key file (`repnet bundle keygen`'s `.pub`).
-pub fn read_public_key(path: &Path) -> Result<VerifyingKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey, BundleError> {
+    let text = std::fs::read_to_string(path).map_err(io("read", path))?;
     text.trim()
         .strip_prefix(PUBLIC_PREFIX)
         .and_then(unhex::<32>)
         .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .ok_or_else(|| {
-            format!(
-                "{} is not a bundle public key: give the .pub file `repnet bundle keygen` made",
-                path.display()
-            )
-        })
+        .ok_or_else(|| BundleError::NotAPublicKey(path.to_path_buf()))
 }
 
 fn message(digest: &[u8; 32]) -> Vec<u8> {

@@ -307,20 +307,18 @@ impl FeedConfig {
     pub fn import_options(
         &self,
         temp_dir: &Path,
-    ) -> Result<(repnet_feeds::Format, repnet_feeds::FeedOptions), String> {
+    ) -> Result<(repnet_feeds::Format, repnet_feeds::FeedOptions), FeedConfigError> {
         let format = repnet_feeds::Format::parse(&self.format)
-            .ok_or_else(|| format!("format: unknown format {:?}", self.format))?;
+            .ok_or_else(|| FeedConfigError::Format(self.format.clone()))?;
         let mut options =
             repnet_feeds::FeedOptions::new(repnet_store::now(), temp_dir.to_path_buf());
-        options
-            .apply(&repnet_feeds::Settings {
-                source: Some(&self.name),
-                verdict: self.verdict.as_deref(),
-                threat: self.threat.as_deref(),
-                categories: self.categories.iter().map(String::as_str).collect(),
-                confidence: self.confidence,
-            })
-            .map_err(|error| error.to_string())?;
+        options.apply(&repnet_feeds::Settings {
+            source: Some(&self.name),
+            verdict: self.verdict.as_deref(),
+            threat: self.threat.as_deref(),
+            categories: self.categories.iter().map(String::as_str).collect(),
+            confidence: self.confidence,
+        })?;
         if let Some(top) = self.top {
             options.top = top;
         }
@@ -329,41 +327,56 @@ impl FeedConfig {
         Ok((format, options))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), FeedConfigError> {
         self.import_options(Path::new("."))?;
         match (&self.url, &self.path) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err("give either url or path".to_owned());
-            }
+            (Some(_), Some(_)) | (None, None) => return Err(FeedConfigError::Location),
             (Some(url), None) => {
                 let lower = url.to_ascii_lowercase();
                 if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                    return Err(format!("url {url:?} is not an http:// or https:// URL"));
+                    return Err(FeedConfigError::Url(url.clone()));
                 }
             }
             (None, Some(_)) => {
                 if !self.headers.is_empty() {
-                    return Err(
-                        "headers are for downloads: give them with url, not path".to_owned()
-                    );
+                    return Err(FeedConfigError::HeadersWithPath);
                 }
             }
         }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("headers: {name:?} is not an HTTP header name"));
+                return Err(FeedConfigError::HeaderName(name.clone()));
             }
             if reqwest::header::HeaderValue::from_str(value).is_err() {
-                return Err(format!(
-                    "headers: the value of {name:?} is not a valid header value (printable ASCII)"
-                ));
+                return Err(FeedConfigError::HeaderValue(name.clone()));
             }
         }
         if self.interval_seconds == 0 {
-            return Err("interval_seconds must be at least 1".to_owned());
+            return Err(FeedConfigError::Interval);
         }
         Ok(())
     }
+}
+
+/// A `[[feeds]]` entry that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedConfigError {
+    #[error("format: unknown format {0:?}")]
+    Format(String),
+    #[error(transparent)]
+    Setting(#[from] repnet_feeds::SettingError),
+    #[error("give either url or path")]
+    Location,
+    #[error("url {0:?} is not an http:// or https:// URL")]
+    Url(String),
+    #[error("headers are for downloads: give them with url, not path")]
+    HeadersWithPath,
+    #[error("headers: {0:?} is not an HTTP header name")]
+    HeaderName(String),
+    #[error("headers: the value of {0:?} is not a valid header value (printable ASCII)")]
+    HeaderValue(String),
+    #[error("interval_seconds must be at least 1")]
+    Interval,
 }
 
 impl Default for ServerConfig {
@@ -469,7 +482,7 @@ impl ServerConfig {
             .validate()
             .map_err(|message| ConfigError::Invalid {
                 key: "connections",
-                message,
+                message: message.to_string(),
             })?;
         if self.connections.max_buffered_body_bytes < self.max_body_bytes as u64 {
             return Err(ConfigError::Invalid {
@@ -530,7 +543,7 @@ impl ServerConfig {
             .validate()
             .map_err(|message| ConfigError::Invalid {
                 key: "engine",
-                message,
+                message: message.to_string(),
             })?;
         if self.statement_version == 0 {
             return Err(ConfigError::Invalid {
@@ -565,7 +578,8 @@ impl ServerConfig {
                 key: "feeds",
                 message: format!("feed {} ({:?}): {message}", index + 1, feed.name),
             };
-            feed.validate().map_err(invalid)?;
+            feed.validate()
+                .map_err(|error| invalid(error.to_string()))?;
             if !names.insert(feed.name.as_str()) {
                 return Err(invalid("another feed has the same name".to_owned()));
             }

@@ -80,18 +80,29 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), EngineConfigError> {
         if self.interval_seconds == 0 || self.max_objects_per_tick == 0 {
-            return Err("interval_seconds and max_objects_per_tick must be at least 1".to_owned());
+            return Err(EngineConfigError::Pace);
         }
         if self.detecting_devices == 0 || self.trusted_devices == 0 {
-            return Err("detecting_devices and trusted_devices must be at least 1".to_owned());
+            return Err(EngineConfigError::Thresholds);
         }
         if self.untrusted_confidence > 100 || self.trusted_confidence > 100 {
-            return Err("confidences are from 0 to 100".to_owned());
+            return Err(EngineConfigError::Confidence);
         }
         Ok(())
     }
+}
+
+/// An `[engine]` setting that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineConfigError {
+    #[error("interval_seconds and max_objects_per_tick must be at least 1")]
+    Pace,
+    #[error("detecting_devices and trusted_devices must be at least 1")]
+    Thresholds,
+    #[error("confidences are from 0 to 100")]
+    Confidence,
 }
 
 /// The engine and its progress.

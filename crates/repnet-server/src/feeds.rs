@@ -383,7 +383,7 @@ impl Feeds {
         let (_, options) = feed
             .config
             .import_options(&self.data_dir)
-            .map_err(Failure::Feed)?;
+            .map_err(|error| Failure::Feed(error.to_string()))?;
         let report = self.import(store, input, feed.format, options).await?;
         Ok(Some((report, fetched)))
     }

@@ -150,6 +150,11 @@ pub enum StartError {
     /// The licence keys could not be read: what went wrong says whether the store is at fault.
     #[error("cannot read the licence keys: {0}")]
     Licences(#[source] repnet_licences::BookError),
+    /// The runtime settings an earlier run kept cannot be read.
+    #[error("runtime settings: {0}")]
+    SavedSettings(#[source] repnet_runtime::files::FileError),
+    #[error("bundle_public_key: {0}")]
+    BundleKey(#[source] bundle::BundleError),
 }
 
 impl Server {
@@ -163,12 +168,9 @@ impl Server {
     ) -> Result<Server, StartError> {
         // Settings changed at run time by an earlier run win over the file's.
         let mut config = config.clone();
-        if let Some(saved) = settings::RuntimeSettings::load(store.dir()).map_err(|message| {
-            ConfigError::Invalid {
-                key: "settings.json",
-                message,
-            }
-        })? {
+        if let Some(saved) =
+            settings::RuntimeSettings::load(store.dir()).map_err(StartError::SavedSettings)?
+        {
             tracing::info!(data = %store.dir().display(), "runtime settings from an earlier run");
             saved.apply_to(&mut config);
         }
@@ -185,20 +187,13 @@ impl Server {
                 upstream::Upstream::new(upstream, upstream.licence_key()?, metrics.clone())
                     .map_err(|message| ConfigError::Invalid {
                         key: "upstream",
-                        message,
+                        message: message.to_string(),
                     })?,
             )),
             None => None,
         };
         let bundle_key = match &config.bundle_public_key {
-            Some(path) => {
-                Some(
-                    bundle::read_public_key(path).map_err(|message| ConfigError::Invalid {
-                        key: "bundle_public_key",
-                        message,
-                    })?,
-                )
-            }
+            Some(path) => Some(bundle::read_public_key(path).map_err(StartError::BundleKey)?),
             None => None,
         };
         let tls = match (&config.tls_cert, &config.tls_key) {
@@ -206,7 +201,7 @@ impl Server {
                 repnet_http::tls::Certificates::load(cert, key).map_err(|message| {
                     ConfigError::Invalid {
                         key: "tls_cert",
-                        message,
+                        message: message.to_string(),
                     }
                 })?,
             ),

@@ -49,27 +49,25 @@ impl RuntimeSettings {
     }
 
     /// What is wrong with these settings, naming the setting.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SettingsError> {
         if self.engine_detecting_devices == 0 || self.engine_trusted_devices == 0 {
-            return Err(
-                "engine_detecting_devices and engine_trusted_devices must be at least 1".to_owned(),
-            );
+            return Err(SettingsError::EngineThreshold);
         }
         Ok(())
     }
 
     /// What an earlier run kept, if anything.
-    pub fn load(data: &Path) -> Result<Option<RuntimeSettings>, String> {
+    pub fn load(data: &Path) -> Result<Option<RuntimeSettings>, repnet_runtime::files::FileError> {
         let path = data.join("settings.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => repnet_protocol::from_json(&bytes)
-                .map(Some)
-                .map_err(|error| {
-                    format!("{} is damaged ({error}): fix or delete it", path.display())
-                }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
-        }
+        let Some(bytes) = repnet_runtime::files::read_if_present(&path)? else {
+            return Ok(None);
+        };
+        repnet_protocol::from_json(&bytes)
+            .map(Some)
+            .map_err(|error| repnet_runtime::files::FileError::Damaged {
+                path,
+                reason: error.to_string(),
+            })
     }
 
     pub(crate) fn save(&self, data: &Path) -> std::io::Result<()> {
@@ -78,6 +76,13 @@ impl RuntimeSettings {
             &repnet_protocol::to_json(self),
         )
     }
+}
+
+/// A runtime setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("engine_detecting_devices and engine_trusted_devices must be at least 1")]
+    EngineThreshold,
 }
 
 /// The rate limit the settings give each key.

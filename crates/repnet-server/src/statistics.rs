@@ -8,6 +8,7 @@
 //! the request — not the client's address, not the install id — is logged.
 
 use repnet_protocol::ErrorCode;
+use std::sync::Arc;
 
 use repnet_model::{
     CanonicalUrl, CertificateThumbprint, FileHash, Object, Sha256, ThreatName, Timestamp, privacy,
@@ -69,7 +70,10 @@ const CATEGORIES: &[&str] = &[
 ];
 
 /// A batch of events and where to say whether it was stored.
-pub(crate) type Pending = (Vec<StatEvent>, oneshot::Sender<Result<(), String>>);
+pub(crate) type Pending = (
+    Vec<StatEvent>,
+    oneshot::Sender<Result<(), Arc<repnet_store::StoreError>>>,
+);
 
 /// Where batches wait for the writer.
 pub(crate) type Queue = mpsc::Sender<Pending>;
@@ -98,7 +102,7 @@ impl Writer {
     }
 
     /// Stores what is waiting, and what is queued behind it, up to 512 batches at a time.
-    async fn write(&mut self) -> Result<(), String> {
+    async fn write(&mut self) -> Result<(), Arc<repnet_store::StoreError>> {
         while self.waiting.len() < 512 {
             match self.batches.try_recv() {
                 Ok(batch) => self.waiting.push(batch),
@@ -113,11 +117,7 @@ impl Writer {
             .iter_mut()
             .flat_map(|(events, _)| std::mem::take(events))
             .collect();
-        let result = self
-            .store
-            .record_statistics(events)
-            .await
-            .map_err(|error| error.to_string());
+        let result = self.store.record_statistics(events).await.map_err(Arc::new);
         for (_, done) in waiting {
             let _ = done.send(result.clone());
         }

@@ -84,9 +84,8 @@ impl Upstream {
         config: &UpstreamConfig,
         key: String,
         metrics: crate::metrics::Metrics,
-    ) -> Result<Upstream, String> {
-        let base = Client::with_ca(&config.url, config.ca_file.as_deref())
-            .map_err(|error| format!("upstream: {error}"))?;
+    ) -> Result<Upstream, ClientError> {
+        let base = Client::with_ca(&config.url, config.ca_file.as_deref())?;
         Ok(Upstream {
             metrics,
             url: config.url.clone(),

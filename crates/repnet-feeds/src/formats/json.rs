@@ -224,23 +224,48 @@ fn split_top(text: &str, word: &str) -> Vec<String> {
     parts
 }
 
-fn parse_comparison(text: &str) -> Result<Comparison, String> {
+/// Why a STIX pattern names no usable object.
+#[derive(Debug, thiserror::Error)]
+enum PatternError {
+    #[error("{0:?} is not a `path = 'value'` comparison")]
+    NotAComparison(String),
+    #[error("only = comparisons are supported: {0:?}")]
+    Operator(String),
+    #[error("the value of {0:?} is not a quoted string")]
+    Unquoted(String),
+    #[error("the pattern names nothing")]
+    Empty,
+    #[error("hash algorithm {0:?} is not MD5, SHA-1 or SHA-256")]
+    Algorithm(String),
+    #[error("{path} {value:?}: {error}")]
+    Value {
+        path: String,
+        value: String,
+        error: repnet_model::ParseError,
+    },
+    #[error("{0:?} is not a file hash, URL, domain or IP address")]
+    Object(String),
+    #[error("{0:?} is a range; only single addresses are supported")]
+    Range(String),
+}
+
+fn parse_comparison(text: &str) -> Result<Comparison, PatternError> {
     let text = text
         .trim()
         .trim_start_matches('(')
         .trim_end_matches(')')
         .trim();
     let Some((path, value)) = text.split_once('=') else {
-        return Err(format!("{text:?} is not a `path = 'value'` comparison"));
+        return Err(PatternError::NotAComparison(text.to_owned()));
     };
     if path.ends_with('!') || path.ends_with('<') || path.ends_with('>') {
-        return Err(format!("only = comparisons are supported: {text:?}"));
+        return Err(PatternError::Operator(text.to_owned()));
     }
     let value = value.trim();
     let inner = value
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
-        .ok_or_else(|| format!("the value of {text:?} is not a quoted string"))?;
+        .ok_or_else(|| PatternError::Unquoted(text.to_owned()))?;
     let mut unescaped = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
@@ -259,7 +284,7 @@ fn parse_comparison(text: &str) -> Result<Comparison, String> {
 /// The objects a STIX pattern names. Comparisons joined by AND inside one observation that
 /// all give hashes of a file describe one file with several hashes; every other comparison
 /// names an object of its own.
-fn parse_pattern(pattern: &str) -> Result<Vec<(Object, FileHashes)>, String> {
+fn parse_pattern(pattern: &str) -> Result<Vec<(Object, FileHashes)>, PatternError> {
     let mut objects = Vec::new();
     for observation in split_top(pattern.trim(), "OR") {
         let observation = observation.trim();
@@ -285,7 +310,7 @@ fn parse_pattern(pattern: &str) -> Result<Vec<(Object, FileHashes)>, String> {
                     .map(FileHash::Sha256)
                     .or(hashes.sha1.map(FileHash::Sha1))
                     .or(hashes.md5.map(FileHash::Md5))
-                    .ok_or("no hash")?;
+                    .ok_or(PatternError::Empty)?;
                 objects.push((Object::File(primary), hashes));
             } else {
                 for comparison in &comparisons {
@@ -295,12 +320,12 @@ fn parse_pattern(pattern: &str) -> Result<Vec<(Object, FileHashes)>, String> {
         }
     }
     if objects.is_empty() {
-        return Err("the pattern names nothing".to_owned());
+        return Err(PatternError::Empty);
     }
     Ok(objects)
 }
 
-fn file_hash(comparison: &Comparison) -> Result<FileHash, String> {
+fn file_hash(comparison: &Comparison) -> Result<FileHash, PatternError> {
     let algorithm = comparison
         .path
         .trim_start_matches("file:hashes.")
@@ -311,48 +336,60 @@ fn file_hash(comparison: &Comparison) -> Result<FileHash, String> {
         "sha1" => Sha1::from_hex(value).map(FileHash::Sha1),
         "md5" => Md5::from_hex(value).map(FileHash::Md5),
         other => {
-            return Err(format!(
-                "hash algorithm {other:?} is not MD5, SHA-1 or SHA-256"
-            ));
+            return Err(PatternError::Algorithm(other.to_owned()));
         }
     };
-    parsed.map_err(|e| format!("{}: {e}", comparison.path))
+    parsed.map_err(|error| PatternError::Value {
+        path: comparison.path.clone(),
+        value: value.to_owned(),
+        error,
+    })
 }
 
-fn comparison_object(comparison: &Comparison) -> Result<Object, String> {
+fn comparison_object(comparison: &Comparison) -> Result<Object, PatternError> {
     let value = comparison.value.as_str();
     let object = match comparison.path.as_str() {
         path if path.starts_with("file:hashes.") => Object::File(file_hash(comparison)?),
         "url:value" => {
-            Object::Url(Expression::parse(value).map_err(|e| format!("url:value {value:?}: {e}"))?)
+            Object::Url(
+                Expression::parse(value).map_err(|error| PatternError::Value {
+                    path: comparison.path.clone(),
+                    value: value.to_owned(),
+                    error,
+                })?,
+            )
         }
-        "domain-name:value" => Object::Domain(
-            Domain::new(value).map_err(|e| format!("domain-name:value {value:?}: {e}"))?,
-        ),
+        "domain-name:value" => {
+            Object::Domain(Domain::new(value).map_err(|error| PatternError::Value {
+                path: comparison.path.clone(),
+                value: value.to_owned(),
+                error,
+            })?)
+        }
         "ipv4-addr:value" | "ipv6-addr:value" => Object::Ip(single_address(value)?),
         other => {
-            return Err(format!(
-                "{other:?} is not a file hash, URL, domain or IP address"
-            ));
+            return Err(PatternError::Object(other.to_owned()));
         }
     };
     Ok(object)
 }
 
 /// An IP address, or a CIDR block of one address.
-fn single_address(value: &str) -> Result<std::net::IpAddr, String> {
+fn single_address(value: &str) -> Result<std::net::IpAddr, PatternError> {
     let (address, prefix) = match value.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (value, None),
     };
-    let ip = canonical_ip(address).map_err(|e| e.to_string())?;
+    let ip = canonical_ip(address).map_err(|error| PatternError::Value {
+        path: "ip-addr:value".to_owned(),
+        value: value.to_owned(),
+        error,
+    })?;
     let full = if ip.is_ipv4() { "32" } else { "128" };
     match prefix {
         None => Ok(ip),
         Some(prefix) if prefix == full => Ok(ip),
-        Some(_) => Err(format!(
-            "{value:?} is a range; only single addresses are supported"
-        )),
+        Some(_) => Err(PatternError::Range(value.to_owned())),
     }
 }
 
@@ -471,7 +508,9 @@ fn misp_value(
             );
             return Ok(());
         }
-        "cidr" => single_address(value).map(Object::Ip),
+        "cidr" => single_address(value)
+            .map(Object::Ip)
+            .map_err(|e| e.to_string()),
         "hostname" => Domain::new(value)
             .map(Object::Domain)
             .or_else(|_| canonical_ip(value).map(Object::Ip))

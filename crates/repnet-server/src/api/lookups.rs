@@ -410,7 +410,7 @@ pub(crate) async fn lookup_batch(
             )
         })?;
         let layout = repnet_protocol::binary::Layout::parse(layout)
-            .map_err(|message| ApiError::bad_request(ErrorCode::InvalidQuery, message))?;
+            .map_err(|error| ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()))?;
         return lookup_binary(&state, &body, &layout).await;
     }
     if params.hash.is_some() {
@@ -458,7 +458,7 @@ async fn lookup_binary(
     layout: &repnet_protocol::binary::Layout,
 ) -> Result<Response, ApiError> {
     let files = repnet_protocol::binary::parse_request(body, layout)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidBody, message))?;
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidBody, error.to_string()))?;
     check_batch_size(state, files.len())?;
     // Every file has a hash: `parse_request` refuses a file without one.
     let queries = files.iter().filter_map(Lookup::file).collect();

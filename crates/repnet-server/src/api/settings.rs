@@ -45,10 +45,10 @@ pub(crate) async fn patch_settings(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let settings: RuntimeSettings = repnet_protocol::merge_patch(&current, &body)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string()))?;
     settings
         .check()
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidSetting, message))?;
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string()))?;
     settings
         .save(state.store.dir())
         .map_err(|error| ApiError::internal("the settings could not be kept", &error))?;
