@@ -10,50 +10,29 @@ use std::time::Duration;
 
 use repnet_client::Client;
 use repnet_proxy::{Proxy, ProxyConfig, Settings};
-use repnet_server::{AdminToken, Server, ServerConfig};
-use repnet_store::{Store, StoreOptions};
+use repnet_server::ServerConfig;
+use repnet_testkit::{
+    Endpoint, Options, Proxy as TestProxy, Server as TestServer, TOKEN, eventually,
+};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 #[path = "../../repnet-http/tests/support/crowd.rs"]
 mod crowd;
 
-const TOKEN: &str = "proxy-test-admin-token-123";
 const UPSTREAM_KEY: &str = "ORG-PROXY-KEY-0001";
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
 /// The upstream server, on `address` (port 0 for any), with a licence key for the proxy.
-async fn upstream(dir: &Path, address: SocketAddr, config: ServerConfig) -> Running {
-    let store = Store::open(dir, &StoreOptions::default()).unwrap();
-    let server = Server::new(store, &config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(server.run(listener, async {
-        let _ = stopped.await;
-    }));
-    let running = Running {
-        base,
-        stop: Some(stop),
-        task: Some(task),
-    };
+async fn upstream(dir: &Path, address: SocketAddr, config: ServerConfig) -> TestServer {
+    let running = TestServer::start_with(
+        dir,
+        config,
+        Options {
+            address,
+            ..Options::default()
+        },
+    )
+    .await;
     let (status, _) = call(
         &running,
         reqwest::Method::POST,
@@ -66,7 +45,7 @@ async fn upstream(dir: &Path, address: SocketAddr, config: ServerConfig) -> Runn
     running
 }
 
-async fn proxy(data: &Path, upstream: &str, settings: Settings) -> Running {
+async fn proxy(data: &Path, upstream: &str, settings: Settings) -> TestProxy {
     proxy_with(data, upstream, settings, |_| {}).await
 }
 
@@ -76,7 +55,7 @@ async fn proxy_with(
     upstream: &str,
     settings: Settings,
     configure: impl FnOnce(&mut ProxyConfig),
-) -> Running {
+) -> TestProxy {
     let mut config = ProxyConfig {
         data: data.to_path_buf(),
         upstream_key: Some(UPSTREAM_KEY.to_owned()),
@@ -89,22 +68,11 @@ async fn proxy_with(
         ..ProxyConfig::default()
     };
     configure(&mut config);
-    let proxy = Proxy::new(config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(proxy.run(listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    TestProxy::start(config).await
 }
 
 async fn call(
-    at: &Running,
+    at: &impl Endpoint,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
@@ -115,7 +83,7 @@ async fn call(
 }
 
 async fn call_full(
-    at: &Running,
+    at: &impl Endpoint,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
@@ -124,7 +92,7 @@ async fn call_full(
     let mut request = repnet_client::http_client_builder()
         .build()
         .unwrap()
-        .request(method, format!("{}{path}", at.base));
+        .request(method, format!("{}{path}", at.base()));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -143,46 +111,13 @@ async fn call_full(
 }
 
 /// Upstream `POST /v1/lookup` requests answered so far (from the server's metrics).
-async fn upstream_lookups(server: &Running) -> u64 {
-    upstream_requests(server, "/v1/lookup").await
+async fn upstream_lookups(server: &TestServer) -> u64 {
+    server.requests_to("/v1/lookup").await
 }
 
 /// Upstream requests to `route` answered 200 so far.
-async fn upstream_requests(server: &Running, route: &str) -> u64 {
-    let text = repnet_client::http_client_builder()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|line| {
-            line.starts_with(&format!(
-                r#"repnet_http_requests_total{{route="{route}",status="200"}}"#
-            ))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn upstream_requests(server: &TestServer, route: &str) -> u64 {
+    server.requests_to(route).await
 }
 
 #[tokio::test]
@@ -1430,14 +1365,14 @@ async fn the_server_and_the_proxy_refuse_admin_mistakes_alike() {
     .await;
     let proxy = proxy(proxy_dir.path(), &server.base, Settings::default()).await;
     let http = repnet_client::http_client_builder().build().unwrap();
-    let answer = |at: &Running,
+    let answer = |at: &str,
                   method: reqwest::Method,
                   path: &str,
                   content_type: Option<&str>,
                   body: &str,
                   token: Option<&str>| {
         let mut request = http
-            .request(method, format!("{}{path}", at.base))
+            .request(method, format!("{at}{path}"))
             .body(body.to_owned());
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -1549,8 +1484,16 @@ async fn the_server_and_the_proxy_refuse_admin_mistakes_alike() {
         ),
     ];
     for ((what, method, path, content_type, body), token, status, code) in cases {
-        let on_server = answer(&server, method.clone(), path, content_type, body, token).await;
-        let on_proxy = answer(&proxy, method, path, content_type, body, token).await;
+        let on_server = answer(
+            &server.base,
+            method.clone(),
+            path,
+            content_type,
+            body,
+            token,
+        )
+        .await;
+        let on_proxy = answer(&proxy.base, method, path, content_type, body, token).await;
         assert_eq!(
             (on_server.0, on_server.1.as_str()),
             (status, Some(code)),

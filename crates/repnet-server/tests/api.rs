@@ -9,101 +9,15 @@ use repnet_model::{
     Confidence, FileHashes, Object, ObjectKind, Source, SourceRecord, ThreatName, Timestamp,
     Verdict,
 };
-use repnet_server::{AdminToken, Server, ServerConfig};
+use repnet_server::ServerConfig;
 use repnet_store::{Change, Store, StoreOptions};
+use repnet_testkit::{Options, Server as TestServer};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
 const EICAR_SHA1: &str = "3395856ce81f2b7382dee72602f798b642f14140";
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
-const TOKEN: &str = "test-admin-token-0123456789";
-
-struct TestServer {
-    base: String,
-    http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    async fn start(dir: &Path, admin_token: Option<&str>) -> TestServer {
-        TestServer::start_with(dir, admin_token, ServerConfig::default()).await
-    }
-
-    async fn start_with(dir: &Path, admin_token: Option<&str>, config: ServerConfig) -> TestServer {
-        let store = Store::open(dir, &StoreOptions::default()).expect("open store");
-        let token = admin_token.map(|t| AdminToken::new(t).expect("token"));
-        let server = Server::new(store, &config, token).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server.run(listener, async {
-            let _ = rx.await;
-        }));
-        TestServer {
-            base,
-            http: repnet_client::http_client_builder()
-                .build()
-                .expect("client"),
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the server and waits until it has released the store.
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("serve");
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).send().await.expect("send");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("send");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.expect("send");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
+use repnet_testkit::TOKEN;
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
@@ -112,7 +26,12 @@ fn error_code(body: &Value) -> &str {
 #[tokio::test]
 async fn eicar_is_untrusted_by_all_three_hashes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     for hash in [
         EICAR_MD5,
         EICAR_SHA1,
@@ -154,7 +73,12 @@ async fn eicar_is_untrusted_by_all_three_hashes() {
 #[tokio::test]
 async fn unknown_objects_are_200_unknown_with_a_short_ttl() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     for path in [
         format!("/v1/files/{}", "0".repeat(64)),
         "/v1/domains/B\u{fc}cher.example.".to_owned(),
@@ -178,12 +102,12 @@ async fn unknown_objects_are_200_unknown_with_a_short_ttl() {
 #[tokio::test]
 async fn a_local_verdict_is_set_looked_up_listed_and_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let hash = "ab".repeat(32);
     let put = json!({"object": {"file": hash}, "verdict": "untrusted", "threat": "Corp.Blocked",
                      "categories": ["malware"], "comment": "ticket #7"});
     let (status, body) = server
-        .admin(
+        .call(
             reqwest::Method::PUT,
             "/v1/admin/verdicts",
             Some(&put),
@@ -199,7 +123,7 @@ async fn a_local_verdict_is_set_looked_up_listed_and_removed() {
     assert_eq!(body["source"], "local");
 
     let (status, list) = server
-        .admin(
+        .call(
             reqwest::Method::GET,
             "/v1/admin/verdicts",
             None,
@@ -214,14 +138,14 @@ async fn a_local_verdict_is_set_looked_up_listed_and_removed() {
 
     let path = format!("/v1/admin/verdicts?file={hash}");
     let (status, body) = server
-        .admin(reqwest::Method::DELETE, &path, None, Some(TOKEN))
+        .call(reqwest::Method::DELETE, &path, None, Some(TOKEN))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["verdict"], "unknown");
     let (_, body) = server.get(&format!("/v1/files/{hash}")).await;
     assert_eq!(body["verdict"], "unknown");
     let (status, body) = server
-        .admin(reqwest::Method::DELETE, &path, None, Some(TOKEN))
+        .call(reqwest::Method::DELETE, &path, None, Some(TOKEN))
         .await;
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "no_local_verdict");
@@ -261,7 +185,7 @@ async fn precedence_between_two_feeds_and_a_local_verdict() {
         .collect();
         store.apply(changes).await.unwrap();
     }
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let (_, body) = server.get(&format!("/v1/files/{hash}?explain=true")).await;
     assert_eq!(body["verdict"], "untrusted");
     assert_eq!(body["source"], "feed:malware-db");
@@ -280,7 +204,7 @@ async fn precedence_between_two_feeds_and_a_local_verdict() {
     // The administrator overrides both.
     let put = json!({"object": {"file": hash}, "verdict": "trusted"});
     let (status, _) = server
-        .admin(
+        .call(
             reqwest::Method::PUT,
             "/v1/admin/verdicts",
             Some(&put),
@@ -310,11 +234,11 @@ async fn every_client_mistake_gets_its_status_and_code() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(
         dir.path(),
-        None,
         ServerConfig {
             max_body_bytes: 1 << 20,
             ..ServerConfig::default()
         },
+        Options::without_admin(),
     )
     .await;
     let gets = [
@@ -482,7 +406,7 @@ async fn every_client_mistake_gets_its_status_and_code() {
 #[tokio::test]
 async fn garbage_never_gets_a_500() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let paths = [
         "/v1/files/",
         "/v1/files/%",
@@ -542,7 +466,7 @@ async fn garbage_never_gets_a_500() {
     ];
     for body in bad_verdicts {
         let (status, answer) = server
-            .admin(
+            .call(
                 reqwest::Method::PUT,
                 "/v1/admin/verdicts",
                 Some(&body),
@@ -553,7 +477,7 @@ async fn garbage_never_gets_a_500() {
     }
     // None of that changed anything.
     let (_, list) = server
-        .admin(
+        .call(
             reqwest::Method::GET,
             "/v1/admin/verdicts",
             None,
@@ -567,7 +491,12 @@ async fn garbage_never_gets_a_500() {
 #[tokio::test]
 async fn a_batch_is_answered_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     let unknown = "1".repeat(64);
     let items = json!([
         {"file": unknown}, {"file": EICAR_SHA1}, {"domain": "malware.test.repnet.invalid"},
@@ -608,7 +537,7 @@ async fn a_batch_is_answered_in_order() {
 #[tokio::test]
 async fn the_admin_api_needs_the_right_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let put = json!({"object": {"domain": "x.example"}, "verdict": "trusted"});
     for token in [
         None,
@@ -620,9 +549,7 @@ async fn the_admin_api_needs_the_right_token() {
             (reqwest::Method::GET, None),
             (reqwest::Method::PUT, Some(&put)),
         ] {
-            let (status, answer) = server
-                .admin(method, "/v1/admin/verdicts", body, token)
-                .await;
+            let (status, answer) = server.call(method, "/v1/admin/verdicts", body, token).await;
             assert_eq!(status, 401, "{token:?}");
             assert_eq!(error_code(&answer), "unauthorized");
         }
@@ -635,11 +562,11 @@ async fn the_admin_api_needs_the_right_token() {
 #[tokio::test]
 async fn a_restart_keeps_local_verdicts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let put =
         json!({"object": {"ip": "198.51.100.7"}, "verdict": "untrusted", "categories": ["c2"]});
     let (status, _) = server
-        .admin(
+        .call(
             reqwest::Method::PUT,
             "/v1/admin/verdicts",
             Some(&put),
@@ -649,7 +576,7 @@ async fn a_restart_keeps_local_verdicts() {
     assert_eq!(status, 200);
     server.stop().await;
 
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let (_, body) = server.get("/v1/ips/198.51.100.7").await;
     assert_eq!(body["verdict"], "untrusted");
     assert_eq!(body["categories"], json!(["c2"]));
@@ -659,7 +586,12 @@ async fn a_restart_keeps_local_verdicts() {
 #[tokio::test]
 async fn operations_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     assert_eq!(server.get("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(
         server.get("/readyz").await,
@@ -728,7 +660,12 @@ async fn operations_endpoints() {
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     let http2 = repnet_client::http_client_builder()
         .http2_prior_knowledge()
         .build()
@@ -747,11 +684,11 @@ async fn http2_with_prior_knowledge_is_served() {
 #[tokio::test]
 async fn binary_batch_lookups() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let put = json!({"object": {"file": "ab".repeat(32)}, "verdict": "riskware", "threat": "Corp.Tool",
                      "categories": ["remote_admin"]});
     server
-        .admin(
+        .call(
             reqwest::Method::PUT,
             "/v1/admin/verdicts",
             Some(&put),
@@ -834,7 +771,7 @@ async fn binary_batch_lookups() {
 #[tokio::test]
 async fn urls_are_matched_by_their_most_specific_expression() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let set = |object: Value, verdict: &str, threat: &str| json!({"object": object, "verdict": verdict, "threat": threat});
     for body in [
         set(
@@ -855,7 +792,7 @@ async fn urls_are_matched_by_their_most_specific_expression() {
         set(json!({"ip": "192.0.2.66"}), "untrusted", "Evil.Ip"),
     ] {
         let (status, answer) = server
-            .admin(
+            .call(
                 reqwest::Method::PUT,
                 "/v1/admin/verdicts",
                 Some(&body),
@@ -962,7 +899,7 @@ async fn urls_are_matched_by_their_most_specific_expression() {
     );
     // Local verdicts on URLs are listed as URLs and can be removed.
     let (_, list) = server
-        .admin(
+        .call(
             reqwest::Method::GET,
             "/v1/admin/verdicts",
             None,
@@ -978,7 +915,7 @@ async fn urls_are_matched_by_their_most_specific_expression() {
     assert!(listed.contains(&"evil.example/login/"), "{listed:?}");
     assert!(listed.contains(&"evil.example"), "{listed:?}");
     let (status, _) = server
-        .admin(
+        .call(
             reqwest::Method::DELETE,
             "/v1/admin/verdicts?url=evil.example%2Flogin%2F",
             None,
@@ -999,7 +936,12 @@ async fn urls_are_matched_by_their_most_specific_expression() {
 #[tokio::test]
 async fn bad_urls_and_prefixes_are_400() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     for (path, code, message) in [
         ("/v1/urls", "invalid_url", "?url="),
         ("/v1/urls?url=", "invalid_url", "empty"),
@@ -1065,7 +1007,12 @@ async fn bad_urls_and_prefixes_are_400() {
 #[tokio::test]
 async fn privacy_mode_finds_files_and_urls_by_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     let eicar_prefix = &EICAR_SHA256[..8];
     let phishing = repnet_model::Expression::parse("phishing.test.repnet.invalid/")
         .unwrap()
@@ -1231,7 +1178,12 @@ async fn a_file_is_found_by_every_hash_it_is_asked_by() {
         ],
     )
     .await;
-    let server = TestServer::start(dir.path(), None).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
     let hex = |hashes: &FileHashes| {
         json!({
             "sha256": hashes.sha256.unwrap().to_string(),
@@ -1398,7 +1350,7 @@ async fn a_broad_block_is_not_undone_by_a_narrow_allow() {
         ],
     )
     .await;
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     for (object, verdict) in [
         (json!({"domain": "corpblock.example"}), "untrusted"),
         // The administrator exempts one page under the blocked domain.
@@ -1409,7 +1361,7 @@ async fn a_broad_block_is_not_undone_by_a_narrow_allow() {
     ] {
         let body = json!({"object": object, "verdict": verdict});
         let (status, answer) = server
-            .admin(
+            .call(
                 reqwest::Method::PUT,
                 "/v1/admin/verdicts",
                 Some(&body),
@@ -1476,10 +1428,10 @@ async fn a_broad_block_is_not_undone_by_a_narrow_allow() {
 #[tokio::test]
 async fn urls_are_on_the_host_a_browser_goes_to() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let body = json!({"object": {"domain": "evil-idn.example"}, "verdict": "untrusted"});
     let (status, _) = server
-        .admin(
+        .call(
             reqwest::Method::PUT,
             "/v1/admin/verdicts",
             Some(&body),
@@ -1523,7 +1475,7 @@ async fn urls_are_on_the_host_a_browser_goes_to() {
 #[tokio::test]
 async fn small_things_of_the_adversarial_review() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Some(TOKEN)).await;
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
     let response = server
         .http
         .get(server.url("/v1/admin/verdicts"))
@@ -1559,7 +1511,7 @@ async fn small_things_of_the_adversarial_review() {
         } else {
             (reqwest::Method::PUT, "/v1/admin/verdicts")
         };
-        let (status, answer) = server.admin(method, path, Some(&body), Some(TOKEN)).await;
+        let (status, answer) = server.call(method, path, Some(&body), Some(TOKEN)).await;
         assert_eq!((status, error_code(&answer)), (400, code), "{answer}");
         assert!(
             answer["error"]["message"]

@@ -5,82 +5,46 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse as _;
-use repnet_client::{Client, ClientError, ImportBody};
+use repnet_client::{ClientError, ImportBody};
 use repnet_protocol::{FeedStatus, ImportParams};
+use repnet_server::ServerConfig;
 use repnet_server::config::FeedConfig;
-use repnet_server::{AdminToken, Server, ServerConfig};
-use repnet_store::{Store, StoreOptions};
-use tokio::sync::oneshot;
+use repnet_testkit::{Server as TestServer, TOKEN};
 
-const TOKEN: &str = "test-admin-token-0123456789";
-
-struct TestServer {
-    client: Client,
-    base: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+/// The verdict the server gives a URL.
+async fn url_verdict(server: &TestServer, url: &str) -> String {
+    let answer = server
+        .admin
+        .get(repnet_model::ObjectKind::Url, url, false)
+        .await
+        .unwrap();
+    answer.verdict.as_str().to_owned()
 }
 
-impl TestServer {
-    async fn start(dir: &Path, config: ServerConfig) -> TestServer {
-        config.validate().unwrap();
-        let store = Store::open(dir, &StoreOptions::default()).unwrap();
-        let server = Server::new(store, &config, Some(AdminToken::new(TOKEN).unwrap())).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server.run(listener, async {
-            let _ = rx.await;
-        }));
-        TestServer {
-            client: Client::new(&base).unwrap().with_admin_token(TOKEN),
-            base,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
+async fn file_verdict(server: &TestServer, hash: &str) -> String {
+    let answer = server
+        .admin
+        .get(repnet_model::ObjectKind::File, hash, false)
+        .await
+        .unwrap();
+    answer.verdict.as_str().to_owned()
+}
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-
-    /// The verdict the server gives a URL.
-    async fn url_verdict(&self, url: &str) -> String {
-        let answer = self
-            .client
-            .get(repnet_model::ObjectKind::Url, url, false)
-            .await
-            .unwrap();
-        answer.verdict.as_str().to_owned()
-    }
-
-    async fn file_verdict(&self, hash: &str) -> String {
-        let answer = self
-            .client
-            .get(repnet_model::ObjectKind::File, hash, false)
-            .await
-            .unwrap();
-        answer.verdict.as_str().to_owned()
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
+async fn metrics_of(server: &TestServer) -> String {
+    server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// A URLhaus dump listing `urls`, in today's 9-column format.
@@ -164,7 +128,7 @@ fn feed_config(name: &str, url: Option<String>, path: Option<PathBuf>) -> FeedCo
 }
 
 async fn refresh(server: &TestServer, name: &str) -> FeedStatus {
-    server.client.refresh_feed(name).await.unwrap()
+    server.admin.refresh_feed(name).await.unwrap()
 }
 
 const A: &str = "http://a.feed.example/payload.sh";
@@ -201,8 +165,8 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     assert_eq!(report.source, "feed:urlhaus");
     assert_eq!(status.etag.as_deref(), Some("\"v1\""));
     assert_eq!(status.location, url);
-    assert_eq!(server.url_verdict(A).await, "untrusted");
-    assert_eq!(server.url_verdict(B).await, "untrusted");
+    assert_eq!(url_verdict(&server, A).await, "untrusted");
+    assert_eq!(url_verdict(&server, B).await, "untrusted");
 
     // Unchanged: a 304, nothing imported.
     let status = refresh(&server, "urlhaus").await;
@@ -219,8 +183,8 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     assert_eq!(status.state, "imported", "{status:?}");
     let report = status.last_import.clone().unwrap();
     assert_eq!((report.stored, report.retracted), (2, 1));
-    assert_eq!(server.url_verdict(B).await, "unknown");
-    assert_eq!(server.url_verdict(C).await, "untrusted");
+    assert_eq!(url_verdict(&server, B).await, "unknown");
+    assert_eq!(url_verdict(&server, C).await, "untrusted");
 
     // The publisher fails: the data stays, the failure shows in the status and the metrics.
     published.lock().unwrap().broken = true;
@@ -229,8 +193,8 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     assert_eq!(status.consecutive_failures, 1);
     let error = status.error.clone().unwrap();
     assert!(error.contains("500"), "{error}");
-    assert_eq!(server.url_verdict(A).await, "untrusted");
-    let metrics = server.metrics().await;
+    assert_eq!(url_verdict(&server, A).await, "untrusted");
+    let metrics = metrics_of(&server).await;
     assert!(
         metrics.contains("repnet_feed_up{feed=\"urlhaus\"} 0"),
         "{metrics}"
@@ -258,8 +222,8 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
             .contains("not one was a valid entry"),
         "{status:?}"
     );
-    assert_eq!(server.url_verdict(A).await, "untrusted");
-    assert_eq!(server.url_verdict(C).await, "untrusted");
+    assert_eq!(url_verdict(&server, A).await, "untrusted");
+    assert_eq!(url_verdict(&server, C).await, "untrusted");
 
     // Back to v2: recovered.
     {
@@ -270,18 +234,18 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     let status = refresh(&server, "urlhaus").await;
     assert_eq!(status.state, "not_modified", "{status:?}");
     assert_eq!((status.consecutive_failures, status.error), (0, None));
-    let metrics = server.metrics().await;
+    let metrics = metrics_of(&server).await;
     assert!(
         metrics.contains("repnet_feed_up{feed=\"urlhaus\"} 1")
             && metrics.contains("repnet_feed_entries{feed=\"urlhaus\"} 2"),
         "{metrics}"
     );
 
-    let listed = server.client.feeds().await.unwrap().feeds;
+    let listed = server.admin.feeds().await.unwrap().feeds;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "urlhaus");
     assert!(listed[0].next_refresh.is_some());
-    let missing = server.client.refresh_feed("nope").await.unwrap_err();
+    let missing = server.admin.refresh_feed("nope").await.unwrap_err();
     assert!(
         matches!(&missing, ClientError::Api { status: 404, message, .. } if message.contains("urlhaus")),
         "{missing}"
@@ -292,10 +256,10 @@ async fn a_scheduled_feed_refreshes_with_conditional_gets_and_keeps_its_data_on_
     // and then a conditional one.
     let requests = published.lock().unwrap().requests;
     let server = TestServer::start(dir.path(), config).await;
-    let listed = server.client.feeds().await.unwrap().feeds;
+    let listed = server.admin.feeds().await.unwrap().feeds;
     assert_eq!(listed[0].state, "pending");
     assert_eq!(listed[0].etag.as_deref(), Some("\"v2\""));
-    assert_eq!(server.url_verdict(C).await, "untrusted");
+    assert_eq!(url_verdict(&server, C).await, "untrusted");
     let status = refresh(&server, "urlhaus").await;
     assert_eq!(status.state, "not_modified");
     assert_eq!(published.lock().unwrap().requests, requests + 1);
@@ -315,7 +279,7 @@ async fn a_scheduled_local_file_is_imported_when_it_changes() {
     let server = TestServer::start(&data, config).await;
     let status = refresh(&server, "local").await;
     assert_eq!(status.last_import.unwrap().source, "feed:local");
-    assert_eq!(server.url_verdict(A).await, "untrusted");
+    assert_eq!(url_verdict(&server, A).await, "untrusted");
     let status = refresh(&server, "local").await;
     assert_eq!(status.state, "not_modified");
 
@@ -323,8 +287,8 @@ async fn a_scheduled_local_file_is_imported_when_it_changes() {
     let status = refresh(&server, "local").await;
     assert_eq!(status.state, "imported");
     assert_eq!(status.last_import.unwrap().retracted, 1);
-    assert_eq!(server.url_verdict(A).await, "unknown");
-    assert_eq!(server.url_verdict(B).await, "untrusted");
+    assert_eq!(url_verdict(&server, A).await, "unknown");
+    assert_eq!(url_verdict(&server, B).await, "untrusted");
 
     std::fs::remove_file(&path).unwrap();
     let status = refresh(&server, "local").await;
@@ -333,7 +297,7 @@ async fn a_scheduled_local_file_is_imported_when_it_changes() {
         status.error.unwrap().contains("urlhaus.csv"),
         "the error names the file"
     );
-    assert_eq!(server.url_verdict(B).await, "untrusted");
+    assert_eq!(url_verdict(&server, B).await, "untrusted");
     server.stop().await;
 }
 
@@ -349,7 +313,7 @@ async fn upload(
     body: Vec<u8>,
 ) -> Result<repnet_protocol::ImportReport, ClientError> {
     server
-        .client
+        .admin
         .import_feed(params, ImportBody::Bytes(body))
         .await
 }
@@ -387,7 +351,7 @@ async fn uploaded_feeds_are_imported_and_bad_uploads_change_nothing() {
         "{:?}",
         report.examples
     );
-    assert_eq!(server.file_verdict(&hashes[7]).await, "untrusted");
+    assert_eq!(file_verdict(&server, &hashes[7]).await, "untrusted");
 
     // Refusals, each with the field and what to do; nothing changes.
     let refused = |error: ClientError| match error {
@@ -479,7 +443,7 @@ async fn uploaded_feeds_are_imported_and_bad_uploads_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    assert_eq!(server.file_verdict(&hashes[7]).await, "untrusted");
+    assert_eq!(file_verdict(&server, &hashes[7]).await, "untrusted");
 
     // No temporary files are left behind.
     let leftovers: Vec<String> = std::fs::read_dir(dir.path())
@@ -584,13 +548,13 @@ async fn every_background_worker_reports_in_the_status_and_the_metrics() {
             .cloned()
             .unwrap_or_else(|| panic!("no worker {name} in {:?}", status.workers))
     };
-    let mut status = server.client.server_status().await.unwrap();
+    let mut status = server.admin.server_status().await.unwrap();
     for _ in 0..500 {
         if worker(&status, "feed:local").units > 0 && worker(&status, "feed:broken").errors > 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        status = server.client.server_status().await.unwrap();
+        status = server.admin.server_status().await.unwrap();
     }
     let names: Vec<&str> = status.workers.iter().map(|w| w.name.as_str()).collect();
     for name in [
@@ -625,9 +589,9 @@ async fn every_background_worker_reports_in_the_status_and_the_metrics() {
         "{broken:?}"
     );
     assert!(broken.last_error_at.is_some());
-    assert_eq!(server.url_verdict(A).await, "untrusted");
+    assert_eq!(url_verdict(&server, A).await, "untrusted");
 
-    let metrics = server.metrics().await;
+    let metrics = metrics_of(&server).await;
     assert!(
         metrics.contains("repnet_worker_errors_total{worker=\"feed:broken\"} 1"),
         "{metrics}"

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,8 +14,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use common::{TestServer, eventually};
 use repnet_server::{Role, ServerConfig, UpstreamConfig};
+use repnet_testkit::{Server as TestServer, eventually};
 
 /// A hostile upstream answering every request with `answer`; counts the requests it gets.
 async fn hostile(answer: fn() -> Response) -> (String, Arc<AtomicUsize>) {

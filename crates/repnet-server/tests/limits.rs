@@ -5,15 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod common;
 #[path = "../../repnet-http/tests/support/crowd.rs"]
 mod crowd;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestServer;
 use repnet_server::ServerConfig;
+use repnet_testkit::Server as TestServer;
 
 fn address(server: &TestServer) -> SocketAddr {
     server.base.trim_start_matches("http://").parse().unwrap()
@@ -240,7 +239,7 @@ async fn replication_streams_are_capped_and_readers_that_do_not_read_are_let_go(
     // Readers that do not read are closed after write_timeout_seconds, and their slots
     // come back without anyone hanging up.
     let keep = (first, second, third);
-    common::eventually(60, "the unread streams to be let go", || async {
+    repnet_testkit::eventually(60, "the unread streams to be let go", || async {
         let (_, head) = unread(&server, "/v1/changes?after=0&limit=10", "REPLICA-KEY-ONE").await;
         head.starts_with("HTTP/1.1 200")
     })

@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod common;
-
 use std::path::Path;
 
-use common::{TestServer, eventually};
 use repnet_client::{Client, ClientError};
 use repnet_model::{ObjectKind, Sha256, Timestamp};
 use repnet_protocol::{AddLicenceKey, ImportParams, LookupItem, SetLocalVerdict};
 use repnet_server::config::Role;
 use repnet_server::{ServerConfig, UpstreamConfig};
 use repnet_store::{Licence, Store, StoreOptions};
+use repnet_testkit::{Server as TestServer, eventually};
 
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 
@@ -796,7 +794,15 @@ async fn tls_with_a_private_ca() {
         tls_key: Some(key.clone()),
         ..ServerConfig::default()
     };
-    let server = TestServer::start_with_ca(dir.path(), config, Some(&ca_file)).await;
+    let server = TestServer::start_with(
+        dir.path(),
+        config,
+        repnet_testkit::Options {
+            ca: Some(ca_file.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(server.base.starts_with("https://"));
     let trusting = Client::with_ca(&server.base, Some(&ca_file)).unwrap();
     let reputation = trusting

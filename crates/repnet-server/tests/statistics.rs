@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod common;
-
-use common::TestServer;
 use repnet_server::ServerConfig;
+use repnet_testkit::Server as TestServer;
 use serde_json::{Value, json};
 
 async fn post(server: &TestServer, body: &Value) -> (u16, Value) {
@@ -353,7 +351,7 @@ async fn admin(
         .build()
         .unwrap()
         .request(method, format!("{}{path}", server.base))
-        .bearer_auth(common::TOKEN);
+        .bearer_auth(repnet_testkit::TOKEN);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -391,7 +389,7 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
         assert_eq!(post(&server, &batch(device, events.clone())).await.0, 202);
         assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
-    common::eventually(60, "the engine's first tick", || async {
+    repnet_testkit::eventually(60, "the engine's first tick", || async {
         admin(&server, reqwest::Method::GET, "/v1/admin/engine", None)
             .await
             .1["pending"]
@@ -408,7 +406,7 @@ async fn the_engine_turns_statistics_into_verdicts_and_reports_into_a_review_que
         ]);
         assert_eq!(post(&server, &batch(device, events)).await.0, 202);
     }
-    common::eventually(60, "the engine's verdicts", || async {
+    repnet_testkit::eventually(60, "the engine's verdicts", || async {
         reputation(&server, &malware).await["verdict"] == "untrusted"
             && reputation(&server, &popular).await["verdict"] == "trusted"
             && reputation(&server, &badly_signed).await["verdict"] == "untrusted"
@@ -547,7 +545,7 @@ async fn invented_devices_and_signer_claims_flip_no_verdict() {
         async move {
             let client = repnet_client::Client::new(&server)
                 .unwrap()
-                .with_admin_token(common::TOKEN);
+                .with_admin_token(repnet_testkit::TOKEN);
             client.engine().await.unwrap().pending == 0
         }
     };
@@ -585,7 +583,7 @@ async fn invented_devices_and_signer_claims_flip_no_verdict() {
         let events = json!([{"type": "detection", "file": legit}]);
         assert_eq!(post(&server, &batch(installation, events)).await.0, 202);
     }
-    common::eventually(60, "the engine's tick", || engine_idle(&server)).await;
+    repnet_testkit::eventually(60, "the engine's tick", || engine_idle(&server)).await;
     let answer = reputation(&server, &legit).await;
     assert_eq!(
         (answer["verdict"].as_str(), answer["prevalence"].as_u64()),
@@ -615,7 +613,7 @@ async fn invented_devices_and_signer_claims_flip_no_verdict() {
         let events = json!([{"type": "sighting", "file": malware, "signer": vendor}]);
         assert_eq!(post(&server, &batch(&installation, events)).await.0, 202);
     }
-    common::eventually(60, "the engine's tick", || engine_idle(&server)).await;
+    repnet_testkit::eventually(60, "the engine's tick", || engine_idle(&server)).await;
     let answer = reputation(&server, &malware).await;
     assert_eq!(answer["verdict"], "unknown", "{answer}");
     // Distinct devices are counted by HyperLogLog: exact to 64, within about 1 % beyond.
@@ -648,7 +646,7 @@ async fn the_engine_sets_at_most_its_hourly_budget_of_verdicts() {
             202
         );
     }
-    common::eventually(60, "the engine's budget", || async {
+    repnet_testkit::eventually(60, "the engine's budget", || async {
         let (_, engine) = admin(&server, reqwest::Method::GET, "/v1/admin/engine", None).await;
         engine["verdicts_this_hour"] == 2 && engine["deferred"] == true
     })

@@ -1,0 +1,347 @@
+//! What repnet's tests share, so that each test file does not grow a harness of its own: a
+//! real server ([`Server`]) and a real proxy ([`Proxy`]) on a loopback port the system
+//! chooses, stopped cleanly (the store released) by `stop`; [`eventually`], which polls
+//! instead of sleeping; and [`Xdg`], temporary XDG directories and a clean environment for
+//! the `repnet` binary.
+//!
+//! Real components, never mocks: the server runs over a real LMDB store in the directory it
+//! is given, the proxy in front of whatever upstream its settings name.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test support: a panic is the report.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use repnet_client::Client;
+use repnet_server::{AdminToken, ServerConfig};
+use repnet_store::{Store, StoreOptions};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The admin token of the servers and proxies started here (unless told otherwise).
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Polls `check` every 20 ms until it holds, for at most `seconds`; then fails the test
+/// naming `what`.
+pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Something served over HTTP: where it is.
+pub trait Endpoint {
+    /// `http://127.0.0.1:PORT`.
+    fn base(&self) -> &str;
+}
+
+impl Endpoint for Server {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+impl Endpoint for Proxy {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The admin token; `None` turns the admin API off.
+    pub admin_token: Option<String>,
+    /// The CA file the clients trust (a server with TLS).
+    pub ca: Option<PathBuf>,
+    /// Where to listen: loopback port 0 unless a test needs an address again (a server that
+    /// goes away and comes back).
+    pub address: SocketAddr,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            admin_token: Some(TOKEN.to_owned()),
+            ca: None,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+impl Options {
+    /// No admin token: the admin API is off.
+    pub fn without_admin() -> Options {
+        Options {
+            admin_token: None,
+            ..Options::default()
+        }
+    }
+}
+
+/// A served thing's address, and how to stop it.
+#[derive(Debug)]
+struct Running {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("serve");
+        }
+    }
+}
+
+/// A real `repnet serve`, in this process.
+#[derive(Debug)]
+pub struct Server {
+    /// `http://127.0.0.1:PORT` (`https://localhost:PORT` with TLS).
+    pub base: String,
+    /// A client with the admin token (no licence key).
+    pub admin: Client,
+    /// Plain HTTP, for what the client does not say (headers, bad bodies).
+    pub http: reqwest::Client,
+    running: Running,
+}
+
+impl Server {
+    /// A server over the store in `dir`, with `config` and the admin token [`TOKEN`].
+    pub async fn start(dir: &Path, config: ServerConfig) -> Server {
+        Server::start_with(dir, config, Options::default()).await
+    }
+
+    pub async fn start_with(dir: &Path, config: ServerConfig, options: Options) -> Server {
+        config.validate().expect("a valid configuration");
+        let store = Store::open(
+            dir,
+            &StoreOptions {
+                change_log_max: config.change_log_max,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("open the store");
+        let token = options
+            .admin_token
+            .as_deref()
+            .map(|token| AdminToken::new(token).expect("admin token"));
+        let server = repnet_server::Server::new(store, &config, token).expect("start the server");
+        let listener = tokio::net::TcpListener::bind(options.address)
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        // Certificates in the tests name `localhost`.
+        let base = if server.scheme() == "https" {
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
+        let (shutdown, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run(listener, async {
+            let _ = stopped.await;
+        }));
+        let mut admin = Client::with_ca(&base, options.ca.as_deref()).expect("client");
+        if let Some(token) = &options.admin_token {
+            admin = admin.with_admin_token(token);
+        }
+        Server {
+            admin,
+            http: http_client(options.ca.as_deref()),
+            running: Running {
+                shutdown: Some(shutdown),
+                task: Some(task),
+            },
+            base,
+        }
+    }
+
+    /// A client that sends `key` as its licence key.
+    pub fn with_key(&self, key: &str) -> Client {
+        Client::new(&self.base)
+            .expect("client")
+            .with_licence_key(key)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path`: the status and the JSON body (`null` when not JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `method path` with an optional JSON body and bearer token: the status and the JSON
+    /// body (`null` when not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Requests to the route pattern `route` answered 200 so far, from `/metrics`.
+    pub async fn requests_to(&self, route: &str) -> u64 {
+        requests_to(&self.http, &self.base, route).await
+    }
+
+    /// Stops the server and waits until it has released the store.
+    pub async fn stop(mut self) {
+        self.running.stop().await;
+    }
+}
+
+/// A real `repnet proxy`, in this process.
+#[derive(Debug)]
+pub struct Proxy {
+    pub base: String,
+    pub http: reqwest::Client,
+    running: Running,
+}
+
+impl Proxy {
+    /// A proxy with `config` and the admin token [`TOKEN`].
+    pub async fn start(config: repnet_proxy::ProxyConfig) -> Proxy {
+        let proxy = repnet_proxy::Proxy::new(config, Some(AdminToken::new(TOKEN).unwrap()))
+            .expect("start the proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, stopped) = oneshot::channel();
+        let task = tokio::spawn(proxy.run(listener, async {
+            let _ = stopped.await;
+        }));
+        Proxy {
+            http: http_client(None),
+            running: Running {
+                shutdown: Some(shutdown),
+                task: Some(task),
+            },
+            base,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        self.running.stop().await;
+    }
+}
+
+fn http_client(ca: Option<&Path>) -> reqwest::Client {
+    let mut builder = repnet_client::http_client_builder();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("read the CA");
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM CA"));
+    }
+    builder.build().expect("client")
+}
+
+/// Requests to `route` that the server or proxy at `base` answered 200 so far.
+pub async fn requests_to(http: &reqwest::Client, base: &str, route: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let prefix = format!(r#"repnet_http_requests_total{{route="{route}",status="200"}}"#);
+    text.lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Temporary XDG directories (configuration, caches, state) for the `repnet` binary, removed
+/// when dropped, and an environment without the developer's `REPNET_*` settings.
+#[derive(Debug)]
+pub struct Xdg {
+    dir: tempfile::TempDir,
+}
+
+impl Xdg {
+    pub fn new() -> Xdg {
+        Xdg {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn config_home(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn cache_home(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn state_home(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Points `command` at these directories and clears `REPNET_*` from its environment.
+    pub fn apply(&self, command: &mut std::process::Command) {
+        for (key, _) in std::env::vars() {
+            if key.starts_with("REPNET_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("XDG_CONFIG_HOME", self.config_home())
+            .env("XDG_CACHE_HOME", self.cache_home())
+            .env("XDG_STATE_HOME", self.state_home());
+    }
+}
+
+impl Default for Xdg {
+    fn default() -> Xdg {
+        Xdg::new()
+    }
+}
