@@ -12,7 +12,7 @@ use repnet_client::Client;
 use repnet_proxy::{Proxy, ProxyConfig, Settings};
 use repnet_server::ServerConfig;
 use repnet_testkit::{
-    Endpoint, Options, Proxy as TestProxy, Server as TestServer, TOKEN, eventually,
+    Endpoint, Options, Proxy as TestProxy, Server as TestServer, Steps, TOKEN, eventually,
 };
 use serde_json::{Value, json};
 
@@ -122,6 +122,7 @@ async fn upstream_requests(server: &TestServer, route: &str) -> u64 {
 
 #[tokio::test]
 async fn answers_are_cached_coalesced_batched_and_invalidated() {
+    let mut steps = Steps::new("a lookup through the proxy is cached");
     let (server_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let server = upstream(
         server_dir.path(),
@@ -143,7 +144,8 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     assert_eq!((status, cache.as_str()), (200, "miss"));
     let (_, cache, mut again) = call_full(&proxy, reqwest::Method::GET, &path, None, None).await;
     assert_eq!(cache, "hit");
-    // A cached answer carries what is left of its lifetime, never the whole of it again.
+    steps
+        .next("A cached answer carries what is left of its lifetime, never the whole of it again.");
     let left = again["ttl"].as_u64().unwrap();
     assert!(left < first["ttl"].as_u64().unwrap(), "{again}");
     again["ttl"] = first["ttl"].clone();
@@ -169,14 +171,14 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
         first, direct,
         "a device cannot tell the proxy from the server"
     );
-    // Bad input is refused by the proxy itself, as the server would.
+    steps.next("Bad input is refused by the proxy itself, as the server would.");
     let (status, body) = call(&proxy, reqwest::Method::GET, "/v1/files/xyz", None, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_hash"))
     );
 
-    // 500 devices asking one new hash at once: one upstream request.
+    steps.next("500 devices asking one new hash at once: one upstream request.");
     let before = upstream_lookups(&server).await;
     let hash = "ab".repeat(32);
     let mut asks = tokio::task::JoinSet::new();
@@ -193,7 +195,7 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     }
     assert_eq!(upstream_lookups(&server).await - before, 1);
 
-    // 50 distinct misses within the window: one upstream batch.
+    steps.next("50 distinct misses within the window: one upstream batch.");
     let before = upstream_lookups(&server).await;
     let mut asks = tokio::task::JoinSet::new();
     for n in 0..50u8 {
@@ -207,7 +209,7 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
         assert_eq!(status.unwrap(), 200);
     }
     assert_eq!(upstream_lookups(&server).await - before, 1);
-    // A JSON batch mixes hits and misses and says so.
+    steps.next("A JSON batch mixes hits and misses and says so.");
     let (status, cache, body) = call_full(
         &proxy,
         reqwest::Method::POST,
@@ -219,7 +221,9 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
     assert_eq!((status, cache.as_str()), (200, "miss"));
     assert_eq!(body["results"][0]["verdict"], "untrusted");
 
-    // A verdict fixed upstream reaches devices through the change log, well before the TTL.
+    steps.next(
+        "A verdict fixed upstream reaches devices through the change log, well before the TTL.",
+    );
     let (_, cache, _) = call_full(
         &proxy,
         reqwest::Method::GET,
@@ -264,7 +268,7 @@ async fn answers_are_cached_coalesced_batched_and_invalidated() {
             && status_body["change_log"]["sequence"].as_u64().is_some(),
         "{status_body}"
     );
-    // The proxy's background workers, by name, with what they did.
+    steps.next("The proxy's background workers, by name, with what they did.");
     let workers = status_body["workers"].as_array().unwrap();
     let worker = |name: &str| {
         workers

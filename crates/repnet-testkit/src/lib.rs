@@ -57,6 +57,34 @@ impl Endpoint for Proxy {
     }
 }
 
+/// The steps of a long scenario test: a failure names the step it happened in, as the last
+/// line of the test's output (`the scenario failed in the step: …`).
+#[derive(Debug)]
+pub struct Steps {
+    current: &'static str,
+}
+
+impl Steps {
+    pub fn new(first: &'static str) -> Steps {
+        eprintln!("step: {first}");
+        Steps { current: first }
+    }
+
+    /// The scenario goes on to the step `name`.
+    pub fn next(&mut self, name: &'static str) {
+        eprintln!("step: {name}");
+        self.current = name;
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the scenario failed in the step: {}", self.current);
+        }
+    }
+}
+
 /// How to start a server.
 #[derive(Debug, Clone)]
 pub struct Options {

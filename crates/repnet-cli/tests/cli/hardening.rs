@@ -1,13 +1,10 @@
 //! Hostile input met through the real `repnet` binary: each refused with a clear error, and
 //! nothing changed.
 
-#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
-
 use std::io::Write as _;
 use std::path::Path;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// 96 MiB of zeros in about 100 KB: gzip members concatenate, so one is compressed and
 /// repeated.

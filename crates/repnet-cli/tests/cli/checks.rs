@@ -1,16 +1,13 @@
 //! No false "clean": the real `repnet` binary finds files by every hash, never turns a
 //! mistake into "unknown", and says in its exit code whether everything was checked.
 
-#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
-
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A data directory where a feed lists `md5_only.txt` by its MD5 and `sha1_only.txt` by its
 /// SHA-1, and nothing else: the two files written in `dir`.

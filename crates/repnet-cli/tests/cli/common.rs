@@ -336,3 +336,12 @@ pub(crate) fn put_local_verdict(url: &str, body: &str) -> u16 {
             .as_u16()
     })
 }
+
+pub(crate) fn write_hash_list(path: &Path, count: u64) {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..count {
+        writeln!(file, "{}", repnet_model::Sha256::digest(&i.to_le_bytes())).unwrap();
+    }
+    file.flush().unwrap();
+}

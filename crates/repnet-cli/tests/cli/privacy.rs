@@ -2,15 +2,13 @@
 //! and a relay on the wire that records every byte between them.
 
 #![cfg(unix)] // The invitation is driven on a pseudo-terminal.
-#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A TCP relay in front of `target` that keeps a copy of every byte, both ways.
 struct Relay {
