@@ -184,3 +184,58 @@ fn the_servers_services_import_no_axum() {
         );
     }
 }
+
+/// Feeds reach the store through its bulk-import API only (and the prefix of the temporary
+/// files the store cleans up at start), never its internals.
+#[test]
+fn feeds_use_only_the_stores_bulk_import_api() {
+    const ALLOWED: &[&str] = &[
+        "BulkImport",
+        "Change",
+        "Store",
+        "StoreError",
+        "TEMP_PREFIX",
+        "bulk_import",
+        "bulk_import_with_buffer",
+    ];
+    let src = workspace().join("crates/repnet-feeds/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        let text = code(&file);
+        for (at, _) in text.match_indices("repnet_store::") {
+            let rest = &text[at + "repnet_store::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(list) => list[..list.find('}').unwrap()]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .collect(),
+                None => vec![
+                    &rest[..rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len())],
+                ],
+            };
+            for name in names {
+                assert!(
+                    ALLOWED.contains(&name),
+                    "{} uses repnet_store::{name}: feeds go through the bulk-import API",
+                    file.display()
+                );
+            }
+        }
+        for method in text.split("store.").skip(1) {
+            let name: String = method
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // `store.` ending a sentence of a comment names nothing.
+            assert!(
+                name.is_empty() || ALLOWED.contains(&name.as_str()),
+                "{} calls store.{name}: feeds go through the bulk-import API",
+                file.display()
+            );
+        }
+    }
+}
