@@ -658,10 +658,11 @@ impl Worker for FeedWorker {
 
     fn progress(&self) -> Option<String> {
         let status = lock(&self.feed.status);
+        let last = format!("last refresh: {}", status.state.as_str());
         Some(
             match status.next_refresh.and_then(repnet_protocol::rfc3339) {
-                Some(next) => format!("{}; next refresh at {next}", status.state.as_str()),
-                None => status.state.as_str().to_owned(),
+                Some(next) => format!("{last}, next at {next}"),
+                None => last,
             },
         )
     }

@@ -576,7 +576,7 @@ async fn every_background_worker_reports_in_the_status_and_the_metrics() {
         local
             .progress
             .unwrap()
-            .starts_with("imported; next refresh at ")
+            .starts_with("last refresh: imported, next at ")
     );
     let broken = worker(&status, "feed:broken");
     assert_eq!(broken.errors, 1, "{broken:?}");
