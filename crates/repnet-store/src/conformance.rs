@@ -21,6 +21,10 @@ pub async fn run_all(open: &dyn Fn() -> Store) {
     names_survive_many_distinct_values(&open()).await;
     bulk_import_matches_apply(open).await;
     urls_domains_and_prefix_search(&open()).await;
+    licence_keys_are_kept_and_replaced_by_hash(&open()).await;
+    secrets_are_made_once_and_rotated_when_old(&open());
+    every_change_has_the_next_sequence_number(&open()).await;
+    statistics_fold_into_aggregates_and_mark_objects_dirty(&open()).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -556,4 +560,159 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
         .expect("search");
     assert_eq!(matches.len(), 1);
     assert!(truncated);
+}
+
+pub async fn licence_keys_are_kept_and_replaced_by_hash(store: &Store) {
+    assert!(store.licences().expect("licences").is_empty());
+    let licence = |id: &str, key: &str, label: Option<&str>| crate::Licence {
+        id: id.to_owned(),
+        key_sha256: Sha256::digest(key.as_bytes()),
+        label: label.map(str::to_owned),
+        created: Timestamp(1_000),
+        expires: None,
+        revoked: None,
+        last_used: None,
+    };
+    store
+        .put_licences(vec![
+            licence("a1", "ORG-KEY-A", Some("first")),
+            licence("b2", "ORG-KEY-B", None),
+        ])
+        .await
+        .expect("put");
+    let mut revoked = licence("a1", "ORG-KEY-A", Some("first"));
+    revoked.revoked = Some(Timestamp(2_000));
+    store
+        .put_licences(vec![revoked.clone()])
+        .await
+        .expect("put");
+    let mut kept = store.licences().expect("licences");
+    kept.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[0], revoked, "replaced by its key's hash");
+    assert_eq!(kept[1].label, None);
+}
+
+pub fn secrets_are_made_once_and_rotated_when_old(store: &Store) {
+    let first = store.permanent_secret("installations").expect("secret");
+    assert_eq!(
+        store.permanent_secret("installations").expect("secret"),
+        first,
+        "kept for good"
+    );
+    assert_ne!(store.permanent_secret("other").expect("secret"), first);
+    let day = 86_400;
+    let device = store
+        .device_secret(Timestamp(10 * day), day)
+        .expect("device secret");
+    assert_eq!(
+        store
+            .device_secret(Timestamp(10 * day + day / 2), day)
+            .expect("device secret"),
+        device,
+        "kept while younger than the rotation"
+    );
+    assert_ne!(
+        store
+            .device_secret(Timestamp(12 * day), day)
+            .expect("device secret"),
+        device,
+        "replaced once older"
+    );
+}
+
+pub async fn every_change_has_the_next_sequence_number(store: &Store) {
+    let before = store.sync_state().expect("sync state");
+    let domain = object(ObjectKind::Domain, "sequenced.example");
+    store
+        .apply(vec![put(
+            &domain,
+            record("feed:a", Verdict::Untrusted, 80, 10),
+        )])
+        .await
+        .expect("apply");
+    let after_put = store.sync_state().expect("sync state");
+    assert_eq!(after_put.log_id, before.log_id, "the same log");
+    assert!(
+        after_put.sequence > before.sequence,
+        "{before:?} {after_put:?}"
+    );
+    store
+        .apply(vec![Change::Remove {
+            object: domain,
+            source: "feed:a".parse().expect("source"),
+        }])
+        .await
+        .expect("apply");
+    let after_remove = store.sync_state().expect("sync state");
+    assert!(after_remove.sequence > after_put.sequence);
+    // What changed after `before` is written as a stream a puller reads.
+    let mut stream = Vec::new();
+    match store
+        .write_changes(before.sequence, 1_000, &mut stream)
+        .expect("changes")
+    {
+        crate::ChangesAnswer::Written(header) => {
+            assert_eq!(header.to, after_remove.sequence, "{header:?}");
+        }
+        other => panic!("a stream of changes, not {other:?}"),
+    }
+    let mut reader = crate::sync::StreamReader::new(&stream[..]).expect("a stream");
+    let mut entries = 0;
+    while reader.next_entry().expect("entry").is_some() {
+        entries += 1;
+    }
+    assert!(entries >= 1, "the changed key is in the stream");
+}
+
+pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Store) {
+    let file = Object::File(FileHash::Sha256(Sha256::digest(b"reported file")));
+    let event = |kind: crate::StatKind, device: u64, at: u64| crate::StatEvent {
+        kind,
+        object: file.clone(),
+        device,
+        established: true,
+        time: Timestamp(at),
+        size: Some(1_234),
+        signer: None,
+        name: None,
+        threat: None,
+        comment: None,
+    };
+    store
+        .record_statistics(vec![
+            event(crate::StatKind::Sighting, 1, 100),
+            event(crate::StatKind::Detection, 2, 200),
+            event(crate::StatKind::Detection, 2, 300),
+        ])
+        .await
+        .expect("record");
+    let aggregate = store.aggregate(&file).expect("aggregate").expect("one");
+    assert_eq!(
+        (aggregate.sightings, aggregate.detections),
+        (1, 2),
+        "{aggregate:?}"
+    );
+    assert_eq!((aggregate.devices, aggregate.detecting_devices), (2, 1));
+    assert_eq!(
+        (aggregate.first_seen, aggregate.last_seen),
+        (Timestamp(100), Timestamp(300))
+    );
+    assert_eq!(store.event_count().expect("events"), 3);
+    assert_eq!(store.dirty_count().expect("dirty"), 1);
+    let dirty = store.dirty_aggregates(10).expect("dirty");
+    assert_eq!(dirty.files.len(), 1);
+    assert_eq!(dirty.files[0].object, file);
+    store.clear_dirty(dirty.keys).await.expect("clear");
+    assert_eq!(store.dirty_count().expect("dirty"), 0);
+    // Raw events past their retention go; the aggregate stays.
+    assert_eq!(
+        store
+            .delete_events_before(Timestamp(250))
+            .await
+            .expect("delete"),
+        2
+    );
+    assert_eq!(store.event_count().expect("events"), 1);
+    assert!(store.aggregate(&file).expect("aggregate").is_some());
 }
