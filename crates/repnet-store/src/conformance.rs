@@ -25,6 +25,8 @@ pub async fn run_all(open: &dyn Fn() -> Store) {
     secrets_are_made_once_and_rotated_when_old(&open());
     every_change_has_the_next_sequence_number(&open()).await;
     statistics_fold_into_aggregates_and_mark_objects_dirty(&open()).await;
+    the_review_queue_holds_reports_and_engine_verdicts(&open()).await;
+    a_snapshot_replicates_into_another_store(&open(), &open()).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -715,4 +717,104 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
     );
     assert_eq!(store.event_count().expect("events"), 1);
     assert!(store.aggregate(&file).expect("aggregate").is_some());
+}
+
+pub async fn the_review_queue_holds_reports_and_engine_verdicts(store: &Store) {
+    let reported = Object::File(FileHash::Sha256(Sha256::digest(b"said to be wrong")));
+    let engine = Object::File(FileHash::Sha256(Sha256::digest(b"set by the engine")));
+    let report = |device: u64, at: u64, comment: &str| crate::StatEvent {
+        kind: crate::StatKind::FalsePositive,
+        object: reported.clone(),
+        device,
+        established: true,
+        time: Timestamp(at),
+        size: None,
+        signer: None,
+        name: None,
+        threat: None,
+        comment: Some(comment.to_owned()),
+    };
+    store
+        .record_statistics(vec![report(1, 100, "first"), report(2, 200, "latest")])
+        .await
+        .expect("record");
+    store
+        .engine_reviews(
+            vec![crate::EngineReview {
+                object: engine.clone(),
+                verdict: Verdict::Untrusted,
+                evidence: "detected on 5 established installations".to_owned(),
+                time: Timestamp(300),
+            }],
+            Vec::new(),
+        )
+        .await
+        .expect("engine reviews");
+    let mut items = store.review_items().expect("review items");
+    items.sort_by_key(|item| item.engine.is_some());
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        (
+            &items[0].object,
+            items[0].reports,
+            items[0].comment.as_deref()
+        ),
+        (&reported, 2, Some("latest"))
+    );
+    assert_eq!(
+        (&items[1].object, items[1].engine),
+        (&engine, Some(Verdict::Untrusted))
+    );
+    // An engine verdict removed takes its item out; an item settled is closed.
+    store
+        .engine_reviews(Vec::new(), vec![engine])
+        .await
+        .expect("engine reviews");
+    assert!(
+        store
+            .remove_review(items[0].id.clone())
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .remove_review(items[0].id.clone())
+            .await
+            .expect("remove")
+    );
+    assert!(store.review_items().expect("review items").is_empty());
+}
+
+pub async fn a_snapshot_replicates_into_another_store(source: &Store, replica: &Store) {
+    let domain = object(ObjectKind::Domain, "replicated.example");
+    source
+        .apply(vec![put(
+            &domain,
+            record("feed:a", Verdict::Untrusted, 90, 10),
+        )])
+        .await
+        .expect("apply");
+    let mut snapshot = Vec::new();
+    let header = source.write_snapshot(&mut snapshot).expect("snapshot");
+    let reader = crate::sync::StreamReader::new(&snapshot[..]).expect("a stream");
+    let applied = replica.apply_stream(reader).expect("apply the stream");
+    assert_eq!(applied.header, header);
+    let knowledge = replica
+        .lookup(std::slice::from_ref(&domain))
+        .await
+        .expect("lookup");
+    let records = &knowledge[0].records;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].source, Source::Upstream);
+    assert_eq!(records[0].verdict, Verdict::Untrusted);
+    let cursor = replica
+        .sync_state()
+        .expect("sync state")
+        .upstream
+        .expect("a cursor");
+    assert_eq!(
+        (cursor.log_id, cursor.sequence),
+        (header.log_id, header.to),
+        "the cursor moved with the stream"
+    );
 }
