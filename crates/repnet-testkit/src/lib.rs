@@ -373,3 +373,243 @@ impl Default for Xdg {
         Xdg::new()
     }
 }
+
+/// A real Redis Cluster of Debian's `redis-server` on loopback: three masters and three
+/// replicas, each with its own directory (append-only file on, so a restarted node keeps what
+/// it acknowledged), created with `redis-cli --cluster create`. Every test that needs one
+/// starts its own — a test that kills a master must not take another test's data with it —
+/// and dropping it kills every node and removes the files.
+#[derive(Debug)]
+pub struct RedisCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<RedisNode>,
+}
+
+#[derive(Debug)]
+struct RedisNode {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes and waits until the cluster serves every slot.
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ports = free_cluster_ports(6);
+        let mut cluster = RedisCluster {
+            dir,
+            nodes: Vec::new(),
+        };
+        for port in ports {
+            let child = cluster.spawn(port);
+            cluster.nodes.push(RedisNode {
+                port,
+                child: Some(child),
+            });
+        }
+        for node in &cluster.nodes {
+            wait_until(
+                30,
+                &format!("redis-server on port {} to answer", node.port),
+                || redis_cli(node.port, &["ping"]).is_some_and(|answer| answer.trim() == "PONG"),
+            );
+        }
+        let addresses = cluster.addresses();
+        let mut create = std::process::Command::new("redis-cli");
+        create.args(["--cluster", "create"]).args(&addresses).args([
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+        ]);
+        let output = create.output().expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for node in &cluster.nodes {
+            wait_until(60, "the cluster to serve every slot", || {
+                redis_cli(node.port, &["cluster", "info"]).is_some_and(|info| {
+                    info.contains("cluster_state:ok")
+                        && info.contains("cluster_slots_ok:16384")
+                        && info.contains("cluster_known_nodes:6")
+                })
+            });
+        }
+        wait_until(60, "three masters and three replicas", || {
+            cluster.master_ports().len() == 3 && cluster.replica_ports().len() == 3
+        });
+        for port in cluster.replica_ports() {
+            wait_until(60, "every replica to be in sync with its master", || {
+                redis_cli(port, &["info", "replication"])
+                    .is_some_and(|info| info.contains("master_link_status:up"))
+            });
+        }
+        cluster
+    }
+
+    fn spawn(&self, port: u16) -> std::process::Child {
+        let home = self.dir.path().join(port.to_string());
+        std::fs::create_dir_all(&home).expect("node directory");
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--appendonly", "yes", "--save", ""])
+            // Replicas synchronise at once, not after the default 5 s wait for others: a
+            // replica that never synchronised cannot take over from its master.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&home)
+            .arg("--logfile")
+            .arg(home.join("redis.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server (scripts/test.sh installs it)")
+    }
+
+    /// `127.0.0.1:PORT` of every node, masters and replicas.
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// The ports of the nodes that are masters now (and not failing), as a live node sees it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.ports_with_role("master")
+    }
+
+    /// The ports of the nodes that are replicas now.
+    pub fn replica_ports(&self) -> Vec<u16> {
+        self.ports_with_role("slave")
+    }
+
+    fn ports_with_role(&self, role: &str) -> Vec<u16> {
+        let nodes = redis_cli(self.live_port(), &["cluster", "nodes"]).unwrap_or_default();
+        nodes
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let address = fields.nth(1)?;
+                let flags: Vec<&str> = fields.next()?.split(',').collect();
+                let failing = flags.iter().any(|flag| flag.starts_with("fail"));
+                (flags.contains(&role) && !failing)
+                    .then(|| address.split(['@', ':']).nth(1)?.parse().ok())?
+            })
+            .collect()
+    }
+
+    /// Waits until every replica has every write its master took (Redis replicates
+    /// asynchronously: a write acknowledged by a master that dies before this can be lost,
+    /// which is what `WAIT` is for).
+    pub fn wait_for_replication(&self) {
+        for port in self.master_ports() {
+            wait_until(60, "the replicas to catch up", || {
+                let Some(info) = redis_cli(port, &["info", "replication"]) else {
+                    return false;
+                };
+                let field = |line: &str, name: &str| -> Option<u64> {
+                    line.split(',')
+                        .find_map(|part| part.strip_prefix(name))?
+                        .trim()
+                        .parse()
+                        .ok()
+                };
+                let master = info
+                    .lines()
+                    .find_map(|line| line.strip_prefix("master_repl_offset:"))
+                    .and_then(|offset| offset.trim().parse::<u64>().ok());
+                let replicas: Vec<u64> = info
+                    .lines()
+                    .filter(|line| line.starts_with("slave"))
+                    .filter_map(|line| field(line, "offset="))
+                    .collect();
+                master.is_some_and(|master| {
+                    !replicas.is_empty() && replicas.iter().all(|offset| *offset == master)
+                })
+            });
+        }
+    }
+
+    /// Kills the node on `port` with SIGKILL.
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .expect("a node of this cluster");
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn live_port(&self) -> u16 {
+        self.nodes
+            .iter()
+            .find(|node| node.child.is_some())
+            .expect("a live node")
+            .port
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `redis-cli -p PORT ARGS…`'s output, or `None` when it fails.
+pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `seconds` (for synchronous tests).
+pub fn wait_until(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        // The pace of the polling (as `eventually`'s tokio sleep), not a wait for readiness:
+        // the condition is checked again each time.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `count` loopback ports free now, each with its cluster bus port (+10000) free too. Drawn
+/// from 20000–29999 so that the bus ports stay below 65536 (the system's ephemeral range
+/// would not).
+fn free_cluster_ports(count: usize) -> Vec<u16> {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    let mut ports = Vec::new();
+    let mut port = start;
+    while ports.len() < count {
+        if free(port) && free(port + 10_000) {
+            ports.push(port);
+        }
+        port = if port >= 29_999 { 20_000 } else { port + 1 };
+        assert_ne!(port, start, "no free ports for a Redis Cluster");
+    }
+    ports
+}
