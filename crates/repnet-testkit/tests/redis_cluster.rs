@@ -34,12 +34,21 @@ fn a_cluster_serves_every_slot_fails_over_and_goes_away_when_dropped() {
     let victim = masters[0];
     let survivor = *ports.iter().find(|port| **port != victim).unwrap();
     cluster.kill(victim);
+    // Every live node must see the cluster whole again: each learns of the failover by
+    // gossip, and one that has not yet answers CLUSTERDOWN.
+    let live: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|port| *port != victim)
+        .collect();
     wait_until(60, "the failover", || {
         let masters = cluster.master_ports();
         !masters.contains(&victim)
             && masters.len() == 3
-            && redis_cli(survivor, &["cluster", "info"])
-                .is_some_and(|info| info.contains("cluster_state:ok"))
+            && live.iter().all(|port| {
+                redis_cli(*port, &["cluster", "info"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            })
     });
     for key in ["a", "b", "c", "repnet:1", "repnet:2"] {
         let got = redis_cli(survivor, &["-c", "get", key]).unwrap();
