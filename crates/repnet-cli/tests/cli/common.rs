@@ -91,19 +91,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("the server exited before listening")
-                .unwrap();
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = entry["fields"]["address"].as_str() {
-                break address.to_owned();
-            }
-        };
+        let (url, lines) = listening_address(&mut child, "server");
         (ServerProcess { child, url }, lines)
     }
 
@@ -259,6 +247,24 @@ pub(crate) fn requests_to(server_url: &str, route: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Reads a `serve` or `proxy` process's JSON log until it says where it listens; answers
+/// that address and the rest of the log.
+fn listening_address(child: &mut Child, what: &str) -> (String, Log) {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the {what} exited before listening"))
+            .unwrap();
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(address) = entry["fields"]["address"].as_str() {
+            return (address.to_owned(), lines);
+        }
+    }
+}
+
 /// A `repnet proxy` process in front of `upstream`, on a port the OS chose.
 pub(crate) struct ProxyProcess {
     pub(crate) child: Child,
@@ -290,19 +296,7 @@ impl ProxyProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("the proxy exited before listening")
-                .unwrap();
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = entry["fields"]["address"].as_str() {
-                break address.to_owned();
-            }
-        };
+        let (url, lines) = listening_address(&mut child, "proxy");
         std::thread::spawn(move || for _ in lines {});
         ProxyProcess { child, url }
     }
