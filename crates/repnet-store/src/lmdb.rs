@@ -357,9 +357,29 @@ impl LmdbStore {
 
     // ----- reads -------------------------------------------------------------------------
 
-    /// Runs `read` on one consistent snapshot.
+    /// Runs `read` on one consistent snapshot, every key looked up in the B-tree. For reads
+    /// of any length: exports, pages of changes, scans.
     fn read<T>(
         &self,
+        read: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read_with(false, read)
+    }
+
+    /// Runs `read` on one consistent snapshot, unknown keys answered by the negative-lookup
+    /// filter. Only for reads that are short whatever a client does (a batch of lookups): the
+    /// filter's guard is held throughout, and a writer waiting to record its keys in the
+    /// filter holds up every reader that comes after it.
+    fn read_filtered<T>(
+        &self,
+        read: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read_with(true, read)
+    }
+
+    fn read_with<T>(
+        &self,
+        filtered: bool,
         read: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _map = self
@@ -368,7 +388,7 @@ impl LmdbStore {
             .unwrap_or_else(PoisonError::into_inner);
         // The filter's guard is taken before the snapshot: a writer records its new keys in
         // the filter before committing, so it cannot commit between the two.
-        let filter = self.filter.read();
+        let filter = filtered.then(|| self.filter.read());
         let txn = self.env.read_txn().map_err(|e| self.error(e))?;
         let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
         read(&SnapshotReader {
@@ -380,7 +400,7 @@ impl LmdbStore {
     }
 
     pub(crate) fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
-        self.read(|reader| {
+        self.read_filtered(|reader| {
             objects
                 .iter()
                 .map(|object| reader.knowledge(object))
@@ -393,7 +413,7 @@ impl LmdbStore {
         prefixes: &[SearchPrefix],
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
-        self.read(|reader| {
+        self.read_filtered(|reader| {
             let mut matches = Vec::new();
             for prefix in prefixes {
                 let tags: &[u8] = match prefix.of {
@@ -1261,12 +1281,15 @@ struct SnapshotReader<'a> {
     store: &'a LmdbStore,
     txn: &'a RoTxn<'a>,
     names: &'a NameCache,
-    filter: FilterGuard<'a>,
+    /// `None`: every key goes to the B-tree.
+    filter: Option<FilterGuard<'a>>,
 }
 
 impl SnapshotReader<'_> {
     fn record(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
-        if !self.filter.may_contain(key) {
+        if let Some(filter) = &self.filter
+            && !filter.may_contain(key)
+        {
             return Ok(None);
         }
         match self

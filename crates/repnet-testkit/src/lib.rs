@@ -23,20 +23,53 @@ use tokio::sync::oneshot;
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
 /// Polls `check` every 20 ms until it holds, for at most `seconds`; then fails the test
-/// naming `what`.
+/// naming `what`. A check that does not return is cut off at the deadline too.
 pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+    loop {
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(true) => return,
+            Ok(false) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            ),
+            Err(_) => panic!("timed out waiting for {what} (the last check never returned)"),
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Aborts the whole test process, saying why, unless dropped within `seconds`. For a test
+/// whose failure would be a hang in synchronous code (a deadlock), which no async timeout
+/// interrupts and which would otherwise hold up the suite until CI's own limit.
+#[derive(Debug)]
+#[must_use = "the watchdog guards until it is dropped"]
+pub struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+pub fn watchdog(seconds: u64, what: &'static str) -> Watchdog {
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // Disconnected: the guard was dropped in time.
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watched.recv_timeout(Duration::from_secs(seconds))
+        {
+            // Straight to the descriptor: the test harness's capture of `eprintln!` would
+            // never be printed.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("watchdog: {what} did not finish within {seconds} s; aborting the tests\n")
+                    .as_bytes(),
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog { _done: done }
 }
 
 /// Something served over HTTP: where it is.

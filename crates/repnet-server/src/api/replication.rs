@@ -10,7 +10,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use futures_util::StreamExt as _;
 use repnet_http::ApiError;
 use repnet_http::api::json_response;
 use repnet_protocol::ErrorCode;
@@ -18,7 +17,7 @@ use repnet_protocol::ServerStatus;
 use repnet_store::sync::StreamHeader;
 use repnet_store::{ChangesAnswer, TEMP_PREFIX};
 use serde::Deserialize;
-use std::io::{Read as _, Seek as _};
+use std::io::Seek as _;
 use std::sync::Arc;
 
 /// The changes after a sequence number: each changed key's current state.
@@ -56,55 +55,35 @@ pub(crate) async fn get_changes(
         .acquire(state.licences.key_id(&headers, repnet_store::now()))?;
     let store = state.store.clone();
     let after = params.after;
-    // Written on a blocking thread into a small channel that the body drains: memory stays
-    // at a few chunks, and a client that stops reading is closed by the connection's
-    // write_timeout_seconds, which ends the writing and its read transaction.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    let writing = tokio::task::spawn_blocking(move || {
-        store.write_changes(
-            after,
-            limit,
-            ChannelWriter {
-                sender,
-                buffer: Vec::with_capacity(CHUNK),
-            },
-        )
-    });
-    let first = receiver.recv().await;
-    let answer = match first {
-        // Nothing written: the answer says why.
-        None => writing
-            .await
-            .map_err(|error| ApiError::internal("the changes could not be read", &error))?
-            .map_err(|error| ApiError::internal("the changes could not be read", &error))?,
-        Some(first) => {
-            let header = *repnet_store::sync::StreamReader::new(&first[..])
-                .map_err(|error| ApiError::internal("the changes could not be read", &error))?
-                .header();
-            let rest = futures_util::stream::unfold(
-                (receiver, Some(writing), slot),
-                |(mut receiver, writing, slot)| async move {
-                    if let Some(chunk) = receiver.recv().await {
-                        return Some((Ok(chunk), (receiver, writing, slot)));
-                    }
-                    // The writer is done: a failure must break the stream, not end it.
-                    let failure = match writing?.await {
-                        Ok(Ok(_)) => return None,
-                        Ok(Err(error)) => error.to_string(),
-                        Err(error) => error.to_string(),
-                    };
-                    tracing::error!(error = %failure, "writing a page of changes failed");
-                    Some((
-                        Err(std::io::Error::other("the page could not be written")),
-                        (receiver, None, slot),
-                    ))
-                },
-            );
-            let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
-            return Ok(stream_response(&header, Body::from_stream(body), None));
-        }
-    };
+    // Written whole on a blocking thread before the answer starts, into memory and past
+    // SPOOL_IN_MEMORY into an unnamed temporary file: the page's read transaction then lasts
+    // as long as the local write, never as long as a client takes to read it (a transaction
+    // held open by a client that stops reading would hold up the store's writers, and every
+    // reader queued behind them).
+    let (answer, spool, length) = tokio::task::spawn_blocking(move || {
+        let dir = store.dir().to_path_buf();
+        let io = |source| repnet_store::StoreError::Io {
+            action: "write a page of changes to a temporary file in",
+            path: dir.clone(),
+            source,
+        };
+        let mut spool = tempfile::SpooledTempFile::new_in(SPOOL_IN_MEMORY, &dir);
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, &mut spool);
+        let answer = store.write_changes(after, limit, &mut out)?;
+        out.into_inner().map_err(|error| io(error.into_error()))?;
+        let length = spool.stream_position().map_err(io)?;
+        spool.rewind().map_err(io)?;
+        Ok::<_, repnet_store::StoreError>((answer, spool, length))
+    })
+    .await
+    .map_err(|error| ApiError::internal("the changes could not be read", &error))?
+    .map_err(|error| ApiError::internal("the changes could not be read", &error))?;
     match answer {
+        ChangesAnswer::Written(header) if length > 0 => Ok(stream_response(
+            &header,
+            stream_file(spool, slot),
+            Some(length),
+        )),
         ChangesAnswer::Written(_) => Err(ApiError::internal(
             "the changes could not be read",
             &"the page was written without a byte",
@@ -167,7 +146,9 @@ pub(crate) async fn get_snapshot(
             .tempfile_in(&dir)
             .map_err(io)?
             .into_file();
-        let header = store.write_snapshot(std::io::BufWriter::with_capacity(1 << 20, &mut file))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        let header = store.write_snapshot(&mut out)?;
+        out.into_inner().map_err(|error| io(error.into_error()))?;
         let length = file.stream_position().map_err(io)?;
         file.rewind().map_err(io)?;
         Ok::<_, repnet_store::StoreError>((header, file, length))
@@ -175,6 +156,17 @@ pub(crate) async fn get_snapshot(
     .await
     .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?
     .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?;
+    Ok(stream_response(
+        &header,
+        stream_file(file, slot),
+        Some(length),
+    ))
+}
+
+/// The answer's body: `file` from where it stands, read on a blocking thread a chunk ahead
+/// of the client. `slot`, and with it the file, lasts as long as the body: a client that
+/// stops reading is closed by the connection's write_timeout_seconds, which ends both.
+fn stream_file(file: impl std::io::Read + Send + 'static, slot: StreamSlot) -> Body {
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
         let mut file = file;
@@ -195,14 +187,12 @@ pub(crate) async fn get_snapshot(
             }
         }
     });
-    // The slot, and with it the temporary file's reader, lasts as long as the body.
-    let body = Body::from_stream(futures_util::stream::unfold(
+    Body::from_stream(futures_util::stream::unfold(
         (receiver, slot),
         |(mut receiver, slot)| async move {
             receiver.recv().await.map(|chunk| (chunk, (receiver, slot)))
         },
-    ));
-    Ok(stream_response(&header, body, Some(length)))
+    ))
 }
 
 /// The server's role, change log and upstream.
@@ -344,8 +334,11 @@ const MAX_LIMIT: usize = 1_000_000;
 /// (`X-Repnet-To`), and the client asks again from there.
 const PAGE_MAX: usize = 100_000;
 
-/// Bytes sent to the client at a time while a page is written.
+/// The buffer a page of changes is written through.
 const CHUNK: usize = 64 << 10;
+
+/// A page of changes is kept in memory up to this size, in a temporary file past it.
+const SPOOL_IN_MEMORY: usize = 1 << 20;
 
 /// Replication streams being sent, in total and per licence key: each holds a read
 /// transaction (a page) or a temporary file (a snapshot) while its client reads.
@@ -435,41 +428,6 @@ impl Drop for StreamSlot {
                 used.1.remove(key);
             }
         }
-    }
-}
-
-/// A `Write` that hands what is written to the answer's body in chunks, waiting (on its
-/// blocking thread) while the client has not read the previous ones.
-struct ChannelWriter {
-    sender: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    buffer: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
-        self.sender
-            .blocking_send(bytes::Bytes::from(chunk))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
     }
 }
 
