@@ -119,8 +119,9 @@ pub(crate) async fn run(command: BundleCommand) -> anyhow::Result<Outcome> {
                         bundle::read_public_key(&public_key).map_err(anyhow::Error::msg)?;
                     let store = open(&data)?;
                     let name = file.display().to_string();
+                    let fed_to = store.sync_state().await?.upstream;
                     let applied = tokio::task::spawn_blocking(move || {
-                        bundle::import(&store, &file, &trusted, force)
+                        bundle::import(&store, &file, &trusted, force, fed_to)
                     })
                     .await
                     .context("the import stopped unexpectedly")?

@@ -107,7 +107,7 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
         let address = listener.local_addr()?;
         let shutdown = crate::serve::shutdown_signal()?;
         let upstream = config.settings.upstream.clone();
-        let proxy = Proxy::new(config, admin_token)?;
+        let proxy = Proxy::new(config, admin_token).await?;
         let reloader = proxy.reloader();
         crate::serve::on_hangup(move || reloader.reload())?;
         let scheme = proxy.scheme();

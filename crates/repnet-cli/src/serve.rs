@@ -291,11 +291,11 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let stats = store.stats()?;
+    let stats = store.stats().await?;
     let admin_enabled = admin_token.is_some();
     // Ready to handle SIGTERM before anyone can know the address to send it after.
     let shutdown = shutdown_signal()?;
-    let server = Server::new(store, &config, admin_token)?;
+    let server = Server::new(store, &config, admin_token).await?;
     let reloader = server.reloader();
     on_hangup(move || reloader.reload())?;
     tracing::info!(

@@ -280,11 +280,11 @@ fn a_full_reimport_replaces_the_source_and_an_incremental_one_adds() {
         Format::Hashlist,
         named("other"),
     );
-    let keys = store.stats().unwrap().keys;
+    let keys = runtime().block_on(store.stats()).unwrap().keys;
     // The same feed again: nothing changes.
     let report = import(&store, dir.path(), &[all], Format::Hashlist, named("mine"));
     assert_eq!((report.stored, report.retracted), (3, 0));
-    assert_eq!(store.stats().unwrap().keys, keys);
+    assert_eq!(runtime().block_on(store.stats()).unwrap().keys, keys);
     // The feed without `b` and `c`: they are retracted from it; `c` stays known from the other.
     let fewer = write(dir.path(), "fewer.txt", &format!("{a}\n"));
     let report = import(
@@ -298,7 +298,7 @@ fn a_full_reimport_replaces_the_source_and_an_incremental_one_adds() {
     assert_eq!(verdict(&store, "file", &a), Verdict::Untrusted);
     assert_eq!(verdict(&store, "file", &b), Verdict::Unknown);
     assert_eq!(verdict(&store, "file", &c), Verdict::Untrusted);
-    assert_eq!(store.stats().unwrap().keys, keys - 1);
+    assert_eq!(runtime().block_on(store.stats()).unwrap().keys, keys - 1);
     // Incremental: only adds.
     let only_b = write(dir.path(), "b.txt", &format!("{b}\n"));
     let mut incremental = named("mine");
@@ -461,7 +461,7 @@ fn a_damaged_archive_fails_the_import_and_retracts_nothing() {
         repnet_feeds::import(&store, &inputs, Format::Hashlist, &options, &NoProgress)
     };
     assert_eq!(import_as(&zipped).unwrap().stored, 20_000);
-    let records = |store: &Store| store.stats().unwrap().keys;
+    let records = |store: &Store| runtime().block_on(store.stats()).unwrap().keys;
     let before = records(&store);
 
     let damage = |file: &Path, name: &str, change: &dyn Fn(&mut Vec<u8>)| {
@@ -535,7 +535,7 @@ fn a_decompression_bomb_fails_the_import_and_changes_nothing() {
         repnet_feeds::import(&store, &inputs, Format::Hashlist, &options, &NoProgress)
     };
     assert_eq!(import_as(&list, &|_| ()).unwrap().stored, 2);
-    let before = store.stats().unwrap().keys;
+    let before = runtime().block_on(store.stats()).unwrap().keys;
 
     // 96 MiB of zeros: about 100 KB gzipped, a thousand times smaller. (Gzip members
     // concatenate: one is compressed and repeated, which is quick in a debug build.)
@@ -571,7 +571,11 @@ fn a_decompression_bomb_fails_the_import_and_changes_nothing() {
             message.contains("bomb") && message.contains("max_expansion_ratio"),
             "{message}"
         );
-        assert_eq!(store.stats().unwrap().keys, before, "{message}");
+        assert_eq!(
+            runtime().block_on(store.stats()).unwrap().keys,
+            before,
+            "{message}"
+        );
     }
 
     // A feed within the ratio but beyond the byte limit.
@@ -585,5 +589,5 @@ fn a_decompression_bomb_fails_the_import_and_changes_nothing() {
         error.to_string().contains("max_decompressed_bytes"),
         "{error}"
     );
-    assert_eq!(store.stats().unwrap().keys, before);
+    assert_eq!(runtime().block_on(store.stats()).unwrap().keys, before);
 }

@@ -45,14 +45,14 @@ pub struct RateLimit {
 /// Where licence keys are kept: the store on a server, a file on a proxy.
 pub trait KeyBook: Send + Sync + std::fmt::Debug + 'static {
     /// Every key ever registered.
-    fn licences(&self) -> Result<Vec<Licence>, BookError>;
+    fn licences(&self) -> BookFuture<'_, Vec<Licence>>;
     /// Adds or replaces keys (by key hash), durably.
-    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_>;
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_, ()>;
 }
 
-/// What [`KeyBook::put`] returns.
-pub type BookFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BookError>> + Send + 'a>>;
+/// What [`KeyBook`]'s methods return.
+pub type BookFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BookError>> + Send + 'a>>;
 
 /// Why a [`KeyBook`] could not read or keep the keys: the book's own error (the store's, or
 /// the proxy's file's), kept whole as the source.
@@ -164,13 +164,14 @@ const PROVIDER_ADVICE: &str = "the organisation's current licence key must be re
 
 impl Licences {
     /// The keys kept in `book`; `required`: whether lookups need one.
-    pub fn load(
+    pub async fn load(
         book: Arc<dyn KeyBook>,
         required: bool,
         limit: Option<RateLimit>,
     ) -> Result<Licences, BookError> {
         let keys = book
-            .licences()?
+            .licences()
+            .await?
             .into_iter()
             .map(|licence| (licence.key_sha256, Arc::new(KeyState::new(licence, limit))))
             .collect();

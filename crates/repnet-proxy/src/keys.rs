@@ -80,21 +80,24 @@ impl FileBook {
 }
 
 impl KeyBook for FileBook {
-    fn licences(&self) -> Result<Vec<Licence>, BookError> {
-        self.read()
-            .map_err(BookError::new)?
-            .iter()
-            .map(|stored| {
-                stored.licence().map_err(|error| FileError::Damaged {
-                    path: self.path.clone(),
-                    reason: format!("key {}: {error}", stored.id),
+    fn licences(&self) -> BookFuture<'_, Vec<Licence>> {
+        // A small file, read at start: not worth a blocking thread.
+        Box::pin(async move {
+            self.read()
+                .map_err(BookError::new)?
+                .iter()
+                .map(|stored| {
+                    stored.licence().map_err(|error| FileError::Damaged {
+                        path: self.path.clone(),
+                        reason: format!("key {}: {error}", stored.id),
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(BookError::new)
+                .collect::<Result<_, _>>()
+                .map_err(BookError::new)
+        })
     }
 
-    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_> {
+    fn put(&self, licences: Vec<Licence>) -> BookFuture<'_, ()> {
         Box::pin(async move {
             let _one_at_a_time = self
                 .writing

@@ -106,7 +106,10 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy with `config`; runtime settings kept in its data directory by an earlier run
     /// win over the file's. Must be called within a Tokio runtime.
-    pub fn new(config: ProxyConfig, admin_token: Option<AdminToken>) -> Result<Proxy, StartError> {
+    pub async fn new(
+        config: ProxyConfig,
+        admin_token: Option<AdminToken>,
+    ) -> Result<Proxy, StartError> {
         let settings = match Settings::load(&config.data)? {
             Some(saved) => {
                 tracing::info!(data = %config.data.display(), "runtime settings from an earlier run");
@@ -180,6 +183,7 @@ impl Proxy {
             true,
             None,
         )
+        .await
         .map_err(StartError::Keys)?;
         Ok(Proxy {
             state: Arc::new(State {

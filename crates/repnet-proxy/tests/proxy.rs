@@ -1348,7 +1348,7 @@ async fn the_proxy_serves_https_with_a_private_ca() {
         },
         ..ProxyConfig::default()
     };
-    let error = Proxy::new(config, None).unwrap_err().to_string();
+    let error = Proxy::new(config, None).await.unwrap_err().to_string();
     assert!(error.contains("tls_key"), "{error}");
     proxy.stop().await;
     server.stop().await;

@@ -205,12 +205,15 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Checks the bundle in `path` against `trusted`, then applies it to `store`.
+/// Checks the bundle in `path` against `trusted`, then applies it to `store`, whose cursor
+/// in the log it was fed from is `fed_to` (its [`SyncState::upstream`](repnet_store::SyncState),
+/// read just before). Blocking.
 pub fn import(
     store: &Store,
     path: &Path,
     trusted: &VerifyingKey,
     force: bool,
+    fed_to: Option<repnet_store::Cursor>,
 ) -> Result<StreamApplied, BundleError> {
     let mut file = File::open(path).map_err(io("open the bundle", path))?;
     let mut header = [0u8; HEADER_LEN];
@@ -261,7 +264,7 @@ pub fn import(
     // A signed bundle stays valid forever: an old snapshot replayed would roll the knowledge
     // base back to it. Refused unless the administrator says so.
     let header = *stream.header();
-    if let Some(cursor) = store.sync_state()?.upstream
+    if let Some(cursor) = fed_to
         && cursor.log_id == header.log_id
         && header.to < cursor.sequence
         && !force

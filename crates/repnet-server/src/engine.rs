@@ -167,7 +167,7 @@ impl Engine {
         config.trusted_devices = trusted_devices;
     }
 
-    pub(crate) fn status(&self, store: &Store) -> EngineStatus {
+    pub(crate) async fn status(&self, store: &Store) -> EngineStatus {
         let config = self.config();
         let progress = *self
             .progress
@@ -187,7 +187,7 @@ impl Engine {
             examined: progress.examined,
             verdicts_set: progress.set,
             verdicts_removed: progress.removed,
-            pending: store.dirty_count().unwrap_or(0),
+            pending: store.dirty_count().await.unwrap_or(0),
         }
     }
 
@@ -198,6 +198,7 @@ impl Engine {
             engine: Arc::clone(self),
             store,
             wait: Duration::ZERO,
+            pending: None,
         }
     }
 
@@ -205,7 +206,7 @@ impl Engine {
     pub(crate) async fn tick(&self, store: &Store) -> Result<usize, repnet_store::StoreError> {
         let config = self.config();
         let repnet_store::Dirty { files, mut keys } =
-            store.dirty_aggregates(config.max_objects_per_tick)?;
+            store.dirty_aggregates(config.max_objects_per_tick).await?;
         let objects: Vec<Object> = files.iter().map(|file| file.object.clone()).collect();
         let knowledge = store.lookup(&objects).await?;
         let signers: Vec<Object> = files
@@ -409,6 +410,9 @@ pub(crate) struct EngineWorker {
     engine: Arc<Engine>,
     store: Store,
     wait: Duration,
+    /// Objects with new statistics, counted after each tick (progress is read without
+    /// touching the store).
+    pending: Option<u64>,
 }
 
 impl repnet_runtime::Worker for EngineWorker {
@@ -422,10 +426,12 @@ impl repnet_runtime::Worker for EngineWorker {
     ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
         let settings = self.engine.config();
         if !settings.enabled {
+            self.pending = self.store.dirty_count().await.ok();
             return Ok(repnet_runtime::Next::Done);
         }
         self.wait = Duration::from_secs(settings.interval_seconds);
         let examined = self.engine.tick(&self.store).await?;
+        self.pending = self.store.dirty_count().await.ok();
         // A full tick means more is waiting: go on at once.
         Ok(if examined >= settings.max_objects_per_tick {
             repnet_runtime::Next::Busy
@@ -439,7 +445,7 @@ impl repnet_runtime::Worker for EngineWorker {
     }
 
     fn progress(&self) -> Option<String> {
-        let pending = self.store.dirty_count().ok()?;
+        let pending = self.pending?;
         Some(format!("{pending} objects with new statistics pending"))
     }
 }

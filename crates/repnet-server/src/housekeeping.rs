@@ -106,7 +106,7 @@ impl Worker for FilterBuild {
     }
 
     fn progress(&self) -> Option<String> {
-        let ready = self.store.stats().ok()?.filter_ready;
+        let ready = self.store.filter_ready();
         Some(if ready { "built" } else { "not built" }.to_owned())
     }
 }

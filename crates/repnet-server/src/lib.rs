@@ -161,7 +161,7 @@ impl Server {
     /// A server answering from `store` with the settings of `config`; `admin_token` enables
     /// the admin API. Fails if the store cannot be read, or if a file the configuration names
     /// (the upstream's key, the bundle key, the TLS certificate and key) is unusable.
-    pub fn new(
+    pub async fn new(
         store: Store,
         config: &ServerConfig,
         admin_token: Option<AdminToken>,
@@ -178,6 +178,7 @@ impl Server {
         let limit = settings::rate_limit(config.key_requests_per_second, config.key_burst);
         let licences = Arc::new(
             licences::Licences::load(Arc::new(store.clone()), config.key_required(), limit)
+                .await
                 .map_err(StartError::Licences)?,
         );
         let workers = repnet_runtime::Workers::new(repnet_runtime::Clock::system());
@@ -254,7 +255,7 @@ impl Server {
                 config.install_batches_per_minute,
             )),
             installations: Arc::new(installations::Installations::new(
-                store.permanent_secret("installations")?,
+                store.permanent_secret("installations").await?,
                 installations::EnrolmentLimits {
                     difficulty: config.installation_difficulty,
                     per_address: config.enrolments_per_address_per_hour,

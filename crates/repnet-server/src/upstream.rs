@@ -104,13 +104,17 @@ impl Upstream {
         })
     }
 
-    pub(crate) fn status(&self, store: &Store) -> UpstreamStatus {
+    pub(crate) async fn status(&self, store: &Store) -> UpstreamStatus {
         let progress = self
             .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let cursor = store.sync_state().ok().and_then(|state| state.upstream);
+        let cursor = store
+            .sync_state()
+            .await
+            .ok()
+            .and_then(|state| state.upstream);
         let local_sequence = cursor.map(|cursor| cursor.sequence);
         let same_log = match (&progress.upstream_log_id, cursor) {
             (Some(id), Some(cursor)) => *id == cursor.log_id.to_string(),
@@ -253,7 +257,7 @@ impl Upstream {
                 true,
             ))
         };
-        let Some(cursor) = store.sync_state()?.upstream else {
+        let Some(cursor) = store.sync_state().await?.upstream else {
             tracing::info!(upstream = %self.url, "fetching a snapshot from upstream (first pull)");
             return snapshot().await;
         };

@@ -848,6 +848,7 @@ async fn tls_with_a_private_ca() {
     )
     .unwrap();
     let error = repnet_server::Server::new(store, &config, None)
+        .await
         .unwrap_err()
         .to_string();
     assert!(error.contains("tls_key"), "{error}");

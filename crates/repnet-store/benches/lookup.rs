@@ -57,7 +57,7 @@ fn lookups(c: &mut Criterion) {
     runtime
         .block_on(store.build_filter(|| false))
         .expect("filter");
-    let stats = store.stats().expect("stats");
+    let stats = runtime.block_on(store.stats()).expect("stats");
     eprintln!(
         "{} keys, {} bytes on disk, {:.1} bytes per key",
         stats.keys,

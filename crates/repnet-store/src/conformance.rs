@@ -22,7 +22,7 @@ pub async fn run_all(open: &dyn Fn() -> Store) {
     bulk_import_matches_apply(open).await;
     urls_domains_and_prefix_search(&open()).await;
     licence_keys_are_kept_and_replaced_by_hash(&open()).await;
-    secrets_are_made_once_and_rotated_when_old(&open());
+    secrets_are_made_once_and_rotated_when_old(&open()).await;
     every_change_has_the_next_sequence_number(&open()).await;
     statistics_fold_into_aggregates_and_mark_objects_dirty(&open()).await;
     the_review_queue_holds_reports_and_engine_verdicts(&open()).await;
@@ -449,8 +449,8 @@ pub async fn bulk_import_matches_apply(open: &dyn Fn() -> Store) {
         by_apply.lookup(&objects).await.expect("lookup")
     );
     assert_eq!(
-        by_bulk.stats().expect("stats").keys,
-        by_apply.stats().expect("stats").keys
+        by_bulk.stats().await.expect("stats").keys,
+        by_apply.stats().await.expect("stats").keys
     );
 
     // Local verdicts and removals are not bulk operations.
@@ -565,7 +565,7 @@ pub async fn urls_domains_and_prefix_search(store: &Store) {
 }
 
 pub async fn licence_keys_are_kept_and_replaced_by_hash(store: &Store) {
-    assert!(store.licences().expect("licences").is_empty());
+    assert!(store.licences().await.expect("licences").is_empty());
     let licence = |id: &str, key: &str, label: Option<&str>| crate::Licence {
         id: id.to_owned(),
         key_sha256: Sha256::digest(key.as_bytes()),
@@ -588,28 +588,39 @@ pub async fn licence_keys_are_kept_and_replaced_by_hash(store: &Store) {
         .put_licences(vec![revoked.clone()])
         .await
         .expect("put");
-    let mut kept = store.licences().expect("licences");
+    let mut kept = store.licences().await.expect("licences");
     kept.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(kept[0], revoked, "replaced by its key's hash");
     assert_eq!(kept[1].label, None);
 }
 
-pub fn secrets_are_made_once_and_rotated_when_old(store: &Store) {
-    let first = store.permanent_secret("installations").expect("secret");
+pub async fn secrets_are_made_once_and_rotated_when_old(store: &Store) {
+    let first = store
+        .permanent_secret("installations")
+        .await
+        .expect("secret");
     assert_eq!(
-        store.permanent_secret("installations").expect("secret"),
+        store
+            .permanent_secret("installations")
+            .await
+            .expect("secret"),
         first,
         "kept for good"
     );
-    assert_ne!(store.permanent_secret("other").expect("secret"), first);
+    assert_ne!(
+        store.permanent_secret("other").await.expect("secret"),
+        first
+    );
     let day = 86_400;
     let device = store
         .device_secret(Timestamp(10 * day), day)
+        .await
         .expect("device secret");
     assert_eq!(
         store
             .device_secret(Timestamp(10 * day + day / 2), day)
+            .await
             .expect("device secret"),
         device,
         "kept while younger than the rotation"
@@ -617,6 +628,7 @@ pub fn secrets_are_made_once_and_rotated_when_old(store: &Store) {
     assert_ne!(
         store
             .device_secret(Timestamp(12 * day), day)
+            .await
             .expect("device secret"),
         device,
         "replaced once older"
@@ -624,7 +636,7 @@ pub fn secrets_are_made_once_and_rotated_when_old(store: &Store) {
 }
 
 pub async fn every_change_has_the_next_sequence_number(store: &Store) {
-    let before = store.sync_state().expect("sync state");
+    let before = store.sync_state().await.expect("sync state");
     let domain = object(ObjectKind::Domain, "sequenced.example");
     store
         .apply(vec![put(
@@ -633,7 +645,7 @@ pub async fn every_change_has_the_next_sequence_number(store: &Store) {
         )])
         .await
         .expect("apply");
-    let after_put = store.sync_state().expect("sync state");
+    let after_put = store.sync_state().await.expect("sync state");
     assert_eq!(after_put.log_id, before.log_id, "the same log");
     assert!(
         after_put.sequence > before.sequence,
@@ -646,7 +658,7 @@ pub async fn every_change_has_the_next_sequence_number(store: &Store) {
         }])
         .await
         .expect("apply");
-    let after_remove = store.sync_state().expect("sync state");
+    let after_remove = store.sync_state().await.expect("sync state");
     assert!(after_remove.sequence > after_put.sequence);
     // What changed after `before` is written as a stream a puller reads.
     let mut stream = Vec::new();
@@ -689,7 +701,11 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
         ])
         .await
         .expect("record");
-    let aggregate = store.aggregate(&file).expect("aggregate").expect("one");
+    let aggregate = store
+        .aggregate(&file)
+        .await
+        .expect("aggregate")
+        .expect("one");
     assert_eq!(
         (aggregate.sightings, aggregate.detections),
         (1, 2),
@@ -700,13 +716,13 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
         (aggregate.first_seen, aggregate.last_seen),
         (Timestamp(100), Timestamp(300))
     );
-    assert_eq!(store.event_count().expect("events"), 3);
-    assert_eq!(store.dirty_count().expect("dirty"), 1);
-    let dirty = store.dirty_aggregates(10).expect("dirty");
+    assert_eq!(store.event_count().await.expect("events"), 3);
+    assert_eq!(store.dirty_count().await.expect("dirty"), 1);
+    let dirty = store.dirty_aggregates(10).await.expect("dirty");
     assert_eq!(dirty.files.len(), 1);
     assert_eq!(dirty.files[0].object, file);
     store.clear_dirty(dirty.keys).await.expect("clear");
-    assert_eq!(store.dirty_count().expect("dirty"), 0);
+    assert_eq!(store.dirty_count().await.expect("dirty"), 0);
     // Raw events past their retention go; the aggregate stays.
     assert_eq!(
         store
@@ -715,8 +731,8 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
             .expect("delete"),
         2
     );
-    assert_eq!(store.event_count().expect("events"), 1);
-    assert!(store.aggregate(&file).expect("aggregate").is_some());
+    assert_eq!(store.event_count().await.expect("events"), 1);
+    assert!(store.aggregate(&file).await.expect("aggregate").is_some());
 }
 
 pub async fn the_review_queue_holds_reports_and_engine_verdicts(store: &Store) {
@@ -750,7 +766,7 @@ pub async fn the_review_queue_holds_reports_and_engine_verdicts(store: &Store) {
         )
         .await
         .expect("engine reviews");
-    let mut items = store.review_items().expect("review items");
+    let mut items = store.review_items().await.expect("review items");
     items.sort_by_key(|item| item.engine.is_some());
     assert_eq!(items.len(), 2, "{items:?}");
     assert_eq!(
@@ -782,7 +798,7 @@ pub async fn the_review_queue_holds_reports_and_engine_verdicts(store: &Store) {
             .await
             .expect("remove")
     );
-    assert!(store.review_items().expect("review items").is_empty());
+    assert!(store.review_items().await.expect("review items").is_empty());
 }
 
 pub async fn a_snapshot_replicates_into_another_store(source: &Store, replica: &Store) {
@@ -809,6 +825,7 @@ pub async fn a_snapshot_replicates_into_another_store(source: &Store, replica: &
     assert_eq!(records[0].verdict, Verdict::Untrusted);
     let cursor = replica
         .sync_state()
+        .await
         .expect("sync state")
         .upstream
         .expect("a cursor");

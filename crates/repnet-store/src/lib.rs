@@ -1,14 +1,15 @@
 //! repnet's knowledge base behind one narrow handle, [`Store`].
 //!
 //! The handle speaks the model's language (objects, source records); only this crate knows
-//! how they are laid out on disk. Today there is one backend, embedded LMDB (`lmdb`); a
-//! Redis Cluster backend for scale-out will sit behind the same handle and must pass the same
-//! [`conformance`] suite.
+//! how they are laid out on disk. The handle holds a backend behind one port (`backend.rs`,
+//! object-safe, no engine's types): today embedded LMDB (`lmdb`); a Redis Cluster backend for
+//! scale-out will sit behind the same port and must pass the same [`conformance`] suite.
 //!
 //! What the store keeps per object is the set of source records (one per source); the
 //! effective verdict is derived from them at read time by the model's precedence rule, so a
 //! source can be corrected or retracted without losing what the others said.
 
+mod backend;
 mod bulk;
 mod filter;
 mod hll;
@@ -29,11 +30,12 @@ use repnet_model::{FileHash, FileHashes, Object, Sha256, Source, SourceRecord, T
 
 use crate::lmdb::LmdbStore;
 
+use crate::backend::Backend;
+pub use crate::backend::{ChangesAnswer, Cursor, SyncState};
 /// Names in the data directory starting with this are temporary (imports' sorted runs,
 /// downloaded and extracted feeds): whatever a killed process left is removed at open.
 pub use crate::bulk::TEMP_PREFIX;
 pub use crate::bulk::{BulkImport, BulkSummary};
-pub use crate::lmdb::{ChangesAnswer, Cursor, SyncState};
 
 /// What the store knows about one object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -345,18 +347,22 @@ pub enum StoreError {
 
 /// The handle to the knowledge base. Cheap to clone; all clones share one open store, which
 /// closes (releasing its directory) when the last clone is dropped.
+///
+/// Every operation is `async`; how its work meets the runtime is the backend's business (see
+/// `backend.rs`). The exceptions are blocking on purpose and say so: bulk imports and
+/// replication streams, which read or write for as long as their files take.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// Kept for its `Drop`.
     _handle: Arc<Handle>,
-    backend: Arc<LmdbStore>,
+    backend: Arc<dyn Backend>,
 }
 
 /// Shared by the clones of a [`Store`]: dropping the last one stops the backend's background
 /// work, which holds the backend too.
 #[derive(Debug)]
 struct Handle {
-    backend: Arc<LmdbStore>,
+    backend: Arc<dyn Backend>,
 }
 
 impl Drop for Handle {
@@ -368,17 +374,20 @@ impl Drop for Handle {
 impl Store {
     /// Opens (creating if needed) the embedded store in `dir`, migrates it to the current
     /// format, and makes sure it knows the built-in test set. Fails if another process has
-    /// the directory open.
+    /// the directory open. Blocking (seconds at most, for a migration).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let backend = Arc::new(LmdbStore::open(dir, options)?);
-        let store = Store {
+        let lmdb = Arc::new(LmdbStore::open(dir, options)?);
+        lmdb.seed_builtin(now())?;
+        Ok(Store::over(Arc::new(crate::lmdb::Lmdb(lmdb))))
+    }
+
+    fn over(backend: Arc<dyn Backend>) -> Store {
+        Store {
             _handle: Arc::new(Handle {
                 backend: Arc::clone(&backend),
             }),
             backend,
-        };
-        store.backend.seed_builtin(now())?;
-        Ok(store)
+        }
     }
 
     /// Whether the negative-lookup filter should be built now: the store was opened with
@@ -390,42 +399,36 @@ impl Store {
         self.backend.wants_filter()
     }
 
+    /// Whether lookups of unknown objects are answered by the negative-lookup filter now.
+    pub fn filter_ready(&self) -> bool {
+        self.backend.filter_ready()
+    }
+
     /// Resolves when a write made a filter build due.
     pub async fn filter_wanted(&self) {
         self.backend.filter_wanted().await
     }
 
-    /// Builds the negative-lookup filter on a blocking thread and installs it (seconds for
-    /// tens of millions of keys; lookups go to the B-tree meanwhile). `stop` is asked between
-    /// chunks of keys: a build told to stop installs nothing. Returns at once if a build is
-    /// already under way.
+    /// Builds the negative-lookup filter and installs it (seconds for tens of millions of
+    /// keys; lookups go to the B-tree meanwhile). `stop` is asked between chunks of keys: a
+    /// build told to stop installs nothing. Returns at once if a build is already under way.
     pub async fn build_filter(
         &self,
         stop: impl Fn() -> bool + Send + 'static,
     ) -> Result<(), StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.build_filter(&stop))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.build_filter(Box::new(stop)).await
     }
 
     /// Looks up `objects` in one consistent snapshot. The answer has one entry per object, in
     /// the same order; an unknown object gets an empty [`Knowledge`].
     pub async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
-        // LMDB reads are memory-mapped and take microseconds: running them on the calling
-        // task is cheaper than a hop to the blocking pool.
-        self.backend.lookup(objects)
+        self.backend.lookup(objects).await
     }
 
     /// Applies `changes` atomically, in order: when this returns `Ok`, every change is on
     /// disk and survives a crash; on error, none is applied.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<Outcome>, StoreError> {
-        let backend = Arc::clone(&self.backend);
-        let outcomes = tokio::task::spawn_blocking(move || backend.apply(&changes))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))??;
-        self.backend.note_writes();
-        Ok(outcomes)
+        self.backend.apply(changes).await
     }
 
     /// Starts a bulk import: changes are added one by one (sorted and spilled to disk as
@@ -434,16 +437,13 @@ impl Store {
     /// which is much faster and more compact than [`Store::apply`] for many changes.
     /// Blocking: call it from a thread or `spawn_blocking`.
     pub fn bulk_import(&self) -> Result<BulkImport, StoreError> {
-        BulkImport::new(Arc::clone(&self.backend) as Arc<dyn bulk::Applier>, None)
+        BulkImport::new(self.backend.applier(), None)
     }
 
     /// A bulk import that sorts up to `buffer_bytes` of changes in memory before spilling a
     /// sorted run to a temporary file in the data directory (the default is 64 MiB).
     pub fn bulk_import_with_buffer(&self, buffer_bytes: usize) -> Result<BulkImport, StoreError> {
-        BulkImport::new(
-            Arc::clone(&self.backend) as Arc<dyn bulk::Applier>,
-            Some(buffer_bytes.max(1)),
-        )
+        BulkImport::new(self.backend.applier(), Some(buffer_bytes.max(1)))
     }
 
     /// Every file and URL expression whose hash starts with one of `prefixes`, with what is
@@ -455,60 +455,51 @@ impl Store {
         prefixes: &[SearchPrefix],
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
-        self.backend.search_prefixes(prefixes, limit)
+        self.backend.search_prefixes(prefixes, limit).await
     }
 
     /// Every local verdict, ordered by object key.
     pub async fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
-        self.backend.local_verdicts()
+        self.backend.local_verdicts().await
     }
 
     /// Stores statistics events and folds them into their objects' aggregates, atomically
     /// and durably: when this returns `Ok`, the events survive a crash.
     pub async fn record_statistics(&self, events: Vec<StatEvent>) -> Result<(), StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.record_statistics(&events))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.record_statistics(events).await
     }
 
     /// What participants reported about `object` (a file by SHA-256, or a URL expression).
-    pub fn aggregate(&self, object: &Object) -> Result<Option<Aggregate>, StoreError> {
-        self.backend.aggregate(object)
+    pub async fn aggregate(&self, object: &Object) -> Result<Option<Aggregate>, StoreError> {
+        self.backend.aggregate(object).await
     }
 
     /// Deletes raw statistics events that arrived before `cutoff` (aggregates stay); answers
     /// how many.
     pub async fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.delete_events_before(cutoff))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.delete_events_before(cutoff).await
     }
 
     /// Up to `limit` objects whose statistics changed since the engine last cleared them:
     /// the files among them with their aggregates, and every key (for [`Store::clear_dirty`]).
-    pub fn dirty_aggregates(&self, limit: usize) -> Result<Dirty, StoreError> {
-        self.backend.dirty_aggregates(limit)
+    pub async fn dirty_aggregates(&self, limit: usize) -> Result<Dirty, StoreError> {
+        self.backend.dirty_aggregates(limit).await
     }
 
     /// Marks objects as examined by the engine, except those whose statistics changed since
     /// it read them (they stay for its next look).
     pub async fn clear_dirty(&self, keys: Vec<DirtyMark>) -> Result<(), StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.clear_dirty(&keys))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.clear_dirty(keys).await
     }
 
     /// Objects whose statistics the engine has not examined yet.
-    pub fn dirty_count(&self) -> Result<u64, StoreError> {
-        self.backend.dirty_count()
+    pub async fn dirty_count(&self) -> Result<u64, StoreError> {
+        self.backend.dirty_count().await
     }
 
     /// False-positive reports and the engine's verdicts awaiting the administrator.
-    pub fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
-        self.backend.review_items()
+    pub async fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
+        self.backend.review_items().await
     }
 
     /// Puts verdicts the engine set in the review queue, and takes out those of objects whose
@@ -518,85 +509,76 @@ impl Store {
         set: Vec<EngineReview>,
         removed: Vec<Object>,
     ) -> Result<(), StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.engine_reviews(&set, &removed))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.engine_reviews(set, removed).await
     }
 
     /// Closes a review item; answers whether it existed.
     pub async fn remove_review(&self, id: String) -> Result<bool, StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.remove_review(&id))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.remove_review(id).await
     }
 
     /// How much room statistics take.
-    pub fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
-        self.backend.statistics_size()
+    pub async fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
+        self.backend.statistics_size().await
     }
 
     /// Raw statistics events stored.
-    pub fn event_count(&self) -> Result<u64, StoreError> {
-        self.backend.event_count()
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        self.backend.event_count().await
     }
 
     /// A secret made at first use and kept for good (the key of installation tokens,
     /// `installations`).
-    pub fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
-        self.backend.permanent_secret(name)
+    pub async fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.backend.permanent_secret(name).await
     }
 
     /// The secret key of the installation-id hash, made at first use and replaced once older
     /// than `rotate_after_seconds`.
-    pub fn device_secret(
+    pub async fn device_secret(
         &self,
         now: Timestamp,
         rotate_after_seconds: u64,
     ) -> Result<[u8; 32], StoreError> {
-        self.backend.device_secret(now, rotate_after_seconds)
+        self.backend.device_secret(now, rotate_after_seconds).await
     }
 
     /// Every licence key ever registered, revoked ones included.
-    pub fn licences(&self) -> Result<Vec<Licence>, StoreError> {
-        self.backend.licences()
+    pub async fn licences(&self) -> Result<Vec<Licence>, StoreError> {
+        self.backend.licences().await
     }
 
     /// Adds or replaces (by key hash) licence records, atomically and durably.
     pub async fn put_licences(&self, licences: Vec<Licence>) -> Result<(), StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.put_licences(&licences))
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))?
+        self.backend.put_licences(licences).await
     }
 
     /// Where this store is in its own change log, and in its upstream's.
-    pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        self.backend.sync_state()
+    pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        self.backend.sync_state().await
     }
 
     /// Writes the changes after `after` (at most `limit` sequence numbers; each changed key
     /// once, with its current state) to `out` as a replication stream, header first, or says
-    /// that a snapshot is needed. Blocking; the read transaction lasts as long as the
-    /// writing, so give it an `out` that does not wait long (memory, a file, a bounded
-    /// channel to a client that must keep reading).
+    /// that a snapshot is needed. Blocking; the store's snapshot lasts as long as the
+    /// writing, so give it an `out` that does not wait on anyone (memory, a file), never a
+    /// client's connection.
     pub fn write_changes<W: std::io::Write>(
         &self,
         after: u64,
         limit: usize,
-        out: W,
+        mut out: W,
     ) -> Result<ChangesAnswer, StoreError> {
-        self.backend.write_changes(after, limit, out)
+        self.backend.write_changes(after, limit, &mut out)
     }
 
     /// Writes every key's state to `out` as a snapshot stream. Blocking, like
     /// [`write_changes`](Store::write_changes).
     pub fn write_snapshot<W: std::io::Write>(
         &self,
-        out: W,
+        mut out: W,
     ) -> Result<sync::StreamHeader, StoreError> {
-        self.backend.write_snapshot(out)
+        self.backend.write_snapshot(&mut out)
     }
 
     /// Applies a replication stream from another server in one transaction, after reading
@@ -622,11 +604,13 @@ impl Store {
         })
     }
 
-    pub fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.backend.stats()
+    /// How many keys, records and bytes the knowledge base holds.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.backend.stats().await
     }
 
-    /// The directory the store lives in.
+    /// The directory the store keeps its temporary files in (and, for the embedded store,
+    /// its data).
     pub fn dir(&self) -> &Path {
         self.backend.dir()
     }
@@ -639,11 +623,15 @@ pub use repnet_runtime::now;
 
 /// A server keeps its licence keys in its store.
 impl repnet_licences::KeyBook for Store {
-    fn licences(&self) -> Result<Vec<Licence>, repnet_licences::BookError> {
-        Store::licences(self).map_err(repnet_licences::BookError::new)
+    fn licences(&self) -> repnet_licences::BookFuture<'_, Vec<Licence>> {
+        Box::pin(async move {
+            Store::licences(self)
+                .await
+                .map_err(repnet_licences::BookError::new)
+        })
     }
 
-    fn put(&self, licences: Vec<Licence>) -> repnet_licences::BookFuture<'_> {
+    fn put(&self, licences: Vec<Licence>) -> repnet_licences::BookFuture<'_, ()> {
         Box::pin(async move {
             self.put_licences(licences)
                 .await

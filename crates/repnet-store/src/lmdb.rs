@@ -28,9 +28,10 @@
 
 mod changes;
 mod licences;
+mod port;
 mod statistics;
 
-pub use changes::{ChangesAnswer, Cursor, SyncState};
+pub(crate) use port::Lmdb;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -725,6 +726,10 @@ impl LmdbStore {
         self.use_filter
             && !self.closing.load(Ordering::SeqCst)
             && (!self.filter.is_enabled() || self.filter.wants_rebuild())
+    }
+
+    pub(crate) fn filter_ready(&self) -> bool {
+        self.filter.is_enabled()
     }
 
     /// Wakes whoever waits in [`filter_wanted`](Self::filter_wanted) if a build is due.
@@ -1947,7 +1952,7 @@ mod tests {
             },
         )
         .expect("open");
-        let before = store.stats().expect("stats").map_bytes;
+        let before = store.stats().await.expect("stats").map_bytes;
         let record = SourceRecord::new(
             Source::feed("growth").expect("feed"),
             Verdict::Untrusted,
@@ -1970,7 +1975,7 @@ mod tests {
                 .collect();
             store.apply(changes).await.expect("apply grows the map");
         }
-        let stats = store.stats().expect("stats");
+        let stats = store.stats().await.expect("stats");
         assert!(stats.map_bytes > before, "{stats:?}");
         let knowledge = store.lookup(&objects[99_990..]).await.expect("lookup");
         assert!(knowledge.iter().all(|k| k.records.len() == 1));
@@ -2031,7 +2036,7 @@ mod tests {
         let summary = import(0..200_000).await.expect("join");
         assert!(summary.rebuilt);
         assert_eq!(summary.keys_written, 200_000);
-        let stats = store.stats().expect("stats");
+        let stats = store.stats().await.expect("stats");
         // Written in key order with append: pages are full. 33-byte key, 12-byte record,
         // LMDB's 10 bytes per node: about 57 bytes per key, plus branch pages.
         let per_key = stats.disk_bytes as f64 / stats.keys as f64;
@@ -2043,18 +2048,18 @@ mod tests {
             summary.keys_written, 10,
             "the 10 new keys; the 10 unchanged ones are not rewritten"
         );
-        assert_eq!(store.stats().expect("stats").keys, stats.keys + 10);
+        assert_eq!(store.stats().await.expect("stats").keys, stats.keys + 10);
         drop(store);
         // The switch of object database survives reopening.
         let store = open(dir.path());
-        assert_eq!(store.stats().expect("stats").keys, stats.keys + 10);
+        assert_eq!(store.stats().await.expect("stats").keys, stats.keys + 10);
     }
 
     /// Builds the filter, as `repnet serve`'s worker does when the store says it is due.
     async fn build_filter(store: &crate::Store) {
         assert!(store.wants_filter(), "a filter build is due");
         store.build_filter(|| false).await.expect("build");
-        assert!(store.stats().expect("stats").filter_ready);
+        assert!(store.stats().await.expect("stats").filter_ready);
         assert!(!store.wants_filter());
     }
 

@@ -126,8 +126,8 @@ async fn a_receiver_converges_through_a_snapshot_then_pages_of_changes() {
 
     let applied = apply(&private, &snapshot(&global)).unwrap();
     assert_eq!(applied.header.kind, StreamKind::Snapshot);
-    let state = global.sync_state().unwrap();
-    let cursor = private.sync_state().unwrap().upstream.unwrap();
+    let state = global.sync_state().await.unwrap();
+    let cursor = private.sync_state().await.unwrap().upstream.unwrap();
     assert_eq!(
         (cursor.log_id, cursor.sequence),
         (state.log_id, state.sequence)
@@ -176,7 +176,7 @@ async fn a_receiver_converges_through_a_snapshot_then_pages_of_changes() {
         .unwrap();
     let mut pages = 0;
     loop {
-        let cursor = private.sync_state().unwrap().upstream.unwrap();
+        let cursor = private.sync_state().await.unwrap().upstream.unwrap();
         let page = changes(&global, cursor.sequence, 2).unwrap();
         let applied = apply(&private, &page).unwrap();
         pages += 1;
@@ -233,7 +233,13 @@ async fn local_verdicts_on_the_receiver_win_and_survive_pulls() {
         )])
         .await
         .unwrap();
-    let after = private.sync_state().unwrap().upstream.unwrap().sequence;
+    let after = private
+        .sync_state()
+        .await
+        .unwrap()
+        .upstream
+        .unwrap()
+        .sequence;
     apply(&private, &changes(&global, after, 100).unwrap()).unwrap();
     apply(&private, &snapshot(&global)).unwrap();
     assert_eq!(
@@ -265,7 +271,7 @@ async fn a_receiver_behind_the_trimmed_log_needs_a_snapshot() {
             .await
             .unwrap();
     }
-    let state = global.sync_state().unwrap();
+    let state = global.sync_state().await.unwrap();
     // The built-in test set came first; the log keeps the last three changes.
     assert_eq!(state.sequence - state.floor, 3);
     assert!(matches!(
@@ -288,7 +294,7 @@ async fn a_receiver_behind_the_trimmed_log_needs_a_snapshot() {
             .unwrap();
     }
     import.finish().unwrap();
-    let reset = global.sync_state().unwrap();
+    let reset = global.sync_state().await.unwrap();
     assert_eq!(reset.sequence, state.sequence + 10);
     assert_eq!(reset.floor, reset.sequence);
 }
@@ -303,17 +309,17 @@ async fn only_changes_that_other_servers_see_are_logged() {
         .apply(vec![put(file(1), later.clone())])
         .await
         .unwrap();
-    let before = global.sync_state().unwrap().sequence;
+    let before = global.sync_state().await.unwrap().sequence;
     // The feed says it again an hour later: only last_seen moves.
     later.last_seen = Timestamp(later.last_seen.0 + 3600);
     global
         .apply(vec![put(file(1), later.clone())])
         .await
         .unwrap();
-    assert_eq!(global.sync_state().unwrap().sequence, before);
+    assert_eq!(global.sync_state().await.unwrap().sequence, before);
     later.verdict = Verdict::Riskware;
     global.apply(vec![put(file(1), later)]).await.unwrap();
-    assert_eq!(global.sync_state().unwrap().sequence, before + 1);
+    assert_eq!(global.sync_state().await.unwrap().sequence, before + 1);
 }
 
 #[tokio::test]
@@ -350,14 +356,26 @@ async fn streams_from_another_log_or_damaged_are_refused_and_change_nothing() {
     )])
     .await
     .unwrap();
-    let after = private.sync_state().unwrap().upstream.unwrap().sequence;
+    let after = private
+        .sync_state()
+        .await
+        .unwrap()
+        .upstream
+        .unwrap()
+        .sequence;
     let mut page = changes(&one, after, 100).unwrap();
     let last = page.len() - 40;
     page[last] ^= 1;
     assert!(apply(&private, &page).is_err());
     assert_eq!(decided(&private, &[file(3)]).await, vec![None]);
     assert_eq!(
-        private.sync_state().unwrap().upstream.unwrap().sequence,
+        private
+            .sync_state()
+            .await
+            .unwrap()
+            .upstream
+            .unwrap()
+            .sequence,
         after
     );
 }
@@ -383,13 +401,13 @@ async fn raw_statistics_expire_and_aggregates_stay() {
         .record_statistics(vec![event(1, 1_000), event(2, 2_000), event(2, 3_000)])
         .await
         .unwrap();
-    assert_eq!(store.event_count().unwrap(), 3);
+    assert_eq!(store.event_count().await.unwrap(), 3);
     assert_eq!(
         store.delete_events_before(Timestamp(2_500)).await.unwrap(),
         2
     );
-    assert_eq!(store.event_count().unwrap(), 1);
-    let aggregate = store.aggregate(&file(7)).unwrap().unwrap();
+    assert_eq!(store.event_count().await.unwrap(), 1);
+    let aggregate = store.aggregate(&file(7)).await.unwrap().unwrap();
     assert_eq!(
         (
             aggregate.detections,
@@ -433,7 +451,7 @@ async fn the_engine_clears_only_the_marks_it_read() {
         .record_statistics(vec![event(file(1), 1), event(file(2), 1)])
         .await
         .unwrap();
-    let read = store.dirty_aggregates(100).unwrap();
+    let read = store.dirty_aggregates(100).await.unwrap();
     assert_eq!(read.keys.len(), 2);
     // After the engine's read, before its clear: a second device detects file 1.
     store
@@ -441,7 +459,7 @@ async fn the_engine_clears_only_the_marks_it_read() {
         .await
         .unwrap();
     store.clear_dirty(read.keys).await.unwrap();
-    let left = store.dirty_aggregates(100).unwrap();
+    let left = store.dirty_aggregates(100).await.unwrap();
     assert_eq!(
         left.files.len(),
         1,
@@ -450,30 +468,33 @@ async fn the_engine_clears_only_the_marks_it_read() {
     assert_eq!(left.files[0].object, file(1));
     assert_eq!(left.files[0].aggregate.detecting_devices, 2);
     store.clear_dirty(left.keys).await.unwrap();
-    assert_eq!(store.dirty_count().unwrap(), 0);
+    assert_eq!(store.dirty_count().await.unwrap(), 0);
 }
 
 /// Review: at rotation, two requests that both found the device secret old each made one,
 /// and the first's batch was hashed with a secret that was then replaced (its devices counted
 /// again under the second). However many ask at once, one secret is made.
-#[test]
-fn a_rotated_device_secret_is_made_once_however_many_ask_at_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_device_secret_is_made_once_however_many_ask_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 100);
     for round in 0..50u64 {
         // Each round comes after the last round's secret is older than the rotation period.
         let now = Timestamp(1_000_000 + round * 100);
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
         let askers: Vec<_> = (0..4)
             .map(|_| {
                 let (store, barrier) = (store.clone(), std::sync::Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    store.device_secret(now, 50).unwrap()
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.device_secret(now, 50).await.unwrap()
                 })
             })
             .collect();
-        let secrets: Vec<[u8; 32]> = askers.into_iter().map(|a| a.join().unwrap()).collect();
+        let mut secrets: Vec<[u8; 32]> = Vec::new();
+        for asker in askers {
+            secrets.push(asker.await.unwrap());
+        }
         assert!(
             secrets.windows(2).all(|pair| pair[0] == pair[1]),
             "round {round}: {} different secrets",
@@ -482,7 +503,7 @@ fn a_rotated_device_secret_is_made_once_however_many_ask_at_once() {
                 .collect::<std::collections::HashSet<_>>()
                 .len()
         );
-        assert_eq!(store.device_secret(now, 50).unwrap(), secrets[0]);
+        assert_eq!(store.device_secret(now, 50).await.unwrap(), secrets[0]);
     }
 }
 
@@ -516,7 +537,7 @@ async fn signer_claims_count_established_installations_and_keep_conflicts() {
         ])
         .await
         .unwrap();
-    let aggregate = store.aggregate(&file(8)).unwrap().unwrap();
+    let aggregate = store.aggregate(&file(8)).await.unwrap().unwrap();
     assert_eq!(aggregate.devices, 5);
     assert_eq!(aggregate.vouching_devices, 2);
     assert_eq!(aggregate.detecting_devices, 0);
@@ -529,7 +550,7 @@ async fn signer_claims_count_established_installations_and_keep_conflicts() {
         .unwrap();
     drop(store);
     let store = open(dir.path(), 100);
-    let aggregate = store.aggregate(&file(8)).unwrap().unwrap();
+    let aggregate = store.aggregate(&file(8)).await.unwrap().unwrap();
     assert!(aggregate.signer_conflict);
     assert_eq!(aggregate.signer, signer(1));
     assert_eq!(aggregate.vouching_devices, 2);
@@ -591,7 +612,13 @@ async fn engine_decisions_arrive_as_the_upstream_engine_and_snapshots_replace_th
     );
 
     // The sender's engine drops file 2, and its administrator decides file 1.
-    let after = private.sync_state().unwrap().upstream.unwrap().sequence;
+    let after = private
+        .sync_state()
+        .await
+        .unwrap()
+        .upstream
+        .unwrap()
+        .sequence;
     global
         .apply(vec![
             Change::Remove {

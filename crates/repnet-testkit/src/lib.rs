@@ -200,7 +200,9 @@ impl Server {
             .admin_token
             .as_deref()
             .map(|token| AdminToken::new(token).expect("admin token"));
-        let server = repnet_server::Server::new(store, &config, token).expect("start the server");
+        let server = repnet_server::Server::new(store, &config, token)
+            .await
+            .expect("start the server");
         let listener = tokio::net::TcpListener::bind(options.address)
             .await
             .expect("bind");
@@ -305,6 +307,7 @@ impl Proxy {
     /// A proxy with `config` and the admin token [`TOKEN`].
     pub async fn start(config: repnet_proxy::ProxyConfig) -> Proxy {
         let proxy = repnet_proxy::Proxy::new(config, Some(AdminToken::new(TOKEN).unwrap()))
+            .await
             .expect("start the proxy");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

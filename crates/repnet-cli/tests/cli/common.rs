@@ -41,6 +41,15 @@ pub(crate) fn run(command: &mut Command) -> Output {
     command.output().unwrap()
 }
 
+/// Runs `future` to its end: these tests are synchronous, the store's API is not.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

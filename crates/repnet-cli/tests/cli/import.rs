@@ -150,7 +150,7 @@ fn kill_9_during_a_large_import_leaves_the_source_as_it_was() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let before = {
         let store = Store::open(&data, &StoreOptions::default()).unwrap();
-        store.stats().unwrap().keys
+        block_on(store.stats()).unwrap().keys
     };
     let list = dir.path().join("big.txt");
     write_hash_list(&list, LINES);
@@ -176,7 +176,7 @@ fn kill_9_during_a_large_import_leaves_the_source_as_it_was() {
 
     let store =
         Store::open(&data, &StoreOptions::default()).expect("the store opens after kill -9");
-    let keys = store.stats().unwrap().keys;
+    let keys = block_on(store.stats()).unwrap().keys;
     eprintln!("after kill -9: {keys} keys (before the import: {before})");
     // The import is one transaction: all of it or none of it, never a part. (Killed before
     // its commit, the old feed is whole; after, the new one replaced it.)
@@ -214,7 +214,7 @@ fn kill_9_during_a_large_import_leaves_the_source_as_it_was() {
         format!("read {LINES}, stored {LINES}, skipped 0\n")
     );
     let store = Store::open(&data, &StoreOptions::default()).unwrap();
-    assert_eq!(store.stats().unwrap().keys, before - 1 + LINES);
+    assert_eq!(block_on(store.stats()).unwrap().keys, before - 1 + LINES);
 }
 
 fn samples() -> PathBuf {

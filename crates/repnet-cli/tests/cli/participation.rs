@@ -207,12 +207,15 @@ fn an_acknowledged_statistics_batch_survives_kill_9_and_nothing_personal_is_logg
     server.kill_9();
     reader.join().unwrap();
     let store = Store::open(&data, &StoreOptions::default()).unwrap();
-    assert_eq!(store.event_count().unwrap(), 2);
+    assert_eq!(block_on(store.event_count()).unwrap(), 2);
     let file = repnet_model::Object::File(repnet_model::FileHash::Sha256(repnet_model::Sha256(
         [0xab; 32],
     )));
     assert_eq!(
-        store.aggregate(&file).unwrap().unwrap().detecting_devices,
+        block_on(store.aggregate(&file))
+            .unwrap()
+            .unwrap()
+            .detecting_devices,
         1
     );
     drop(store);

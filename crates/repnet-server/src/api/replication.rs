@@ -204,15 +204,18 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
     let log = state
         .store
         .sync_state()
+        .await
         .map_err(|error| ApiError::internal("the change log could not be read", &error))?;
     let keys = state
         .store
         .stats()
+        .await
         .map_err(|error| ApiError::internal("the store could not be read", &error))?
         .keys;
     let statistics = state
         .store
         .statistics_size()
+        .await
         .map_err(|error| ApiError::internal("the store could not be read", &error))?;
     let status = ServerStatus {
         tracked_objects: statistics.objects,
@@ -238,10 +241,10 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
         log_id: log.log_id.to_string(),
         sequence: log.sequence,
         oldest_continuable: log.floor,
-        upstream: state
-            .upstream
-            .as_ref()
-            .map(|upstream| upstream.status(&state.store)),
+        upstream: match &state.upstream {
+            Some(upstream) => Some(upstream.status(&state.store).await),
+            None => None,
+        },
     };
     Ok(json_response(
         StatusCode::OK,
@@ -304,8 +307,13 @@ pub(crate) async fn post_bundle(
     )
     .await?;
     let store = state.store.clone();
+    let fed_to = store
+        .sync_state()
+        .await
+        .map_err(|error| ApiError::internal("the change log could not be read", &error))?
+        .upstream;
     let applied = tokio::task::spawn_blocking(move || {
-        let result = bundle::import(&store, &path, &trusted, force);
+        let result = bundle::import(&store, &path, &trusted, force, fed_to);
         drop(path);
         result
     })

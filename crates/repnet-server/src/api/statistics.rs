@@ -87,6 +87,7 @@ pub(crate) async fn post_statistics(
     let secret = state
         .store
         .device_secret(now, state.device_secret_rotation_seconds)
+        .await
         .map_err(|error| ApiError::internal("the statistics could not be stored", &error))?;
     let device = device(&secret, &installation.id);
     let established = now.0
@@ -148,7 +149,7 @@ pub(crate) async fn post_statistics(
 pub(crate) async fn get_engine(State(state): State<Arc<AppState>>) -> Response {
     json_response(
         StatusCode::OK,
-        repnet_protocol::to_json(&state.engine.status(&state.store)),
+        repnet_protocol::to_json(&state.engine.status(&state.store).await),
     )
 }
 
@@ -162,6 +163,7 @@ pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Re
     let items = state
         .store
         .review_items()
+        .await
         .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
     let lookups = items
         .iter()
@@ -236,6 +238,7 @@ pub(crate) async fn settle_review(
     let items = state
         .store
         .review_items()
+        .await
         .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
     let Some(item) = items.into_iter().find(|item| item.id == id) else {
         return Err(ApiError::new(

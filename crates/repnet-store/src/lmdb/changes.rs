@@ -25,39 +25,12 @@ use heed::{Database, RoTxn, RwTxn};
 
 use super::{LmdbStore, SnapshotReader, WriteError};
 use crate::StoreError;
+use crate::backend::{ChangesAnswer, Cursor, SyncState};
 use crate::bulk::TEMP_PREFIX;
 use crate::record::{StoredRecord, decode};
 use crate::sync::{
     LogId, StreamHeader, StreamKind, StreamWriter, SyncEntry, SyncRecord, SyncValue,
 };
-
-/// Where this store stands in its own log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncState {
-    pub log_id: LogId,
-    /// The last sequence number given to a change.
-    pub sequence: u64,
-    /// Changes after this are all in the log; a receiver further behind needs a snapshot.
-    pub floor: u64,
-    /// Where this store is in the log of the server it pulls from, if it ever pulled.
-    pub upstream: Option<Cursor>,
-}
-
-/// A position in another server's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub log_id: LogId,
-    pub sequence: u64,
-}
-
-/// What [`LmdbStore::write_changes`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangesAnswer {
-    /// The stream was written.
-    Written(StreamHeader),
-    /// `after` is below the floor, or beyond the sequence: the receiver needs a snapshot.
-    SnapshotNeeded(SyncState),
-}
 
 /// Keys a write transaction changed, in order: in memory, and past a bound in a temporary
 /// file, so that a rebuild that changes tens of millions of keys stays in bounded memory.
