@@ -11,6 +11,7 @@
 
 mod backend;
 mod bulk;
+mod core;
 mod filter;
 mod hll;
 /// Storage keys are the model's: the proxy and replication readers name objects by them too.

@@ -33,26 +33,23 @@ mod statistics;
 
 pub(crate) use port::Lmdb;
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use repnet_model::{
-    Categories, Confidence, FeedName, FileHash, FileHashes, Md5, Object, ObjectKind, PrefixOf,
-    Sha1, Sha256, Source, SourceRecord, ThreatName, Timestamp, builtin_entries,
+    FileHash, Md5, Object, ObjectKind, PrefixOf, Sha1, Sha256, Source, Timestamp, builtin_entries,
 };
 
+use crate::core::{CachedName, NameCache, Snapshot, Transaction};
 use crate::filter::{FilterGuard, KeyFilter, key_hash};
 use crate::key;
 use crate::key::{ObjectKey, decode_key, is_legacy};
-use crate::record::{
-    self, Mutation, Reader, StoredRecord, StoredSource, put_mutations, put_varint, source_id,
-};
+use crate::record::{self, Mutation, Reader, StoredRecord, put_varint, source_id};
 use crate::{
     Change, Knowledge, LocalVerdict, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError,
     StoreOptions, StoreStats,
@@ -85,47 +82,6 @@ struct Databases {
     stats_dirty: Database<Bytes, Bytes>,
     review: Database<Bytes, Bytes>,
     engine_review: Database<Bytes, Bytes>,
-}
-
-/// A name as both kinds of value it can be, parsed once when it enters the cache.
-#[derive(Clone)]
-struct CachedName {
-    text: Arc<str>,
-    feed: Option<FeedName>,
-    threat: Option<ThreatName>,
-}
-
-impl CachedName {
-    fn new(text: &str) -> CachedName {
-        CachedName {
-            text: Arc::from(text),
-            feed: FeedName::new(text).ok(),
-            threat: ThreatName::new(text).ok(),
-        }
-    }
-}
-
-/// The committed part of the name table, in memory. Names are few (feeds and threat names)
-/// and immutable once committed, so the cache never needs invalidating.
-#[derive(Default)]
-struct NameCache {
-    by_id: Vec<Option<CachedName>>,
-    by_text: HashMap<Arc<str>, u32>,
-}
-
-impl NameCache {
-    fn insert(&mut self, id: u32, name: CachedName) {
-        let index = id as usize;
-        if self.by_id.len() <= index {
-            self.by_id.resize(index + 1, None);
-        }
-        self.by_text.insert(Arc::clone(&name.text), id);
-        self.by_id[index] = Some(name);
-    }
-
-    fn get(&self, id: u32) -> Option<&CachedName> {
-        self.by_id.get(id as usize).and_then(Option::as_ref)
-    }
 }
 
 pub(crate) struct LmdbStore {
@@ -231,6 +187,12 @@ fn round_up(size: usize) -> usize {
 enum WriteError {
     MapFull,
     Other(StoreError),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(error: StoreError) -> WriteError {
+        WriteError::Other(error)
+    }
 }
 
 impl LmdbStore {
@@ -1290,7 +1252,11 @@ struct SnapshotReader<'a> {
     filter: Option<FilterGuard<'a>>,
 }
 
-impl SnapshotReader<'_> {
+impl Snapshot for SnapshotReader<'_> {
+    fn prevalence(&self, key: &[u8]) -> Result<u64, StoreError> {
+        self.store.prevalence_at(self.txn, key)
+    }
+
     fn record(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
         if let Some(filter) = &self.filter
             && !filter.may_contain(key)
@@ -1310,98 +1276,6 @@ impl SnapshotReader<'_> {
         }
     }
 
-    /// The records under one key, as they are.
-    fn knowledge_at(&self, key: &[u8]) -> Result<Knowledge, StoreError> {
-        let Some(record) = self.record(key)? else {
-            return Ok(Knowledge {
-                prevalence: self.store.prevalence_at(self.txn, key)?,
-                ..Knowledge::default()
-            });
-        };
-        let records = record
-            .sources
-            .iter()
-            .map(|source| self.source_record(source))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Knowledge {
-            hashes: FileHashes::default(),
-            records,
-            prevalence: record
-                .prevalence
-                .max(self.store.prevalence_at(self.txn, key)?),
-        })
-    }
-
-    fn knowledge(&self, object: &Object) -> Result<Knowledge, StoreError> {
-        let mut hashes = FileHashes::default();
-        if let Object::File(hash) = object {
-            hashes.insert(*hash);
-        }
-        let Some(primary) = self.record(ObjectKey::of(object).as_bytes())? else {
-            return Ok(Knowledge {
-                hashes,
-                prevalence: self
-                    .store
-                    .prevalence_at(self.txn, ObjectKey::of(object).as_bytes())?,
-                ..Knowledge::default()
-            });
-        };
-        let mut sources = Vec::new();
-        let mut prevalence = primary.prevalence;
-        match object {
-            Object::File(asked) => {
-                // Gather the records of the whole file: the SHA-256 record (reached directly
-                // or through an alias) first, then what was stored under its other hashes.
-                let own_sources = primary.sources;
-                let main = match primary.alias_of {
-                    Some(sha256) => {
-                        hashes.sha256 = Some(sha256);
-                        self.record(ObjectKey::file(&FileHash::Sha256(sha256)).as_bytes())?
-                    }
-                    None => None,
-                };
-                let (md5, sha1) = match &main {
-                    Some(main) => (main.md5, main.sha1),
-                    None => (primary.md5, primary.sha1),
-                };
-                if let Some(main) = main {
-                    prevalence = main.prevalence;
-                    sources.extend(main.sources);
-                }
-                sources.extend(own_sources);
-                hashes.md5 = hashes.md5.or(md5);
-                hashes.sha1 = hashes.sha1.or(sha1);
-                let others = [md5.map(FileHash::Md5), sha1.map(FileHash::Sha1)];
-                for other in others.into_iter().flatten().filter(|h| h != asked) {
-                    if let Some(record) = self.record(ObjectKey::file(&other).as_bytes())? {
-                        sources.extend(record.sources);
-                    }
-                }
-            }
-            _ => sources = primary.sources,
-        }
-        // One record per source: the first found (the SHA-256 record's) wins.
-        let mut seen = Vec::with_capacity(sources.len());
-        let mut records = Vec::with_capacity(sources.len());
-        for source in &sources {
-            if !seen.contains(&source.source_id) {
-                seen.push(source.source_id);
-                records.push(self.source_record(source)?);
-            }
-        }
-        // Devices that reported the file (by its SHA-256 when known) or the object.
-        let reported = match hashes.sha256 {
-            Some(sha256) => ObjectKey::file(&FileHash::Sha256(sha256)),
-            None => ObjectKey::of(object),
-        };
-        let prevalence = prevalence.max(self.store.prevalence_at(self.txn, reported.as_bytes())?);
-        Ok(Knowledge {
-            hashes,
-            records,
-            prevalence,
-        })
-    }
-
     fn name(&self, id: u32) -> Result<CachedName, StoreError> {
         if let Some(name) = self.names.get(id) {
             return Ok(name.clone());
@@ -1416,42 +1290,6 @@ impl SnapshotReader<'_> {
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .ok_or_else(|| StoreError::Corrupt(format!("name {id} is missing")))?;
         Ok(CachedName::new(text))
-    }
-
-    fn source_record(&self, stored: &StoredSource) -> Result<SourceRecord, StoreError> {
-        let source = match stored.source_id {
-            source_id::LOCAL => Source::Local,
-            source_id::BUILTIN => Source::Builtin,
-            source_id::UPSTREAM => Source::Upstream,
-            source_id::ENGINE => Source::Engine,
-            source_id::UPSTREAM_ENGINE => Source::UpstreamEngine,
-            id if id >= source_id::FEED_BASE => {
-                let name = self.name(id - source_id::FEED_BASE)?;
-                Source::Feed(name.feed.ok_or_else(|| {
-                    StoreError::Corrupt(format!("feed name {:?} is invalid", name.text))
-                })?)
-            }
-            id => return Err(StoreError::Corrupt(format!("unknown source id {id}"))),
-        };
-        let threat = match stored.threat_id {
-            None => None,
-            Some(id) => {
-                let name = self.name(id)?;
-                Some(name.threat.ok_or_else(|| {
-                    StoreError::Corrupt(format!("threat name {:?} is invalid", name.text))
-                })?)
-            }
-        };
-        Ok(SourceRecord {
-            source,
-            verdict: stored.verdict,
-            threat,
-            categories: Categories::from_bits(stored.categories),
-            confidence: Confidence::new(i64::from(stored.confidence))
-                .map_err(|error| StoreError::Corrupt(error.to_string()))?,
-            first_seen: Timestamp(stored.first_seen),
-            last_seen: Timestamp(stored.last_seen),
-        })
     }
 }
 
@@ -1476,34 +1314,6 @@ impl TxnWriter<'_, '_> {
         self.store.write_error(error)
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<StoredRecord>, WriteError> {
-        match self
-            .store
-            .objects()
-            .get(&self.txn, key)
-            .map_err(|e| self.fail(e))?
-        {
-            None => Ok(None),
-            Some(bytes) => record::decode(bytes)
-                .map(Some)
-                .map_err(|error| WriteError::Other(StoreError::Corrupt(error.to_string()))),
-        }
-    }
-
-    /// Writes `record` under `key`, which held `before`, and logs the change if other
-    /// servers would see it.
-    fn put_changed(
-        &mut self,
-        key: &[u8],
-        before: &StoredRecord,
-        record: &StoredRecord,
-    ) -> Result<(), WriteError> {
-        if before.differs_for_sync(record) {
-            self.changed.note(key)?;
-        }
-        self.put(key, record)
-    }
-
     fn put(&mut self, key: &[u8], record: &StoredRecord) -> Result<(), WriteError> {
         if record.is_empty() {
             self.store
@@ -1519,6 +1329,38 @@ impl TxnWriter<'_, '_> {
             .put(&mut self.txn, key, &self.buffer)
             .map_err(|e| self.store.write_error(e))
     }
+}
+
+impl Transaction for TxnWriter<'_, '_> {
+    type Error = WriteError;
+
+    fn get(&self, key: &[u8]) -> Result<Option<StoredRecord>, Self::Error> {
+        match self
+            .store
+            .objects()
+            .get(&self.txn, key)
+            .map_err(|e| self.fail(e))?
+        {
+            None => Ok(None),
+            Some(bytes) => record::decode(bytes)
+                .map(Some)
+                .map_err(|error| Self::Error::Other(StoreError::Corrupt(error.to_string()))),
+        }
+    }
+
+    /// Writes `record` under `key`, which held `before`, and logs the change if other
+    /// servers would see it.
+    fn put_changed(
+        &mut self,
+        key: &[u8],
+        before: &StoredRecord,
+        record: &StoredRecord,
+    ) -> Result<(), Self::Error> {
+        if before.differs_for_sync(record) {
+            self.changed.note(key)?;
+        }
+        self.put(key, record)
+    }
 
     /// The id of `text`, if it has one.
     fn existing_name_id(&self, text: &str) -> Option<u32> {
@@ -1530,13 +1372,13 @@ impl TxnWriter<'_, '_> {
         })
     }
 
-    fn name_id(&mut self, text: &str) -> Result<u32, WriteError> {
+    fn name_id(&mut self, text: &str) -> Result<u32, Self::Error> {
         if let Some(id) = self.existing_name_id(text) {
             return Ok(id);
         }
         let id = self.next_name_id;
         self.next_name_id = id.checked_add(1).ok_or_else(|| {
-            WriteError::Other(StoreError::Corrupt("the name table is full".to_owned()))
+            Self::Error::Other(StoreError::Corrupt("the name table is full".to_owned()))
         })?;
         let dbs = self.store.dbs;
         dbs.names
@@ -1549,153 +1391,32 @@ impl TxnWriter<'_, '_> {
         Ok(id)
     }
 
-    /// The stored id of `source`; `None` for a feed that was never named (so nothing of it
-    /// can be stored) when `create` is false.
-    fn source_id(&mut self, source: &Source, create: bool) -> Result<Option<u32>, WriteError> {
-        Ok(Some(match source {
-            Source::Local => source_id::LOCAL,
-            Source::Builtin => source_id::BUILTIN,
-            Source::Upstream => source_id::UPSTREAM,
-            Source::Engine => source_id::ENGINE,
-            Source::UpstreamEngine => source_id::UPSTREAM_ENGINE,
-            Source::Feed(name) => {
-                let id = if create {
-                    self.name_id(name.as_str())?
-                } else {
-                    match self.existing_name_id(name.as_str()) {
-                        Some(id) => id,
-                        None => return Ok(None),
-                    }
-                };
-                id.checked_add(source_id::FEED_BASE).ok_or_else(|| {
-                    WriteError::Other(StoreError::Corrupt("feed id out of range".to_owned()))
-                })?
-            }
-        }))
+    fn note_new_key(&mut self, key: &[u8]) {
+        self.new_keys.push(key_hash(key));
     }
 
-    fn apply(&mut self, change: &Change) -> Result<Outcome, WriteError> {
-        match change {
-            Change::Put {
-                object,
-                hashes,
-                record,
-                comment,
-            } => {
-                self.put_record(object, hashes, record, comment.as_deref(), None)?;
-                Ok(Outcome::Stored)
-            }
-            Change::Local {
-                object,
-                hashes,
-                record,
-                comment,
-                expires,
-            } => {
-                self.put_record(object, hashes, record, comment.as_deref(), *expires)?;
-                Ok(Outcome::Stored)
-            }
-            Change::Remove { object, source } => self.remove(object, source),
-        }
-    }
-
-    fn put_record(
+    fn put_local(
         &mut self,
+        key: &[u8],
         object: &Object,
-        hashes: &FileHashes,
-        record: &SourceRecord,
         comment: Option<&str>,
         expires: Option<Timestamp>,
     ) -> Result<(), WriteError> {
-        let source = StoredSource {
-            source_id: self
-                .source_id(&record.source, true)?
-                .unwrap_or(source_id::LOCAL),
-            verdict: record.verdict,
-            confidence: record.confidence.get(),
-            threat_id: match &record.threat {
-                Some(threat) => Some(self.name_id(threat.as_str())?),
-                None => None,
-            },
-            categories: record.categories.bits(),
-            first_seen: record.first_seen.0,
-            last_seen: record.last_seen.0.max(record.first_seen.0),
-        };
-        let mutations = put_mutations(object, hashes, source);
-        for (key, mutation) in &mutations {
-            let existing = self.get(key.as_bytes())?;
-            if existing.is_none() {
-                self.new_keys.push(key_hash(key.as_bytes()));
-            }
-            let before = existing.unwrap_or_default();
-            let mut stored = before.clone();
-            if stored.apply(mutation) {
-                self.put_changed(key.as_bytes(), &before, &stored)?;
-            }
-        }
-        if record.source == Source::Local {
-            // The first mutation is the one that holds the record.
-            if let Some((key, _)) = mutations.first() {
-                let value = encode_local_expiring(object, comment, expires);
-                self.store
-                    .dbs
-                    .local
-                    .put(&mut self.txn, key.as_bytes(), &value)
-                    .map_err(|e| self.store.write_error(e))?;
-            }
-        }
-        Ok(())
+        let value = encode_local_expiring(object, comment, expires);
+        self.store
+            .dbs
+            .local
+            .put(&mut self.txn, key, &value)
+            .map_err(|e| self.store.write_error(e))
     }
 
-    fn remove(&mut self, object: &Object, source: &Source) -> Result<Outcome, WriteError> {
-        let Some(id) = self.source_id(source, false)? else {
-            return Ok(Outcome::NotFound);
-        };
-        // The keys a lookup of `object` gathers records from (see `SnapshotReader::knowledge`).
-        let mut keys = vec![ObjectKey::of(object)];
-        let primary = match object {
-            Object::File(_) => self.get(keys[0].as_bytes())?,
-            _ => None,
-        };
-        if let (Object::File(asked), Some(primary)) = (object, primary) {
-            let main = match primary.alias_of.map(FileHash::Sha256) {
-                Some(hash) => {
-                    keys.push(ObjectKey::file(&hash));
-                    self.get(ObjectKey::file(&hash).as_bytes())?
-                }
-                None => Some(primary),
-            };
-            if let Some(main) = main {
-                let others = [main.md5.map(FileHash::Md5), main.sha1.map(FileHash::Sha1)];
-                for other in others.into_iter().flatten().filter(|h| h != asked) {
-                    keys.push(ObjectKey::file(&other));
-                }
-            }
-        }
-        let mut removed = false;
-        for key in &keys {
-            let Some(mut stored) = self.get(key.as_bytes())? else {
-                continue;
-            };
-            let before = stored.clone();
-            stored.sources.retain(|s| s.source_id != id);
-            if stored.sources.len() != before.sources.len() {
-                removed = true;
-                self.put_changed(key.as_bytes(), &before, &stored)?;
-            }
-            if *source == Source::Local {
-                self.store
-                    .dbs
-                    .local
-                    .delete(&mut self.txn, key.as_bytes())
-                    .map_err(|e| self.store.write_error(e))?;
-            }
-        }
-        Ok(if removed {
-            Outcome::Removed
-        } else {
-            Outcome::NotFound
-        })
+    fn delete_local(&mut self, key: &[u8]) -> Result<(), WriteError> {
+        self.store
+            .dbs
+            .local
+            .delete(&mut self.txn, key)
+            .map(|_| ())
+            .map_err(|e| self.store.write_error(e))
     }
 }
 
@@ -1872,7 +1593,10 @@ fn migrate_1_to_2(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repnet_model::{Confidence, FileHash, Sha256, Verdict};
+    use crate::record::StoredSource;
+    use repnet_model::{
+        Confidence, FileHash, FileHashes, Sha256, SourceRecord, ThreatName, Verdict,
+    };
 
     fn open(dir: &Path) -> crate::Store {
         crate::Store::open(dir, &StoreOptions::default()).expect("open")

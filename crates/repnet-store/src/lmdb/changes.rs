@@ -27,6 +27,7 @@ use super::{LmdbStore, SnapshotReader, WriteError};
 use crate::StoreError;
 use crate::backend::{ChangesAnswer, Cursor, SyncState};
 use crate::bulk::TEMP_PREFIX;
+use crate::core::Snapshot as _;
 use crate::record::{StoredRecord, decode};
 use crate::sync::{
     LogId, StreamHeader, StreamKind, StreamWriter, SyncEntry, SyncRecord, SyncValue,
