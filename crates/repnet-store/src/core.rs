@@ -362,3 +362,30 @@ pub(crate) trait Transaction {
         })
     }
 }
+
+/// What storing the built-in test set changes: its entries that `known` (their lookups, in
+/// order) lacks or has otherwise.
+pub(crate) fn builtin_changes(
+    entries: Vec<repnet_model::BuiltinEntry>,
+    known: Vec<Knowledge>,
+) -> Vec<Change> {
+    entries
+        .into_iter()
+        .zip(known)
+        .filter(|(entry, knowledge)| {
+            !knowledge.records.iter().any(|r| {
+                r.source == Source::Builtin
+                    && r.verdict == entry.record.verdict
+                    && r.threat == entry.record.threat
+                    && r.categories == entry.record.categories
+                    && r.confidence == entry.record.confidence
+            })
+        })
+        .map(|(entry, _)| Change::Put {
+            object: entry.object,
+            hashes: entry.hashes,
+            record: entry.record,
+            comment: None,
+        })
+        .collect()
+}

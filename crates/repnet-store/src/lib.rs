@@ -11,6 +11,7 @@
 
 mod backend;
 mod bulk;
+mod cluster;
 mod core;
 mod filter;
 mod hll;
@@ -37,6 +38,7 @@ pub use crate::backend::{ChangesAnswer, Cursor, SyncState};
 /// downloaded and extracted feeds): whatever a killed process left is removed at open.
 pub use crate::bulk::TEMP_PREFIX;
 pub use crate::bulk::{BulkImport, BulkSummary};
+pub use crate::cluster::ClusterOptions;
 
 /// What the store knows about one object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -338,6 +340,11 @@ pub enum StoreError {
     Backend { dir: PathBuf, message: String },
     #[error("a storage task stopped unexpectedly: {0}")]
     Task(String),
+    /// The store's cluster could not be reached, or refused: the request may be tried again.
+    #[error(
+        "the knowledge base's cluster is unavailable ({0}): check that its nodes are up and reachable"
+    )]
+    Unavailable(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     #[error("{0}")]
@@ -380,6 +387,18 @@ impl Store {
         let lmdb = Arc::new(LmdbStore::open(dir, options)?);
         lmdb.seed_builtin(now())?;
         Ok(Store::over(Arc::new(crate::lmdb::Lmdb(lmdb))))
+    }
+
+    /// Connects to the Redis Cluster that `options` names and makes sure it knows the
+    /// built-in test set: a stateless store, which any number of servers may share.
+    pub async fn connect_cluster(
+        options: &ClusterOptions,
+        store_options: &StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let cluster =
+            crate::cluster::Cluster::connect(options, store_options.change_log_max).await?;
+        cluster.seed_builtin(now()).await?;
+        Ok(Store::over(Arc::new(cluster)))
     }
 
     fn over(backend: Arc<dyn Backend>) -> Store {

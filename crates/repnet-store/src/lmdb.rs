@@ -713,25 +713,7 @@ impl LmdbStore {
         let entries = builtin_entries(now);
         let objects: Vec<Object> = entries.iter().map(|e| e.object.clone()).collect();
         let known = self.lookup(&objects)?;
-        let changes: Vec<Change> = entries
-            .into_iter()
-            .zip(known)
-            .filter(|(entry, knowledge)| {
-                !knowledge.records.iter().any(|r| {
-                    r.source == Source::Builtin
-                        && r.verdict == entry.record.verdict
-                        && r.threat == entry.record.threat
-                        && r.categories == entry.record.categories
-                        && r.confidence == entry.record.confidence
-                })
-            })
-            .map(|(entry, _)| Change::Put {
-                object: entry.object,
-                hashes: entry.hashes,
-                record: entry.record,
-                comment: None,
-            })
-            .collect();
+        let changes = crate::core::builtin_changes(entries, known);
         if !changes.is_empty() {
             self.apply(&changes)?;
         }
@@ -1605,7 +1587,7 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         let dirs = std::sync::Mutex::new(Vec::new());
-        crate::conformance::run_all(&|| {
+        crate::conformance::run_all(&async || {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = open(dir.path());
             dirs.lock().expect("lock").push(dir);

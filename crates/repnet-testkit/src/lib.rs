@@ -636,13 +636,20 @@ pub fn wait_until(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
 /// from 20000–29999 so that the bus ports stay below 65536 (the system's ephemeral range
 /// would not).
 fn free_cluster_ports(count: usize) -> Vec<u16> {
+    // Ports already given to a cluster of this process, which may not be listening yet: two
+    // tests starting clusters at once must not both find them free.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
     let mut ports = Vec::new();
     let mut port = start;
     while ports.len() < count {
-        if free(port) && free(port + 10_000) {
+        if !given.contains(&port) && free(port) && free(port + 10_000) {
             ports.push(port);
+            given.push(port);
         }
         port = if port >= 29_999 { 20_000 } else { port + 1 };
         assert_ne!(port, start, "no free ports for a Redis Cluster");

@@ -1,0 +1,836 @@
+//! The Redis Cluster backend: everything in the cluster, so that any number of `repnet serve`
+//! nodes can answer from the same knowledge base (and Valkey cluster, Kvrocks and managed
+//! services compatible with them, through the same protocol).
+//!
+//! Layout, under a namespace `NS` (every key starts with `NS:`):
+//! - `NS:o:{B}` — a hash per bucket `B`, the hex of a storage key's first [`BUCKET_BYTES`]
+//!   bytes (its kind's tag and the first two bytes of its digest); each field is the rest of
+//!   a key, each value its record as the embedded store encodes it (`record.rs`). Buckets
+//!   keep hundreds of records in Redis's compact hash encoding, spread over every slot, and
+//!   hold every key of a hash prefix together (for privacy-mode search).
+//! - `NS:names` (id → text), `NS:name_ids` (text → id), `NS:name_next`: interned feed and
+//!   threat names, shared by all nodes; an id once given never changes.
+//! - `NS:local` — local verdicts' objects, comments and lapse times, by key.
+//! - `NS:{log}:seq`, `NS:{log}:stream`, `NS:{log}:id` — the change log: a sequence counter
+//!   and a Redis Stream of changed keys, in one slot so that one script numbers and appends.
+//!
+//! Guarantees, which differ from LMDB's: a change to one key is atomic (each key is written
+//! by compare-and-set on its bucket; a change set that lost a race is re-read and re-applied,
+//! and changes are idempotent), but a change set of several keys is not one transaction, and
+//! a lookup of several keys reads each as it is when read. A key is logged after it is
+//! written. Reads and writes go to the masters.
+//!
+//! Work is driven by demand: the backend-neutral core (`core.rs`) runs over the records
+//! fetched so far, notes the keys and names it lacked, and runs again once they are fetched.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use redis::cluster_async::ClusterConnection;
+use repnet_model::{Object, Timestamp};
+use repnet_protocol::replication::StreamHeader;
+
+use crate::backend::{Backend, ChangesAnswer, SyncState};
+use crate::bulk::Applier;
+use crate::core::{CachedName, NameCache, Snapshot, Transaction};
+use crate::record::{self, StoredRecord, source_id};
+use crate::{
+    Aggregate, Change, Dirty, DirtyMark, EngineReview, Knowledge, Licence, LocalVerdict, Outcome,
+    PrefixMatch, ReviewItem, SearchPrefix, StatEvent, StatisticsSize, StoreError, StoreStats,
+};
+
+/// Bytes of a storage key that name its bucket.
+const BUCKET_BYTES: usize = 3;
+
+/// Passes of the core over fetched records before a read or write gives up: a file's
+/// records take three (its key, the SHA-256 it is an alias of, the file's other hashes).
+const MAX_PASSES: usize = 6;
+
+/// Times a change set is re-read and re-applied after another node changed a key under it.
+const MAX_RETRIES: usize = 16;
+
+/// Where the cluster is and how this store names its keys there.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `redis://host:port` of one or more nodes; the rest are discovered.
+    pub nodes: Vec<String>,
+    /// Every key starts with this and a colon: several knowledge bases can share a cluster.
+    pub namespace: String,
+    /// Where temporary files go (imports' sorted runs).
+    pub scratch: PathBuf,
+    /// How long a connection to a node and an answer may take.
+    pub timeout: Duration,
+}
+
+/// Sets a field of a bucket only if it still holds what was read (`''` for absent): answers
+/// 1, or 0 when another writer was first. An empty new value deletes the field.
+const COMPARE_AND_SET: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == false then current = '' end
+if current ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+";
+
+/// Gives each changed key (ARGV[2..]) the next sequence number and appends it to the stream,
+/// which keeps about ARGV[1] entries. Answers the last number given.
+const LOG_CHANGES: &str = r"
+local sequence = 0
+for i = 2, #ARGV do
+  sequence = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], sequence .. '-1', 'k', ARGV[i])
+end
+return sequence
+";
+
+pub(crate) struct Cluster {
+    connection: ClusterConnection,
+    namespace: String,
+    scratch: PathBuf,
+    names: RwLock<NameCache>,
+    compare_and_set: redis::Script,
+    log_changes: redis::Script,
+    change_log_max: u64,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cluster could not be reached or refused: what a caller shows as "unavailable".
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn corrupt(error: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Cluster {
+    pub(crate) async fn connect(
+        options: &ClusterOptions,
+        change_log_max: u64,
+    ) -> Result<Cluster, StoreError> {
+        let client = redis::cluster::ClusterClient::builder(options.nodes.clone())
+            .connection_timeout(options.timeout)
+            .response_timeout(options.timeout)
+            .retries(3)
+            .build()
+            .map_err(unavailable)?;
+        let connection = client.get_async_connection().await.map_err(unavailable)?;
+        let cluster = Cluster {
+            connection,
+            namespace: options.namespace.clone(),
+            scratch: options.scratch.clone(),
+            names: RwLock::new(NameCache::default()),
+            compare_and_set: redis::Script::new(COMPARE_AND_SET),
+            log_changes: redis::Script::new(LOG_CHANGES),
+            change_log_max,
+        };
+        cluster.load_all_names().await?;
+        // The log's name, made once by whichever node comes first.
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|error| StoreError::Randomness(error.to_string()))?;
+        let log_id = crate::sync::LogId(id);
+        let _: bool = redis::cmd("SETNX")
+            .arg(cluster.log_key("id"))
+            .arg(log_id.to_string())
+            .query_async(&mut cluster.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(cluster)
+    }
+
+    fn bucket(&self, key: &[u8]) -> (String, Vec<u8>) {
+        let split = key.len().min(BUCKET_BYTES);
+        (
+            format!("{}:o:{{{}}}", self.namespace, hex(&key[..split])),
+            key[split..].to_vec(),
+        )
+    }
+
+    fn log_key(&self, name: &str) -> String {
+        format!("{}:{{log}}:{name}", self.namespace)
+    }
+
+    fn names_key(&self, name: &str) -> String {
+        format!("{}:{name}", self.namespace)
+    }
+
+    /// The raw values under `keys`, fetched concurrently (the connection pipelines them to
+    /// each node).
+    async fn fetch(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        try_join_all(keys.iter().map(|key| {
+            let (bucket, field) = self.bucket(key);
+            let mut connection = self.connection.clone();
+            async move {
+                redis::cmd("HGET")
+                    .arg(bucket)
+                    .arg(field)
+                    .query_async::<Option<Vec<u8>>>(&mut connection)
+                    .await
+            }
+        }))
+        .await
+        .map_err(unavailable)
+    }
+
+    /// Every name interned so far (feeds and threat names: few).
+    async fn load_all_names(&self) -> Result<(), StoreError> {
+        let names: Vec<(u32, String)> = redis::cmd("HGETALL")
+            .arg(self.names_key("names"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
+        for (id, text) in names {
+            cache.insert(id, CachedName::new(&text));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the cache knows the names with these ids.
+    async fn load_names(&self, ids: &[u32]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.names_key("names"))
+            .arg(ids)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
+        for (id, text) in ids.iter().zip(texts) {
+            let text = text.ok_or_else(|| corrupt(format!("name {id} is missing")))?;
+            cache.insert(*id, CachedName::new(&text));
+        }
+        Ok(())
+    }
+
+    /// Interns `texts`, giving an id to each that has none; every node agrees on the ids.
+    async fn intern(&self, texts: &[String]) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        for text in texts {
+            let id = match redis::cmd("HGET")
+                .arg(self.names_key("name_ids"))
+                .arg(text)
+                .query_async::<Option<u32>>(&mut connection)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(id) => id,
+                None => {
+                    let candidate: u32 = redis::cmd("INCR")
+                        .arg(self.names_key("name_next"))
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(unavailable)?;
+                    // The text first, then the claim: an id a reader finds always has its
+                    // text. A candidate that lost the claim to another node stays unused.
+                    let _: () = redis::cmd("HSET")
+                        .arg(self.names_key("names"))
+                        .arg(candidate)
+                        .arg(text)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(unavailable)?;
+                    let _: bool = redis::cmd("HSETNX")
+                        .arg(self.names_key("name_ids"))
+                        .arg(text)
+                        .arg(candidate)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(unavailable)?;
+                    redis::cmd("HGET")
+                        .arg(self.names_key("name_ids"))
+                        .arg(text)
+                        .query_async::<Option<u32>>(&mut connection)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| corrupt(format!("name {text:?} lost its id")))?
+                }
+            };
+            self.names
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, CachedName::new(text));
+        }
+        Ok(())
+    }
+
+    /// Runs `read` over records fetched on demand until it needs nothing more.
+    async fn read<T>(
+        &self,
+        read: impl Fn(&Fetched<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut records: HashMap<Vec<u8>, Option<StoredRecord>> = HashMap::new();
+        for _ in 0..MAX_PASSES {
+            let (result, keys, names) = {
+                let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
+                let fetched = Fetched {
+                    records: &records,
+                    names: &cache,
+                    missing: RefCell::default(),
+                    missing_names: RefCell::default(),
+                };
+                let result = read(&fetched);
+                (
+                    result,
+                    fetched.missing.into_inner(),
+                    fetched.missing_names.into_inner(),
+                )
+            };
+            if keys.is_empty() && names.is_empty() {
+                return result;
+            }
+            let mut keys = keys;
+            keys.sort_unstable();
+            keys.dedup();
+            let values = self.fetch(&keys).await?;
+            for (key, value) in keys.into_iter().zip(values) {
+                let record = value
+                    .map(|bytes| record::decode(&bytes))
+                    .transpose()
+                    .map_err(corrupt)?;
+                records.insert(key, record);
+            }
+            let mut names = names;
+            names.sort_unstable();
+            names.dedup();
+            self.load_names(&names).await?;
+        }
+        Err(corrupt(
+            "a lookup needed more rounds than any layout allows",
+        ))
+    }
+
+    /// Applies `changes` by demand-driven passes, then writes each changed key by
+    /// compare-and-set; a change set that lost a race is read again and applied again.
+    async fn write(&self, changes: &[Change]) -> Result<Vec<Outcome>, StoreError> {
+        let mut raw: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        for _ in 0..MAX_RETRIES {
+            let pass = self.plan(changes, &mut raw).await?;
+            let mut lost = Vec::new();
+            let writes = try_join_all(pass.writes.iter().map(|(key, record)| {
+                let (bucket, field) = self.bucket(key);
+                let before = raw.get(key).cloned().flatten().unwrap_or_default();
+                let mut after = Vec::new();
+                if !record.is_empty() {
+                    record::encode(record, &mut after);
+                }
+                let mut invocation = self.compare_and_set.key(bucket);
+                invocation.arg(field).arg(before).arg(after);
+                let mut connection = self.connection.clone();
+                async move {
+                    let done: i64 = invocation.invoke_async(&mut connection).await?;
+                    Ok::<_, redis::RedisError>((key.clone(), done == 1))
+                }
+            }))
+            .await
+            .map_err(unavailable)?;
+            for (key, done) in writes {
+                if !done {
+                    lost.push(key);
+                }
+            }
+            if !lost.is_empty() {
+                // Read every key of the set again: those that were written changed too.
+                for key in pass.writes.keys() {
+                    raw.remove(key);
+                }
+                continue;
+            }
+            self.write_locals(&pass.locals).await?;
+            self.log(&pass.changed).await?;
+            return Ok(pass.outcomes);
+        }
+        Err(StoreError::Unavailable(
+            "other nodes kept changing the same keys; try again".to_owned(),
+        ))
+    }
+
+    /// One complete pass of `changes` over the values in `raw`, fetching what it lacks.
+    async fn plan(
+        &self,
+        changes: &[Change],
+        raw: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<Pass, StoreError> {
+        for _ in 0..MAX_PASSES {
+            let (result, overlay) = {
+                let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
+                let mut overlay = Overlay {
+                    raw,
+                    names: &cache,
+                    pass: Pass::default(),
+                    missing: RefCell::default(),
+                    missing_names: Vec::new(),
+                };
+                let result: Result<Vec<Outcome>, StoreError> =
+                    changes.iter().map(|change| overlay.apply(change)).collect();
+                let Overlay {
+                    pass,
+                    missing,
+                    missing_names,
+                    ..
+                } = overlay;
+                (result, (pass, missing.into_inner(), missing_names))
+            };
+            let (mut pass, missing, missing_names) = overlay;
+            if missing.is_empty() && missing_names.is_empty() {
+                pass.outcomes = result?;
+                return Ok(pass);
+            }
+            let (mut missing, mut missing_names) = (missing, missing_names);
+            missing.sort_unstable();
+            missing.dedup();
+            missing_names.sort_unstable();
+            missing_names.dedup();
+            let values = self.fetch(&missing).await?;
+            for (key, value) in missing.into_iter().zip(values) {
+                raw.insert(key, value);
+            }
+            self.intern(&missing_names).await?;
+        }
+        Err(corrupt(
+            "a change needed more rounds than any layout allows",
+        ))
+    }
+
+    async fn write_locals(&self, locals: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        for (key, value) in locals {
+            let command = match value {
+                Some(value) => {
+                    let mut command = redis::cmd("HSET");
+                    command
+                        .arg(self.names_key("local"))
+                        .arg(key.as_slice())
+                        .arg(value.as_slice());
+                    command
+                }
+                None => {
+                    let mut command = redis::cmd("HDEL");
+                    command.arg(self.names_key("local")).arg(key.as_slice());
+                    command
+                }
+            };
+            let _: () = command
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Numbers the changed keys and appends them to the change log.
+    async fn log(&self, changed: &[Vec<u8>]) -> Result<(), StoreError> {
+        if changed.is_empty() || self.change_log_max == 0 {
+            return Ok(());
+        }
+        let mut invocation = self.log_changes.key(self.log_key("seq"));
+        invocation
+            .key(self.log_key("stream"))
+            .arg(self.change_log_max);
+        for key in changed {
+            invocation.arg(key.as_slice());
+        }
+        let _: u64 = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stores the built-in test set where it is missing or differs.
+    pub(crate) async fn seed_builtin(&self, now: Timestamp) -> Result<(), StoreError> {
+        let entries = repnet_model::builtin_entries(now);
+        let objects: Vec<Object> = entries.iter().map(|e| e.object.clone()).collect();
+        let known = self.lookup(&objects).await?;
+        let changes = crate::core::builtin_changes(entries, known);
+        if !changes.is_empty() {
+            self.write(&changes).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The records fetched so far, as the core reads them; what it lacked is noted.
+struct Fetched<'a> {
+    records: &'a HashMap<Vec<u8>, Option<StoredRecord>>,
+    names: &'a NameCache,
+    missing: RefCell<Vec<Vec<u8>>>,
+    missing_names: RefCell<Vec<u32>>,
+}
+
+impl Snapshot for Fetched<'_> {
+    fn record(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
+        match self.records.get(key) {
+            Some(record) => Ok(record.clone()),
+            None => {
+                self.missing.borrow_mut().push(key.to_vec());
+                Ok(None)
+            }
+        }
+    }
+
+    fn prevalence(&self, _key: &[u8]) -> Result<u64, StoreError> {
+        // Statistics are not kept on this backend yet.
+        Ok(0)
+    }
+
+    fn name(&self, id: u32) -> Result<CachedName, StoreError> {
+        match self.names.get(id) {
+            Some(name) => Ok(name.clone()),
+            None => {
+                self.missing_names.borrow_mut().push(id);
+                // A stand-in, valid as a feed and a threat name, so that the pass goes on
+                // and notes every other miss; a pass with misses is thrown away.
+                Ok(CachedName::new("pending"))
+            }
+        }
+    }
+}
+
+/// What a complete pass of a change set writes.
+#[derive(Default)]
+struct Pass {
+    /// Each key's new record (empty: delete).
+    writes: HashMap<Vec<u8>, StoredRecord>,
+    locals: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    changed: Vec<Vec<u8>>,
+    outcomes: Vec<Outcome>,
+}
+
+/// The core's writes over fetched values; what it lacked is noted.
+struct Overlay<'a> {
+    raw: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    names: &'a NameCache,
+    pass: Pass,
+    missing: RefCell<Vec<Vec<u8>>>,
+    missing_names: Vec<String>,
+}
+
+impl Transaction for Overlay<'_> {
+    type Error = StoreError;
+
+    fn get(&self, key: &[u8]) -> Result<Option<StoredRecord>, StoreError> {
+        if let Some(record) = self.pass.writes.get(key) {
+            return Ok((!record.is_empty()).then(|| record.clone()));
+        }
+        match self.raw.get(key) {
+            Some(None) => Ok(None),
+            Some(Some(bytes)) => record::decode(bytes).map(Some).map_err(corrupt),
+            None => {
+                self.missing.borrow_mut().push(key.to_vec());
+                Ok(None)
+            }
+        }
+    }
+
+    fn put_changed(
+        &mut self,
+        key: &[u8],
+        before: &StoredRecord,
+        record: &StoredRecord,
+    ) -> Result<(), StoreError> {
+        if before.differs_for_sync(record) && !self.pass.changed.iter().any(|k| k == key) {
+            self.pass.changed.push(key.to_vec());
+        }
+        self.pass.writes.insert(key.to_vec(), record.clone());
+        Ok(())
+    }
+
+    fn existing_name_id(&self, text: &str) -> Option<u32> {
+        self.names.by_text.get(text).copied()
+    }
+
+    fn name_id(&mut self, text: &str) -> Result<u32, StoreError> {
+        match self.existing_name_id(text) {
+            Some(id) => Ok(id),
+            None => {
+                self.missing_names.push(text.to_owned());
+                Ok(0)
+            }
+        }
+    }
+
+    fn note_new_key(&mut self, _key: &[u8]) {}
+
+    fn put_local(
+        &mut self,
+        key: &[u8],
+        object: &Object,
+        comment: Option<&str>,
+        expires: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let value = crate::lmdb::encode_local_expiring(object, comment, expires);
+        self.pass.locals.push((key.to_vec(), Some(value)));
+        Ok(())
+    }
+
+    fn delete_local(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.pass.locals.push((key.to_vec(), None));
+        Ok(())
+    }
+}
+
+/// The operations this backend does not have yet answer so, naming them.
+fn not_yet(what: &'static str) -> StoreError {
+    StoreError::Unsupported(what)
+}
+
+/// A bulk import on the cluster is not written yet: it says so when applied.
+#[derive(Debug)]
+struct NoBulk(PathBuf);
+
+impl Applier for NoBulk {
+    fn bulk_apply(
+        &self,
+        _import: &crate::bulk::BulkImport,
+    ) -> Result<crate::bulk::BulkOutcome, StoreError> {
+        Err(not_yet("bulk imports on a Redis Cluster store"))
+    }
+
+    fn note_writes(&self) {}
+
+    fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Cluster {
+    fn dir(&self) -> &Path {
+        &self.scratch
+    }
+
+    fn applier(&self) -> Arc<dyn Applier> {
+        Arc::new(NoBulk(self.scratch.clone()))
+    }
+
+    fn close(&self) {}
+
+    async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
+        self.read(|fetched| {
+            objects
+                .iter()
+                .map(|object| fetched.knowledge(object))
+                .collect()
+        })
+        .await
+    }
+
+    async fn search_prefixes(
+        &self,
+        _prefixes: &[SearchPrefix],
+        _limit: usize,
+    ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
+        Err(not_yet("privacy-mode search on a Redis Cluster store"))
+    }
+
+    async fn apply(&self, changes: Vec<Change>) -> Result<Vec<Outcome>, StoreError> {
+        self.write(&changes).await
+    }
+
+    async fn local_verdicts(&self) -> Result<Vec<LocalVerdict>, StoreError> {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.names_key("local"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut entries = entries
+            .into_iter()
+            .map(|(key, value)| Ok((key, crate::lmdb::decode_local(&value)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.read(|fetched| {
+            let mut verdicts = Vec::new();
+            for (key, local) in &entries {
+                let object = local
+                    .object
+                    .clone()
+                    .ok_or_else(|| corrupt("a local verdict without its object"))?;
+                let Some(stored) = fetched.record(key)? else {
+                    continue;
+                };
+                let Some(local_source) = stored
+                    .sources
+                    .iter()
+                    .find(|s| s.source_id == source_id::LOCAL)
+                else {
+                    continue;
+                };
+                verdicts.push(LocalVerdict {
+                    object,
+                    record: fetched.source_record(local_source)?,
+                    comment: local.comment.clone(),
+                    expires: local.expires,
+                });
+            }
+            Ok(verdicts)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        Err(not_yet("store statistics on a Redis Cluster store"))
+    }
+
+    fn wants_filter(&self) -> bool {
+        false
+    }
+
+    fn filter_ready(&self) -> bool {
+        false
+    }
+
+    async fn filter_wanted(&self) {
+        std::future::pending::<()>().await;
+    }
+
+    async fn build_filter(
+        &self,
+        _stop: Box<dyn Fn() -> bool + Send + 'static>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn record_statistics(&self, _events: Vec<StatEvent>) -> Result<(), StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn aggregate(&self, _object: &Object) -> Result<Option<Aggregate>, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn delete_events_before(&self, _cutoff: Timestamp) -> Result<u64, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn dirty_aggregates(&self, _limit: usize) -> Result<Dirty, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn clear_dirty(&self, _keys: Vec<DirtyMark>) -> Result<(), StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn dirty_count(&self) -> Result<u64, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
+        Err(not_yet("the review queue on a Redis Cluster store"))
+    }
+
+    async fn engine_reviews(
+        &self,
+        _set: Vec<EngineReview>,
+        _removed: Vec<Object>,
+    ) -> Result<(), StoreError> {
+        Err(not_yet("the review queue on a Redis Cluster store"))
+    }
+
+    async fn remove_review(&self, _id: String) -> Result<bool, StoreError> {
+        Err(not_yet("the review queue on a Redis Cluster store"))
+    }
+
+    async fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        Err(not_yet("statistics on a Redis Cluster store"))
+    }
+
+    async fn permanent_secret(&self, _name: &str) -> Result<[u8; 32], StoreError> {
+        Err(not_yet("secrets on a Redis Cluster store"))
+    }
+
+    async fn device_secret(
+        &self,
+        _now: Timestamp,
+        _rotate_after_seconds: u64,
+    ) -> Result<[u8; 32], StoreError> {
+        Err(not_yet("secrets on a Redis Cluster store"))
+    }
+
+    async fn licences(&self) -> Result<Vec<Licence>, StoreError> {
+        Err(not_yet("licence keys on a Redis Cluster store"))
+    }
+
+    async fn put_licences(&self, _licences: Vec<Licence>) -> Result<(), StoreError> {
+        Err(not_yet("licence keys on a Redis Cluster store"))
+    }
+
+    async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let mut connection = self.connection.clone();
+        let id: String = redis::cmd("GET")
+            .arg(self.log_key("id"))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let sequence: Option<u64> = redis::cmd("GET")
+            .arg(self.log_key("seq"))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let sequence = sequence.unwrap_or(0);
+        // The oldest entry kept: changes from it on can be sent.
+        let oldest: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.log_key("stream"))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let floor = match oldest.first() {
+            Some((entry, _)) => entry
+                .split('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| corrupt(format!("change log entry {entry:?}")))?
+                .saturating_sub(1),
+            None => sequence,
+        };
+        Ok(SyncState {
+            log_id: id.parse().map_err(corrupt)?,
+            sequence,
+            floor,
+            upstream: None,
+        })
+    }
+
+    fn write_changes(
+        &self,
+        _after: u64,
+        _limit: usize,
+        _out: &mut dyn std::io::Write,
+    ) -> Result<ChangesAnswer, StoreError> {
+        Err(not_yet("replication streams from a Redis Cluster store"))
+    }
+
+    fn write_snapshot(&self, _out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError> {
+        Err(not_yet("replication streams from a Redis Cluster store"))
+    }
+}

@@ -1,0 +1,96 @@
+//! The store on a real Redis Cluster (issue 17): the backend conformance suite's checks of
+//! records, lookups and changes pass on it as on LMDB, and two stores on one cluster are one
+//! knowledge base (what lets any number of `repnet serve` nodes answer the same).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use repnet_model::{FileHash, FileHashes, Object, Sha256, Source, SourceRecord, Timestamp};
+use repnet_store::{Change, ClusterOptions, Store, StoreOptions};
+use repnet_testkit::RedisCluster;
+
+fn options(cluster: &RedisCluster, namespace: &str, scratch: &std::path::Path) -> ClusterOptions {
+    ClusterOptions {
+        nodes: cluster
+            .addresses()
+            .iter()
+            .map(|address| format!("redis://{address}"))
+            .collect(),
+        namespace: namespace.to_owned(),
+        scratch: scratch.to_owned(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn records_lookups_and_changes_pass_the_conformance_checks_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    // Each check gets a knowledge base of its own: a namespace of its own on the cluster.
+    let opened = AtomicUsize::new(0);
+    let open = async || {
+        let namespace = format!("check{}", opened.fetch_add(1, Ordering::SeqCst));
+        Store::connect_cluster(
+            &options(&cluster, &namespace, scratch.path()),
+            &StoreOptions::default(),
+        )
+        .await
+        .unwrap()
+    };
+    repnet_store::conformance::run_records(&open).await;
+}
+
+#[tokio::test]
+async fn two_stores_on_one_cluster_are_one_knowledge_base() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let one = Store::connect_cluster(
+        &options(&cluster, "shared", scratch.path()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let other = Store::connect_cluster(
+        &options(&cluster, "shared", scratch.path()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let file = Object::File(FileHash::Sha256(Sha256([0x5a; 32])));
+    let record = SourceRecord::new(
+        "feed:shared".parse::<Source>().unwrap(),
+        repnet_model::Verdict::Untrusted,
+        repnet_model::Confidence::new(90).unwrap(),
+        Timestamp(1_700_000_000),
+    );
+    one.apply(vec![Change::Put {
+        object: file.clone(),
+        hashes: FileHashes::default(),
+        record: record.clone(),
+        comment: None,
+    }])
+    .await
+    .unwrap();
+    let known = other.lookup(std::slice::from_ref(&file)).await.unwrap();
+    assert_eq!(known[0].records, vec![record]);
+    // Both numbered the change in one log.
+    let state = other.sync_state().await.unwrap();
+    assert_eq!(state.log_id, one.sync_state().await.unwrap().log_id);
+    assert!(state.sequence >= 1, "{state:?}");
+
+    // Another knowledge base on the same cluster sees none of it.
+    let apart = Store::connect_cluster(
+        &options(&cluster, "apart", scratch.path()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let known = apart.lookup(std::slice::from_ref(&file)).await.unwrap();
+    assert!(known[0].records.is_empty(), "{known:?}");
+}
