@@ -92,6 +92,17 @@ end
 return sequence
 ";
 
+/// The device secret (KEYS[1], a hash of `secret` and `made`) if younger than ARGV[2]
+/// seconds at ARGV[1], else ARGV[3], kept as the new one made now.
+const DEVICE_SECRET: &str = r"
+local made = redis.call('HGET', KEYS[1], 'made')
+if made and math.max(0, tonumber(ARGV[1]) - tonumber(made)) < tonumber(ARGV[2]) then
+  return redis.call('HGET', KEYS[1], 'secret')
+end
+redis.call('HSET', KEYS[1], 'secret', ARGV[3], 'made', ARGV[1])
+return ARGV[3]
+";
+
 pub(crate) struct Cluster {
     connection: ClusterConnection,
     namespace: String,
@@ -99,6 +110,7 @@ pub(crate) struct Cluster {
     names: RwLock<NameCache>,
     compare_and_set: redis::Script,
     log_changes: redis::Script,
+    device_secret: redis::Script,
     change_log_max: u64,
 }
 
@@ -142,6 +154,7 @@ impl Cluster {
             names: RwLock::new(NameCache::default()),
             compare_and_set: redis::Script::new(COMPARE_AND_SET),
             log_changes: redis::Script::new(LOG_CHANGES),
+            device_secret: redis::Script::new(DEVICE_SECRET),
             change_log_max,
         };
         cluster.load_all_names().await?;
@@ -640,10 +653,45 @@ impl Backend for Cluster {
 
     async fn search_prefixes(
         &self,
-        _prefixes: &[SearchPrefix],
-        _limit: usize,
+        prefixes: &[SearchPrefix],
+        limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
-        Err(not_yet("privacy-mode search on a Redis Cluster store"))
+        // Every key under a prefix is in one bucket (prefixes are 4 bytes or more): its
+        // fields, filtered here, in key order as LMDB's range gives them.
+        let mut keys = Vec::new();
+        for key_prefix in prefixes.iter().flat_map(crate::core::key_prefixes) {
+            let (bucket, field_prefix) = self.bucket(&key_prefix);
+            let fields: Vec<Vec<u8>> = redis::cmd("HKEYS")
+                .arg(bucket)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(unavailable)?;
+            let mut found: Vec<Vec<u8>> = fields
+                .into_iter()
+                .filter(|field| field.starts_with(&field_prefix))
+                .map(|field| {
+                    let mut key = key_prefix[..BUCKET_BYTES].to_vec();
+                    key.extend_from_slice(&field);
+                    key
+                })
+                .collect();
+            found.sort_unstable();
+            keys.extend(found);
+        }
+        self.read(|fetched| {
+            let mut matches = Vec::new();
+            for key in &keys {
+                let Some(found) = fetched.prefix_match(key)? else {
+                    continue;
+                };
+                if matches.len() == limit {
+                    return Ok((matches, true));
+                }
+                matches.push(found);
+            }
+            Ok((matches, false))
+        })
+        .await
     }
 
     async fn apply(&self, changes: Vec<Change>) -> Result<Vec<Outcome>, StoreError> {
@@ -761,24 +809,82 @@ impl Backend for Cluster {
         Err(not_yet("statistics on a Redis Cluster store"))
     }
 
-    async fn permanent_secret(&self, _name: &str) -> Result<[u8; 32], StoreError> {
-        Err(not_yet("secrets on a Redis Cluster store"))
+    async fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| StoreError::Randomness(error.to_string()))?;
+        let mut connection = self.connection.clone();
+        // The first node to make it wins; every other keeps theirs.
+        let _: bool = redis::cmd("HSETNX")
+            .arg(self.names_key("secrets"))
+            .arg(name)
+            .arg(secret.as_slice())
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let kept: Vec<u8> = redis::cmd("HGET")
+            .arg(self.names_key("secrets"))
+            .arg(name)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        kept.try_into()
+            .map_err(|_| corrupt(format!("secret {name} is not 32 bytes")))
     }
 
     async fn device_secret(
         &self,
-        _now: Timestamp,
-        _rotate_after_seconds: u64,
+        now: Timestamp,
+        rotate_after_seconds: u64,
     ) -> Result<[u8; 32], StoreError> {
-        Err(not_yet("secrets on a Redis Cluster store"))
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| StoreError::Randomness(error.to_string()))?;
+        // One script: of nodes that found the secret old at once, one makes the new one and
+        // the others take it.
+        let mut invocation = self.device_secret.key(self.names_key("device_secret"));
+        invocation
+            .arg(now.0)
+            .arg(rotate_after_seconds)
+            .arg(secret.as_slice());
+        let kept: Vec<u8> = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        kept.try_into()
+            .map_err(|_| corrupt("the device secret is not 32 bytes"))
     }
 
     async fn licences(&self) -> Result<Vec<Licence>, StoreError> {
-        Err(not_yet("licence keys on a Redis Cluster store"))
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.names_key("licences"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        entries
+            .iter()
+            .map(|(key, value)| {
+                crate::lmdb::licences::decode(key, value)
+                    .map_err(|error| corrupt(format!("licence record: {error}")))
+            })
+            .collect()
     }
 
-    async fn put_licences(&self, _licences: Vec<Licence>) -> Result<(), StoreError> {
-        Err(not_yet("licence keys on a Redis Cluster store"))
+    async fn put_licences(&self, licences: Vec<Licence>) -> Result<(), StoreError> {
+        if licences.is_empty() {
+            return Ok(());
+        }
+        // One command: the keys are added or replaced together.
+        let mut command = redis::cmd("HSET");
+        command.arg(self.names_key("licences"));
+        for licence in &licences {
+            command
+                .arg(licence.key_sha256.as_bytes())
+                .arg(crate::lmdb::licences::encode(licence));
+        }
+        let _: () = command
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn sync_state(&self) -> Result<SyncState, StoreError> {

@@ -12,17 +12,14 @@ use crate::{Change, Outcome, Store};
 pub async fn run_all(open: &impl AsyncFn() -> Store) {
     run_records(open).await;
     bulk_import_matches_apply(open).await;
-    urls_domains_and_prefix_search(&open().await).await;
-    licence_keys_are_kept_and_replaced_by_hash(&open().await).await;
-    secrets_are_made_once_and_rotated_when_old(&open().await).await;
     every_change_has_the_next_sequence_number(&open().await).await;
     statistics_fold_into_aggregates_and_mark_objects_dirty(&open().await).await;
     the_review_queue_holds_reports_and_engine_verdicts(&open().await).await;
     a_snapshot_replicates_into_another_store(&open().await, &open().await).await;
 }
 
-/// The checks of records, lookups and changes: what is known about objects, by every kind,
-/// source and alias, and the local verdicts.
+/// The checks of records, lookups and changes (what is known about objects, by every kind,
+/// source and alias; local verdicts; privacy-mode search) and of licence keys and secrets.
 pub async fn run_records(open: &impl AsyncFn() -> Store) {
     builtin_test_set_is_present(&open().await).await;
     unknown_objects_have_no_records(&open().await).await;
@@ -33,6 +30,9 @@ pub async fn run_records(open: &impl AsyncFn() -> Store) {
     local_verdicts_are_listed_with_comments(&open().await).await;
     a_batch_is_answered_in_order(&open().await).await;
     names_survive_many_distinct_values(&open().await).await;
+    urls_domains_and_prefix_search(&open().await).await;
+    licence_keys_are_kept_and_replaced_by_hash(&open().await).await;
+    secrets_are_made_once_and_rotated_when_old(&open().await).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use repnet_model::{
-    Categories, Confidence, FeedName, FileHash, FileHashes, Object, Source, SourceRecord,
-    ThreatName, Timestamp,
+    Categories, Confidence, FeedName, FileHash, FileHashes, Md5, Object, PrefixOf, Sha1, Sha256,
+    Source, SourceRecord, ThreatName, Timestamp,
 };
 
 use crate::key::ObjectKey;
 use crate::record::{StoredRecord, StoredSource, put_mutations, source_id};
-use crate::{Change, Knowledge, Outcome, StoreError};
+use crate::{Change, Knowledge, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError};
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
 #[derive(Clone)]
@@ -57,6 +57,25 @@ impl NameCache {
     pub(crate) fn get(&self, id: u32) -> Option<&CachedName> {
         self.by_id.get(id as usize).and_then(Option::as_ref)
     }
+}
+
+/// The storage-key prefixes a privacy-mode prefix covers: a SHA-256 prefix names files by
+/// SHA-256 and URL expressions, the others files by their hash of that kind.
+pub(crate) fn key_prefixes(prefix: &SearchPrefix) -> Vec<Vec<u8>> {
+    let tags: &[u8] = match prefix.of {
+        PrefixOf::Sha256 => &[crate::key::tag::SHA256, crate::key::tag::URL],
+        PrefixOf::Url => &[crate::key::tag::URL],
+        PrefixOf::Sha1 => &[crate::key::tag::SHA1],
+        PrefixOf::Md5 => &[crate::key::tag::MD5],
+    };
+    tags.iter()
+        .map(|&tag| {
+            let mut key_prefix = Vec::with_capacity(1 + prefix.bytes.len());
+            key_prefix.push(tag);
+            key_prefix.extend_from_slice(&prefix.bytes);
+            key_prefix
+        })
+        .collect()
 }
 
 /// Reads of one consistent view of the records, and what a lookup makes of them.
@@ -154,6 +173,38 @@ pub(crate) trait Snapshot {
             records,
             prevalence,
         })
+    }
+
+    /// What a privacy-mode search reports of the object under `key`, a key that matched a
+    /// prefix: `None` when it is not a searchable kind or nothing is known about it.
+    fn prefix_match(&self, key: &[u8]) -> Result<Option<PrefixMatch>, StoreError> {
+        let Some((&tag, body)) = key.split_first() else {
+            return Ok(None);
+        };
+        let matched = match tag {
+            crate::key::tag::URL => body.try_into().ok().map(|h| Matched::Url(Sha256(h))),
+            crate::key::tag::SHA256 => body
+                .try_into()
+                .ok()
+                .map(|h| Matched::File(FileHash::Sha256(Sha256(h)))),
+            crate::key::tag::SHA1 => body
+                .try_into()
+                .ok()
+                .map(|h| Matched::File(FileHash::Sha1(Sha1(h)))),
+            crate::key::tag::MD5 => body
+                .try_into()
+                .ok()
+                .map(|h| Matched::File(FileHash::Md5(Md5(h)))),
+            _ => None,
+        };
+        let Some(matched) = matched else {
+            return Ok(None);
+        };
+        let knowledge = match matched {
+            Matched::File(hash) => self.knowledge(&Object::File(hash))?,
+            Matched::Url(_) => self.knowledge_at(key)?,
+        };
+        Ok((!knowledge.records.is_empty()).then_some(PrefixMatch { matched, knowledge }))
     }
 
     fn source_record(&self, stored: &StoredSource) -> Result<SourceRecord, StoreError> {

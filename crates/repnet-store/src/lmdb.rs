@@ -27,7 +27,7 @@
 #![allow(unsafe_code)] // Opening and resizing an LMDB environment are `unsafe` in heed.
 
 mod changes;
-mod licences;
+pub(crate) mod licences;
 mod port;
 mod statistics;
 
@@ -41,18 +41,15 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
-use repnet_model::{
-    FileHash, Md5, Object, ObjectKind, PrefixOf, Sha1, Sha256, Source, Timestamp, builtin_entries,
-};
+use repnet_model::{Object, ObjectKind, Source, Timestamp, builtin_entries};
 
 use crate::core::{CachedName, NameCache, Snapshot, Transaction};
 use crate::filter::{FilterGuard, KeyFilter, key_hash};
-use crate::key;
 use crate::key::{ObjectKey, decode_key, is_legacy};
 use crate::record::{self, Mutation, Reader, StoredRecord, put_varint, source_id};
 use crate::{
-    Change, Knowledge, LocalVerdict, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError,
-    StoreOptions, StoreStats,
+    Change, Knowledge, LocalVerdict, Outcome, PrefixMatch, SearchPrefix, StoreError, StoreOptions,
+    StoreStats,
 };
 
 /// The store-wide format version. Bump it only with a migration in [`MIGRATIONS`].
@@ -378,54 +375,20 @@ impl LmdbStore {
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
         self.read_filtered(|reader| {
             let mut matches = Vec::new();
-            for prefix in prefixes {
-                let tags: &[u8] = match prefix.of {
-                    PrefixOf::Sha256 => &[key::tag::SHA256, key::tag::URL],
-                    PrefixOf::Url => &[key::tag::URL],
-                    PrefixOf::Sha1 => &[key::tag::SHA1],
-                    PrefixOf::Md5 => &[key::tag::MD5],
-                };
-                for &tag in tags {
-                    let mut key_prefix = Vec::with_capacity(1 + prefix.bytes.len());
-                    key_prefix.push(tag);
-                    key_prefix.extend_from_slice(&prefix.bytes);
-                    let found = self
-                        .objects()
-                        .prefix_iter(reader.txn, &key_prefix)
-                        .map_err(|e| self.error(e))?;
-                    for entry in found {
-                        let (key, _) = entry.map_err(|e| self.error(e))?;
-                        let body = &key[1..];
-                        let matched = match tag {
-                            key::tag::URL => body.try_into().ok().map(|h| Matched::Url(Sha256(h))),
-                            key::tag::SHA256 => body
-                                .try_into()
-                                .ok()
-                                .map(|h| Matched::File(FileHash::Sha256(Sha256(h)))),
-                            key::tag::SHA1 => body
-                                .try_into()
-                                .ok()
-                                .map(|h| Matched::File(FileHash::Sha1(Sha1(h)))),
-                            _ => body
-                                .try_into()
-                                .ok()
-                                .map(|h| Matched::File(FileHash::Md5(Md5(h)))),
-                        };
-                        let Some(matched) = matched else {
-                            continue;
-                        };
-                        let knowledge = match matched {
-                            Matched::File(hash) => reader.knowledge(&Object::File(hash))?,
-                            Matched::Url(_) => reader.knowledge_at(key)?,
-                        };
-                        if knowledge.records.is_empty() {
-                            continue;
-                        }
-                        if matches.len() == limit {
-                            return Ok((matches, true));
-                        }
-                        matches.push(PrefixMatch { matched, knowledge });
+            for key_prefix in prefixes.iter().flat_map(crate::core::key_prefixes) {
+                let found = self
+                    .objects()
+                    .prefix_iter(reader.txn, &key_prefix)
+                    .map_err(|e| self.error(e))?;
+                for entry in found {
+                    let (key, _) = entry.map_err(|e| self.error(e))?;
+                    let Some(found) = reader.prefix_match(key)? else {
+                        continue;
+                    };
+                    if matches.len() == limit {
+                        return Ok((matches, true));
                     }
+                    matches.push(found);
                 }
             }
             Ok((matches, false))

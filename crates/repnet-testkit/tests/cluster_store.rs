@@ -1,6 +1,7 @@
 //! The store on a real Redis Cluster (issue 17): the backend conformance suite's checks of
-//! records, lookups and changes pass on it as on LMDB, and two stores on one cluster are one
-//! knowledge base (what lets any number of `repnet serve` nodes answer the same).
+//! records, lookups, changes, privacy-mode search, licence keys and secrets pass on it as on
+//! LMDB, and two stores on one cluster are one knowledge base (what lets any number of
+//! `repnet serve` nodes answer the same).
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -25,7 +26,7 @@ fn options(cluster: &RedisCluster, namespace: &str, scratch: &std::path::Path) -
 }
 
 #[tokio::test]
-async fn records_lookups_and_changes_pass_the_conformance_checks_on_a_cluster() {
+async fn the_conformance_checks_of_records_search_keys_and_secrets_pass_on_a_cluster() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();

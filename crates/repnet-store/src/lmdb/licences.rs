@@ -26,7 +26,7 @@ const FLAG_EXPIRES: u8 = 2;
 const FLAG_REVOKED: u8 = 4;
 const FLAG_LAST_USED: u8 = 8;
 
-fn encode(licence: &Licence) -> Vec<u8> {
+pub(crate) fn encode(licence: &Licence) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(VERSION);
     put_varint(&mut out, licence.id.len() as u64);
@@ -57,7 +57,7 @@ fn encode(licence: &Licence) -> Vec<u8> {
     out
 }
 
-fn decode(key: &[u8], bytes: &[u8]) -> Result<Licence, DecodeError> {
+pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<Licence, DecodeError> {
     let key_sha256 = <[u8; 32]>::try_from(key)
         .map(Sha256)
         .map_err(|_| DecodeError::Malformed("licence key hash"))?;
