@@ -33,7 +33,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use redis::cluster_async::ClusterConnection;
 use repnet_model::{Object, Timestamp};
-use repnet_protocol::replication::StreamHeader;
+use repnet_protocol::replication::{StreamHeader, StreamKind, StreamWriter, SyncEntry};
 
 use crate::backend::{Backend, ChangesAnswer, SyncState};
 use crate::bulk::Applier;
@@ -929,14 +929,254 @@ impl Backend for Cluster {
 
     fn write_changes(
         &self,
-        _after: u64,
-        _limit: usize,
-        _out: &mut dyn std::io::Write,
+        after: u64,
+        limit: usize,
+        out: &mut dyn std::io::Write,
     ) -> Result<ChangesAnswer, StoreError> {
-        Err(not_yet("replication streams from a Redis Cluster store"))
+        block_on(self.write_changes_async(after, limit, out))
     }
 
-    fn write_snapshot(&self, _out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError> {
-        Err(not_yet("replication streams from a Redis Cluster store"))
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError> {
+        block_on(self.write_snapshot_async(out))
     }
+}
+
+/// Runs `work` to its end from a blocking thread of the runtime (where the store's blocking
+/// operations are called).
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        StoreError::Task(
+            "a replication stream of a Redis Cluster store is written on a blocking thread of the async runtime".to_owned(),
+        )
+    })?;
+    handle.block_on(work)
+}
+
+/// Entries of the change log read at a time.
+const LOG_PAGE: usize = 1_000;
+
+/// Keys of a snapshot read at a time from each node.
+const SCAN_PAGE: usize = 1_000;
+
+impl Cluster {
+    fn stream_error(&self, action: &'static str) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            action,
+            path: self.scratch.clone(),
+            source,
+        }
+    }
+
+    async fn write_changes_async(
+        &self,
+        after: u64,
+        limit: usize,
+        out: &mut dyn std::io::Write,
+    ) -> Result<ChangesAnswer, StoreError> {
+        let state = self.sync_state().await?;
+        if after < state.floor || after > state.sequence {
+            return Ok(ChangesAnswer::SnapshotNeeded(state));
+        }
+        let to = after
+            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+            .min(state.sequence);
+        let header = StreamHeader {
+            kind: StreamKind::Changes,
+            log_id: state.log_id,
+            after,
+            to,
+            sequence: state.sequence,
+        };
+        let io = self.stream_error("write the changes of");
+        let mut stream = StreamWriter::new(out, &header).map_err(&io)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut next = after + 1;
+        while next <= to {
+            let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(self.log_key("stream"))
+                .arg(format!("{next}-0"))
+                .arg(format!("{to}-1"))
+                .arg("COUNT")
+                .arg(LOG_PAGE)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(unavailable)?;
+            if entries.is_empty() {
+                break;
+            }
+            let mut keys = Vec::new();
+            for (id, mut fields) in entries {
+                let sequence = id
+                    .split('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| corrupt(format!("change log entry {id:?}")))?;
+                next = sequence + 1;
+                let key = fields
+                    .remove("k")
+                    .ok_or_else(|| corrupt(format!("change log entry {id} names no key")))?;
+                if seen.insert(key.clone()) {
+                    keys.push(key);
+                }
+            }
+            let values = self
+                .read(|fetched| {
+                    keys.iter()
+                        .map(|key| match fetched.record(key)? {
+                            None => Ok(None),
+                            Some(stored) => fetched.sync_value(&stored),
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                })
+                .await?;
+            for (key, value) in keys.into_iter().zip(values) {
+                stream.entry(&SyncEntry { key, value }).map_err(&io)?;
+            }
+        }
+        stream.finish().map_err(&io)?;
+        Ok(ChangesAnswer::Written(header))
+    }
+
+    /// The masters' addresses, as the cluster sees itself now.
+    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut masters = Vec::new();
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.split(',').any(|flag| flag == "master")
+                || flags
+                    .split(',')
+                    .any(|flag| flag == "fail" || flag == "noaddr")
+            {
+                continue;
+            }
+            let address = address.split(['@', ',']).next().unwrap_or_default();
+            let Some((host, port)) = address.rsplit_once(':') else {
+                continue;
+            };
+            let port = port
+                .parse()
+                .map_err(|_| corrupt(format!("CLUSTER NODES gave the address {address:?}")))?;
+            masters.push((host.to_owned(), port));
+        }
+        Ok(masters)
+    }
+
+    async fn write_snapshot_async(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<StreamHeader, StoreError> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        // The log's position first: whatever changes while the buckets are read is in the
+        // snapshot or after it in the log, and applying it again changes nothing.
+        let state = self.sync_state().await?;
+        let header = StreamHeader {
+            kind: StreamKind::Snapshot,
+            log_id: state.log_id,
+            after: 0,
+            to: state.sequence,
+            sequence: state.sequence,
+        };
+        let io = self.stream_error("write a snapshot of");
+        let mut stream = StreamWriter::new(out, &header).map_err(&io)?;
+        let pattern = format!("{}:o:{{*", self.namespace);
+        for (host, port) in self.masters().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE);
+                let page = self
+                    .connection
+                    .clone()
+                    .route_command(
+                        scan,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        }),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let (next, buckets): (u64, Vec<String>) =
+                    redis::from_redis_value(page).map_err(corrupt)?;
+                for bucket in buckets {
+                    self.write_bucket(&bucket, &mut stream, &io).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        stream.finish().map_err(&io)?;
+        Ok(header)
+    }
+
+    /// Every record of one bucket, as snapshot entries.
+    async fn write_bucket(
+        &self,
+        bucket: &str,
+        stream: &mut StreamWriter<&mut dyn std::io::Write>,
+        io: &impl Fn(std::io::Error) -> StoreError,
+    ) -> Result<(), StoreError> {
+        let prefix = bucket
+            .rsplit_once('{')
+            .and_then(|(_, rest)| rest.strip_suffix('}'))
+            .and_then(unhex)
+            .ok_or_else(|| corrupt(format!("bucket {bucket:?}")))?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(bucket)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut entries = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&field);
+            entries.push((key, record::decode(&value).map_err(corrupt)?));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let values = self
+            .read(|fetched| {
+                entries
+                    .iter()
+                    .map(|(_, stored)| fetched.sync_value(stored))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        for ((key, _), value) in entries.into_iter().zip(values) {
+            if let Some(value) = value {
+                stream
+                    .entry(&SyncEntry {
+                        key,
+                        value: Some(value),
+                    })
+                    .map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

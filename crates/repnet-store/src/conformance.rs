@@ -12,7 +12,6 @@ use crate::{Change, Outcome, Store};
 pub async fn run_all(open: &impl AsyncFn() -> Store) {
     run_records(open).await;
     bulk_import_matches_apply(open).await;
-    every_change_has_the_next_sequence_number(&open().await).await;
     statistics_fold_into_aggregates_and_mark_objects_dirty(&open().await).await;
     the_review_queue_holds_reports_and_engine_verdicts(&open().await).await;
     a_snapshot_replicates_into_another_store(&open().await, &open().await).await;
@@ -33,6 +32,7 @@ pub async fn run_records(open: &impl AsyncFn() -> Store) {
     urls_domains_and_prefix_search(&open().await).await;
     licence_keys_are_kept_and_replaced_by_hash(&open().await).await;
     secrets_are_made_once_and_rotated_when_old(&open().await).await;
+    every_change_has_the_next_sequence_number(&open().await).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -666,12 +666,19 @@ pub async fn every_change_has_the_next_sequence_number(store: &Store) {
         .expect("apply");
     let after_remove = store.sync_state().await.expect("sync state");
     assert!(after_remove.sequence > after_put.sequence);
-    // What changed after `before` is written as a stream a puller reads.
-    let mut stream = Vec::new();
-    match store
-        .write_changes(before.sequence, 1_000, &mut stream)
-        .expect("changes")
-    {
+    // What changed after `before` is written as a stream a puller reads (on a blocking
+    // thread, as the store's streams are).
+    let (answer, stream) = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = Vec::new();
+            let answer = store.write_changes(before.sequence, 1_000, &mut stream);
+            (answer, stream)
+        })
+        .await
+        .expect("the writing thread")
+    };
+    match answer.expect("changes") {
         crate::ChangesAnswer::Written(header) => {
             assert_eq!(header.to, after_remove.sequence, "{header:?}");
         }
@@ -816,10 +823,26 @@ pub async fn a_snapshot_replicates_into_another_store(source: &Store, replica: &
         )])
         .await
         .expect("apply");
-    let mut snapshot = Vec::new();
-    let header = source.write_snapshot(&mut snapshot).expect("snapshot");
-    let reader = crate::sync::StreamReader::new(&snapshot[..]).expect("a stream");
-    let applied = replica.apply_stream(reader).expect("apply the stream");
+    // Streams are written and applied on blocking threads, as the store's streams are.
+    let (header, snapshot) = {
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut snapshot = Vec::new();
+            let header = source.write_snapshot(&mut snapshot).expect("snapshot");
+            (header, snapshot)
+        })
+        .await
+        .expect("the writing thread")
+    };
+    let applied = {
+        let replica = replica.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = crate::sync::StreamReader::new(&snapshot[..]).expect("a stream");
+            replica.apply_stream(reader).expect("apply the stream")
+        })
+        .await
+        .expect("the applying thread")
+    };
     assert_eq!(applied.header, header);
     let knowledge = replica
         .lookup(std::slice::from_ref(&domain))

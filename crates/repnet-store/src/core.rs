@@ -207,6 +207,39 @@ pub(crate) trait Snapshot {
         Ok((!knowledge.records.is_empty()).then_some(PrefixMatch { matched, knowledge }))
     }
 
+    /// What other servers learn of the record under one key.
+    fn sync_value(
+        &self,
+        stored: &StoredRecord,
+    ) -> Result<Option<crate::sync::SyncValue>, StoreError> {
+        let records = stored
+            .sources
+            .iter()
+            .map(|source| self.source_record(source))
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = repnet_model::decide(&records).map(|decision| {
+            let winner = &records[decision.winner];
+            crate::sync::SyncRecord {
+                engine: repnet_model::Tier::of(&winner.source) == repnet_model::Tier::Engine,
+                verdict: winner.verdict,
+                confidence: winner.confidence,
+                threat: winner.threat.clone(),
+                categories: winner.categories,
+                first_seen: winner.first_seen,
+                last_seen: winner.last_seen,
+            }
+        });
+        if record.is_none() && stored.alias_of.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(crate::sync::SyncValue {
+            alias_of: stored.alias_of,
+            md5: stored.md5,
+            sha1: stored.sha1,
+            record,
+        }))
+    }
+
     fn source_record(&self, stored: &StoredSource) -> Result<SourceRecord, StoreError> {
         let source = match stored.source_id {
             source_id::LOCAL => Source::Local,

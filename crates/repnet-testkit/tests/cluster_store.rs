@@ -46,7 +46,7 @@ async fn the_conformance_checks_of_records_search_keys_and_secrets_pass_on_a_clu
 }
 
 #[tokio::test]
-async fn two_stores_on_one_cluster_are_one_knowledge_base() {
+async fn two_stores_on_one_cluster_are_one_knowledge_base_that_a_private_server_pulls_from() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
@@ -84,6 +84,43 @@ async fn two_stores_on_one_cluster_are_one_knowledge_base() {
     let state = other.sync_state().await.unwrap();
     assert_eq!(state.log_id, one.sync_state().await.unwrap().log_id);
     assert!(state.sequence >= 1, "{state:?}");
+
+    // A private server on the embedded store pulls a snapshot from a cluster node, then the
+    // changes after it, as from any server.
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = Store::open(replica_dir.path(), &StoreOptions::default()).unwrap();
+    let pull = |source: &Store, replica: &Store, after: Option<u64>| {
+        let (source, replica) = (source.clone(), replica.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut stream = Vec::new();
+            match after {
+                None => {
+                    source.write_snapshot(&mut stream).unwrap();
+                }
+                Some(after) => match source.write_changes(after, 1_000, &mut stream).unwrap() {
+                    repnet_store::ChangesAnswer::Written(_) => {}
+                    other => panic!("a page of changes, not {other:?}"),
+                },
+            }
+            let reader = repnet_store::sync::StreamReader::new(&stream[..]).unwrap();
+            replica.apply_stream(reader).unwrap()
+        })
+    };
+    let applied = pull(&other, &replica, None).await.unwrap();
+    assert_eq!(applied.header.log_id, state.log_id);
+    let known = replica.lookup(std::slice::from_ref(&file)).await.unwrap();
+    assert_eq!(known[0].records.len(), 1, "{known:?}");
+    assert_eq!(known[0].records[0].source, Source::Upstream);
+    let retracted = Change::Remove {
+        object: file.clone(),
+        source: "feed:shared".parse().unwrap(),
+    };
+    one.apply(vec![retracted]).await.unwrap();
+    pull(&other, &replica, Some(applied.header.to))
+        .await
+        .unwrap();
+    let known = replica.lookup(std::slice::from_ref(&file)).await.unwrap();
+    assert!(known[0].records.is_empty(), "{known:?}");
 
     // Another knowledge base on the same cluster sees none of it.
     let apart = Store::connect_cluster(

@@ -23,15 +23,13 @@ use std::path::{Path, PathBuf};
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
-use super::{LmdbStore, SnapshotReader, WriteError};
+use super::{LmdbStore, WriteError};
 use crate::StoreError;
 use crate::backend::{ChangesAnswer, Cursor, SyncState};
 use crate::bulk::TEMP_PREFIX;
 use crate::core::Snapshot as _;
-use crate::record::{StoredRecord, decode};
-use crate::sync::{
-    LogId, StreamHeader, StreamKind, StreamWriter, SyncEntry, SyncRecord, SyncValue,
-};
+use crate::record::decode;
+use crate::sync::{LogId, StreamHeader, StreamKind, StreamWriter, SyncEntry};
 
 /// Keys a write transaction changed, in order: in memory, and past a bound in a temporary
 /// file, so that a rebuild that changes tens of millions of keys stays in bounded memory.
@@ -267,40 +265,6 @@ impl LmdbStore {
         Ok(())
     }
 
-    /// What other servers learn of the record under one key.
-    fn sync_value(
-        &self,
-        reader: &SnapshotReader<'_>,
-        stored: &StoredRecord,
-    ) -> Result<Option<SyncValue>, StoreError> {
-        let records = stored
-            .sources
-            .iter()
-            .map(|source| reader.source_record(source))
-            .collect::<Result<Vec<_>, _>>()?;
-        let record = repnet_model::decide(&records).map(|decision| {
-            let winner = &records[decision.winner];
-            SyncRecord {
-                engine: repnet_model::Tier::of(&winner.source) == repnet_model::Tier::Engine,
-                verdict: winner.verdict,
-                confidence: winner.confidence,
-                threat: winner.threat.clone(),
-                categories: winner.categories,
-                first_seen: winner.first_seen,
-                last_seen: winner.last_seen,
-            }
-        });
-        if record.is_none() && stored.alias_of.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(SyncValue {
-            alias_of: stored.alias_of,
-            md5: stored.md5,
-            sha1: stored.sha1,
-            record,
-        }))
-    }
-
     /// Writes the changes after `after` (at most `limit` of them: sequence numbers, so the
     /// page's end is known before anything is read, and the header goes out first) as a
     /// stream: each changed key once, with its current state. Memory: the keys seen, at most
@@ -360,7 +324,7 @@ impl LmdbStore {
                     Some(bytes) => {
                         let stored = decode(bytes)
                             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-                        self.sync_value(reader, &stored)?
+                        reader.sync_value(&stored)?
                     }
                 };
                 stream
@@ -396,7 +360,7 @@ impl LmdbStore {
                 let (key, bytes) = entry.map_err(|e| self.error(e))?;
                 let stored =
                     decode(bytes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-                if let Some(value) = self.sync_value(reader, &stored)? {
+                if let Some(value) = reader.sync_value(&stored)? {
                     stream
                         .entry(&SyncEntry {
                             key: key.to_vec(),
