@@ -32,13 +32,13 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::cluster_async::ClusterConnection;
-use repnet_model::{Object, Timestamp};
+use repnet_model::{Object, Source, Timestamp};
 use repnet_protocol::replication::{StreamHeader, StreamKind, StreamWriter, SyncEntry};
 
 use crate::backend::{Backend, ChangesAnswer, SyncState};
 use crate::bulk::Applier;
 use crate::core::{CachedName, NameCache, Snapshot, Transaction};
-use crate::record::{self, StoredRecord, source_id};
+use crate::record::{self, Mutation, StoredRecord, source_id};
 use crate::{
     Aggregate, Change, Dirty, DirtyMark, EngineReview, Knowledge, Licence, LocalVerdict, Outcome,
     PrefixMatch, ReviewItem, SearchPrefix, StatEvent, StatisticsSize, StoreError, StoreStats,
@@ -103,11 +103,12 @@ redis.call('HSET', KEYS[1], 'secret', ARGV[3], 'made', ARGV[1])
 return ARGV[3]
 ";
 
+#[derive(Clone)]
 pub(crate) struct Cluster {
     connection: ClusterConnection,
     namespace: String,
     scratch: PathBuf,
-    names: RwLock<NameCache>,
+    names: Arc<RwLock<NameCache>>,
     compare_and_set: redis::Script,
     log_changes: redis::Script,
     device_secret: redis::Script,
@@ -151,7 +152,7 @@ impl Cluster {
             connection,
             namespace: options.namespace.clone(),
             scratch: options.scratch.clone(),
-            names: RwLock::new(NameCache::default()),
+            names: Arc::new(RwLock::new(NameCache::default())),
             compare_and_set: redis::Script::new(COMPARE_AND_SET),
             log_changes: redis::Script::new(LOG_CHANGES),
             device_secret: redis::Script::new(DEVICE_SECRET),
@@ -610,23 +611,386 @@ fn not_yet(what: &'static str) -> StoreError {
     StoreError::Unsupported(what)
 }
 
-/// A bulk import on the cluster is not written yet: it says so when applied.
-#[derive(Debug)]
-struct NoBulk(PathBuf);
-
-impl Applier for NoBulk {
+/// Bulk imports are applied key by key, in chunks of sorted keys: each key by
+/// compare-and-set as `apply` writes it (so an import is not one transaction here: one that
+/// stops leaves the keys it wrote, answering, and running it again completes it).
+impl Applier for Cluster {
     fn bulk_apply(
         &self,
-        _import: &crate::bulk::BulkImport,
+        import: &crate::bulk::BulkImport,
     ) -> Result<crate::bulk::BulkOutcome, StoreError> {
-        Err(not_yet("bulk imports on a Redis Cluster store"))
+        block_on(self.bulk_apply_async(import))
     }
 
     fn note_writes(&self) {}
 
     fn dir(&self) -> &Path {
-        &self.0
+        &self.scratch
     }
+}
+
+/// Keys of an import written at a time.
+const IMPORT_CHUNK: usize = 2_000;
+
+impl Cluster {
+    async fn bulk_apply_async(
+        &self,
+        import: &crate::bulk::BulkImport,
+    ) -> Result<crate::bulk::BulkOutcome, StoreError> {
+        if let Some(header) = import.stream_header() {
+            self.check_cursor(header).await?;
+        }
+        // Every name of the import interned first: the mutations then only need ids.
+        let (sources, threats) = self.resolve_import_names(import).await?;
+        let remap = |mutation: &mut Mutation| -> Result<(), StoreError> {
+            let unresolved = || corrupt("an import name was not resolved");
+            let (source, threat) = match mutation {
+                Mutation::Upsert { source, .. } => {
+                    (&mut source.source_id, source.threat_id.as_mut())
+                }
+                Mutation::Retract { source_id } => (source_id, None),
+                Mutation::Alias(_) => return Ok(()),
+            };
+            *source = sources
+                .get(*source as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(unresolved)?;
+            if let Some(threat) = threat {
+                *threat = threats
+                    .get(*threat as usize)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(unresolved)?;
+            }
+            Ok(())
+        };
+        let replaced: Vec<u32> = {
+            let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
+            import
+                .replaced_sources()
+                .iter()
+                .filter_map(|source| stored_source_id(&cache, source))
+                .collect()
+        };
+        // The keys the import names, as hashes, for the retraction of replaced sources.
+        let mut named = Vec::new();
+        let mut written = 0;
+        let mut chunk: Vec<(Vec<u8>, Vec<Mutation>)> = Vec::new();
+        let mut stream = import.stream()?;
+        let mut pending: Option<crate::bulk::Entry> = stream.next().transpose()?;
+        while let Some((key, mut mutation)) = pending.take() {
+            remap(&mut mutation)?;
+            match chunk.last_mut() {
+                Some((last, mutations)) if last.as_slice() == key.as_slice() => {
+                    mutations.push(mutation)
+                }
+                _ => {
+                    if chunk.len() == IMPORT_CHUNK {
+                        written += self.write_chunk(std::mem::take(&mut chunk)).await?;
+                    }
+                    if !replaced.is_empty() {
+                        named.push(crate::filter::key_hash(&key));
+                    }
+                    chunk.push((key.to_vec(), vec![mutation]));
+                }
+            }
+            pending = stream.next().transpose()?;
+        }
+        written += self.write_chunk(chunk).await?;
+        let retracted = if replaced.is_empty() {
+            0
+        } else {
+            named.sort_unstable();
+            self.retract_elsewhere(&replaced, &named).await?
+        };
+        if let Some(header) = import.stream_header() {
+            let mut value = header.log_id.0.to_vec();
+            value.extend_from_slice(&header.to.to_le_bytes());
+            let _: () = redis::cmd("SET")
+                .arg(self.log_key("upstream"))
+                .arg(value)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(crate::bulk::BulkOutcome {
+            written,
+            rebuilt: false,
+            retracted,
+        })
+    }
+
+    /// The store's ids of the import's names (sources and threat names), by import id.
+    async fn resolve_import_names(
+        &self,
+        import: &crate::bulk::BulkImport,
+    ) -> Result<(Vec<Option<u32>>, Vec<Option<u32>>), StoreError> {
+        let names = import.names();
+        let mut texts = Vec::new();
+        let mut parsed = Vec::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            let (is_source, is_threat) = import.name_roles(index);
+            let source = if is_source {
+                let source: Source = name
+                    .parse()
+                    .map_err(|e: repnet_model::ParseError| corrupt(e))?;
+                if let Source::Feed(feed) = &source {
+                    texts.push(feed.as_str().to_owned());
+                }
+                Some(source)
+            } else {
+                None
+            };
+            if is_threat {
+                texts.push(name.clone());
+            }
+            parsed.push((source, is_threat));
+        }
+        let unknown: Vec<String> = {
+            let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
+            texts
+                .into_iter()
+                .filter(|text| !cache.by_text.contains_key(text.as_str()))
+                .collect()
+        };
+        self.intern(&unknown).await?;
+        let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        let mut sources = Vec::with_capacity(names.len());
+        let mut threats = Vec::with_capacity(names.len());
+        for ((source, is_threat), name) in parsed.iter().zip(names) {
+            sources.push(match source {
+                Some(source) => Some(
+                    stored_source_id(&cache, source)
+                        .ok_or_else(|| corrupt(format!("source {source} has no id")))?,
+                ),
+                None => None,
+            });
+            threats.push(match is_threat {
+                true => Some(
+                    cache
+                        .by_text
+                        .get(name.as_str())
+                        .copied()
+                        .ok_or_else(|| corrupt(format!("threat name {name:?} has no id")))?,
+                ),
+                false => None,
+            });
+        }
+        Ok((sources, threats))
+    }
+
+    /// Applies each key's mutations by compare-and-set, reading a key again when another
+    /// writer was first; logs the changed keys. Answers how many keys changed.
+    async fn write_chunk(&self, chunk: Vec<(Vec<u8>, Vec<Mutation>)>) -> Result<u64, StoreError> {
+        if chunk.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|(key, _)| key.clone()).collect();
+        let mut current = self.fetch(&keys).await?;
+        let mut todo: Vec<usize> = (0..chunk.len()).collect();
+        let mut changed = Vec::new();
+        let mut written = 0;
+        for _ in 0..MAX_RETRIES {
+            let mut writes = Vec::new();
+            for &index in &todo {
+                let before = match &current[index] {
+                    Some(bytes) => record::decode(bytes).map_err(corrupt)?,
+                    None => StoredRecord::default(),
+                };
+                let mut stored = before.clone();
+                let mut any = false;
+                for mutation in &chunk[index].1 {
+                    any |= stored.apply(mutation);
+                }
+                if any {
+                    writes.push((index, before, stored));
+                }
+            }
+            let results = try_join_all(writes.iter().map(|(index, _, stored)| {
+                let (bucket, field) = self.bucket(&chunk[*index].0);
+                let expected = current[*index].clone().unwrap_or_default();
+                let mut after = Vec::new();
+                if !stored.is_empty() {
+                    record::encode(stored, &mut after);
+                }
+                let mut invocation = self.compare_and_set.key(bucket);
+                invocation.arg(field).arg(expected).arg(after);
+                let mut connection = self.connection.clone();
+                async move {
+                    let done: i64 = invocation.invoke_async(&mut connection).await?;
+                    Ok::<_, redis::RedisError>(done == 1)
+                }
+            }))
+            .await
+            .map_err(unavailable)?;
+            let mut lost = Vec::new();
+            for ((index, before, stored), done) in writes.iter().zip(results) {
+                if done {
+                    written += 1;
+                    if before.differs_for_sync(stored) {
+                        changed.push(chunk[*index].0.clone());
+                    }
+                } else {
+                    lost.push(*index);
+                }
+            }
+            if lost.is_empty() {
+                self.log(&changed).await?;
+                return Ok(written);
+            }
+            let lost_keys: Vec<Vec<u8>> = lost.iter().map(|&i| chunk[i].0.clone()).collect();
+            for (index, value) in lost.iter().zip(self.fetch(&lost_keys).await?) {
+                current[*index] = value;
+            }
+            todo = lost;
+        }
+        Err(StoreError::Unavailable(
+            "other nodes kept changing the same keys; run the import again".to_owned(),
+        ))
+    }
+
+    /// Retracts the `replaced` sources from every key not in `named` (sorted key hashes):
+    /// what a replacing import no longer lists. Answers how many records went.
+    async fn retract_elsewhere(&self, replaced: &[u32], named: &[u64]) -> Result<u64, StoreError> {
+        let mut retracted = 0;
+        for bucket in self.buckets().await? {
+            let prefix = bucket_prefix(&bucket)?;
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                .arg(&bucket)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(unavailable)?;
+            let mut chunk = Vec::new();
+            for (field, value) in fields {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&field);
+                if named.binary_search(&crate::filter::key_hash(&key)).is_ok() {
+                    continue;
+                }
+                let stored = record::decode(&value).map_err(corrupt)?;
+                let mutations: Vec<Mutation> = replaced
+                    .iter()
+                    .filter(|id| stored.sources.iter().any(|s| s.source_id == **id))
+                    .map(|&source_id| Mutation::Retract { source_id })
+                    .collect();
+                if !mutations.is_empty() {
+                    retracted += mutations.len() as u64;
+                    chunk.push((key, mutations));
+                }
+            }
+            self.write_chunk(chunk).await?;
+        }
+        Ok(retracted)
+    }
+
+    /// Every bucket of this namespace, from every master.
+    async fn buckets(&self) -> Result<Vec<String>, StoreError> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        let pattern = format!("{}:o:{{*", self.namespace);
+        let mut buckets = Vec::new();
+        for (host, port) in self.masters().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE);
+                let page = self
+                    .connection
+                    .clone()
+                    .route_command(
+                        scan,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        }),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let (next, page): (u64, Vec<String>) =
+                    redis::from_redis_value(page).map_err(corrupt)?;
+                buckets.extend(page);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        buckets.sort_unstable();
+        buckets.dedup();
+        Ok(buckets)
+    }
+
+    /// A page of changes applies only where the store's cursor is.
+    async fn check_cursor(&self, header: &StreamHeader) -> Result<(), StoreError> {
+        if header.kind != StreamKind::Changes {
+            return Ok(());
+        }
+        let current = self.upstream_cursor().await?;
+        let continues = current.is_some_and(|cursor| {
+            cursor.log_id == header.log_id && cursor.sequence == header.after
+        });
+        if continues {
+            return Ok(());
+        }
+        Err(StoreError::OutOfOrder(match current {
+            Some(cursor) if cursor.log_id != header.log_id => format!(
+                "the changes come from another log ({}) than this server follows ({}): apply a snapshot first",
+                header.log_id, cursor.log_id
+            ),
+            Some(cursor) => format!(
+                "the changes start at {}, this server is at {}",
+                header.after, cursor.sequence
+            ),
+            None => format!(
+                "the changes start at {}, and this server has never been given a snapshot: apply a snapshot first",
+                header.after
+            ),
+        }))
+    }
+
+    async fn upstream_cursor(&self) -> Result<Option<crate::backend::Cursor>, StoreError> {
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.log_key("upstream"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(value.and_then(|bytes| {
+            let log_id = <[u8; 16]>::try_from(bytes.get(..16)?).ok()?;
+            let sequence = <[u8; 8]>::try_from(bytes.get(16..24)?).ok()?;
+            Some(crate::backend::Cursor {
+                log_id: crate::sync::LogId(log_id),
+                sequence: u64::from_le_bytes(sequence),
+            })
+        }))
+    }
+}
+
+/// The stored id of `source` if it has one (a feed never named has none).
+fn stored_source_id(names: &NameCache, source: &Source) -> Option<u32> {
+    Some(match source {
+        Source::Local => source_id::LOCAL,
+        Source::Builtin => source_id::BUILTIN,
+        Source::Upstream => source_id::UPSTREAM,
+        Source::Engine => source_id::ENGINE,
+        Source::UpstreamEngine => source_id::UPSTREAM_ENGINE,
+        Source::Feed(name) => names
+            .by_text
+            .get(name.as_str())?
+            .checked_add(source_id::FEED_BASE)?,
+    })
+}
+
+/// The key bytes a bucket's name stands for.
+fn bucket_prefix(bucket: &str) -> Result<Vec<u8>, StoreError> {
+    bucket
+        .rsplit_once('{')
+        .and_then(|(_, rest)| rest.strip_suffix('}'))
+        .and_then(unhex)
+        .ok_or_else(|| corrupt(format!("bucket {bucket:?}")))
 }
 
 #[async_trait::async_trait]
@@ -636,7 +1000,7 @@ impl Backend for Cluster {
     }
 
     fn applier(&self) -> Arc<dyn Applier> {
-        Arc::new(NoBulk(self.scratch.clone()))
+        Arc::new(self.clone())
     }
 
     fn close(&self) {}
@@ -739,7 +1103,24 @@ impl Backend for Cluster {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        Err(not_yet("store statistics on a Redis Cluster store"))
+        // Counted over every bucket: for the administrator's status, not for a hot path.
+        let counts = try_join_all(self.buckets().await?.into_iter().map(|bucket| {
+            let mut connection = self.connection.clone();
+            async move {
+                redis::cmd("HLEN")
+                    .arg(bucket)
+                    .query_async::<u64>(&mut connection)
+                    .await
+            }
+        }))
+        .await
+        .map_err(unavailable)?;
+        Ok(StoreStats {
+            keys: counts.iter().sum(),
+            disk_bytes: 0,
+            map_bytes: 0,
+            filter_ready: false,
+        })
     }
 
     fn wants_filter(&self) -> bool {
@@ -923,7 +1304,7 @@ impl Backend for Cluster {
             log_id: id.parse().map_err(corrupt)?,
             sequence,
             floor,
-            upstream: None,
+            upstream: self.upstream_cursor().await?,
         })
     }
 
@@ -1075,7 +1456,6 @@ impl Cluster {
         &self,
         out: &mut dyn std::io::Write,
     ) -> Result<StreamHeader, StoreError> {
-        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
         // The log's position first: whatever changes while the buckets are read is in the
         // snapshot or after it in the log, and applying it again changes nothing.
         let state = self.sync_state().await?;
@@ -1088,38 +1468,8 @@ impl Cluster {
         };
         let io = self.stream_error("write a snapshot of");
         let mut stream = StreamWriter::new(out, &header).map_err(&io)?;
-        let pattern = format!("{}:o:{{*", self.namespace);
-        for (host, port) in self.masters().await? {
-            let mut cursor = 0u64;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_PAGE);
-                let page = self
-                    .connection
-                    .clone()
-                    .route_command(
-                        scan,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port,
-                        }),
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                let (next, buckets): (u64, Vec<String>) =
-                    redis::from_redis_value(page).map_err(corrupt)?;
-                for bucket in buckets {
-                    self.write_bucket(&bucket, &mut stream, &io).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+        for bucket in self.buckets().await? {
+            self.write_bucket(&bucket, &mut stream, &io).await?;
         }
         stream.finish().map_err(&io)?;
         Ok(header)
@@ -1132,11 +1482,7 @@ impl Cluster {
         stream: &mut StreamWriter<&mut dyn std::io::Write>,
         io: &impl Fn(std::io::Error) -> StoreError,
     ) -> Result<(), StoreError> {
-        let prefix = bucket
-            .rsplit_once('{')
-            .and_then(|(_, rest)| rest.strip_suffix('}'))
-            .and_then(unhex)
-            .ok_or_else(|| corrupt(format!("bucket {bucket:?}")))?;
+        let prefix = bucket_prefix(bucket)?;
         let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(bucket)
             .query_async(&mut self.connection.clone())

@@ -11,14 +11,13 @@ use crate::{Change, Outcome, Store};
 /// Runs every check against stores made by `open`.
 pub async fn run_all(open: &impl AsyncFn() -> Store) {
     run_records(open).await;
-    bulk_import_matches_apply(open).await;
     statistics_fold_into_aggregates_and_mark_objects_dirty(&open().await).await;
     the_review_queue_holds_reports_and_engine_verdicts(&open().await).await;
-    a_snapshot_replicates_into_another_store(&open().await, &open().await).await;
 }
 
 /// The checks of records, lookups and changes (what is known about objects, by every kind,
-/// source and alias; local verdicts; privacy-mode search) and of licence keys and secrets.
+/// source and alias; local verdicts; privacy-mode search; bulk imports; the change log and
+/// replication) and of licence keys and secrets: all but statistics and the review queue.
 pub async fn run_records(open: &impl AsyncFn() -> Store) {
     builtin_test_set_is_present(&open().await).await;
     unknown_objects_have_no_records(&open().await).await;
@@ -33,6 +32,9 @@ pub async fn run_records(open: &impl AsyncFn() -> Store) {
     licence_keys_are_kept_and_replaced_by_hash(&open().await).await;
     secrets_are_made_once_and_rotated_when_old(&open().await).await;
     every_change_has_the_next_sequence_number(&open().await).await;
+    bulk_import_matches_apply(open).await;
+    a_replacing_import_retracts_what_its_source_no_longer_lists(&open().await).await;
+    a_snapshot_replicates_into_another_store(&open().await, &open().await).await;
 }
 
 fn record(source: &str, verdict: Verdict, confidence: i64, at: u64) -> SourceRecord {
@@ -407,6 +409,49 @@ async fn bulk(store: &Store, changes: Vec<Change>, run_bytes: usize) -> crate::B
     })
     .await
     .expect("join")
+}
+
+/// An import that replaces its source retracts what the source no longer lists, and only
+/// that: other sources' records, and what it lists again, stay.
+pub async fn a_replacing_import_retracts_what_its_source_no_longer_lists(store: &Store) {
+    let domains: Vec<Object> = (0..4)
+        .map(|i| object(ObjectKind::Domain, &format!("listed{i}.example")))
+        .collect();
+    store
+        .apply(vec![put(
+            &domains[0],
+            record("feed:other", Verdict::Untrusted, 60, 1),
+        )])
+        .await
+        .expect("apply");
+    let import = |listed: &[Object]| {
+        let (store, listed) = (store.clone(), listed.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut import = store.bulk_import().expect("bulk import");
+            import.replace_source("feed:list".parse().expect("source"));
+            for domain in &listed {
+                import
+                    .add(&put(domain, record("feed:list", Verdict::Untrusted, 80, 2)))
+                    .expect("add");
+            }
+            import.finish().expect("finish")
+        })
+    };
+    import(&domains[..3]).await.expect("first import");
+    let summary = import(&domains[1..]).await.expect("second import");
+    assert_eq!(summary.retracted, 1, "{summary:?}");
+    let known = store.lookup(&domains).await.expect("lookup");
+    let sources = |k: &crate::Knowledge| -> Vec<String> {
+        k.records.iter().map(|r| r.source.to_string()).collect()
+    };
+    assert_eq!(
+        sources(&known[0]),
+        ["feed:other"],
+        "retracted, the other source kept"
+    );
+    for listed in &known[1..] {
+        assert_eq!(sources(listed), ["feed:list"], "listed again or newly");
+    }
 }
 
 /// A bulk import leaves the store exactly as `apply` of the same changes would, whether it
