@@ -65,6 +65,10 @@ pub struct ClusterOptions {
     pub scratch: PathBuf,
     /// How long a connection to a node and an answer may take.
     pub timeout: Duration,
+    /// Replicas of each master that must have a write before it is acknowledged (`WAIT`):
+    /// 1 and more survive the failover of a master; 0 does not wait (a cluster without
+    /// replicas).
+    pub replicas: u32,
 }
 
 /// Sets a field of a bucket only if it still holds what was read (`''` for absent): answers
@@ -113,6 +117,8 @@ pub(crate) struct Cluster {
     log_changes: redis::Script,
     device_secret: redis::Script,
     change_log_max: u64,
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl fmt::Debug for Cluster {
@@ -157,6 +163,8 @@ impl Cluster {
             log_changes: redis::Script::new(LOG_CHANGES),
             device_secret: redis::Script::new(DEVICE_SECRET),
             change_log_max,
+            replicas: options.replicas,
+            timeout: options.timeout,
         };
         cluster.load_all_names().await?;
         // The log's name, made once by whichever node comes first.
@@ -374,6 +382,8 @@ impl Cluster {
             }
             self.write_locals(&pass.locals).await?;
             self.log(&pass.changed).await?;
+            let buckets: Vec<String> = pass.writes.keys().map(|key| self.bucket(key).0).collect();
+            self.wait_for_replicas(buckets).await?;
             return Ok(pass.outcomes);
         }
         Err(StoreError::Unavailable(
@@ -471,6 +481,47 @@ impl Cluster {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Waits until `self.replicas` replicas of the masters that hold `buckets` (and the
+    /// change log) have every write made so far: only then is a write acknowledged, so that
+    /// it survives a master's failover. One `WAIT` per slot, sent on the connection that
+    /// carried the writes.
+    async fn wait_for_replicas(&self, mut buckets: Vec<String>) -> Result<(), StoreError> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+        if self.replicas == 0 || buckets.is_empty() {
+            return Ok(());
+        }
+        buckets.push(self.log_key("stream"));
+        let slots: std::collections::HashSet<Slot> = buckets.iter().map(Slot::for_key).collect();
+        // Half the answer's timeout, so that a replica that does not answer is reported as
+        // such rather than as a node that timed out.
+        let timeout = u64::try_from(self.timeout.as_millis() / 2).unwrap_or(u64::MAX);
+        let acknowledged = try_join_all(slots.into_iter().map(|slot| {
+            let mut wait = redis::cmd("WAIT");
+            wait.arg(self.replicas).arg(timeout);
+            let mut connection = self.connection.clone();
+            async move {
+                let value = connection
+                    .route_command(
+                        wait,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                            Route::with_slot(slot, SlotAddr::Master),
+                        )),
+                    )
+                    .await?;
+                redis::from_redis_value::<u32>(value).map_err(redis::RedisError::from)
+            }
+        }))
+        .await
+        .map_err(unavailable)?;
+        match acknowledged.iter().min() {
+            Some(&fewest) if fewest < self.replicas => Err(StoreError::Unavailable(format!(
+                "the write reached a master but only {fewest} of the {} replicas it must reach within {} ms; it may be lost if that master fails: try again",
+                self.replicas, timeout
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Stores the built-in test set where it is missing or differs.
@@ -837,6 +888,8 @@ impl Cluster {
             }
             if lost.is_empty() {
                 self.log(&changed).await?;
+                let buckets = chunk.iter().map(|(key, _)| self.bucket(key).0).collect();
+                self.wait_for_replicas(buckets).await?;
                 return Ok(written);
             }
             let lost_keys: Vec<Vec<u8>> = lost.iter().map(|&i| chunk[i].0.clone()).collect();

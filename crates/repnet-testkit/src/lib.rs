@@ -583,6 +583,29 @@ impl RedisCluster {
         }
     }
 
+    /// Kills the master on `victim` with SIGKILL once its replica has its writes, and waits
+    /// until its replica has taken over and every live node sees the cluster whole (each
+    /// learns of the failover by gossip; one that has not yet answers CLUSTERDOWN).
+    pub fn fail_over(&mut self, victim: u16) {
+        self.wait_for_replication();
+        self.kill(victim);
+        let live: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.port)
+            .collect();
+        wait_until(60, "the failover", || {
+            let masters = self.master_ports();
+            !masters.contains(&victim)
+                && masters.len() == 3
+                && live.iter().all(|port| {
+                    redis_cli(*port, &["cluster", "info"])
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                })
+        });
+    }
+
     fn live_port(&self) -> u16 {
         self.nodes
             .iter()

@@ -22,6 +22,7 @@ fn options(cluster: &RedisCluster, namespace: &str, scratch: &std::path::Path) -
         namespace: namespace.to_owned(),
         scratch: scratch.to_owned(),
         timeout: Duration::from_secs(5),
+        replicas: 1,
     }
 }
 
