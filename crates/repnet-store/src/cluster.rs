@@ -939,10 +939,10 @@ impl Cluster {
 
     /// Every bucket of this namespace, from every master.
     async fn buckets(&self) -> Result<Vec<String>, StoreError> {
-        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         let pattern = format!("{}:o:{{*", self.namespace);
         let mut buckets = Vec::new();
-        for (host, port) in self.masters().await? {
+        for slot in self.masters().await? {
             let mut cursor = 0u64;
             loop {
                 let mut scan = redis::cmd("SCAN");
@@ -951,18 +951,17 @@ impl Cluster {
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(SCAN_PAGE);
-                let page = self
-                    .connection
-                    .clone()
-                    .route_command(
-                        scan,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port,
-                        }),
-                    )
-                    .await
-                    .map_err(unavailable)?;
+                let page =
+                    self.connection
+                        .clone()
+                        .route_command(
+                            scan,
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                                Route::new(slot, SlotAddr::Master),
+                            )),
+                        )
+                        .await
+                        .map_err(unavailable)?;
                 let (next, page): (u64, Vec<String>) =
                     redis::from_redis_value(page).map_err(corrupt)?;
                 buckets.extend(page);
@@ -1473,8 +1472,9 @@ impl Cluster {
         Ok(ChangesAnswer::Written(header))
     }
 
-    /// The masters' addresses, as the cluster sees itself now.
-    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
+    /// A slot each master serves, as the cluster sees itself now: a command routed to it
+    /// reaches that master through the client's own map of the cluster.
+    async fn masters(&self) -> Result<Vec<u16>, StoreError> {
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query_async(&mut self.connection.clone())
@@ -1483,7 +1483,7 @@ impl Cluster {
         let mut masters = Vec::new();
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
-            let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            let Some(flags) = fields.get(2) else {
                 continue;
             };
             if !flags.split(',').any(|flag| flag == "master")
@@ -1493,14 +1493,15 @@ impl Cluster {
             {
                 continue;
             }
-            let address = address.split(['@', ',']).next().unwrap_or_default();
-            let Some((host, port)) = address.rsplit_once(':') else {
-                continue;
-            };
-            let port = port
-                .parse()
-                .map_err(|_| corrupt(format!("CLUSTER NODES gave the address {address:?}")))?;
-            masters.push((host.to_owned(), port));
+            // Fields 8 on are the slot ranges (`0-5460`, `5461`, or `[…]` for slots moving).
+            let first = fields
+                .iter()
+                .skip(8)
+                .filter(|range| !range.starts_with('['))
+                .find_map(|range| range.split('-').next()?.parse::<u16>().ok());
+            if let Some(slot) = first {
+                masters.push(slot);
+            }
         }
         Ok(masters)
     }

@@ -12,6 +12,10 @@ use repnet_model::{FileHash, FileHashes, Object, Sha256, Source, SourceRecord, T
 use repnet_store::{Change, ClusterOptions, Store, StoreOptions};
 use repnet_testkit::RedisCluster;
 
+/// One cluster at a time: six Redis servers per test are load enough for two cores, and a
+/// failover timed under three clusters' load tests the machine more than the store.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn options(cluster: &RedisCluster, namespace: &str, scratch: &std::path::Path) -> ClusterOptions {
     ClusterOptions {
         nodes: cluster
@@ -28,6 +32,7 @@ fn options(cluster: &RedisCluster, namespace: &str, scratch: &std::path::Path) -
 
 #[tokio::test]
 async fn the_conformance_checks_all_but_statistics_pass_on_a_cluster() {
+    let _one = ONE_CLUSTER.lock().await;
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
@@ -48,6 +53,7 @@ async fn the_conformance_checks_all_but_statistics_pass_on_a_cluster() {
 
 #[tokio::test]
 async fn two_stores_on_one_cluster_are_one_knowledge_base_that_a_private_server_pulls_from() {
+    let _one = ONE_CLUSTER.lock().await;
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
