@@ -37,6 +37,60 @@ pub struct Cursor {
     pub sequence: u64,
 }
 
+impl Cursor {
+    /// Where a stream leaves its receiver.
+    pub(crate) fn after(header: &StreamHeader) -> Cursor {
+        Cursor {
+            log_id: header.log_id,
+            sequence: header.to,
+        }
+    }
+
+    /// As the backends keep it: the log id, then the sequence (little-endian).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut value = self.log_id.0.to_vec();
+        value.extend_from_slice(&self.sequence.to_le_bytes());
+        value
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Cursor> {
+        let log_id = <[u8; 16]>::try_from(bytes.get(..16)?).ok()?;
+        let sequence = <[u8; 8]>::try_from(bytes.get(16..24)?).ok()?;
+        Some(Cursor {
+            log_id: LogId(log_id),
+            sequence: u64::from_le_bytes(sequence),
+        })
+    }
+
+    /// Whether a page of changes with `header` continues from `current`; why not, if not.
+    pub(crate) fn check_continues(
+        current: Option<Cursor>,
+        header: &StreamHeader,
+    ) -> Result<(), StoreError> {
+        if header.kind != repnet_protocol::replication::StreamKind::Changes
+            || current.is_some_and(|cursor| {
+                cursor.log_id == header.log_id && cursor.sequence == header.after
+            })
+        {
+            return Ok(());
+        }
+        Err(StoreError::OutOfOrder(match current {
+            Some(cursor) if cursor.log_id != header.log_id => format!(
+                "the changes come from another log ({}) than this server follows ({}): apply a snapshot (or a bundle exported without --after) first",
+                header.log_id, cursor.log_id
+            ),
+            Some(cursor) => format!(
+                "the changes start at {}, this server is at {}: export with --after {}",
+                header.after, cursor.sequence, cursor.sequence
+            ),
+            None => format!(
+                "the changes start at {}, and this server has never been given a snapshot: apply a snapshot (or a bundle exported without --after) first",
+                header.after
+            ),
+        }))
+    }
+}
+
 /// What [`Store::write_changes`](crate::Store::write_changes) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangesAnswer {

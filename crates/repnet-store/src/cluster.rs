@@ -351,26 +351,14 @@ impl Cluster {
         for _ in 0..MAX_RETRIES {
             let pass = self.plan(changes, &mut raw).await?;
             let mut lost = Vec::new();
-            let writes = try_join_all(pass.writes.iter().map(|(key, record)| {
-                let (bucket, field) = self.bucket(key);
-                let before = raw.get(key).cloned().flatten().unwrap_or_default();
-                let mut after = Vec::new();
-                if !record.is_empty() {
-                    record::encode(record, &mut after);
-                }
-                let mut invocation = self.compare_and_set.key(bucket);
-                invocation.arg(field).arg(before).arg(after);
-                let mut connection = self.connection.clone();
-                async move {
-                    let done: i64 = invocation.invoke_async(&mut connection).await?;
-                    Ok::<_, redis::RedisError>((key.clone(), done == 1))
-                }
-            }))
-            .await
-            .map_err(unavailable)?;
-            for (key, done) in writes {
+            let done =
+                self.compare_and_set_all(pass.writes.iter().map(|(key, record)| {
+                    (key.as_slice(), raw.get(key).cloned().flatten(), record)
+                }))
+                .await?;
+            for ((key, _), done) in pass.writes.iter().zip(done) {
                 if !done {
-                    lost.push(key);
+                    lost.push(key.clone());
                 }
             }
             if !lost.is_empty() {
@@ -389,6 +377,33 @@ impl Cluster {
         Err(StoreError::Unavailable(
             "other nodes kept changing the same keys; try again".to_owned(),
         ))
+    }
+
+    /// Writes each `(key, what was read, new record)` by compare-and-set, concurrently;
+    /// answers, in order, whether each was written (false: another writer was first).
+    async fn compare_and_set_all<'a>(
+        &self,
+        writes: impl Iterator<Item = (&'a [u8], Option<Vec<u8>>, &'a StoredRecord)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        try_join_all(writes.map(|(key, before, record)| {
+            let (bucket, field) = self.bucket(key);
+            let mut after = Vec::new();
+            if !record.is_empty() {
+                record::encode(record, &mut after);
+            }
+            let mut invocation = self.compare_and_set.key(bucket);
+            invocation
+                .arg(field)
+                .arg(before.unwrap_or_default())
+                .arg(after);
+            let mut connection = self.connection.clone();
+            async move {
+                let done: i64 = invocation.invoke_async(&mut connection).await?;
+                Ok::<_, redis::RedisError>(done == 1)
+            }
+        }))
+        .await
+        .map_err(unavailable)
     }
 
     /// One complete pass of `changes` over the values in `raw`, fetching what it lacks.
@@ -756,11 +771,9 @@ impl Cluster {
             self.retract_elsewhere(&replaced, &named).await?
         };
         if let Some(header) = import.stream_header() {
-            let mut value = header.log_id.0.to_vec();
-            value.extend_from_slice(&header.to.to_le_bytes());
             let _: () = redis::cmd("SET")
                 .arg(self.log_key("upstream"))
-                .arg(value)
+                .arg(crate::backend::Cursor::after(header).encode())
                 .query_async(&mut self.connection.clone())
                 .await
                 .map_err(unavailable)?;
@@ -858,23 +871,11 @@ impl Cluster {
                     writes.push((index, before, stored));
                 }
             }
-            let results = try_join_all(writes.iter().map(|(index, _, stored)| {
-                let (bucket, field) = self.bucket(&chunk[*index].0);
-                let expected = current[*index].clone().unwrap_or_default();
-                let mut after = Vec::new();
-                if !stored.is_empty() {
-                    record::encode(stored, &mut after);
-                }
-                let mut invocation = self.compare_and_set.key(bucket);
-                invocation.arg(field).arg(expected).arg(after);
-                let mut connection = self.connection.clone();
-                async move {
-                    let done: i64 = invocation.invoke_async(&mut connection).await?;
-                    Ok::<_, redis::RedisError>(done == 1)
-                }
-            }))
-            .await
-            .map_err(unavailable)?;
+            let results = self
+                .compare_and_set_all(writes.iter().map(|(index, _, stored)| {
+                    (chunk[*index].0.as_slice(), current[*index].clone(), stored)
+                }))
+                .await?;
             let mut lost = Vec::new();
             for ((index, before, stored), done) in writes.iter().zip(results) {
                 if done {
@@ -978,30 +979,7 @@ impl Cluster {
 
     /// A page of changes applies only where the store's cursor is.
     async fn check_cursor(&self, header: &StreamHeader) -> Result<(), StoreError> {
-        if header.kind != StreamKind::Changes {
-            return Ok(());
-        }
-        let current = self.upstream_cursor().await?;
-        let continues = current.is_some_and(|cursor| {
-            cursor.log_id == header.log_id && cursor.sequence == header.after
-        });
-        if continues {
-            return Ok(());
-        }
-        Err(StoreError::OutOfOrder(match current {
-            Some(cursor) if cursor.log_id != header.log_id => format!(
-                "the changes come from another log ({}) than this server follows ({}): apply a snapshot first",
-                header.log_id, cursor.log_id
-            ),
-            Some(cursor) => format!(
-                "the changes start at {}, this server is at {}",
-                header.after, cursor.sequence
-            ),
-            None => format!(
-                "the changes start at {}, and this server has never been given a snapshot: apply a snapshot first",
-                header.after
-            ),
-        }))
+        crate::backend::Cursor::check_continues(self.upstream_cursor().await?, header)
     }
 
     async fn upstream_cursor(&self) -> Result<Option<crate::backend::Cursor>, StoreError> {
@@ -1010,14 +988,7 @@ impl Cluster {
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
-        Ok(value.and_then(|bytes| {
-            let log_id = <[u8; 16]>::try_from(bytes.get(..16)?).ok()?;
-            let sequence = <[u8; 8]>::try_from(bytes.get(16..24)?).ok()?;
-            Some(crate::backend::Cursor {
-                log_id: crate::sync::LogId(log_id),
-                sequence: u64::from_le_bytes(sequence),
-            })
-        }))
+        Ok(value.as_deref().and_then(crate::backend::Cursor::decode))
     }
 }
 

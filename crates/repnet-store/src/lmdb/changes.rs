@@ -161,14 +161,7 @@ pub(super) fn read_u64(
 }
 
 fn read_cursor(txn: &RoTxn<'_>, db: Database<Bytes, Bytes>) -> Result<Option<Cursor>, heed::Error> {
-    Ok(db.get(txn, b"upstream_cursor")?.and_then(|bytes| {
-        let log_id = <[u8; 16]>::try_from(bytes.get(..16)?).ok()?;
-        let sequence = <[u8; 8]>::try_from(bytes.get(16..24)?).ok()?;
-        Some(Cursor {
-            log_id: LogId(log_id),
-            sequence: u64::from_le_bytes(sequence),
-        })
-    }))
+    Ok(db.get(txn, b"upstream_cursor")?.and_then(Cursor::decode))
 }
 
 impl LmdbStore {
@@ -383,29 +376,8 @@ impl LmdbStore {
     ) -> Result<(), WriteError> {
         let fail = |e| self.write_error(e);
         let current = read_cursor(txn, self.dbs.meta).map_err(fail)?;
-        if header.kind == StreamKind::Changes {
-            let continues = current.is_some_and(|cursor| {
-                cursor.log_id == header.log_id && cursor.sequence == header.after
-            });
-            if !continues {
-                return Err(WriteError::Other(StoreError::OutOfOrder(match current {
-                    Some(cursor) if cursor.log_id != header.log_id => format!(
-                        "the changes come from another log ({}) than this server follows ({}): apply a snapshot (or a bundle exported without --after) first",
-                        header.log_id, cursor.log_id
-                    ),
-                    Some(cursor) => format!(
-                        "the changes start at {}, this server is at {}: export with --after {}",
-                        header.after, cursor.sequence, cursor.sequence
-                    ),
-                    None => format!(
-                        "the changes start at {}, and this server has never been given a snapshot: apply a snapshot (or a bundle exported without --after) first",
-                        header.after
-                    ),
-                })));
-            }
-        }
-        let mut value = header.log_id.0.to_vec();
-        value.extend_from_slice(&header.to.to_le_bytes());
+        Cursor::check_continues(current, header).map_err(WriteError::Other)?;
+        let value = Cursor::after(header).encode();
         self.dbs
             .meta
             .put(txn, b"upstream_cursor", &value)
