@@ -214,15 +214,17 @@ impl Cluster {
         .map_err(unavailable)
     }
 
-    /// Every name interned so far (feeds and threat names: few).
+    /// Every name interned so far (feeds and threat names: few), from the claims
+    /// (`name_ids`): `names` may also hold a candidate id that lost its claim to another
+    /// node, which no record uses and which must not become the name's id here.
     async fn load_all_names(&self) -> Result<(), StoreError> {
-        let names: Vec<(u32, String)> = redis::cmd("HGETALL")
-            .arg(self.names_key("names"))
+        let names: Vec<(String, u32)> = redis::cmd("HGETALL")
+            .arg(self.names_key("name_ids"))
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
         let mut cache = self.names.write().unwrap_or_else(PoisonError::into_inner);
-        for (id, text) in names {
+        for (text, id) in names {
             cache.insert(id, CachedName::new(&text));
         }
         Ok(())
