@@ -30,6 +30,25 @@ pub struct SyncState {
     pub upstream: Option<Cursor>,
 }
 
+impl SyncState {
+    /// The header of a page of the changes after `after`, at most `limit` sequence numbers;
+    /// `None` when `after` is below the log's floor or beyond its end (a snapshot is needed).
+    pub(crate) fn page(&self, after: u64, limit: usize) -> Option<StreamHeader> {
+        if after < self.floor || after > self.sequence {
+            return None;
+        }
+        Some(StreamHeader {
+            kind: repnet_protocol::replication::StreamKind::Changes,
+            log_id: self.log_id,
+            after,
+            to: after
+                .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+                .min(self.sequence),
+            sequence: self.sequence,
+        })
+    }
+}
+
 /// A position in another server's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {

@@ -1101,26 +1101,12 @@ impl Backend for Cluster {
         self.read(|fetched| {
             let mut verdicts = Vec::new();
             for (key, local) in &entries {
-                let object = local
-                    .object
-                    .clone()
-                    .ok_or_else(|| corrupt("a local verdict without its object"))?;
-                let Some(stored) = fetched.record(key)? else {
-                    continue;
-                };
-                let Some(local_source) = stored
-                    .sources
-                    .iter()
-                    .find(|s| s.source_id == source_id::LOCAL)
-                else {
-                    continue;
-                };
-                verdicts.push(LocalVerdict {
-                    object,
-                    record: fetched.source_record(local_source)?,
-                    comment: local.comment.clone(),
-                    expires: local.expires,
-                });
+                verdicts.extend(fetched.local_verdict(
+                    key,
+                    local.object.clone(),
+                    local.comment.clone(),
+                    local.expires,
+                )?);
             }
             Ok(verdicts)
         })
@@ -1168,31 +1154,45 @@ impl Backend for Cluster {
     }
 
     async fn record_statistics(&self, _events: Vec<StatEvent>) -> Result<(), StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn aggregate(&self, _object: &Object) -> Result<Option<Aggregate>, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn delete_events_before(&self, _cutoff: Timestamp) -> Result<u64, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn dirty_aggregates(&self, _limit: usize) -> Result<Dirty, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn clear_dirty(&self, _keys: Vec<DirtyMark>) -> Result<(), StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn dirty_count(&self) -> Result<u64, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
-        Err(not_yet("the review queue on a Redis Cluster store"))
+        Err(not_yet(
+            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn engine_reviews(
@@ -1200,19 +1200,27 @@ impl Backend for Cluster {
         _set: Vec<EngineReview>,
         _removed: Vec<Object>,
     ) -> Result<(), StoreError> {
-        Err(not_yet("the review queue on a Redis Cluster store"))
+        Err(not_yet(
+            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn remove_review(&self, _id: String) -> Result<bool, StoreError> {
-        Err(not_yet("the review queue on a Redis Cluster store"))
+        Err(not_yet(
+            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn event_count(&self) -> Result<u64, StoreError> {
-        Err(not_yet("statistics on a Redis Cluster store"))
+        Err(not_yet(
+            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
+        ))
     }
 
     async fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
@@ -1382,19 +1390,10 @@ impl Cluster {
         out: &mut dyn std::io::Write,
     ) -> Result<ChangesAnswer, StoreError> {
         let state = self.sync_state().await?;
-        if after < state.floor || after > state.sequence {
+        let Some(header) = state.page(after, limit) else {
             return Ok(ChangesAnswer::SnapshotNeeded(state));
-        }
-        let to = after
-            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
-            .min(state.sequence);
-        let header = StreamHeader {
-            kind: StreamKind::Changes,
-            log_id: state.log_id,
-            after,
-            to,
-            sequence: state.sequence,
         };
+        let to = header.to;
         let io = self.stream_error("write the changes of");
         let mut stream = StreamWriter::new(out, &header).map_err(&io)?;
         let mut seen = std::collections::HashSet::new();

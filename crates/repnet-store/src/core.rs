@@ -16,7 +16,9 @@ use repnet_model::{
 
 use crate::key::ObjectKey;
 use crate::record::{StoredRecord, StoredSource, put_mutations, source_id};
-use crate::{Change, Knowledge, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError};
+use crate::{
+    Change, Knowledge, LocalVerdict, Matched, Outcome, PrefixMatch, SearchPrefix, StoreError,
+};
 
 /// A name as both kinds of value it can be, parsed once when it enters the cache.
 #[derive(Clone)]
@@ -237,6 +239,35 @@ pub(crate) trait Snapshot {
             md5: stored.md5,
             sha1: stored.sha1,
             record,
+        }))
+    }
+
+    /// The local verdict kept under `key` (its object, comment and lapse time as kept beside
+    /// it), if the key's record still holds one.
+    fn local_verdict(
+        &self,
+        key: &[u8],
+        object: Option<Object>,
+        comment: Option<String>,
+        expires: Option<Timestamp>,
+    ) -> Result<Option<LocalVerdict>, StoreError> {
+        let object = object
+            .ok_or_else(|| StoreError::Corrupt("a local verdict without its object".to_owned()))?;
+        let Some(stored) = self.record(key)? else {
+            return Ok(None);
+        };
+        let Some(local) = stored
+            .sources
+            .iter()
+            .find(|s| s.source_id == source_id::LOCAL)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LocalVerdict {
+            object,
+            record: self.source_record(local)?,
+            comment,
+            expires,
         }))
     }
 

@@ -407,25 +407,12 @@ impl LmdbStore {
         for entry in self.dbs.local.iter(reader.txn).map_err(|e| self.error(e))? {
             let (key, value) = entry.map_err(|e| self.error(e))?;
             let local = decode_local(value)?;
-            let object = local.object.ok_or_else(|| {
-                StoreError::Corrupt("a local verdict without its object".to_owned())
-            })?;
-            let Some(stored) = reader.record(key)? else {
-                continue;
-            };
-            let Some(local_source) = stored
-                .sources
-                .iter()
-                .find(|s| s.source_id == source_id::LOCAL)
-            else {
-                continue;
-            };
-            verdicts.push(LocalVerdict {
-                object,
-                record: reader.source_record(local_source)?,
-                comment: local.comment,
-                expires: local.expires,
-            });
+            verdicts.extend(reader.local_verdict(
+                key,
+                local.object,
+                local.comment,
+                local.expires,
+            )?);
         }
         Ok(verdicts)
     }

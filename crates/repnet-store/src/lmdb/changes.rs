@@ -270,19 +270,10 @@ impl LmdbStore {
     ) -> Result<ChangesAnswer, StoreError> {
         self.read(|reader| {
             let state = self.state_in(reader.txn)?;
-            if after < state.floor || after > state.sequence {
+            let Some(header) = state.page(after, limit) else {
                 return Ok(ChangesAnswer::SnapshotNeeded(state));
-            }
-            let to = after
-                .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
-                .min(state.sequence);
-            let header = StreamHeader {
-                kind: StreamKind::Changes,
-                log_id: state.log_id,
-                after,
-                to,
-                sequence: state.sequence,
             };
+            let to = header.to;
             let io = |source| StoreError::Io {
                 action: "write the changes of",
                 path: self.dir.clone(),
