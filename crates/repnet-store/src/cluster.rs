@@ -27,6 +27,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ use crate::{
     Aggregate, Change, Dirty, DirtyMark, EngineReview, Knowledge, Licence, LocalVerdict, Outcome,
     PrefixMatch, ReviewItem, SearchPrefix, StatEvent, StatisticsSize, StoreError, StoreStats,
 };
+
+mod statistics;
 
 /// Bytes of a storage key that name its bucket.
 const BUCKET_BYTES: usize = 3;
@@ -116,6 +119,11 @@ pub(crate) struct Cluster {
     compare_and_set: redis::Script,
     log_changes: redis::Script,
     device_secret: redis::Script,
+    statistics: Arc<statistics::Scripts>,
+    /// Whether statistics exist (then lookups read device counts), and when that was last
+    /// asked of the cluster (seconds).
+    has_stats: Arc<AtomicBool>,
+    stats_checked: Arc<AtomicU64>,
     change_log_max: u64,
     replicas: u32,
     timeout: Duration,
@@ -162,6 +170,9 @@ impl Cluster {
             compare_and_set: redis::Script::new(COMPARE_AND_SET),
             log_changes: redis::Script::new(LOG_CHANGES),
             device_secret: redis::Script::new(DEVICE_SECRET),
+            statistics: Arc::default(),
+            has_stats: Arc::default(),
+            stats_checked: Arc::default(),
             change_log_max,
             replicas: options.replicas,
             timeout: options.timeout,
@@ -180,12 +191,15 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn bucket(&self, key: &[u8]) -> (String, Vec<u8>) {
+    /// The hex of the bucket a storage key falls in, and the rest of the key.
+    fn split<'k>(&self, key: &'k [u8]) -> (String, &'k [u8]) {
         let split = key.len().min(BUCKET_BYTES);
-        (
-            format!("{}:o:{{{}}}", self.namespace, hex(&key[..split])),
-            key[split..].to_vec(),
-        )
+        (hex(&key[..split]), &key[split..])
+    }
+
+    fn bucket(&self, key: &[u8]) -> (String, Vec<u8>) {
+        let (bucket, rest) = self.split(key);
+        (format!("{}:o:{{{bucket}}}", self.namespace), rest.to_vec())
     }
 
     fn log_key(&self, name: &str) -> String {
@@ -208,6 +222,24 @@ impl Cluster {
                     .arg(field)
                     .query_async::<Option<Vec<u8>>>(&mut connection)
                     .await
+            }
+        }))
+        .await
+        .map_err(unavailable)
+    }
+
+    /// How many devices reported each object under `keys` (0 where none did).
+    async fn fetch_devices(&self, keys: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {
+        try_join_all(keys.iter().map(|key| {
+            let (hash, field) = self.prevalence_key(key);
+            let mut connection = self.connection.clone();
+            async move {
+                redis::cmd("HGET")
+                    .arg(hash)
+                    .arg(field)
+                    .query_async::<Option<u64>>(&mut connection)
+                    .await
+                    .map(Option::unwrap_or_default)
             }
         }))
         .await
@@ -306,11 +338,15 @@ impl Cluster {
         read: impl Fn(&Fetched<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut records: HashMap<Vec<u8>, Option<StoredRecord>> = HashMap::new();
+        // Device counts are read beside records once any node has recorded statistics.
+        let prevalence = self.has_statistics().await?;
+        let mut devices: HashMap<Vec<u8>, u64> = HashMap::new();
         for _ in 0..MAX_PASSES {
             let (result, keys, names) = {
                 let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
                 let fetched = Fetched {
                     records: &records,
+                    devices: prevalence.then_some(&devices),
                     names: &cache,
                     missing: RefCell::default(),
                     missing_names: RefCell::default(),
@@ -328,7 +364,16 @@ impl Cluster {
             let mut keys = keys;
             keys.sort_unstable();
             keys.dedup();
-            let values = self.fetch(&keys).await?;
+            let (values, counts) = futures_util::future::try_join(self.fetch(&keys), async {
+                match prevalence {
+                    true => self.fetch_devices(&keys).await,
+                    false => Ok(Vec::new()),
+                }
+            })
+            .await?;
+            for (key, count) in keys.iter().zip(counts) {
+                devices.insert(key.clone(), count);
+            }
             for (key, value) in keys.into_iter().zip(values) {
                 let record = value
                     .map(|bytes| record::decode(&bytes))
@@ -557,6 +602,8 @@ impl Cluster {
 /// The records fetched so far, as the core reads them; what it lacked is noted.
 struct Fetched<'a> {
     records: &'a HashMap<Vec<u8>, Option<StoredRecord>>,
+    /// Device counts by key, when statistics exist.
+    devices: Option<&'a HashMap<Vec<u8>, u64>>,
     names: &'a NameCache,
     missing: RefCell<Vec<Vec<u8>>>,
     missing_names: RefCell<Vec<u32>>,
@@ -573,9 +620,17 @@ impl Snapshot for Fetched<'_> {
         }
     }
 
-    fn prevalence(&self, _key: &[u8]) -> Result<u64, StoreError> {
-        // Statistics are not kept on this backend yet.
-        Ok(0)
+    fn prevalence(&self, key: &[u8]) -> Result<u64, StoreError> {
+        let Some(devices) = self.devices else {
+            return Ok(0);
+        };
+        match devices.get(key) {
+            Some(count) => Ok(*count),
+            None => {
+                self.missing.borrow_mut().push(key.to_vec());
+                Ok(0)
+            }
+        }
     }
 
     fn name(&self, id: u32) -> Result<CachedName, StoreError> {
@@ -672,11 +727,6 @@ impl Transaction for Overlay<'_> {
         self.pass.locals.push((key.to_vec(), None));
         Ok(())
     }
-}
-
-/// The operations this backend does not have yet answer so, naming them.
-fn not_yet(what: &'static str) -> StoreError {
-    StoreError::Unsupported(what)
 }
 
 /// Bulk imports are applied key by key, in chunks of sorted keys: each key by
@@ -1153,74 +1203,52 @@ impl Backend for Cluster {
         Ok(())
     }
 
-    async fn record_statistics(&self, _events: Vec<StatEvent>) -> Result<(), StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn record_statistics(&self, events: Vec<StatEvent>) -> Result<(), StoreError> {
+        Cluster::record_statistics(self, events).await
     }
 
-    async fn aggregate(&self, _object: &Object) -> Result<Option<Aggregate>, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn aggregate(&self, object: &Object) -> Result<Option<Aggregate>, StoreError> {
+        Cluster::aggregate(self, object).await
     }
 
-    async fn delete_events_before(&self, _cutoff: Timestamp) -> Result<u64, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn delete_events_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        Cluster::delete_events_before(self, cutoff).await
     }
 
-    async fn dirty_aggregates(&self, _limit: usize) -> Result<Dirty, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn dirty_aggregates(&self, limit: usize) -> Result<Dirty, StoreError> {
+        Cluster::dirty_aggregates(self, limit).await
     }
 
-    async fn clear_dirty(&self, _keys: Vec<DirtyMark>) -> Result<(), StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn clear_dirty(&self, keys: Vec<DirtyMark>) -> Result<(), StoreError> {
+        Cluster::clear_dirty(self, keys).await
     }
 
     async fn dirty_count(&self) -> Result<u64, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+        Cluster::dirty_count(self).await
     }
 
     async fn review_items(&self) -> Result<Vec<ReviewItem>, StoreError> {
-        Err(not_yet(
-            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+        Cluster::review_items(self).await
     }
 
     async fn engine_reviews(
         &self,
-        _set: Vec<EngineReview>,
-        _removed: Vec<Object>,
+        set: Vec<EngineReview>,
+        removed: Vec<Object>,
     ) -> Result<(), StoreError> {
-        Err(not_yet(
-            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+        Cluster::engine_reviews(self, set, removed).await
     }
 
-    async fn remove_review(&self, _id: String) -> Result<bool, StoreError> {
-        Err(not_yet(
-            "the review queue on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+    async fn remove_review(&self, id: String) -> Result<bool, StoreError> {
+        Cluster::remove_review(self, &id).await
     }
 
     async fn statistics_size(&self) -> Result<StatisticsSize, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+        Cluster::statistics_size(self).await
     }
 
     async fn event_count(&self) -> Result<u64, StoreError> {
-        Err(not_yet(
-            "statistics on a Redis Cluster store yet: use the embedded LMDB store (a data directory) for now",
-        ))
+        Cluster::event_count(self).await
     }
 
     async fn permanent_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

@@ -18,7 +18,7 @@ pub async fn run_all(open: &impl AsyncFn() -> Store) {
 /// The checks of records, lookups and changes (what is known about objects, by every kind,
 /// source and alias; local verdicts; privacy-mode search; bulk imports; the change log and
 /// replication) and of licence keys and secrets: all but statistics and the review queue.
-pub async fn run_records(open: &impl AsyncFn() -> Store) {
+async fn run_records(open: &impl AsyncFn() -> Store) {
     builtin_test_set_is_present(&open().await).await;
     unknown_objects_have_no_records(&open().await).await;
     put_then_lookup_every_kind(&open().await).await;
@@ -775,6 +775,9 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
         (Timestamp(100), Timestamp(300))
     );
     assert_eq!(store.event_count().await.expect("events"), 3);
+    // Lookups answer how many devices reported the file.
+    let known = store.lookup(std::slice::from_ref(&file)).await.expect("lookup");
+    assert_eq!(known[0].prevalence, 2, "{known:?}");
     assert_eq!(store.dirty_count().await.expect("dirty"), 1);
     let dirty = store.dirty_aggregates(10).await.expect("dirty");
     assert_eq!(dirty.files.len(), 1);

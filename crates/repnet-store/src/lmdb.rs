@@ -29,7 +29,7 @@
 mod changes;
 pub(crate) mod licences;
 mod port;
-mod statistics;
+pub(crate) mod statistics;
 
 pub(crate) use port::Lmdb;
 
@@ -1365,7 +1365,7 @@ const LOCAL_KINDS: [(u8, ObjectKind); 5] = [
 /// What the `local` database keeps about a local verdict: the object as it was given (a URL
 /// key holds only a hash), and the administrator's comment.
 #[derive(Debug, PartialEq)]
-pub(super) struct LocalEntry {
+pub(crate) struct LocalEntry {
     /// `None` only in format-1 values, which the migration rewrites.
     pub(super) object: Option<Object>,
     pub(super) comment: Option<String>,
@@ -1380,13 +1380,13 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 
 /// Version 2: `u8 2, u8 kind, varint length + object text, [varint length + comment]`.
 /// (Version 1, of format-1 stores: `u8 1, [varint length + comment]`.)
-pub(super) fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
+pub(crate) fn encode_local(object: &Object, comment: Option<&str>) -> Vec<u8> {
     encode_local_expiring(object, comment, None)
 }
 
 /// A `local` entry, version 2 (object, comment) or, with an expiry, 3 (object, the expiry as
 /// a varint of Unix seconds, comment).
-pub(super) fn encode_local_expiring(
+pub(crate) fn encode_local_expiring(
     object: &Object,
     comment: Option<&str>,
     expires: Option<Timestamp>,
@@ -1406,7 +1406,7 @@ pub(super) fn encode_local_expiring(
     out
 }
 
-pub(super) fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
+pub(crate) fn decode_local(bytes: &[u8]) -> Result<LocalEntry, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("a local verdict's entry {what}"));
     let mut reader = Reader::new(bytes);
     let text = |reader: &mut Reader<'_>| -> Result<String, StoreError> {

@@ -44,9 +44,9 @@ use crate::{
 const VERSION: u8 = 1;
 
 /// Review items of the engine's verdicts have ids that start with this.
-const ENGINE_PREFIX: &str = "engine-";
+pub(crate) const ENGINE_PREFIX: &str = "engine-";
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -63,7 +63,7 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-fn encode_event(key: &[u8], event: &StatEvent, out: &mut Vec<u8>) {
+pub(crate) fn encode_event(key: &[u8], event: &StatEvent, out: &mut Vec<u8>) {
     out.push(VERSION);
     out.push(kind_byte(event.kind));
     out.push(key.len() as u8);
@@ -93,6 +93,35 @@ fn encode_event(key: &[u8], event: &StatEvent, out: &mut Vec<u8>) {
     {
         put_text(out, text);
     }
+}
+
+/// A verdict the engine set, for the administrator: `u8 verdict, varint time`, then the
+/// object and the engine's evidence as a local verdict's are (both backends).
+pub(crate) fn encode_engine_review(review: &EngineReview, out: &mut Vec<u8>) {
+    out.push(crate::record::verdict_bits(review.verdict));
+    put_varint(out, review.time.0);
+    out.extend_from_slice(&super::encode_local(&review.object, Some(&review.evidence)));
+}
+
+/// The review item of an engine's verdict stored under `key` (none if its object is gone).
+pub(crate) fn decode_engine_review(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<Option<ReviewItem>, StoreError> {
+    let corrupt = |_| StoreError::Corrupt("an engine review item".to_owned());
+    let mut reader = Reader::new(bytes);
+    let verdict = crate::record::verdict_from_bits(reader.u8().map_err(corrupt)?);
+    let time = reader.varint().map_err(corrupt)?;
+    let local = super::decode_local(reader.rest())?;
+    Ok(local.object.map(|object| ReviewItem {
+        id: format!("{ENGINE_PREFIX}{}", hex(key)),
+        object,
+        reports: 0,
+        first_reported: Timestamp(time),
+        last_reported: Timestamp(time),
+        comment: local.comment,
+        engine: Some(verdict),
+    }))
 }
 
 /// What an aggregate holds, encoded.
@@ -524,21 +553,7 @@ impl LmdbStore {
                 .map_err(|e| self.error(e))?
             {
                 let (key, bytes) = entry.map_err(|e| self.error(e))?;
-                let corrupt = |_| StoreError::Corrupt("an engine review item".to_owned());
-                let mut reader = Reader::new(bytes);
-                let verdict = crate::record::verdict_from_bits(reader.u8().map_err(corrupt)?);
-                let time = reader.varint().map_err(corrupt)?;
-                let local = super::decode_local(reader.rest())?;
-                let Some(object) = local.object else { continue };
-                items.push(ReviewItem {
-                    id: format!("{ENGINE_PREFIX}{}", hex(key)),
-                    object,
-                    reports: 0,
-                    first_reported: Timestamp(time),
-                    last_reported: Timestamp(time),
-                    comment: local.comment,
-                    engine: Some(verdict),
-                });
+                items.extend(decode_engine_review(key, bytes)?);
             }
             items.sort_by_key(|item| item.first_reported);
             Ok(items)
@@ -554,12 +569,7 @@ impl LmdbStore {
             let mut buffer = Vec::new();
             for review in set {
                 buffer.clear();
-                buffer.push(crate::record::verdict_bits(review.verdict));
-                put_varint(&mut buffer, review.time.0);
-                buffer.extend_from_slice(&super::encode_local(
-                    &review.object,
-                    Some(&review.evidence),
-                ));
+                encode_engine_review(review, &mut buffer);
                 self.dbs
                     .engine_review
                     .put(
