@@ -26,6 +26,7 @@
 //! `cargo build --release && cargo run --release -p repnet-bench -- --json bench.json`
 
 mod client_urls;
+mod cluster;
 mod ingest;
 mod keys;
 mod load;
@@ -140,6 +141,11 @@ enum Scenario {
     Proxy,
     /// `repnet scan` of a 20,000-file tree against `sha256sum`.
     Scan,
+    /// `repnet serve --store redis://…` nodes on a Redis Cluster (three masters, three
+    /// replicas) against raw `MGET`/`GET` on the same cluster: imports, memory per entry,
+    /// batch and single lookups through one and two nodes. Not in the default run: 10 M
+    /// entries take about 4 GB in the cluster. Run alone, it skips the embedded store.
+    Cluster,
     /// A second `repnet scan` of 1,000,000 unchanged files (its caches warm) against
     /// walking them with `find`. Not in the default run: the tree takes minutes to write and
     /// about 4 GB of disk.
@@ -447,6 +453,28 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         }
     };
     let mut report = Report::new(args.entries, duration, args.rounds);
+    if args.scenarios.contains(&Scenario::Cluster) {
+        let results = cluster::run(&cluster::Settings {
+            repnet: &repnet,
+            redis_server: &args.redis_server,
+            work_dir,
+            entries: args.entries,
+            seed: args.seed,
+            duration,
+            rounds: args.rounds,
+            batch_connections: args.batch_connections,
+            single_connections: args.single_connections,
+        })
+        .await?;
+        report.cluster(&results);
+        if args.scenarios == [Scenario::Cluster] {
+            print!("{}", report.table());
+            if let Some(path) = &args.json {
+                std::fs::write(path, report.json())?;
+            }
+            return Ok(());
+        }
+    }
 
     eprintln!(
         "generating {} SHA-256 entries (seed {})…",

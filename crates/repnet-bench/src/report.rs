@@ -455,6 +455,66 @@ impl Report {
         }
     }
 
+    /// Repnet nodes on a Redis Cluster in the repnet column, raw commands on the same cluster
+    /// in the baseline column.
+    pub(crate) fn cluster(&mut self, cluster: &crate::cluster::ClusterResults) {
+        let rate = |elapsed: Duration| cluster.entries as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.row(
+            "cluster, load",
+            "entries/s (repnet import --server into the cluster; raw SET)",
+            Some(rate(cluster.import)),
+            Some(rate(cluster.raw_load)),
+            true,
+        );
+        self.row(
+            "cluster, memory",
+            "masters' bytes per entry (repnet's layout; raw keys)",
+            Some(cluster.repnet_bytes_per_entry),
+            Some(cluster.raw_bytes_per_entry),
+            false,
+        );
+        let keys = 1_000.0;
+        for (scenario, repnet, raw) in [
+            (
+                "cluster, batch, one node",
+                &cluster.batch_one,
+                &cluster.batch_raw,
+            ),
+            (
+                "cluster, batch, two nodes",
+                &cluster.batch_two,
+                &cluster.batch_raw,
+            ),
+        ] {
+            self.row(
+                scenario,
+                "lookups/s (binary form; raw: cluster MGET)",
+                Some(repnet.requests_per_second() * keys),
+                Some(raw.requests_per_second() * keys),
+                true,
+            );
+            self.row(
+                scenario,
+                "p99 ms per request",
+                percentile(repnet, 99.0),
+                percentile(raw, 99.0),
+                false,
+            );
+        }
+        for (scenario, repnet) in [
+            ("cluster, single, one node", &cluster.single_one),
+            ("cluster, single, two nodes", &cluster.single_two),
+        ] {
+            self.row(
+                scenario,
+                "lookups/s (raw: cluster GET)",
+                Some(repnet.requests_per_second()),
+                Some(cluster.single_raw.requests_per_second()),
+                true,
+            );
+        }
+    }
+
     pub(crate) fn memory(&mut self, repnet: Option<u64>, redis: Option<u64>) {
         self.row(
             "memory",

@@ -18,9 +18,14 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "REPNET_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
-    /// Directory of the embedded knowledge base [default: ./repnet-data].
+    /// Directory of the embedded knowledge base [default: ./repnet-data]; with --store, of
+    /// this node's temporary files.
     #[arg(long, env = "REPNET_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Keep the knowledge base in a Redis Cluster instead of the data directory:
+    /// redis://host:port[,host:port…] (some of its nodes). Any number of nodes can serve it.
+    #[arg(long, env = "REPNET_STORE", value_name = "redis://HOST:PORT[,…]")]
+    store: Option<String>,
     /// File holding the admin token; enables the admin API. The token can also be given in
     /// the REPNET_ADMIN_TOKEN environment variable (never on the command line).
     #[arg(long, env = "REPNET_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -125,6 +130,9 @@ impl ServeArgs {
         }
         if let Some(data) = &self.data {
             config.data = data.clone();
+        }
+        if let Some(store) = &self.store {
+            config.store = Some(store.clone());
         }
         if let Some(file) = &self.admin_token_file {
             config.admin_token_file = Some(file.clone());
@@ -274,12 +282,7 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
         change_log_max: config.change_log_max,
         ..StoreOptions::default()
     };
-    let store = Store::open(&config.data, &store_options).with_context(|| {
-        format!(
-            "cannot open the knowledge base in {}",
-            config.data.display()
-        )
-    })?;
+    let store = open_store(&config, &store_options).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -302,6 +305,7 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
         address = %format!("{}://{address}", server.scheme()),
         upstream = config.upstream.as_ref().map(|upstream| upstream.url.as_str()),
         data = %config.data.display(),
+        store = config.store.as_deref().unwrap_or("embedded"),
         role = config.role.as_str(),
         key_required = config.key_required(),
         keys = stats.keys,
@@ -315,6 +319,39 @@ async fn run(config: ServerConfig, admin_token: Option<AdminToken>) -> anyhow::R
         .context("the server stopped with an error")?;
     tracing::info!("repnet serve stopped");
     Ok(Outcome::Clean)
+}
+
+/// The embedded store in the data directory, or the Redis Cluster `store` names.
+async fn open_store(config: &ServerConfig, options: &StoreOptions) -> anyhow::Result<Store> {
+    let Some(store) = &config.store else {
+        return Store::open(&config.data, options).with_context(|| {
+            format!(
+                "cannot open the knowledge base in {}",
+                config.data.display()
+            )
+        });
+    };
+    let nodes = repnet_server::cluster_nodes(store).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&config.data).with_context(|| {
+        format!(
+            "cannot create {} for this node's temporary files",
+            config.data.display()
+        )
+    })?;
+    let cluster = repnet_store::ClusterOptions {
+        nodes,
+        namespace: config.cluster.namespace.clone(),
+        scratch: config.data.clone(),
+        timeout: std::time::Duration::from_millis(config.cluster.timeout_ms),
+        replicas: config.cluster.replicas,
+    };
+    Store::connect_cluster(&cluster, options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the Redis Cluster at {store} (is it running, and are these its nodes' addresses?)"
+            )
+        })
 }
 
 /// Calls `reload` on every SIGHUP, from now on: reading key files and certificates again,

@@ -41,6 +41,12 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
+    /// `503` with `Retry-After: seconds`: a dependency (the store) is down for now.
+    pub fn unavailable_for(code: ErrorCode, message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError::unavailable(code, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
     /// `429 rate_limited` with `Retry-After: seconds`.
     pub fn rate_limited(message: impl Into<String>, seconds: u64) -> ApiError {
         ApiError::new(

@@ -103,6 +103,9 @@ pub struct Licences {
     /// Serialises writers (admin changes, flushes of `last_used`): they are rare, and one at
     /// a time keeps check-then-write simple.
     writing: tokio::sync::Mutex<()>,
+    /// Told when a request carried a key not known here: on a book shared by several servers
+    /// (a Redis Cluster store), another may have registered it ([`Refresher`]).
+    unknown_key: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -181,6 +184,7 @@ impl Licences {
             limit: RwLock::new(limit),
             keys: RwLock::new(keys),
             writing: tokio::sync::Mutex::new(()),
+            unknown_key: tokio::sync::Notify::new(),
         })
     }
 
@@ -225,6 +229,7 @@ impl Licences {
         let state = match state {
             Some(state) if constant_time_eq(&state.licence.key_sha256, &digest) => state,
             _ => {
+                self.unknown_key.notify_one();
                 return Err(refuse(
                     ErrorCode::LicenceNotRegistered,
                     format!(
@@ -363,6 +368,10 @@ impl Licences {
             last_used: None,
         };
         let _one_at_a_time = self.writing.lock().await;
+        // Another server on a shared book may have registered it.
+        self.reload()
+            .await
+            .map_err(|error| stored_nothing(&error))?;
         if let Some(existing) = self.get(&key_sha256) {
             return Err(Refusal::new(
                 409,
@@ -391,6 +400,9 @@ impl Licences {
     /// Revokes the key with id `id`; revoking twice keeps the first time.
     pub async fn revoke(&self, id: &str, now: Timestamp) -> Result<Licence, Refusal> {
         let _one_at_a_time = self.writing.lock().await;
+        self.reload()
+            .await
+            .map_err(|error| stored_nothing(&error))?;
         let state = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             keys.values().find(|state| state.licence.id == id).cloned()
@@ -444,6 +456,26 @@ impl Licences {
         if changed.is_empty() {
             return Ok(());
         }
+        // Only the last use moves: what is stored may be newer than what this server holds
+        // (a key revoked through another server on a shared book), and must stay.
+        let stored: HashMap<Sha256, Licence> = self
+            .book
+            .licences()
+            .await?
+            .into_iter()
+            .map(|licence| (licence.key_sha256, licence))
+            .collect();
+        let changed: Vec<(Arc<KeyState>, Licence)> = changed
+            .into_iter()
+            .map(|(state, licence)| match stored.get(&licence.key_sha256) {
+                Some(kept) => {
+                    let mut kept = kept.clone();
+                    kept.last_used = kept.last_used.max(licence.last_used);
+                    (state, kept)
+                }
+                None => (state, licence),
+            })
+            .collect();
         self.book
             .put(changed.iter().map(|(_, licence)| licence.clone()).collect())
             .await?;
@@ -458,6 +490,43 @@ impl Licences {
             keys.insert(state.licence.key_sha256, Arc::new(state));
         }
         Ok(())
+    }
+
+    /// Reads the book again, for keys registered or revoked by another server sharing it;
+    /// each key known here keeps its rate-limit bucket and its latest use.
+    pub async fn reload(&self) -> Result<(), BookError> {
+        let stored = self.book.licences().await?;
+        let limit = self.limit();
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        for licence in stored {
+            let state = match keys.get(&licence.key_sha256) {
+                Some(state) if state.licence == licence => continue,
+                Some(state) => KeyState {
+                    last_used: AtomicU64::new(
+                        state
+                            .last_used
+                            .load(Ordering::Relaxed)
+                            .max(licence.last_used.map_or(0, |t| t.0)),
+                    ),
+                    bucket: Mutex::new(
+                        *state.bucket.lock().unwrap_or_else(PoisonError::into_inner),
+                    ),
+                    licence,
+                },
+                None => KeyState::new(licence, limit),
+            };
+            keys.insert(state.licence.key_sha256, Arc::new(state));
+        }
+        Ok(())
+    }
+
+    /// Reads the book again every `every`, and soon after a request carried an unknown key:
+    /// for servers that share their keys (a background worker).
+    pub fn refresher(self: &Arc<Self>, every: std::time::Duration) -> Refresher {
+        Refresher {
+            licences: Arc::clone(self),
+            every,
+        }
     }
 
     fn get(&self, key_sha256: &Sha256) -> Option<Licence> {
@@ -523,6 +592,41 @@ impl repnet_runtime::Worker for Recorder {
     async fn finish(&mut self, _cx: &repnet_runtime::Context) {
         if let Err(error) = self.0.flush_last_used().await {
             tracing::warn!(%error, "cannot record when licence keys were last used");
+        }
+    }
+}
+
+/// Reads the keys again: see [`Licences::refresher`].
+#[derive(Debug)]
+pub struct Refresher {
+    licences: Arc<Licences>,
+    every: std::time::Duration,
+}
+
+/// Reads after an unknown key come at most this often, whatever requests carry.
+const MIN_RELOAD_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl repnet_runtime::Worker for Refresher {
+    fn name(&self) -> String {
+        "licence-refresh".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        _cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        self.licences
+            .reload()
+            .await
+            .map_err(|error| format!("cannot read the licence keys: {error}"))?;
+        Ok(repnet_runtime::Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        tokio::time::sleep(MIN_RELOAD_SPACING).await;
+        tokio::select! {
+            () = tokio::time::sleep(self.every.saturating_sub(MIN_RELOAD_SPACING)) => {}
+            () = self.licences.unknown_key.notified() => {}
         }
     }
 }

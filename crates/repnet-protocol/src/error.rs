@@ -175,6 +175,9 @@ error_codes! {
     Timeout = "timeout",
     /// The disk is full: nothing was changed.
     InsufficientStorage = "insufficient_storage",
+    /// The knowledge base's store (a Redis Cluster) cannot be reached: nothing was changed;
+    /// try again shortly, or another node.
+    StoreUnavailable = "store_unavailable",
     /// The proxy's upstream cannot be reached.
     UpstreamUnavailable = "upstream_unavailable",
     /// The proxy's upstream refuses the proxy (its licence key, say).

@@ -19,8 +19,15 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: SocketAddr,
-    /// Directory of the embedded knowledge base.
+    /// Directory of the embedded knowledge base; with a Redis Cluster `store`, of this
+    /// node's temporary files (imports' sorted runs, downloads) and its runtime settings.
     pub data: PathBuf,
+    /// Where the knowledge base lives: absent for the embedded store in `data`, or a Redis
+    /// Cluster, `redis://host:port[,host:port…]` (some of its nodes; the rest are found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// A Redis Cluster store's options (`[cluster]`).
+    pub cluster: ClusterConfig,
     /// File holding the admin token; the admin API is disabled without a token.
     pub admin_token_file: Option<PathBuf>,
     /// Seconds clients may cache an answer with a known verdict.
@@ -94,6 +101,63 @@ pub struct ServerConfig {
     pub max_replication_streams_per_key: usize,
     /// What clients' connections may hold and for how long (`[connections]`).
     pub connections: repnet_http::Limits,
+}
+
+/// How a node uses a Redis Cluster store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Every key this knowledge base writes starts with this and a colon: several can share
+    /// a cluster. Every node of one knowledge base names the same.
+    pub namespace: String,
+    /// Replicas of each master that must have a write before it is acknowledged (Redis's
+    /// `WAIT`): 1 survives the failover of a master; 0 for a cluster without replicas.
+    pub replicas: u32,
+    /// Milliseconds a connection to a node, and an answer, may take before the request
+    /// fails as unavailable.
+    pub timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            namespace: "repnet".to_owned(),
+            replicas: 1,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+/// The nodes named by a `store` setting, as `redis://host:port` each; or what is wrong.
+pub fn cluster_nodes(store: &str) -> Result<Vec<String>, String> {
+    let rest = store.strip_prefix("redis://").ok_or_else(|| {
+        if store.starts_with("rediss://") {
+            "TLS to the cluster (rediss://) is not supported; use redis:// on a trusted network".to_owned()
+        } else {
+            format!(
+                "{store:?} is not a store: give redis://host:port[,host:port…] for a Redis Cluster, or leave it out for the embedded store in `data`"
+            )
+        }
+    })?;
+    rest.split(',')
+        .map(|node| {
+            let node = node.trim();
+            let node = node.strip_prefix("redis://").unwrap_or(node);
+            let (host, port) = node.rsplit_once(':').ok_or_else(|| {
+                format!("{node:?} has no port: write host:port (e.g. 127.0.0.1:7000)")
+            })?;
+            if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+                return Err(format!(
+                    "{node:?} is not host:port (credentials and paths are not supported)"
+                ));
+            }
+            port.parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| format!("{node:?}: the port must be a number from 1 to 65535"))?;
+            Ok(format!("redis://{node}"))
+        })
+        .collect()
 }
 
 /// Where a server pulls its knowledge base from.
@@ -384,6 +448,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("./repnet-data"),
+            store: None,
+            cluster: ClusterConfig::default(),
             admin_token_file: None,
             ttl_seconds: 3600,
             unknown_ttl_seconds: 300,
@@ -539,6 +605,33 @@ impl ServerConfig {
         if let Some(upstream) = &self.upstream {
             upstream.validate()?;
         }
+        if let Some(store) = &self.store {
+            cluster_nodes(store).map_err(|message| ConfigError::Invalid {
+                key: "store",
+                message,
+            })?;
+        }
+        if self.cluster.namespace.is_empty()
+            || !self
+                .cluster
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::Invalid {
+                key: "cluster.namespace",
+                message: format!(
+                    "must be letters, digits, '-', '_' or '.'; got {:?}",
+                    self.cluster.namespace
+                ),
+            });
+        }
+        if !(10..=60_000).contains(&self.cluster.timeout_ms) {
+            return Err(ConfigError::Invalid {
+                key: "cluster.timeout_ms",
+                message: format!("must be from 10 to 60000; got {}", self.cluster.timeout_ms),
+            });
+        }
         self.engine
             .validate()
             .map_err(|message| ConfigError::Invalid {
@@ -660,6 +753,29 @@ mod tests {
         .unwrap();
         let error = ServerConfig::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("unknown field `urll`"), "{error}");
+    }
+
+    #[test]
+    fn a_cluster_store_names_its_nodes() {
+        assert_eq!(
+            cluster_nodes("redis://127.0.0.1:7000,127.0.0.1:7001").unwrap(),
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert_eq!(
+            cluster_nodes("redis://a.example:7000, redis://[::1]:7001").unwrap(),
+            ["redis://a.example:7000", "redis://[::1]:7001"]
+        );
+        for (store, says) in [
+            ("127.0.0.1:7000", "not a store"),
+            ("rediss://h:1", "TLS"),
+            ("redis://h", "no port"),
+            ("redis://h:0", "port must be"),
+            ("redis://user:pw@h:1", "not host:port"),
+            ("redis://h:1,", "no port"),
+        ] {
+            let error = cluster_nodes(store).unwrap_err();
+            assert!(error.contains(says), "{store}: {error}");
+        }
     }
 
     #[test]

@@ -415,6 +415,9 @@ pub(crate) struct EngineWorker {
     pending: Option<u64>,
 }
 
+/// The shortest lease of the engine on a shared store, in seconds.
+const ENGINE_LEASE_MIN_SECONDS: u64 = 30;
+
 impl repnet_runtime::Worker for EngineWorker {
     fn name(&self) -> String {
         "engine".to_owned()
@@ -430,6 +433,13 @@ impl repnet_runtime::Worker for EngineWorker {
             return Ok(repnet_runtime::Next::Done);
         }
         self.wait = Duration::from_secs(settings.interval_seconds);
+        // One node of a shared store runs the engine: the one holding its lease, which it
+        // keeps by running; another takes over once it lapses.
+        let lease = (settings.interval_seconds.saturating_mul(3)).max(ENGINE_LEASE_MIN_SECONDS);
+        if !self.store.lease("engine", lease).await? {
+            self.pending = None;
+            return Ok(repnet_runtime::Next::Idle);
+        }
         let examined = self.engine.tick(&self.store).await?;
         self.pending = self.store.dirty_count().await.ok();
         // A full tick means more is waiting: go on at once.

@@ -132,6 +132,8 @@ enum Failure {
     TooLarge(u64),
     /// The knowledge base could not take it, or the disk is full.
     Store(String),
+    /// The store cannot be reached (a Redis Cluster down or failing over).
+    Unavailable(repnet_store::StoreError),
     /// The server is stopping.
     Cancelled,
 }
@@ -145,6 +147,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Feed(message) | Failure::Store(message) => f.write_str(message),
+            Failure::Unavailable(error) => write!(f, "{error}"),
             Failure::Cancelled => f.write_str(&FeedError::Cancelled.to_string()),
             Failure::TooLarge(limit) => write!(
                 f,
@@ -164,6 +167,9 @@ impl From<FeedError> for Failure {
                 if source.kind() == std::io::ErrorKind::StorageFull =>
             {
                 Failure::Store(error.to_string())
+            }
+            FeedError::Store(error @ repnet_store::StoreError::Unavailable(_)) => {
+                Failure::Unavailable(error)
             }
             error if error.is_feed_error() => Failure::Feed(error.to_string()),
             error => Failure::Store(error.to_string()),
@@ -529,6 +535,9 @@ impl Feeds {
                 ErrorCode::Stopping,
                 "the server is stopping: the import was cancelled and nothing was changed; send it again once the server is back",
             )),
+            Err(Failure::Unavailable(error)) => {
+                Err(crate::failures::store_failed("the import failed", &error))
+            }
             Err(failure) => Err(ApiError::internal("the import failed", &failure)),
         }
     }
@@ -633,8 +642,25 @@ impl Worker for FeedWorker {
     }
 
     async fn work(&mut self, cx: &Context) -> Result<Next, WorkError> {
-        if self.due_in(cx.clock.now()) > 0 {
+        let now = cx.clock.now();
+        if self.due_in(now) > 0 {
             return Ok(Next::Idle);
+        }
+        // On a store shared by several nodes, one refreshes the feed per interval: the one
+        // that takes its lease, held for the interval; the others skip their turn.
+        let interval = self.feed.config.interval_seconds;
+        let name = &self.feed.config.name;
+        match self.store.lease(&format!("feed:{name}"), interval).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(feed = %name, "another node refreshes this feed this time");
+                lock(&self.feed.status).next_refresh = Some(Timestamp(now.0 + interval));
+                return Ok(Next::Idle);
+            }
+            Err(error) => {
+                lock(&self.feed.status).next_refresh = Some(Timestamp(now.0 + 60));
+                return Err(format!("cannot take the feed's lease: {error}").into());
+            }
         }
         tokio::select! {
             () = self.feeds.refresh(&self.feed, &self.store) => {}

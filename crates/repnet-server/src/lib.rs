@@ -9,6 +9,7 @@ mod api;
 pub mod bundle;
 pub mod config;
 pub mod engine;
+mod failures;
 mod feeds;
 mod housekeeping;
 mod installations;
@@ -30,7 +31,14 @@ use repnet_model::TtlPolicy;
 use repnet_store::Store;
 use tokio::net::TcpListener;
 
-pub use crate::config::{AdminToken, ConfigError, Role, ServerConfig, UpstreamConfig};
+/// How often a node of a shared store (a Redis Cluster) reads the licence keys again, for
+/// keys registered or revoked through another node; a request with an unknown key makes it
+/// read them within a second.
+const LICENCE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub use crate::config::{
+    AdminToken, ClusterConfig, ConfigError, Role, ServerConfig, UpstreamConfig, cluster_nodes,
+};
 /// This API's OpenAPI description, as JSON.
 pub fn openapi_json() -> String {
     api::openapi_json()
@@ -363,6 +371,10 @@ impl Server {
             retention: self.retention,
         });
         workers.spawn(self.licences.recorder());
+        if store.shared() {
+            // Keys registered or revoked through another node of the same cluster.
+            workers.spawn(self.licences.refresher(LICENCE_REFRESH));
+        }
         workers.spawn(housekeeping::LapseLocalVerdicts {
             store: store.clone(),
         });

@@ -122,11 +122,9 @@ pub(crate) async fn assess(
             }
         }
     }
-    let knowledge = state
-        .store
-        .lookup(&objects)
-        .await
-        .map_err(|error| ApiError::internal("the knowledge base could not be read", &error))?;
+    let knowledge = state.store.lookup(&objects).await.map_err(|error| {
+        crate::failures::store_failed("the knowledge base could not be read", &error)
+    })?;
     let mut knowledge = knowledge.into_iter();
     let mut answers = Vec::with_capacity(lookups.len());
     for query in lookups {

@@ -437,6 +437,9 @@ impl Puller {
     }
 }
 
+/// The shortest lease of pulls on a shared store, in seconds: longer than a page takes.
+const PULL_LEASE_MIN_SECONDS: u64 = 300;
+
 impl Worker for Puller {
     fn name(&self) -> String {
         "upstream".to_owned()
@@ -446,6 +449,22 @@ impl Worker for Puller {
         let upstream = &self.upstream;
         if upstream.refresh_key(false) {
             self.failures = 0;
+        }
+        // One node of a shared store pulls (pages must apply in order): the one holding the
+        // lease, which it keeps by pulling.
+        let lease = upstream
+            .interval
+            .as_secs()
+            .saturating_mul(3)
+            .max(PULL_LEASE_MIN_SECONDS);
+        if !self
+            .store
+            .lease("upstream", lease)
+            .await
+            .map_err(|error| WorkError::from(format!("cannot take the lease of pulls: {error}")))?
+        {
+            self.wait = upstream.interval;
+            return Ok(Next::Idle);
         }
         match upstream.pull(&self.store, &cx.stop).await {
             Ok(caught_up) => {

@@ -131,6 +131,19 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
     /// Stops background work; called once, when the last handle goes.
     fn close(&self);
 
+    /// Whether other processes serve the same knowledge base (then what a server keeps in
+    /// memory — licence keys, leases — must be read again or coordinated).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the lease `name` for `seconds`, or extends it if this store handle holds it;
+    /// answers whether it holds it now. For work that one node of a shared store does at a
+    /// time; an embedded store has one process, which always holds it.
+    async fn lease(&self, _name: &str, _seconds: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Whether the store can serve now (`Unavailable` when not): for readiness probes.
+    async fn check(&self) -> Result<(), StoreError>;
     async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError>;
     async fn search_prefixes(
         &self,

@@ -74,18 +74,26 @@ pub struct ClusterOptions {
     pub replicas: u32,
 }
 
-/// Sets a field of a bucket only if it still holds what was read (`''` for absent): answers
-/// 1, or 0 when another writer was first. An empty new value deletes the field.
+/// Sets fields of a bucket (ARGV: field, what was read — `''` for absent —, new value, in
+/// turn) each only if it still holds what was read: answers 1 for each written, 0 where
+/// another writer was first. An empty new value deletes the field.
 const COMPARE_AND_SET: &str = r"
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current == false then current = '' end
-if current ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local written = {}
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current == false then current = '' end
+  if current ~= ARGV[i + 1] then
+    written[#written + 1] = 0
+  else
+    if ARGV[i + 2] == '' then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+    else
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    end
+    written[#written + 1] = 1
+  end
 end
-return 1
+return written
 ";
 
 /// Gives each changed key (ARGV[2..]) the next sequence number and appends it to the stream,
@@ -97,6 +105,17 @@ for i = 2, #ARGV do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], sequence .. '-1', 'k', ARGV[i])
 end
 return sequence
+";
+
+/// Takes the lease KEYS[1] for ARGV[1] for ARGV[2] seconds if it is free or already theirs:
+/// answers 1 if they hold it now.
+const LEASE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
 ";
 
 /// The device secret (KEYS[1], a hash of `secret` and `made`) if younger than ARGV[2]
@@ -119,6 +138,9 @@ pub(crate) struct Cluster {
     compare_and_set: redis::Script,
     log_changes: redis::Script,
     device_secret: redis::Script,
+    lease: redis::Script,
+    /// This store handle's name as a lease holder.
+    holder: String,
     statistics: Arc<statistics::Scripts>,
     /// Whether statistics exist (then lookups read device counts), and when that was last
     /// asked of the cluster (seconds).
@@ -170,6 +192,13 @@ impl Cluster {
             compare_and_set: redis::Script::new(COMPARE_AND_SET),
             log_changes: redis::Script::new(LOG_CHANGES),
             device_secret: redis::Script::new(DEVICE_SECRET),
+            lease: redis::Script::new(LEASE),
+            holder: {
+                let mut id = [0u8; 8];
+                getrandom::fill(&mut id)
+                    .map_err(|error| StoreError::Randomness(error.to_string()))?;
+                hex(&id)
+            },
             statistics: Arc::default(),
             has_stats: Arc::default(),
             stats_checked: Arc::default(),
@@ -213,19 +242,34 @@ impl Cluster {
     /// The raw values under `keys`, fetched concurrently (the connection pipelines them to
     /// each node).
     async fn fetch(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        try_join_all(keys.iter().map(|key| {
+        // One HMGET per bucket: an import's chunk of sorted keys falls in few.
+        let mut by_bucket: HashMap<String, (redis::Cmd, Vec<usize>)> = HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
             let (bucket, field) = self.bucket(key);
+            let (command, indices) = by_bucket.entry(bucket).or_insert_with_key(|bucket| {
+                let mut command = redis::cmd("HMGET");
+                command.arg(bucket);
+                (command, Vec::new())
+            });
+            command.arg(field);
+            indices.push(index);
+        }
+        let answers = try_join_all(by_bucket.into_values().map(|(command, indices)| {
             let mut connection = self.connection.clone();
             async move {
-                redis::cmd("HGET")
-                    .arg(bucket)
-                    .arg(field)
-                    .query_async::<Option<Vec<u8>>>(&mut connection)
-                    .await
+                let values: Vec<Option<Vec<u8>>> = command.query_async(&mut connection).await?;
+                Ok::<_, redis::RedisError>((indices, values))
             }
         }))
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        let mut values = vec![None; keys.len()];
+        for (indices, answer) in answers {
+            for (index, value) in indices.into_iter().zip(answer) {
+                values[index] = value;
+            }
+        }
+        Ok(values)
     }
 
     /// How many devices reported each object under `keys` (0 where none did).
@@ -426,31 +470,48 @@ impl Cluster {
         ))
     }
 
-    /// Writes each `(key, what was read, new record)` by compare-and-set, concurrently;
-    /// answers, in order, whether each was written (false: another writer was first).
+    /// Writes each `(key, what was read, new record)` by compare-and-set, one script per
+    /// bucket (keys of one import chunk share buckets), buckets concurrently; answers, in
+    /// order, whether each was written (false: another writer was first).
     async fn compare_and_set_all<'a>(
         &self,
         writes: impl Iterator<Item = (&'a [u8], Option<Vec<u8>>, &'a StoredRecord)>,
     ) -> Result<Vec<bool>, StoreError> {
-        try_join_all(writes.map(|(key, before, record)| {
+        let mut by_bucket: HashMap<String, (redis::ScriptInvocation<'_>, Vec<usize>)> =
+            HashMap::new();
+        let mut count = 0;
+        for (index, (key, before, record)) in writes.enumerate() {
+            count += 1;
             let (bucket, field) = self.bucket(key);
             let mut after = Vec::new();
             if !record.is_empty() {
                 record::encode(record, &mut after);
             }
-            let mut invocation = self.compare_and_set.key(bucket);
+            let (invocation, indices) = by_bucket
+                .entry(bucket)
+                .or_insert_with_key(|bucket| (self.compare_and_set.key(bucket), Vec::new()));
             invocation
                 .arg(field)
                 .arg(before.unwrap_or_default())
                 .arg(after);
+            indices.push(index);
+        }
+        let answers = try_join_all(by_bucket.into_values().map(|(invocation, indices)| {
             let mut connection = self.connection.clone();
             async move {
-                let done: i64 = invocation.invoke_async(&mut connection).await?;
-                Ok::<_, redis::RedisError>(done == 1)
+                let done: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+                Ok::<_, redis::RedisError>((indices, done))
             }
         }))
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        let mut written = vec![false; count];
+        for (indices, done) in answers {
+            for (index, done) in indices.into_iter().zip(done) {
+                written[index] = done == 1;
+            }
+        }
+        Ok(written)
     }
 
     /// One complete pass of `changes` over the values in `raw`, fetching what it lacks.
@@ -1080,6 +1141,51 @@ impl Backend for Cluster {
 
     fn close(&self) {}
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn lease(&self, name: &str, seconds: u64) -> Result<bool, StoreError> {
+        let mut invocation = self.lease.key(format!("{}:lease:{name}", self.namespace));
+        invocation.arg(&self.holder).arg(seconds.max(1));
+        invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+            return Err(StoreError::Unavailable(
+                "the cluster's state is not ok (a master is down with no replica to take over, or the cluster is not set up)".to_owned(),
+            ));
+        }
+        // Every master answers: a master just killed fails here before the cluster notices.
+        try_join_all(self.masters().await?.into_iter().map(|slot| {
+            let mut connection = self.connection.clone();
+            async move {
+                connection
+                    .route_command(
+                        redis::cmd("PING"),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                            slot,
+                            SlotAddr::Master,
+                        ))),
+                    )
+                    .await
+            }
+        }))
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
         self.read(|fetched| {
             objects
@@ -1164,20 +1270,25 @@ impl Backend for Cluster {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        // Counted over every bucket: for the administrator's status, not for a hot path.
-        let counts = try_join_all(self.buckets().await?.into_iter().map(|bucket| {
-            let mut connection = self.connection.clone();
-            async move {
-                redis::cmd("HLEN")
-                    .arg(bucket)
-                    .query_async::<u64>(&mut connection)
-                    .await
-            }
-        }))
-        .await
-        .map_err(unavailable)?;
+        // Counted over every bucket: for the administrator's status, not for a hot path. In
+        // waves, so that the commands queued at once stay within the answer's timeout.
+        let mut keys = 0;
+        for wave in self.buckets().await?.chunks(SCAN_PAGE) {
+            let counts = try_join_all(wave.iter().map(|bucket| {
+                let mut connection = self.connection.clone();
+                async move {
+                    redis::cmd("HLEN")
+                        .arg(bucket)
+                        .query_async::<u64>(&mut connection)
+                        .await
+                }
+            }))
+            .await
+            .map_err(unavailable)?;
+            keys += counts.iter().sum::<u64>();
+        }
         Ok(StoreStats {
-            keys: counts.iter().sum(),
+            keys,
             disk_bytes: 0,
             map_bytes: 0,
             filter_ready: false,

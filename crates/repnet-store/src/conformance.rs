@@ -776,7 +776,10 @@ pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Stor
     );
     assert_eq!(store.event_count().await.expect("events"), 3);
     // Lookups answer how many devices reported the file.
-    let known = store.lookup(std::slice::from_ref(&file)).await.expect("lookup");
+    let known = store
+        .lookup(std::slice::from_ref(&file))
+        .await
+        .expect("lookup");
     assert_eq!(known[0].prevalence, 2, "{known:?}");
     assert_eq!(store.dirty_count().await.expect("dirty"), 1);
     let dirty = store.dirty_aggregates(10).await.expect("dirty");

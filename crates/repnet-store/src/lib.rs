@@ -439,6 +439,26 @@ impl Store {
         self.backend.build_filter(Box::new(stop)).await
     }
 
+    /// Whether other processes serve the same knowledge base (a Redis Cluster store): then
+    /// a server reads licence keys again and takes leases for work one node does at a time.
+    pub fn shared(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// Takes the lease `name` for `seconds`, or extends it if this store holds it; answers
+    /// whether it holds it now: for work one node of a shared store does at a time (a
+    /// scheduled feed's refresh, the reputation engine, pulls from an upstream). Always
+    /// `true` on the embedded store, which one process owns.
+    pub async fn lease(&self, name: &str, seconds: u64) -> Result<bool, StoreError> {
+        self.backend.lease(name, seconds).await
+    }
+
+    /// Whether the store can serve now: `Unavailable` while a Redis Cluster store cannot be
+    /// reached or has slots no master serves (readiness probes); always `Ok` for LMDB.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.backend.check().await
+    }
+
     /// Looks up `objects` in one consistent snapshot. The answer has one entry per object, in
     /// the same order; an unknown object gets an empty [`Knowledge`].
     pub async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {

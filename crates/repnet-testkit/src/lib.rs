@@ -583,6 +583,31 @@ impl RedisCluster {
         }
     }
 
+    /// Kills every node with SIGKILL: the cluster is down until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        let ports: Vec<u16> = self.nodes.iter().map(|node| node.port).collect();
+        for port in ports {
+            self.kill(port);
+        }
+    }
+
+    /// Starts every stopped node again, on its port and in its directory (its append-only
+    /// file and cluster configuration kept), and waits until the cluster serves every slot.
+    pub fn restart(&mut self) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].child.is_none() {
+                let child = self.spawn(self.nodes[index].port);
+                self.nodes[index].child = Some(child);
+            }
+        }
+        for node in &self.nodes {
+            wait_until(60, "the restarted cluster to serve every slot", || {
+                redis_cli(node.port, &["cluster", "info"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+        }
+    }
+
     /// Kills the master on `victim` with SIGKILL once its replica has its writes, and waits
     /// until its replica has taken over and every live node sees the cluster whole (each
     /// learns of the failover by gossip; one that has not yet answers CLUSTERDOWN).

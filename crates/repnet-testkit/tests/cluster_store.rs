@@ -91,6 +91,18 @@ async fn two_stores_on_one_cluster_are_one_knowledge_base_that_a_private_server_
     let state = other.sync_state().await.unwrap();
     assert_eq!(state.log_id, one.sync_state().await.unwrap().log_id);
     assert!(state.sequence >= 1, "{state:?}");
+    // Work one node does at a time: the lease is one store's until it lapses.
+    assert!(one.shared() && other.shared());
+    assert!(one.lease("engine", 30).await.unwrap());
+    assert!(!other.lease("engine", 30).await.unwrap());
+    assert!(
+        one.lease("engine", 30).await.unwrap(),
+        "its holder keeps it"
+    );
+    assert!(
+        other.lease("feed:x", 1).await.unwrap(),
+        "each lease is its own"
+    );
 
     // A private server on the embedded store pulls a snapshot from a cluster node, then the
     // changes after it, as from any server.

@@ -10,6 +10,7 @@ mod common;
 mod admin;
 mod bundle;
 mod checks;
+mod cluster;
 mod hardening;
 mod import;
 mod lookup;

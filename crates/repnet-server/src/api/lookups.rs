@@ -310,7 +310,9 @@ pub(crate) async fn search_hashes(
         .store
         .search_prefixes(&prefixes, MAX_SEARCH_MATCHES)
         .await
-        .map_err(|error| ApiError::internal("the knowledge base could not be searched", &error))?;
+        .map_err(|error| {
+            crate::failures::store_failed("the knowledge base could not be searched", &error)
+        })?;
     if truncated {
         return Err(ApiError::bad_request(
             ErrorCode::TooManyMatches,

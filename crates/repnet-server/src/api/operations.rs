@@ -16,11 +16,16 @@ pub(crate) async fn healthz() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
-/// Readiness: 200 while serving, 503 before start and during shutdown.
+/// Readiness: 200 while serving, 503 before start and during shutdown, and while the store
+/// cannot be reached (a Redis Cluster down).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200), (status = 503, body = repnet_protocol::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
+        if let Err(error) = state.store.check().await {
+            return crate::failures::store_failed("the server cannot serve", &error)
+                .into_response();
+        }
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
         ApiError::new(

@@ -77,7 +77,7 @@ pub(crate) async fn get_changes(
     })
     .await
     .map_err(|error| ApiError::internal("the changes could not be read", &error))?
-    .map_err(|error| ApiError::internal("the changes could not be read", &error))?;
+    .map_err(|error| crate::failures::store_failed("the changes could not be read", &error))?;
     match answer {
         ChangesAnswer::Written(header) if length > 0 => Ok(stream_response(
             &header,
@@ -155,7 +155,7 @@ pub(crate) async fn get_snapshot(
     })
     .await
     .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?
-    .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?;
+    .map_err(|error| crate::failures::store_failed("the snapshot could not be written", &error))?;
     Ok(stream_response(
         &header,
         stream_file(file, slot),
@@ -201,22 +201,19 @@ fn stream_file(file: impl std::io::Read + Send + 'static, slot: StreamSlot) -> B
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let log = state
-        .store
-        .sync_state()
-        .await
-        .map_err(|error| ApiError::internal("the change log could not be read", &error))?;
+    let log = state.store.sync_state().await.map_err(|error| {
+        crate::failures::store_failed("the change log could not be read", &error)
+    })?;
     let keys = state
         .store
         .stats()
         .await
-        .map_err(|error| ApiError::internal("the store could not be read", &error))?
+        .map_err(|error| crate::failures::store_failed("the store could not be read", &error))?
         .keys;
-    let statistics = state
-        .store
-        .statistics_size()
-        .await
-        .map_err(|error| ApiError::internal("the store could not be read", &error))?;
+    let statistics =
+        state.store.statistics_size().await.map_err(|error| {
+            crate::failures::store_failed("the store could not be read", &error)
+        })?;
     let status = ServerStatus {
         tracked_objects: statistics.objects,
         aggregate_bytes: statistics.aggregate_bytes,
@@ -310,7 +307,7 @@ pub(crate) async fn post_bundle(
     let fed_to = store
         .sync_state()
         .await
-        .map_err(|error| ApiError::internal("the change log could not be read", &error))?
+        .map_err(|error| crate::failures::store_failed("the change log could not be read", &error))?
         .upstream;
     let applied = tokio::task::spawn_blocking(move || {
         let result = bundle::import(&store, &path, &trusted, force, fed_to);
@@ -498,6 +495,9 @@ fn bundle_error(error: BundleError) -> ApiError {
             ErrorCode::BundleSignature,
             error.to_string(),
         ),
+        BundleError::Store(error @ repnet_store::StoreError::Unavailable(_)) => {
+            crate::failures::store_failed("the bundle could not be applied", &error)
+        }
         error => ApiError::internal("the bundle could not be applied", &error),
     }
 }

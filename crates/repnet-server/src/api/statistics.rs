@@ -88,7 +88,9 @@ pub(crate) async fn post_statistics(
         .store
         .device_secret(now, state.device_secret_rotation_seconds)
         .await
-        .map_err(|error| ApiError::internal("the statistics could not be stored", &error))?;
+        .map_err(|error| {
+            crate::failures::store_failed("the statistics could not be stored", &error)
+        })?;
     let device = device(&secret, &installation.id);
     let established = now.0
         >= installation
@@ -160,11 +162,9 @@ pub(crate) async fn get_engine(State(state): State<Arc<AppState>>) -> Response {
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let items = state
-        .store
-        .review_items()
-        .await
-        .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
+    let items = state.store.review_items().await.map_err(|error| {
+        crate::failures::store_failed("the review queue could not be read", &error)
+    })?;
     let lookups = items
         .iter()
         .map(|item| crate::lookup::Lookup::direct(item.object.clone()))
@@ -235,11 +235,9 @@ pub(crate) async fn settle_review(
                 })?,
         ),
     };
-    let items = state
-        .store
-        .review_items()
-        .await
-        .map_err(|error| ApiError::internal("the review queue could not be read", &error))?;
+    let items = state.store.review_items().await.map_err(|error| {
+        crate::failures::store_failed("the review queue could not be read", &error)
+    })?;
     let Some(item) = items.into_iter().find(|item| item.id == id) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -266,13 +264,13 @@ pub(crate) async fn settle_review(
                 })),
             }])
             .await
-            .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
+            .map_err(|error| {
+                crate::failures::store_failed("the local verdict could not be stored", &error)
+            })?;
     }
-    state
-        .store
-        .remove_review(id)
-        .await
-        .map_err(|error| ApiError::internal("the review item could not be closed", &error))?;
+    state.store.remove_review(id).await.map_err(|error| {
+        crate::failures::store_failed("the review item could not be closed", &error)
+    })?;
     tracing::info!(kind = %item.object.kind(), settled = %request.verdict, engine = item.engine.is_some(), "review item settled");
     list_review(State(state)).await
 }

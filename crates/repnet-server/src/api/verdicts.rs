@@ -109,7 +109,9 @@ pub(crate) async fn set_local_verdict(
             expires,
         }])
         .await
-        .map_err(|error| ApiError::internal("the local verdict could not be stored", &error))?;
+        .map_err(|error| {
+            crate::failures::store_failed("the local verdict could not be stored", &error)
+        })?;
     // URLs and hashes are what users look up: never in the log at the default level.
     tracing::debug!(object = %object, %verdict, "local verdict set");
     tracing::info!(kind = %object.kind(), %verdict, "local verdict set");
@@ -170,7 +172,9 @@ pub(crate) async fn remove_local_verdict(
             source: Source::Local,
         }])
         .await
-        .map_err(|error| ApiError::internal("the local verdict could not be removed", &error))?;
+        .map_err(|error| {
+            crate::failures::store_failed("the local verdict could not be removed", &error)
+        })?;
     if outcome.first() != Some(&Outcome::Removed) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -194,11 +198,9 @@ pub(crate) async fn remove_local_verdict(
 pub(crate) async fn list_local_verdicts(
     State(state): State<Arc<AppState>>,
 ) -> Result<Response, ApiError> {
-    let verdicts = state
-        .store
-        .local_verdicts()
-        .await
-        .map_err(|error| ApiError::internal("the local verdicts could not be read", &error))?;
+    let verdicts = state.store.local_verdicts().await.map_err(|error| {
+        crate::failures::store_failed("the local verdicts could not be read", &error)
+    })?;
     let list = LocalVerdictList {
         verdicts: verdicts
             .iter()

@@ -49,6 +49,11 @@ impl Backend for Lmdb {
         self.0.close();
     }
 
+    async fn check(&self) -> Result<(), StoreError> {
+        // An embedded store that opened serves until the process stops.
+        Ok(())
+    }
+
     async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError> {
         self.0.lookup(objects)
     }
