@@ -6,8 +6,9 @@
 //!   the same keys raw (`SET`, pipelined by the cluster client);
 //! - the masters' memory per entry, both ways (replicas hold as much again);
 //! - batches of 1,000 hashes (half present) through one node and through two, in the binary
-//!   form, against the cluster client's `MGET` of the same keys (split by slot, each part
-//!   sent to its master, pipelined);
+//!   form, against the cluster client's `MGET` of the same keys (the client splits it by
+//!   slot) and against the same keys' `GET`s pipelined per master by hand (the fastest raw
+//!   way, which is how repnet's store reads too);
 //! - single lookups through one node and through two, against `GET`.
 //!
 //! Not in the default run: it needs `redis-cli` beside `redis-server`, and 10 M entries take
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures_util::future::try_join_all;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 
 use crate::keys;
 use crate::load::{self, Measurement, Request};
@@ -43,6 +45,8 @@ pub(crate) struct ClusterResults {
     pub(crate) batch_one: Measurement,
     pub(crate) batch_two: Measurement,
     pub(crate) batch_raw: Measurement,
+    /// The same keys' `GET`s pipelined per master by hand (the fastest raw way).
+    pub(crate) batch_pipelined: Measurement,
     pub(crate) single_one: Measurement,
     pub(crate) single_two: Measurement,
     pub(crate) single_raw: Measurement,
@@ -219,27 +223,110 @@ async fn load_raw(
     Ok(started.elapsed())
 }
 
-/// The cluster client's commands, flat out on `connections` tasks for `duration`.
+/// Which master serves each slot (`CLUSTER SLOTS`): per slot, one slot of its master.
+async fn master_routes(
+    connection: &ClusterConnection,
+) -> anyhow::Result<std::collections::HashMap<Slot, u16>> {
+    let slots: redis::Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut connection.clone())
+        .await?;
+    let mut routes = std::collections::HashMap::new();
+    if let redis::Value::Array(ranges) = slots {
+        for range in ranges {
+            if let redis::Value::Array(fields) = range
+                && let (Some(redis::Value::Int(start)), Some(redis::Value::Int(end))) =
+                    (fields.first(), fields.get(1))
+            {
+                for slot in *start..=*end {
+                    if let Some(slot) = u16::try_from(slot).ok().and_then(Slot::new) {
+                        routes.insert(slot, *start as u16);
+                    }
+                }
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// A batch's keys as `GET`s grouped by master: pipelines and the slot that routes each.
+fn pipelined(keys: &[Vec<u8>], routes: &std::collections::HashMap<Slot, u16>) -> Raw {
+    let mut groups: std::collections::HashMap<u16, redis::Pipeline> =
+        std::collections::HashMap::new();
+    for key in keys {
+        let route = routes.get(&Slot::for_key(key)).copied().unwrap_or_default();
+        groups
+            .entry(route)
+            .or_default()
+            .cmd("GET")
+            .arg(key.as_slice());
+    }
+    Raw::Pipelines(
+        groups
+            .into_iter()
+            .map(|(route, pipeline)| (pipeline, route))
+            .collect(),
+    )
+}
+
+/// A raw request: one command through the cluster client (which splits a multi-slot `MGET`
+/// by slot), or pipelines routed each to its master.
+enum Raw {
+    Command(redis::Cmd),
+    Pipelines(Vec<(redis::Pipeline, u16)>),
+}
+
+impl Raw {
+    async fn send(&self, connection: &ClusterConnection) -> redis::RedisResult<()> {
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+        match self {
+            Raw::Command(command) => {
+                let _: redis::Value = command.query_async(&mut connection.clone()).await?;
+            }
+            Raw::Pipelines(pipelines) => {
+                try_join_all(pipelines.iter().map(|(pipeline, route)| {
+                    let mut connection = connection.clone();
+                    async move {
+                        connection
+                            .route_pipeline(
+                                pipeline.clone(),
+                                0,
+                                pipeline.len(),
+                                SingleNodeRoutingInfo::SpecificNode(Route::new(
+                                    *route,
+                                    SlotAddr::Master,
+                                )),
+                            )
+                            .await
+                    }
+                }))
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Raw requests, flat out on `connections` tasks for `duration` (as `load::closed_loop` runs
+/// repnet's, through the cluster client instead of a connection of its own).
 async fn raw_closed_loop(
     connection: &ClusterConnection,
-    commands: Arc<Vec<redis::Cmd>>,
+    requests: Arc<Vec<Raw>>,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<Measurement> {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks = (0..connections).map(|worker| {
-        let mut connection = connection.clone();
-        let commands = Arc::clone(&commands);
+        let connection = connection.clone();
+        let requests = Arc::clone(&requests);
         tokio::spawn(async move {
             let mut latency = load::histogram();
             let mut done = 0u64;
-            let mut next = worker * commands.len() / connections.max(1);
+            let mut next = worker * requests.len() / connections.max(1);
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let _: redis::Value = commands[next % commands.len()]
-                    .query_async(&mut connection)
-                    .await?;
+                requests[next % requests.len()].send(&connection).await?;
                 let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                 done += 1;
                 next += 1;
@@ -342,7 +429,7 @@ pub(crate) async fn run(settings: &Settings<'_>) -> anyhow::Result<ClusterResult
     let after_raw = masters_memory(&ports);
 
     let mut rng = keys::Rng::new(settings.seed.wrapping_add(7));
-    let (mut batch_http, mut batch_raw) = (Vec::new(), Vec::new());
+    let (mut batch_http, mut batch_raw, mut batch_keys) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..BATCH_VARIANTS {
         let keys = keys::mixed(settings.seed, settings.entries, BATCH, &mut rng);
         let digests: Vec<u8> = keys.iter().flat_map(|(key, _)| key.0).collect();
@@ -356,19 +443,31 @@ pub(crate) async fn run(settings: &Settings<'_>) -> anyhow::Result<ClusterResult
         for (key, _) in &keys {
             mget.arg(key.0.as_slice());
         }
-        batch_raw.push(mget);
+        batch_raw.push(Raw::Command(mget));
+        batch_keys.push(
+            keys.iter()
+                .map(|(key, _)| key.0.to_vec())
+                .collect::<Vec<_>>(),
+        );
     }
+    let routes = master_routes(&connection).await?;
+    let batch_pipelined: Arc<Vec<Raw>> = Arc::new(
+        batch_keys
+            .iter()
+            .map(|keys| pipelined(keys, &routes))
+            .collect(),
+    );
     let singles = keys::mixed(settings.seed, settings.entries, SINGLE_VARIANTS, &mut rng);
     let single_http: Vec<Request> = singles
         .iter()
         .map(|(key, _)| Request::http("GET", &format!("/v1/files/{key}"), None, &[]))
         .collect();
-    let single_raw: Vec<redis::Cmd> = singles
+    let single_raw: Vec<Raw> = singles
         .iter()
         .map(|(key, _)| {
             let mut get = redis::cmd("GET");
             get.arg(key.0.as_slice());
-            get
+            Raw::Command(get)
         })
         .collect();
     verify(one.address, &connection, &batch_http[0], &batch_raw[0]).await?;
@@ -391,6 +490,7 @@ pub(crate) async fn run(settings: &Settings<'_>) -> anyhow::Result<ClusterResult
         batch_one: empty(),
         batch_two: empty(),
         batch_raw: empty(),
+        batch_pipelined: empty(),
         single_one: empty(),
         single_two: empty(),
         single_raw: empty(),
@@ -412,6 +512,15 @@ pub(crate) async fn run(settings: &Settings<'_>) -> anyhow::Result<ClusterResult
         );
         results.batch_raw.merge(
             &raw_closed_loop(&connection, Arc::clone(&batch_raw), connections, duration).await?,
+        );
+        results.batch_pipelined.merge(
+            &raw_closed_loop(
+                &connection,
+                Arc::clone(&batch_pipelined),
+                connections,
+                duration,
+            )
+            .await?,
         );
         results
             .batch_two
@@ -442,8 +551,11 @@ async fn verify(
     node: SocketAddr,
     connection: &ClusterConnection,
     batch: &Request,
-    mget: &redis::Cmd,
+    mget: &Raw,
 ) -> anyhow::Result<()> {
+    let Raw::Command(mget) = mget else {
+        bail!("the first raw batch is not an MGET");
+    };
     let mut http = load::Connection::open(node, false).await?;
     let body = http.call(batch).await?;
     let answers = repnet_protocol::binary::parse_response(&body).map_err(anyhow::Error::msg)?;

@@ -502,6 +502,18 @@ impl Report {
             );
         }
         for (scenario, repnet) in [
+            ("cluster, batch, one node", &cluster.batch_one),
+            ("cluster, batch, two nodes", &cluster.batch_two),
+        ] {
+            self.row(
+                scenario,
+                "lookups/s (binary form; raw: GETs pipelined per master)",
+                Some(repnet.requests_per_second() * keys),
+                Some(cluster.batch_pipelined.requests_per_second() * keys),
+                true,
+            );
+        }
+        for (scenario, repnet) in [
             ("cluster, single, one node", &cluster.single_one),
             ("cluster, single, two nodes", &cluster.single_two),
         ] {

@@ -106,6 +106,8 @@ pub struct Licences {
     /// Told when a request carried a key not known here: on a book shared by several servers
     /// (a Redis Cluster store), another may have registered it ([`Refresher`]).
     unknown_key: tokio::sync::Notify,
+    /// Servers sharing the keys' rates (1 on its own).
+    servers: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug)]
@@ -185,6 +187,7 @@ impl Licences {
             keys: RwLock::new(keys),
             writing: tokio::sync::Mutex::new(()),
             unknown_key: tokio::sync::Notify::new(),
+            servers: std::sync::atomic::AtomicU32::new(1),
         })
     }
 
@@ -199,8 +202,22 @@ impl Licences {
         *self.limit.write().unwrap_or_else(PoisonError::into_inner) = limit;
     }
 
+    /// The rate each key may use on this server: the configured rate shared among the
+    /// servers that answer for the same keys ([`set_servers`](Self::set_servers)).
     fn limit(&self) -> Option<RateLimit> {
-        *self.limit.read().unwrap_or_else(PoisonError::into_inner)
+        let limit = (*self.limit.read().unwrap_or_else(PoisonError::into_inner))?;
+        let servers = f64::from(self.servers.load(Ordering::Relaxed).max(1));
+        Some(RateLimit {
+            per_second: limit.per_second / servers,
+            burst: (limit.burst / servers).max(1.0),
+        })
+    }
+
+    /// How many servers answer for the same keys now (the live nodes of one Redis Cluster
+    /// store, behind one balancer): each lets a key use its share of the rate, so that
+    /// together they hold it to the configured rate.
+    pub fn set_servers(&self, servers: u32) {
+        self.servers.store(servers.max(1), Ordering::Relaxed);
     }
 
     /// Checks the licence key of a request (`Authorization: Bearer KEY`) at time `now`.
@@ -628,5 +645,108 @@ impl repnet_runtime::Worker for Refresher {
             () = tokio::time::sleep(self.every.saturating_sub(MIN_RELOAD_SPACING)) => {}
             () = self.licences.unknown_key.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys kept in memory.
+    #[derive(Debug, Default)]
+    struct Book(Mutex<Vec<Licence>>);
+
+    impl KeyBook for Book {
+        fn licences(&self) -> BookFuture<'_, Vec<Licence>> {
+            Box::pin(async move {
+                Ok(self
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone())
+            })
+        }
+
+        fn put(&self, licences: Vec<Licence>) -> BookFuture<'_, ()> {
+            Box::pin(async move {
+                let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                for licence in licences {
+                    kept.retain(|known| known.key_sha256 != licence.key_sha256);
+                    kept.push(licence);
+                }
+                Ok(())
+            })
+        }
+    }
+
+    async fn register(licences: &Licences, key: &str) {
+        licences
+            .register(
+                &AddLicenceKey {
+                    key: key.to_owned(),
+                    label: None,
+                    expires: None,
+                },
+                Timestamp(1_000),
+            )
+            .await
+            .expect("register");
+    }
+
+    fn bearer(key: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {key}").parse().expect("header"),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn servers_that_share_the_keys_share_each_keys_rate() {
+        let limit = RateLimit {
+            per_second: 0.001,
+            burst: 10.0,
+        };
+        let licences = Licences::load(Arc::new(Book::default()), true, Some(limit))
+            .await
+            .expect("load");
+        let key = "SHARED-RATE-KEY-01";
+        register(&licences, key).await;
+        let headers = bearer(key);
+        // Two servers behind one balancer: each lets the key make half its burst.
+        licences.set_servers(2);
+        let allowed = (0..10)
+            .filter(|_| licences.check(&headers, Timestamp(1_000)).is_ok())
+            .count();
+        assert_eq!(allowed, 5);
+    }
+
+    #[tokio::test]
+    async fn a_key_registered_through_another_server_is_read_again() {
+        let book = Arc::new(Book::default());
+        let here = Licences::load(Arc::clone(&book) as Arc<dyn KeyBook>, true, None)
+            .await
+            .expect("load");
+        let there = Licences::load(Arc::clone(&book) as Arc<dyn KeyBook>, true, None)
+            .await
+            .expect("load");
+        let key = "REGISTERED-THERE-01";
+        register(&there, key).await;
+        let headers = bearer(key);
+        assert!(here.check(&headers, Timestamp(1_001)).is_err());
+        here.reload().await.expect("reload");
+        assert!(here.check(&headers, Timestamp(1_001)).is_ok());
+        // Revoked there: recording a use here does not bring it back.
+        let id = there.list()[0].id.clone();
+        there.revoke(&id, Timestamp(1_002)).await.expect("revoke");
+        here.flush_last_used().await.expect("flush");
+        there.reload().await.expect("reload");
+        assert!(there.check(&headers, Timestamp(1_003)).is_err());
+        assert!(
+            book.0.lock().unwrap_or_else(PoisonError::into_inner)[0]
+                .revoked
+                .is_some()
+        );
     }
 }

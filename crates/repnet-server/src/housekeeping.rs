@@ -77,6 +77,36 @@ impl Worker for LapseLocalVerdicts {
     }
 }
 
+/// On a store several servers share (a Redis Cluster), notes this server alive every few
+/// seconds and counts those that are, so that each lets a licence key use its share of the
+/// configured rate and together they hold the key to it.
+pub(crate) struct CountServers {
+    pub(crate) store: Store,
+    pub(crate) licences: std::sync::Arc<crate::licences::Licences>,
+}
+
+/// How often a server notes itself alive; one silent for three times as long is not counted.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Worker for CountServers {
+    fn name(&self) -> String {
+        "server-count".to_owned()
+    }
+
+    async fn work(&mut self, _cx: &Context) -> Result<Next, WorkError> {
+        let servers = self
+            .store
+            .heartbeat(HEARTBEAT_INTERVAL.as_secs() * 3)
+            .await?;
+        self.licences.set_servers(servers);
+        Ok(Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self, _cx: &Context) {
+        tokio::time::sleep(HEARTBEAT_INTERVAL).await
+    }
+}
+
 /// Builds the negative-lookup filter when the store says it is due: at start, after an
 /// import that rebuilt the object database, and when enough keys were added since the last
 /// build. A build under way stops at its next chunk of keys when the server stops.

@@ -374,6 +374,11 @@ impl Server {
         if store.shared() {
             // Keys registered or revoked through another node of the same cluster.
             workers.spawn(self.licences.refresher(LICENCE_REFRESH));
+            // A key's rate is shared by every node serving it.
+            workers.spawn(housekeeping::CountServers {
+                store: store.clone(),
+                licences: Arc::clone(&self.licences),
+            });
         }
         workers.spawn(housekeeping::LapseLocalVerdicts {
             store: store.clone(),

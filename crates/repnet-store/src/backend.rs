@@ -142,6 +142,11 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
     async fn lease(&self, _name: &str, _seconds: u64) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// Notes this store handle's server as alive for `seconds`; answers how many servers
+    /// noted themselves alive within that time (1 on an embedded store).
+    async fn heartbeat(&self, _seconds: u64) -> Result<u32, StoreError> {
+        Ok(1)
+    }
     /// Whether the store can serve now (`Unavailable` when not): for readiness probes.
     async fn check(&self) -> Result<(), StoreError>;
     async fn lookup(&self, objects: &[Object]) -> Result<Vec<Knowledge>, StoreError>;

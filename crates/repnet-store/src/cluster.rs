@@ -12,7 +12,9 @@
 //!   threat names, shared by all nodes; an id once given never changes.
 //! - `NS:local` — local verdicts' objects, comments and lapse times, by key.
 //! - `NS:{log}:seq`, `NS:{log}:stream`, `NS:{log}:id` — the change log: a sequence counter
-//!   and a Redis Stream of changed keys, in one slot so that one script numbers and appends.
+//!   and a Redis Stream of changed keys, in one slot so that one script numbers and appends;
+//!   one entry per write (its id the last number given, `f` the first, `k` the keys packed),
+//!   so that an import's chunk of 2,000 keys costs the log's one slot one append.
 //!
 //! Guarantees, which differ from LMDB's: a change to one key is atomic (each key is written
 //! by compare-and-set on its bucket; a change set that lost a race is re-read and re-applied,
@@ -45,6 +47,7 @@ use crate::{
     PrefixMatch, ReviewItem, SearchPrefix, StatEvent, StatisticsSize, StoreError, StoreStats,
 };
 
+mod pipelines;
 mod statistics;
 
 /// Bytes of a storage key that name its bucket.
@@ -80,31 +83,37 @@ pub struct ClusterOptions {
 const COMPARE_AND_SET: &str = r"
 local written = {}
 for i = 1, #ARGV, 3 do
-  local current = redis.call('HGET', KEYS[1], ARGV[i])
-  if current == false then current = '' end
-  if current ~= ARGV[i + 1] then
-    written[#written + 1] = 0
+  if ARGV[i + 1] == '' and ARGV[i + 2] ~= '' then
+    -- Absent when read (what an import of new keys writes): one call.
+    written[#written + 1] = redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 2])
   else
-    if ARGV[i + 2] == '' then
-      redis.call('HDEL', KEYS[1], ARGV[i])
+    local current = redis.call('HGET', KEYS[1], ARGV[i])
+    if current == false then current = '' end
+    if current ~= ARGV[i + 1] then
+      written[#written + 1] = 0
     else
-      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+      if ARGV[i + 2] == '' then
+        redis.call('HDEL', KEYS[1], ARGV[i])
+      else
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+      end
+      written[#written + 1] = 1
     end
-    written[#written + 1] = 1
   end
 end
 return written
 ";
 
-/// Gives each changed key (ARGV[2..]) the next sequence number and appends it to the stream,
-/// which keeps about ARGV[1] entries. Answers the last number given.
+/// Gives the ARGV[2] changed keys packed in ARGV[3] the next sequence numbers and appends
+/// them to the stream as one entry (its id the last number, `f` the first, `k` the keys);
+/// entries whose numbers all lie more than ARGV[1] behind are trimmed. Answers the last
+/// number given.
 const LOG_CHANGES: &str = r"
-local sequence = 0
-for i = 2, #ARGV do
-  sequence = redis.call('INCR', KEYS[1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], sequence .. '-1', 'k', ARGV[i])
-end
-return sequence
+local count = tonumber(ARGV[2])
+local last = redis.call('INCRBY', KEYS[1], count)
+local floor = math.max(0, last - tonumber(ARGV[1]))
+redis.call('XADD', KEYS[2], 'MINID', '~', floor, last .. '-1', 'f', last - count + 1, 'k', ARGV[3])
+return last
 ";
 
 /// Takes the lease KEYS[1] for ARGV[1] for ARGV[2] seconds if it is free or already theirs:
@@ -116,6 +125,15 @@ if holder == false or holder == ARGV[1] then
   return 1
 end
 return 0
+";
+
+/// Notes ARGV[1] alive now (the server's clock, in a sorted set), forgets those not seen for
+/// ARGV[2] seconds, and answers how many are alive.
+const HEARTBEAT: &str = r"
+local now = redis.call('TIME')[1]
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])
 ";
 
 /// The device secret (KEYS[1], a hash of `secret` and `made`) if younger than ARGV[2]
@@ -139,9 +157,12 @@ pub(crate) struct Cluster {
     log_changes: redis::Script,
     device_secret: redis::Script,
     lease: redis::Script,
+    heartbeat: redis::Script,
     /// This store handle's name as a lease holder.
     holder: String,
     statistics: Arc<statistics::Scripts>,
+    /// Which master serves which slot, for pipelines per master (`pipelines.rs`).
+    slot_map: Arc<RwLock<Option<Arc<pipelines::SlotMap>>>>,
     /// Whether statistics exist (then lookups read device counts), and when that was last
     /// asked of the cluster (seconds).
     has_stats: Arc<AtomicBool>,
@@ -168,8 +189,15 @@ fn corrupt(error: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(error.to_string())
 }
 
+/// Lower-case hex, by table: every key's bucket name is made with it.
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
 }
 
 impl Cluster {
@@ -193,6 +221,7 @@ impl Cluster {
             log_changes: redis::Script::new(LOG_CHANGES),
             device_secret: redis::Script::new(DEVICE_SECRET),
             lease: redis::Script::new(LEASE),
+            heartbeat: redis::Script::new(HEARTBEAT),
             holder: {
                 let mut id = [0u8; 8];
                 getrandom::fill(&mut id)
@@ -200,6 +229,7 @@ impl Cluster {
                 hex(&id)
             },
             statistics: Arc::default(),
+            slot_map: Arc::default(),
             has_stats: Arc::default(),
             stats_checked: Arc::default(),
             change_log_max,
@@ -242,7 +272,8 @@ impl Cluster {
     /// The raw values under `keys`, fetched concurrently (the connection pipelines them to
     /// each node).
     async fn fetch(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // One HMGET per bucket: an import's chunk of sorted keys falls in few.
+        // One HMGET per bucket (an import's chunk of sorted keys falls in few), pipelined
+        // per master.
         let mut by_bucket: HashMap<String, (redis::Cmd, Vec<usize>)> = HashMap::new();
         for (index, key) in keys.iter().enumerate() {
             let (bucket, field) = self.bucket(key);
@@ -254,17 +285,23 @@ impl Cluster {
             command.arg(field);
             indices.push(index);
         }
-        let answers = try_join_all(by_bucket.into_values().map(|(command, indices)| {
-            let mut connection = self.connection.clone();
-            async move {
-                let values: Vec<Option<Vec<u8>>> = command.query_async(&mut connection).await?;
-                Ok::<_, redis::RedisError>((indices, values))
-            }
-        }))
-        .await
-        .map_err(unavailable)?;
+        let (commands, groups): (Vec<pipelines::Routed>, Vec<Vec<usize>>) = by_bucket
+            .into_iter()
+            .map(|(key, (command, indices))| {
+                (
+                    pipelines::Routed {
+                        key,
+                        command,
+                        fallback: pipelines::Fallback::Command,
+                    },
+                    indices,
+                )
+            })
+            .unzip();
+        let answers = self.run_pipelined(commands).await?;
         let mut values = vec![None; keys.len()];
-        for (indices, answer) in answers {
+        for (indices, answer) in groups.into_iter().zip(answers) {
+            let answer: Vec<Option<Vec<u8>>> = redis::from_redis_value(answer).map_err(corrupt)?;
             for (index, value) in indices.into_iter().zip(answer) {
                 values[index] = value;
             }
@@ -477,8 +514,7 @@ impl Cluster {
         &self,
         writes: impl Iterator<Item = (&'a [u8], Option<Vec<u8>>, &'a StoredRecord)>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut by_bucket: HashMap<String, (redis::ScriptInvocation<'_>, Vec<usize>)> =
-            HashMap::new();
+        let mut by_bucket: HashMap<String, (Vec<Vec<u8>>, Vec<usize>)> = HashMap::new();
         let mut count = 0;
         for (index, (key, before, record)) in writes.enumerate() {
             count += 1;
@@ -487,26 +523,35 @@ impl Cluster {
             if !record.is_empty() {
                 record::encode(record, &mut after);
             }
-            let (invocation, indices) = by_bucket
-                .entry(bucket)
-                .or_insert_with_key(|bucket| (self.compare_and_set.key(bucket), Vec::new()));
-            invocation
-                .arg(field)
-                .arg(before.unwrap_or_default())
-                .arg(after);
+            let (args, indices) = by_bucket.entry(bucket).or_default();
+            args.extend([field, before.unwrap_or_default(), after]);
             indices.push(index);
         }
-        let answers = try_join_all(by_bucket.into_values().map(|(invocation, indices)| {
-            let mut connection = self.connection.clone();
-            async move {
-                let done: Vec<i64> = invocation.invoke_async(&mut connection).await?;
-                Ok::<_, redis::RedisError>((indices, done))
-            }
-        }))
-        .await
-        .map_err(unavailable)?;
+        let (commands, groups): (Vec<pipelines::Routed>, Vec<Vec<usize>>) = by_bucket
+            .into_iter()
+            .map(|(bucket, (args, indices))| {
+                let mut command = redis::cmd("EVALSHA");
+                command
+                    .arg(self.compare_and_set.get_hash())
+                    .arg(1)
+                    .arg(&bucket);
+                for arg in &args {
+                    command.arg(arg.as_slice());
+                }
+                (
+                    pipelines::Routed {
+                        key: bucket,
+                        command,
+                        fallback: pipelines::Fallback::Script(self.compare_and_set.clone(), args),
+                    },
+                    indices,
+                )
+            })
+            .unzip();
+        let answers = self.run_pipelined(commands).await?;
         let mut written = vec![false; count];
-        for (indices, done) in answers {
+        for (indices, answer) in groups.into_iter().zip(answers) {
+            let done: Vec<i64> = redis::from_redis_value(answer).map_err(corrupt)?;
             for (index, done) in indices.into_iter().zip(done) {
                 written[index] = done == 1;
             }
@@ -595,10 +640,9 @@ impl Cluster {
         let mut invocation = self.log_changes.key(self.log_key("seq"));
         invocation
             .key(self.log_key("stream"))
-            .arg(self.change_log_max);
-        for key in changed {
-            invocation.arg(key.as_slice());
-        }
+            .arg(self.change_log_max)
+            .arg(changed.len())
+            .arg(pack_keys(changed));
         let _: u64 = invocation
             .invoke_async(&mut self.connection.clone())
             .await
@@ -608,19 +652,21 @@ impl Cluster {
 
     /// Waits until `self.replicas` replicas of the masters that hold `buckets` (and the
     /// change log) have every write made so far: only then is a write acknowledged, so that
-    /// it survives a master's failover. One `WAIT` per slot, sent on the connection that
+    /// it survives a master's failover. One `WAIT` per master, sent on the connection that
     /// carried the writes.
     async fn wait_for_replicas(&self, mut buckets: Vec<String>) -> Result<(), StoreError> {
-        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
         if self.replicas == 0 || buckets.is_empty() {
             return Ok(());
         }
         buckets.push(self.log_key("stream"));
-        let slots: std::collections::HashSet<Slot> = buckets.iter().map(Slot::for_key).collect();
+        // WAIT covers every write sent before it on the connection to its master: one per
+        // master written to.
+        let masters = self.masters_of(&buckets).await?;
         // Half the answer's timeout, so that a replica that does not answer is reported as
         // such rather than as a node that timed out.
         let timeout = u64::try_from(self.timeout.as_millis() / 2).unwrap_or(u64::MAX);
-        let acknowledged = try_join_all(slots.into_iter().map(|slot| {
+        let acknowledged = try_join_all(masters.into_iter().map(|route| {
             let mut wait = redis::cmd("WAIT");
             wait.arg(self.replicas).arg(timeout);
             let mut connection = self.connection.clone();
@@ -628,9 +674,7 @@ impl Cluster {
                 let value = connection
                     .route_command(
                         wait,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                            Route::with_slot(slot, SlotAddr::Master),
-                        )),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
                     )
                     .await?;
                 redis::from_redis_value::<u32>(value).map_err(redis::RedisError::from)
@@ -810,6 +854,8 @@ impl Applier for Cluster {
 
 /// Keys of an import written at a time.
 const IMPORT_CHUNK: usize = 2_000;
+/// Chunks of an import being written at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 impl Cluster {
     async fn bulk_apply_async(
@@ -855,6 +901,9 @@ impl Cluster {
         // The keys the import names, as hashes, for the retraction of replaced sources.
         let mut named = Vec::new();
         let mut written = 0;
+        // Chunks hold distinct keys: several are written at once, so that the round trips of
+        // one (reads, compare-and-set, the log, WAIT) overlap the others'.
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
         let mut chunk: Vec<(Vec<u8>, Vec<Mutation>)> = Vec::new();
         let mut stream = import.stream()?;
         let mut pending: Option<crate::bulk::Entry> = stream.next().transpose()?;
@@ -866,7 +915,13 @@ impl Cluster {
                 }
                 _ => {
                     if chunk.len() == IMPORT_CHUNK {
-                        written += self.write_chunk(std::mem::take(&mut chunk)).await?;
+                        if in_flight.len() == CHUNKS_IN_FLIGHT {
+                            use futures_util::StreamExt as _;
+                            if let Some(done) = in_flight.next().await {
+                                written += done?;
+                            }
+                        }
+                        in_flight.push(self.write_chunk(std::mem::take(&mut chunk)));
                     }
                     if !replaced.is_empty() {
                         named.push(crate::filter::key_hash(&key));
@@ -876,7 +931,13 @@ impl Cluster {
             }
             pending = stream.next().transpose()?;
         }
-        written += self.write_chunk(chunk).await?;
+        in_flight.push(self.write_chunk(chunk));
+        {
+            use futures_util::StreamExt as _;
+            while let Some(done) = in_flight.next().await {
+                written += done?;
+            }
+        }
         let retracted = if replaced.is_empty() {
             0
         } else {
@@ -1143,6 +1204,15 @@ impl Backend for Cluster {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    async fn heartbeat(&self, seconds: u64) -> Result<u32, StoreError> {
+        let mut invocation = self.heartbeat.key(format!("{}:nodes", self.namespace));
+        invocation.arg(&self.holder).arg(seconds.max(1));
+        invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
     }
 
     async fn lease(&self, name: &str, seconds: u64) -> Result<bool, StoreError> {
@@ -1463,13 +1533,8 @@ impl Backend for Cluster {
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        let floor = match oldest.first() {
-            Some((entry, _)) => entry
-                .split('-')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| corrupt(format!("change log entry {entry:?}")))?
-                .saturating_sub(1),
+        let floor = match oldest.into_iter().next() {
+            Some((id, fields)) => log_entry(&id, fields)?.0.saturating_sub(1),
             None => sequence,
         };
         Ok(SyncState {
@@ -1508,7 +1573,40 @@ fn block_on<T>(
 }
 
 /// Entries of the change log read at a time.
-const LOG_PAGE: usize = 1_000;
+/// Entries of the change log read at a time (each holds the keys of one write).
+const LOG_PAGE: usize = 16;
+
+/// Keys as the change log's entries hold them: each as a u8 length and its bytes (a storage
+/// key is at most 254 bytes).
+fn pack_keys(keys: &[Vec<u8>]) -> Vec<u8> {
+    let mut packed = Vec::with_capacity(keys.iter().map(|key| key.len() + 1).sum());
+    for key in keys {
+        packed.push(key.len() as u8);
+        packed.extend_from_slice(key);
+    }
+    packed
+}
+
+/// The first sequence number of a change log entry and its keys, in order.
+fn log_entry(
+    id: &str,
+    mut fields: HashMap<String, Vec<u8>>,
+) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+    let malformed = || corrupt(format!("change log entry {id:?} is malformed"));
+    let first = fields
+        .remove("f")
+        .and_then(|first| std::str::from_utf8(&first).ok()?.parse::<u64>().ok())
+        .ok_or_else(malformed)?;
+    let packed = fields.remove("k").ok_or_else(malformed)?;
+    let mut keys = Vec::new();
+    let mut rest = packed.as_slice();
+    while let Some((&length, tail)) = rest.split_first() {
+        let key = tail.get(..usize::from(length)).ok_or_else(malformed)?;
+        keys.push(key.to_vec());
+        rest = &tail[usize::from(length)..];
+    }
+    Ok((first, keys))
+}
 
 /// Keys of a snapshot read at a time from each node.
 const SCAN_PAGE: usize = 1_000;
@@ -1536,12 +1634,14 @@ impl Cluster {
         let io = self.stream_error("write the changes of");
         let mut stream = StreamWriter::new(out, &header).map_err(&io)?;
         let mut seen = std::collections::HashSet::new();
-        let mut next = after + 1;
-        while next <= to {
+        // Entries whose last number is `after + 1` or more, in order; the first may hold
+        // numbers before it, the last numbers past `to`: those are left out.
+        let mut start = format!("{}-0", after + 1);
+        'pages: loop {
             let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
                 .arg(self.log_key("stream"))
-                .arg(format!("{next}-0"))
-                .arg(format!("{to}-1"))
+                .arg(&start)
+                .arg("+")
                 .arg("COUNT")
                 .arg(LOG_PAGE)
                 .query_async(&mut self.connection.clone())
@@ -1551,18 +1651,21 @@ impl Cluster {
                 break;
             }
             let mut keys = Vec::new();
-            for (id, mut fields) in entries {
-                let sequence = id
-                    .split('-')
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .ok_or_else(|| corrupt(format!("change log entry {id:?}")))?;
-                next = sequence + 1;
-                let key = fields
-                    .remove("k")
-                    .ok_or_else(|| corrupt(format!("change log entry {id} names no key")))?;
-                if seen.insert(key.clone()) {
-                    keys.push(key);
+            let mut done = false;
+            for (id, fields) in entries {
+                let (first, changed) = log_entry(&id, fields)?;
+                start = format!("({id}");
+                for (sequence, key) in (first..).zip(changed) {
+                    if sequence > to {
+                        done = true;
+                        break;
+                    }
+                    if sequence > after && seen.insert(key.clone()) {
+                        keys.push(key);
+                    }
+                }
+                if done {
+                    break;
                 }
             }
             let values = self
@@ -1577,6 +1680,9 @@ impl Cluster {
                 .await?;
             for (key, value) in keys.into_iter().zip(values) {
                 stream.entry(&SyncEntry { key, value }).map_err(&io)?;
+            }
+            if done {
+                break 'pages;
             }
         }
         stream.finish().map_err(&io)?;

@@ -735,6 +735,45 @@ pub async fn every_change_has_the_next_sequence_number(store: &Store) {
         entries += 1;
     }
     assert!(entries >= 1, "the changed key is in the stream");
+
+    // A page holds exactly the changes numbered in it, however the log groups them: five
+    // keys changed by one write, asked for two at a time from the second on.
+    let start = store.sync_state().await.expect("sync state").sequence;
+    let five: Vec<Change> = (0..5)
+        .map(|i| {
+            put(
+                &object(ObjectKind::Domain, &format!("paged-{i}.example")),
+                record("feed:a", Verdict::Untrusted, 80, 10),
+            )
+        })
+        .collect();
+    store.apply(five).await.expect("apply");
+    assert_eq!(
+        store.sync_state().await.expect("sync state").sequence,
+        start + 5
+    );
+    for (after, limit, expected) in [(start + 1, 2, 2), (start, 10, 5), (start + 4, 10, 1)] {
+        let store = store.clone();
+        let (answer, stream) = tokio::task::spawn_blocking(move || {
+            let mut stream = Vec::new();
+            let answer = store.write_changes(after, limit, &mut stream);
+            (answer, stream)
+        })
+        .await
+        .expect("the writing thread");
+        match answer.expect("changes") {
+            crate::ChangesAnswer::Written(header) => {
+                assert_eq!(header.to, after + expected, "{header:?}");
+            }
+            other => panic!("a stream of changes, not {other:?}"),
+        }
+        let mut reader = crate::sync::StreamReader::new(&stream[..]).expect("a stream");
+        let mut entries = 0;
+        while reader.next_entry().expect("entry").is_some() {
+            entries += 1;
+        }
+        assert_eq!(entries, expected, "after {after}, {limit} at most");
+    }
 }
 
 pub async fn statistics_fold_into_aggregates_and_mark_objects_dirty(store: &Store) {

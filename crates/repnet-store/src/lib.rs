@@ -453,6 +453,13 @@ impl Store {
         self.backend.lease(name, seconds).await
     }
 
+    /// Notes this server as alive for `seconds`; answers how many servers of the same
+    /// knowledge base did within that time (1 on the embedded store): for what they share,
+    /// such as a licence key's rate.
+    pub async fn heartbeat(&self, seconds: u64) -> Result<u32, StoreError> {
+        self.backend.heartbeat(seconds).await
+    }
+
     /// Whether the store can serve now: `Unavailable` while a Redis Cluster store cannot be
     /// reached or has slots no master serves (readiness probes); always `Ok` for LMDB.
     pub async fn check(&self) -> Result<(), StoreError> {

@@ -103,6 +103,9 @@ async fn two_stores_on_one_cluster_are_one_knowledge_base_that_a_private_server_
         other.lease("feed:x", 1).await.unwrap(),
         "each lease is its own"
     );
+    // The servers alive, for what they share (a licence key's rate).
+    assert_eq!(one.heartbeat(15).await.unwrap(), 1);
+    assert_eq!(other.heartbeat(15).await.unwrap(), 2);
 
     // A private server on the embedded store pulls a snapshot from a cluster node, then the
     // changes after it, as from any server.

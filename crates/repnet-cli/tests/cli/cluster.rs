@@ -33,6 +33,23 @@ fn node(cluster: &RedisCluster, dir: &Path) -> ServerProcess {
     server
 }
 
+/// `GET path` of a server's admin API, as JSON.
+fn get_admin(url: &str, path: &str) -> Value {
+    block_on(async {
+        repnet_client::http_client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{url}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
 /// `GET path` of a server: the status and the body as JSON.
 fn get(url: &str, path: &str) -> (u16, Value) {
     block_on(async {
@@ -283,4 +300,62 @@ fn a_cluster_down_is_unavailable_and_the_node_recovers_by_itself() {
     });
     let output = lookup(&server, &["kept.example"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}
+
+#[test]
+fn a_scheduled_feed_is_refreshed_by_one_node_at_a_time() {
+    let _one = one_cluster();
+    let cluster = RedisCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("corp.txt");
+    std::fs::write(&list, format!("{}\n", "ab".repeat(32))).unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[feeds]]\nname = \"corp\"\nformat = \"hashlist\"\npath = {:?}\ninterval_seconds = 3600\nverdict = \"untrusted\"\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let store = store(&cluster);
+    let nodes: Vec<ServerProcess> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let (server, log) = ServerProcess::start_with(
+                &dir.path().join(name),
+                &["--store", &store, "--config", config.to_str().unwrap()],
+            );
+            ServerProcess::drain(log, None);
+            server
+        })
+        .collect();
+    // Both nodes' feed workers have had their turn.
+    until(60, "both nodes' feed workers to run", || {
+        nodes.iter().all(|node| {
+            status(node)["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|worker| worker["name"] == "feed:corp" && worker["units"].as_u64() >= Some(1))
+        })
+    });
+    let states: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            get_admin(&node.url, "/v1/admin/feeds")["feeds"][0]["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        states.iter().filter(|state| *state == "imported").count(),
+        1,
+        "one node refreshed the feed, the other left it to it: {states:?}"
+    );
+    for node in &nodes {
+        let output = lookup(node, &["--format", "json", &"ab".repeat(32)]);
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    }
 }
