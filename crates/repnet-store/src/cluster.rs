@@ -1026,42 +1026,53 @@ impl Cluster {
         }
         let keys: Vec<Vec<u8>> = chunk.iter().map(|(key, _)| key.clone()).collect();
         let mut current = self.fetch(&keys).await?;
+        let decode = |value: &Option<Vec<u8>>| match value {
+            Some(bytes) => record::decode(bytes).map_err(corrupt),
+            None => Ok(StoredRecord::default()),
+        };
+        // Each key as the chunk found it, and as it leaves it: a key is logged when they
+        // differ, however many rounds it took (a write that landed but was reported lost —
+        // a pipeline cut by a failover — is found written in the next round).
+        let initial: Vec<StoredRecord> = current.iter().map(decode).collect::<Result<_, _>>()?;
+        let mut finals: HashMap<usize, StoredRecord> = HashMap::new();
         let mut todo: Vec<usize> = (0..chunk.len()).collect();
-        let mut changed = Vec::new();
         let mut written = 0;
-        for _ in 0..MAX_RETRIES {
+        for round in 0..MAX_RETRIES {
             let mut writes = Vec::new();
             for &index in &todo {
-                let before = match &current[index] {
-                    Some(bytes) => record::decode(bytes).map_err(corrupt)?,
-                    None => StoredRecord::default(),
-                };
+                let before = decode(&current[index])?;
                 let mut stored = before.clone();
                 let mut any = false;
                 for mutation in &chunk[index].1 {
                     any |= stored.apply(mutation);
                 }
                 if any {
-                    writes.push((index, before, stored));
+                    writes.push((index, stored));
+                } else if round > 0 {
+                    // Nothing left to do: the key holds what the import wanted.
+                    finals.insert(index, before);
                 }
             }
             let results = self
-                .compare_and_set_all(writes.iter().map(|(index, _, stored)| {
+                .compare_and_set_all(writes.iter().map(|(index, stored)| {
                     (chunk[*index].0.as_slice(), current[*index].clone(), stored)
                 }))
                 .await?;
             let mut lost = Vec::new();
-            for ((index, before, stored), done) in writes.iter().zip(results) {
+            for ((index, stored), done) in writes.into_iter().zip(results) {
                 if done {
                     written += 1;
-                    if before.differs_for_sync(stored) {
-                        changed.push(chunk[*index].0.clone());
-                    }
+                    finals.insert(index, stored);
                 } else {
-                    lost.push(*index);
+                    lost.push(index);
                 }
             }
             if lost.is_empty() {
+                let changed: Vec<Vec<u8>> = finals
+                    .iter()
+                    .filter(|(index, last)| initial[**index].differs_for_sync(last))
+                    .map(|(index, _)| chunk[*index].0.clone())
+                    .collect();
                 self.log(&changed).await?;
                 let buckets = chunk.iter().map(|(key, _)| self.bucket(key).0).collect();
                 self.wait_for_replicas(buckets).await?;

@@ -178,16 +178,33 @@ impl Cluster {
                             )
                             .await
                             .ok()
-                            .filter(|values| {
-                                values.len() == indices.len()
-                                    && !values.iter().any(|v| matches!(v, Value::ServerError(_)))
-                            })
+                            .filter(|values| values.len() == indices.len())
                     }
                     // A slot no master served when the map was read.
                     None => None,
                 };
                 let values = match values {
-                    Some(values) => values,
+                    // Only the commands that failed (a slot moved, a script not loaded there)
+                    // are sent again: the others were carried out, and a compare-and-set sent
+                    // twice would report its own write as another writer's.
+                    Some(mut values) => {
+                        let failed: Vec<usize> = (0..values.len())
+                            .filter(|&at| matches!(values[at], Value::ServerError(_)))
+                            .collect();
+                        if !failed.is_empty() {
+                            self.forget_slot_map();
+                            let again: Vec<usize> = failed.iter().map(|&at| indices[at]).collect();
+                            for (at, value) in failed
+                                .into_iter()
+                                .zip(self.one_by_one(commands, &again).await?)
+                            {
+                                values[at] = value;
+                            }
+                        }
+                        values
+                    }
+                    // The pipeline was not answered: what it carried out is unknown, and each
+                    // command is sent again through the client (its redirections, reconnects).
                     None => {
                         self.forget_slot_map();
                         self.one_by_one(commands, &indices).await?
