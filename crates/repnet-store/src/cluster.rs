@@ -853,7 +853,7 @@ impl Applier for Cluster {
 }
 
 /// Keys of an import written at a time.
-const IMPORT_CHUNK: usize = 2_000;
+const IMPORT_CHUNK: usize = 10_000;
 /// Chunks of an import being written at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
