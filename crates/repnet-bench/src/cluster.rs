@@ -16,14 +16,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use futures_util::future::try_join_all;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
+
+use repnet_testkit::{RedisCluster, redis_cli};
 
 use crate::keys;
 use crate::load::{self, Measurement, Request};
@@ -50,115 +52,6 @@ pub(crate) struct ClusterResults {
     pub(crate) single_one: Measurement,
     pub(crate) single_two: Measurement,
     pub(crate) single_raw: Measurement,
-}
-
-/// The six `redis-server`s, killed when dropped.
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Loopback ports free now with their bus ports (+10000).
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let mut ports = Vec::new();
-    let mut candidate = 21_000 + (std::process::id() % 4_000) as u16;
-    while ports.len() < count {
-        candidate += 1;
-        if candidate > 31_000 {
-            bail!("no free loopback ports for a cluster");
-        }
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free(candidate) && free(candidate + 10_000) {
-            ports.push(candidate);
-        }
-    }
-    Ok(ports)
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
-    let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Polls `check` every 50 ms for at most `seconds`.
-async fn until(seconds: u64, what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !check() {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-async fn start_cluster(redis_server: &Path, dir: &Path) -> anyhow::Result<(Nodes, Vec<u16>)> {
-    let ports = free_ports(6)?;
-    let mut nodes = Nodes(Vec::new());
-    for port in &ports {
-        let home = dir.join(port.to_string());
-        std::fs::create_dir_all(&home)?;
-        nodes.0.push(
-            Command::new(redis_server)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(["--repl-diskless-sync-delay", "0"])
-                .arg("--dir")
-                .arg(&home)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start {}", redis_server.display()))?,
-        );
-    }
-    for port in &ports {
-        until(30, "redis-server to answer", || {
-            redis_cli(*port, &["ping"]).is_some_and(|answer| answer.trim() == "PONG")
-        })
-        .await?;
-    }
-    let output = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .output()
-        .context("cannot run redis-cli (Debian: redis-tools, installed with redis-server)")?;
-    if !output.status.success() {
-        bail!(
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-    }
-    for port in &ports {
-        until(60, "the cluster to serve every slot", || {
-            redis_cli(*port, &["cluster", "info"]).is_some_and(|info| {
-                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
-            })
-        })
-        .await?;
-    }
-    Ok((nodes, ports))
 }
 
 /// Bytes the masters hold (`used_memory`), summed.
@@ -385,7 +278,14 @@ pub(crate) async fn run(settings: &Settings<'_>) -> anyhow::Result<ClusterResult
     }
     std::fs::create_dir_all(&dir)?;
     eprintln!("cluster: starting three masters and three replicas…");
-    let (_nodes, ports) = start_cluster(settings.redis_server, &dir).await?;
+    let redis_server = settings.redis_server.to_path_buf();
+    let cluster =
+        tokio::task::spawn_blocking(move || RedisCluster::start_in_memory(&redis_server)).await?;
+    let ports: Vec<u16> = cluster
+        .addresses()
+        .iter()
+        .filter_map(|address| address.rsplit(':').next()?.parse().ok())
+        .collect();
     let store = format!(
         "redis://{}",
         ports

@@ -419,6 +419,9 @@ impl Default for Xdg {
 pub struct RedisCluster {
     dir: tempfile::TempDir,
     nodes: Vec<RedisNode>,
+    /// The `redis-server` binary, and whether nodes keep an append-only file.
+    server: std::path::PathBuf,
+    append_only: bool,
 }
 
 #[derive(Debug)]
@@ -430,11 +433,23 @@ struct RedisNode {
 impl RedisCluster {
     /// Starts the six nodes and waits until the cluster serves every slot.
     pub fn start() -> RedisCluster {
+        RedisCluster::launch(std::path::Path::new("redis-server"), true)
+    }
+
+    /// The same cluster of `server` (a `redis-server` binary) without persistence: for
+    /// benchmarks, where an append-only file would measure the disk.
+    pub fn start_in_memory(server: &std::path::Path) -> RedisCluster {
+        RedisCluster::launch(server, false)
+    }
+
+    fn launch(server: &std::path::Path, append_only: bool) -> RedisCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ports = free_cluster_ports(6);
         let mut cluster = RedisCluster {
             dir,
             nodes: Vec::new(),
+            server: server.to_path_buf(),
+            append_only,
         };
         for port in ports {
             let child = cluster.spawn(port);
@@ -488,10 +503,11 @@ impl RedisCluster {
     fn spawn(&self, port: u16) -> std::process::Child {
         let home = self.dir.path().join(port.to_string());
         std::fs::create_dir_all(&home).expect("node directory");
-        std::process::Command::new("redis-server")
+        std::process::Command::new(&self.server)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-            .args(["--appendonly", "yes", "--save", ""])
+            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
+            .args(["--save", ""])
             // Replicas synchronise at once, not after the default 5 s wait for others: a
             // replica that never synchronised cannot take over from its master.
             .args(["--repl-diskless-sync-delay", "0"])
