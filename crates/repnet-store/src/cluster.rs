@@ -211,7 +211,18 @@ impl Cluster {
             .retries(3)
             .build()
             .map_err(unavailable)?;
-        let connection = client.get_async_connection().await.map_err(unavailable)?;
+        let connection = client.get_async_connection().await.map_err(|error| {
+            // A standalone Redis answers, but is not a cluster: say what to set up instead.
+            match error.detail() {
+                Some(detail) if detail.contains("cluster support disabled") => {
+                    StoreError::Unavailable(format!(
+                        "{} is a Redis without cluster mode: start the nodes with `cluster-enabled yes` and join them with `redis-cli --cluster create`",
+                        options.nodes.join(",")
+                    ))
+                }
+                _ => unavailable(error),
+            }
+        })?;
         let cluster = Cluster {
             connection,
             namespace: options.namespace.clone(),
