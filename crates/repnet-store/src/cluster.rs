@@ -28,6 +28,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -263,13 +264,27 @@ impl Cluster {
 
     /// The hex of the bucket a storage key falls in, and the rest of the key.
     fn split<'k>(&self, key: &'k [u8]) -> (String, &'k [u8]) {
-        let split = key.len().min(BUCKET_BYTES);
-        (hex(&key[..split]), &key[split..])
+        (hex(bucket_bytes(key)), field_bytes(key))
     }
 
     fn bucket(&self, key: &[u8]) -> (String, Vec<u8>) {
         let (bucket, rest) = self.split(key);
         (format!("{}:o:{{{bucket}}}", self.namespace), rest.to_vec())
+    }
+
+    /// `keys` as runs of consecutive keys in one bucket, each with its bucket's name: the
+    /// sorted keys of an import's chunk make one run per bucket, named once.
+    fn bucket_runs<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<(String, Range<usize>)> {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for end in 1..=keys.len() {
+            let first = keys[start].as_ref();
+            if end == keys.len() || bucket_bytes(keys[end].as_ref()) != bucket_bytes(first) {
+                runs.push((self.bucket(bucket_bytes(first)).0, start..end));
+                start = end;
+            }
+        }
+        runs
     }
 
     fn log_key(&self, name: &str) -> String {
@@ -280,42 +295,32 @@ impl Cluster {
         format!("{}:{name}", self.namespace)
     }
 
-    /// The raw values under `keys`, fetched concurrently (the connection pipelines them to
-    /// each node).
-    async fn fetch(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // One HMGET per bucket (an import's chunk of sorted keys falls in few), pipelined
-        // per master.
-        let mut by_bucket: HashMap<String, (redis::Cmd, Vec<usize>)> = HashMap::new();
-        for (index, key) in keys.iter().enumerate() {
-            let (bucket, field) = self.bucket(key);
-            let (command, indices) = by_bucket.entry(bucket).or_insert_with_key(|bucket| {
+    /// The raw values under `keys`: one `HMGET` per bucket, pipelined per master.
+    async fn fetch<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let runs = self.bucket_runs(keys);
+        let commands = runs
+            .iter()
+            .map(|(bucket, run)| {
                 let mut command = redis::cmd("HMGET");
                 command.arg(bucket);
-                (command, Vec::new())
-            });
-            command.arg(field);
-            indices.push(index);
-        }
-        let (commands, groups): (Vec<pipelines::Routed>, Vec<Vec<usize>>) = by_bucket
-            .into_iter()
-            .map(|(key, (command, indices))| {
-                (
-                    pipelines::Routed {
-                        key,
-                        command,
-                        fallback: pipelines::Fallback::Command,
-                    },
-                    indices,
-                )
+                for key in &keys[run.clone()] {
+                    command.arg(field_bytes(key.as_ref()));
+                }
+                pipelines::Routed {
+                    key: bucket.clone(),
+                    command,
+                    fallback: pipelines::Fallback::Command,
+                }
             })
-            .unzip();
+            .collect();
         let answers = self.run_pipelined(commands).await?;
-        let mut values = vec![None; keys.len()];
-        for (indices, answer) in groups.into_iter().zip(answers) {
+        let mut values = Vec::with_capacity(keys.len());
+        for ((_, run), answer) in runs.into_iter().zip(answers) {
             let answer: Vec<Option<Vec<u8>>> = redis::from_redis_value(answer).map_err(corrupt)?;
-            for (index, value) in indices.into_iter().zip(answer) {
-                values[index] = value;
+            if answer.len() != run.len() {
+                return Err(corrupt("HMGET answered another number of fields"));
             }
+            values.extend(answer);
         }
         Ok(values)
     }
@@ -374,8 +379,11 @@ impl Cluster {
     }
 
     /// Interns `texts`, giving an id to each that has none; every node agrees on the ids.
-    async fn intern(&self, texts: &[String]) -> Result<(), StoreError> {
+    /// Gives each of `texts` its id (the one stored, or a new one) and caches it. Answers the
+    /// texts this call gave a new id: names no record can hold yet.
+    async fn intern(&self, texts: &[String]) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
+        let mut created = Vec::new();
         for text in texts {
             let id = match redis::cmd("HGET")
                 .arg(self.names_key("name_ids"))
@@ -400,13 +408,16 @@ impl Cluster {
                         .query_async(&mut connection)
                         .await
                         .map_err(unavailable)?;
-                    let _: bool = redis::cmd("HSETNX")
+                    let claimed: bool = redis::cmd("HSETNX")
                         .arg(self.names_key("name_ids"))
                         .arg(text)
                         .arg(candidate)
                         .query_async(&mut connection)
                         .await
                         .map_err(unavailable)?;
+                    if claimed {
+                        created.push(text.clone());
+                    }
                     redis::cmd("HGET")
                         .arg(self.names_key("name_ids"))
                         .arg(text)
@@ -421,7 +432,7 @@ impl Cluster {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(id, CachedName::new(text));
         }
-        Ok(())
+        Ok(created)
     }
 
     /// Runs `read` over records fetched on demand until it needs nothing more.
@@ -490,14 +501,19 @@ impl Cluster {
         for _ in 0..MAX_RETRIES {
             let pass = self.plan(changes, &mut raw).await?;
             let mut lost = Vec::new();
-            let done =
-                self.compare_and_set_all(pass.writes.iter().map(|(key, record)| {
-                    (key.as_slice(), raw.get(key).cloned().flatten(), record)
-                }))
-                .await?;
-            for ((key, _), done) in pass.writes.iter().zip(done) {
+            let mut writes: Vec<Swap<'_>> = pass
+                .writes
+                .iter()
+                .map(|(key, record)| {
+                    let before = raw.get(key).and_then(|value| value.as_deref());
+                    (key.as_slice(), before, record)
+                })
+                .collect();
+            writes.sort_unstable_by_key(|(key, _, _)| *key);
+            let done = self.compare_and_set_all(&writes).await?;
+            for ((key, _, _), done) in writes.iter().zip(done) {
                 if !done {
-                    lost.push(key.clone());
+                    lost.push(key.to_vec());
                 }
             }
             if !lost.is_empty() {
@@ -519,53 +535,45 @@ impl Cluster {
     }
 
     /// Writes each `(key, what was read, new record)` by compare-and-set, one script per
-    /// bucket (keys of one import chunk share buckets), buckets concurrently; answers, in
+    /// bucket (keys of one import chunk share buckets), pipelined per master; answers, in
     /// order, whether each was written (false: another writer was first).
-    async fn compare_and_set_all<'a>(
-        &self,
-        writes: impl Iterator<Item = (&'a [u8], Option<Vec<u8>>, &'a StoredRecord)>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut by_bucket: HashMap<String, (Vec<Vec<u8>>, Vec<usize>)> = HashMap::new();
-        let mut count = 0;
-        for (index, (key, before, record)) in writes.enumerate() {
-            count += 1;
-            let (bucket, field) = self.bucket(key);
-            let mut after = Vec::new();
-            if !record.is_empty() {
-                record::encode(record, &mut after);
-            }
-            let (args, indices) = by_bucket.entry(bucket).or_default();
-            args.extend([field, before.unwrap_or_default(), after]);
-            indices.push(index);
-        }
-        let (commands, groups): (Vec<pipelines::Routed>, Vec<Vec<usize>>) = by_bucket
-            .into_iter()
-            .map(|(bucket, (args, indices))| {
+    async fn compare_and_set_all(&self, writes: &[Swap<'_>]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<&[u8]> = writes.iter().map(|(key, _, _)| *key).collect();
+        let runs = self.bucket_runs(&keys);
+        let mut after = Vec::new();
+        let commands = runs
+            .iter()
+            .map(|(bucket, run)| {
                 let mut command = redis::cmd("EVALSHA");
                 command
                     .arg(self.compare_and_set.get_hash())
                     .arg(1)
-                    .arg(&bucket);
-                for arg in &args {
-                    command.arg(arg.as_slice());
+                    .arg(bucket);
+                for (key, before, record) in &writes[run.clone()] {
+                    after.clear();
+                    if !record.is_empty() {
+                        record::encode(record, &mut after);
+                    }
+                    command
+                        .arg(field_bytes(key))
+                        .arg(before.unwrap_or_default())
+                        .arg(after.as_slice());
                 }
-                (
-                    pipelines::Routed {
-                        key: bucket,
-                        command,
-                        fallback: pipelines::Fallback::Script(self.compare_and_set.clone(), args),
-                    },
-                    indices,
-                )
+                pipelines::Routed {
+                    key: bucket.clone(),
+                    command,
+                    fallback: pipelines::Fallback::Script(self.compare_and_set.clone()),
+                }
             })
-            .unzip();
+            .collect();
         let answers = self.run_pipelined(commands).await?;
-        let mut written = vec![false; count];
-        for (indices, answer) in groups.into_iter().zip(answers) {
+        let mut written = Vec::with_capacity(writes.len());
+        for ((_, run), answer) in runs.into_iter().zip(answers) {
             let done: Vec<i64> = redis::from_redis_value(answer).map_err(corrupt)?;
-            for (index, done) in indices.into_iter().zip(done) {
-                written[index] = done == 1;
+            if done.len() != run.len() {
+                return Err(corrupt("a compare-and-set answered another number of keys"));
             }
+            written.extend(done.into_iter().map(|done| done == 1));
         }
         Ok(written)
     }
@@ -644,7 +652,7 @@ impl Cluster {
     }
 
     /// Numbers the changed keys and appends them to the change log.
-    async fn log(&self, changed: &[Vec<u8>]) -> Result<(), StoreError> {
+    async fn log<K: AsRef<[u8]>>(&self, changed: &[K]) -> Result<(), StoreError> {
         if changed.is_empty() || self.change_log_max == 0 {
             return Ok(());
         }
@@ -877,7 +885,11 @@ impl Cluster {
             self.check_cursor(header).await?;
         }
         // Every name of the import interned first: the mutations then only need ids.
-        let (sources, threats) = self.resolve_import_names(import).await?;
+        let ResolvedNames {
+            sources,
+            threats,
+            created,
+        } = self.resolve_import_names(import).await?;
         let remap = |mutation: &mut Mutation| -> Result<(), StoreError> {
             let unresolved = || corrupt("an import name was not resolved");
             let (source, threat) = match mutation {
@@ -901,20 +913,24 @@ impl Cluster {
             }
             Ok(())
         };
+        // A source whose name this import gave its id has no records to retract (as on LMDB:
+        // a source never stored before has nothing to retract), which spares a first import
+        // the scan of every bucket.
         let replaced: Vec<u32> = {
             let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
             import
                 .replaced_sources()
                 .iter()
+                .filter(|source| {
+                    !matches!(source, Source::Feed(feed) if created.iter().any(|name| name == feed.as_str()))
+                })
                 .filter_map(|source| stored_source_id(&cache, source))
                 .collect()
         };
-        // The keys the import names, as hashes, for the retraction of replaced sources.
-        let mut named = Vec::new();
-        let mut written = 0;
-        // Chunks hold distinct keys: several are written at once, so that the round trips of
-        // one (reads, compare-and-set, the log, WAIT) overlap the others'.
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        // The keys the import names, for the retraction of replaced sources.
+        let mut named = Named::default();
+        // Chunks hold distinct keys, and several are written at once.
+        let mut in_flight = InFlight::default();
         let mut chunk: Vec<(Vec<u8>, Vec<Mutation>)> = Vec::new();
         let mut stream = import.stream()?;
         let mut pending: Option<crate::bulk::Entry> = stream.next().transpose()?;
@@ -926,33 +942,24 @@ impl Cluster {
                 }
                 _ => {
                     if chunk.len() == IMPORT_CHUNK {
-                        if in_flight.len() == CHUNKS_IN_FLIGHT {
-                            use futures_util::StreamExt as _;
-                            if let Some(done) = in_flight.next().await {
-                                written += done?;
-                            }
-                        }
-                        in_flight.push(self.write_chunk(std::mem::take(&mut chunk)));
+                        in_flight
+                            .push(self.write_chunk(std::mem::take(&mut chunk)))
+                            .await?;
                     }
                     if !replaced.is_empty() {
-                        named.push(crate::filter::key_hash(&key));
+                        named.push(&key);
                     }
                     chunk.push((key.to_vec(), vec![mutation]));
                 }
             }
             pending = stream.next().transpose()?;
         }
-        in_flight.push(self.write_chunk(chunk));
-        {
-            use futures_util::StreamExt as _;
-            while let Some(done) = in_flight.next().await {
-                written += done?;
-            }
-        }
+        in_flight.push(self.write_chunk(chunk)).await?;
+        let written = in_flight.finish().await?;
         let retracted = if replaced.is_empty() {
             0
         } else {
-            named.sort_unstable();
+            named.finish();
             self.retract_elsewhere(&replaced, &named).await?
         };
         if let Some(header) = import.stream_header() {
@@ -974,7 +981,7 @@ impl Cluster {
     async fn resolve_import_names(
         &self,
         import: &crate::bulk::BulkImport,
-    ) -> Result<(Vec<Option<u32>>, Vec<Option<u32>>), StoreError> {
+    ) -> Result<ResolvedNames, StoreError> {
         let names = import.names();
         let mut texts = Vec::new();
         let mut parsed = Vec::with_capacity(names.len());
@@ -1003,7 +1010,7 @@ impl Cluster {
                 .filter(|text| !cache.by_text.contains_key(text.as_str()))
                 .collect()
         };
-        self.intern(&unknown).await?;
+        let created = self.intern(&unknown).await?;
         let cache = self.names.read().unwrap_or_else(PoisonError::into_inner);
         let mut sources = Vec::with_capacity(names.len());
         let mut threats = Vec::with_capacity(names.len());
@@ -1026,7 +1033,11 @@ impl Cluster {
                 false => None,
             });
         }
-        Ok((sources, threats))
+        Ok(ResolvedNames {
+            sources,
+            threats,
+            created,
+        })
     }
 
     /// Applies each key's mutations by compare-and-set, reading a key again when another
@@ -1035,7 +1046,7 @@ impl Cluster {
         if chunk.is_empty() {
             return Ok(0);
         }
-        let keys: Vec<Vec<u8>> = chunk.iter().map(|(key, _)| key.clone()).collect();
+        let keys: Vec<&[u8]> = chunk.iter().map(|(key, _)| key.as_slice()).collect();
         let mut current = self.fetch(&keys).await?;
         let decode = |value: &Option<Vec<u8>>| match value {
             Some(bytes) => record::decode(bytes).map_err(corrupt),
@@ -1045,14 +1056,17 @@ impl Cluster {
         // differ, however many rounds it took (a write that landed but was reported lost —
         // a pipeline cut by a failover — is found written in the next round).
         let initial: Vec<StoredRecord> = current.iter().map(decode).collect::<Result<_, _>>()?;
-        let mut finals: HashMap<usize, StoredRecord> = HashMap::new();
+        let mut finals: Vec<Option<StoredRecord>> = vec![None; chunk.len()];
+        // Ascending, so that the keys written stay sorted, one run per bucket.
         let mut todo: Vec<usize> = (0..chunk.len()).collect();
         let mut written = 0;
         for round in 0..MAX_RETRIES {
             let mut writes = Vec::new();
             for &index in &todo {
-                let before = decode(&current[index])?;
-                let mut stored = before.clone();
+                let mut stored = match round {
+                    0 => initial[index].clone(),
+                    _ => decode(&current[index])?,
+                };
                 let mut any = false;
                 for mutation in &chunk[index].1 {
                     any |= stored.apply(mutation);
@@ -1061,35 +1075,46 @@ impl Cluster {
                     writes.push((index, stored));
                 } else if round > 0 {
                     // Nothing left to do: the key holds what the import wanted.
-                    finals.insert(index, before);
+                    finals[index] = Some(stored);
                 }
             }
             let results = self
-                .compare_and_set_all(writes.iter().map(|(index, stored)| {
-                    (chunk[*index].0.as_slice(), current[*index].clone(), stored)
-                }))
+                .compare_and_set_all(
+                    &writes
+                        .iter()
+                        .map(|(index, stored)| (keys[*index], current[*index].as_deref(), stored))
+                        .collect::<Vec<_>>(),
+                )
                 .await?;
             let mut lost = Vec::new();
             for ((index, stored), done) in writes.into_iter().zip(results) {
                 if done {
                     written += 1;
-                    finals.insert(index, stored);
+                    finals[index] = Some(stored);
                 } else {
                     lost.push(index);
                 }
             }
             if lost.is_empty() {
-                let changed: Vec<Vec<u8>> = finals
+                let changed: Vec<&[u8]> = finals
                     .iter()
-                    .filter(|(index, last)| initial[**index].differs_for_sync(last))
-                    .map(|(index, _)| chunk[*index].0.clone())
+                    .zip(&initial)
+                    .zip(&keys)
+                    .filter(|((last, first), _)| {
+                        last.as_ref()
+                            .is_some_and(|last| first.differs_for_sync(last))
+                    })
+                    .map(|(_, key)| *key)
                     .collect();
                 self.log(&changed).await?;
-                let buckets = chunk.iter().map(|(key, _)| self.bucket(key).0).collect();
-                self.wait_for_replicas(buckets).await?;
+                let buckets = self
+                    .bucket_runs(&keys)
+                    .into_iter()
+                    .map(|(bucket, _)| bucket);
+                self.wait_for_replicas(buckets.collect()).await?;
                 return Ok(written);
             }
-            let lost_keys: Vec<Vec<u8>> = lost.iter().map(|&i| chunk[i].0.clone()).collect();
+            let lost_keys: Vec<&[u8]> = lost.iter().map(|&index| keys[index]).collect();
             for (index, value) in lost.iter().zip(self.fetch(&lost_keys).await?) {
                 current[*index] = value;
             }
@@ -1100,37 +1125,55 @@ impl Cluster {
         ))
     }
 
-    /// Retracts the `replaced` sources from every key not in `named` (sorted key hashes):
-    /// what a replacing import no longer lists. Answers how many records went.
-    async fn retract_elsewhere(&self, replaced: &[u32], named: &[u64]) -> Result<u64, StoreError> {
+    /// Retracts the `replaced` sources from every key not in `named`: what a replacing import
+    /// no longer lists. Answers how many records went. Buckets are read in pipelined waves
+    /// and the retractions written in chunks, several at once, as an import's are.
+    async fn retract_elsewhere(&self, replaced: &[u32], named: &Named) -> Result<u64, StoreError> {
         let mut retracted = 0;
-        for bucket in self.buckets().await? {
-            let prefix = bucket_prefix(&bucket)?;
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-                .arg(&bucket)
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(unavailable)?;
-            let mut chunk = Vec::new();
-            for (field, value) in fields {
-                let mut key = prefix.clone();
-                key.extend_from_slice(&field);
-                if named.binary_search(&crate::filter::key_hash(&key)).is_ok() {
-                    continue;
-                }
-                let stored = record::decode(&value).map_err(corrupt)?;
-                let mutations: Vec<Mutation> = replaced
-                    .iter()
-                    .filter(|id| stored.sources.iter().any(|s| s.source_id == **id))
-                    .map(|&source_id| Mutation::Retract { source_id })
-                    .collect();
-                if !mutations.is_empty() {
+        let mut in_flight = InFlight::default();
+        let mut chunk = Vec::new();
+        for wave in self.buckets().await?.chunks(SCAN_PAGE) {
+            let commands = wave
+                .iter()
+                .map(|bucket| {
+                    let mut command = redis::cmd("HGETALL");
+                    command.arg(bucket);
+                    pipelines::Routed {
+                        key: bucket.clone(),
+                        command,
+                        fallback: pipelines::Fallback::Command,
+                    }
+                })
+                .collect();
+            let answers = self.run_pipelined(commands).await?;
+            for (bucket, answer) in wave.iter().zip(answers) {
+                let prefix = bucket_prefix(bucket)?;
+                let fields: Vec<(Vec<u8>, Vec<u8>)> =
+                    redis::from_redis_value(answer).map_err(corrupt)?;
+                for (field, value) in fields {
+                    let mut key = prefix.clone();
+                    key.extend_from_slice(&field);
+                    let stored = record::decode(&value).map_err(corrupt)?;
+                    let mutations: Vec<Mutation> = replaced
+                        .iter()
+                        .filter(|id| stored.sources.iter().any(|s| s.source_id == **id))
+                        .map(|&source_id| Mutation::Retract { source_id })
+                        .collect();
+                    if mutations.is_empty() || named.contains(&key) {
+                        continue;
+                    }
                     retracted += mutations.len() as u64;
                     chunk.push((key, mutations));
+                    if chunk.len() == IMPORT_CHUNK {
+                        in_flight
+                            .push(self.write_chunk(std::mem::take(&mut chunk)))
+                            .await?;
+                    }
                 }
             }
-            self.write_chunk(chunk).await?;
         }
+        in_flight.push(self.write_chunk(chunk)).await?;
+        in_flight.finish().await?;
         Ok(retracted)
     }
 
@@ -1189,6 +1232,111 @@ impl Cluster {
 }
 
 /// The stored id of `source` if it has one (a feed never named has none).
+/// Chunks of writes on their way, [`CHUNKS_IN_FLIGHT`] at most, so that the round trips of
+/// one (reads, compare-and-set, the log, `WAIT`) overlap the others'; counts what they wrote.
+struct InFlight<F> {
+    chunks: futures_util::stream::FuturesUnordered<F>,
+    written: u64,
+}
+
+impl<F> Default for InFlight<F> {
+    fn default() -> Self {
+        InFlight {
+            chunks: futures_util::stream::FuturesUnordered::new(),
+            written: 0,
+        }
+    }
+}
+
+impl<F: std::future::Future<Output = Result<u64, StoreError>>> InFlight<F> {
+    /// Sends `chunk` on its way, once one of the chunks in flight has landed if need be.
+    async fn push(&mut self, chunk: F) -> Result<(), StoreError> {
+        use futures_util::StreamExt as _;
+        if self.chunks.len() == CHUNKS_IN_FLIGHT
+            && let Some(done) = self.chunks.next().await
+        {
+            self.written += done?;
+        }
+        self.chunks.push(chunk);
+        Ok(())
+    }
+
+    /// Waits for every chunk; answers how many keys they wrote in all.
+    async fn finish(mut self) -> Result<u64, StoreError> {
+        use futures_util::StreamExt as _;
+        while let Some(done) = self.chunks.next().await {
+            self.written += done?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// A compare-and-set of one key: the key, its value as read (`None`: absent), its new record.
+type Swap<'a> = (&'a [u8], Option<&'a [u8]>, &'a StoredRecord);
+
+/// The store's ids of an import's names, by the import's ids, and the names it was the
+/// first to store.
+struct ResolvedNames {
+    sources: Vec<Option<u32>>,
+    threats: Vec<Option<u32>>,
+    created: Vec<String>,
+}
+
+/// The keys an import names, as hashes grouped by bucket: what a replacing import's
+/// retraction must leave alone. Imports come sorted by key, so a bucket's keys arrive as one
+/// run; each run is sorted and searched alone, in cache, rather than one search over all.
+#[derive(Debug, Default)]
+struct Named {
+    hashes: Vec<u64>,
+    /// The runs of `hashes` that hold each bucket's keys, by the bucket's key bytes.
+    runs: HashMap<Vec<u8>, Vec<std::ops::Range<usize>>>,
+    /// The bucket of the run being pushed, and where that run starts.
+    open: Option<(Vec<u8>, usize)>,
+}
+
+impl Named {
+    fn push(&mut self, key: &[u8]) {
+        let prefix = bucket_bytes(key);
+        if !matches!(&self.open, Some((open, _)) if open.as_slice() == prefix) {
+            self.close();
+            self.open = Some((prefix.to_vec(), self.hashes.len()));
+        }
+        self.hashes.push(crate::filter::key_hash(key));
+    }
+
+    /// Ends the last run: call before [`Named::contains`].
+    fn finish(&mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if let Some((prefix, start)) = self.open.take() {
+            let run = start..self.hashes.len();
+            self.hashes[run.clone()].sort_unstable();
+            self.runs.entry(prefix).or_default().push(run);
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        let prefix = bucket_bytes(key);
+        let hash = crate::filter::key_hash(key);
+        self.runs.get(prefix).is_some_and(|runs| {
+            runs.iter()
+                .any(|run| self.hashes[run.clone()].binary_search(&hash).is_ok())
+        })
+    }
+}
+
+/// The bytes of a storage key that name its bucket.
+fn bucket_bytes(key: &[u8]) -> &[u8] {
+    &key[..key.len().min(BUCKET_BYTES)]
+}
+
+/// The rest of a storage key: its field in its bucket.
+fn field_bytes(key: &[u8]) -> &[u8] {
+    &key[key.len().min(BUCKET_BYTES)..]
+}
+
 fn stored_source_id(names: &NameCache, source: &Source) -> Option<u32> {
     Some(match source {
         Source::Local => source_id::LOCAL,
@@ -1600,9 +1748,10 @@ const LOG_PAGE: usize = 16;
 
 /// Keys as the change log's entries hold them: each as a u8 length and its bytes (a storage
 /// key is at most 254 bytes).
-fn pack_keys(keys: &[Vec<u8>]) -> Vec<u8> {
-    let mut packed = Vec::with_capacity(keys.iter().map(|key| key.len() + 1).sum());
+fn pack_keys<K: AsRef<[u8]>>(keys: &[K]) -> Vec<u8> {
+    let mut packed = Vec::with_capacity(keys.iter().map(|key| key.as_ref().len() + 1).sum());
     for key in keys {
+        let key = key.as_ref();
         packed.push(key.len() as u8);
         packed.extend_from_slice(key);
     }

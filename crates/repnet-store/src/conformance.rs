@@ -34,6 +34,7 @@ async fn run_records(open: &impl AsyncFn() -> Store) {
     every_change_has_the_next_sequence_number(&open().await).await;
     bulk_import_matches_apply(open).await;
     a_replacing_import_retracts_what_its_source_no_longer_lists(&open().await).await;
+    a_large_replacing_import_retracts_everything_it_no_longer_lists(&open().await).await;
     a_snapshot_replicates_into_another_store(&open().await, &open().await).await;
 }
 
@@ -451,6 +452,46 @@ pub async fn a_replacing_import_retracts_what_its_source_no_longer_lists(store: 
     );
     for listed in &known[1..] {
         assert_eq!(sources(listed), ["feed:list"], "listed again or newly");
+    }
+}
+
+/// A replacing import retracts what it no longer lists however many keys that is: more
+/// than one write's worth, spread over every part of the store (30,000 domains listed, then
+/// one in three).
+pub async fn a_large_replacing_import_retracts_everything_it_no_longer_lists(store: &Store) {
+    const LISTED: usize = 30_000;
+    let domains: Vec<Object> = (0..LISTED)
+        .map(|i| object(ObjectKind::Domain, &format!("bulk{i}.example")))
+        .collect();
+    let import = |listed: Vec<Object>| {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut import = store.bulk_import().expect("bulk import");
+            import.replace_source("feed:bulk".parse().expect("source"));
+            for domain in &listed {
+                import
+                    .add(&put(domain, record("feed:bulk", Verdict::Untrusted, 80, 2)))
+                    .expect("add");
+            }
+            import.finish().expect("finish")
+        })
+    };
+    let first = import(domains.clone()).await.expect("first import");
+    assert_eq!(
+        first.retracted, 0,
+        "a first import retracts nothing: {first:?}"
+    );
+    let kept: Vec<Object> = domains.iter().step_by(3).cloned().collect();
+    let second = import(kept).await.expect("second import");
+    assert_eq!(second.retracted as usize, LISTED - LISTED / 3, "{second:?}");
+    let sample: Vec<Object> = domains.iter().step_by(997).cloned().collect();
+    let known = store.lookup(&sample).await.expect("lookup");
+    for (index, knowledge) in (0..LISTED).step_by(997).zip(&known) {
+        assert_eq!(
+            knowledge.records.len(),
+            usize::from(index % 3 == 0),
+            "domain {index}: listed again or retracted"
+        );
     }
 }
 

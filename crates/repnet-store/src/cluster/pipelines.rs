@@ -42,8 +42,9 @@ pub(super) struct Routed {
 pub(super) enum Fallback {
     /// The command itself, through the client.
     Command,
-    /// A script, by invocation (loads it where it is missing).
-    Script(redis::Script, Vec<Vec<u8>>),
+    /// A script, by invocation (loads it where it is missing), with the command's
+    /// arguments after `EVALSHA sha 1 key`.
+    Script(redis::Script),
 }
 
 impl Cluster {
@@ -235,10 +236,12 @@ impl Cluster {
             async move {
                 match &routed.fallback {
                     Fallback::Command => routed.command.query_async::<Value>(&mut connection).await,
-                    Fallback::Script(script, args) => {
+                    Fallback::Script(script) => {
                         let mut invocation = script.key(&routed.key);
-                        for arg in args {
-                            invocation.arg(arg.as_slice());
+                        for arg in routed.command.args_iter().skip(4) {
+                            if let redis::Arg::Simple(arg) = arg {
+                                invocation.arg(arg);
+                            }
                         }
                         invocation.invoke_async::<Value>(&mut connection).await
                     }
