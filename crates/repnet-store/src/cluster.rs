@@ -3,18 +3,19 @@
 //! services compatible with them, through the same protocol).
 //!
 //! Layout, under a namespace `NS` (every key starts with `NS:`):
-//! - `NS:o:{B}` — a hash per bucket `B`, the hex of a storage key's first [`BUCKET_BYTES`]
-//!   bytes (its kind's tag and the first two bytes of its digest); each field is the rest of
-//!   a key, each value its record as the embedded store encodes it (`record.rs`). Buckets
-//!   keep hundreds of records in Redis's compact hash encoding, spread over every slot, and
-//!   hold every key of a hash prefix together (for privacy-mode search).
+//! - `NS:o:{B}` — a hash per bucket `B`, the first [`BUCKET_DIGITS`] hex digits of a storage
+//!   key (its kind's tag and five digits of its digest); each field is the rest of the key
+//!   from its byte [`FIELD_START`], each value its record as the embedded store encodes it
+//!   (`record.rs`). Buckets keep tens to hundreds of records in Redis's compact hash
+//!   encoding, spread over every slot, and hold every key of a hash prefix together (for
+//!   privacy-mode search).
 //! - `NS:names` (id → text), `NS:name_ids` (text → id), `NS:name_next`: interned feed and
 //!   threat names, shared by all nodes; an id once given never changes.
 //! - `NS:local` — local verdicts' objects, comments and lapse times, by key.
 //! - `NS:{log}:seq`, `NS:{log}:stream`, `NS:{log}:id` — the change log: a sequence counter
 //!   and a Redis Stream of changed keys, in one slot so that one script numbers and appends;
 //!   one entry per write (its id the last number given, `f` the first, `k` the keys packed),
-//!   so that an import's chunk of 2,000 keys costs the log's one slot one append.
+//!   so that an import's chunk of 10,000 keys costs the log's one slot one append.
 //!
 //! Guarantees, which differ from LMDB's: a change to one key is atomic (each key is written
 //! by compare-and-set on its bucket; a change set that lost a race is re-read and re-applied,
@@ -51,8 +52,16 @@ use crate::{
 mod pipelines;
 mod statistics;
 
-/// Bytes of a storage key that name its bucket.
-const BUCKET_BYTES: usize = 3;
+/// Hex digits of a storage key that name its bucket: its kind's tag (two) and five of its
+/// digest, 2^20 buckets per kind. Buckets hold about 10 records at 10 M objects of a kind and
+/// 500 at 500 M, where Redis's compact encoding of a hash (a list scanned on every access)
+/// ends; with four digest digits (2^16 buckets), every write of a 10 M import scanned ~150
+/// fields.
+const BUCKET_DIGITS: usize = 7;
+
+/// Where a key's field in its bucket starts: the bytes wholly named by the bucket are not
+/// repeated in the field (the byte of the bucket's last digit is).
+const FIELD_START: usize = BUCKET_DIGITS / 2;
 
 /// Passes of the core over fetched records before a read or write gives up: a file's
 /// records take three (its key, the SHA-256 it is an alias of, the file's other hashes).
@@ -264,7 +273,7 @@ impl Cluster {
 
     /// The hex of the bucket a storage key falls in, and the rest of the key.
     fn split<'k>(&self, key: &'k [u8]) -> (String, &'k [u8]) {
-        (hex(bucket_bytes(key)), field_bytes(key))
+        (bucket_digits(key), field_bytes(key))
     }
 
     fn bucket(&self, key: &[u8]) -> (String, Vec<u8>) {
@@ -279,8 +288,8 @@ impl Cluster {
         let mut start = 0;
         for end in 1..=keys.len() {
             let first = keys[start].as_ref();
-            if end == keys.len() || bucket_bytes(keys[end].as_ref()) != bucket_bytes(first) {
-                runs.push((self.bucket(bucket_bytes(first)).0, start..end));
+            if end == keys.len() || bucket_id(keys[end].as_ref()) != bucket_id(first) {
+                runs.push((self.bucket(first).0, start..end));
                 start = end;
             }
         }
@@ -1288,18 +1297,18 @@ struct ResolvedNames {
 #[derive(Debug, Default)]
 struct Named {
     hashes: Vec<u64>,
-    /// The runs of `hashes` that hold each bucket's keys, by the bucket's key bytes.
-    runs: HashMap<Vec<u8>, Vec<std::ops::Range<usize>>>,
+    /// The runs of `hashes` that hold each bucket's keys, by [`bucket_id`].
+    runs: HashMap<u64, Vec<std::ops::Range<usize>>>,
     /// The bucket of the run being pushed, and where that run starts.
-    open: Option<(Vec<u8>, usize)>,
+    open: Option<(u64, usize)>,
 }
 
 impl Named {
     fn push(&mut self, key: &[u8]) {
-        let prefix = bucket_bytes(key);
-        if !matches!(&self.open, Some((open, _)) if open.as_slice() == prefix) {
+        let bucket = bucket_id(key);
+        if !matches!(self.open, Some((open, _)) if open == bucket) {
             self.close();
-            self.open = Some((prefix.to_vec(), self.hashes.len()));
+            self.open = Some((bucket, self.hashes.len()));
         }
         self.hashes.push(crate::filter::key_hash(key));
     }
@@ -1310,31 +1319,47 @@ impl Named {
     }
 
     fn close(&mut self) {
-        if let Some((prefix, start)) = self.open.take() {
+        if let Some((bucket, start)) = self.open.take() {
             let run = start..self.hashes.len();
             self.hashes[run.clone()].sort_unstable();
-            self.runs.entry(prefix).or_default().push(run);
+            self.runs.entry(bucket).or_default().push(run);
         }
     }
 
     fn contains(&self, key: &[u8]) -> bool {
-        let prefix = bucket_bytes(key);
         let hash = crate::filter::key_hash(key);
-        self.runs.get(prefix).is_some_and(|runs| {
+        self.runs.get(&bucket_id(key)).is_some_and(|runs| {
             runs.iter()
                 .any(|run| self.hashes[run.clone()].binary_search(&hash).is_ok())
         })
     }
 }
 
-/// The bytes of a storage key that name its bucket.
-fn bucket_bytes(key: &[u8]) -> &[u8] {
-    &key[..key.len().min(BUCKET_BYTES)]
+/// A storage key's bucket as a number: the count of its digits (fewer than
+/// [`BUCKET_DIGITS`] for a short key) over their value.
+fn bucket_id(key: &[u8]) -> u64 {
+    let digits = (key.len() * 2).min(BUCKET_DIGITS);
+    let mut first = [0u8; 8];
+    let len = key.len().min(8);
+    first[..len].copy_from_slice(&key[..len]);
+    // The digits past the bucket's are shifted out (all of them for an empty key).
+    let value = u64::from_be_bytes(first)
+        .checked_shr(64 - 4 * digits as u32)
+        .unwrap_or(0);
+    (digits as u64) << 56 | value
+}
+
+/// The digits that name a storage key's bucket: its first [`BUCKET_DIGITS`] in hex.
+fn bucket_digits(key: &[u8]) -> String {
+    let digits = (key.len() * 2).min(BUCKET_DIGITS);
+    let mut bucket = hex(&key[..digits.div_ceil(2)]);
+    bucket.truncate(digits);
+    bucket
 }
 
 /// The rest of a storage key: its field in its bucket.
 fn field_bytes(key: &[u8]) -> &[u8] {
-    &key[key.len().min(BUCKET_BYTES)..]
+    &key[key.len().min(FIELD_START)..]
 }
 
 fn stored_source_id(names: &NameCache, source: &Source) -> Option<u32> {
@@ -1351,11 +1376,13 @@ fn stored_source_id(names: &NameCache, source: &Source) -> Option<u32> {
     })
 }
 
-/// The key bytes a bucket's name stands for.
+/// The bytes that start every key of a bucket and are not in its fields: those its name
+/// holds whole (its last digit, half a byte, is repeated in each field).
 fn bucket_prefix(bucket: &str) -> Result<Vec<u8>, StoreError> {
     bucket
         .rsplit_once('{')
         .and_then(|(_, rest)| rest.strip_suffix('}'))
+        .and_then(|digits| digits.get(..digits.len() / 2 * 2))
         .and_then(unhex)
         .ok_or_else(|| corrupt(format!("bucket {bucket:?}")))
 }
@@ -1441,7 +1468,8 @@ impl Backend for Cluster {
         prefixes: &[SearchPrefix],
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
-        // Every key under a prefix is in one bucket (prefixes are 4 bytes or more): its
+        // Every key under a prefix is in one bucket (prefixes are 4 bytes of digest or more,
+        // a bucket names two and a half): its
         // fields, filtered here, in key order as LMDB's range gives them.
         let mut keys = Vec::new();
         for key_prefix in prefixes.iter().flat_map(crate::core::key_prefixes) {
@@ -1455,7 +1483,7 @@ impl Backend for Cluster {
                 .into_iter()
                 .filter(|field| field.starts_with(&field_prefix))
                 .map(|field| {
-                    let mut key = key_prefix[..BUCKET_BYTES].to_vec();
+                    let mut key = key_prefix[..FIELD_START].to_vec();
                     key.extend_from_slice(&field);
                     key
                 })
@@ -1967,4 +1995,45 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key is its bucket's prefix and its field again, keys that share their first
+    /// seven digits share a bucket, and the bucket's name is those digits.
+    #[test]
+    fn a_key_is_its_buckets_prefix_and_its_field() {
+        let keys: [&[u8]; 6] = [
+            &[0x01, 0xab, 0xcd, 0xe1, 0x22, 0x33],
+            &[0x01, 0xab, 0xcd, 0xef, 0x00],
+            &[0x01, 0xab, 0xcd, 0xf0],
+            &[0x01, 0xab, 0xcd],
+            &[0x01, 0xab],
+            &[],
+        ];
+        for key in keys {
+            let (bucket, field) = (bucket_digits(key), field_bytes(key));
+            let mut again = bucket_prefix(&format!("NS:o:{{{bucket}}}")).unwrap();
+            again.extend_from_slice(field);
+            assert_eq!(again, key, "bucket {bucket}");
+        }
+        assert_eq!(bucket_id(keys[0]), bucket_id(keys[1]), "same seven digits");
+        assert_ne!(
+            bucket_id(keys[1]),
+            bucket_id(keys[2]),
+            "the seventh digit differs"
+        );
+        assert_ne!(
+            bucket_id(&[]),
+            bucket_id(&[0x00]),
+            "the empty key has a bucket of its own"
+        );
+        assert_ne!(
+            bucket_id(keys[3]),
+            bucket_id(&[0x01, 0xab, 0xcd, 0x00]),
+            "shorter"
+        );
+    }
 }
