@@ -21,6 +21,7 @@ pub mod admin;
 pub mod api;
 mod body;
 mod connections;
+pub mod console;
 mod error;
 pub mod keys;
 pub mod limits;

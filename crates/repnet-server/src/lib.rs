@@ -8,6 +8,7 @@ pub use repnet_http::admin;
 mod api;
 pub mod bundle;
 pub mod config;
+mod console;
 pub mod engine;
 mod failures;
 mod feeds;
@@ -87,6 +88,8 @@ pub(crate) struct AppState {
     changing_settings: Arc<tokio::sync::Mutex<()>>,
     /// Replication streams under way.
     streams: Arc<api::replication::StreamSlots>,
+    /// When the server started (the console's uptime).
+    started: std::time::Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -276,9 +279,15 @@ impl Server {
                 config.max_replication_streams,
                 config.max_replication_streams_per_key,
             )),
+            started: std::time::Instant::now(),
         };
         Ok(Server {
-            router: api::router(Arc::new(state), config.max_body_bytes, &config.connections),
+            router: api::router(
+                Arc::new(state),
+                config.max_body_bytes,
+                &config.connections,
+                tls.is_some(),
+            ),
             store,
             feeds,
             licences,

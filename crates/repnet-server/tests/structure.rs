@@ -1,6 +1,6 @@
 //! The codebase's large-scale rules (ARCHITECTURE.md, "Invariants"), checked on the source:
 //! no module of any crate depends, through others, on itself; and the server's services
-//! import no axum (HTTP is `src/api/`'s).
+//! import no axum (HTTP is `src/api/`'s and the console's, `src/console/`).
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -173,13 +173,17 @@ fn the_servers_services_import_no_axum() {
     rust_files(&src, &mut files);
     for file in files {
         let module = module_of(&src, &file);
-        // The crate root assembles the router; `api` is the HTTP layer.
-        if module.is_empty() || module == "api" || module.starts_with("api::") {
+        // The crate root assembles the router; `api` (the API) and `console` (the
+        // administration console's pages) are the HTTP layers.
+        let http = ["api", "console"]
+            .iter()
+            .any(|layer| module == *layer || module.starts_with(&format!("{layer}::")));
+        if module.is_empty() || http {
             continue;
         }
         assert!(
             !code(&file).contains("axum"),
-            "{} imports axum: handlers and extractors belong in src/api/",
+            "{} imports axum: handlers and extractors belong in src/api/ (or src/console/)",
             file.display()
         );
     }

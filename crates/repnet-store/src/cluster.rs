@@ -388,8 +388,7 @@ impl Cluster {
     }
 
     /// Interns `texts`, giving an id to each that has none; every node agrees on the ids.
-    /// Gives each of `texts` its id (the one stored, or a new one) and caches it. Answers the
-    /// texts this call gave a new id: names no record can hold yet.
+    /// Answers the texts this call gave an id: names no record can hold yet.
     async fn intern(&self, texts: &[String]) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
         let mut created = Vec::new();
@@ -930,8 +929,9 @@ impl Cluster {
             import
                 .replaced_sources()
                 .iter()
-                .filter(|source| {
-                    !matches!(source, Source::Feed(feed) if created.iter().any(|name| name == feed.as_str()))
+                .filter(|source| match source {
+                    Source::Feed(feed) => !created.iter().any(|name| name == feed.as_str()),
+                    _ => true,
                 })
                 .filter_map(|source| stored_source_id(&cache, source))
                 .collect()
@@ -1240,7 +1240,6 @@ impl Cluster {
     }
 }
 
-/// The stored id of `source` if it has one (a feed never named has none).
 /// Chunks of writes on their way, [`CHUNKS_IN_FLIGHT`] at most, so that the round trips of
 /// one (reads, compare-and-set, the log, `WAIT`) overlap the others'; counts what they wrote.
 struct InFlight<F> {
@@ -1362,6 +1361,7 @@ fn field_bytes(key: &[u8]) -> &[u8] {
     &key[key.len().min(FIELD_START)..]
 }
 
+/// The stored id of `source` if it has one (a feed never named has none).
 fn stored_source_id(names: &NameCache, source: &Source) -> Option<u32> {
     Some(match source {
         Source::Local => source_id::LOCAL,
@@ -1469,8 +1469,8 @@ impl Backend for Cluster {
         limit: usize,
     ) -> Result<(Vec<PrefixMatch>, bool), StoreError> {
         // Every key under a prefix is in one bucket (prefixes are 4 bytes of digest or more,
-        // a bucket names two and a half): its
-        // fields, filtered here, in key order as LMDB's range gives them.
+        // a bucket names two and a half): its fields, filtered here, in key order as LMDB's
+        // range gives them.
         let mut keys = Vec::new();
         for key_prefix in prefixes.iter().flat_map(crate::core::key_prefixes) {
             let (bucket, field_prefix) = self.bucket(&key_prefix);

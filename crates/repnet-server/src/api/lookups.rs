@@ -97,7 +97,7 @@ fn item_query(item: &LookupItem<'_>, field: &str) -> Result<Lookup, ApiError> {
 
 /// Parses the object an item names, with the file's other hashes when it gives several;
 /// `field` is where it was (`object`).
-pub(super) fn item_object(
+pub(crate) fn item_object(
     item: &LookupItem<'_>,
     field: &str,
 ) -> Result<(Object, repnet_model::FileHashes), ApiError> {

@@ -8,14 +8,14 @@
 mod feeds;
 mod installations;
 mod licences;
-mod lookups;
+pub(crate) mod lookups;
 mod openapi;
 pub(crate) use openapi::openapi_json;
 mod operations;
 pub(crate) mod replication;
 mod settings;
 mod statistics;
-mod verdicts;
+pub(crate) mod verdicts;
 
 use repnet_protocol::ErrorCode;
 
@@ -42,6 +42,7 @@ pub(crate) fn router(
     state: Arc<AppState>,
     max_body_bytes: usize,
     connections: &repnet_http::Limits,
+    tls: bool,
 ) -> Router {
     let requests = Arc::new(repnet_http::RequestLimits::new(
         connections,
@@ -127,6 +128,14 @@ pub(crate) fn router(
         .route("/metrics", get(operations::metrics))
         .route("/openapi.json", get(operations::openapi))
         .merge(admin)
+        .merge(crate::console::routes(
+            Arc::clone(&state),
+            Arc::new(repnet_http::console::Console::new(
+                Arc::clone(&state.admin),
+                tls,
+                "repnet serve",
+            )),
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -201,6 +201,15 @@ fn stream_file(file: impl std::io::Read + Send + 'static, slot: StreamSlot) -> B
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let status = server_status(&state).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        repnet_protocol::to_json(&status),
+    ))
+}
+
+/// What `/v1/admin/status` and the console's status page show.
+pub(crate) async fn server_status(state: &AppState) -> Result<ServerStatus, ApiError> {
     let log = state.store.sync_state().await.map_err(|error| {
         crate::failures::store_failed("the change log could not be read", &error)
     })?;
@@ -243,10 +252,7 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<Res
             None => None,
         },
     };
-    Ok(json_response(
-        StatusCode::OK,
-        repnet_protocol::to_json(&status),
-    ))
+    Ok(status)
 }
 
 /// Applies an offline bundle (`repnet bundle export`), checked against the configured

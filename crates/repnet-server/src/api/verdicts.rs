@@ -34,6 +34,17 @@ pub(crate) async fn set_local_verdict(
     let body = body_bytes(body)?;
     let request: SetLocalVerdict<'_> =
         repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    let object = set_local(&state, &request).await?;
+    single(&state, admin_query(object), true).await
+}
+
+/// Checks a local verdict as the API and the console receive it, and stores it; answers its
+/// object. Every error names the field (`object`, `verdict`, `threat`, `categories[i]`,
+/// `comment`, `expires`) at the start of its message.
+pub(crate) async fn set_local(
+    state: &AppState,
+    request: &SetLocalVerdict<'_>,
+) -> Result<Object, ApiError> {
     let (object, hashes) = item_object(&request.object, "object")?;
     let verdict: Verdict = request
         .verdict
@@ -115,7 +126,7 @@ pub(crate) async fn set_local_verdict(
     // URLs and hashes are what users look up: never in the log at the default level.
     tracing::debug!(object = %object, %verdict, "local verdict set");
     tracing::info!(kind = %object.kind(), %verdict, "local verdict set");
-    single(&state, admin_query(object), true).await
+    Ok(object)
 }
 
 /// The answer to an admin change is about the object changed, as it is stored.
@@ -165,6 +176,12 @@ pub(crate) async fn remove_local_verdict(
         url: params.url.as_deref().map(Into::into),
     };
     let (object, _) = item_object(&item, "query")?;
+    remove_local(&state, &object).await?;
+    single(&state, admin_query(object), true).await
+}
+
+/// Removes the local verdict on `object`; `404 no_local_verdict` when there is none.
+pub(crate) async fn remove_local(state: &AppState, object: &Object) -> Result<(), ApiError> {
     let outcome = state
         .store
         .apply(vec![Change::Remove {
@@ -187,7 +204,7 @@ pub(crate) async fn remove_local_verdict(
     }
     tracing::debug!(object = %object, "local verdict removed");
     tracing::info!(kind = %object.kind(), "local verdict removed");
-    single(&state, admin_query(object), true).await
+    Ok(())
 }
 
 /// Every local verdict.

@@ -1,0 +1,348 @@
+//! The administration console over HTTP, as a browser speaks to it: a real server, forms
+//! posted as a browser posts them, the session cookie carried by hand (redirects not
+//! followed, so that each answer is seen).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use repnet_server::ServerConfig;
+use repnet_testkit::{Options, Server as TestServer, TOKEN};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+/// A browser without cookies or redirects of its own.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `POST path` with a form, carrying `cookie` if any: status, location, set-cookie, body.
+async fn post(
+    server: &TestServer,
+    cookie: Option<&str>,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String, String, String) {
+    let mut request = browser().post(server.url(path)).form(form);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    answer(request.send().await.unwrap()).await
+}
+
+async fn get(
+    server: &TestServer,
+    cookie: Option<&str>,
+    path: &str,
+) -> (u16, String, String, String) {
+    let mut request = browser().get(server.url(path));
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    answer(request.send().await.unwrap()).await
+}
+
+async fn answer(response: reqwest::Response) -> (u16, String, String, String) {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|value: &reqwest::header::HeaderValue| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (location, set_cookie) = (header(LOCATION), header(SET_COOKIE));
+    let status = response.status().as_u16();
+    (status, location, set_cookie, response.text().await.unwrap())
+}
+
+/// Signs in; answers the `Cookie` header value of the session.
+async fn sign_in(server: &TestServer) -> String {
+    let (status, location, set_cookie, _) =
+        post(server, None, "/console/login", &[("token", TOKEN)]).await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..at + 32].to_owned()
+}
+
+/// `text` as HTML shows it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sets_and_removes_a_local_verdict_and_signs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+
+    // Signed out: every page sends the browser to sign in.
+    let (status, location, _, _) = get(&server, None, "/console").await;
+    assert_eq!((status, location.as_str()), (303, "/console/status"));
+    for path in ["/console/status", "/console/verdicts"] {
+        let (status, location, _, _) = get(&server, None, path).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (303, "/console/login"),
+            "{path}"
+        );
+    }
+    let (status, _, _, page) = get(&server, None, "/console/login").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("type=\"password\""), "{page}");
+
+    // A wrong token: refused, said so, no session.
+    let (status, _, set_cookie, page) = post(
+        &server,
+        None,
+        "/console/login",
+        &[("token", "not-the-token-at-all-000")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(set_cookie.is_empty(), "{set_cookie}");
+    assert!(page.contains("not the admin token"), "{page}");
+
+    // The token: a session cookie, HttpOnly and SameSite=Strict, for /console only.
+    let (status, location, set_cookie, _) =
+        post(&server, None, "/console/login", &[("token", TOKEN)]).await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    for part in [
+        "repnet_console=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+    ] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/status").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")), "{page}");
+    assert!(page.contains("global"), "the role: {page}");
+    assert!(!page.contains(TOKEN), "the admin token is never shown");
+
+    // A form without the session's CSRF token changes nothing.
+    let (status, _, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts",
+        &[
+            ("kind", "domain"),
+            ("value", "console.example"),
+            ("verdict", "untrusted"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (_, body) = server.get("/v1/domains/console.example").await;
+    assert_eq!(body["verdict"], "unknown", "{body}");
+
+    // Set, with a comment that is markup: live on the next lookup, shown escaped.
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/verdicts").await;
+    let token = csrf(&page);
+    let comment = "<script>alert('x')</script> ticket #42";
+    let (status, location, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts",
+        &[
+            ("csrf", &token),
+            ("kind", "domain"),
+            ("value", "console.example"),
+            ("verdict", "untrusted"),
+            ("threat", "Phish.Console"),
+            ("comment", comment),
+            ("expires", ""),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/verdicts?done=added")
+    );
+    let (_, body) = server.get("/v1/domains/console.example").await;
+    assert_eq!(body["verdict"], "untrusted", "{body}");
+    assert_eq!(body["source"], "local", "{body}");
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/verdicts?done=added").await;
+    assert!(page.contains("Local verdict set"), "{page}");
+    assert!(page.contains(&escaped(comment)), "{page}");
+    assert!(
+        !page.contains("<script>"),
+        "markup from the store is escaped: {page}"
+    );
+
+    // Bad input: the API's own message beside the field, what was typed kept, nothing stored.
+    let (api_status, api_body) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&serde_json::json!({"object": {"file": "not-a-hash"}, "verdict": "untrusted"})),
+            Some(TOKEN),
+        )
+        .await;
+    let api_message = api_body["error"]["message"].as_str().unwrap().to_owned();
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts",
+        &[
+            ("csrf", &token),
+            ("kind", "file"),
+            ("value", "not-a-hash"),
+            ("verdict", "untrusted"),
+        ],
+    )
+    .await;
+    assert_eq!(status, api_status);
+    assert!(
+        page.contains(&escaped(&api_message)),
+        "{api_message} in {page}"
+    );
+    assert!(page.contains("id=\"value-error\""), "{page}");
+    assert!(page.contains("value=\"not-a-hash\""), "{page}");
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts",
+        &[
+            ("csrf", &token),
+            ("kind", "domain"),
+            ("value", "later.example"),
+            ("verdict", "untrusted"),
+            ("expires", "2001-01-01"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"expires-error\""), "{page}");
+    let (_, body) = server.get("/v1/domains/later.example").await;
+    assert_eq!(body["verdict"], "unknown", "{body}");
+
+    // Search, then remove.
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/verdicts?q=ticket+%2342").await;
+    assert!(page.contains("1 of 1 shown"), "{page}");
+    let (_, _, _, page) = get(
+        &server,
+        Some(&cookie),
+        "/console/verdicts?q=nothing-like-it",
+    )
+    .await;
+    assert!(page.contains("0 of 1 shown"), "{page}");
+    let (status, location, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts/remove",
+        &[
+            ("csrf", &token),
+            ("kind", "domain"),
+            ("value", "console.example"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/verdicts?done=removed")
+    );
+    let (_, body) = server.get("/v1/domains/console.example").await;
+    assert_eq!(body["verdict"], "unknown", "{body}");
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/verdicts/remove",
+        &[
+            ("csrf", &token),
+            ("kind", "domain"),
+            ("value", "console.example"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(page.contains("no local verdict"), "{page}");
+
+    // Signing out ends the session: the old cookie no longer opens a page.
+    let (status, location, set_cookie, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/logout",
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!((status, location.as_str()), (303, "/console/login"));
+    assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+    let (status, location, _, _) = get(&server, Some(&cookie), "/console/status").await;
+    assert_eq!((status, location.as_str()), (303, "/console/login"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_tokens_at_sign_in_are_throttled_like_the_admin_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let mut last = 0;
+    for _ in 0..=repnet_http::admin::WRONG_TOKENS_PER_MINUTE {
+        last = post(
+            &server,
+            None,
+            "/console/login",
+            &[("token", "wrong-wrong-wrong-wrong")],
+        )
+        .await
+        .0;
+    }
+    assert_eq!(last, 429, "refused after the limit");
+    // The limit is the address's: even the right token waits now.
+    let (status, _, set_cookie, page) =
+        post(&server, None, "/console/login", &[("token", TOKEN)]).await;
+    assert_eq!(status, 429);
+    assert!(set_cookie.is_empty());
+    assert!(page.contains("try again"), "{page}");
+    // Another session's pages are not affected: a signed-in browser is not this form.
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_is_off_when_the_admin_api_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(
+        dir.path(),
+        ServerConfig::default(),
+        Options::without_admin(),
+    )
+    .await;
+    let (status, _, _, page) = get(&server, None, "/console/login").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("The console is off"), "{page}");
+    let (status, _, set_cookie, _) =
+        post(&server, None, "/console/login", &[("token", TOKEN)]).await;
+    assert_eq!(status, 403);
+    assert!(set_cookie.is_empty());
+    let (status, location, _, _) = get(&server, None, "/console/verdicts").await;
+    assert_eq!((status, location.as_str()), (303, "/console/login"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_in_cookie_from_another_server_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestServer::start(other_dir.path(), ServerConfig::default()).await;
+    let cookie = sign_in(&other).await;
+    let (status, location, _, _) = get(&server, Some(&cookie), "/console/status").await;
+    assert_eq!((status, location.as_str()), (303, "/console/login"));
+    let (status, _, _, _) = get(&other, Some(&cookie), "/console/status").await;
+    assert_eq!(status, 200);
+    other.stop().await;
+    server.stop().await;
+}
