@@ -31,7 +31,7 @@ pub use licence::{
 pub use lookup::{
     ExplainedRecord, Explanation, FileHashesText, FileRef, Hashes, ItemTarget, LookupItem,
     LookupOutput, LookupRequest, LookupResponse, LookupResult, ObjectRef, Reputation, Verdict,
-    parse_lookup_request,
+    explain_records, parse_lookup_request,
 };
 pub use search::{
     HashMatch, HashSearchRequest, HashSearchResponse, MAX_PREFIXES, SearchedPrefix, parse_prefix,

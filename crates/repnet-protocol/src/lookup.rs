@@ -554,7 +554,9 @@ impl Reputation {
     }
 }
 
-pub(crate) fn explain_records(reputation: &model::Reputation) -> Explanation {
+/// What `?explain=true` adds to an answer: every record, the deciding one first with why it
+/// decided, and the rules applied.
+pub fn explain_records(reputation: &model::Reputation) -> Explanation {
     let winner = reputation.decision.map(|d| d.winner);
     let explained = |record: &model::SourceRecord,
                      expression: Option<&model::Expression>,

@@ -346,3 +346,62 @@ async fn a_sign_in_cookie_from_another_server_opens_nothing() {
     other.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_lookup_page_explains_which_source_decided_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let cookie = sign_in(&server).await;
+    let eicar = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+    // The built-in record alone.
+    let path = format!("/console/lookup?kind=file&value={eicar}");
+    let (status, _, _, page) = get(&server, Some(&cookie), &path).await;
+    assert_eq!(status, 200, "{page}");
+    for shown in ["untrusted", "EICAR-Test-File", "builtin"] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+
+    // A local verdict on it: both records shown, the local one first and deciding, with the
+    // reason the API gives.
+    let (status, _) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/verdicts",
+            Some(&serde_json::json!({"object": {"file": eicar}, "verdict": "trusted"})),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, api) = server.get(&format!("/v1/files/{eicar}?explain=true")).await;
+    let reason = api["explain"]["records"][0]["reason"].as_str().unwrap();
+    let (_, _, _, page) = get(&server, Some(&cookie), &path).await;
+    let local = page.find("<td>local</td>").expect("the local record");
+    let builtin = page.find("<td>builtin</td>").expect("the built-in record");
+    assert!(local < builtin, "the deciding record first: {page}");
+    assert!(page.contains(&escaped(reason)), "{reason} in {page}");
+
+    // Nothing known, and a value the API refuses, with the API's words.
+    let (_, _, _, page) = get(
+        &server,
+        Some(&cookie),
+        "/console/lookup?kind=domain&value=nothing.example",
+    )
+    .await;
+    assert!(page.contains("No source has said anything"), "{page}");
+    let (status, _, _, page) = get(
+        &server,
+        Some(&cookie),
+        "/console/lookup?kind=file&value=xyz",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (_, api) = server.get("/v1/files/xyz").await;
+    let message = api["error"]["message"].as_str().unwrap();
+    assert!(page.contains("class=\"error\""), "{page}");
+    assert!(
+        page.contains(&escaped(message.trim_start_matches(": "))),
+        "{message} in {page}"
+    );
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 //! page is one module; they parse forms with the API's own parsers and show the API's error
 //! messages beside the form.
 
+mod lookup;
 mod status;
 mod verdicts;
 
@@ -19,8 +20,9 @@ use crate::AppState;
 
 /// The pages, in the navigation's order.
 const NAV: &[NavLink] = &[
-    ("/console/status", "Status"),
+    ("/console/lookup", "Look up"),
     ("/console/verdicts", "Local verdicts"),
+    ("/console/status", "Status"),
 ];
 
 /// The console's routes; none when the admin API is off (then `/console` says so).
@@ -34,6 +36,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
             axum::routing::get(|| async { see_other("/console/status") }),
         )
         .route("/console/status", axum::routing::get(status::show))
+        .route("/console/lookup", axum::routing::get(lookup::show))
         .route(
             "/console/verdicts",
             axum::routing::get(verdicts::show).post(verdicts::add),

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{Pages, failure, page, signed_in, to_sign_in};
 
 /// The kinds of object a form names, with their labels.
-const KINDS: &[(&str, &str)] = &[
+pub(super) const KINDS: &[(&str, &str)] = &[
     ("file", "File hash (MD5, SHA-1 or SHA-256)"),
     ("domain", "Domain"),
     ("url", "URL"),
