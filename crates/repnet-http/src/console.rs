@@ -410,6 +410,24 @@ pub fn forbidden_form() -> Response {
     )
 }
 
+/// Any other path under `/console`: a page, not the API's JSON.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    html_page(
+        StatusCode::NOT_FOUND,
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head { meta charset="utf-8"; title { "Not found" } style { (STYLE) } }
+                body { main.narrow {
+                    h1 { "Not found" }
+                    p { "The console has no page " code { (uri.path()) } "." }
+                    p { a href="/console" { "To the console" } }
+                } }
+            }
+        },
+    )
+}
+
 /// The routes every console has: sign-in and sign-out. The pages are the server's or the
 /// proxy's own.
 pub fn routes<S>(console: Arc<Console>) -> axum::Router<S> {
@@ -418,7 +436,12 @@ pub fn routes<S>(console: Arc<Console>) -> axum::Router<S> {
             SIGN_IN_PATH,
             axum::routing::get(get_sign_in).post(post_sign_in),
         )
-        .route("/console/logout", axum::routing::post(post_sign_out))
+        .route(
+            "/console/logout",
+            // A link followed to it signs nobody out: that takes the form and its token.
+            axum::routing::post(post_sign_out).get(|| async { see_other("/console") }),
+        )
+        .route("/console/{*rest}", axum::routing::any(not_found))
         .with_state(console)
 }
 
@@ -442,7 +465,9 @@ label { display: block; font-weight: 600; margin: .6rem 0 .2rem; }
 input, select, textarea, button { font: inherit; padding: .35rem .5rem; max-width: 100%; }
 button { cursor: pointer; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #8883; vertical-align: top; overflow-wrap: anywhere; }
+th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #8883; vertical-align: top; }
+th { white-space: nowrap; }
+td code, dd code { overflow-wrap: anywhere; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 dt { font-weight: 600; }
 .error { color: var(--bad); font-weight: 600; }

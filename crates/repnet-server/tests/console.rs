@@ -405,3 +405,20 @@ async fn the_lookup_page_explains_which_source_decided_and_why() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn mistyped_console_paths_answer_pages_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let (status, _, _, page) = get(&server, None, "/console/verdict").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("no page"), "{page}");
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    // Following a link to sign out signs nobody out: that takes the form.
+    let cookie = sign_in(&server).await;
+    let (status, location, _, _) = get(&server, Some(&cookie), "/console/logout").await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    let (status, _, _, _) = get(&server, Some(&cookie), "/console/status").await;
+    assert_eq!(status, 200, "still signed in");
+    server.stop().await;
+}

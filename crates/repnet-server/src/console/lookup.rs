@@ -101,7 +101,7 @@ fn answer(reputation: &Reputation) -> Markup {
             dt { "Cached by clients for" } dd { (reputation.ttl) " s" }
         }
         h2 { "Why" }
-        p { (explanation.rule) }
+        p { "Precedence: " (explanation.rule) "." }
         @if let Some(rule) = &explanation.expression_rule { p { (rule) } }
         @if let Some(reason) = &explanation.expression_reason { p { "The expression that decided: " (reason) "." } }
         @if explanation.records.is_empty() {

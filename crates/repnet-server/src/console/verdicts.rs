@@ -267,7 +267,7 @@ async fn listing(
             }
         }
         section aria-labelledby="list-heading" {
-            h2 #list-heading { "Local verdicts" }
+            h2 #list-heading { "Verdicts set" }
             form method="get" action="/console/verdicts" role="search" {
                 label for="q" { "Search objects, threats and comments" }
                 input #q type="search" name="q" value=(query);
