@@ -422,3 +422,110 @@ async fn mistyped_console_paths_answer_pages_not_json() {
     assert_eq!(status, 200, "still signed in");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_false_positive_report_is_accepted_or_rejected_in_one_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        installation_difficulty: 8,
+        ..ServerConfig::default()
+    };
+    config.engine.established_after_hours = 0;
+    let server = TestServer::start(dir.path(), config).await;
+    let cookie = sign_in(&server).await;
+    let device = repnet_client::Client::new(&server.base)
+        .unwrap()
+        .enrol_installation()
+        .await
+        .unwrap()
+        .installation;
+    let eicar = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    let other = "ab".repeat(32);
+    for (file, comment) in [(eicar, "<b>our</b> test file"), (other.as_str(), "a tool")] {
+        let batch = serde_json::json!({
+            "statement_version": 1, "installation": device, "product": "repnet-test/1.0",
+            "events": [{"type": "false_positive", "file": file, "comment": comment}],
+        });
+        let (status, body) = server.post_json("/v1/statistics", &batch).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let other_hex = "ab".repeat(32);
+    repnet_testkit::eventually(30, "both reports queued", || async {
+        let page = get(&server, Some(&cookie), "/console/review").await.3;
+        page.contains(eicar) && page.contains(&other_hex)
+    })
+    .await;
+    let page = get(&server, Some(&cookie), "/console/review").await.3;
+    assert!(page.contains("false-positive report"), "{page}");
+    assert!(page.contains(&escaped("<b>our</b> test file")), "{page}");
+    assert!(page.contains("untrusted"), "the answer now: {page}");
+    let token = csrf(&page);
+    let (_, queue) = server
+        .call(reqwest::Method::GET, "/v1/admin/review", None, Some(TOKEN))
+        .await;
+    let id_of = |file: &str| {
+        queue["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["object"]["value"] == file)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Accept: a local trusted verdict, live on the next lookup.
+    let (status, location, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/review",
+        &[
+            ("csrf", &token),
+            ("id", &id_of(eicar)),
+            ("verdict", "trusted"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/review?done=trusted")
+    );
+    let (_, answer) = server.get(&format!("/v1/files/{eicar}")).await;
+    assert_eq!(
+        (answer["verdict"].as_str(), answer["source"].as_str()),
+        (Some("trusted"), Some("local"))
+    );
+    // Reject: closed, nothing set; a second settle of it is the API's 404.
+    let id = id_of(&other);
+    let (status, _, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/review",
+        &[("csrf", &token), ("id", &id), ("verdict", "dismiss")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, answer) = server.get(&format!("/v1/files/{other}")).await;
+    assert_eq!(answer["verdict"], "unknown", "{answer}");
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/review",
+        &[("csrf", &token), ("id", &id), ("verdict", "dismiss")],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(page.contains("no open report"), "{page}");
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/review").await;
+    assert!(page.contains("Nothing to review"), "{page}");
+    // Without the session's token, nothing is settled.
+    let (status, _, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/review",
+        &[("id", &id), ("verdict", "trusted")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    server.stop().await;
+}

@@ -14,7 +14,7 @@ pub(crate) use openapi::openapi_json;
 mod operations;
 pub(crate) mod replication;
 mod settings;
-mod statistics;
+pub(crate) mod statistics;
 pub(crate) mod verdicts;
 
 use repnet_protocol::ErrorCode;

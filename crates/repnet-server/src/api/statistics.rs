@@ -162,18 +162,10 @@ pub(crate) async fn get_engine(State(state): State<Arc<AppState>>) -> Response {
               (status = 401, body = repnet_protocol::ErrorBody)),
     security(("admin_token" = [])))]
 pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let items = state.store.review_items().await.map_err(|error| {
-        crate::failures::store_failed("the review queue could not be read", &error)
-    })?;
-    let lookups = items
-        .iter()
-        .map(|item| crate::lookup::Lookup::direct(item.object.clone()))
-        .collect();
-    let reputations = crate::lookup::assess(&state, lookups).await?;
     let list = ReviewList {
-        items: items
+        items: review_items(&state)
+            .await?
             .iter()
-            .zip(reputations)
             .map(|(item, reputation)| ReviewEntry {
                 id: item.id.clone(),
                 kind: match item.engine {
@@ -195,6 +187,22 @@ pub(crate) async fn list_review(State(state): State<Arc<AppState>>) -> Result<Re
         StatusCode::OK,
         repnet_protocol::to_json(&list),
     ))
+}
+
+/// The review queue's open items, each with its object's answer now (verdict, deciding
+/// source, prevalence): what the API lists and the console shows.
+pub(crate) async fn review_items(
+    state: &AppState,
+) -> Result<Vec<(repnet_store::ReviewItem, repnet_model::Reputation)>, ApiError> {
+    let items = state.store.review_items().await.map_err(|error| {
+        crate::failures::store_failed("the review queue could not be read", &error)
+    })?;
+    let lookups = items
+        .iter()
+        .map(|item| crate::lookup::Lookup::direct(item.object.clone()))
+        .collect();
+    let reputations = crate::lookup::assess(state, lookups).await?;
+    Ok(items.into_iter().zip(reputations).collect())
 }
 
 /// Settles a report: a local verdict on its object (or `dismiss`), and the item closes.
@@ -221,6 +229,17 @@ pub(crate) async fn settle_review(
     require_json(&headers)?;
     let body = body_bytes(body)?;
     let request: SettleReview = repnet_protocol::parse_body(&body).map_err(ApiError::from_body)?;
+    settle(&state, &id, request).await?;
+    list_review(State(state)).await
+}
+
+/// Settles review item `id`: a local verdict on its object (`trusted`, `riskware`,
+/// `untrusted`) or none (`dismiss`), and the item closes.
+pub(crate) async fn settle(
+    state: &AppState,
+    id: &str,
+    request: SettleReview,
+) -> Result<(), ApiError> {
     let verdict = match request.verdict.as_str() {
         "dismiss" => None,
         text => Some(
@@ -268,9 +287,13 @@ pub(crate) async fn settle_review(
                 crate::failures::store_failed("the local verdict could not be stored", &error)
             })?;
     }
-    state.store.remove_review(id).await.map_err(|error| {
-        crate::failures::store_failed("the review item could not be closed", &error)
-    })?;
+    state
+        .store
+        .remove_review(id.to_owned())
+        .await
+        .map_err(|error| {
+            crate::failures::store_failed("the review item could not be closed", &error)
+        })?;
     tracing::info!(kind = %item.object.kind(), settled = %request.verdict, engine = item.engine.is_some(), "review item settled");
-    list_review(State(state)).await
+    Ok(())
 }

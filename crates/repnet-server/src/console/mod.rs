@@ -4,6 +4,7 @@
 //! messages beside the form.
 
 mod lookup;
+mod review;
 mod status;
 mod verdicts;
 
@@ -22,6 +23,7 @@ use crate::AppState;
 const NAV: &[NavLink] = &[
     ("/console/lookup", "Look up"),
     ("/console/verdicts", "Local verdicts"),
+    ("/console/review", "Reports"),
     ("/console/status", "Status"),
 ];
 
@@ -37,6 +39,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
         )
         .route("/console/status", axum::routing::get(status::show))
         .route("/console/lookup", axum::routing::get(lookup::show))
+        .route(
+            "/console/review",
+            axum::routing::get(review::show).post(review::settle),
+        )
         .route(
             "/console/verdicts",
             axum::routing::get(verdicts::show).post(verdicts::add),
