@@ -529,3 +529,98 @@ async fn a_false_positive_report_is_accepted_or_rejected_in_one_action() {
     assert_eq!(status, 403);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_licence_key_is_issued_shown_once_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let cookie = sign_in(&server).await;
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/keys").await;
+    assert!(page.contains("No key is registered"), "{page}");
+    assert!(
+        page.contains("licence_revoked"),
+        "the licence-change case, in place: {page}"
+    );
+    let token = csrf(&page);
+
+    // A refused form: the API's message beside the field, nothing registered.
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/keys",
+        &[
+            ("csrf", &token),
+            ("label", "Example Corp"),
+            ("expires", "yesterday"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("id=\"expires-error\""), "{page}");
+    assert!(page.contains("No key is registered"), "{page}");
+
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/keys",
+        &[
+            ("csrf", &token),
+            ("label", "Example <Corp>"),
+            ("expires", ""),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{page}");
+    let at = page.find("id=\"issued-key\">").unwrap() + "id=\"issued-key\">".len();
+    let key = page[at..].split('<').next().unwrap().to_owned();
+    assert!(key.starts_with("repnet-") && key.len() == 39, "{key}");
+    assert!(page.contains("Example &lt;Corp&gt;"), "{page}");
+    // The key pulls changes; the listing never shows it again.
+    let pull = |key: String| {
+        let url = server.url("/v1/changes?after=0");
+        async move {
+            browser()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(pull(key.clone()).await, 200);
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/keys").await;
+    assert!(!page.contains(&key), "shown once: {page}");
+    assert!(page.contains("active"), "{page}");
+
+    // Revoked: listed as such, refused at once.
+    let (_, keys) = server
+        .call(reqwest::Method::GET, "/v1/admin/keys", None, Some(TOKEN))
+        .await;
+    let id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let (status, location, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/keys/revoke",
+        &[("csrf", &token), ("id", &id)],
+    )
+    .await;
+    assert_eq!(
+        (status, location),
+        (303, format!("/console/keys?revoked={id}"))
+    );
+    assert_eq!(pull(key).await, 401, "licence_revoked");
+    let (_, _, _, page) = get(
+        &server,
+        Some(&cookie),
+        &format!("/console/keys?revoked={id}"),
+    )
+    .await;
+    assert!(page.contains("revoked"), "{page}");
+    assert!(
+        !page.contains("aria-label=\"Revoke key"),
+        "no second revoke: {page}"
+    );
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 //! page is one module; they parse forms with the API's own parsers and show the API's error
 //! messages beside the form.
 
+mod keys;
 mod lookup;
 mod review;
 mod status;
@@ -24,6 +25,7 @@ const NAV: &[NavLink] = &[
     ("/console/lookup", "Look up"),
     ("/console/verdicts", "Local verdicts"),
     ("/console/review", "Reports"),
+    ("/console/keys", "Licence keys"),
     ("/console/status", "Status"),
 ];
 
@@ -39,6 +41,11 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
         )
         .route("/console/status", axum::routing::get(status::show))
         .route("/console/lookup", axum::routing::get(lookup::show))
+        .route(
+            "/console/keys",
+            axum::routing::get(keys::show).post(keys::issue),
+        )
+        .route("/console/keys/revoke", axum::routing::post(keys::revoke))
         .route(
             "/console/review",
             axum::routing::get(review::show).post(review::settle),
