@@ -624,3 +624,93 @@ async fn a_licence_key_is_issued_shown_once_and_revoked() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn feeds_are_listed_refreshed_and_a_file_is_imported_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = tempfile::tempdir().unwrap();
+    let list = published.path().join("domains.txt");
+    std::fs::write(&list, "listed.example\n").unwrap();
+    let feed = repnet_server::config::FeedConfig {
+        name: "local-list".to_owned(),
+        format: "domainlist".to_owned(),
+        url: None,
+        path: Some(list.clone()),
+        interval_seconds: 3600,
+        verdict: Some("untrusted".to_owned()),
+        threat: None,
+        categories: Vec::new(),
+        confidence: None,
+        top: None,
+        incremental: false,
+        allow_empty: false,
+        headers: Default::default(),
+    };
+    let config = ServerConfig {
+        feeds: vec![feed],
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(dir.path(), config).await;
+    let cookie = sign_in(&server).await;
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/feeds").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("local-list"), "{page}");
+    let token = csrf(&page);
+
+    // Refresh now: the file's new entry is imported.
+    std::fs::write(&list, "listed.example\nadded.example\n").unwrap();
+    let (status, location, _, _) = post(
+        &server,
+        Some(&cookie),
+        "/console/feeds/refresh",
+        &[("csrf", &token), ("name", "local-list")],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/feeds?refreshed=local-list")
+    );
+    let (_, reply) = server.get("/v1/domains/added.example").await;
+    assert_eq!(reply["verdict"], "untrusted", "{reply}");
+    let (status, _, _, page) = post(
+        &server,
+        Some(&cookie),
+        "/console/feeds/refresh",
+        &[("csrf", &token), ("name", "no-such-feed")],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(page.contains("no scheduled feed"), "{page}");
+
+    // Upload: a file in a form, imported as the API imports it.
+    let upload = |csrf: String, body: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf)
+            .text("format", "domainlist")
+            .text("source", "console-upload")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(body.as_bytes()).file_name("list.txt"),
+            );
+        let request = browser()
+            .post(server.url("/console/feeds/upload"))
+            .header(COOKIE, cookie.clone())
+            .multipart(form);
+        async move { answer(request.send().await.unwrap()).await }
+    };
+    let (status, _, _, page) = upload(token.clone(), "uploaded.example\n").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("feed:console-upload"), "{page}");
+    assert!(page.contains("1 stored"), "{page}");
+    let (_, reply) = server.get("/v1/domains/uploaded.example").await;
+    assert_eq!(reply["source"], "feed:console-upload", "{reply}");
+    // Without the session's token nothing is read or imported; an empty file is refused.
+    let (status, _, _, _) = upload("wrong".repeat(8), "sneaked.example\n").await;
+    assert_eq!(status, 403);
+    let (_, reply) = server.get("/v1/domains/sneaked.example").await;
+    assert_eq!(reply["verdict"], "unknown", "{reply}");
+    let (status, _, _, page) = upload(token.clone(), "").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("empty"), "{page}");
+    server.stop().await;
+}

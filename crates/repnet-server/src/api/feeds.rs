@@ -162,11 +162,22 @@ pub(super) async fn spool_body(
     max_bytes: u64,
     empty_message: &str,
 ) -> Result<tempfile::TempPath, ApiError> {
+    spool_stream(dir, body.into_data_stream(), max_bytes, empty_message).await
+}
+
+/// Writes an upload's bytes (a body, a form's file field) to a temporary file in `dir`,
+/// refusing more than `max_bytes` and nothing at all.
+pub(crate) async fn spool_stream<E: std::fmt::Display>(
+    dir: &Path,
+    stream: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    max_bytes: u64,
+    empty_message: &str,
+) -> Result<tempfile::TempPath, ApiError> {
     let temporary = crate::feeds::temp_file(dir)
         .map_err(|error| ApiError::internal("cannot spool the upload", &error))?;
     let (file, path) = temporary.into_parts();
     let mut file = tokio::fs::File::from_std(file);
-    let mut stream = body.into_data_stream();
+    let mut stream = std::pin::pin!(stream);
     let mut written = 0u64;
     use futures_util::StreamExt as _;
     while let Some(chunk) = stream.next().await {

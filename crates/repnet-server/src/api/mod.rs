@@ -5,7 +5,7 @@
 //! which import no axum. What the server and the proxy share (`ApiError`, `JsonBody`, the
 //! admin gate, the licence-key endpoints) is `repnet_http`'s.
 
-mod feeds;
+pub(crate) mod feeds;
 mod installations;
 mod licences;
 pub(crate) mod lookups;
@@ -34,7 +34,12 @@ use repnet_http::ApiError;
 fn long_request(path: &str) -> bool {
     matches!(
         path,
-        "/v1/admin/imports" | "/v1/admin/bundles" | "/v1/changes" | "/v1/snapshot"
+        "/v1/admin/imports"
+            | "/v1/admin/bundles"
+            | "/v1/changes"
+            | "/v1/snapshot"
+            | "/console/feeds/upload"
+            | "/console/feeds/refresh"
     ) || (path.starts_with("/v1/admin/feeds/") && path.ends_with("/refresh"))
 }
 

@@ -3,6 +3,7 @@
 //! page is one module; they parse forms with the API's own parsers and show the API's error
 //! messages beside the form.
 
+mod feeds;
 mod keys;
 mod lookup;
 mod review;
@@ -25,6 +26,7 @@ const NAV: &[NavLink] = &[
     ("/console/lookup", "Look up"),
     ("/console/verdicts", "Local verdicts"),
     ("/console/review", "Reports"),
+    ("/console/feeds", "Feeds"),
     ("/console/keys", "Licence keys"),
     ("/console/status", "Status"),
 ];
@@ -46,6 +48,17 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
             axum::routing::get(keys::show).post(keys::issue),
         )
         .route("/console/keys/revoke", axum::routing::post(keys::revoke))
+        .route("/console/feeds", axum::routing::get(feeds::show))
+        .route(
+            "/console/feeds/refresh",
+            axum::routing::post(feeds::refresh),
+        )
+        .route(
+            "/console/feeds/upload",
+            // Bounded by the feeds' own upload limit (`max_upload_bytes`) as it is spooled,
+            // not by the limit of API bodies.
+            axum::routing::post(feeds::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route(
             "/console/review",
             axum::routing::get(review::show).post(review::settle),
