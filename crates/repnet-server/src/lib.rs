@@ -90,6 +90,8 @@ pub(crate) struct AppState {
     streams: Arc<api::replication::StreamSlots>,
     /// When the server started (the console's uptime).
     started: std::time::Instant,
+    /// How long raw statistics events are kept (the console's privacy page).
+    statistics_retention_days: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -280,6 +282,7 @@ impl Server {
                 config.max_replication_streams_per_key,
             )),
             started: std::time::Instant::now(),
+            statistics_retention_days: config.statistics_retention_days,
         };
         Ok(Server {
             router: api::router(

@@ -714,3 +714,31 @@ async fn feeds_are_listed_refreshed_and_a_file_is_imported_from_the_console() {
     assert!(page.contains("empty"), "{page}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_privacy_page_shows_the_statement_as_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let cookie = sign_in(&server).await;
+    let (_, statement) = server.get("/v1/statement").await;
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/participation").await;
+    assert_eq!(status, 200);
+    let text = statement["text"].as_str().unwrap();
+    let first_line = text.lines().next().unwrap();
+    assert!(
+        page.contains(&escaped(first_line)),
+        "{first_line} in {page}"
+    );
+    assert!(
+        page.contains(&format!("<dd>{}</dd>", statement["version"])),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "{} days",
+            ServerConfig::default().statistics_retention_days
+        )),
+        "{page}"
+    );
+    server.stop().await;
+}

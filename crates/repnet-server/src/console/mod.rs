@@ -6,6 +6,7 @@
 mod feeds;
 mod keys;
 mod lookup;
+mod participation;
 mod review;
 mod status;
 mod verdicts;
@@ -27,6 +28,7 @@ const NAV: &[NavLink] = &[
     ("/console/verdicts", "Local verdicts"),
     ("/console/review", "Reports"),
     ("/console/feeds", "Feeds"),
+    ("/console/participation", "Privacy"),
     ("/console/keys", "Licence keys"),
     ("/console/status", "Status"),
 ];
@@ -49,6 +51,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
         )
         .route("/console/keys/revoke", axum::routing::post(keys::revoke))
         .route("/console/feeds", axum::routing::get(feeds::show))
+        .route(
+            "/console/participation",
+            axum::routing::get(participation::show),
+        )
         .route(
             "/console/feeds/refresh",
             axum::routing::post(feeds::refresh),
