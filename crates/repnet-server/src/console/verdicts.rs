@@ -26,6 +26,9 @@ pub(super) const KINDS: &[(&str, &str)] = &[
 
 const VERDICTS: &[&str] = &["untrusted", "riskware", "trusted"];
 
+/// Verdicts listed on one page: a search narrows down more.
+const MAX_SHOWN: usize = 500;
+
 /// The add form as sent (and sent back, filled in, when it is refused).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct AddForm {
@@ -276,15 +279,19 @@ async fn listing(
             @match verdicts {
                 Err(error) => p.error role="alert" { "The local verdicts could not be read: " (error) },
                 Ok(verdicts) => {
-                    @let shown: Vec<_> = verdicts.iter().filter(|verdict| matches(verdict, query)).collect();
-                    p { (shown.len()) " of " (verdicts.len()) " shown." }
+                    @let matching: Vec<_> = verdicts.iter().filter(|verdict| matches(verdict, query)).collect();
+                    @let shown = &matching[..matching.len().min(MAX_SHOWN)];
+                    p {
+                        (shown.len()) " of " (verdicts.len()) " shown."
+                        @if shown.len() < matching.len() { " " (matching.len()) " match: search to narrow them down." }
+                    }
                     div.table-wrap { table {
                         thead { tr {
                             th scope="col" { "Object" } th scope="col" { "Verdict" } th scope="col" { "Threat" }
                             th scope="col" { "Comment" } th scope="col" { "Lapses" } th scope="col" { span.hint { "Action" } }
                         } }
                         tbody {
-                            @for verdict in shown {
+                            @for verdict in shown.iter().copied() {
                                 @let (kind, value) = form_object(&verdict.object);
                                 tr {
                                     td { span.hint { (verdict.object.kind()) } br; code { (verdict.object) } }
