@@ -712,6 +712,11 @@ async fn feeds_are_listed_refreshed_and_a_file_is_imported_from_the_console() {
     let (status, _, _, page) = upload(token.clone(), "").await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("empty"), "{page}");
+    // A text field longer than any of the form's is not read on: this route has no body limit.
+    let (status, _, _, _) = upload("x".repeat(1 << 20), "big.example\n").await;
+    assert_eq!(status, 403);
+    let (_, reply) = server.get("/v1/domains/big.example").await;
+    assert_eq!(reply["verdict"], "unknown", "{reply}");
     server.stop().await;
 }
 

@@ -128,10 +128,9 @@ pub(super) async fn upload(
             result = Some(import(&state, &params, field).await);
             break;
         }
-        let Ok(text) = field.text().await else {
+        let Some(text) = small_text(field).await else {
             return forbidden_form();
         };
-        let text = text.trim().to_owned();
         match name.as_str() {
             "csrf" => allowed = session.allows(&text),
             "format" => params.format = Some(text).filter(|text| !text.is_empty()),
@@ -154,6 +153,28 @@ pub(super) async fn upload(
     };
     let body = listing(&state, &session, Some(notice));
     page(&console, &session, "/console/feeds", "Feeds", status, body)
+}
+
+/// The longest text field the upload form has (a CSRF token, a format, a source name).
+const MAX_FIELD_BYTES: usize = 1024;
+
+/// A form's text field, trimmed; `None` when it is not UTF-8 or longer than any of the form's
+/// fields can be (the route has no body limit: the file is bounded as it is spooled, and the
+/// other fields here).
+async fn small_text(mut field: axum::extract::multipart::Field<'_>) -> Option<String> {
+    let mut bytes = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_FIELD_BYTES => {
+                bytes.extend_from_slice(&chunk)
+            }
+            Ok(None) => break,
+            Ok(Some(_)) | Err(_) => return None,
+        }
+    }
+    String::from_utf8(bytes)
+        .ok()
+        .map(|text| text.trim().to_owned())
 }
 
 async fn import(
