@@ -33,7 +33,8 @@ const NAV: &[NavLink] = &[
     ("/console/status", "Status"),
 ];
 
-/// The console's routes; none when the admin API is off (then `/console` says so).
+/// The console's routes. With the admin API off every page sends the browser to the
+/// sign-in page, which says that the console is off and how to turn it on.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
     state: Arc<AppState>,
     console: Arc<Console>,
