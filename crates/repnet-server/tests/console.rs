@@ -130,6 +130,7 @@ async fn an_operator_signs_in_sets_and_removes_a_local_verdict_and_signs_out() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(env!("CARGO_PKG_VERSION")), "{page}");
     assert!(page.contains("global"), "the role: {page}");
+    assert!(page.contains("MB on disk"), "the store's size: {page}");
     assert!(!page.contains(TOKEN), "the admin token is never shown");
 
     // A form without the session's CSRF token changes nothing.

@@ -15,6 +15,14 @@ pub(super) async fn show(
         return to_sign_in();
     };
     let uptime = state.started.elapsed().as_secs();
+    // The store's size on disk (none for a store in a Redis Cluster).
+    let disk_bytes = state
+        .store
+        .stats()
+        .await
+        .ok()
+        .map(|stats| stats.disk_bytes)
+        .filter(|bytes| *bytes > 0);
     let body = match crate::api::replication::server_status(&state).await {
         Err(error) => failure(&error),
         Ok(status) => html! {
@@ -22,7 +30,10 @@ pub(super) async fn show(
                 dt { "Role" } dd { (status.role) }
                 dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
                 dt { "Uptime" } dd { (duration(uptime)) }
-                dt { "Knowledge base" } dd { (status.knowledge_base_entries) " entries" }
+                dt { "Knowledge base" } dd {
+                    (status.knowledge_base_entries) " entries"
+                    @if let Some(bytes) = disk_bytes { ", " (format!("{:.1}", bytes as f64 / 1_000_000.0)) " MB on disk" }
+                }
                 dt { "Change log" } dd { "log " code { (status.log_id) } ", change " (status.sequence) }
                 dt { "Licence keys" } dd {
                     (status.licence_keys) " active; "
