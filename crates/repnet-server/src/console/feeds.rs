@@ -1,8 +1,8 @@
 //! Feeds: each configured feed's state, last success, last error, counts and next refresh;
 //! a refresh now; a file uploaded and imported as `POST /v1/admin/imports` imports it.
 
-use axum::extract::{Form, Multipart, Query};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Multipart, Query};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
@@ -10,7 +10,7 @@ use repnet_http::console::{Session, forbidden_form, see_other};
 use repnet_protocol::{ErrorCode, ImportParams, ImportReport};
 use serde::Deserialize;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{CsrfForm, Pages, SignedForm, SignedIn, failure, page, refused};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RefreshForm {
@@ -18,6 +18,12 @@ pub(super) struct RefreshForm {
     csrf: String,
     #[serde(default)]
     name: String,
+}
+
+impl CsrfForm for RefreshForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,12 +35,9 @@ pub(super) struct Done {
 /// `GET /console/feeds`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let refreshed = done.map(|Query(done)| done.refreshed).unwrap_or_default();
     let notice = (!refreshed.is_empty()).then(|| {
         html! { p.notice role="status" { "Feed " strong { (refreshed) } " refreshed: its state below is after the refresh." } }
@@ -54,18 +57,8 @@ pub(super) async fn show(
 /// `POST /v1/admin/feeds/{name}/refresh` does.
 pub(super) async fn refresh(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<RefreshForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<RefreshForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     match state.feeds.refresh_named(&form.name, &state.store).await {
         Some(status) => see_other(&format!(
             "/console/feeds?refreshed={}",
@@ -77,16 +70,7 @@ pub(super) async fn refresh(
                 ErrorCode::UnknownFeed,
                 format!("no scheduled feed is called {:?}", form.name),
             );
-            let body =
-                html! { (failure(&error)) p { a href="/console/feeds" { "Back to the feeds" } } };
-            page(
-                &console,
-                &session,
-                "/console/feeds",
-                "Feeds",
-                error.status,
-                body,
-            )
+            refused(&console, &session, ("/console/feeds", "Feeds"), &error)
         }
     }
 }
@@ -95,12 +79,9 @@ pub(super) async fn refresh(
 /// `file`): imports the file, bounded as an upload to the API is.
 pub(super) async fn upload(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let Ok(mut multipart) = multipart else {
         return forbidden_form();
     };

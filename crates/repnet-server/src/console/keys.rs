@@ -2,16 +2,16 @@
 //! nowhere after), list them with their last use, revoke one. The keys themselves are never
 //! kept: the store holds their hashes, as `POST /v1/admin/keys` registers them.
 
-use axum::extract::{Form, Query};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
-use repnet_http::console::{Session, forbidden_form, see_other};
+use repnet_http::console::{Session, see_other};
 use repnet_protocol::AddLicenceKey;
 use serde::Deserialize;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{CsrfForm, Pages, SignedForm, SignedIn, page, refused};
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct IssueForm {
@@ -23,12 +23,24 @@ pub(super) struct IssueForm {
     expires: String,
 }
 
+impl CsrfForm for IssueForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RevokeForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     id: String,
+}
+
+impl CsrfForm for RevokeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,12 +52,9 @@ pub(super) struct Done {
 /// `GET /console/keys`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let revoked = done.map(|Query(done)| done.revoked).unwrap_or_default();
     let notice = (!revoked.is_empty()).then(|| {
         html! { p.notice role="status" { "Key " code { (revoked) } " revoked: requests with it are refused from now on." } }
@@ -64,18 +73,8 @@ pub(super) async fn show(
 /// `POST /console/keys`: issues a new key and shows it, once.
 pub(super) async fn issue(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<IssueForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<IssueForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     let key = new_key();
     let request = AddLicenceKey {
         key: key.clone(),
@@ -124,18 +123,8 @@ pub(super) async fn issue(
 /// `POST /console/keys/revoke`.
 pub(super) async fn revoke(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<RevokeForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<RevokeForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     match state
         .licences
         .revoke(&form.id, repnet_runtime::now())
@@ -143,18 +132,12 @@ pub(super) async fn revoke(
         .map_err(ApiError::from)
     {
         Ok(licence) => see_other(&format!("/console/keys?revoked={}", licence.id)),
-        Err(error) => {
-            let body =
-                html! { (failure(&error)) p { a href="/console/keys" { "Back to the keys" } } };
-            page(
-                &console,
-                &session,
-                "/console/keys",
-                "Licence keys",
-                error.status,
-                body,
-            )
-        }
+        Err(error) => refused(
+            &console,
+            &session,
+            ("/console/keys", "Licence keys"),
+            &error,
+        ),
     }
 }
 

@@ -2,14 +2,14 @@
 //! verdict won — as `GET /v1/<kind>s/…?explain=true` answers it.
 
 use axum::extract::Query;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
 use repnet_model::{ObjectKind, Reputation};
 use serde::Deserialize;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{Pages, SignedIn, failure, page};
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Asked {
@@ -22,12 +22,9 @@ pub(super) struct Asked {
 /// `GET /console/lookup[?kind=…&value=…]`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     asked: Result<Query<Asked>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let asked = asked.map(|Query(asked)| asked).unwrap_or_default();
     let value = asked.value.trim();
     let (status, result) = if value.is_empty() {

@@ -2,20 +2,17 @@
 //! `GET /v1/statement`), its version, how long raw events are kept, and the room the
 //! statistics take on disk.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{Pages, page, signed_in, to_sign_in};
+use super::{Pages, SignedIn, page};
 
 /// `GET /console/participation`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let size = state.store.statistics_size().await;
     let statement = &state.statement;
     let body = html! {

@@ -2,15 +2,15 @@
 //! object's answer now (verdict, deciding source, prevalence), settled in one action —
 //! accepted (a local trusted verdict) or rejected — through the API's own `settle`.
 
-use axum::extract::{Form, Query};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
-use repnet_http::console::{forbidden_form, see_other};
+use repnet_http::console::see_other;
 use repnet_protocol::SettleReview;
 use serde::Deserialize;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{CsrfForm, Pages, SignedForm, SignedIn, failure, page, refused};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct SettleForm {
@@ -23,6 +23,12 @@ pub(super) struct SettleForm {
     verdict: String,
 }
 
+impl CsrfForm for SettleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Done {
     #[serde(default)]
@@ -32,12 +38,9 @@ pub(super) struct Done {
 /// `GET /console/review`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let notice = match done
         .map(|Query(done)| done.done)
         .unwrap_or_default()
@@ -122,18 +125,8 @@ pub(super) async fn show(
 /// `POST /console/review`: settles one item.
 pub(super) async fn settle(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<SettleForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<SettleForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     let request = SettleReview {
         verdict: form.verdict.clone(),
         comment: None,
@@ -147,19 +140,11 @@ pub(super) async fn settle(
                 "trusted"
             }
         )),
-        Err(error) => {
-            let body = html! {
-                (failure(&error))
-                p { a href="/console/review" { "Back to the reports" } }
-            };
-            page(
-                &console,
-                &session,
-                "/console/review",
-                "False-positive reports",
-                error.status,
-                body,
-            )
-        }
+        Err(error) => refused(
+            &console,
+            &session,
+            ("/console/review", "False-positive reports"),
+            &error,
+        ),
     }
 }

@@ -1,19 +1,16 @@
 //! The status page: role, upstream and lag, the knowledge base's size, version, uptime, the
 //! background workers.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{Pages, SignedIn, failure, page};
 
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let uptime = state.started.elapsed().as_secs();
     // The store's size on disk (none for a store in a Redis Cluster).
     let disk_bytes = state

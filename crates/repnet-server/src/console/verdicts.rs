@@ -4,16 +4,16 @@
 
 use std::borrow::Cow;
 
-use axum::extract::{Form, Query};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
-use repnet_http::console::{Session, forbidden_form, see_other};
+use repnet_http::console::{Session, see_other};
 use repnet_protocol::{FileRef, LookupItem, SetLocalVerdict};
 use serde::Deserialize;
 
-use super::{Pages, failure, page, signed_in, to_sign_in};
+use super::{CsrfForm, Pages, SignedForm, SignedIn, page, refused};
 
 /// The kinds of object a form names, with their labels.
 pub(super) const KINDS: &[(&str, &str)] = &[
@@ -48,6 +48,12 @@ pub(super) struct AddForm {
     expires: String,
 }
 
+impl CsrfForm for AddForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RemoveForm {
     #[serde(default)]
@@ -56,6 +62,12 @@ pub(super) struct RemoveForm {
     kind: String,
     #[serde(default)]
     value: String,
+}
+
+impl CsrfForm for RemoveForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,12 +82,9 @@ pub(super) struct Search {
 /// `GET /console/verdicts[?q=…]`.
 pub(super) async fn show(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     search: Result<Query<Search>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
     let search = search.map(|Query(search)| search).unwrap_or_default();
     let notice = match search.done.as_str() {
         "added" => Some("Local verdict set: lookups answer with it now."),
@@ -104,18 +113,8 @@ pub(super) async fn show(
 /// `POST /console/verdicts`: sets a local verdict.
 pub(super) async fn add(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<AddForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<AddForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     let result = match item(&form.kind, form.value.trim()) {
         Err(error) => Err(error),
         Ok(object) => {
@@ -150,18 +149,8 @@ pub(super) async fn add(
 /// `POST /console/verdicts/remove`.
 pub(super) async fn remove(
     axum::extract::State((state, console)): Pages,
-    headers: HeaderMap,
-    form: Result<Form<RemoveForm>, axum::extract::rejection::FormRejection>,
+    SignedForm(session, form): SignedForm<RemoveForm>,
 ) -> Response {
-    let Some(session) = signed_in(&console, &headers) else {
-        return to_sign_in();
-    };
-    let Ok(Form(form)) = form else {
-        return forbidden_form();
-    };
-    if !session.allows(&form.csrf) {
-        return forbidden_form();
-    }
     let result = match item(&form.kind, &form.value) {
         Err(error) => Err(error),
         Ok(item) => match crate::api::lookups::item_object(&item, "object") {
@@ -171,21 +160,12 @@ pub(super) async fn remove(
     };
     match result {
         Ok(()) => see_other("/console/verdicts?done=removed"),
-        Err(error) => {
-            let status = error.status;
-            let body = html! {
-                (failure(&error))
-                p { a href="/console/verdicts" { "Back to the local verdicts" } }
-            };
-            page(
-                &console,
-                &session,
-                "/console/verdicts",
-                "Local verdicts",
-                status,
-                body,
-            )
-        }
+        Err(error) => refused(
+            &console,
+            &session,
+            ("/console/verdicts", "Local verdicts"),
+            &error,
+        ),
     }
 }
 
