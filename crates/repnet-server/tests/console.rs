@@ -308,7 +308,6 @@ async fn wrong_tokens_at_sign_in_are_throttled_like_the_admin_apis() {
     assert_eq!(status, 429);
     assert!(set_cookie.is_empty());
     assert!(page.contains("try again"), "{page}");
-    // Another session's pages are not affected: a signed-in browser is not this form.
     server.stop().await;
 }
 
