@@ -12,6 +12,8 @@
 //! Pages are HTML rendered on the server ([`maud`] escapes every value it interpolates),
 //! with no script and no asset from elsewhere: the console works on an air-gapped site.
 
+pub mod chart;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -476,6 +478,25 @@ dt { font-weight: 600; }
 .hint { opacity: .8; font-size: .9em; }
 .table-wrap { overflow-x: auto; }
 @media (max-width: 40rem) { header form { margin-left: 0; } th, td { padding: .3rem; } }
+.windows { display: flex; gap: 1rem; list-style: none; padding: 0; }
+.windows a[aria-current=page] { font-weight: 700; text-decoration: none; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 26rem), 1fr)); gap: 1rem 2rem; }
+figure.chart { margin: 0; }
+figure.chart figcaption { font-weight: 600; }
+figure.chart svg { width: 100%; height: auto; display: block; }
+.grid { stroke: #8885; stroke-width: 1; }
+.axis { fill: currentColor; font-size: 11px; opacity: .8; }
+.bar { fill: var(--accent); }
+.line { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }
+.s0 { stroke: #1f5fa8; }
+.s1 { stroke: #c05f00; stroke-dasharray: 7 3; }
+.s2 { stroke: #1d7b36; stroke-dasharray: 2 3; }
+.s3 { stroke: #8a3fb0; stroke-dasharray: 9 3 2 3; }
+.s4 { stroke: #b0202a; stroke-dasharray: 1 6; stroke-linecap: round; stroke-width: 3; }
+.legend { display: flex; flex-wrap: wrap; gap: .2rem 1rem; list-style: none; padding: 0; margin: .2rem 0 0; font-size: .9em; }
+.swatch { width: 28px; height: 8px; margin-right: .3rem; }
+.share { display: inline-block; width: 6rem; height: .7rem; border: 1px solid #8888; vertical-align: middle; }
+.share-bar { display: block; height: 100%; background: var(--accent); }
 "#;
 
 #[cfg(test)]

@@ -111,6 +111,8 @@ pub(crate) struct Engine {
     /// Thresholds can change at run time (`PATCH /v1/admin/settings`).
     config: Mutex<EngineConfig>,
     progress: Mutex<Progress>,
+    /// Told the detected objects it examines (the console's most prevalent).
+    activity: Arc<crate::activity::Activity>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -135,11 +137,21 @@ struct Decision {
 }
 
 impl Engine {
-    pub(crate) fn new(config: EngineConfig) -> Engine {
+    pub(crate) fn new(config: EngineConfig, activity: Arc<crate::activity::Activity>) -> Engine {
         Engine {
             config: Mutex::new(config),
             progress: Mutex::new(Progress::default()),
+            activity,
         }
+    }
+
+    /// Verdicts set and removed since the server started.
+    pub(crate) fn changes(&self) -> (u64, u64) {
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (progress.set, progress.removed)
     }
 
     fn config(&self) -> EngineConfig {
@@ -238,6 +250,14 @@ impl Engine {
         let mut deferred = None;
         for (file, knowledge) in files.iter().zip(&knowledge) {
             let (object, aggregate) = (&file.object, &file.aggregate);
+            if aggregate.detections > 0 {
+                self.activity.note_prevalence(
+                    object,
+                    aggregate.devices,
+                    aggregate.detecting_devices,
+                    now.0,
+                );
+            }
             let current = knowledge
                 .records
                 .iter()

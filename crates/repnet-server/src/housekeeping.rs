@@ -1,5 +1,6 @@
 //! The server's small background workers ([`repnet_runtime::workers`]): statistics past their
-//! retention, local verdicts past their expiry, the negative-lookup filter. The larger ones
+//! retention, local verdicts past their expiry, the negative-lookup filter, the overview's
+//! activity samples. The larger ones
 //! live beside what they work on: the engine (`engine.rs`), feeds (`feeds.rs`), the upstream
 //! puller (`upstream.rs`), the statistics writer (`statistics.rs`), licence-key last uses
 //! (`repnet_licences`).
@@ -197,5 +198,72 @@ mod tests {
         settle(&workers, 3).await;
         assert!(!known().await, "removed at the first sweep after 12 s");
         workers.stop().await;
+    }
+}
+
+/// How often the activity sampler takes the counters' differences; the overview also
+/// samples when it is shown.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Samples between two saves of the activity (a minute).
+const SAVE_EVERY: u32 = 6;
+
+/// Where the sampler reads the cumulative counters.
+#[derive(Clone, Debug)]
+pub(crate) struct ActivitySources {
+    pub(crate) activity: std::sync::Arc<crate::activity::Activity>,
+    pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) store: repnet_store::Store,
+    pub(crate) engine: std::sync::Arc<crate::engine::Engine>,
+}
+
+impl ActivitySources {
+    /// Takes a sample now.
+    pub(crate) async fn sample(&self, now: u64) {
+        let mut totals = crate::activity::Counts {
+            lookups: self.metrics.lookup_totals(),
+            ..crate::activity::Counts::default()
+        };
+        if let Ok(stats) = self.store.stats().await {
+            totals.filter_checked = stats.filter_checked;
+            totals.filter_answered = stats.filter_answered;
+        }
+        (totals.engine_set, totals.engine_removed) = self.engine.changes();
+        self.activity.sample(now, totals);
+    }
+}
+
+/// The overview's activity ([`crate::activity`]): samples every [`SAMPLE_EVERY`] and saves every minute and at a stop.
+pub(crate) struct ActivitySampler {
+    pub(crate) sources: ActivitySources,
+    pub(crate) samples: u32,
+}
+
+impl repnet_runtime::Worker for ActivitySampler {
+    fn name(&self) -> String {
+        "activity".to_owned()
+    }
+
+    async fn work(
+        &mut self,
+        cx: &repnet_runtime::Context,
+    ) -> Result<repnet_runtime::Next, repnet_runtime::WorkError> {
+        self.sources.sample(cx.clock.now().0).await;
+        self.samples += 1;
+        if self.samples.is_multiple_of(SAVE_EVERY) {
+            let activity = std::sync::Arc::clone(&self.sources.activity);
+            let _ = tokio::task::spawn_blocking(move || activity.save()).await;
+        }
+        Ok(repnet_runtime::Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
+        tokio::time::sleep(SAMPLE_EVERY).await
+    }
+
+    async fn finish(&mut self, cx: &repnet_runtime::Context) {
+        self.sources.sample(cx.clock.now().0).await;
+        let activity = std::sync::Arc::clone(&self.sources.activity);
+        let _ = tokio::task::spawn_blocking(move || activity.save()).await;
     }
 }

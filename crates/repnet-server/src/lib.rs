@@ -5,6 +5,7 @@
 //! server on port 0 and stop it when they like (the shape of tokio's mini-redis).
 
 pub use repnet_http::admin;
+mod activity;
 mod api;
 pub mod bundle;
 pub mod config;
@@ -92,6 +93,8 @@ pub(crate) struct AppState {
     started: std::time::Instant,
     /// How long raw statistics events are kept (the console's privacy page).
     statistics_retention_days: u32,
+    /// The activity over time (the console's overview).
+    activity: housekeeping::ActivitySources,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +149,7 @@ pub struct Server {
     statistics: std::sync::Mutex<Option<statistics::Batches>>,
     retention: Duration,
     engine: Arc<engine::Engine>,
+    activity: housekeeping::ActivitySources,
     /// Started by `run`, stopped when it ends; their statuses are in `/v1/admin/status`.
     workers: repnet_runtime::Workers,
     ready: Arc<AtomicBool>,
@@ -233,7 +237,17 @@ impl Server {
             None => None,
         };
         let (statistics_queue, statistics_batches) = tokio::sync::mpsc::channel(1024);
-        let engine = Arc::new(engine::Engine::new(config.engine.clone()));
+        let activity = Arc::new(activity::Activity::load(store.dir()));
+        let engine = Arc::new(engine::Engine::new(
+            config.engine.clone(),
+            Arc::clone(&activity),
+        ));
+        let activity = housekeeping::ActivitySources {
+            activity,
+            metrics: metrics.clone(),
+            store: store.clone(),
+            engine: Arc::clone(&engine),
+        };
         let ready = Arc::new(AtomicBool::new(false));
         let feeds = Arc::new(feeds::Feeds::new(
             config,
@@ -283,6 +297,7 @@ impl Server {
             )),
             started: std::time::Instant::now(),
             statistics_retention_days: config.statistics_retention_days,
+            activity: activity.clone(),
         };
         Ok(Server {
             router: api::router(
@@ -299,6 +314,7 @@ impl Server {
             statistics: std::sync::Mutex::new(Some(statistics_batches)),
             retention: Duration::from_secs(u64::from(config.statistics_retention_days) * 86_400),
             engine,
+            activity,
             workers,
             ready,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
@@ -376,7 +392,11 @@ impl Server {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(batches) = batches {
-            workers.spawn(statistics::Writer::new(store.clone(), batches));
+            workers.spawn(statistics::Writer::new(
+                store.clone(),
+                batches,
+                Arc::clone(&self.activity.activity),
+            ));
         }
         workers.spawn(housekeeping::Retention {
             store: store.clone(),
@@ -394,6 +414,10 @@ impl Server {
         }
         workers.spawn(housekeeping::LapseLocalVerdicts {
             store: store.clone(),
+        });
+        workers.spawn(housekeeping::ActivitySampler {
+            sources: self.activity.clone(),
+            samples: 0,
         });
         self.ready.store(true, Ordering::SeqCst);
         let grace = self.grace;

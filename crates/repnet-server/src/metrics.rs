@@ -274,6 +274,18 @@ impl Metrics {
         self.lookups[kind][verdict].inc();
     }
 
+    /// Lookups counted since the server started, by [`ObjectKind::ALL`] and [`Verdict::ALL`]
+    /// index.
+    pub(crate) fn lookup_totals(&self) -> [[u64; 4]; 5] {
+        let mut totals = [[0; 4]; 5];
+        for (totals, counters) in totals.iter_mut().zip(self.lookups.iter()) {
+            for (total, counter) in totals.iter_mut().zip(counters) {
+                *total = counter.get();
+            }
+        }
+        totals
+    }
+
     /// The metrics in Prometheus text format.
     pub(crate) fn render(&self) -> String {
         let mut text = String::new();

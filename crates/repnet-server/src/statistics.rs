@@ -87,15 +87,22 @@ pub(crate) type Batches = mpsc::Receiver<Pending>;
 pub(crate) struct Writer {
     store: Store,
     batches: Batches,
+    /// Told what was stored (the console's overview).
+    activity: Arc<crate::activity::Activity>,
     waiting: Vec<Pending>,
     closed: bool,
 }
 
 impl Writer {
-    pub(crate) fn new(store: Store, batches: Batches) -> Writer {
+    pub(crate) fn new(
+        store: Store,
+        batches: Batches,
+        activity: Arc<crate::activity::Activity>,
+    ) -> Writer {
         Writer {
             store,
             batches,
+            activity,
             waiting: Vec::new(),
             closed: false,
         }
@@ -117,7 +124,12 @@ impl Writer {
             .iter_mut()
             .flat_map(|(events, _)| std::mem::take(events))
             .collect();
+        // What the overview counts, taken before the store takes the events.
+        let noted = crate::activity::Activity::summarise(&events);
         let result = self.store.record_statistics(events).await.map_err(Arc::new);
+        if result.is_ok() {
+            self.activity.note_reports(noted);
+        }
         for (_, done) in waiting {
             let _ = done.send(result.clone());
         }

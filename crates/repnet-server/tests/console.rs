@@ -87,7 +87,7 @@ async fn an_operator_signs_in_sets_and_removes_a_local_verdict_and_signs_out() {
 
     // Signed out: every page sends the browser to sign in.
     let (status, location, _, _) = get(&server, None, "/console").await;
-    assert_eq!((status, location.as_str()), (303, "/console/status"));
+    assert_eq!((status, location.as_str()), (303, "/console/overview"));
     for path in ["/console/status", "/console/verdicts"] {
         let (status, location, _, _) = get(&server, None, path).await;
         assert_eq!(
@@ -746,4 +746,89 @@ async fn the_privacy_page_shows_the_statement_as_published() {
         "{page}"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_overview_charts_lookups_and_detections_and_keeps_them_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        installation_difficulty: 8,
+        ..ServerConfig::default()
+    };
+    config.engine.established_after_hours = 0;
+    config.engine.interval_seconds = 1;
+    let server = TestServer::start(dir.path(), config.clone()).await;
+    let cookie = sign_in(&server).await;
+
+    // Nothing yet: the charts are there, empty.
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/overview").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("0 lookups in the last 24 hours"), "{page}");
+
+    // Real lookups, and a detection reported by a participant.
+    let eicar = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    for path in [
+        format!("/v1/files/{eicar}"),
+        format!("/v1/files/{}", "cd".repeat(32)),
+        "/v1/domains/example.org".to_owned(),
+    ] {
+        assert_eq!(server.get(&path).await.0, 200, "{path}");
+    }
+    let device = repnet_client::Client::new(&server.base)
+        .unwrap()
+        .enrol_installation()
+        .await
+        .unwrap()
+        .installation;
+    let batch = serde_json::json!({
+        "statement_version": 1, "installation": device, "product": "repnet-test/1.0",
+        "events": [{"type": "detection", "file": eicar, "threat": "EICAR-Test-<File>"}],
+    });
+    let (status, body) = server.post_json("/v1/statistics", &batch).await;
+    assert_eq!(status, 202, "{body}");
+    repnet_testkit::eventually(30, "the engine examined the detected file", || async {
+        get(&server, Some(&cookie), "/console/overview?window=hour")
+            .await
+            .3
+            .contains(eicar)
+    })
+    .await;
+
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/overview?window=hour").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("3 lookups in the last hour"), "{page}");
+    assert!(page.contains("1 detections in 1 reports"), "{page}");
+    assert!(page.contains(&escaped("EICAR-Test-<File>")), "{page}");
+    assert!(!page.contains("EICAR-Test-<File>"), "escaped: {page}");
+    assert!(page.contains("<polyline"), "a line chart: {page}");
+    assert!(page.contains("role=\"img\""), "{page}");
+    for kind in ["file", "domain", "url", "ip", "certificate"] {
+        assert!(
+            page.contains(&format!("</svg>{kind}</li>")),
+            "legend {kind}: {page}"
+        );
+    }
+    // Every window answers; a misspelt one is said so, and the day is shown.
+    for window in ["day", "30d"] {
+        let (status, _, _, page) = get(
+            &server,
+            Some(&cookie),
+            &format!("/console/overview?window={window}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{window}: {page}");
+        assert!(page.contains("3 lookups"), "{window}: {page}");
+    }
+    let (status, _, _, page) = get(&server, Some(&cookie), "/console/overview?window=week").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("choose hour, day or 30d"), "{page}");
+
+    // A restart keeps the activity.
+    server.stop().await;
+    let server = TestServer::start(dir.path(), config).await;
+    let cookie = sign_in(&server).await;
+    let (_, _, _, page) = get(&server, Some(&cookie), "/console/overview?window=hour").await;
+    assert!(page.contains("3 lookups in the last hour"), "{page}");
+    assert!(page.contains(&escaped("EICAR-Test-<File>")), "{page}");
+    assert!(page.contains(eicar), "{page}");
 }

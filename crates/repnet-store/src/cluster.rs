@@ -1560,6 +1560,8 @@ impl Backend for Cluster {
             disk_bytes: 0,
             map_bytes: 0,
             filter_ready: false,
+            filter_checked: 0,
+            filter_answered: 0,
         })
     }
 

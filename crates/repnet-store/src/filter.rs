@@ -8,6 +8,7 @@
 //! snapshot or in the set. When the filter is being (re)built, or after a rebuild of the
 //! object database, it is disabled and every lookup goes to the B-tree.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,27 +58,65 @@ pub(crate) struct KeyFilter {
     /// Bumped whenever the filter is disabled, so that a build from an older snapshot is
     /// never installed over a newer state.
     generation: AtomicU64,
+    /// Keys checked while the filter was enabled, and those it answered "absent", since the
+    /// store opened (the console's filter hit rate). Added once per read, not per key.
+    checked: AtomicU64,
+    answered: AtomicU64,
 }
 
 /// A read guard for a batch of checks.
-pub(crate) struct FilterGuard<'a>(RwLockReadGuard<'a, State>);
+pub(crate) struct FilterGuard<'a> {
+    state: RwLockReadGuard<'a, State>,
+    filter: &'a KeyFilter,
+    checked: Cell<u64>,
+    answered: Cell<u64>,
+}
 
 impl FilterGuard<'_> {
     /// False only if the key is certainly not in the database.
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        match &self.0.fuse {
+        match &self.state.fuse {
             None => true,
             Some(fuse) => {
                 let hash = key_hash(key);
-                fuse.contains(&hash) || self.0.added.contains(&hash)
+                let may = fuse.contains(&hash) || self.state.added.contains(&hash);
+                self.checked.set(self.checked.get() + 1);
+                self.answered.set(self.answered.get() + u64::from(!may));
+                may
             }
+        }
+    }
+}
+
+impl Drop for FilterGuard<'_> {
+    fn drop(&mut self) {
+        if self.checked.get() > 0 {
+            self.filter
+                .checked
+                .fetch_add(self.checked.get(), Ordering::Relaxed);
+            self.filter
+                .answered
+                .fetch_add(self.answered.get(), Ordering::Relaxed);
         }
     }
 }
 
 impl KeyFilter {
     pub(crate) fn read(&self) -> FilterGuard<'_> {
-        FilterGuard(self.state.read().unwrap_or_else(PoisonError::into_inner))
+        FilterGuard {
+            state: self.state.read().unwrap_or_else(PoisonError::into_inner),
+            filter: self,
+            checked: Cell::new(0),
+            answered: Cell::new(0),
+        }
+    }
+
+    /// Keys checked while enabled, and those answered "absent", since the store opened.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.checked.load(Ordering::Relaxed),
+            self.answered.load(Ordering::Relaxed),
+        )
     }
 
     /// Records keys a writer is about to commit.
@@ -158,6 +197,12 @@ mod tests {
         assert!(
             false_positives < 1_000,
             "{false_positives} false positives in 100,000"
+        );
+        drop(guard);
+        assert_eq!(
+            filter.counts(),
+            (150_001, 100_000 - false_positives as u64),
+            "every check counted once the read ends"
         );
     }
 

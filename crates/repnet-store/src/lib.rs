@@ -283,6 +283,10 @@ pub struct StoreStats {
     pub map_bytes: u64,
     /// Whether the negative-lookup filter is built and in use.
     pub filter_ready: bool,
+    /// Keys the filter was asked about since the store opened, and those it answered
+    /// "absent" without reading the database (0 without a filter).
+    pub filter_checked: u64,
+    pub filter_answered: u64,
 }
 
 /// Settings for opening a store.

@@ -432,6 +432,8 @@ impl LmdbStore {
             disk_bytes,
             map_bytes: self.env.info().map_size as u64,
             filter_ready: self.filter.is_enabled(),
+            filter_checked: self.filter.counts().0,
+            filter_answered: self.filter.counts().1,
         })
     }
 

@@ -260,7 +260,7 @@ fn listing(state: &crate::AppState, session: &Session, notice: Option<Markup>) -
 }
 
 /// `text` as one component of a URL's query.
-fn url_component(text: &str) -> String {
+pub(super) fn url_component(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -6,6 +6,7 @@
 mod feeds;
 mod keys;
 mod lookup;
+mod overview;
 mod participation;
 mod review;
 mod status;
@@ -26,6 +27,7 @@ use crate::AppState;
 
 /// The pages, in the navigation's order.
 const NAV: &[NavLink] = &[
+    ("/console/overview", "Overview"),
     ("/console/lookup", "Look up"),
     ("/console/verdicts", "Local verdicts"),
     ("/console/review", "Reports"),
@@ -44,8 +46,9 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
     let pages = Router::new()
         .route(
             "/console",
-            axum::routing::get(|| async { see_other("/console/status") }),
+            axum::routing::get(|| async { see_other("/console/overview") }),
         )
+        .route("/console/overview", axum::routing::get(overview::show))
         .route("/console/status", axum::routing::get(status::show))
         .route("/console/lookup", axum::routing::get(lookup::show))
         .route(

@@ -79,7 +79,7 @@ pub(super) async fn show(
 }
 
 /// `3 d 4 h`, `5 h 2 min`, `42 s`.
-fn duration(seconds: u64) -> String {
+pub(super) fn duration(seconds: u64) -> String {
     let (days, hours, minutes) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
     match (days, hours, minutes) {
         (0, 0, 0) => format!("{seconds} s"),
