@@ -29,6 +29,10 @@ pub(crate) struct ProxyArgs {
     /// File holding the organisation's licence key upstream.
     #[arg(long, env = "REPNET_UPSTREAM_KEY_FILE", value_name = "FILE")]
     upstream_key_file: Option<PathBuf>,
+    /// The name this proxy gives its upstream, which lists and manages proxies by it
+    /// [default: the host's name].
+    #[arg(long, env = "REPNET_PROXY_NAME", value_name = "NAME")]
+    name: Option<String>,
     /// Where devices connect [default: 0.0.0.0:13111, every interface].
     #[arg(long, env = "REPNET_PROXY_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
@@ -71,6 +75,9 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
     if args.upstream_key.is_some() || args.upstream_key_file.is_some() {
         config.upstream_key = args.upstream_key.clone();
         config.upstream_key_file = args.upstream_key_file.clone();
+    }
+    if let Some(name) = &args.name {
+        config.name = Some(name.clone());
     }
     if let Some(listen) = args.listen {
         config.listen = listen;

@@ -861,6 +861,19 @@ impl Client {
         self.send(self.keyed(request)).await
     }
 
+    /// A proxy's report to the server it pulls from (`POST /v1/proxies/report`); answers
+    /// the settings the server's administrator set for it.
+    pub async fn report_proxy(
+        &self,
+        report: &repnet_protocol::proxies::ProxyReport,
+    ) -> Result<repnet_protocol::proxies::ProxyInstructions, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/v1/proxies/report", self.base))
+            .json(report);
+        self.send(self.keyed(request)).await
+    }
+
     /// Registers a licence key (`POST /v1/admin/keys`).
     pub async fn add_licence_key(
         &self,

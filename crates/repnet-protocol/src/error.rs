@@ -106,6 +106,8 @@ error_codes! {
     UnknownFeed = "unknown_feed",
     /// No review item with that id.
     ReviewNotFound = "review_not_found",
+    /// No proxy with that key and name has reported to this server.
+    UnknownProxy = "unknown_proxy",
     /// An id in the path that is not one (a licence key's, a review item's).
     InvalidId = "invalid_id",
     /// A licence key that is not one (too short, wrong characters).

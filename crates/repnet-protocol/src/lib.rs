@@ -11,6 +11,7 @@ mod error;
 pub mod installation;
 mod licence;
 mod lookup;
+pub mod proxies;
 pub mod replication;
 mod search;
 mod time;

@@ -86,6 +86,9 @@ pub(crate) struct Cache {
     entries: quick_cache::sync::Cache<Key, Entry, Weight>,
     /// Privacy-mode searches' answers, by prefix: a quarter of the entries and bytes.
     prefixes: quick_cache::sync::Cache<Prefix, PrefixEntry, Weight>,
+    /// The longest an answer is kept fresh, in seconds (`cache_max_ttl_seconds`); 0 for as
+    /// long as the upstream says. Changed in place: a new lifetime applies to new answers.
+    max_ttl: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +187,21 @@ impl Cache {
                 floor.saturating_mul(prefixes as u64),
                 Weight { floor },
             ),
+            max_ttl: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Caps how long answers inserted from now on stay fresh; 0 removes the cap.
+    pub(crate) fn set_max_ttl(&self, seconds: u64) {
+        self.max_ttl
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `seconds` the upstream gave, capped by `max_ttl`.
+    fn lifetime(&self, seconds: u32) -> Duration {
+        let seconds = u64::from(seconds);
+        let cap = self.max_ttl.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_secs(if cap == 0 { seconds } else { seconds.min(cap) })
     }
 
     /// About the bytes the cache holds.
@@ -227,7 +244,7 @@ impl Cache {
             PrefixEntry {
                 answer,
                 inserted: now,
-                expires: now + Duration::from_secs(u64::from(seconds)),
+                expires: now + self.lifetime(seconds),
                 bytes,
             },
         );
@@ -244,7 +261,7 @@ impl Cache {
     }
 
     pub(crate) fn insert(&self, key: Key, reputation: Reputation, keys: Vec<u64>, now: Instant) {
-        let ttl = Duration::from_secs(u64::from(reputation.ttl));
+        let ttl = self.lifetime(reputation.ttl);
         // The answer as JSON is a fair measure of its strings and lists; the rest is the
         // key, the dependencies and the bookkeeping of an entry.
         let bytes =
@@ -320,6 +337,23 @@ mod tests {
             unknown: ttl,
         };
         Reputation::from_model(&repnet_model::Reputation::unknown(object, &policy), false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_lifetime_caps_the_upstreams() {
+        let cache = Cache::new(10, 1 << 20);
+        cache.set_max_ttl(60);
+        let key: Key = (ObjectKind::Domain, "example.com".to_owned());
+        cache.insert(key.clone(), answer(300), Vec::new(), Instant::now());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(matches!(
+            cache.get(&key, Instant::now()),
+            Cached::Expired(_)
+        ));
+        cache.set_max_ttl(0);
+        cache.insert(key.clone(), answer(300), Vec::new(), Instant::now());
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert!(matches!(cache.get(&key, Instant::now()), Cached::Fresh(..)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@
 
 mod cache;
 mod keys;
+mod report;
 mod routes;
 pub mod settings;
 mod upstream;
@@ -17,7 +18,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use repnet_http::ApiError;
 use repnet_http::admin::AdminToken;
+use repnet_protocol::ErrorCode;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
@@ -78,6 +82,65 @@ impl State {
             .clone()
     }
 
+    /// Changes the runtime settings to what `change` makes of the current ones: checked,
+    /// applied at once (a new upstream or window starts a new upstream client; a new size a
+    /// new, empty cache; a new lifetime applies to answers cached from now on), and kept for
+    /// the next start. One change at a time; a change that cannot be kept is not applied, so
+    /// that the file and what runs never disagree.
+    pub(crate) async fn change_settings(
+        &self,
+        change: impl FnOnce(&Settings) -> Result<Settings, ApiError>,
+    ) -> Result<Settings, ApiError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let current = self.settings();
+        let settings = change(&current)?;
+        settings
+            .validate()
+            .map_err(|error| ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string()))?;
+        // Everything that can fail first, then the file, then the running state.
+        let upstream = if settings.upstream != current.upstream
+            || settings.coalescing_window_ms != current.coalescing_window_ms
+        {
+            let upstream = self.start_upstream(&settings).map_err(|error| {
+                ApiError::bad_request(ErrorCode::InvalidSetting, format!("upstream: {error}"))
+            })?;
+            Some(Arc::new(upstream))
+        } else {
+            None
+        };
+        if let Err(error) = settings.save(&self.config.data) {
+            tracing::error!(%error, "the proxy's settings could not be saved; nothing changed");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("the settings could not be kept, so nothing changed: {error}"),
+            ));
+        }
+        if let Some(upstream) = upstream {
+            *self
+                .upstream
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = upstream;
+            if settings.upstream != current.upstream {
+                self.cache().clear();
+                *self.position.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+        }
+        if settings.cache_max_entries != current.cache_max_entries
+            || settings.cache_max_bytes != current.cache_max_bytes
+        {
+            let cache = Cache::new(settings.cache_max_entries, settings.cache_max_bytes);
+            *self.cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(cache);
+        }
+        self.cache().set_max_ttl(settings.cache_max_ttl_seconds);
+        tracing::info!(settings = ?settings, "proxy settings changed");
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings.clone();
+        Ok(settings)
+    }
+
     fn start_upstream(&self, settings: &Settings) -> Result<Upstream, repnet_client::ClientError> {
         let key = self
             .upstream_key
@@ -118,6 +181,14 @@ impl Proxy {
             None => config.settings.clone(),
         };
         settings.validate()?;
+        if let Some(name) = &config.name {
+            repnet_protocol::proxies::check_proxy_name(name).map_err(|message| {
+                SettingsError::Invalid {
+                    key: "name",
+                    message,
+                }
+            })?;
+        }
         config
             .connections
             .validate()
@@ -178,6 +249,7 @@ impl Proxy {
             metrics.clone(),
         )?;
         let cache = Cache::new(settings.cache_max_entries, settings.cache_max_bytes);
+        cache.set_max_ttl(settings.cache_max_ttl_seconds);
         let devices = repnet_licences::Licences::load(
             Arc::new(keys::FileBook::new(&config.data)),
             true,
@@ -221,6 +293,19 @@ impl Proxy {
                 position: Arc::clone(&self.state.position),
             });
         }
+        workers.spawn(report::Reporter {
+            state: Arc::clone(&self.state),
+            name: self
+                .state
+                .config
+                .name
+                .clone()
+                .unwrap_or_else(report::default_name),
+            interval: Duration::from_secs(self.state.config.follow_interval_seconds.max(1)),
+            applied: 0,
+            tried: 0,
+            error: None,
+        });
         workers.spawn(self.state.devices.recorder());
         if self.state.upstream_key_file.is_some() {
             workers.spawn(KeyFileWatcher {

@@ -827,67 +827,17 @@ async fn patch_settings(
     if let Err(error) = repnet_http::api::require_merge_patch(&headers) {
         return error.into_response();
     }
-    let _one_at_a_time = state.changing.lock().await;
-    let current = state.settings();
-    let settings = match current.patched(&body) {
+    let changed = state
+        .change_settings(|current| {
+            current.patched(&body).map_err(|error| {
+                ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string())
+            })
+        })
+        .await;
+    let settings = match changed {
         Ok(settings) => settings,
-        Err(error) => {
-            return ApiError::bad_request(ErrorCode::InvalidSetting, error.to_string())
-                .into_response();
-        }
+        Err(error) => return error.into_response(),
     };
-    // Everything that can fail first, then the file, then the running state: a change that
-    // cannot be kept is not applied, so that the file and what runs never disagree.
-    let upstream = if settings.upstream != current.upstream
-        || settings.coalescing_window_ms != current.coalescing_window_ms
-    {
-        match state.start_upstream(&settings) {
-            Ok(upstream) => Some(Arc::new(upstream)),
-            Err(error) => {
-                return ApiError::bad_request(
-                    ErrorCode::InvalidSetting,
-                    format!("upstream: {error}"),
-                )
-                .into_response();
-            }
-        }
-    } else {
-        None
-    };
-    if let Err(error) = settings.save(&state.config.data) {
-        tracing::error!(%error, "the proxy's settings could not be saved; nothing changed");
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            format!("the settings could not be kept, so nothing changed: {error}"),
-        )
-        .into_response();
-    }
-    if let Some(upstream) = upstream {
-        *state
-            .upstream
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = upstream;
-        if settings.upstream != current.upstream {
-            state.cache().clear();
-            *state
-                .position
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
-        }
-    }
-    if settings.cache_max_entries != current.cache_max_entries
-        || settings.cache_max_bytes != current.cache_max_bytes
-    {
-        *state.cache.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(
-            crate::cache::Cache::new(settings.cache_max_entries, settings.cache_max_bytes),
-        );
-    }
-    tracing::info!(settings = ?settings, "proxy settings changed");
-    *state
-        .settings
-        .write()
-        .unwrap_or_else(PoisonError::into_inner) = settings.clone();
     json_response(
         StatusCode::OK,
         serde_json::to_vec(&settings).unwrap_or_default(),

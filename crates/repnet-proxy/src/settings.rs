@@ -3,9 +3,10 @@
 //! which are kept in `settings.json` in the data directory and win over the file at the next
 //! start.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use repnet_protocol::proxies::{ManagedSettings, Network};
 use serde::{Deserialize, Serialize};
 
 /// Everything `repnet proxy` can be told.
@@ -29,6 +30,12 @@ pub struct ProxyConfig {
     pub upstream_timeout_ms: u64,
     /// Follow the upstream's change log and drop cached answers that changed.
     pub follow_changes: bool,
+    /// The name this proxy gives the upstream when it reports (the upstream's console lists
+    /// proxies by it); the host's name when not set.
+    pub name: Option<String>,
+    /// Apply the settings the upstream's administrator sets for this proxy (its console's
+    /// Proxies page); when false the proxy still reports, and says it ignored them.
+    pub managed_by_upstream: bool,
     /// Seconds between polls of the change log.
     pub follow_interval_seconds: u64,
     /// PEM certificate chain and private key: serve HTTPS (HTTP/2 by ALPN) instead of HTTP
@@ -55,6 +62,9 @@ pub struct Settings {
     pub cache_max_entries: usize,
     /// About the most bytes the cached answers hold (long URLs make large entries).
     pub cache_max_bytes: u64,
+    /// Longest time an answer stays in the cache, in seconds; 0 keeps it as long as the
+    /// upstream's answer says.
+    pub cache_max_ttl_seconds: u64,
     /// How long misses wait to be sent upstream together, in milliseconds (0: at once, still
     /// coalescing identical questions in flight).
     pub coalescing_window_ms: u64,
@@ -77,6 +87,7 @@ impl Default for Settings {
             upstream: String::new(),
             cache_max_entries: 100_000,
             cache_max_bytes: 256 << 20,
+            cache_max_ttl_seconds: 0,
             coalescing_window_ms: 2,
             forward_statistics: false,
             allowed_networks: Vec::new(),
@@ -99,6 +110,8 @@ impl Default for ProxyConfig {
             upstream_ca_file: None,
             upstream_timeout_ms: 5_000,
             follow_changes: true,
+            name: None,
+            managed_by_upstream: true,
             follow_interval_seconds: 2,
             tls_cert: None,
             tls_key: None,
@@ -122,71 +135,6 @@ pub enum SettingsError {
     },
 }
 
-/// A text that is not a network.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum NetworkError {
-    #[error("{0:?} is not a network: write 10.0.0.0/8 or 2001:db8::/32")]
-    Address(String),
-    #[error("{network:?}: the prefix length is 0 to {max}")]
-    Prefix { network: String, max: u8 },
-}
-
-/// A network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    pub(crate) fn parse(text: &str) -> Result<Network, NetworkError> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let address: IpAddr = address
-            .trim()
-            .parse()
-            .map_err(|_| NetworkError::Address(text.to_owned()))?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(prefix) => prefix
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|prefix| *prefix <= max)
-                .ok_or_else(|| NetworkError::Prefix {
-                    network: text.to_owned(),
-                    max,
-                })?,
-        };
-        Ok(Network { address, prefix })
-    }
-
-    pub(crate) fn contains(&self, address: IpAddr) -> bool {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.address, address) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, message: String| SettingsError::Invalid { key, message };
@@ -202,32 +150,44 @@ impl Settings {
                 ));
             }
         }
-        if !(1..=100_000_000).contains(&self.cache_max_entries) {
-            return Err(invalid(
-                "cache_max_entries",
-                format!("from 1 to 100000000; got {}", self.cache_max_entries),
-            ));
-        }
-        if !((1 << 20)..=(1 << 40)).contains(&self.cache_max_bytes) {
-            return Err(invalid(
-                "cache_max_bytes",
-                format!(
-                    "from 1048576 (1 MiB) to 1099511627776 (1 TiB); got {}",
-                    self.cache_max_bytes
-                ),
-            ));
-        }
         if self.coalescing_window_ms > 1_000 {
             return Err(invalid(
                 "coalescing_window_ms",
                 format!("from 0 to 1000; got {}", self.coalescing_window_ms),
             ));
         }
-        for network in &self.allowed_networks {
-            Network::parse(network)
-                .map_err(|error| invalid("allowed_networks", error.to_string()))?;
-        }
+        // What the upstream's administrator may set is checked as the upstream checks it.
+        self.managed()
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         Ok(())
+    }
+
+    /// The settings the upstream's administrator may set, as they are.
+    pub fn managed(&self) -> ManagedSettings {
+        ManagedSettings {
+            enabled: self.enabled,
+            cache_max_entries: self.cache_max_entries as u64,
+            cache_max_bytes: self.cache_max_bytes,
+            cache_max_ttl_seconds: self.cache_max_ttl_seconds,
+            allowed_networks: self.allowed_networks.clone(),
+            forward_statistics: self.forward_statistics,
+            require_device_key: self.require_device_key,
+        }
+    }
+
+    /// These settings with `managed` over them.
+    pub fn with_managed(&self, managed: &ManagedSettings) -> Settings {
+        Settings {
+            enabled: managed.enabled,
+            cache_max_entries: usize::try_from(managed.cache_max_entries).unwrap_or(usize::MAX),
+            cache_max_bytes: managed.cache_max_bytes,
+            cache_max_ttl_seconds: managed.cache_max_ttl_seconds,
+            allowed_networks: managed.allowed_networks.clone(),
+            forward_statistics: managed.forward_statistics,
+            require_device_key: managed.require_device_key,
+            ..self.clone()
+        }
     }
 
     pub(crate) fn networks(&self) -> Vec<Network> {

@@ -1515,3 +1515,99 @@ async fn the_server_and_the_proxy_refuse_admin_mistakes_alike() {
     proxy.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_proxy_not_managed_by_its_upstream_reports_but_keeps_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = upstream(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy_with(data.path(), &server.base, Settings::default(), |config| {
+        config.name = Some("lab".to_owned());
+        config.managed_by_upstream = false;
+    })
+    .await;
+    let listed = || async {
+        call(
+            &server,
+            reqwest::Method::GET,
+            "/v1/admin/proxies",
+            None,
+            Some(TOKEN),
+        )
+        .await
+        .1
+    };
+    eventually(30, "the proxy reported", || async {
+        listed().await["proxies"][0]["name"] == "lab"
+    })
+    .await;
+    let id = listed().await["proxies"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let settings = json!({
+        "enabled": false, "cache_max_entries": 10, "cache_max_bytes": 1048576,
+        "cache_max_ttl_seconds": 0, "allowed_networks": [], "forward_statistics": false,
+        "require_device_key": false,
+    });
+    // Through the admin API: an unknown proxy, a bad setting, then the settings.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/admin/proxies/nokey/lab/settings",
+        Some(settings.clone()),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_proxy")),
+        "{body}"
+    );
+    let mut bad = settings.clone();
+    bad["cache_max_entries"] = json!(0);
+    let path = format!("/v1/admin/proxies/{id}/settings");
+    let (status, body) = call(&server, reqwest::Method::PUT, &path, Some(bad), Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cache_max_entries:"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        Some(settings),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["revision"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    eventually(30, "the proxy said it ignored them", || async {
+        listed().await["proxies"][0]["applied"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("managed_by_upstream = false"))
+    })
+    .await;
+    let (_, own) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/settings",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(own["enabled"], true, "unchanged: {own}");
+    proxy.stop().await;
+}

@@ -270,6 +270,13 @@ impl Activity {
         }
     }
 
+    /// A proxy answered `lookups` more lookups since its last report, `hits` from its cache.
+    pub(crate) fn note_proxy(&self, lookups: u64, hits: u64) {
+        let mut state = self.state();
+        state.pending.proxy_lookups += lookups;
+        state.pending.proxy_hits += hits.min(lookups);
+    }
+
     /// The engine examined a detected `object` reported by `devices` distinct devices.
     pub(crate) fn note_prevalence(
         &self,

@@ -18,6 +18,7 @@ mod installations;
 pub mod licences;
 mod lookup;
 mod metrics;
+mod proxies;
 pub mod settings;
 mod statistics;
 
@@ -93,6 +94,8 @@ pub(crate) struct AppState {
     started: std::time::Instant,
     /// How long raw statistics events are kept (the console's privacy page).
     statistics_retention_days: u32,
+    /// The proxies that report to this server, and their settings.
+    proxies: Arc<proxies::Proxies>,
     /// The activity over time (the console's overview).
     activity: housekeeping::ActivitySources,
 }
@@ -297,6 +300,10 @@ impl Server {
             )),
             started: std::time::Instant::now(),
             statistics_retention_days: config.statistics_retention_days,
+            proxies: Arc::new(proxies::Proxies::load(
+                store.dir(),
+                Arc::clone(&activity.activity),
+            )),
             activity: activity.clone(),
         };
         Ok(Server {

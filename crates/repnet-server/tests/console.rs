@@ -832,3 +832,140 @@ async fn the_overview_charts_lookups_and_detections_and_keeps_them_across_a_rest
     assert!(page.contains(&escaped("EICAR-Test-<File>")), "{page}");
     assert!(page.contains(eicar), "{page}");
 }
+
+#[tokio::test]
+async fn an_operator_changes_a_proxys_settings_and_the_real_proxy_applies_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let key = "ORG-PROXY-KEY-0001";
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/admin/keys",
+            Some(&serde_json::json!({"key": key, "label": "branch offices"})),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let proxy = repnet_testkit::Proxy::start(repnet_proxy::ProxyConfig {
+        data: proxy_dir.path().to_path_buf(),
+        upstream_key: Some(key.to_owned()),
+        follow_interval_seconds: 1,
+        name: Some("branch-1".to_owned()),
+        settings: repnet_proxy::Settings {
+            upstream: server.base.clone(),
+            ..repnet_proxy::Settings::default()
+        },
+        ..repnet_proxy::ProxyConfig::default()
+    })
+    .await;
+    let cookie = sign_in(&server).await;
+
+    // Devices ask through the proxy: once from upstream, once from its cache.
+    let eicar = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    let device = reqwest::Client::new();
+    for _ in 0..2 {
+        let status = device
+            .get(proxy.url(&format!("/v1/files/{eicar}")))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    // The proxy reports itself on its next poll.
+    repnet_testkit::eventually(30, "the proxy listed with its cache hit", || async {
+        let page = get(&server, Some(&cookie), "/console/proxies").await.3;
+        page.contains("branch-1") && page.contains("1 of 2 lookups")
+    })
+    .await;
+    let overview = get(&server, Some(&cookie), "/console/overview?window=hour")
+        .await
+        .3;
+    assert!(
+        overview.contains("answered from their caches: 50.0 % of 2"),
+        "the proxies' cache hit rate: {overview}"
+    );
+    let page = get(&server, Some(&cookie), "/console/proxies").await.3;
+    assert!(page.contains(env!("CARGO_PKG_VERSION")), "{page}");
+    assert!(page.contains("upstream reachable"), "{page}");
+    assert!(page.contains("its own (none set here)"), "{page}");
+    let token = csrf(&page);
+    let (_, list) = server
+        .call(reqwest::Method::GET, "/v1/admin/proxies", None, Some(TOKEN))
+        .await;
+    let id = list["proxies"][0]["id"].as_str().unwrap().to_owned();
+    assert!(id.ends_with("/branch-1"), "{list}");
+
+    // A bad network: the API's message beside the field, nothing set.
+    let form = |networks: &'static str, enabled: bool| {
+        let mut form = vec![
+            ("csrf", token.clone()),
+            ("id", id.clone()),
+            ("cache_max_entries", "5000".to_owned()),
+            ("cache_max_megabytes", "64".to_owned()),
+            ("cache_max_ttl_seconds", "120".to_owned()),
+            ("allowed_networks", networks.to_owned()),
+            ("forward_statistics", "on".to_owned()),
+        ];
+        if enabled {
+            form.push(("enabled", "on".to_owned()));
+        }
+        form
+    };
+    let bad = form("10.0.0.0/33\n<script>", true);
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _, page) = post(&server, Some(&cookie), "/console/proxies", &bad).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("allowed_networks: "), "{page}");
+    assert!(page.contains("networks-error"), "beside the field: {page}");
+    assert!(!page.contains("<script>"), "escaped: {page}");
+    let (_, list) = server
+        .call(reqwest::Method::GET, "/v1/admin/proxies", None, Some(TOKEN))
+        .await;
+    assert_eq!(list["proxies"][0]["revision"], 0, "{list}");
+
+    // Disabled, a smaller cache, a lifetime, one network: saved, applied on the next poll.
+    let good = form("127.0.0.0/8", false);
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _, page) = post(&server, Some(&cookie), "/console/proxies", &good).await;
+    assert_eq!(status, 303, "{page}");
+    assert!(
+        location.starts_with("/console/proxies?saved="),
+        "{location}"
+    );
+    repnet_testkit::eventually(30, "the proxy applied revision 1", || async {
+        get(&server, Some(&cookie), "/console/proxies")
+            .await
+            .3
+            .contains("revision 1 applied")
+    })
+    .await;
+    let settings: serde_json::Value = reqwest::Client::new()
+        .get(proxy.url("/v1/admin/settings"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["enabled"], false, "{settings}");
+    assert_eq!(settings["cache_max_entries"], 5000, "{settings}");
+    assert_eq!(settings["cache_max_bytes"], 64 << 20, "{settings}");
+    assert_eq!(settings["cache_max_ttl_seconds"], 120, "{settings}");
+    assert_eq!(
+        settings["allowed_networks"],
+        serde_json::json!(["127.0.0.0/8"])
+    );
+    assert_eq!(settings["forward_statistics"], true, "{settings}");
+    let answer = device
+        .get(proxy.url(&format!("/v1/files/{eicar}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.unwrap().contains("proxy_disabled"));
+    proxy.stop().await;
+}

@@ -10,6 +10,7 @@ mod installations;
 mod licences;
 pub(crate) mod lookups;
 mod openapi;
+pub(crate) mod proxies;
 pub(crate) use openapi::openapi_json;
 mod operations;
 pub(crate) mod replication;
@@ -83,6 +84,11 @@ pub(crate) fn router(
             "/v1/admin/bundles",
             axum::routing::post(replication::post_bundle),
         )
+        .route("/v1/admin/proxies", get(proxies::list_proxies))
+        .route(
+            "/v1/admin/proxies/{key_id}/{name}/settings",
+            axum::routing::put(proxies::put_settings),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state.admin),
             repnet_http::admin::require_admin,
@@ -121,6 +127,10 @@ pub(crate) fn router(
     let sync = Router::new()
         .route("/v1/changes", get(replication::get_changes))
         .route("/v1/snapshot", get(replication::get_snapshot))
+        .route(
+            "/v1/proxies/report",
+            axum::routing::post(proxies::post_report),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             licences::require_licence,

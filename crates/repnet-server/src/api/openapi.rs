@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    feeds, installations, lookups, operations, replication, settings, statistics, verdicts,
+    feeds, installations, lookups, operations, proxies, replication, settings, statistics, verdicts,
 };
 
 #[derive(OpenApi)]
@@ -43,12 +43,21 @@ use super::{
         statistics::list_review,
         statistics::settle_review,
         replication::post_bundle,
+        proxies::post_report,
+        proxies::list_proxies,
+        proxies::put_settings,
         operations::healthz,
         operations::readyz,
         operations::metrics,
         operations::openapi,
     ),
     components(schemas(
+        repnet_protocol::proxies::ProxyReport,
+        repnet_protocol::proxies::ProxyInstructions,
+        repnet_protocol::proxies::ProxyList,
+        repnet_protocol::proxies::ProxyEntry,
+        repnet_protocol::proxies::ManagedSettings,
+        repnet_protocol::proxies::AppliedSettings,
         repnet_protocol::ErrorBody,
         repnet_protocol::ErrorDetail,
         repnet_protocol::Reputation,

@@ -8,6 +8,7 @@ mod keys;
 mod lookup;
 mod overview;
 mod participation;
+mod proxies;
 mod review;
 mod status;
 mod verdicts;
@@ -32,6 +33,7 @@ const NAV: &[NavLink] = &[
     ("/console/verdicts", "Local verdicts"),
     ("/console/review", "Reports"),
     ("/console/feeds", "Feeds"),
+    ("/console/proxies", "Proxies"),
     ("/console/participation", "Privacy"),
     ("/console/keys", "Licence keys"),
     ("/console/status", "Status"),
@@ -57,6 +59,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
         )
         .route("/console/keys/revoke", axum::routing::post(keys::revoke))
         .route("/console/feeds", axum::routing::get(feeds::show))
+        .route(
+            "/console/proxies",
+            axum::routing::get(proxies::show).post(proxies::save),
+        )
         .route(
             "/console/participation",
             axum::routing::get(participation::show),
