@@ -13,6 +13,10 @@
 //! with no script and no asset from elsewhere: the console works on an air-gapped site.
 
 pub mod chart;
+mod extract;
+pub mod proxy_form;
+
+pub use extract::{ConsoleState, CsrfForm, SignedForm, SignedIn, failure};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -259,6 +263,30 @@ pub fn frame(
     }
 }
 
+/// The background workers of a server or a proxy, as a table.
+pub fn workers_table(workers: &[repnet_protocol::WorkerStatus]) -> Markup {
+    html! {
+        div.table-wrap { table {
+            thead { tr {
+                th scope="col" { "Worker" } th scope="col" { "State" } th scope="col" { "Done" }
+                th scope="col" { "Errors" } th scope="col" { "Progress" } th scope="col" { "Last error" }
+            } }
+            tbody {
+                @for worker in workers {
+                    tr {
+                        td { (worker.name) }
+                        td { (worker.state) }
+                        td { (worker.units) }
+                        td { (worker.errors) }
+                        td { @if let Some(progress) = &worker.progress { (progress) } }
+                        td { @if let Some(error) = &worker.last_error { (error) } }
+                    }
+                }
+            }
+        } }
+    }
+}
+
 /// The sign-in page, with what went wrong last time if anything did.
 fn sign_in_page(console: &Console, error: Option<&str>) -> Markup {
     html! {
@@ -310,9 +338,15 @@ pub struct SignInForm {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub struct SignOutForm {
     #[serde(default)]
     csrf: String,
+}
+
+impl CsrfForm for SignOutForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `GET /console/login`.
@@ -378,7 +412,7 @@ pub async fn post_sign_in(
 pub async fn post_sign_out(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
-    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    form: Result<Form<SignOutForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some((id, session)) = console.session(&headers) else {
         return see_other(SIGN_IN_PATH);

@@ -8,6 +8,7 @@
 //! an administrator changed.
 
 mod cache;
+mod console;
 mod keys;
 mod report;
 mod routes;
@@ -313,7 +314,7 @@ impl Proxy {
                 read: None,
             });
         }
-        let router = routes::router(Arc::clone(&self.state));
+        let router = routes::router(Arc::clone(&self.state), self.tls.is_some());
         let limits = self.state.config.connections.clone();
         let result = match self.tls {
             Some(certificates) => {

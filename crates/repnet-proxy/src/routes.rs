@@ -37,7 +37,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Payload {
     }
 }
 
-pub(crate) fn router(state: Shared) -> Router {
+pub(crate) fn router(state: Shared, tls: bool) -> Router {
     let devices = Router::new()
         .route("/v1/files/{value}", get(get_file))
         .route("/v1/domains/{value}", get(get_domain))
@@ -67,6 +67,7 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .merge(devices)
         .merge(admin)
+        .merge(crate::console::routes(Arc::clone(&state), tls))
         .route("/healthz", get(|| async { json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()) }))
         .route("/readyz", get(|| async { json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()) }))
         .route("/metrics", get(metrics))

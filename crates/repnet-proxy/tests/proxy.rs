@@ -1611,3 +1611,152 @@ async fn a_proxy_not_managed_by_its_upstream_reports_but_keeps_its_settings() {
     assert_eq!(own["enabled"], true, "unchanged: {own}");
     proxy.stop().await;
 }
+
+/// A browser without cookies or redirects of its own: status, location, set-cookie, body.
+async fn browse(
+    url: String,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> (u16, String, String, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = match form {
+        Some(form) => browser.post(url).form(form),
+        None => browser.get(url),
+    };
+    if let Some(cookie) = cookie {
+        request = request.header(reqwest::header::COOKIE, cookie);
+    }
+    let response = request.send().await.unwrap();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|value: &reqwest::header::HeaderValue| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (location, set_cookie) = (
+        header(reqwest::header::LOCATION),
+        header(reqwest::header::SET_COOKIE),
+    );
+    let status = response.status().as_u16();
+    (status, location, set_cookie, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_proxys_console_shows_its_cache_and_changes_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = upstream(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+    )
+    .await;
+    let proxy = proxy(data.path(), &server.base, Settings::default()).await;
+    for _ in 0..2 {
+        let (status, _) = call(
+            &proxy,
+            reqwest::Method::GET,
+            &format!("/v1/files/{EICAR_SHA256}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    // Signed out: sent to sign in; a wrong token refused; the token gives a session.
+    let (status, location, _, _) = browse(proxy.url("/console/status"), None, None).await;
+    assert_eq!((status, location.as_str()), (303, "/console/login"));
+    let (status, _, _, _) = browse(
+        proxy.url("/console/login"),
+        None,
+        Some(&[("token", "wrong-token-wrong-token")]),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, set_cookie, _) =
+        browse(proxy.url("/console/login"), None, Some(&[("token", TOKEN)])).await;
+    assert_eq!(status, 303);
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let (status, _, _, page) = browse(proxy.url("/console/status"), Some(&cookie), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("repnet proxy"), "{page}");
+    assert!(page.contains("1 hits, 1 misses"), "{page}");
+    assert!(page.contains("50.0 %"), "{page}");
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page[at..at + 32].to_owned();
+
+    // Empty the cache: without the token refused, with it done.
+    let (status, _, _, _) =
+        browse(proxy.url("/console/cache/empty"), Some(&cookie), Some(&[])).await;
+    assert_eq!(status, 403);
+    let (status, location, _, _) = browse(
+        proxy.url("/console/cache/empty"),
+        Some(&cookie),
+        Some(&[("csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/status?done=emptied")
+    );
+    let (_, _, _, page) = browse(proxy.url("/console/status"), Some(&cookie), None).await;
+    assert!(page.contains("Answers</dt><dd>0 of at most"), "{page}");
+
+    // Settings: a bad window beside its field, nothing changed; then a good change, applied.
+    let upstream = server.base.clone();
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("upstream", upstream.as_str()),
+        ("coalescing_window_ms", "5000"),
+        ("enabled", "on"),
+        ("cache_max_entries", "777"),
+        ("cache_max_megabytes", "16"),
+        ("cache_max_ttl_seconds", "30"),
+        ("allowed_networks", "127.0.0.1/32"),
+    ];
+    let (status, _, _, page) =
+        browse(proxy.url("/console/settings"), Some(&cookie), Some(&form)).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("coalescing_window_ms-error"), "{page}");
+    let (_, own) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/settings",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(own["cache_max_entries"], 100_000, "unchanged: {own}");
+    form[2] = ("coalescing_window_ms", "3");
+    let (status, location, _, page) =
+        browse(proxy.url("/console/settings"), Some(&cookie), Some(&form)).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/settings?done=saved"),
+        "{page}"
+    );
+    let (_, own) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/admin/settings",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (
+            &own["cache_max_entries"],
+            &own["cache_max_ttl_seconds"],
+            &own["coalescing_window_ms"]
+        ),
+        (&json!(777), &json!(30), &json!(3)),
+        "{own}"
+    );
+    assert_eq!(own["allowed_networks"], json!(["127.0.0.1/32"]));
+    proxy.stop().await;
+}

@@ -919,7 +919,10 @@ async fn an_operator_changes_a_proxys_settings_and_the_real_proxy_applies_them()
     let (status, _, _, page) = post(&server, Some(&cookie), "/console/proxies", &bad).await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("allowed_networks: "), "{page}");
-    assert!(page.contains("networks-error"), "beside the field: {page}");
+    assert!(
+        page.contains("allowed_networks-error"),
+        "beside the field: {page}"
+    );
     assert!(!page.contains("<script>"), "escaped: {page}");
     let (_, list) = server
         .call(reqwest::Method::GET, "/v1/admin/proxies", None, Some(TOKEN))

@@ -20,9 +20,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
-use repnet_http::console::{
-    Console, NavLink, SIGN_IN_PATH, Session, forbidden_form, frame, html_page, see_other,
-};
+use repnet_http::console::{Console, NavLink, Session, frame, html_page, see_other};
+pub(super) use repnet_http::console::{CsrfForm, SignedForm, SignedIn, failure};
 
 use crate::AppState;
 
@@ -97,57 +96,6 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
 type PagesState = (Arc<AppState>, Arc<Console>);
 type Pages = axum::extract::State<PagesState>;
 
-/// A signed-in request's session; without one, the browser is sent to sign in.
-struct SignedIn(Session);
-
-impl axum::extract::FromRequestParts<PagesState> for SignedIn {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        (_, console): &PagesState,
-    ) -> Result<Self, Response> {
-        if !console.enabled() {
-            return Err(see_other(SIGN_IN_PATH));
-        }
-        console
-            .session(&parts.headers)
-            .map(|(_, session)| SignedIn(session))
-            .ok_or_else(|| see_other(SIGN_IN_PATH))
-    }
-}
-
-/// A form that changes something: its fields name the session's CSRF token `csrf`.
-trait CsrfForm: serde::de::DeserializeOwned {
-    fn csrf(&self) -> &str;
-}
-
-/// A form posted by a signed-in session with that session's CSRF token, and the session.
-/// Without a session the browser is sent to sign in; a form that cannot be read or lacks
-/// the token is refused (`403`) and changes nothing.
-struct SignedForm<T>(Session, T);
-
-impl<T: CsrfForm + Send> axum::extract::FromRequest<PagesState> for SignedForm<T> {
-    type Rejection = Response;
-
-    async fn from_request(
-        request: axum::extract::Request,
-        state: &PagesState,
-    ) -> Result<Self, Response> {
-        use axum::extract::FromRequestParts as _;
-        let (mut parts, body) = request.into_parts();
-        let SignedIn(session) = SignedIn::from_request_parts(&mut parts, state).await?;
-        let request = axum::extract::Request::from_parts(parts, body);
-        let axum::extract::Form(form) = axum::extract::Form::<T>::from_request(request, state)
-            .await
-            .map_err(|_| forbidden_form())?;
-        if !session.allows(form.csrf()) {
-            return Err(forbidden_form());
-        }
-        Ok(SignedForm(session, form))
-    }
-}
-
 /// A page in the console's frame.
 fn page(
     console: &Console,
@@ -158,11 +106,6 @@ fn page(
     body: Markup,
 ) -> Response {
     html_page(status, frame(console, NAV, current, session, title, body))
-}
-
-/// An error of a service, shown in a page: its message, as the API words it.
-fn failure(error: &ApiError) -> Markup {
-    html! { p.error role="alert" { (error.message) } }
 }
 
 /// The answer to an action the service refused: its message, and the way back to `current`.

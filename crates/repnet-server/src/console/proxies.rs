@@ -8,99 +8,28 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use repnet_http::ApiError;
+use repnet_http::console::proxy_form::{ManagedForm, names_a_field};
 use repnet_http::console::{Session, see_other};
-use repnet_protocol::ErrorCode;
-use repnet_protocol::proxies::{ManagedSettings, ProxyEntry};
+use repnet_protocol::proxies::ProxyEntry;
 use serde::Deserialize;
 
 use super::{CsrfForm, Pages, SignedForm, SignedIn, failure, page};
 use repnet_http::console::chart::share;
 
-/// The settings form as sent (and sent back, filled in, when it is refused). Check boxes
-/// are absent when not ticked.
+/// The settings form as sent (and sent back, filled in, when it is refused).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct SettingsForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     id: String,
-    #[serde(default)]
-    enabled: Option<String>,
-    #[serde(default)]
-    cache_max_entries: String,
-    #[serde(default)]
-    cache_max_megabytes: String,
-    #[serde(default)]
-    cache_max_ttl_seconds: String,
-    #[serde(default)]
-    allowed_networks: String,
-    #[serde(default)]
-    forward_statistics: Option<String>,
-    #[serde(default)]
-    require_device_key: Option<String>,
+    #[serde(flatten)]
+    settings: ManagedForm,
 }
 
 impl CsrfForm for SettingsForm {
     fn csrf(&self) -> &str {
         &self.csrf
-    }
-}
-
-impl SettingsForm {
-    fn of(id: &str, settings: &ManagedSettings) -> SettingsForm {
-        let tick = |on: bool| on.then(|| "on".to_owned());
-        SettingsForm {
-            csrf: String::new(),
-            id: id.to_owned(),
-            enabled: tick(settings.enabled),
-            cache_max_entries: settings.cache_max_entries.to_string(),
-            cache_max_megabytes: (settings.cache_max_bytes as f64 / f64::from(1 << 20)).to_string(),
-            cache_max_ttl_seconds: settings.cache_max_ttl_seconds.to_string(),
-            allowed_networks: settings.allowed_networks.join("\n"),
-            forward_statistics: tick(settings.forward_statistics),
-            require_device_key: tick(settings.require_device_key),
-        }
-    }
-
-    /// The settings the form asks for, read with the messages the API gives.
-    fn settings(&self) -> Result<ManagedSettings, ApiError> {
-        let number = |field: &str, text: &str| {
-            text.trim().parse::<u64>().map_err(|_| {
-                ApiError::bad_request(
-                    ErrorCode::InvalidSetting,
-                    format!("{field}: {:?} is not a whole number", text.trim()),
-                )
-            })
-        };
-        let megabytes = self.cache_max_megabytes.trim();
-        let cache_max_bytes = megabytes
-            .parse::<f64>()
-            .ok()
-            .filter(|mb| mb.is_finite() && *mb >= 0.0 && *mb <= 1_048_576.0)
-            .map(|mb| (mb * f64::from(1 << 20)).round() as u64)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    ErrorCode::InvalidSetting,
-                    format!(
-                        "cache_max_bytes: {megabytes:?} is not a size in MiB from 1 to 1048576"
-                    ),
-                )
-            })?;
-        Ok(ManagedSettings {
-            enabled: self.enabled.is_some(),
-            cache_max_entries: number("cache_max_entries", &self.cache_max_entries)?,
-            cache_max_bytes,
-            cache_max_ttl_seconds: number("cache_max_ttl_seconds", &self.cache_max_ttl_seconds)?,
-            allowed_networks: self
-                .allowed_networks
-                .split(['\n', ','])
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            forward_statistics: self.forward_statistics.is_some(),
-            require_device_key: self.require_device_key.is_some(),
-        })
     }
 }
 
@@ -135,6 +64,7 @@ pub(super) async fn save(
     SignedForm(session, form): SignedForm<SettingsForm>,
 ) -> Response {
     let result = form
+        .settings
         .settings()
         .and_then(|settings| crate::api::proxies::set_settings(&state, &form.id, settings));
     match result {
@@ -242,56 +172,25 @@ fn settings_form(
     refused: Option<(&SettingsForm, &ApiError)>,
 ) -> Markup {
     let current = proxy.settings.as_ref().unwrap_or(&proxy.applied.settings);
-    let fresh = SettingsForm::of(&proxy.id, current);
+    let fresh = ManagedForm::of(current);
     let (form, error) = match refused {
-        Some((form, error)) => (form, Some(error)),
+        Some((form, error)) => (&form.settings, Some(error)),
         None => (&fresh, None),
     };
-    // Which field the error is about: its message starts with the field's name.
-    let field = error.and_then(|error| {
-        [
-            "cache_max_entries",
-            "cache_max_bytes",
-            "cache_max_ttl_seconds",
-            "allowed_networks",
-        ]
-        .into_iter()
-        .find(|field| error.message.starts_with(&format!("{field}:")))
-    });
-    let error_for = |name: &str| error.filter(|_| field == Some(name));
-    // Ids unique on the page: the proxy's position would change; its id is text.
+    // Ids unique on the page: the proxy's id, as text fit for an id.
     let slug: String = proxy
         .id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let id = |name: &str| format!("{slug}-{name}");
     html! {
-        section aria-labelledby=(id("heading")) {
-            h2 #(id("heading")) { "Settings of " (proxy.name) }
-            @if let Some(error) = error.filter(|_| field.is_none()) { (failure(error)) }
+        section aria-labelledby=(format!("{slug}-heading")) {
+            h2 #(format!("{slug}-heading")) { "Settings of " (proxy.name) }
+            @if let Some(error) = error.filter(|error| !names_a_field(error)) { (failure(error)) }
             form method="post" action="/console/proxies" {
                 input type="hidden" name="csrf" value=(session.csrf);
                 input type="hidden" name="id" value=(proxy.id);
-                label { input type="checkbox" name="enabled" checked[form.enabled.is_some()]; " Enabled (when off, devices are told to connect directly)" }
-                label for=(id("entries")) { "Cache size, in answers" }
-                input #(id("entries")) name="cache_max_entries" value=(form.cache_max_entries) inputmode="numeric"
-                    aria-describedby=[error_for("cache_max_entries").map(|_| id("entries-error"))];
-                @if let Some(error) = error_for("cache_max_entries") { p #(id("entries-error")) .error role="alert" { (error.message) } }
-                label for=(id("bytes")) { "Cache size, in MiB" }
-                input #(id("bytes")) name="cache_max_megabytes" value=(form.cache_max_megabytes) inputmode="decimal"
-                    aria-describedby=[error_for("cache_max_bytes").map(|_| id("bytes-error"))];
-                @if let Some(error) = error_for("cache_max_bytes") { p #(id("bytes-error")) .error role="alert" { (error.message) } }
-                label for=(id("ttl")) { "Cache lifetime, in seconds (0: as long as this server's answers say)" }
-                input #(id("ttl")) name="cache_max_ttl_seconds" value=(form.cache_max_ttl_seconds) inputmode="numeric"
-                    aria-describedby=[error_for("cache_max_ttl_seconds").map(|_| id("ttl-error"))];
-                @if let Some(error) = error_for("cache_max_ttl_seconds") { p #(id("ttl-error")) .error role="alert" { (error.message) } }
-                label for=(id("networks")) { "Allowed networks, one per line (empty: every address)" }
-                textarea #(id("networks")) name="allowed_networks" rows="3" cols="40"
-                    aria-describedby=[error_for("allowed_networks").map(|_| id("networks-error"))] { (form.allowed_networks) }
-                @if let Some(error) = error_for("allowed_networks") { p #(id("networks-error")) .error role="alert" { (error.message) } }
-                label { input type="checkbox" name="forward_statistics" checked[form.forward_statistics.is_some()]; " Forward devices' statistics to this server" }
-                label { input type="checkbox" name="require_device_key" checked[form.require_device_key.is_some()]; " Devices must send a device key" }
+                (form.fields(&slug, error))
                 p { button type="submit" { "Save settings for " (proxy.name) } }
             }
         }

@@ -52,20 +52,7 @@ pub(super) async fn show(
                 }
             }
             h2 { "Background work" }
-            div.table-wrap { table {
-                thead { tr { th scope="col" { "Worker" } th scope="col" { "State" } th scope="col" { "Done" } th scope="col" { "Errors" } th scope="col" { "Last error" } } }
-                tbody {
-                    @for worker in &status.workers {
-                        tr {
-                            td { (worker.name) }
-                            td { (worker.state) }
-                            td { (worker.units) }
-                            td { (worker.errors) }
-                            td { @if let Some(error) = &worker.last_error { (error) } }
-                        }
-                    }
-                }
-            } }
+            (repnet_http::console::workers_table(&status.workers))
         },
     };
     page(
