@@ -517,7 +517,7 @@ dt { font-weight: 600; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 26rem), 1fr)); gap: 1rem 2rem; }
 figure.chart { margin: 0; }
 figure.chart figcaption { font-weight: 600; }
-figure.chart svg { width: 100%; height: auto; display: block; }
+figure.chart > svg { width: 100%; height: auto; display: block; }
 .grid { stroke: #8885; stroke-width: 1; }
 .axis { fill: currentColor; font-size: 11px; opacity: .8; }
 .bar { fill: var(--accent); }
@@ -528,7 +528,7 @@ figure.chart svg { width: 100%; height: auto; display: block; }
 .s3 { stroke: #8a3fb0; stroke-dasharray: 9 3 2 3; }
 .s4 { stroke: #b0202a; stroke-dasharray: 1 6; stroke-linecap: round; stroke-width: 3; }
 .legend { display: flex; flex-wrap: wrap; gap: .2rem 1rem; list-style: none; padding: 0; margin: .2rem 0 0; font-size: .9em; }
-.swatch { width: 28px; height: 8px; margin-right: .3rem; }
+.legend .swatch { width: 28px; height: 8px; margin-right: .3rem; display: inline-block; }
 .share { display: inline-block; width: 6rem; height: .7rem; border: 1px solid #8888; vertical-align: middle; }
 .share-bar { display: block; height: 100%; background: var(--accent); }
 "#;

@@ -306,6 +306,7 @@ impl Proxy {
             applied: 0,
             tried: 0,
             error: None,
+            unsupported: false,
         });
         workers.spawn(self.state.devices.recorder());
         if self.state.upstream_key_file.is_some() {

@@ -40,7 +40,13 @@ pub(crate) struct Reporter {
     /// The revision last tried, and why it could not be applied.
     pub(crate) tried: u64,
     pub(crate) error: Option<String>,
+    /// Set when the upstream does not take reports (an older repnet, or not repnet): the
+    /// proxy asks again only after [`UNSUPPORTED_RETRY`].
+    pub(crate) unsupported: bool,
 }
+
+/// How long a proxy waits before reporting again to an upstream that does not take reports.
+const UNSUPPORTED_RETRY: Duration = Duration::from_secs(600);
 
 impl Reporter {
     fn report(&self) -> ProxyReport {
@@ -127,7 +133,20 @@ impl repnet_runtime::Worker for Reporter {
             sent = self.send() => sent,
             () = cx.stop.stopped() => return Ok(repnet_runtime::Next::Idle),
         };
-        let instructions = sent.map_err(|error| format!("reporting to the upstream: {error}"))?;
+        let instructions = match sent {
+            Ok(instructions) => instructions,
+            Err(repnet_client::ClientError::Api { status: 404, .. }) => {
+                if !self.unsupported {
+                    tracing::info!(
+                        "the upstream does not take proxy reports (an older repnet?): this proxy is not managed from it; it asks again every 10 minutes"
+                    );
+                }
+                self.unsupported = true;
+                return Ok(repnet_runtime::Next::Idle);
+            }
+            Err(error) => return Err(format!("reporting to the upstream: {error}").into()),
+        };
+        self.unsupported = false;
         if self.apply(instructions).await {
             // What was applied (or why not) reaches the upstream now, not at the next poll.
             self.send()
@@ -138,10 +157,18 @@ impl repnet_runtime::Worker for Reporter {
     }
 
     async fn wait_for_work(&mut self, _cx: &repnet_runtime::Context) {
-        tokio::time::sleep(self.interval).await
+        let wait = if self.unsupported {
+            UNSUPPORTED_RETRY
+        } else {
+            self.interval
+        };
+        tokio::time::sleep(wait).await
     }
 
     fn progress(&self) -> Option<String> {
+        if self.unsupported {
+            return Some("the upstream does not take reports: not managed from it".to_owned());
+        }
         Some(match (&self.error, self.applied) {
             (Some(error), _) => format!("settings revision {} not applied: {error}", self.tried),
             (None, 0) => "no settings from the upstream".to_owned(),

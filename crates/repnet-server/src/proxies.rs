@@ -22,6 +22,10 @@ const FILE: &str = "proxies.json";
 /// Most proxies kept.
 pub(crate) const MAX_PROXIES: usize = 1000;
 
+/// Most proxies kept for one licence key: a key's holder cannot push other organisations'
+/// proxies out.
+pub(crate) const MAX_PROXIES_PER_KEY: usize = 100;
+
 /// A proxy, as it last reported and as the administrator set it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Proxy {
@@ -60,8 +64,9 @@ pub(crate) struct Proxies {
     activity: Arc<Activity>,
     /// Serialises saves, so that an older list never lands over a newer one.
     saving: Mutex<()>,
-    /// Most proxies kept ([`MAX_PROXIES`]).
+    /// Most proxies kept ([`MAX_PROXIES`]), and for one key ([`MAX_PROXIES_PER_KEY`]).
     max: usize,
+    max_per_key: usize,
 }
 
 impl Proxies {
@@ -85,6 +90,7 @@ impl Proxies {
             activity,
             saving: Mutex::new(()),
             max: MAX_PROXIES,
+            max_per_key: MAX_PROXIES_PER_KEY,
         }
     }
 
@@ -99,12 +105,21 @@ impl Proxies {
         let (instructions, changed) = {
             let mut proxies = self.lock();
             let new = !proxies.contains_key(&id);
-            if new && proxies.len() >= self.max {
-                // The one silent longest makes room.
-                if let Some(oldest) = proxies
-                    .iter()
-                    .min_by_key(|(_, proxy)| proxy.last_seen)
-                    .map(|(id, _)| id.clone())
+            if new {
+                // The one silent longest makes room: of the same key when it has its fill,
+                // else of all.
+                let same_key = proxies.keys().filter(|(key, _)| key == key_id).count();
+                let full = if same_key >= self.max_per_key {
+                    Some(true)
+                } else {
+                    (proxies.len() >= self.max).then_some(false)
+                };
+                if let Some(only_this_key) = full
+                    && let Some(oldest) = proxies
+                        .iter()
+                        .filter(|((key, _), _)| !only_this_key || key == key_id)
+                        .min_by_key(|(_, proxy)| proxy.last_seen)
+                        .map(|(id, _)| id.clone())
                 {
                     proxies.remove(&oldest);
                 }
@@ -257,12 +272,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let activity = Arc::new(Activity::load(dir.path()));
         let mut proxies = Proxies::load(dir.path(), activity);
-        proxies.max = 3;
-        for i in 0..4 {
+        (proxies.max, proxies.max_per_key) = (4, 2);
+        proxies.report("other", report("theirs", 0, 0), 999);
+        for i in 0..3 {
             proxies.report("k", report(&format!("p{i}"), 0, 0), 1000 + i);
         }
-        let list = proxies.list();
-        assert_eq!(list.len(), 3);
-        assert!(list.iter().all(|proxy| proxy.report.name != "p0"));
+        let names = |proxies: &Proxies| -> Vec<String> {
+            proxies.list().into_iter().map(|p| p.report.name).collect()
+        };
+        assert_eq!(
+            names(&proxies),
+            ["p1", "p2", "theirs"],
+            "a key's oldest made room for its third"
+        );
+        proxies.report("k2", report("a", 0, 0), 2000);
+        proxies.report("k2", report("b", 0, 0), 2001);
+        assert_eq!(names(&proxies).len(), 4);
+        assert!(
+            !names(&proxies).contains(&"theirs".to_owned()),
+            "the one silent longest made room"
+        );
     }
 }

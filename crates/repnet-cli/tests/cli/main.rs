@@ -11,6 +11,7 @@ mod admin;
 mod bundle;
 mod checks;
 mod cluster;
+mod console;
 mod hardening;
 mod import;
 mod lookup;

@@ -16,6 +16,20 @@ pub struct Series<'a> {
     pub values: Vec<f64>,
 }
 
+/// What names and labels a chart.
+#[derive(Debug)]
+pub struct Chart<'a> {
+    /// Unique on the page: the ids of its title and summary start with it.
+    pub id: &'a str,
+    pub title: &'a str,
+    /// Shown at the top of the y axis (`/s`, `%`).
+    pub unit: &'a str,
+    /// The first, middle and last point's labels.
+    pub x_labels: [&'a str; 3],
+    /// What it shows, in words (totals, average, peak): read by screen readers.
+    pub summary: &'a str,
+}
+
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
 /// Room for the axis' labels.
@@ -53,7 +67,9 @@ pub fn short_number(value: f64) -> String {
     } else if value.abs() >= 10.0 {
         format!("{value:.1}")
     } else {
-        format!("{value:.2}")
+        // Two significant digits below 1: 0.0011, not 0.
+        let decimals = (1 - value.abs().log10().floor() as i32).clamp(2, 8) as usize;
+        format!("{value:.decimals$}")
     };
     let text = if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -64,15 +80,14 @@ pub fn short_number(value: f64) -> String {
 }
 
 /// The frame both kinds of chart share: the axes' grid and labels, then `marks`.
-fn frame(
-    id: &str,
-    title: &str,
-    summary: &str,
-    unit: &str,
-    top: f64,
-    x_labels: [&str; 3],
-    marks: Markup,
-) -> Markup {
+fn frame(chart: &Chart<'_>, top: f64, marks: Markup, legend: Option<Markup>) -> Markup {
+    let Chart {
+        id,
+        title,
+        unit,
+        x_labels,
+        summary,
+    } = chart;
     let plot_height = HEIGHT - BOTTOM - TOP;
     let grid = [0.0, 0.5, 1.0].map(|fraction| {
         let y = TOP + plot_height * (1.0 - fraction);
@@ -93,6 +108,7 @@ fn frame(
                 text.axis x=(WIDTH - 2.0) y=(HEIGHT - 4.0) text-anchor="end" { (x_labels[2]) }
                 (marks)
             }
+            @if let Some(legend) = legend { (legend) }
             p.hint #(format!("{id}-summary")) { (summary) }
         }
     }
@@ -111,14 +127,7 @@ fn y_of(value: f64, top: f64) -> f64 {
 
 /// A line chart of `series` (up to five are told apart by pattern), their points evenly
 /// spaced; `x_labels` are the first, middle and last point's.
-pub fn line_chart(
-    id: &str,
-    title: &str,
-    unit: &str,
-    x_labels: [&str; 3],
-    series: &[Series<'_>],
-    summary: &str,
-) -> Markup {
+pub fn line_chart(chart: &Chart<'_>, series: &[Series<'_>]) -> Markup {
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
@@ -133,8 +142,7 @@ pub fn line_chart(
             polyline class=(format!("line s{}", index % 5)) points=(points) {}
         }
     };
-    html! {
-        (frame(id, title, summary, unit, top, x_labels, marks))
+    let legend = html! {
         ul.legend {
             @for (index, line) in series.iter().enumerate() {
                 li {
@@ -145,18 +153,12 @@ pub fn line_chart(
                 }
             }
         }
-    }
+    };
+    frame(chart, top, marks, Some(legend))
 }
 
 /// A bar chart of `values`, one bar per point, each with its value as a tooltip.
-pub fn bar_chart(
-    id: &str,
-    title: &str,
-    unit: &str,
-    x_labels: [&str; 3],
-    values: &[(String, f64)],
-    summary: &str,
-) -> Markup {
+pub fn bar_chart(chart: &Chart<'_>, values: &[(String, f64)]) -> Markup {
     let top = nice_ceiling(values.iter().map(|(_, v)| *v).fold(0.0, f64::max));
     let n = values.len();
     let width = ((WIDTH - LEFT - 4.0) / n.max(1) as f64 * 0.8).max(1.0);
@@ -169,7 +171,7 @@ pub fn bar_chart(
             }
         }
     };
-    frame(id, title, summary, unit, top, x_labels, marks)
+    frame(chart, top, marks, None)
 }
 
 /// A share shown as a bar and a percentage, for tables.
@@ -202,20 +204,24 @@ mod tests {
         assert_eq!(short_number(0.25), "0.25");
         assert_eq!(short_number(12.0), "12");
         assert_eq!(short_number(2_000_000.0), "2M");
+        assert_eq!(short_number(4.0 / 3600.0), "0.0011");
+        assert_eq!(short_number(1.5), "1.5");
     }
 
     #[test]
     fn a_chart_names_itself_and_escapes_its_labels() {
         let chart = line_chart(
-            "c",
-            "Lookups <per> second",
-            "/s",
-            ["a", "b", "<c>"],
+            &Chart {
+                id: "c",
+                title: "Lookups <per> second",
+                unit: "/s",
+                x_labels: ["a", "b", "<c>"],
+                summary: "peak 2",
+            },
             &[Series {
                 label: "<script>",
                 values: vec![0.0, 2.0, 1.0],
             }],
-            "peak 2",
         )
         .into_string();
         assert!(chart.contains(r#"aria-labelledby="c-title c-summary""#));

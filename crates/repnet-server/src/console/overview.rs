@@ -6,7 +6,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
-use repnet_http::console::chart::{Series, bar_chart, line_chart, share, short_number};
+use repnet_http::console::chart::{Chart, Series, bar_chart, line_chart, share, short_number};
 use repnet_model::{ObjectKind, Timestamp, Verdict};
 use serde::Deserialize;
 
@@ -159,12 +159,14 @@ fn lookups_chart(window: Window, points: &[Point], total: &Counts) -> Markup {
     );
     let x = x_labels(window, points);
     line_chart(
-        "lookups",
-        "Lookups per second, by kind",
-        "/s",
-        labels(&x),
+        &Chart {
+            id: "lookups",
+            title: "Lookups per second, by kind",
+            unit: "/s",
+            x_labels: labels(&x),
+            summary: &summary,
+        },
         &series,
-        &summary,
     )
 }
 
@@ -214,12 +216,14 @@ fn hit_rates_chart(window: Window, points: &[Point], total: &Counts) -> Markup {
     );
     let x = x_labels(window, points);
     line_chart(
-        "hit-rates",
-        "Filter and cache hit rates",
-        "%",
-        labels(&x),
+        &Chart {
+            id: "hit-rates",
+            title: "Filter and cache hit rates",
+            unit: "%",
+            x_labels: labels(&x),
+            summary: &summary,
+        },
         &series,
-        &summary,
     )
 }
 
@@ -258,12 +262,14 @@ fn detections_chart(window: Window, points: &[Point], total: &Counts) -> Markup 
     );
     let x = x_labels(window, points);
     bar_chart(
-        "detections",
-        &format!("Detections per {}", per_slot(window)),
-        "",
-        labels(&x),
+        &Chart {
+            id: "detections",
+            title: &format!("Detections per {}", per_slot(window)),
+            unit: "",
+            x_labels: labels(&x),
+            summary: &summary,
+        },
         &values,
-        &summary,
     )
 }
 
@@ -289,12 +295,14 @@ fn engine_chart(window: Window, points: &[Point], total: &Counts) -> Markup {
     );
     let x = x_labels(window, points);
     bar_chart(
-        "engine",
-        &format!("Engine verdict changes per {}", per_slot(window)),
-        "",
-        labels(&x),
+        &Chart {
+            id: "engine",
+            title: &format!("Engine verdict changes per {}", per_slot(window)),
+            unit: "",
+            x_labels: labels(&x),
+            summary: &summary,
+        },
         &values,
-        &summary,
     )
 }
 
