@@ -81,7 +81,7 @@ pub(super) async fn show(
         (feed_freshness(&state.feeds.statuses(), now))
         p.hint {
             "Counted by this server (each node of a cluster counts its own) and kept in "
-            code { "activity.json" } " beside its data: a minute per point for the last hour, ten minutes for the last day, a day for the last 30 days, at most about 0.5 MB."
+            code { "activity.json" } " beside its data: a minute per point for the last hour, ten minutes for the last day, a day for the last 30 days, under 1 MB."
         }
     };
     page(
