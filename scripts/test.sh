@@ -18,4 +18,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y -q "${missing[@]}" >/dev/null
   fi
 fi
+# The Python tools some tests run (the OpenAPI validator, a client generator), in a virtual
+# environment of their own; the tests find it through REPNET_TEST_VENV.
+venv=target/test-venv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/test-requirements.txt "$venv/requirements.txt"; then
+  echo "test.sh: preparing $venv (scripts/test-requirements.txt)…" >&2
+  rm -rf "$venv"
+  if ! { python3 -m venv "$venv" &&
+         "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/test-requirements.txt &&
+         cp scripts/test-requirements.txt "$venv/requirements.txt"; }; then
+    echo "test.sh: cannot prepare $venv; the tests that run its tools say they skip" >&2
+  fi
+fi
+export REPNET_TEST_VENV="$PWD/$venv"
 exec cargo test --workspace --locked "$@"

@@ -306,6 +306,7 @@ const ROUTES: &[&str] = &[
     "/v1/urls",
     "/v1/lookup",
     "/v1/hashes:search",
+    "/v1/files:lookup",
     "/v1/admin/verdicts",
     "/v1/admin/imports",
     "/v1/admin/feeds",

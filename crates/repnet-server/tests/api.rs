@@ -765,6 +765,47 @@ async fn binary_batch_lookups() {
             .contains("application/octet-stream"),
         "{body}"
     );
+
+    // The binary form as an operation of its own: the same records; its mistakes named.
+    let files = |query: &str, media: &str, body: Vec<u8>| {
+        server
+            .http
+            .post(server.url(&format!("/v1/files:lookup{query}")))
+            .header("content-type", media)
+            .body(body)
+            .send()
+    };
+    let digests = hex::decode(EICAR_SHA256).unwrap();
+    let alone = files("?hash=sha256", "application/octet-stream", digests.clone())
+        .await
+        .unwrap();
+    assert_eq!(alone.status().as_u16(), 200);
+    let via_lookup = post(digests.clone()).await.unwrap();
+    assert_eq!(
+        alone.bytes().await.unwrap(),
+        via_lookup.bytes().await.unwrap(),
+        "the same records as POST /v1/lookup"
+    );
+    for (query, media, status, code) in [
+        ("", "application/octet-stream", 400, "invalid_query"),
+        (
+            "?hash=sha256&explain=true",
+            "application/octet-stream",
+            400,
+            "invalid_query",
+        ),
+        (
+            "?hash=sha256",
+            "application/json",
+            415,
+            "unsupported_media_type",
+        ),
+    ] {
+        let response = files(query, media, digests.clone()).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{query} {media}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), code, "{body}");
+    }
     server.stop().await;
 }
 

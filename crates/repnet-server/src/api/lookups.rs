@@ -354,13 +354,78 @@ pub(crate) async fn search_hashes(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilesParams {
+    #[serde(default)]
+    hash: Option<String>,
+}
+
+/// Batch lookup of files in the binary form: the body is the files' digests of the kinds
+/// `hash=` names, one after the other; the answer is one fixed-size record per file
+/// (docs/http-api.md, "Binary batch lookups"). The same as `POST /v1/lookup` with an
+/// `application/octet-stream` body, as an operation of its own so that a generated client
+/// reads its answer as bytes.
+#[utoipa::path(post, path = "/v1/files:lookup", tag = "lookup",
+    params(("hash" = String, Query, description = "what each file carries, in order: sha256, sha1, md5, or several such as sha256,sha1,md5")),
+    request_body(description = "the files' digests, one after the other",
+        content((Vec<u8> = "application/octet-stream"))),
+    responses((status = 200, description = "RPNB records, one per file in the order asked: see docs/http-api.md",
+               content((Vec<u8> = "application/octet-stream"))),
+              (status = 400, body = repnet_protocol::ErrorBody),
+              (status = 413, body = repnet_protocol::ErrorBody),
+              (status = 415, body = repnet_protocol::ErrorBody)))]
+pub(crate) async fn lookup_files(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<FilesParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            format!(
+                "{}: the query parameter here is hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    if !media_type(&headers)
+        .is_some_and(|media| media.eq_ignore_ascii_case(repnet_protocol::binary::MEDIA_TYPE))
+    {
+        return Err(unsupported_media_type(
+            &headers,
+            "send the digests with Content-Type: application/octet-stream (JSON batches go to POST /v1/lookup)",
+        ));
+    }
+    let body = body_bytes(body)?;
+    binary_batch(&state, params.hash.as_deref(), &body).await
+}
+
+/// A binary batch: `hash` (the query's) says what each file carries.
+async fn binary_batch(
+    state: &AppState,
+    hash: Option<&str>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let layout = hash.ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "a binary lookup names the hashes it carries: add ?hash=sha256 (or md5, or sha1, or several such as hash=sha256,sha1,md5 when each file is those digests one after the other)",
+        )
+    })?;
+    let layout = repnet_protocol::binary::Layout::parse(layout)
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()))?;
+    lookup_binary(state, body, &layout).await
+}
+
 /// The most full hashes one privacy-mode search returns.
 const MAX_SEARCH_MATCHES: usize = 10_000;
 
 /// Batch lookup: up to 10,000 objects, answered in the same order. One invalid item fails
 /// the whole request with 400, naming the item. With `Content-Type: application/octet-stream`
 /// the body is raw digests of the kinds `hash=` names and the answer fixed-size records
-/// (docs/http-api.md).
+/// (docs/http-api.md); `POST /v1/files:lookup` is that form as an operation of its own.
 #[utoipa::path(post, path = "/v1/lookup", tag = "lookup",
     params(("explain" = Option<bool>, Query),
            ("hash" = Option<String>, Query, description = "binary bodies only, and required for them: what each file carries, in order: sha256, sha1, md5, or several such as sha256,sha1,md5")),
@@ -405,15 +470,7 @@ pub(crate) async fn lookup_batch(
     };
     let body = body_bytes(body)?;
     if binary {
-        let layout = params.hash.as_deref().ok_or_else(|| {
-            ApiError::bad_request(
-                ErrorCode::InvalidQuery,
-                "a binary lookup names the hashes it carries: add ?hash=sha256 (or md5, or sha1, or several such as hash=sha256,sha1,md5 when each file is those digests one after the other)",
-            )
-        })?;
-        let layout = repnet_protocol::binary::Layout::parse(layout)
-            .map_err(|error| ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()))?;
-        return lookup_binary(&state, &body, &layout).await;
+        return binary_batch(&state, params.hash.as_deref(), &body).await;
     }
     if params.hash.is_some() {
         return Err(ApiError::bad_request(

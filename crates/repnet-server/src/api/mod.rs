@@ -103,6 +103,10 @@ pub(crate) fn router(
         .route("/v1/urls", get(lookups::get_url))
         .route("/v1/lookup", axum::routing::post(lookups::lookup_batch))
         .route(
+            "/v1/files:lookup",
+            axum::routing::post(lookups::lookup_files),
+        )
+        .route(
             "/v1/hashes:search",
             axum::routing::post(lookups::search_hashes),
         )

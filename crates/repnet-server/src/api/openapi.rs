@@ -20,6 +20,7 @@ use super::{
         lookups::get_certificate,
         lookups::get_url,
         lookups::lookup_batch,
+        lookups::lookup_files,
         lookups::search_hashes,
         verdicts::set_local_verdict,
         verdicts::remove_local_verdict,
@@ -115,7 +116,68 @@ impl utoipa::Modify for AdminTokenScheme {
 
 /// The OpenAPI document as JSON.
 pub(crate) fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| {
-        format!(r#"{{"error":"cannot render the OpenAPI document: {error}"}}"#)
-    })
+    let document = serde_json::to_value(ApiDoc::openapi()).map(|mut document| {
+        complete(&mut document);
+        document
+    });
+    document
+        .and_then(|document| serde_json::to_string_pretty(&document))
+        .unwrap_or_else(|error| {
+            format!(r#"{{"error":"cannot render the OpenAPI document: {error}"}}"#)
+        })
+}
+
+/// What the annotations cannot say, said on the generated document: every response has a
+/// description (OpenAPI requires one; an annotation without one gets its status's reason
+/// phrase), and a body of bytes (`application/octet-stream`, the replication stream) is a
+/// binary string, not the array of integers a `Vec<u8>` would make.
+fn complete(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let binary = |content: &mut Value| {
+        if let Some(content) = content.as_object_mut() {
+            for (media_type, body) in content.iter_mut() {
+                if media_type == "application/octet-stream"
+                    || media_type.starts_with("application/vnd.repnet")
+                {
+                    body["schema"] = json!({"type": "string", "format": "binary"});
+                }
+            }
+        }
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        if let Some(content) = operation.pointer_mut("/requestBody/content") {
+            binary(content);
+        }
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (status, response) in responses.iter_mut() {
+            let described = response
+                .get("description")
+                .and_then(Value::as_str)
+                .is_some_and(|text| !text.is_empty());
+            if !described {
+                let reason = status
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                    .and_then(|code| code.canonical_reason())
+                    .unwrap_or("the answer");
+                response["description"] = json!(reason);
+            }
+            if let Some(content) = response.get_mut("content") {
+                binary(content);
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@ const MAX_VERSION_CHARS: usize = 64;
 const MAX_ERROR_CHARS: usize = 1000;
 
 /// A proxy's report: who it is, how it does, what it runs with → the settings set for it.
-#[utoipa::path(post, path = "/v1/proxies/report", tag = "replication",
+#[utoipa::path(post, path = "/v1/proxies/report", tag = "sync",
     request_body = repnet_protocol::proxies::ProxyReport,
     responses((status = 200, body = repnet_protocol::proxies::ProxyInstructions, description = "the settings the administrator set for this proxy, if any"),
               (status = 400, body = repnet_protocol::ErrorBody),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// The changes after a sequence number: each changed key's current state.
 #[utoipa::path(get, path = "/v1/changes", tag = "sync",
     params(ChangesParams),
-    responses((status = 200, description = "a replication stream (application/vnd.repnet.sync)"),
+    responses((status = 200, description = "a replication stream", body = Vec<u8>, content_type = "application/vnd.repnet.sync"),
               (status = 400, body = repnet_protocol::ErrorBody),
               (status = 401, description = "no valid licence key", body = repnet_protocol::ErrorBody),
               (status = 410, description = "the changes asked for are no longer kept: fetch /v1/snapshot", body = repnet_protocol::ErrorBody)),
@@ -121,7 +121,7 @@ pub(crate) async fn get_changes(
 
 /// The whole knowledge base as one stream.
 #[utoipa::path(get, path = "/v1/snapshot", tag = "sync",
-    responses((status = 200, description = "a replication stream (application/vnd.repnet.sync)"),
+    responses((status = 200, description = "a replication stream", body = Vec<u8>, content_type = "application/vnd.repnet.sync"),
               (status = 401, description = "no valid licence key", body = repnet_protocol::ErrorBody)),
     security(("licence_key" = [])))]
 pub(crate) async fn get_snapshot(
@@ -443,6 +443,7 @@ impl Drop for StreamSlot {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangesParams {
     /// The last sequence number the client has applied (0 for none).
