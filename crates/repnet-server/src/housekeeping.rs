@@ -1,9 +1,8 @@
 //! The server's small background workers ([`repnet_runtime::workers`]): statistics past their
 //! retention, local verdicts past their expiry, the negative-lookup filter, the overview's
-//! activity samples. The larger ones
-//! live beside what they work on: the engine (`engine.rs`), feeds (`feeds.rs`), the upstream
-//! puller (`upstream.rs`), the statistics writer (`statistics.rs`), licence-key last uses
-//! (`repnet_licences`).
+//! activity samples. The larger ones live beside what they work on: the engine
+//! (`engine.rs`), feeds (`feeds.rs`), the upstream puller (`upstream.rs`), the statistics
+//! writer (`statistics.rs`), licence-key last uses (`repnet_licences`).
 
 use std::time::Duration;
 
