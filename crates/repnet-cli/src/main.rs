@@ -87,6 +87,17 @@ enum Command {
     /// The client configuration: the server, licence key and CA every client command uses.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell) to install.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of repnet; `--dir DIR` writes one per command there.
+    Man {
+        /// Write `repnet.1` and `repnet-<command>.1` for every command into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// What a command ended with, when it did not fail.
@@ -171,7 +182,30 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
             comment,
         )),
         Command::Config(command) => config::config(&files()?, command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "repnet", &mut std::io::stdout());
+            Ok(Outcome::Clean)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     }
+}
+
+/// The manual: to standard output, or a page per command into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<Outcome> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .context("cannot write the manual page")?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+        }
+    }
+    Ok(Outcome::Clean)
 }
 
 /// The admin token: from `--admin-token-file`, else `REPNET_ADMIN_TOKEN`.

@@ -15,6 +15,7 @@ mod console;
 mod hardening;
 mod import;
 mod lookup;
+mod manual;
 mod participation;
 mod privacy;
 mod proxy;
