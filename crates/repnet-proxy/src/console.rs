@@ -222,7 +222,7 @@ async fn save_settings(
             let window = form.coalescing_window_ms.trim().parse::<u64>().map_err(|_| {
                 ApiError::bad_request(
                     ErrorCode::InvalidSetting,
-                    format!("invalid setting coalescing_window_ms: {:?} is not a whole number of milliseconds", form.coalescing_window_ms.trim()),
+                    format!("invalid setting coalescing_window_ms: {:?} is not a whole number of milliseconds; give one from 0 to 1000", form.coalescing_window_ms.trim()),
                 )
             });
             match window {

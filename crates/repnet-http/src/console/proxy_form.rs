@@ -55,10 +55,13 @@ impl ManagedForm {
     /// The settings the form asks for, checked as the API checks them.
     pub fn settings(&self) -> Result<ManagedSettings, ApiError> {
         let invalid = |message: String| ApiError::bad_request(ErrorCode::InvalidSetting, message);
-        let number = |field: &str, text: &str| {
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| invalid(format!("{field}: {:?} is not a whole number", text.trim())))
+        let number = |field: &str, text: &str, allowed: &str| {
+            text.trim().parse::<u64>().map_err(|_| {
+                invalid(format!(
+                    "{field}: {:?} is not a whole number; give one from {allowed}",
+                    text.trim()
+                ))
+            })
         };
         let megabytes = self.cache_max_megabytes.trim();
         let cache_max_bytes = megabytes
@@ -73,9 +76,17 @@ impl ManagedForm {
             })?;
         let settings = ManagedSettings {
             enabled: self.enabled.is_some(),
-            cache_max_entries: number("cache_max_entries", &self.cache_max_entries)?,
+            cache_max_entries: number(
+                "cache_max_entries",
+                &self.cache_max_entries,
+                "1 to 100000000",
+            )?,
             cache_max_bytes,
-            cache_max_ttl_seconds: number("cache_max_ttl_seconds", &self.cache_max_ttl_seconds)?,
+            cache_max_ttl_seconds: number(
+                "cache_max_ttl_seconds",
+                &self.cache_max_ttl_seconds,
+                "0 (as the upstream says) to 2592000 (30 days)",
+            )?,
             allowed_networks: self
                 .allowed_networks
                 .split(['\n', ','])

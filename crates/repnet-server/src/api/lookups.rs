@@ -382,12 +382,9 @@ pub(crate) async fn lookup_files(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
-        ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!(
-                "{}: the query parameter here is hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
-                rejection.body_text()
-            ),
+        bad_query(
+            &rejection,
+            "the query parameter here is hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
         )
     })?;
     if !media_type(&headers)
@@ -400,6 +397,14 @@ pub(crate) async fn lookup_files(
     }
     let body = body_bytes(body)?;
     binary_batch(&state, params.hash.as_deref(), &body).await
+}
+
+/// A query that could not be read: what was wrong, then what the route takes.
+fn bad_query(rejection: &QueryRejection, allowed: &str) -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidQuery,
+        format!("{}: {allowed}", rejection.body_text()),
+    )
 }
 
 /// A binary batch: `hash` (the query's) says what each file carries.
@@ -449,12 +454,9 @@ pub(crate) async fn lookup_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|rejection| {
-        ApiError::bad_request(
-            ErrorCode::InvalidQuery,
-            format!(
-                "{}: the query parameters here are explain=true|false and, for a binary body, hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
-                rejection.body_text()
-            ),
+        bad_query(
+            &rejection,
+            "the query parameters here are explain=true|false and, for a binary body, hash=sha256 (or md5, sha1, or several such as sha256,sha1,md5)",
         )
     })?;
     let explain = explain_value(params.explain.as_deref())?;
