@@ -125,7 +125,10 @@ impl HttpConnection {
         let length = length.context("an answer without Content-Length")?;
         let mut body = vec![0u8; length];
         self.reader.read_exact(&mut body).await?;
-        if !(200..300).contains(&status) {
+        // hashlookup's shape answers an unknown hash with a 404: an answer, not a failure.
+        let unknown_to_hashlookup =
+            status == 404 && body.starts_with(b"{\"message\":\"Non existing");
+        if !(200..300).contains(&status) && !unknown_to_hashlookup {
             bail!(
                 "repnet answered {status}: {}",
                 String::from_utf8_lossy(&body)

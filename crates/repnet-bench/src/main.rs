@@ -7,6 +7,7 @@
 //!   in the binary form, against Redis `MGET` of the same keys;
 //! - **single**: one hash per request at 64 connections: `GET /v1/files/{sha256}` against
 //!   Redis `GET`;
+//! - **hashlookup**: the same, in CIRCL hashlookup's shape (`GET /lookup/sha256/{h}`);
 //! - **latency**: percentiles of single lookups at a fixed offered rate, half the lower of
 //!   the two measured maxima, for both;
 //! - **imports**: `repnet import` of the N entries as a hash list (how the knowledge base is
@@ -88,7 +89,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "batch,single,latency,urls,privacy,client-urls,imports,sync,statistics,proxy,scan"
+        default_value = "batch,single,latency,urls,privacy,client-urls,imports,sync,statistics,proxy,scan,hashlookup"
     )]
     scenarios: Vec<Scenario>,
     /// Offered rate of the latency scenario [default: half the lower of the two servers'
@@ -150,6 +151,9 @@ enum Scenario {
     /// walking them with `find`. Not in the default run: the tree takes minutes to write and
     /// about 4 GB of disk.
     Rescan,
+    /// Single lookups in CIRCL hashlookup's shape (`GET /lookup/sha256/{h}`) against Redis
+    /// `GET`, as `single` is.
+    Hashlookup,
 }
 
 fn main() -> std::process::ExitCode {
@@ -189,6 +193,8 @@ struct Workloads {
     batch_mget: Arc<Vec<Request>>,
     single_http: Arc<Vec<Request>>,
     single_redis: Arc<Vec<Request>>,
+    /// The same keys as `single_http`, asked as hashlookup's clients ask.
+    single_hashlookup: Arc<Vec<Request>>,
     /// 1,000 URLs per request, half known (sent as a client might: upper case, a port, a
     /// fragment), against Redis `MGET` of the hashes of all their expressions.
     url_json: Arc<Vec<Request>>,
@@ -292,6 +298,10 @@ fn workloads(seed: u64, entries: u64, urls: u64) -> Workloads {
         .iter()
         .map(|(key, _)| Request::http("GET", &format!("/v1/files/{key}"), None, &[]))
         .collect();
+    let single_hashlookup = singles
+        .iter()
+        .map(|(key, _)| Request::http("GET", &format!("/lookup/sha256/{key}"), None, &[]))
+        .collect();
     let single_redis = singles
         .iter()
         .map(|(key, _)| Request::redis(&[b"GET", key.0.as_slice()]))
@@ -308,6 +318,7 @@ fn workloads(seed: u64, entries: u64, urls: u64) -> Workloads {
         batch_mget: Arc::new(batch_mget),
         single_http: Arc::new(single_http),
         single_redis: Arc::new(single_redis),
+        single_hashlookup: Arc::new(single_hashlookup),
     }
 }
 
@@ -360,6 +371,11 @@ async fn verify(
     let answer: serde_json::Value = serde_json::from_slice(&body)?;
     if answer["verdict"] != "untrusted" || answer["threat"] != "Bench.Threat" {
         bail!("repnet's single answer for a present key: {answer}");
+    }
+    let body = http.call(&workloads.single_hashlookup[0]).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    if answer["repnet:verdict"] != "untrusted" || answer["repnet:threat"] != "Bench.Threat" {
+        bail!("repnet's hashlookup answer for a present key: {answer}");
     }
     let body = http.call(&workloads.url_json[0]).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body)?;
@@ -595,6 +611,26 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
                 .requests_per_second()
                 .min(redis_runs.requests_per_second()),
         ));
+    }
+
+    if args.scenarios.contains(&Scenario::Hashlookup) {
+        eprintln!("hashlookup: {} connections…", args.single_connections);
+        let (mut repnet_runs, mut redis_runs) = (Vec::new(), Vec::new());
+        let connections = args.single_connections;
+        for _ in 0..args.rounds {
+            repnet_runs.push(
+                closed(
+                    repnet_address,
+                    false,
+                    &workloads.single_hashlookup,
+                    connections,
+                )
+                .await?,
+            );
+            redis_runs
+                .push(closed(redis_address, true, &workloads.single_redis, connections).await?);
+        }
+        report.hashlookup(&merged(&repnet_runs), &merged(&redis_runs));
     }
 
     if args.scenarios.contains(&Scenario::Proxy) {

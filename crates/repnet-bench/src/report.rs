@@ -435,6 +435,16 @@ impl Report {
         );
     }
 
+    pub(crate) fn hashlookup(&mut self, repnet: &Measurement, redis: &Measurement) {
+        self.row(
+            "single, hashlookup's shape",
+            "lookups/s (GET /lookup/sha256/{h}; redis GET)",
+            Some(repnet.requests_per_second()),
+            Some(redis.requests_per_second()),
+            true,
+        );
+    }
+
     pub(crate) fn latency(&mut self, rate: f64, repnet: &Measurement, redis: &Measurement) {
         let scenario = format!("latency at {rate:.0}/s");
         self.row(

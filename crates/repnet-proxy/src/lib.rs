@@ -241,6 +241,9 @@ impl Proxy {
         registry.register_collector(Box::new(repnet_runtime::workers::WorkerMetrics(
             workers.clone(),
         )));
+        registry.register_collector(Box::new(repnet_runtime::process::ProcessMetrics {
+            component: "proxy",
+        }));
         let upstream = Upstream::start(
             &settings.upstream,
             upstream_key.as_deref(),

@@ -4,6 +4,7 @@
 //! no HTTP: the proxy and the client use it without linking the server.
 
 pub mod files;
+pub mod process;
 pub mod workers;
 
 pub use workers::{Clock, Context, Next, WorkError, Worker, Workers};

@@ -742,7 +742,7 @@ mod tests {
         let feeds = Arc::new(Feeds::new(
             &config(path.clone()),
             &data,
-            Metrics::new(&workers),
+            Metrics::new(&workers, false),
             workers.clock(),
         ));
         for worker in feeds.workers(&store) {

@@ -202,7 +202,7 @@ impl Server {
                 .map_err(StartError::Licences)?,
         );
         let workers = repnet_runtime::Workers::new(repnet_runtime::Clock::system());
-        let metrics = metrics::Metrics::new(&workers);
+        let metrics = metrics::Metrics::new(&workers, config.upstream.is_some());
         let upstream = match &config.upstream {
             Some(upstream) => Some(Arc::new(
                 upstream::Upstream::new(upstream, upstream.licence_key()?, metrics.clone())

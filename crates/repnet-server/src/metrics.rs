@@ -87,12 +87,17 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// The server's metrics, with those of its background `workers`, read at each scrape.
-    pub(crate) fn new(workers: &repnet_runtime::Workers) -> Metrics {
+    /// The server's metrics, with those of its background `workers` and of the process,
+    /// read at each scrape. The `repnet_upstream_*` metrics are exported only by a server
+    /// that has an `upstream`: elsewhere a constant 0 would page someone for nothing.
+    pub(crate) fn new(workers: &repnet_runtime::Workers, upstream: bool) -> Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(repnet_runtime::workers::WorkerMetrics(
             workers.clone(),
         )));
+        registry.register_collector(Box::new(repnet_runtime::process::ProcessMetrics {
+            component: "serve",
+        }));
         let lookup_family = Family::<LookupLabels, Counter>::default();
         registry.register(
             "repnet_lookups",
@@ -155,26 +160,28 @@ impl Metrics {
             "Requests refused for their licence key, by code (licence_not_registered, licence_expired, licence_revoked, rate_limited)",
             network.refusals.clone(),
         );
-        registry.register(
-            "repnet_upstream_up",
-            "Whether the last pull from the upstream server succeeded (1) or failed (0)",
-            network.upstream_up.clone(),
-        );
-        registry.register(
-            "repnet_upstream_lag_changes",
-            "Changes the upstream server had, as of its last answer, that this one has not applied",
-            network.upstream_lag.clone(),
-        );
-        registry.register(
-            "repnet_upstream_last_success_timestamp_seconds",
-            "When a pull from the upstream server last succeeded, in Unix time",
-            network.upstream_last_success.clone(),
-        );
-        registry.register(
-            "repnet_upstream_entries_applied",
-            "Entries of changes and snapshots applied from the upstream server",
-            network.upstream_applied.clone(),
-        );
+        if upstream {
+            registry.register(
+                "repnet_upstream_up",
+                "Whether the last pull from the upstream server succeeded (1) or failed (0)",
+                network.upstream_up.clone(),
+            );
+            registry.register(
+                "repnet_upstream_lag_changes",
+                "Changes the upstream server had, as of its last answer, that this one has not applied",
+                network.upstream_lag.clone(),
+            );
+            registry.register(
+                "repnet_upstream_last_success_timestamp_seconds",
+                "When a pull from the upstream server last succeeded, in Unix time",
+                network.upstream_last_success.clone(),
+            );
+            registry.register(
+                "repnet_upstream_entries_applied",
+                "Entries of changes and snapshots applied from the upstream server",
+                network.upstream_applied.clone(),
+            );
+        }
         let routes = ROUTES.iter().copied().chain(std::iter::once(UNMATCHED));
         let ok_requests = routes
             .clone()

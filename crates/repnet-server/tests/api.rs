@@ -1564,3 +1564,39 @@ async fn small_things_of_the_adversarial_review() {
     }
     server.stop().await;
 }
+
+/// `/metrics` says which repnet answers and how its process is (the names Prometheus's own
+/// clients use, which dashboards expect); the upstream's metrics only where there is one.
+#[tokio::test]
+async fn metrics_name_the_build_and_the_process_and_no_upstream_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), ServerConfig::default()).await;
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "repnet_build_info{{version=\"{}\",component=\"serve\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("repnet_upstream"), "{metrics}");
+    server.stop().await;
+}

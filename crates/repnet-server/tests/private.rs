@@ -409,6 +409,16 @@ async fn a_private_server_converges_to_the_global_one_and_keeps_its_own_verdicts
         (ObjectKind::File, "00".repeat(32)),
     ]);
     eventually(30, "the first pull", || caught_up(&global, &private)).await;
+    let metrics = private
+        .http
+        .get(private.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("repnet_upstream_up 1"), "{metrics}");
     assert_eq!(
         answers(&device, &targets).await,
         answers(&anyone, &targets).await

@@ -6,6 +6,7 @@
 //! admin gate, the licence-key endpoints) is `repnet_http`'s.
 
 pub(crate) mod feeds;
+mod hashlookup;
 mod installations;
 mod licences;
 pub(crate) mod lookups;
@@ -110,6 +111,7 @@ pub(crate) fn router(
             "/v1/hashes:search",
             axum::routing::post(lookups::search_hashes),
         )
+        .merge(hashlookup_routes())
         .route("/v1/statement", get(statistics::get_statement))
         .route(
             "/v1/installations/challenge",
@@ -169,6 +171,46 @@ pub(crate) fn router(
         // says too much), and `body_bytes` turns that into our JSON 413.
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// CIRCL hashlookup's endpoints (`api/hashlookup.rs`), also under `//`: MISP's hashlookup
+/// module joins its base URL, which ends in `/`, and `/lookup/…` into `…//lookup/…`.
+fn hashlookup_routes() -> Router<Arc<AppState>> {
+    let mut routes = Router::new();
+    for prefix in ["", "/"] {
+        routes = routes
+            .route(
+                &format!("{prefix}/lookup/md5/{{hash}}"),
+                get(hashlookup::lookup_md5),
+            )
+            .route(
+                &format!("{prefix}/lookup/sha1/{{hash}}"),
+                get(hashlookup::lookup_sha1),
+            )
+            .route(
+                &format!("{prefix}/lookup/sha256/{{hash}}"),
+                get(hashlookup::lookup_sha256),
+            )
+            .route(
+                &format!("{prefix}/bulk/md5"),
+                axum::routing::post(hashlookup::bulk_md5),
+            )
+            .route(
+                &format!("{prefix}/bulk/sha1"),
+                axum::routing::post(hashlookup::bulk_sha1),
+            )
+            .route(&format!("{prefix}/info"), get(hashlookup::info))
+            .route(&format!("{prefix}/stats/top"), get(hashlookup::top))
+            .route(
+                &format!("{prefix}/children/{{sha1}}/{{count}}/{{cursor}}"),
+                get(hashlookup::children),
+            )
+            .route(
+                &format!("{prefix}/parents/{{sha1}}/{{count}}/{{cursor}}"),
+                get(hashlookup::parents),
+            );
+    }
+    routes
 }
 
 // ----- helpers ----------------------------------------------------------------------------

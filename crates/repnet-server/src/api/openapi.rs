@@ -4,7 +4,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    feeds, installations, lookups, operations, proxies, replication, settings, statistics, verdicts,
+    feeds, hashlookup, installations, lookups, operations, proxies, replication, settings,
+    statistics, verdicts,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +52,15 @@ use super::{
         operations::readyz,
         operations::metrics,
         operations::openapi,
+        hashlookup::lookup_md5,
+        hashlookup::lookup_sha1,
+        hashlookup::lookup_sha256,
+        hashlookup::bulk_md5,
+        hashlookup::bulk_sha1,
+        hashlookup::info,
+        hashlookup::top,
+        hashlookup::children,
+        hashlookup::parents,
     ),
     components(schemas(
         repnet_protocol::proxies::ProxyReport,
