@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with the Rust toolchain.
 # Some tests run a real redis-server (the benchmark's quick mode, the Redis backend), the
-# console's browser tests drive Debian's headless chromium through chromedriver, and groff
-# formats the manual pages: these are installed from Debian's packages when missing. Extra
-# arguments go to `cargo test`.
+# console's browser tests drive Debian's headless chromium through chromedriver, groff
+# formats the manual pages, promtool checks the Prometheus rules and systemd-analyze the
+# systemd unit: these are installed from Debian's packages when missing. Extra arguments go
+# to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -11,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}, which the tests run…" >&2
   sudo=""

@@ -87,6 +87,12 @@ enum Command {
     /// The client configuration: the server, licence key and CA every client command uses.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Check that a server or proxy is up and ready (GET /readyz): exit 0 if it is, 1 if not
+    /// — for container health checks, service managers and scripts.
+    Health {
+        #[command(flatten)]
+        connection: connect::ServerArgs,
+    },
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell) to install.
     Completions {
         #[arg(value_enum)]
@@ -110,6 +116,9 @@ enum Outcome {
     /// Nothing failed, but something could not be checked: offline, unreadable, no such
     /// path, refused (exit 2).
     Incomplete,
+    /// `repnet health`: the server is not ready, or does not answer (exit 1, which container
+    /// health checks read as "unhealthy"; they reserve 2).
+    Unhealthy,
 }
 
 impl Outcome {
@@ -188,6 +197,27 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
             Ok(Outcome::Clean)
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Health { connection } => {
+            runtime(1)?.block_on(health(&files()?.load().unwrap_or_default(), &connection))
+        }
+    }
+}
+
+/// `repnet health`: asks `/readyz`; says why when the answer is not "ready".
+async fn health(
+    config: &config::ClientConfig,
+    connection: &connect::ServerArgs,
+) -> anyhow::Result<Outcome> {
+    let url = connection.url(config);
+    match connection.client(config)?.ready().await {
+        Ok(()) => {
+            println!("{url}: ready");
+            Ok(Outcome::Clean)
+        }
+        Err(error) => {
+            eprintln!("repnet: {url} is not ready: {error}");
+            Ok(Outcome::Unhealthy)
+        }
     }
 }
 
@@ -250,7 +280,7 @@ fn main() -> ExitCode {
     }
     match run(cli.command, cli.client_config.as_deref()) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
-        Ok(Outcome::UntrustedFound) => ExitCode::from(1),
+        Ok(Outcome::UntrustedFound | Outcome::Unhealthy) => ExitCode::from(1),
         Ok(Outcome::Incomplete) => ExitCode::from(2),
         Err(error) => {
             eprintln!("repnet: {}", one_line(&error));

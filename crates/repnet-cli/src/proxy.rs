@@ -95,8 +95,7 @@ pub(crate) fn main(args: ProxyArgs) -> anyhow::Result<Outcome> {
         config.tls_key = Some(key.clone());
     }
     if args.print_config {
-        print!("{}", config.to_toml());
-        return Ok(Outcome::Clean);
+        return crate::serve::print_config(&config.to_toml());
     }
     let admin_token = match (
         &config.admin_token_file,

@@ -250,23 +250,36 @@ pub(crate) fn start_logging(filter: &str, json: bool) -> anyhow::Result<()> {
     result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
 }
 
+/// Prints a configuration for `--print-config`. The server and the proxy ignore SIGPIPE
+/// (a log reader that goes away must not stop them), so a reader that stops early
+/// (`| head`) is a write error here: the end of the output, not a failure.
+pub(crate) fn print_config(text: &str) -> anyhow::Result<Outcome> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::anyhow!("cannot print the configuration: {error}"))
+        }
+        _ => Ok(Outcome::Clean),
+    }
+}
+
 /// `repnet serve`: reads the configuration, then runs the server on a runtime of the
 /// configured size.
 pub(crate) fn main(args: ServeArgs) -> anyhow::Result<Outcome> {
     let config = args.effective_config()?;
     let (admin_token, token_source) = args.admin_token(&config)?;
     if args.print_config {
-        print!("{}", config.to_toml());
-        match token_source {
+        let token = match token_source {
             TokenSource::File(path) => {
-                println!("# admin API enabled, token from {}", path.display())
+                format!("# admin API enabled, token from {}\n", path.display())
             }
             TokenSource::Environment => {
-                println!("# admin API enabled, token from REPNET_ADMIN_TOKEN")
+                "# admin API enabled, token from REPNET_ADMIN_TOKEN\n".to_owned()
             }
-            TokenSource::None => println!("# admin API disabled: no admin token"),
-        }
-        return Ok(Outcome::Clean);
+            TokenSource::None => "# admin API disabled: no admin token\n".to_owned(),
+        };
+        return print_config(&format!("{}\n{token}", config.to_toml()));
     }
     init_logging(&args)?;
     let runtime = crate::runtime(config.worker_threads)?;

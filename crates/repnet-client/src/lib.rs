@@ -950,6 +950,12 @@ impl Client {
         self.send(self.admin(request)).await
     }
 
+    /// Whether the server or proxy is ready to answer (`GET /readyz` answers 200).
+    pub async fn ready(&self) -> Result<(), ClientError> {
+        let request = self.http.get(format!("{}/readyz", self.base));
+        self.send::<serde_json::Value>(request).await.map(|_| ())
+    }
+
     /// The server's role, sequence and upstream (`GET /v1/admin/status`).
     pub async fn server_status(&self) -> Result<ServerStatus, ClientError> {
         let request = self.http.get(format!("{}/v1/admin/status", self.base));

@@ -274,9 +274,14 @@ impl ProxyConfig {
         }
     }
 
-    /// The configuration as TOML, for `--print-config`.
+    /// The configuration as TOML, for `--print-config`, with the upstream key masked
+    /// ([`repnet_runtime::HIDDEN_SECRET`]).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self)
+        let mut shown = self.clone();
+        if shown.upstream_key.is_some() {
+            shown.upstream_key = Some(repnet_runtime::HIDDEN_SECRET.to_owned());
+        }
+        toml::to_string(&shown)
             .unwrap_or_else(|error| format!("# cannot print the configuration: {error}\n"))
     }
 }

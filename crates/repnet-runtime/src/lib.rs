@@ -9,6 +9,11 @@ pub mod workers;
 
 pub use workers::{Clock, Context, Next, WorkError, Worker, Workers};
 
+/// What `--print-config` prints in place of a secret (a licence key given in the
+/// configuration). Not a valid key (it has spaces), so a printed configuration used as it is
+/// fails with a clear error instead of sending it.
+pub const HIDDEN_SECRET: &str = "<hidden by --print-config>";
+
 /// The current time as a model timestamp (seconds since the Unix epoch; 0 before it).
 pub fn now() -> repnet_model::Timestamp {
     let seconds = std::time::SystemTime::now()

@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub max_replication_streams: usize,
     /// Replication streams sent at once to one licence key.
     pub max_replication_streams_per_key: usize,
+    /// Log a line per request (target `repnet::access`): method, route pattern, status,
+    /// microseconds, bytes. Never the client's address or what was looked up.
+    pub access_log: bool,
     /// What clients' connections may hold and for how long (`[connections]`).
     pub connections: repnet_http::Limits,
 }
@@ -482,6 +485,7 @@ impl Default for ServerConfig {
             engine: crate::engine::EngineConfig::default(),
             max_replication_streams: 32,
             max_replication_streams_per_key: 4,
+            access_log: false,
             connections: repnet_http::Limits::default(),
         }
     }
@@ -693,15 +697,148 @@ impl ServerConfig {
     }
 
     /// The configuration as TOML, for `--print-config`.
+    /// The configuration as TOML, for `--print-config` (and so `repnet.example.toml`):
+    /// every setting with its value, the optional ones that are not set as commented-out
+    /// examples ([`UNSET_EXAMPLES`]), secrets masked ([`repnet_runtime::HIDDEN_SECRET`]: an
+    /// upstream's licence key, a feed's header values).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self)
-            .unwrap_or_else(|error| format!("# cannot print the configuration: {error}\n"))
+        let mut shown = self.clone();
+        if let Some(upstream) = &mut shown.upstream
+            && upstream.key.is_some()
+        {
+            upstream.key = Some(repnet_runtime::HIDDEN_SECRET.to_owned());
+        }
+        for feed in &mut shown.feeds {
+            for value in feed.headers.values_mut() {
+                *value = repnet_runtime::HIDDEN_SECRET.to_owned();
+            }
+        }
+        let text = match toml::to_string(&shown) {
+            Ok(text) => text,
+            Err(error) => return format!("# cannot print the configuration: {error}\n"),
+        };
+        let unset: Vec<&(&str, &str)> = UNSET_EXAMPLES
+            .iter()
+            .filter(|(key, _)| !shown.is_set(key))
+            .collect();
+        if unset.is_empty() {
+            return text;
+        }
+        // Top-level keys go before the first table, where TOML reads them as top-level.
+        let tables = text.find("\n[").map_or(text.len(), |position| position + 1);
+        let mut out = String::with_capacity(text.len() + 1024);
+        out.push_str(&text[..tables]);
+        out.push_str("# Not set (docs/configuration.md):\n");
+        for (key, example) in &unset {
+            out.push_str(&format!("# {key} = {example}\n"));
+        }
+        out.push('\n');
+        out.push_str(&text[tables..]);
+        if shown.upstream.is_none() {
+            // The `[upstream]` table with its defaults, from the code.
+            let mut example = UpstreamConfig::new("https://global.example");
+            example.key_file = Some(PathBuf::from("/etc/repnet/upstream.key"));
+            example.ca_file = Some(PathBuf::from("/etc/repnet/upstream-ca.pem"));
+            if let Ok(table) = toml::to_string(&example) {
+                out.push_str("\n# [upstream]\n");
+                for line in table.lines() {
+                    out.push_str(&format!("# {line}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the optional setting `key` of [`UNSET_EXAMPLES`] has a value.
+    fn is_set(&self, key: &str) -> bool {
+        match key {
+            "store" => self.store.is_some(),
+            "admin_token_file" => self.admin_token_file.is_some(),
+            "tls_cert" => self.tls_cert.is_some(),
+            "tls_key" => self.tls_key.is_some(),
+            "bundle_public_key" => self.bundle_public_key.is_some(),
+            "statement_file" => self.statement_file.is_some(),
+            _ => true,
+        }
     }
 }
+
+/// The optional top-level settings, with an example value each: what `--print-config`
+/// prints, commented out, for those that are not set (the `[upstream]` table too, from
+/// [`UpstreamConfig::new`]).
+pub const UNSET_EXAMPLES: &[(&str, &str)] = &[
+    ("store", "\"redis://10.0.0.1:6379,10.0.0.2:6379\""),
+    ("admin_token_file", "\"/etc/repnet/admin-token\""),
+    ("tls_cert", "\"/etc/repnet/cert.pem\""),
+    ("tls_key", "\"/etc/repnet/key.pem\""),
+    ("bundle_public_key", "\"/etc/repnet/bundle.pub\""),
+    ("statement_file", "\"/etc/repnet/statement.txt\""),
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `--print-config` prints, commented parts uncommented, is a valid configuration
+    /// with every optional setting set: the examples are right, and none is forgotten.
+    #[test]
+    fn the_printed_examples_of_unset_settings_are_valid_settings() {
+        let printed = ServerConfig::default().to_toml();
+        let uncommented: String = printed
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") || rest.starts_with('[') => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config: ServerConfig =
+            toml::from_str(&uncommented).unwrap_or_else(|error| panic!("{error}\n{uncommented}"));
+        for (key, _) in UNSET_EXAMPLES {
+            assert!(config.is_set(key), "{key} is not set by:\n{uncommented}");
+        }
+        let upstream = config.upstream.unwrap();
+        assert_eq!(upstream.url, "https://global.example");
+        assert_eq!(
+            upstream.interval_seconds,
+            UpstreamConfig::new("x").interval_seconds
+        );
+        // And nothing optional is printed as unset when it is set.
+        assert!(!config_with_everything().to_toml().contains("# Not set"));
+    }
+
+    fn config_with_everything() -> ServerConfig {
+        let mut upstream = UpstreamConfig::new("https://global.example");
+        upstream.key = Some("SECRET-ORGANISATION-KEY".to_owned());
+        let path = Some(PathBuf::from("/x"));
+        ServerConfig {
+            store: Some("redis://127.0.0.1:1".to_owned()),
+            admin_token_file: path.clone(),
+            tls_cert: path.clone(),
+            tls_key: path.clone(),
+            bundle_public_key: path.clone(),
+            statement_file: path,
+            upstream: Some(upstream),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let mut config = config_with_everything();
+        let mut feed = FeedConfig {
+            name: "corp".to_owned(),
+            url: Some("https://feeds.example/x.csv".to_owned()),
+            ..toml::from_str("name = \"corp\"").unwrap()
+        };
+        feed.headers
+            .insert("Authorization".to_owned(), "Bearer FEED-SECRET".to_owned());
+        config.feeds.push(feed);
+        let printed = config.to_toml();
+        assert!(!printed.contains("SECRET-ORGANISATION-KEY"), "{printed}");
+        assert!(!printed.contains("FEED-SECRET"), "{printed}");
+        assert!(printed.contains(repnet_runtime::HIDDEN_SECRET), "{printed}");
+    }
 
     #[test]
     fn unknown_keys_are_refused() {

@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     workers: repnet_runtime::Workers,
     ttl: TtlPolicy,
     max_batch_items: usize,
+    /// `access_log`: a line per request.
+    access_log: bool,
     metrics: metrics::Metrics,
     /// `None` disables the admin API.
     admin: Arc<admin::AdminGate>,
@@ -263,6 +265,7 @@ impl Server {
             workers: workers.clone(),
             ttl: config.ttl_policy(),
             max_batch_items: config.max_batch_items,
+            access_log: config.access_log,
             metrics,
             admin: Arc::new(admin::AdminGate::new(admin_token)),
             ready: Arc::clone(&ready),

@@ -337,6 +337,15 @@ const ROUTES: &[&str] = &[
     "/readyz",
     "/metrics",
     "/openapi.json",
+    "/lookup/md5/{hash}",
+    "/lookup/sha1/{hash}",
+    "/lookup/sha256/{hash}",
+    "/bulk/md5",
+    "/bulk/sha1",
+    "/info",
+    "/stats/top",
+    "/children/{sha1}/{count}/{cursor}",
+    "/parents/{sha1}/{count}/{cursor}",
 ];
 
 const UNMATCHED: &str = "unmatched";
@@ -345,8 +354,20 @@ const UNMATCHED: &str = "unmatched";
 /// `ROUTES.len()` when none matched.
 pub(crate) fn route_index(matched: Option<&str>) -> usize {
     matched
+        // hashlookup's routes are also mounted under `//` (`api/mod.rs`): counted as one.
+        .map(|matched| {
+            matched
+                .strip_prefix('/')
+                .filter(|rest| rest.starts_with('/'))
+                .unwrap_or(matched)
+        })
         .and_then(|matched| ROUTES.iter().position(|route| *route == matched))
         .unwrap_or(ROUTES.len())
+}
+
+/// The route of index `route` ([`route_index`]), or `unmatched`.
+pub(crate) fn route_name(route: usize) -> &'static str {
+    ROUTES.get(route).copied().unwrap_or(UNMATCHED)
 }
 
 impl Metrics {

@@ -16,6 +16,7 @@ mod hardening;
 mod import;
 mod lookup;
 mod manual;
+mod packaging;
 mod participation;
 mod privacy;
 mod proxy;

@@ -164,7 +164,10 @@ pub(crate) fn router(
             repnet_http::guard_requests,
         ))
         .layer(middleware::from_fn_with_state(
-            Arc::new(state.metrics.clone()),
+            Arc::new(operations::Tracking {
+                metrics: state.metrics.clone(),
+                access_log: state.access_log,
+            }),
             operations::track,
         ))
         // The body extractor stops reading at the limit (at once when Content-Length already

@@ -54,11 +54,19 @@ pub(crate) async fn openapi() -> Response {
     json_response(StatusCode::OK, super::openapi::openapi_json().into_bytes())
 }
 
-/// Middleware counting and timing every request.
+/// What [`track`] needs: the metrics, and whether to log each request.
+pub(crate) struct Tracking {
+    pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) access_log: bool,
+}
+
+/// Middleware counting and timing every request, and with `access_log` logging it: the
+/// method, the route's pattern (`/v1/domains/{domain}`, never the domain: what a device looks
+/// up is its user's), the status, the time and the answer's length. No client address.
 pub(crate) async fn track(
     // In an `Arc`: axum clones the state for every request, and one atomic is cheaper than
     // the five of `Metrics`.
-    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    State(tracking): State<Arc<Tracking>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -67,12 +75,25 @@ pub(crate) async fn track(
         .get::<axum::extract::MatchedPath>()
         .map(|matched| matched.as_str());
     let route = crate::metrics::route_index(matched);
+    let method = tracking.access_log.then(|| request.method().clone());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics.observe_request(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let elapsed = started.elapsed();
+    tracking
+        .metrics
+        .observe_request(route, response.status().as_u16(), elapsed.as_secs_f64());
+    if let Some(method) = method {
+        // Streamed answers (snapshots, exports) have no length yet: logged as absent.
+        let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
+        tracing::info!(
+            target: "repnet::access",
+            method = %method,
+            route = crate::metrics::route_name(route),
+            status = response.status().as_u16(),
+            micros = elapsed.as_micros() as u64,
+            bytes,
+            "request"
+        );
+    }
     response
 }
