@@ -32,6 +32,24 @@ pub(crate) enum AdminCommand {
     /// Scheduled feeds: their state, last success, last error and counts; refresh one now.
     #[command(subcommand)]
     Feeds(FeedsCommand),
+    /// Back up a running server: its knowledge base (a consistent, compacted copy) and state
+    /// files, into DIR (new or empty).
+    Backup {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Restore a backup into a new or empty data directory (the server stopped, or not yet
+    /// started there), and check that it opens.
+    Restore {
+        /// The directory `repnet admin backup` wrote.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+        /// The data directory to restore into.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
     /// A server's role, knowledge base, licence keys, change log and upstream; or a proxy's
     /// cache and upstream.
     Status {
@@ -465,6 +483,12 @@ pub(crate) async fn run(command: AdminCommand, files: &ClientFiles) -> anyhow::R
     // A configuration that cannot be read gives no defaults; the commands still run.
     let config = files.load().unwrap_or_default();
     match command {
+        AdminCommand::Backup { dir, server } => {
+            return crate::backup::backup(&dir, &server, &config).await;
+        }
+        AdminCommand::Restore { backup, data } => {
+            return crate::backup::restore(&backup, &data).await;
+        }
         AdminCommand::Keys(KeysCommand::Add {
             key,
             label,

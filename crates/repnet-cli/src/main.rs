@@ -5,6 +5,7 @@
 //! saying what to do), else 0.
 
 mod admin;
+mod backup;
 mod bundle;
 mod caches;
 mod config;

@@ -994,6 +994,60 @@ impl Client {
         Err(self.refusal(status, &body))
     }
 
+    /// Downloads a backup of the server (`GET /v1/admin/backup`, a tar archive) into `out`;
+    /// answers its length. A transfer that stalls for [`BODY_PROGRESS_TIMEOUT`] fails.
+    pub async fn backup(&self, out: &mut std::fs::File) -> Result<u64, ClientError> {
+        use std::io::Write as _;
+        let request = self
+            .http
+            .get(format!("{}/v1/admin/backup", self.base))
+            .timeout(Duration::from_secs(24 * 3600));
+        let mut response =
+            tokio::time::timeout(REPLICATION_HEADERS_TIMEOUT, self.admin(request).send())
+                .await
+                .map_err(|_| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "no answer within {} minutes",
+                        REPLICATION_HEADERS_TIMEOUT.as_secs() / 60
+                    ),
+                })?
+                .map_err(|error| self.connection_error(&error))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_error_body(response).await;
+            return Err(self.refusal(status, &body));
+        }
+        let expected = response.content_length();
+        let mut written = 0u64;
+        loop {
+            let chunk = tokio::time::timeout(BODY_PROGRESS_TIMEOUT, response.chunk())
+                .await
+                .map_err(|_| ClientError::Unexpected {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "the backup stalled for {} seconds",
+                        BODY_PROGRESS_TIMEOUT.as_secs()
+                    ),
+                })?
+                .map_err(|error| ClientError::Unexpected {
+                    url: self.base.clone(),
+                    reason: format!("the backup broke off: {}", error_chain(&error)),
+                })?;
+            let Some(chunk) = chunk else { break };
+            out.write_all(&chunk)
+                .map_err(|error| ClientError::Input(format!("cannot write the backup: {error}")))?;
+            written += chunk.len() as u64;
+        }
+        if expected.is_some_and(|expected| expected != written) {
+            return Err(ClientError::Unexpected {
+                url: self.base.clone(),
+                reason: format!("the backup ended after {written} of {expected:?} bytes"),
+            });
+        }
+        Ok(written)
+    }
+
     /// Uploads an offline bundle for the server to check and apply (`POST /v1/admin/bundles`);
     /// `force` applies one older than what the server has.
     pub async fn import_bundle(

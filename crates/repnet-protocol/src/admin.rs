@@ -424,3 +424,14 @@ pub struct SettleReview {
     #[serde(default)]
     pub comment: Option<String>,
 }
+
+/// The files of a backup (`GET /v1/admin/backup`, a tar archive; `repnet admin backup`):
+/// the knowledge base (LMDB's compacted copy) first, then the server's state files that
+/// exist. A restore copies them into an empty data directory.
+pub const BACKUP_FILES: [&str; 5] = [
+    "data.mdb",
+    "settings.json",
+    "proxies.json",
+    "feeds-state.json",
+    "activity.json",
+];

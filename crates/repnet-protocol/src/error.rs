@@ -157,6 +157,8 @@ error_codes! {
     SnapshotRequired = "snapshot_required",
     /// Bundles are off (no `bundle_public_key`).
     BundlesDisabled = "bundles_disabled",
+    /// A backup of a store that repnet does not copy itself (a Redis Cluster).
+    BackupUnsupported = "backup_unsupported",
     /// A bundle that cannot be read.
     InvalidBundle = "invalid_bundle",
     /// A bundle whose signature does not verify with the configured key.

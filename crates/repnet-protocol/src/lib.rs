@@ -18,10 +18,10 @@ mod time;
 mod view;
 
 pub use admin::{
-    BundleApplied, EngineStatus, FedFrom, FeedStatus, FeedStatusList, ImportParams, ImportReport,
-    LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus, SetLocalVerdict,
-    SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent, UpstreamStatus,
-    WorkerStatus,
+    BACKUP_FILES, BundleApplied, EngineStatus, FedFrom, FeedStatus, FeedStatusList, ImportParams,
+    ImportReport, LocalVerdictEntry, LocalVerdictList, ReviewEntry, ReviewList, ServerStatus,
+    SetLocalVerdict, SettleReview, Statement, StatisticsAccepted, StatisticsBatch, StatisticsEvent,
+    UpstreamStatus, WorkerStatus,
 };
 pub use error::{BodyError, ErrorBody, ErrorCode, ErrorDetail};
 pub use installation::{EnrolInstallation, InstallationChallenge, InstallationToken};

@@ -326,6 +326,7 @@ const ROUTES: &[&str] = &[
     "/v1/admin/review",
     "/v1/admin/review/{id}",
     "/v1/admin/bundles",
+    "/v1/admin/backup",
     "/v1/admin/proxies",
     "/v1/admin/proxies/{key_id}/{name}/settings",
     "/v1/proxies/report",

@@ -207,4 +207,8 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
     ) -> Result<ChangesAnswer, StoreError>;
     /// Blocking: writes for as long as `out` takes.
     fn write_snapshot(&self, out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError>;
+
+    /// Blocking: a consistent, compacted copy of the whole store (the embedded store's
+    /// database file) into `out`, from one read transaction.
+    fn backup(&self, out: &mut std::fs::File) -> Result<(), StoreError>;
 }

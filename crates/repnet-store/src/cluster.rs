@@ -1757,6 +1757,12 @@ impl Backend for Cluster {
     fn write_snapshot(&self, out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError> {
         block_on(self.write_snapshot_async(out))
     }
+
+    fn backup(&self, _out: &mut std::fs::File) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(
+            "backups of a Redis Cluster store: use the cluster's own persistence (RDB snapshots, AOF) or `repnet bundle export` for the knowledge base",
+        ))
+    }
 }
 
 /// Runs `work` to its end from a blocking thread of the runtime (where the store's blocking

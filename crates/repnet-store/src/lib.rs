@@ -632,6 +632,13 @@ impl Store {
         self.backend.write_snapshot(&mut out)
     }
 
+    /// Writes a consistent, compacted copy of the embedded store's database (`data.mdb`) to
+    /// `out`, from one read transaction: writes go on meanwhile. Blocking. A Redis Cluster
+    /// store answers [`StoreError::Unsupported`].
+    pub fn backup(&self, out: &mut std::fs::File) -> Result<(), StoreError> {
+        self.backend.backup(out)
+    }
+
     /// Applies a replication stream from another server in one transaction, after reading
     /// and checking all of it: records become `upstream` records, a snapshot replaces every
     /// `upstream` record, and the store's cursor in the sender's log moves to the stream's

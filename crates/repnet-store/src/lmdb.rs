@@ -315,6 +315,14 @@ impl LmdbStore {
         backend(&self.dir, error)
     }
 
+    /// LMDB's own copy (`mdb_env_copyfd2` with `MDB_CP_COMPACT`): one read transaction, free
+    /// pages left out, so a backup is consistent and no larger than the data.
+    pub(crate) fn backup(&self, out: &mut File) -> Result<(), StoreError> {
+        self.env
+            .copy_to_file(out, heed::CompactionOption::Enabled)
+            .map_err(|error| self.error(error))
+    }
+
     // ----- reads -------------------------------------------------------------------------
 
     /// Runs `read` on one consistent snapshot, every key looked up in the B-tree. For reads

@@ -40,6 +40,7 @@ fn long_request(path: &str) -> bool {
             | "/v1/admin/bundles"
             | "/v1/changes"
             | "/v1/snapshot"
+            | "/v1/admin/backup"
             | "/console/feeds/upload"
             | "/console/feeds/refresh"
     ) || (path.starts_with("/v1/admin/feeds/") && path.ends_with("/refresh"))
@@ -86,6 +87,7 @@ pub(crate) fn router(
             axum::routing::post(replication::post_bundle),
         )
         .route("/v1/admin/proxies", get(proxies::list_proxies))
+        .route("/v1/admin/backup", get(replication::get_backup))
         .route(
             "/v1/admin/proxies/{key_id}/{name}/settings",
             axum::routing::put(proxies::put_settings),

@@ -34,6 +34,7 @@ use super::{
         repnet_http::keys::revoke_key,
         replication::get_changes,
         replication::get_snapshot,
+        replication::get_backup,
         replication::get_status,
         statistics::get_statement,
         installations::get_challenge,

@@ -163,6 +163,99 @@ pub(crate) async fn get_snapshot(
     ))
 }
 
+/// A backup of the server: a tar archive of the knowledge base (LMDB's consistent,
+/// compacted copy, `data.mdb`) and the state files beside it (`BACKUP_FILES`). Written to
+/// unnamed temporary files in the data directory first (the copy's read transaction lasts as
+/// long as the local write, not the download), then streamed. docs/operations.md, "Backup".
+#[utoipa::path(get, path = "/v1/admin/backup", tag = "admin",
+    responses((status = 200, description = "a tar archive: data.mdb, then settings.json, proxies.json, feeds-state.json, activity.json where they exist", body = Vec<u8>, content_type = "application/x-tar"),
+              (status = 401, body = repnet_protocol::ErrorBody),
+              (status = 501, description = "a Redis Cluster store: use the cluster's own persistence", body = repnet_protocol::ErrorBody)),
+    security(("admin_token" = [])))]
+pub(crate) async fn get_backup(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    if state.store.shared() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::BackupUnsupported,
+            "this server's knowledge base is a Redis Cluster: back it up with the cluster's own persistence (RDB snapshots, AOF); `repnet bundle export` writes a signed copy of the knowledge base",
+        ));
+    }
+    let slot = state.streams.acquire(None)?;
+    let store = state.store.clone();
+    let (file, length) = tokio::task::spawn_blocking(move || backup_archive(&store))
+        .await
+        .map_err(|error| ApiError::internal("the backup could not be written", &error))?
+        .map_err(|error| {
+            crate::failures::store_failed("the backup could not be written", &error)
+        })?;
+    let mut response = (StatusCode::OK, stream_file(file, slot)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"repnet-backup.tar\""),
+    );
+    Ok(response)
+}
+
+/// Writes the backup's tar archive to an unnamed temporary file; answers it, rewound, and
+/// its length.
+fn backup_archive(
+    store: &repnet_store::Store,
+) -> Result<(std::fs::File, u64), repnet_store::StoreError> {
+    let dir = store.dir().to_path_buf();
+    let io = |source| repnet_store::StoreError::Io {
+        action: "write a backup to a temporary file in",
+        path: dir.clone(),
+        source,
+    };
+    let temporary = || {
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)
+            .map(tempfile::NamedTempFile::into_file)
+            .map_err(io)
+    };
+    let mut copy = temporary()?;
+    store.backup(&mut copy)?;
+    copy.rewind().map_err(io)?;
+    let mut archive = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, temporary()?));
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o600);
+    header.set_mtime(repnet_store::now().0);
+    let [database, state_files @ ..] = repnet_protocol::BACKUP_FILES;
+    header.set_size(copy.metadata().map_err(io)?.len());
+    archive
+        .append_data(&mut header.clone(), database, &mut copy)
+        .map_err(io)?;
+    drop(copy);
+    for name in state_files {
+        // Each is replaced whole by a rename when it changes: what is read is one version.
+        match std::fs::read(dir.join(name)) {
+            Ok(bytes) => {
+                header.set_size(bytes.len() as u64);
+                archive
+                    .append_data(&mut header.clone(), name, bytes.as_slice())
+                    .map_err(io)?;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(error)),
+        }
+    }
+    let mut file = archive
+        .into_inner()
+        .map_err(io)?
+        .into_inner()
+        .map_err(|error| io(error.into_error()))?;
+    let length = file.stream_position().map_err(io)?;
+    file.rewind().map_err(io)?;
+    Ok((file, length))
+}
+
 /// The answer's body: `file` from where it stands, read on a blocking thread a chunk ahead
 /// of the client. `slot`, and with it the file, lasts as long as the body: a client that
 /// stops reading is closed by the connection's write_timeout_seconds, which ends both.

@@ -192,4 +192,8 @@ impl Backend for Lmdb {
     fn write_snapshot(&self, out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError> {
         self.0.write_snapshot(out)
     }
+
+    fn backup(&self, out: &mut std::fs::File) -> Result<(), StoreError> {
+        self.0.backup(out)
+    }
 }
