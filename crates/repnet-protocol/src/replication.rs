@@ -16,10 +16,11 @@
 //! header:  "RNSYNC" u8 version=1 u8 kind (1 changes, 2 snapshot)
 //!          [16] log id   u64 after   u64 to   u64 sequence (the sender's, when it wrote)
 //! entry:   u8 op (1 put, 2 delete)  u8 key length  key
-//!          put: u8 flags (1 alias, 2 md5, 4 sha1, 8 record, 16 record of the engine)
+//!          put: u8 flags (1 alias, 2 md5, 4 sha1, 8 record, 16 record of the engine, 32 text)
 //!               [32 alias] [16 md5] [20 sha1]
 //!               record: u8 verdict  u8 confidence  varint categories  varint first_seen
 //!                       varint last_seen - first_seen  varint threat length  threat (UTF-8)
+//!               [text: varint length, UTF-8: a URL key's expression, `evil.example/`]
 //! trailer: u8 op=0  u64 entries  [32] SHA-256 of every byte before these 32
 //! ```
 
@@ -40,6 +41,11 @@ const FLAG_MD5: u8 = 2;
 const FLAG_SHA1: u8 = 4;
 const FLAG_RECORD: u8 = 8;
 const FLAG_ENGINE: u8 = 16;
+/// The text of a URL key's expression follows the record. Readers before 0.x refuse a
+/// stream with it ("unknown entry flags"): upgrade receivers before senders.
+const FLAG_TEXT: u8 = 32;
+/// The longest text an entry may carry.
+const MAX_TEXT_BYTES: u64 = 16 * 1024;
 
 /// Identifies one server's change log. Sequence numbers mean something only with it: a
 /// receiver whose cursor names another log (the sender's data was replaced) starts over
@@ -127,6 +133,8 @@ pub struct SyncValue {
     pub sha1: Option<Sha1>,
     /// The record that wins under this key by the precedence rule, if any does.
     pub record: Option<SyncRecord>,
+    /// For URL keys: the expression whose SHA-256 the key is, when the sender keeps it.
+    pub text: Option<String>,
 }
 
 /// A record without its source: the receiver stores it as `upstream` (`upstream-engine` when
@@ -235,6 +243,7 @@ fn encode_entry(entry: &SyncEntry, out: &mut Vec<u8>) {
                 (value.sha1.is_some(), FLAG_SHA1),
                 (value.record.is_some(), FLAG_RECORD),
                 (value.record.as_ref().is_some_and(|r| r.engine), FLAG_ENGINE),
+                (value.text.is_some(), FLAG_TEXT),
             ]
             .into_iter()
             .filter(|(present, _)| *present)
@@ -258,6 +267,10 @@ fn encode_entry(entry: &SyncEntry, out: &mut Vec<u8>) {
                 let threat = record.threat.as_ref().map_or("", ThreatName::as_str);
                 put_varint(out, threat.len() as u64);
                 out.extend_from_slice(threat.as_bytes());
+            }
+            if let Some(text) = &value.text {
+                put_varint(out, text.len() as u64);
+                out.extend_from_slice(text.as_bytes());
             }
         }
     }
@@ -428,7 +441,10 @@ impl<R: BufRead> StreamReader<R> {
             OP_DELETE => None,
             OP_PUT => {
                 let flags = self.u8()?;
-                if flags & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_RECORD | FLAG_ENGINE) != 0 {
+                if flags
+                    & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_RECORD | FLAG_ENGINE | FLAG_TEXT)
+                    != 0
+                {
                     return Err(SyncError::Format(format!("unknown entry flags {flags:#x}")));
                 }
                 let alias_of = (flags & FLAG_ALIAS != 0)
@@ -448,11 +464,26 @@ impl<R: BufRead> StreamReader<R> {
                 } else {
                     None
                 };
+                let text = if flags & FLAG_TEXT != 0 {
+                    let len = self.varint()?;
+                    if len > MAX_TEXT_BYTES {
+                        return Err(SyncError::Format(format!(
+                            "an entry's text of {len} bytes is longer than a URL expression can be"
+                        )));
+                    }
+                    let bytes = self.vec(len as usize)?;
+                    Some(String::from_utf8(bytes).map_err(|_| {
+                        SyncError::Format("an entry's text is not UTF-8".to_owned())
+                    })?)
+                } else {
+                    None
+                };
                 Some(SyncValue {
                     alias_of,
                     md5,
                     sha1,
                     record,
+                    text,
                 })
             }
             other => return Err(SyncError::Format(format!("unknown entry kind {other}"))),
@@ -525,6 +556,7 @@ mod tests {
                         first_seen: Timestamp(1_800_000_000),
                         last_seen: Timestamp(1_800_000_100),
                     }),
+                    text: Some("evil.example/login/".to_owned()),
                 }),
             },
             SyncEntry {

@@ -224,6 +224,15 @@ impl BulkImport {
                 if let Some(sha256) = value.alias_of {
                     self.push(&entry.key, &Mutation::Alias(sha256));
                 }
+                // The expression's text, checked against the key: a sender cannot name a key
+                // with another expression's text.
+                if let Some(text) = &value.text
+                    && let Some(expression) = repnet_model::Expression::from_canonical(text)
+                    && crate::key::ObjectKey::expression(&expression).as_bytes()
+                        == entry.key.as_slice()
+                {
+                    self.push(&entry.key, &Mutation::Text(text.as_str().into()));
+                }
                 match &value.record {
                     None => {
                         self.push(&entry.key, &retract(upstream));
@@ -543,10 +552,12 @@ fn entry_key(entry: &[u8]) -> &[u8] {
 const KIND_UPSERT: u8 = 0;
 const KIND_ALIAS: u8 = 1;
 const KIND_RETRACT: u8 = 2;
+const KIND_TEXT: u8 = 3;
 
 /// `u8 key length, key, u8 kind`, then for an upsert: `varint source, u8 verdict, u8
 /// confidence, u8 flags (1 threat, 2 md5, 4 sha1), [varint threat], varint categories,
-/// varint first_seen, varint last_seen - first_seen, [md5], [sha1]`; for an alias: the SHA-256.
+/// varint first_seen, varint last_seen - first_seen, [md5], [sha1]`; for an alias: the SHA-256;
+/// for a text: `varint length, UTF-8`.
 fn encode_entry(key: &[u8], mutation: &Mutation, out: &mut Vec<u8>) {
     out.push(key.len() as u8);
     out.extend_from_slice(key);
@@ -580,6 +591,11 @@ fn encode_entry(key: &[u8], mutation: &Mutation, out: &mut Vec<u8>) {
         Mutation::Retract { source_id } => {
             out.push(KIND_RETRACT);
             put_varint(out, u64::from(*source_id));
+        }
+        Mutation::Text(text) => {
+            out.push(KIND_TEXT);
+            put_varint(out, text.len() as u64);
+            out.extend_from_slice(text.as_bytes());
         }
     }
 }
@@ -633,6 +649,21 @@ fn decode_entry(entry: &[u8]) -> Result<Entry, StoreError> {
         KIND_RETRACT => Mutation::Retract {
             source_id: reader.varint_u32().map_err(corrupt)?,
         },
+        KIND_TEXT => {
+            let len = reader.varint().map_err(corrupt)?;
+            if len > record::MAX_TEXT_BYTES as u64 {
+                return Err(StoreError::Corrupt(
+                    "an import's temporary entry has an over-long text".to_owned(),
+                ));
+            }
+            let bytes = reader.slice(len as usize).map_err(corrupt)?;
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                StoreError::Corrupt(
+                    "an import's temporary entry has a text that is not UTF-8".to_owned(),
+                )
+            })?;
+            Mutation::Text(text.into())
+        }
         kind => {
             return Err(StoreError::Corrupt(format!(
                 "an import's temporary entry has kind {kind}"

@@ -905,7 +905,7 @@ impl Cluster {
                     (&mut source.source_id, source.threat_id.as_mut())
                 }
                 Mutation::Retract { source_id } => (source_id, None),
-                Mutation::Alias(_) => return Ok(()),
+                Mutation::Alias(_) | Mutation::Text(_) => return Ok(()),
             };
             *source = sources
                 .get(*source as usize)

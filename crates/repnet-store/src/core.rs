@@ -239,6 +239,7 @@ pub(crate) trait Snapshot {
             md5: stored.md5,
             sha1: stored.sha1,
             record,
+            text: stored.text.as_deref().map(str::to_owned),
         }))
     }
 
@@ -410,14 +411,21 @@ pub(crate) trait Transaction {
             last_seen: record.last_seen.0.max(record.first_seen.0),
         };
         let mutations = put_mutations(object, hashes, source);
-        for (key, mutation) in &mutations {
+        // A key's mutations follow one another (its record and its text): applied together,
+        // they are one write and one change.
+        for same_key in mutations.chunk_by(|(a, _), (b, _)| a.as_bytes() == b.as_bytes()) {
+            let key = &same_key[0].0;
             let existing = self.get(key.as_bytes())?;
             if existing.is_none() {
                 self.note_new_key(key.as_bytes());
             }
             let before = existing.unwrap_or_default();
             let mut stored = before.clone();
-            if stored.apply(mutation) {
+            let mut changed = false;
+            for (_, mutation) in same_key {
+                changed |= stored.apply(mutation);
+            }
+            if changed {
                 self.put_changed(key.as_bytes(), &before, &stored)?;
             }
         }

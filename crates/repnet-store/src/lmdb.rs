@@ -808,7 +808,7 @@ impl<'n> NameMap<'n> {
         let (source_id, threat_id) = match mutation {
             Mutation::Upsert { source, .. } => (&mut source.source_id, source.threat_id.as_mut()),
             Mutation::Retract { source_id } => (source_id, None),
-            Mutation::Alias(_) => return Ok(()),
+            Mutation::Alias(_) | Mutation::Text(_) => return Ok(()),
         };
         *source_id = self
             .sources
@@ -835,7 +835,7 @@ impl<'n> NameMap<'n> {
         let (source_id, threat_id) = match mutation {
             Mutation::Upsert { source, .. } => (&mut source.source_id, source.threat_id.as_mut()),
             Mutation::Retract { source_id } => (source_id, None),
-            Mutation::Alias(_) => return Ok(()),
+            Mutation::Alias(_) | Mutation::Text(_) => return Ok(()),
         };
         let index = *source_id as usize;
         *source_id = match self.sources.get(index).copied().flatten() {

@@ -11,8 +11,11 @@
 //!
 //! ```text
 //! u8 version = 1
-//! u8 flags: 1 = alias target follows, 2 = MD5 follows, 4 = SHA-1 follows, 8 = prevalence follows
+//! u8 flags: 1 = alias target follows, 2 = MD5 follows, 4 = SHA-1 follows, 8 = prevalence follows,
+//!          16 = text follows
 //! [32 bytes SHA-256 alias target] [16 bytes MD5] [20 bytes SHA-1] [varint prevalence]
+//! [varint length, UTF-8 text: for URL keys, the expression (`evil.example/`, `1.2.3.4/`,
+//!  `host/path`) whose SHA-256 is the key, so that what is blocked can be listed]
 //! varint number of source records, then for each:
 //!   varint source id (0 local, 1 builtin, 2 upstream, 3 engine, 16 + name id for feeds)
 //!   u8 bits 0-1 verdict, 4 = threat follows, 8 = categories follow, 16 = last_seen differs
@@ -61,6 +64,9 @@ pub(crate) struct StoredRecord {
     pub(crate) md5: Option<Md5>,
     pub(crate) sha1: Option<Sha1>,
     pub(crate) prevalence: u64,
+    /// For URL keys: the expression's text (the key is its SHA-256). `None` for records
+    /// written before repnet kept it, and for other keys.
+    pub(crate) text: Option<Box<str>>,
     pub(crate) sources: Vec<StoredSource>,
 }
 
@@ -85,6 +91,8 @@ pub(crate) enum Mutation {
     Alias(Sha256),
     /// Remove what source `source_id` said here (a change pulled from upstream that retracts).
     Retract { source_id: u32 },
+    /// Keep the text of the URL expression whose SHA-256 the key is.
+    Text(Box<str>),
 }
 
 impl StoredRecord {
@@ -127,6 +135,11 @@ impl StoredRecord {
                 self.sources.retain(|source| source.source_id != *source_id);
                 self.sources.len() != before
             }
+            Mutation::Text(text) => {
+                let changed = self.text.as_deref() != Some(text);
+                self.text = Some(text.clone());
+                changed
+            }
         }
     }
 
@@ -135,6 +148,7 @@ impl StoredRecord {
     /// and sending the whole feed again for it would drown the changes that matter).
     pub(crate) fn differs_for_sync(&self, after: &StoredRecord) -> bool {
         self.alias_of != after.alias_of
+            || self.text != after.text
             || self.md5 != after.md5
             || self.sha1 != after.sha1
             || self.sources.len() != after.sources.len()
@@ -165,6 +179,9 @@ const FLAG_ALIAS: u8 = 1;
 const FLAG_MD5: u8 = 2;
 const FLAG_SHA1: u8 = 4;
 const FLAG_PREVALENCE: u8 = 8;
+const FLAG_TEXT: u8 = 16;
+/// The longest text a record keeps: a URL expression is at most a few KiB (`url.rs`).
+pub(crate) const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 const BIT_THREAT: u8 = 4;
 const BIT_CATEGORIES: u8 = 8;
@@ -252,6 +269,9 @@ pub(crate) fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
     if record.prevalence != 0 {
         flags |= FLAG_PREVALENCE;
     }
+    if record.text.is_some() {
+        flags |= FLAG_TEXT;
+    }
     out.push(flags);
     if let Some(alias) = &record.alias_of {
         out.extend_from_slice(alias.as_bytes());
@@ -264,6 +284,10 @@ pub(crate) fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
     }
     if record.prevalence != 0 {
         put_varint(out, record.prevalence);
+    }
+    if let Some(text) = &record.text {
+        put_varint(out, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
     }
     put_varint(out, record.sources.len() as u64);
     for source in &record.sources {
@@ -306,7 +330,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<StoredRecord, DecodeError> {
 
 fn decode_v1(mut reader: Reader<'_>) -> Result<StoredRecord, DecodeError> {
     let flags = reader.u8()?;
-    if flags & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_PREVALENCE) != 0 {
+    if flags & !(FLAG_ALIAS | FLAG_MD5 | FLAG_SHA1 | FLAG_PREVALENCE | FLAG_TEXT) != 0 {
         return Err(DecodeError::Malformed("unknown record flags"));
     }
     let mut record = StoredRecord::default();
@@ -321,6 +345,17 @@ fn decode_v1(mut reader: Reader<'_>) -> Result<StoredRecord, DecodeError> {
     }
     if flags & FLAG_PREVALENCE != 0 {
         record.prevalence = reader.varint()?;
+    }
+    if flags & FLAG_TEXT != 0 {
+        let len = reader.varint()?;
+        if len > MAX_TEXT_BYTES as u64 {
+            return Err(DecodeError::Malformed(
+                "text longer than a URL expression can be",
+            ));
+        }
+        let text = std::str::from_utf8(reader.slice(len as usize)?)
+            .map_err(|_| DecodeError::Malformed("text is not UTF-8"))?;
+        record.text = Some(text.into());
     }
     let count = reader.varint()?;
     // Each source takes at least 4 bytes; refuse counts the bytes cannot hold before
@@ -379,6 +414,19 @@ fn bytes_left(reader: &Reader<'_>) -> usize {
     reader.bytes.len()
 }
 
+/// The text kept beside a URL key: the expression whose SHA-256 the key is (a domain is
+/// kept as its expression, `evil.example/`; an IP address as `1.2.3.4/`).
+pub(crate) fn expression_text(object: &repnet_model::Object) -> Option<Box<str>> {
+    use repnet_model::{Expression, Object};
+    let text = match object {
+        Object::Url(expression) => expression.as_str().to_owned(),
+        Object::Domain(domain) => Expression::for_domain(domain).as_str().to_owned(),
+        Object::Ip(ip) => Expression::for_ip(*ip).as_str().to_owned(),
+        Object::File(_) | Object::Certificate(_) => return None,
+    };
+    (text.len() <= MAX_TEXT_BYTES).then(|| text.into_boxed_str())
+}
+
 /// What storing `source` about `object` does, key by key: a file whose SHA-256 is known is
 /// kept under it (remembering its MD5 and SHA-1), and its MD5 and SHA-1 keys become aliases
 /// of it. Anything else is kept under its own key.
@@ -392,14 +440,19 @@ pub(crate) fn put_mutations(
 
     let mut all = *hashes;
     let Object::File(hash) = object else {
-        return vec![(
-            ObjectKey::of(object),
+        let key = ObjectKey::of(object);
+        let mut mutations = vec![(
+            key,
             Mutation::Upsert {
                 source,
                 md5: None,
                 sha1: None,
             },
         )];
+        if let Some(text) = expression_text(object) {
+            mutations.push((key, Mutation::Text(text)));
+        }
+        return mutations;
     };
     all.insert(*hash);
     let Some(sha256) = all.sha256 else {
@@ -473,14 +526,18 @@ mod tests {
             proptest::option::of(any::<[u8; 20]>()),
             any::<u64>(),
             proptest::collection::vec(arbitrary_source(), 0..6),
+            proptest::option::of("\\PC{0,40}"),
         )
-            .prop_map(|(alias, md5, sha1, prevalence, sources)| StoredRecord {
-                alias_of: alias.map(Sha256),
-                md5: md5.map(Md5),
-                sha1: sha1.map(Sha1),
-                prevalence,
-                sources,
-            })
+            .prop_map(
+                |(alias, md5, sha1, prevalence, sources, text)| StoredRecord {
+                    alias_of: alias.map(Sha256),
+                    md5: md5.map(Md5),
+                    sha1: sha1.map(Sha1),
+                    prevalence,
+                    text: text.map(String::into_boxed_str),
+                    sources,
+                },
+            )
     }
 
     proptest! {
