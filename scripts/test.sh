@@ -3,7 +3,8 @@
 # Some tests run a real redis-server (the benchmark's quick mode, the Redis backend), the
 # console's browser tests drive Debian's headless chromium through chromedriver, groff
 # formats the manual pages, promtool checks the Prometheus rules and systemd-analyze the
-# systemd unit: these are installed from Debian's packages when missing. Extra arguments go
+# systemd unit, named-checkzone, unbound and dig check the exported policy zone: these are
+# installed from Debian's packages when missing. Extra arguments go
 # to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v named-checkzone >/dev/null 2>&1 || missing+=(bind9-utils)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+[ -x /usr/sbin/unbound ] || missing+=(unbound)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}, which the tests run…" >&2
   sudo=""

@@ -10,6 +10,7 @@ mod bundle;
 mod caches;
 mod config;
 mod connect;
+mod export;
 mod hashing;
 mod import;
 mod lookup;
@@ -54,6 +55,9 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Load a feed into a knowledge base.
     Import(import::ImportArgs),
+    /// Write what the knowledge base blocks for enforcement points: an RPZ zone, a domain
+    /// list, a hosts file, Suricata datasets, a STIX bundle.
+    Export(export::ExportArgs),
     /// Show how a URL is canonicalised and matched.
     #[command(subcommand)]
     Url(url::UrlCommand),
@@ -172,6 +176,9 @@ fn run(command: Command, client_config: Option<&Path>) -> anyhow::Result<Outcome
         Command::Lookup(args) => runtime(0)?.block_on(lookup::run(args, &files()?)),
         Command::Scan(args) => runtime(0)?.block_on(scan::run(args, &files()?)),
         Command::Import(args) => runtime(0)?.block_on(import::run(args)),
+        Command::Export(args) => {
+            runtime(0)?.block_on(export::run(args, &files()?.load().unwrap_or_default()))
+        }
         Command::Url(command) => url::run(command),
         Command::Admin(command) => runtime(0)?.block_on(admin::run(command, &files()?)),
         Command::Bundle(command) => runtime(0)?.block_on(bundle::run(command)),

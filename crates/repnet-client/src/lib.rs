@@ -996,23 +996,44 @@ impl Client {
 
     /// Downloads a backup of the server (`GET /v1/admin/backup`, a tar archive) into `out`;
     /// answers its length. A transfer that stalls for [`BODY_PROGRESS_TIMEOUT`] fails.
-    pub async fn backup(&self, out: &mut std::fs::File) -> Result<u64, ClientError> {
-        use std::io::Write as _;
+    pub async fn backup(&self, out: &mut dyn std::io::Write) -> Result<u64, ClientError> {
+        let request = self.http.get(format!("{}/v1/admin/backup", self.base));
+        self.download(self.admin(request), "the backup", out).await
+    }
+
+    /// Downloads the blocklist (`GET /v1/export` with `query`: format, verdict, category,
+    /// source, min_confidence, zone) into `out`, with the licence key; answers its length.
+    pub async fn export(
+        &self,
+        query: &[(&str, String)],
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, ClientError> {
         let request = self
             .http
-            .get(format!("{}/v1/admin/backup", self.base))
-            .timeout(Duration::from_secs(24 * 3600));
-        let mut response =
-            tokio::time::timeout(REPLICATION_HEADERS_TIMEOUT, self.admin(request).send())
-                .await
-                .map_err(|_| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    reason: format!(
-                        "no answer within {} minutes",
-                        REPLICATION_HEADERS_TIMEOUT.as_secs() / 60
-                    ),
-                })?
-                .map_err(|error| self.connection_error(&error))?;
+            .get(format!("{}/v1/export", self.base))
+            .query(query);
+        self.download(self.keyed(request), "the export", out).await
+    }
+
+    /// Sends `request` and copies the answer's body into `out` as it arrives (no limit: the
+    /// caller asked for a whole file); answers its length, checked against Content-Length.
+    async fn download(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, ClientError> {
+        let request = request.timeout(Duration::from_secs(24 * 3600));
+        let mut response = tokio::time::timeout(REPLICATION_HEADERS_TIMEOUT, request.send())
+            .await
+            .map_err(|_| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: format!(
+                    "no answer within {} minutes",
+                    REPLICATION_HEADERS_TIMEOUT.as_secs() / 60
+                ),
+            })?
+            .map_err(|error| self.connection_error(&error))?;
         let status = response.status();
         if !status.is_success() {
             let body = read_error_body(response).await;
@@ -1026,23 +1047,23 @@ impl Client {
                 .map_err(|_| ClientError::Unexpected {
                     url: self.base.clone(),
                     reason: format!(
-                        "the backup stalled for {} seconds",
+                        "{what} stalled for {} seconds",
                         BODY_PROGRESS_TIMEOUT.as_secs()
                     ),
                 })?
                 .map_err(|error| ClientError::Unexpected {
                     url: self.base.clone(),
-                    reason: format!("the backup broke off: {}", error_chain(&error)),
+                    reason: format!("{what} broke off: {}", error_chain(&error)),
                 })?;
             let Some(chunk) = chunk else { break };
             out.write_all(&chunk)
-                .map_err(|error| ClientError::Input(format!("cannot write the backup: {error}")))?;
+                .map_err(|error| ClientError::Input(format!("cannot write {what}: {error}")))?;
             written += chunk.len() as u64;
         }
         if expected.is_some_and(|expected| expected != written) {
             return Err(ClientError::Unexpected {
                 url: self.base.clone(),
-                reason: format!("the backup ended after {written} of {expected:?} bytes"),
+                reason: format!("{what} ended after {written} of {expected:?} bytes"),
             });
         }
         Ok(written)

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod config;
 mod console;
 pub mod engine;
+pub mod export;
 mod failures;
 mod feeds;
 mod housekeeping;

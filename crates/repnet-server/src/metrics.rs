@@ -334,6 +334,7 @@ const ROUTES: &[&str] = &[
     "/v1/statistics",
     "/v1/changes",
     "/v1/snapshot",
+    "/v1/export",
     "/healthz",
     "/readyz",
     "/metrics",

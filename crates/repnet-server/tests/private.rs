@@ -419,6 +419,21 @@ async fn a_private_server_converges_to_the_global_one_and_keeps_its_own_verdicts
         .await
         .unwrap();
     assert!(metrics.contains("repnet_upstream_up 1"), "{metrics}");
+    // The expressions' text came with the pull: the private server lists what it blocks.
+    let exported = private
+        .http
+        .get(private.url("/v1/export?format=stix&source=upstream"))
+        .bearer_auth("DEVICE-FLEET-KEY")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        exported.contains("http://phish.example/login"),
+        "{exported}"
+    );
     assert_eq!(
         answers(&device, &targets).await,
         answers(&anyone, &targets).await

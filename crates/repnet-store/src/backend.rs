@@ -208,6 +208,12 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
     /// Blocking: writes for as long as `out` takes.
     fn write_snapshot(&self, out: &mut dyn std::io::Write) -> Result<StreamHeader, StoreError>;
 
+    /// Blocking: every exportable record, to `visit` (see `Store::export`); the sequence.
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(crate::Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+
     /// Blocking: a consistent, compacted copy of the whole store (the embedded store's
     /// database file) into `out`, from one read transaction.
     fn backup(&self, out: &mut std::fs::File) -> Result<(), StoreError>;

@@ -1758,6 +1758,13 @@ impl Backend for Cluster {
         block_on(self.write_snapshot_async(out))
     }
 
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(crate::Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        block_on(self.export_async(visit))
+    }
+
     fn backup(&self, _out: &mut std::fs::File) -> Result<(), StoreError> {
         Err(StoreError::Unsupported(
             "backups of a Redis Cluster store: use the cluster's own persistence (RDB snapshots, AOF) or `repnet bundle export` for the knowledge base",
@@ -1951,6 +1958,40 @@ impl Cluster {
         }
         stream.finish().map_err(&io)?;
         Ok(header)
+    }
+
+    /// Every exportable record, bucket by bucket (each bucket one read); the sequence before.
+    async fn export_async(
+        &self,
+        visit: &mut dyn FnMut(crate::Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let sequence = self.sync_state().await?.sequence;
+        for bucket in self.buckets().await? {
+            let prefix = bucket_prefix(&bucket)?;
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                .arg(&bucket)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(unavailable)?;
+            let mut entries = Vec::with_capacity(fields.len());
+            for (field, value) in fields {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&field);
+                entries.push((key, record::decode(&value).map_err(corrupt)?));
+            }
+            let exported = self
+                .read(|fetched| {
+                    entries
+                        .iter()
+                        .map(|(key, stored)| fetched.exported(key, stored))
+                        .collect::<Result<Vec<_>, StoreError>>()
+                })
+                .await?;
+            for item in exported.into_iter().flatten() {
+                visit(item)?;
+            }
+        }
+        Ok(sequence)
     }
 
     /// Every record of one bucket, as snapshot entries.

@@ -89,6 +89,60 @@ pub(crate) trait Snapshot {
     /// The name interned as `id`.
     fn name(&self, id: u32) -> Result<CachedName, StoreError>;
 
+    /// What an export lists of the record under `key`: a file by its hashes (under its
+    /// SHA-256 key; under its SHA-1 or, without one, its MD5 key when it has no SHA-256), or
+    /// a URL key's expression when the record keeps its text. `None` for the rest (aliases,
+    /// certificates, expressions stored before repnet kept their text).
+    fn exported(
+        &self,
+        key: &[u8],
+        stored: &StoredRecord,
+    ) -> Result<Option<crate::Exported>, StoreError> {
+        use repnet_model::key::tag;
+        if stored.sources.is_empty() || stored.alias_of.is_some() {
+            return Ok(None);
+        }
+        let Some((&kind, body)) = key.split_first() else {
+            return Ok(None);
+        };
+        let target = match kind {
+            tag::SHA256 | tag::SHA1 | tag::MD5 => {
+                let Some(Object::File(hash)) = repnet_model::key::decode_key(key) else {
+                    return Ok(None);
+                };
+                if kind == tag::MD5 && stored.sha1.is_some() {
+                    // Listed under its SHA-1 key, which names this MD5.
+                    return Ok(None);
+                }
+                let mut hashes = FileHashes {
+                    md5: stored.md5,
+                    sha1: stored.sha1,
+                    sha256: None,
+                };
+                hashes.insert(hash);
+                crate::ExportTarget::File(hashes)
+            }
+            tag::URL => {
+                let Some(expression) = stored
+                    .text
+                    .as_deref()
+                    .and_then(repnet_model::Expression::from_canonical)
+                    .filter(|expression| expression.sha256().as_bytes() == body)
+                else {
+                    return Ok(None);
+                };
+                crate::ExportTarget::Expression(expression)
+            }
+            _ => return Ok(None),
+        };
+        let records = stored
+            .sources
+            .iter()
+            .map(|source| self.source_record(source))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(crate::Exported { target, records }))
+    }
+
     /// The records under one key, as they are.
     fn knowledge_at(&self, key: &[u8]) -> Result<Knowledge, StoreError> {
         let Some(record) = self.record(key)? else {

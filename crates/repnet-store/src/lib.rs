@@ -74,6 +74,22 @@ impl Knowledge {
     }
 }
 
+/// What [`Store::export`] lists: a file by its hashes, or a URL, domain or IP address by its
+/// expression, with every source's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub target: ExportTarget,
+    pub records: Vec<SourceRecord>,
+}
+
+/// The object an [`Exported`] entry is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportTarget {
+    File(FileHashes),
+    /// `evil.example/` (a domain and its subdomains), `1.2.3.4/`, `host/path…`.
+    Expression(repnet_model::Expression),
+}
+
 /// One change to the knowledge base. A batch of changes is applied atomically.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -630,6 +646,16 @@ impl Store {
         mut out: W,
     ) -> Result<sync::StreamHeader, StoreError> {
         self.backend.write_snapshot(&mut out)
+    }
+
+    /// Calls `visit` with every file and every URL expression (with its text) the knowledge
+    /// base holds records about, from one consistent view (the embedded store) or bucket by
+    /// bucket (a Redis Cluster); answers the change log's sequence when it began. Blocking.
+    pub fn export(
+        &self,
+        visit: &mut dyn FnMut(Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.backend.export(visit)
     }
 
     /// Writes a consistent, compacted copy of the embedded store's database (`data.mdb`) to

@@ -12,6 +12,7 @@ mod bundle;
 mod checks;
 mod cluster;
 mod console;
+mod export;
 mod hardening;
 mod import;
 mod lookup;

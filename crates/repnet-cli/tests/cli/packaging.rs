@@ -13,12 +13,13 @@ fn root() -> PathBuf {
 }
 
 /// `program`, or why the test that needs it skips (scripts/test.sh installs it).
-fn tool(program: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    });
+pub(crate) fn tool(program: &str, package: &str) -> Option<PathBuf> {
+    // Daemons (unbound) are in sbin, which a user's PATH may lack.
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&paths)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file());
     if found.is_none() {
         eprintln!("skipped: no {program} (Debian's {package}; scripts/test.sh installs it)");
     }

@@ -5,6 +5,7 @@
 //! which import no axum. What the server and the proxy share (`ApiError`, `JsonBody`, the
 //! admin gate, the licence-key endpoints) is `repnet_http`'s.
 
+mod export;
 pub(crate) mod feeds;
 mod hashlookup;
 mod installations;
@@ -41,6 +42,7 @@ fn long_request(path: &str) -> bool {
             | "/v1/changes"
             | "/v1/snapshot"
             | "/v1/admin/backup"
+            | "/v1/export"
             | "/console/feeds/upload"
             | "/console/feeds/refresh"
     ) || (path.starts_with("/v1/admin/feeds/") && path.ends_with("/refresh"))
@@ -135,6 +137,7 @@ pub(crate) fn router(
     let sync = Router::new()
         .route("/v1/changes", get(replication::get_changes))
         .route("/v1/snapshot", get(replication::get_snapshot))
+        .route("/v1/export", get(export::get_export))
         .route(
             "/v1/proxies/report",
             axum::routing::post(proxies::post_report),

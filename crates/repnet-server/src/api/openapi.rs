@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    feeds, hashlookup, installations, lookups, operations, proxies, replication, settings,
+    export, feeds, hashlookup, installations, lookups, operations, proxies, replication, settings,
     statistics, verdicts,
 };
 
@@ -35,6 +35,7 @@ use super::{
         replication::get_changes,
         replication::get_snapshot,
         replication::get_backup,
+        export::get_export,
         replication::get_status,
         statistics::get_statement,
         installations::get_challenge,

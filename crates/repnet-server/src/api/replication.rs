@@ -259,7 +259,7 @@ fn backup_archive(
 /// The answer's body: `file` from where it stands, read on a blocking thread a chunk ahead
 /// of the client. `slot`, and with it the file, lasts as long as the body: a client that
 /// stops reading is closed by the connection's write_timeout_seconds, which ends both.
-fn stream_file(file: impl std::io::Read + Send + 'static, slot: StreamSlot) -> Body {
+pub(super) fn stream_file(file: impl std::io::Read + Send + 'static, slot: StreamSlot) -> Body {
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
         let mut file = file;
@@ -463,7 +463,7 @@ impl StreamSlots {
     }
 
     /// A slot for one stream to `key`'s holder, released when the stream ends.
-    fn acquire(self: &Arc<Self>, key: Option<String>) -> Result<StreamSlot, ApiError> {
+    pub(super) fn acquire(self: &Arc<Self>, key: Option<String>) -> Result<StreamSlot, ApiError> {
         let mut used = self
             .used
             .lock()
@@ -511,7 +511,7 @@ impl StreamSlots {
 
 /// One stream under way; dropped with its answer's body.
 #[derive(Debug)]
-struct StreamSlot {
+pub(super) struct StreamSlot {
     slots: Arc<StreamSlots>,
     key: Option<String>,
 }

@@ -323,6 +323,25 @@ impl LmdbStore {
         })
     }
 
+    /// Every exportable record to `visit`, from one read transaction; the sequence then.
+    pub(crate) fn export(
+        &self,
+        visit: &mut dyn FnMut(crate::Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.read(|reader| {
+            let sequence = self.state_in(reader.txn)?.sequence;
+            for entry in self.objects().iter(reader.txn).map_err(|e| self.error(e))? {
+                let (key, bytes) = entry.map_err(|e| self.error(e))?;
+                let stored =
+                    decode(bytes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                if let Some(exported) = reader.exported(key, &stored)? {
+                    visit(exported)?;
+                }
+            }
+            Ok(sequence)
+        })
+    }
+
     /// Writes every key's state as a snapshot stream.
     pub(crate) fn write_snapshot<W: Write>(&self, out: W) -> Result<StreamHeader, StoreError> {
         self.read(|reader| {

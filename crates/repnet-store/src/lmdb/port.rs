@@ -193,6 +193,13 @@ impl Backend for Lmdb {
         self.0.write_snapshot(out)
     }
 
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(crate::Exported) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.0.export(visit)
+    }
+
     fn backup(&self, out: &mut std::fs::File) -> Result<(), StoreError> {
         self.0.backup(out)
     }
