@@ -123,7 +123,7 @@ impl Target {
         let sha256 = hashes.sha256.map(|h| h.to_string()).unwrap_or_default();
         Ok(Target {
             hashes: Some(hashes),
-            file: Some((full.display().to_string(), size)),
+            file: Some((crate::scan::output_path(&full), size)),
             ..Target::new(input, ObjectKind::File, sha256)
         })
     }
@@ -634,13 +634,7 @@ fn print(args: &LookupArgs, answered: &[Answered], refused: &[(String, String)])
 
 /// `repnet lookup --format csv`: a header and one row per argument.
 fn csv(answered: &[Answered], refused: &[(String, String)]) -> String {
-    let field = |text: &str| {
-        if text.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        } else {
-            text.to_owned()
-        }
-    };
+    let field = crate::scan::csv_field;
     let mut out = String::from(
         "input,type,verdict,threat,source,confidence,matched,sha256,md5,sha1,stale,error\n",
     );

@@ -301,7 +301,7 @@ fn walk(args: &ScanArgs, unreadable: &mut Vec<Scanned>) -> anyhow::Result<Vec<Jo
     for root in &args.paths {
         if std::fs::symlink_metadata(root).is_err() {
             unreadable.push(unreadable_entry(
-                root.display().to_string(),
+                output_path(root),
                 0,
                 "no such file or folder".to_owned(),
             ));
@@ -329,8 +329,8 @@ fn walk(args: &ScanArgs, unreadable: &mut Vec<Scanned>) -> anyhow::Result<Vec<Jo
                 Ok(entry) => entry,
                 Err(error) => {
                     let path = match &error {
-                        ignore::Error::WithPath { path, .. } => path.display().to_string(),
-                        _ => root.display().to_string(),
+                        ignore::Error::WithPath { path, .. } => output_path(path),
+                        _ => output_path(root),
                     };
                     if error.is_io() || matches!(error, ignore::Error::WithPath { .. }) {
                         unreadable.push(unreadable_entry(path, 0, error.to_string()));
@@ -348,7 +348,7 @@ fn walk(args: &ScanArgs, unreadable: &mut Vec<Scanned>) -> anyhow::Result<Vec<Jo
                 Ok(metadata) => metadata,
                 Err(error) => {
                     unreadable.push(unreadable_entry(
-                        entry.path().display().to_string(),
+                        output_path(entry.path()),
                         0,
                         error.to_string(),
                     ));
@@ -526,6 +526,13 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
     }
     let mut results: Vec<Scanned> = Vec::new();
     let jobs = walk(&args, &mut results)?;
+    let mut stream = Stream::new(&args);
+    if let Some(stream) = stream.as_mut() {
+        for entry in &results {
+            stream.emit(entry)?;
+        }
+        stream.flush()?;
+    }
     let total_bytes: u64 = jobs.iter().map(|job| job.size).sum();
     let progress = Arc::new(Progress::new(total_bytes));
     let online = config.mode() != Mode::Off;
@@ -599,7 +606,7 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         let finished = item.is_none();
         if let Some((index, result)) = item {
             let job = &jobs[index];
-            let path = job.path.display().to_string();
+            let path = output_path(&job.path);
             match result {
                 Err(error) => {
                     scanned[index] = Some(unreadable_entry(path, job.size, error.to_string()))
@@ -625,6 +632,14 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                         None => entry,
                     });
                 }
+            }
+            // Decided now, unless it waits in the batch.
+            if let Some(stream) = stream.as_mut()
+                && batch.last() != Some(&index)
+                && let Some(entry) = &scanned[index]
+            {
+                stream.emit(entry)?;
+                stream.flush()?;
             }
         }
         if batch.len() >= repnet_client::BATCH_LIMIT / 10 || (finished && !batch.is_empty()) {
@@ -664,6 +679,14 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
                         }
                     }
                 });
+                if let Some(stream) = stream.as_mut()
+                    && let Some(entry) = &scanned[*index]
+                {
+                    stream.emit(entry)?;
+                }
+            }
+            if let Some(stream) = stream.as_mut() {
+                stream.flush()?;
             }
         }
         // What was learnt goes to the caches as the scan goes, so that a scan of millions of
@@ -723,7 +746,9 @@ pub(crate) async fn run(args: ScanArgs, files: &ClientFiles) -> anyhow::Result<O
         hashed_now.load(Ordering::Relaxed),
         lookups,
     );
-    print(&args, &mut results)?;
+    if stream.is_none() {
+        print(&args, &mut results)?;
+    }
     eprintln!("{}", summary.line());
     Ok(summary.outcome(args.fail_on))
 }
@@ -788,6 +813,69 @@ impl Summary {
     }
 }
 
+/// `--format ndjson` writes a line per file as soon as its verdict is decided (hashed and
+/// answered from the cache, or its batch looked up), so that a pipeline acts on the first
+/// results while the scan goes on: in the order decided, not sorted.
+struct Stream {
+    out: std::io::BufWriter<std::io::Stdout>,
+    only_untrusted: bool,
+}
+
+impl Stream {
+    fn new(args: &ScanArgs) -> Option<Stream> {
+        (args.format == ScanFormat::Ndjson).then(|| Stream {
+            out: std::io::BufWriter::new(std::io::stdout()),
+            only_untrusted: args.only_untrusted,
+        })
+    }
+
+    fn emit(&mut self, scanned: &Scanned) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        if self.only_untrusted && scanned.verdict != "untrusted" {
+            return Ok(());
+        }
+        serde_json::to_writer(&mut self.out, scanned)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// A path as output shows it, losslessly: UTF-8 as it is, but a backslash as `\\` and each
+/// byte that is not UTF-8 as `\xHH` (the escapes of `printf %b`), so that the exact name of a
+/// file whose name is not UTF-8 can be recovered (docs/cli.md, "Paths in output").
+pub(crate) fn output_path(path: &std::path::Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let lossy = path.to_string_lossy();
+    #[cfg(not(unix))]
+    let bytes = lossy.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A CSV field as RFC 4180 writes it: quoted, with quotes doubled, when it holds a comma, a
+/// quote or a line break.
+pub(crate) fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
 /// A hash as hexadecimal text, or nothing.
 fn hex(hash: Option<FileHash>) -> String {
     hash.map(|h| h.to_string()).unwrap_or_default()
@@ -821,13 +909,7 @@ fn print(args: &ScanArgs, results: &mut Vec<Scanned>) -> anyhow::Result<()> {
                 out,
                 "path,size,sha256,md5,sha1,verdict,threat,source,stale,error"
             )?;
-            let field = |text: &str| {
-                if text.contains([',', '"', '\n', '\r']) {
-                    format!("\"{}\"", text.replace('"', "\"\""))
-                } else {
-                    text.to_owned()
-                }
-            };
+            let field = csv_field;
             for r in results.iter() {
                 writeln!(
                     out,
@@ -962,4 +1044,24 @@ async fn recheck(
         );
     }
     Ok(summary.outcome(args.fail_on))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_shown_losslessly() {
+        assert_eq!(
+            output_path(std::path::Path::new("/tmp/é t.txt")),
+            "/tmp/é t.txt"
+        );
+        assert_eq!(output_path(std::path::Path::new("a\\b")), "a\\\\b");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt as _;
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.bin"));
+            assert_eq!(output_path(path), "/tmp/caf\\xE9.bin");
+        }
+    }
 }

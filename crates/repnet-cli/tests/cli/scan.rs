@@ -183,3 +183,103 @@ fn an_unreadable_file_is_reported_and_the_scan_goes_on() {
             .any(|r| r["verdict"] == "unreadable")
     );
 }
+
+/// Output for pipelines: `--format ndjson` writes a line per file (as each is decided), CSV
+/// quotes what RFC 4180 says to quote, and a name that is
+/// not UTF-8 is written losslessly (`\xHH`, backslash as `\\`).
+#[test]
+fn pipelines_read_ndjson_as_it_comes_csv_by_rfc_4180_and_every_name_losslessly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(
+        tree.join("eicar, \"quoted\"\nname.com"),
+        repnet_model::EICAR,
+    )
+    .unwrap();
+    std::fs::write(tree.join("back\\slash.txt"), b"plain").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        std::fs::write(
+            tree.join(std::ffi::OsStr::from_bytes(b"caf\xe9.bin")),
+            b"latin-1 name",
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("client.toml");
+    let server = ServerProcess::start(&dir.path().join("data"));
+
+    // NDJSON: one object per file, read line by line as a pipeline does.
+    let mut child = client(&config)
+        .arg("scan")
+        .arg(&tree)
+        .args(["--server", &server.url, "--format", "ndjson"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(first["path"].is_string(), "{first}");
+    let mut paths = vec![first["path"].as_str().unwrap().to_owned()];
+    for line in lines {
+        let value: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        paths.push(value["path"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    let tree_text = tree.display().to_string();
+    paths.sort();
+    let mut expected = vec![
+        format!("{tree_text}/back\\\\slash.txt"),
+        format!("{tree_text}/eicar, \"quoted\"\nname.com"),
+    ];
+    #[cfg(unix)]
+    expected.push(format!("{tree_text}/caf\\xE9.bin"));
+    expected.sort();
+    assert_eq!(paths, expected);
+
+    // CSV: the name with a comma, quotes and a newline is one quoted field.
+    let output = run(client(&config).arg("scan").arg(&tree).args([
+        "--server",
+        &server.url,
+        "--format",
+        "csv",
+    ]));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("\"{tree_text}/eicar, \"\"quoted\"\"\nname.com\",")),
+        "{text}"
+    );
+    // Read back by a CSV reader: four records of ten fields.
+    let records = parse_csv(&text);
+    assert_eq!(records.len(), 1 + expected.len(), "{records:?}");
+    assert!(records.iter().all(|r| r.len() == 10), "{records:?}");
+}
+
+/// A minimal RFC 4180 reader for the check: quoted fields with doubled quotes and line breaks.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, '\r') => {}
+            (false, c) => field.push(c),
+        }
+    }
+    records
+}
