@@ -89,6 +89,13 @@ pub(crate) async fn run(args: ExportArgs, config: &ClientConfig) -> anyhow::Resu
     };
     let entries = match &args.data {
         Some(data) => {
+            // Opening a directory without a knowledge base would create one: refused.
+            if !data.join("data.mdb").is_file() {
+                anyhow::bail!(
+                    "--data {}: no knowledge base there (no data.mdb): give the data directory of a server (`repnet serve --data DIR`)",
+                    data.display()
+                );
+            }
             let store = repnet_store::Store::open(data, &repnet_store::StoreOptions::default())
                 .with_context(|| format!("cannot open the knowledge base in {}", data.display()))?;
             let zone = args.zone.clone();

@@ -173,6 +173,16 @@ fn the_lists_name_what_is_blocked_and_the_filters_choose() {
         .arg(dir.path().join("data")));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), domains);
+    // A directory without a knowledge base is refused, not given a new one.
+    let missing = dir.path().join("no-such-data");
+    let output = run(repnet().args(["export", "--data"]).arg(&missing));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no knowledge base there"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!missing.exists());
 }
 
 #[test]
