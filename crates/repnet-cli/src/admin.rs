@@ -484,7 +484,7 @@ pub(crate) async fn run(command: AdminCommand, files: &ClientFiles) -> anyhow::R
     let config = files.load().unwrap_or_default();
     match command {
         AdminCommand::Backup { dir, server } => {
-            return crate::backup::backup(&dir, &server, &config).await;
+            return crate::backup::backup(&dir, &server.client(&config)?).await;
         }
         AdminCommand::Restore { backup, data } => {
             return crate::backup::restore(&backup, &data).await;

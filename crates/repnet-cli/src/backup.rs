@@ -8,8 +8,6 @@ use anyhow::{Context as _, bail};
 use repnet_protocol::BACKUP_FILES;
 
 use crate::Outcome;
-use crate::admin::ServerArgs;
-use crate::config::ClientConfig;
 
 /// Fails unless `dir` is absent or an empty directory: a backup or a restore never mixes
 /// its files with others.
@@ -38,14 +36,9 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// `repnet admin backup DIR`: downloads the server's backup archive and unpacks its files
 /// (only the known ones) into `dir`, each synced to disk.
-pub(crate) async fn backup(
-    dir: &Path,
-    server: &ServerArgs,
-    config: &ClientConfig,
-) -> anyhow::Result<Outcome> {
+pub(crate) async fn backup(dir: &Path, client: &repnet_client::Client) -> anyhow::Result<Outcome> {
     require_empty(dir, "a backup")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let client = server.client(config)?;
     // The archive is spooled beside the backup, then unpacked: a transfer that breaks off
     // leaves no half-written database in `dir`.
     let mut archive = tempfile::tempfile_in(dir)

@@ -1,7 +1,7 @@
 //! What the knowledge base blocks, written for enforcement points: a DNS Response Policy
 //! Zone, a plain domain list, a hosts file, Suricata datasets, a STIX 2.1 bundle
 //! (docs/integrations.md, "Blocklists"). `GET /v1/export` and `repnet export` (from a
-//! server, or from a data directory) both write through [`write`]. No axum here.
+//! server, or from a data directory) both write through [`write`]. No HTTP here.
 //!
 //! What is listed: every file and every URL, domain or IP address whose winning record (by
 //! the precedence rule, as a lookup decides) passes the [`Filter`]. Domains, IP addresses
@@ -276,10 +276,10 @@ pub fn write(
                     summary.entries += stix.indicator(out, target, winner).map_err(io_error)?;
                 }
             }
-            (ExportTarget::Expression(expression), _) => {
+            (ExportTarget::Expression(expression), _) if format != Format::Suricata => {
                 gathered.blocked.insert(named(expression.as_str()));
             }
-            (ExportTarget::File(_), _) => {}
+            (ExportTarget::Expression(_) | ExportTarget::File(_), _) => {}
         }
         Ok(())
     })?;
