@@ -442,7 +442,9 @@ impl RedisCluster {
         RedisCluster::launch(server, false)
     }
 
-    fn launch(server: &std::path::Path, append_only: bool) -> RedisCluster {
+    /// Six nodes answering `PING`, or the port of one that exited (the others are stopped
+    /// when the cluster is dropped).
+    fn spawn_nodes(server: &std::path::Path, append_only: bool) -> Result<RedisCluster, u16> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ports = free_cluster_ports(6);
         let mut cluster = RedisCluster {
@@ -458,13 +460,43 @@ impl RedisCluster {
                 child: Some(child),
             });
         }
-        for node in &cluster.nodes {
+        for node in &mut cluster.nodes {
+            let port = node.port;
+            let mut exited = false;
             wait_until(
                 30,
-                &format!("redis-server on port {} to answer", node.port),
-                || redis_cli(node.port, &["ping"]).is_some_and(|answer| answer.trim() == "PONG"),
+                &format!("redis-server on port {port} to answer"),
+                || {
+                    exited = node
+                        .child
+                        .as_mut()
+                        .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+                    exited
+                        || redis_cli(port, &["ping"]).is_some_and(|answer| answer.trim() == "PONG")
+                },
             );
+            if exited {
+                return Err(port);
+            }
         }
+        Ok(cluster)
+    }
+
+    fn launch(server: &std::path::Path, append_only: bool) -> RedisCluster {
+        // A port found free may be taken before redis-server binds it (its cluster bus port,
+        // 10,000 above, lies in the range the system gives outgoing connections): a node that
+        // exits at once is started again on other ports.
+        let mut attempts = 0;
+        let cluster = loop {
+            attempts += 1;
+            match RedisCluster::spawn_nodes(server, append_only) {
+                Ok(cluster) => break cluster,
+                Err(port) => assert!(
+                    attempts < 5,
+                    "redis-server on port {port} exited at start, {attempts} times: see its log"
+                ),
+            }
+        };
         let addresses = cluster.addresses();
         let mut create = std::process::Command::new("redis-cli");
         create.args(["--cluster", "create"]).args(&addresses).args([
