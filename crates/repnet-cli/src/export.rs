@@ -123,7 +123,18 @@ pub(crate) async fn run(args: ExportArgs, config: &ClientConfig) -> anyhow::Resu
                 query.push(("min_confidence", confidence.to_string()));
             }
             let client = args.connection.client(config)?;
-            client.export(&query, &mut out).await?;
+            let keyed = args.connection.key(config).is_some();
+            client.export(&query, &mut out).await.map_err(|error| {
+                let refused = matches!(&error, repnet_client::ClientError::Api { status: 401, .. });
+                let error = anyhow::Error::new(error);
+                if refused && !keyed {
+                    error.context(
+                        "an export, like replication, needs a licence key registered on the server: `repnet admin keys add KEY` there, then pass --key KEY (or REPNET_KEY)",
+                    )
+                } else {
+                    error
+                }
+            })?;
             None
         }
     };

@@ -155,6 +155,15 @@ fn the_lists_name_what_is_blocked_and_the_filters_choose() {
         .collect();
     assert_eq!(decoded, plain);
 
+    // Without a licence key: the refusal says what to do.
+    let output = run(repnet().args(["export", "--server", &server.url]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("repnet admin keys add"),
+        "{}",
+        stderr(&output)
+    );
+
     // Mistakes are named, and nothing is written.
     let output = run(repnet().args(["export", "--server", &server.url, "--verdict", "bogus"]));
     assert_eq!(output.status.code(), Some(2));
