@@ -41,7 +41,7 @@ const FLAG_MD5: u8 = 2;
 const FLAG_SHA1: u8 = 4;
 const FLAG_RECORD: u8 = 8;
 const FLAG_ENGINE: u8 = 16;
-/// The text of a URL key's expression follows the record. Readers before 0.x refuse a
+/// The text of a URL key's expression follows the record. Readers older than the flag refuse a
 /// stream with it ("unknown entry flags"): upgrade receivers before senders.
 const FLAG_TEXT: u8 = 32;
 /// The longest text an entry may carry.
