@@ -1,7 +1,6 @@
 //! `GET /v1/export`: what the knowledge base blocks, in a format for enforcement points
 //! (`crate::export`), written to an unnamed temporary file and streamed, with an ETag that
 //! changes with the change log and the request, so that a poller downloads only changes.
-use std::io::Seek as _;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -10,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use repnet_http::ApiError;
 use repnet_protocol::ErrorCode;
-use repnet_store::TEMP_PREFIX;
 use serde::Deserialize;
 use sha2::Digest as _;
 
@@ -101,29 +99,10 @@ pub(crate) async fn get_export(
     let slot = state
         .streams
         .acquire(state.licences.key_id(&headers, repnet_store::now()))?;
-    let store = state.store.clone();
-    let (file, length) = tokio::task::spawn_blocking(move || {
-        let dir = store.dir().to_path_buf();
-        let io = |source| repnet_store::StoreError::Io {
-            action: "write an export to a temporary file in",
-            path: dir.clone(),
-            source,
-        };
-        let mut file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&dir)
-            .map_err(io)?
-            .into_file();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-        crate::export::write(&store, format, &filter, &zone, &mut out)?;
-        out.into_inner().map_err(|error| io(error.into_error()))?;
-        let length = file.stream_position().map_err(io)?;
-        file.rewind().map_err(io)?;
-        Ok::<_, repnet_store::StoreError>((file, length))
+    let (_, file, length) = super::replication::spool(&state.store, "export", move |store, out| {
+        crate::export::write(store, format, &filter, &zone, out)
     })
-    .await
-    .map_err(|error| ApiError::internal("the export could not be written", &error))?
-    .map_err(|error| crate::failures::store_failed("the export could not be written", &error))?;
+    .await?;
     let mut response =
         (StatusCode::OK, super::replication::stream_file(file, slot)).into_response();
     let response_headers = response.headers_mut();

@@ -119,6 +119,47 @@ pub(crate) async fn get_changes(
     }
 }
 
+/// Runs `write` on a blocking thread into an unnamed temporary file in the data directory,
+/// buffered; answers what it returned, the file rewound, and its length. What a whole-store
+/// answer (a snapshot, an export, a backup) is written with before it is sent: its read
+/// transaction then lasts as long as the local write, not as long as a slow client takes to
+/// download it.
+pub(super) async fn spool<T: Send + 'static>(
+    store: &repnet_store::Store,
+    what: &'static str,
+    write: impl FnOnce(
+        &repnet_store::Store,
+        &mut dyn std::io::Write,
+    ) -> Result<T, repnet_store::StoreError>
+    + Send
+    + 'static,
+) -> Result<(T, std::fs::File, u64), ApiError> {
+    let store = store.clone();
+    let failed = format!("the {what} could not be written");
+    tokio::task::spawn_blocking(move || {
+        let dir = store.dir().to_path_buf();
+        let io = |source| repnet_store::StoreError::Io {
+            action: "write to a temporary file in",
+            path: dir.clone(),
+            source,
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(io)?
+            .into_file();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        let written = write(&store, &mut out)?;
+        out.into_inner().map_err(|error| io(error.into_error()))?;
+        let length = file.stream_position().map_err(io)?;
+        file.rewind().map_err(io)?;
+        Ok::<_, repnet_store::StoreError>((written, file, length))
+    })
+    .await
+    .map_err(|error| ApiError::internal(&failed, &error))?
+    .map_err(|error| crate::failures::store_failed(&failed, &error))
+}
+
 /// The whole knowledge base as one stream.
 #[utoipa::path(get, path = "/v1/snapshot", tag = "sync",
     responses((status = 200, description = "a replication stream", body = Vec<u8>, content_type = "application/vnd.repnet.sync"),
@@ -131,31 +172,10 @@ pub(crate) async fn get_snapshot(
     let slot = state
         .streams
         .acquire(state.licences.key_id(&headers, repnet_store::now()))?;
-    let store = state.store.clone();
-    // Written to an unnamed temporary file first: the snapshot's read transaction then lasts
-    // as long as the local write, not as long as a slow client takes to download it.
-    let (header, file, length) = tokio::task::spawn_blocking(move || {
-        let dir = store.dir().to_path_buf();
-        let io = |source| repnet_store::StoreError::Io {
-            action: "write a snapshot to a temporary file in",
-            path: dir.clone(),
-            source,
-        };
-        let mut file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&dir)
-            .map_err(io)?
-            .into_file();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-        let header = store.write_snapshot(&mut out)?;
-        out.into_inner().map_err(|error| io(error.into_error()))?;
-        let length = file.stream_position().map_err(io)?;
-        file.rewind().map_err(io)?;
-        Ok::<_, repnet_store::StoreError>((header, file, length))
+    let (header, file, length) = spool(&state.store, "snapshot", |store, out| {
+        store.write_snapshot(out)
     })
-    .await
-    .map_err(|error| ApiError::internal("the snapshot could not be written", &error))?
-    .map_err(|error| crate::failures::store_failed("the snapshot could not be written", &error))?;
+    .await?;
     Ok(stream_response(
         &header,
         stream_file(file, slot),
@@ -181,13 +201,7 @@ pub(crate) async fn get_backup(State(state): State<Arc<AppState>>) -> Result<Res
         ));
     }
     let slot = state.streams.acquire(None)?;
-    let store = state.store.clone();
-    let (file, length) = tokio::task::spawn_blocking(move || backup_archive(&store))
-        .await
-        .map_err(|error| ApiError::internal("the backup could not be written", &error))?
-        .map_err(|error| {
-            crate::failures::store_failed("the backup could not be written", &error)
-        })?;
+    let ((), file, length) = spool(&state.store, "backup", backup_archive).await?;
     let mut response = (StatusCode::OK, stream_file(file, slot)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -202,28 +216,26 @@ pub(crate) async fn get_backup(State(state): State<Arc<AppState>>) -> Result<Res
     Ok(response)
 }
 
-/// Writes the backup's tar archive to an unnamed temporary file; answers it, rewound, and
-/// its length.
+/// Writes the backup's tar archive to `out`: LMDB's compacted copy (itself first copied to an
+/// unnamed temporary file, as LMDB copies to a file), then the state files that exist.
 fn backup_archive(
     store: &repnet_store::Store,
-) -> Result<(std::fs::File, u64), repnet_store::StoreError> {
+    out: &mut dyn std::io::Write,
+) -> Result<(), repnet_store::StoreError> {
     let dir = store.dir().to_path_buf();
     let io = |source| repnet_store::StoreError::Io {
         action: "write a backup to a temporary file in",
         path: dir.clone(),
         source,
     };
-    let temporary = || {
-        tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&dir)
-            .map(tempfile::NamedTempFile::into_file)
-            .map_err(io)
-    };
-    let mut copy = temporary()?;
+    let mut copy = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(&dir)
+        .map(tempfile::NamedTempFile::into_file)
+        .map_err(io)?;
     store.backup(&mut copy)?;
     copy.rewind().map_err(io)?;
-    let mut archive = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, temporary()?));
+    let mut archive = tar::Builder::new(out);
     let mut header = tar::Header::new_gnu();
     header.set_mode(0o600);
     header.set_mtime(repnet_store::now().0);
@@ -246,14 +258,7 @@ fn backup_archive(
             Err(error) => return Err(io(error)),
         }
     }
-    let mut file = archive
-        .into_inner()
-        .map_err(io)?
-        .into_inner()
-        .map_err(|error| io(error.into_error()))?;
-    let length = file.stream_position().map_err(io)?;
-    file.rewind().map_err(io)?;
-    Ok((file, length))
+    archive.finish().map_err(io)
 }
 
 /// The answer's body: `file` from where it stands, read on a blocking thread a chunk ahead
