@@ -4,26 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use repnet_protocol::ImportParams;
 use repnet_server::ServerConfig;
 use repnet_testkit::Server as TestServer;
-
-fn venv() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("REPNET_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv"));
-    if venv.join("bin/python").exists() {
-        Ok(venv)
-    } else {
-        Err(format!(
-            "no Python environment at {}: scripts/test.sh prepares it (scripts/test-requirements.txt)",
-            venv.display()
-        ))
-    }
-}
 
 /// A server that imported the NSRL sample (`NSRLFile.txt`: SHA-1, MD5, file name…).
 async fn server_with_nsrl(dir: &Path) -> TestServer {
@@ -110,7 +96,7 @@ print("info", info["hashlookup-version"])
 // The tools run as blocking processes: the server answers from the runtime's other threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyhashlookup_finds_known_unknown_and_malformed_hashes() {
-    let venv = match venv() {
+    let venv = match repnet_testkit::test_venv() {
         Ok(venv) => venv,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };
@@ -152,7 +138,7 @@ print("unknown", ask("sha1", "3" * 40)["error"])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misps_hashlookup_module_enriches_a_known_hash() {
-    let venv = match venv() {
+    let venv = match repnet_testkit::test_venv() {
         Ok(venv) => venv,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };

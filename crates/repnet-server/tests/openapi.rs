@@ -11,21 +11,6 @@ use std::process::Command;
 use repnet_server::ServerConfig;
 use repnet_testkit::Server as TestServer;
 
-/// The tools' virtual environment, or why the test cannot run.
-fn venv() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("REPNET_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv"));
-    if venv.join("bin/python").exists() {
-        Ok(venv)
-    } else {
-        Err(format!(
-            "no Python environment at {}: scripts/test.sh prepares it (scripts/test-requirements.txt)",
-            venv.display()
-        ))
-    }
-}
-
 /// Runs `program` with `args`; panics with its output unless it succeeds.
 fn run(program: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
     let mut command = Command::new(program);
@@ -62,7 +47,7 @@ async fn document(server: &TestServer, dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn the_api_description_passes_the_validator() {
-    let venv = match venv() {
+    let venv = match repnet_testkit::test_venv() {
         Ok(venv) => venv,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };
@@ -109,7 +94,7 @@ print("binary", " ".join(str(raw[16 + 20 * i]) for i in range(count)))
 // The tools run as blocking processes: the server answers from the runtime's other threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_generated_from_it_looks_up_one_file_a_json_batch_and_a_binary_batch() {
-    let venv = match venv() {
+    let venv = match repnet_testkit::test_venv() {
         Ok(venv) => venv,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };

@@ -714,6 +714,25 @@ pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
 }
 
 /// Polls `check` every 50 ms until it holds, for at most `seconds` (for synchronous tests).
+/// The Python environment `scripts/test.sh` prepares (`REPNET_TEST_VENV`, else
+/// `target/test-venv`) with the tools and clients of `scripts/test-requirements.txt`, or why
+/// a test that needs it cannot run (it then says so and skips).
+pub fn test_venv() -> Result<std::path::PathBuf, String> {
+    let venv = std::env::var_os("REPNET_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv")
+        });
+    if venv.join("bin/python").exists() {
+        Ok(venv)
+    } else {
+        Err(format!(
+            "no Python environment at {}: scripts/test.sh prepares it (scripts/test-requirements.txt)",
+            venv.display()
+        ))
+    }
+}
+
 pub fn wait_until(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
     while !check() {

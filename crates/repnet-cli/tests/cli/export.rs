@@ -324,18 +324,9 @@ impl Drop for UnboundProcess {
 }
 
 fn venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("REPNET_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv"));
-    if venv.join("bin/python").exists() {
-        Some(venv)
-    } else {
-        eprintln!(
-            "skipped: no Python environment at {} (scripts/test.sh prepares it)",
-            venv.display()
-        );
-        None
-    }
+    repnet_testkit::test_venv()
+        .map_err(|reason| eprintln!("skipped: {reason}"))
+        .ok()
 }
 
 const CHECK_STIX: &str = r#"
