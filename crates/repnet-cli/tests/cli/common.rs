@@ -228,23 +228,24 @@ pub(crate) fn lookup_requests(server_url: &str) -> u64 {
 }
 
 /// The server's requests to `route` answered 200 so far.
-pub(crate) fn requests_to(server_url: &str, route: &str) -> u64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = runtime.block_on(async {
+/// A server's or proxy's `/metrics` text.
+pub(crate) fn metrics_text(url: &str) -> String {
+    block_on(async {
         repnet_client::http_client_builder()
             .build()
             .unwrap()
-            .get(format!("{server_url}/metrics"))
+            .get(format!("{url}/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
             .unwrap()
-    });
+    })
+}
+
+pub(crate) fn requests_to(server_url: &str, route: &str) -> u64 {
+    let text = metrics_text(server_url);
     text.lines()
         .find(|line| {
             line.starts_with(&format!(

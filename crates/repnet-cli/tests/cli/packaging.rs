@@ -210,20 +210,7 @@ fn the_dashboard_and_the_rules_name_only_metrics_that_exist() {
     );
     ServerProcess::drain(log, None);
     let proxy = ProxyProcess::start(&global.url, &dir.path().join("proxy"));
-    let metrics = |url: &str| {
-        crate::common::block_on(async {
-            repnet_client::http_client_builder()
-                .build()
-                .unwrap()
-                .get(format!("{url}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
-    };
+    let metrics = crate::common::metrics_text;
     // The global server counts the private one's refused pull (its key is not registered):
     // a family appears once it has a sample.
     let mut global_metrics = String::new();
