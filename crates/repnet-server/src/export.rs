@@ -154,15 +154,13 @@ impl Filter {
         Ok(filter)
     }
 
-    /// The winning record, when it passes.
-    fn passes<'a>(&self, records: &'a [SourceRecord]) -> Option<&'a SourceRecord> {
-        let winner = &records[decide(records)?.winner];
-        let passes = self.verdicts.contains(&winner.verdict)
+    /// Whether the winning record passes.
+    fn passes(&self, winner: &SourceRecord) -> bool {
+        self.verdicts.contains(&winner.verdict)
             && (self.categories.is_empty()
                 || winner.categories.bits() & self.categories.bits() != 0)
             && (self.sources.is_empty() || self.sources.contains(&winner.source))
-            && winner.confidence.get() >= self.min_confidence;
-        passes.then_some(winner)
+            && winner.confidence.get() >= self.min_confidence
     }
 
     /// The filter as text, for an export's header and its ETag.
@@ -254,16 +252,19 @@ pub fn write(
         _ => None,
     };
     let sequence = store.export(&mut |exported: Exported| {
-        let Some(winner) = filter.passes(&exported.records) else {
-            if let ExportTarget::Expression(expression) = &exported.target
+        // The record a lookup would answer with (by the precedence rule).
+        let Some(winner) = decide(&exported.records).map(|d| &exported.records[d.winner]) else {
+            return Ok(());
+        };
+        if !filter.passes(winner) {
+            if winner.verdict == Verdict::Trusted
+                && let ExportTarget::Expression(expression) = &exported.target
                 && let Named::Domain(domain) = named(expression.as_str())
-                && decide(&exported.records)
-                    .is_some_and(|d| exported.records[d.winner].verdict == Verdict::Trusted)
             {
                 gathered.trusted.insert(domain);
             }
             return Ok(());
-        };
+        }
         match (&exported.target, format) {
             (ExportTarget::File(hashes), Format::Suricata) => {
                 if let Some(sha256) = hashes.sha256 {
